@@ -1,0 +1,31 @@
+using AgileQuant.Intrinsics.Formats;
+
+namespace AgileQuant.Intrinsics.Scalar;
+
+/// <summary>Scalar FP32 kernel: the specification the SIMD FP32 kernels are tested against.</summary>
+public sealed class ScalarFp32Kernel : IMatMulKernel
+{
+    /// <inheritdoc />
+    public string Name => "fp32-scalar";
+
+    /// <inheritdoc />
+    public bool Supports(IWeightMatrix weights) => weights is Fp32Matrix;
+
+    /// <inheritdoc />
+    public void MatMul(IWeightMatrix weights, ReadOnlySpan<float> x, Span<float> y, int tokens)
+    {
+        var w = (Fp32Matrix)weights;
+        // y (tokens, Rows) = x (tokens, Cols) · Wᵀ
+        for (int t = 0; t < tokens; t++)
+        {
+            ReadOnlySpan<float> xt = x.Slice(t * w.Cols, w.Cols);
+            for (int r = 0; r < w.Rows; r++)
+            {
+                ReadOnlySpan<float> wr = w.Row(r);
+                float sum = 0f;
+                for (int c = 0; c < wr.Length; c++) sum += xt[c] * wr[c];
+                y[t * w.Rows + r] = sum;
+            }
+        }
+    }
+}
