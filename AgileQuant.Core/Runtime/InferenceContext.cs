@@ -1,0 +1,288 @@
+using System.Numerics.Tensors;
+
+namespace AgileQuant.Core.Runtime;
+
+/// <summary>
+/// Per-conversation state of a <see cref="TransformerModel"/>: the KV cache, the positions of the
+/// cached tokens and scratch buffers. Not thread-safe; the model it reads is.
+/// </summary>
+public sealed class InferenceContext
+{
+    private readonly TransformerModel _model;
+    private readonly TransformerConfig _config;
+    private readonly float[][] _keyCache;   // per layer: (MaxSequenceLength, KvDim)
+    private readonly float[][] _valueCache; // per layer: (MaxSequenceLength, KvDim)
+    private readonly int[] _slotPosition;   // (MaxSequenceLength): model position of each cached token
+    private readonly bool[] _slotMasked;    // (MaxSequenceLength): cached token is padding, never attended to
+    private int _realTokens;                // non-padding tokens seen so far: the next default position
+
+    // Grow-only scratch, sized for the largest chunk seen: rows = tokens in the chunk.
+    private float[] _hidden = [];     // (n, HiddenSize) residual stream
+    private float[] _normed = [];     // (n, max(HiddenSize, EmbeddingWidth))
+    private float[] _query = [];      // (n, NumHeads·HeadDim)
+    private float[] _key = [];        // (n, KvDim)
+    private float[] _value = [];      // (n, KvDim)
+    private float[] _attention = [];  // (n, NumHeads·HeadDim)
+    private float[] _projected = [];  // (n, HiddenSize)
+    private float[] _inner = [];      // (n, IntermediateSize)
+    private float[] _gate = [];       // (n, IntermediateSize)
+    private float[] _sigmoid = [];    // (n, IntermediateSize)
+    private float[] _scores = [];     // (NumHeads, MaxSequenceLength) attention scores, one row per head
+
+    internal InferenceContext(TransformerModel model)
+    {
+        _model = model;
+        _config = model.Config;
+        int slots = _config.MaxSequenceLength;
+        _keyCache = new float[_config.NumLayers][];
+        _valueCache = new float[_config.NumLayers][];
+        for (int l = 0; l < _config.NumLayers; l++)
+        {
+            _keyCache[l] = new float[(long)slots * _config.KvDim];
+            _valueCache[l] = new float[(long)slots * _config.KvDim];
+        }
+        _slotPosition = new int[slots];
+        _slotMasked = new bool[slots];
+    }
+
+    /// <summary>The model this context runs.</summary>
+    public TransformerModel Model => _model;
+
+    /// <summary>Number of tokens held in the KV cache.</summary>
+    public int Length { get; private set; }
+
+    /// <summary>Empties the KV cache so the context can start a new sequence.</summary>
+    public void Reset()
+    {
+        Length = 0;
+        _realTokens = 0;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="tokens"/> through the model as one matrix (prefill, or decode when one token),
+    /// appends them to the KV cache, and returns the logits of the last token (VocabSize) or, with
+    /// <paramref name="allLogits"/>, of every token (tokens, VocabSize).
+    /// </summary>
+    public float[] Forward(ReadOnlySpan<int> tokens, bool allLogits = false) => Forward(tokens, allLogits, default, default);
+
+    /// <summary>
+    /// As <see cref="Forward(ReadOnlySpan{int}, bool)"/>, with explicit model positions per token (default: the
+    /// count of non-padding tokens before it, as Hugging Face derives them from the attention mask) and an
+    /// optional padding mask (true = padding: cached, but never attended to).
+    /// </summary>
+    public float[] Forward(ReadOnlySpan<int> tokens, bool allLogits, ReadOnlySpan<int> positions, ReadOnlySpan<bool> padding)
+    {
+        int n = tokens.Length;
+        if (n == 0) throw new ArgumentException("At least one token is required.", nameof(tokens));
+        if (!positions.IsEmpty && positions.Length != n) throw new ArgumentException($"Expected {n} positions, found {positions.Length}.", nameof(positions));
+        if (!padding.IsEmpty && padding.Length != n) throw new ArgumentException($"Expected {n} padding flags, found {padding.Length}.", nameof(padding));
+        if (Length + n > _config.MaxSequenceLength)
+            throw new AgileQuantException($"The sequence would hold {Length + n} tokens ({Length} cached + {n} new), but the model's context length is {_config.MaxSequenceLength}.");
+        for (int i = 0; i < n; i++)
+            if ((uint)tokens[i] >= (uint)_config.VocabSize)
+                throw new AgileQuantException($"Token id {tokens[i]} at index {i} is outside the vocabulary [0, {_config.VocabSize}).");
+
+        int start = Length;
+        for (int i = 0; i < n; i++)
+        {
+            bool pad = !padding.IsEmpty && padding[i];
+            int position = positions.IsEmpty ? _realTokens : positions[i];
+            if (position < 0) throw new ArgumentException($"Position {position} at index {i} is negative.", nameof(positions));
+            if (_config.Positions == PositionKind.Learned && !pad)
+            {
+                long rows = _model.Weights.PositionEmbedding!.Length / _config.HiddenSize;
+                if (position + _config.LearnedPositionOffset >= rows)
+                    throw new AgileQuantException($"Position {position} is beyond the learned position table ({rows - _config.LearnedPositionOffset} positions).");
+            }
+            _slotPosition[start + i] = position;
+            _slotMasked[start + i] = pad;
+            if (!pad) _realTokens++;
+        }
+
+        EnsureScratch(n);
+        Embed(tokens, start, n);
+        for (int layer = 0; layer < _config.NumLayers; layer++) RunLayer(layer, start, n);
+        Length = start + n;
+        return ComputeLogits(n, allLogits);
+    }
+
+    private void Embed(ReadOnlySpan<int> tokens, int start, int n)
+    {
+        TransformerWeights w = _model.Weights;
+        int e = _config.EmbeddingWidth, d = _config.HiddenSize;
+        Span<float> target = w.ProjectIn is null ? _hidden : _normed;
+        for (int i = 0; i < n; i++) w.TokenEmbedding.AsSpan(tokens[i] * e, e).CopyTo(target.Slice(i * e, e));
+        if (w.ProjectIn is not null) w.ProjectIn.Forward(_model.Kernel, _normed, _hidden, n);
+        if (w.PositionEmbedding is not null)
+            for (int i = 0; i < n; i++)
+            {
+                // OPT: padding tokens sit at position −1 → row offset−1, as Hugging Face's cumsum(mask)·mask − 1 gives
+                int row = _slotMasked[start + i] ? _config.LearnedPositionOffset - 1 : _slotPosition[start + i] + _config.LearnedPositionOffset;
+                Span<float> h = _hidden.AsSpan(i * d, d);
+                TensorPrimitives.Add(h, w.PositionEmbedding.AsSpan(row * d, d), h);
+            }
+        w.EmbeddingNorm?.Forward(_hidden, _hidden, n);
+    }
+
+    private void RunLayer(int layer, int start, int n)
+    {
+        LayerWeights lw = _model.Weights.Layers[layer];
+        var kernel = _model.Kernel;
+        int d = _config.HiddenSize, kv = _config.KvDim, q = _config.NumHeads * _config.HeadDim;
+        Span<float> hidden = _hidden.AsSpan(0, n * d);
+
+        // Attention block: x = x + O(attn(norm(x)))  (post-LN: x = norm(x + O(attn(x))))
+        ReadOnlySpan<float> attnInput = hidden;
+        if (_config.PreNorm)
+        {
+            lw.AttentionNorm.Forward(hidden, _normed, n);
+            attnInput = _normed.AsSpan(0, n * d);
+        }
+        lw.Query.Forward(kernel, attnInput, _query, n);
+        lw.Key.Forward(kernel, attnInput, _key, n);
+        lw.Value.Forward(kernel, attnInput, _value, n);
+        if (_model.Rotary is not null)
+            for (int i = 0; i < n; i++)
+            {
+                int position = _slotPosition[start + i];
+                _model.Rotary.Apply(_query.AsSpan(i * q, q), position);
+                _model.Rotary.Apply(_key.AsSpan(i * kv, kv), position);
+            }
+        _key.AsSpan(0, n * kv).CopyTo(_keyCache[layer].AsSpan(start * kv));
+        _value.AsSpan(0, n * kv).CopyTo(_valueCache[layer].AsSpan(start * kv));
+        Attend(layer, start, n);
+        lw.Output.Forward(kernel, _attention, _projected, n);
+        TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
+        if (!_config.PreNorm) lw.AttentionNorm.Forward(hidden, hidden, n);
+
+        // MLP block: x = x + mlp(norm(x))  (post-LN: x = norm(x + mlp(x)))
+        ReadOnlySpan<float> mlpInput = hidden;
+        if (_config.PreNorm)
+        {
+            lw.MlpNorm.Forward(hidden, _normed, n);
+            mlpInput = _normed.AsSpan(0, n * d);
+        }
+        int f = _config.IntermediateSize;
+        Span<float> inner = _inner.AsSpan(0, n * f);
+        lw.Up.Forward(kernel, mlpInput, inner, n);
+        switch (_config.Mlp)
+        {
+            case MlpKind.SwiGlu:
+                // inner = silu(gate) · up, silu(g) = g · σ(g)
+                Span<float> gate = _gate.AsSpan(0, n * f);
+                Span<float> sigmoid = _sigmoid.AsSpan(0, n * f);
+                lw.Gate!.Forward(kernel, mlpInput, gate, n);
+                TensorPrimitives.Sigmoid(gate, sigmoid);
+                TensorPrimitives.Multiply(gate, sigmoid, gate);
+                TensorPrimitives.Multiply(gate, inner, inner);
+                break;
+            case MlpKind.Relu:
+                TensorPrimitives.Max(inner, 0f, inner);
+                break;
+            case MlpKind.GeluTanh:
+                ActivationFunctions.GeluTanh(inner);
+                break;
+            case MlpKind.GeluErf:
+                ActivationFunctions.GeluErf(inner);
+                break;
+        }
+        lw.Down.Forward(kernel, inner, _projected, n);
+        TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
+        if (!_config.PreNorm) lw.MlpNorm.Forward(hidden, hidden, n);
+    }
+
+    // attn[i, h] = Σ_j softmax_j(q[i,h]·k[j,h']/√d + bias_h(j)) · v[j, h'], j over unmasked cached tokens up to i
+    private void Attend(int layer, int start, int n)
+    {
+        int heads = _config.NumHeads;
+        if (n == 1 || heads == 1)
+            for (int h = 0; h < heads; h++) AttendHead(layer, start, n, h);
+        else
+            Parallel.For(0, heads, h => AttendHead(layer, start, n, h));
+    }
+
+    private void AttendHead(int layer, int start, int n, int head)
+    {
+        int hd = _config.HeadDim, kv = _config.KvDim, q = _config.NumHeads * hd;
+        int kvHead = head / (_config.NumHeads / _config.NumKvHeads);
+        float scale = 1f / MathF.Sqrt(hd);
+        float slope = _model.AlibiSlopes?[head] ?? 0f;
+        float[] keys = _keyCache[layer], values = _valueCache[layer];
+        Span<float> scores = _scores.AsSpan(head * _config.MaxSequenceLength, _config.MaxSequenceLength);
+        for (int i = 0; i < n; i++)
+        {
+            int visible = start + i + 1; // causal: cached tokens 0..start+i
+            ReadOnlySpan<float> query = _query.AsSpan(i * q + head * hd, hd);
+            Span<float> output = _attention.AsSpan(i * q + head * hd, hd);
+            float max = float.NegativeInfinity;
+            for (int j = 0; j < visible; j++)
+            {
+                if (_slotMasked[j]) continue;
+                float s = TensorPrimitives.Dot(query, keys.AsSpan(j * kv + kvHead * hd, hd)) * scale;
+                if (_model.AlibiSlopes is not null) s += slope * _slotPosition[j];
+                scores[j] = s;
+                if (s > max) max = s;
+            }
+            output.Clear();
+            if (float.IsNegativeInfinity(max)) continue; // every visible key is padding: no attention
+            float sum = 0f;
+            for (int j = 0; j < visible; j++)
+            {
+                if (_slotMasked[j]) continue;
+                float p = MathF.Exp(scores[j] - max);
+                scores[j] = p;
+                sum += p;
+            }
+            float inverse = 1f / sum;
+            for (int j = 0; j < visible; j++)
+            {
+                if (_slotMasked[j]) continue;
+                TensorPrimitives.MultiplyAdd(values.AsSpan(j * kv + kvHead * hd, hd), scores[j] * inverse, output, output);
+            }
+        }
+    }
+
+    private float[] ComputeLogits(int n, bool allLogits)
+    {
+        TransformerWeights w = _model.Weights;
+        int d = _config.HiddenSize, e = _config.EmbeddingWidth, v = _config.VocabSize;
+        int first = allLogits ? 0 : n - 1, rows = n - first;
+        Span<float> last = _hidden.AsSpan(first * d, rows * d);
+        if (w.FinalNorm is not null) w.FinalNorm.Forward(last, _normed, rows);
+        else last.CopyTo(_normed);
+        ReadOnlySpan<float> headInput = _normed.AsSpan(0, rows * d);
+        if (w.ProjectOut is not null)
+        {
+            w.ProjectOut.Forward(_model.Kernel, headInput, _projected, rows);
+            headInput = _projected.AsSpan(0, rows * e);
+        }
+        float[] logits = new float[(long)rows * v];
+        w.LmHead.Forward(_model.Kernel, headInput, logits, rows);
+        return logits;
+    }
+
+    private void EnsureScratch(int n)
+    {
+        int d = _config.HiddenSize, q = _config.NumHeads * _config.HeadDim, kv = _config.KvDim, f = _config.IntermediateSize;
+        int wide = Math.Max(d, _config.EmbeddingWidth);
+        Grow(ref _hidden, n * d);
+        Grow(ref _normed, n * wide);
+        Grow(ref _query, n * q);
+        Grow(ref _key, n * kv);
+        Grow(ref _value, n * kv);
+        Grow(ref _attention, n * q);
+        Grow(ref _projected, n * wide);
+        Grow(ref _inner, n * f);
+        if (_config.Mlp == MlpKind.SwiGlu)
+        {
+            Grow(ref _gate, n * f);
+            Grow(ref _sigmoid, n * f);
+        }
+        Grow(ref _scores, _config.NumHeads * _config.MaxSequenceLength);
+    }
+
+    private static void Grow(ref float[] buffer, long length)
+    {
+        if (buffer.LongLength < length) buffer = new float[length];
+    }
+}
