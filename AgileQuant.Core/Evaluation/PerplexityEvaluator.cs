@@ -1,0 +1,117 @@
+using AgileQuant.Core.Runtime;
+
+namespace AgileQuant.Core.Evaluation;
+
+/// <summary>How a text is cut into scored sequences.</summary>
+public enum PerplexityProtocol
+{
+    /// <summary>Each document (BOS + its tokens) is one sequence, cut at the context length, scored from position 0.</summary>
+    Document,
+
+    /// <summary>All documents' tokens concatenated, cut into non-overlapping windows of the context length; positions restart in each window.</summary>
+    Stream,
+}
+
+/// <summary>Result of a perplexity run.</summary>
+/// <param name="Perplexity">exp(mean NLL).</param>
+/// <param name="MeanNll">Mean negative log-likelihood per scored token, in nats.</param>
+/// <param name="ScoredTokens">Number of predicted (scored) tokens.</param>
+/// <param name="Sequences">Number of sequences (documents or windows) run.</param>
+/// <param name="Protocol">The protocol used.</param>
+/// <param name="ContextLength">The sequence length cap used.</param>
+public sealed record PerplexityResult(double Perplexity, double MeanNll, long ScoredTokens, int Sequences, PerplexityProtocol Protocol, int ContextLength);
+
+/// <summary>Progress of a long evaluation.</summary>
+/// <param name="SequencesDone">Sequences finished.</param>
+/// <param name="SequencesTotal">Sequences in all.</param>
+/// <param name="ScoredTokens">Tokens scored so far.</param>
+public readonly record struct EvaluationProgress(int SequencesDone, int SequencesTotal, long ScoredTokens);
+
+/// <summary>
+/// Perplexity of a model over tokenized documents: every position i of a sequence predicts token i+1,
+/// <c>NLL = logsumexp(logits_i) − logits_i[t_{i+1}]</c>, <c>PPL = exp(Σ NLL / scored)</c>.
+/// </summary>
+public static class PerplexityEvaluator
+{
+    /// <summary>Cuts tokenized <paramref name="documents"/> (each already starting with BOS) into the sequences <paramref name="protocol"/> scores.</summary>
+    public static IReadOnlyList<int[]> BuildSequences(IReadOnlyList<IReadOnlyList<int>> documents, PerplexityProtocol protocol, int contextLength)
+    {
+        ArgumentNullException.ThrowIfNull(documents);
+        ArgumentOutOfRangeException.ThrowIfLessThan(contextLength, 2);
+        var sequences = new List<int[]>();
+        if (protocol == PerplexityProtocol.Document)
+        {
+            foreach (IReadOnlyList<int> doc in documents)
+                if (doc.Count >= 2) sequences.Add(doc.Take(contextLength).ToArray());
+            return sequences;
+        }
+        int[] stream = documents.SelectMany(d => d).ToArray();
+        for (int start = 0; start < stream.Length; start += contextLength)
+        {
+            int length = Math.Min(contextLength, stream.Length - start);
+            if (length >= 2) sequences.Add(stream.AsSpan(start, length).ToArray());
+        }
+        return sequences;
+    }
+
+    /// <summary>Runs every sequence through <paramref name="model"/> and returns the perplexity.</summary>
+    /// <param name="model">The model.</param>
+    /// <param name="documents">Tokenized documents, each starting with BOS.</param>
+    /// <param name="protocol">How documents are cut into sequences.</param>
+    /// <param name="contextLength">Sequence length cap (at most the model's context length).</param>
+    /// <param name="parallelism">Sequences evaluated at once, each in its own context (default: 1).</param>
+    /// <param name="progress">Receives progress after each sequence.</param>
+    /// <param name="cancellationToken">Stops the run between sequences.</param>
+    public static PerplexityResult Evaluate(TransformerModel model, IReadOnlyList<IReadOnlyList<int>> documents, PerplexityProtocol protocol,
+        int contextLength, int parallelism = 1, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (contextLength > model.Config.MaxSequenceLength)
+            throw new AgileQuantException($"Context length {contextLength} exceeds the model's {model.Config.MaxSequenceLength}.");
+        IReadOnlyList<int[]> sequences = BuildSequences(documents, protocol, contextLength);
+        if (sequences.Count == 0) throw new AgileQuantException("Nothing to score: every document has fewer than 2 tokens.");
+        var nll = new double[sequences.Count];
+        var scored = new long[sequences.Count];
+        int done = 0;
+        long scoredSoFar = 0;
+        var contexts = new System.Collections.Concurrent.ConcurrentBag<InferenceContext>();
+        Parallel.For(0, sequences.Count, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, parallelism), CancellationToken = cancellationToken }, i =>
+        {
+            if (!contexts.TryTake(out InferenceContext? context)) context = model.CreateContext();
+            context.Reset();
+            int[] seq = sequences[i];
+            float[] logits = context.Forward(seq, allLogits: true);
+            nll[i] = SequenceNll(logits, seq, model.Config.VocabSize);
+            scored[i] = seq.Length - 1;
+            contexts.Add(context);
+            int finished = Interlocked.Increment(ref done);
+            long total = Interlocked.Add(ref scoredSoFar, seq.Length - 1);
+            progress?.Report(new EvaluationProgress(finished, sequences.Count, total));
+        });
+        double totalNll = 0;
+        long totalScored = 0;
+        for (int i = 0; i < nll.Length; i++) { totalNll += nll[i]; totalScored += scored[i]; }
+        double mean = totalNll / totalScored;
+        return new PerplexityResult(Math.Exp(mean), mean, totalScored, sequences.Count, protocol, contextLength);
+    }
+
+    /// <summary>Σ over positions i &lt; n−1 of <c>logsumexp(logits_i) − logits_i[tokens[i+1]]</c>, logits (n, vocab).</summary>
+    public static double SequenceNll(ReadOnlySpan<float> logits, ReadOnlySpan<int> tokens, int vocab)
+    {
+        double sum = 0;
+        for (int i = 0; i + 1 < tokens.Length; i++)
+            sum += TokenNll(logits.Slice(i * vocab, vocab), tokens[i + 1]);
+        return sum;
+    }
+
+    /// <summary><c>logsumexp(logits) − logits[target]</c>, in double precision.</summary>
+    public static double TokenNll(ReadOnlySpan<float> logits, int target)
+    {
+        float max = System.Numerics.Tensors.TensorPrimitives.Max(logits);
+        double sum = 0;
+        for (int j = 0; j < logits.Length; j++) sum += Math.Exp(logits[j] - (double)max);
+        double nll = max + Math.Log(sum) - logits[target];
+        if (double.IsNaN(nll)) throw new AgileQuantException("The model produced NaN logits; the perplexity is undefined.");
+        return nll;
+    }
+}

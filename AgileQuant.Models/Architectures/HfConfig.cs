@@ -1,0 +1,116 @@
+using System.Text.Json;
+
+namespace AgileQuant.Models.Architectures;
+
+/// <summary>A Hugging Face <c>config.json</c>, with typed, validated field access that names the file and key on error.</summary>
+public sealed class HfConfig
+{
+    private readonly JsonElement _root;
+
+    /// <summary>Path of the config file.</summary>
+    public string FilePath { get; }
+
+    /// <summary>The <c>model_type</c> field.</summary>
+    public string ModelType { get; }
+
+    private HfConfig(string path, JsonElement root)
+    {
+        FilePath = path;
+        _root = root;
+        ModelType = GetString("model_type");
+    }
+
+    /// <summary>Reads and parses <paramref name="path"/>.</summary>
+    public static HfConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new ModelFormatException(path, null, "config.json not found: a Hugging Face model directory needs one");
+        var info = new FileInfo(path);
+        if (info.Length > 4_000_000) throw new ModelFormatException(path, null, $"expected a config of at most 4 MB, found {info.Length} bytes");
+        try
+        {
+            using JsonDocument doc = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { MaxDepth = 64 });
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new ModelFormatException(path, null, $"expected a JSON object, found {doc.RootElement.ValueKind}");
+            return new HfConfig(path, doc.RootElement.Clone());
+        }
+        catch (JsonException e)
+        {
+            throw new ModelFormatException(path, null, "invalid JSON: " + e.Message, e);
+        }
+    }
+
+    /// <summary>Whether <paramref name="key"/> is present and not null.</summary>
+    public bool Has(string key) => _root.TryGetProperty(key, out JsonElement v) && v.ValueKind != JsonValueKind.Null;
+
+    /// <summary>A required string field.</summary>
+    public string GetString(string key)
+    {
+        JsonElement v = Required(key);
+        if (v.ValueKind != JsonValueKind.String) throw Bad(key, "a string", v);
+        return v.GetString()!;
+    }
+
+    /// <summary>A required positive integer field (the first of <paramref name="keys"/> present).</summary>
+    public int GetInt(params string[] keys)
+    {
+        foreach (string key in keys)
+            if (Has(key)) return ReadInt(key, _root.GetProperty(key));
+        throw new ModelFormatException(FilePath, null, $"missing required field '{string.Join("' or '", keys)}'");
+    }
+
+    /// <summary>An optional integer field.</summary>
+    public int GetInt(string key, int fallback) => Has(key) ? ReadInt(key, _root.GetProperty(key)) : fallback;
+
+    /// <summary>An optional number field.</summary>
+    public float GetFloat(string key, float fallback)
+    {
+        if (!Has(key)) return fallback;
+        JsonElement v = _root.GetProperty(key);
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out double d) || !double.IsFinite(d)) throw Bad(key, "a finite number", v);
+        return (float)d;
+    }
+
+    /// <summary>An optional boolean field.</summary>
+    public bool GetBool(string key, bool fallback)
+    {
+        if (!Has(key)) return fallback;
+        JsonElement v = _root.GetProperty(key);
+        return v.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw Bad(key, "true or false", v),
+        };
+    }
+
+    /// <summary>An optional string field.</summary>
+    public string? GetOptionalString(string key) => Has(key) ? GetString(key) : null;
+
+    /// <summary>Throws unless <paramref name="key"/> is absent/null or equals <paramref name="supported"/>.</summary>
+    public void RequireAbsentOrEqual(string key, string supported)
+    {
+        if (Has(key) && GetString(key) != supported)
+            throw new ModelFormatException(FilePath, null, $"'{key}' is '{GetString(key)}', but only '{supported}' is supported");
+    }
+
+    /// <summary>Throws unless <paramref name="key"/> is absent or null (e.g. an unsupported rope_scaling).</summary>
+    public void RequireAbsent(string key, string why)
+    {
+        if (Has(key)) throw new ModelFormatException(FilePath, null, $"'{key}' is set ({_root.GetProperty(key).GetRawText()}), but {why}");
+    }
+
+    private int ReadInt(string key, JsonElement v)
+    {
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int i)) throw Bad(key, "an integer", v);
+        return i;
+    }
+
+    private JsonElement Required(string key) =>
+        _root.TryGetProperty(key, out JsonElement v) && v.ValueKind != JsonValueKind.Null
+            ? v
+            : throw new ModelFormatException(FilePath, null, $"missing required field '{key}'");
+
+    private ModelFormatException Bad(string key, string expected, JsonElement found) =>
+        new(FilePath, null, $"field '{key}': expected {expected}, found {found.ValueKind} {Truncate(found.GetRawText())}");
+
+    private static string Truncate(string s) => s.Length > 60 ? s[..60] + "…" : s;
+}

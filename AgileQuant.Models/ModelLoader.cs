@@ -1,0 +1,104 @@
+using AgileQuant.Core;
+using AgileQuant.Core.Runtime;
+using AgileQuant.Intrinsics;
+using AgileQuant.Models.Architectures;
+using AgileQuant.Models.Llama2c;
+using AgileQuant.Models.SafeTensors;
+using AgileQuant.Models.Tokenizers;
+using Microsoft.ML.Tokenizers;
+
+namespace AgileQuant.Models;
+
+/// <summary>Options for <see cref="ModelLoader.Load"/>.</summary>
+public sealed record ModelLoadOptions
+{
+    /// <summary>Tokenizer file to use instead of the one found beside the model.</summary>
+    public string? TokenizerPath { get; init; }
+
+    /// <summary>For a Hugging Face directory: which weights file to read (e.g. <c>model.f16.safetensors</c>).</summary>
+    public string? WeightsFile { get; init; }
+
+    /// <summary>Kernel selection and threads.</summary>
+    public KernelOptions Kernel { get; init; } = new();
+}
+
+/// <summary>A model loaded from disk with its tokenizer (when one was found).</summary>
+/// <param name="Model">The runnable model.</param>
+/// <param name="Tokenizer">Its tokenizer, or null when none was found or given.</param>
+/// <param name="SourcePath">Where the weights came from.</param>
+/// <param name="Format">The on-disk format (<c>llama2c</c> or <c>huggingface</c>).</param>
+public sealed record LoadedModel(TransformerModel Model, Tokenizer? Tokenizer, string SourcePath, string Format);
+
+/// <summary>Loads llama2.c checkpoints and Hugging Face model directories (LLaMA, OPT, BLOOM).</summary>
+public static class ModelLoader
+{
+    /// <summary>
+    /// Loads <paramref name="path"/>: a llama2.c <c>.bin</c> file (tokenizer: <c>tokenizer.bin</c> or a single
+    /// <c>tok*.bin</c> beside it) or a Hugging Face directory (<c>config.json</c> + safetensors; tokenizer:
+    /// <c>tokenizer.model</c>).
+    /// </summary>
+    /// <exception cref="ModelFormatException">A file is missing or malformed, or tokenizer and model disagree.</exception>
+    public static LoadedModel Load(string path, ModelLoadOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        options ??= new ModelLoadOptions();
+        IMatMulKernel kernel = KernelSelector.Create(options.Kernel);
+        if (Directory.Exists(path)) return LoadHuggingFace(path, options, kernel);
+        if (!File.Exists(path)) throw new ModelFormatException(path, null, "no such file or directory");
+        if (options.WeightsFile is not null) throw new AgileQuantException("--weights applies to a Hugging Face model directory, not to a single file.");
+        TransformerWeights weights = Llama2cCheckpoint.Load(path);
+        var model = new TransformerModel(weights, kernel);
+        string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
+        Tokenizer? tokenizer = tokenizerPath is null ? null : LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
+        return new LoadedModel(model, tokenizer, path, "llama2c");
+    }
+
+    /// <summary>Loads a tokenizer file: llama2.c <c>.bin</c> or SentencePiece <c>.model</c>; its size must equal <paramref name="vocabSize"/>.</summary>
+    public static Tokenizer LoadTokenizer(string path, int vocabSize)
+    {
+        if (!File.Exists(path)) throw new ModelFormatException(path, null, "tokenizer file not found");
+        if (path.EndsWith(".model", StringComparison.OrdinalIgnoreCase))
+        {
+            LlamaTokenizer spm = HfLlamaTokenizerLoader.LoadModelFile(path);
+            int size = spm.Vocabulary.Count;
+            if (size != vocabSize) throw new ModelFormatException(path, null, $"the tokenizer has {size} tokens, but the model's vocabulary has {vocabSize}");
+            return spm;
+        }
+        return Llama2cTokenizer.Load(path, vocabSize);
+    }
+
+    private static string? FindLlama2cTokenizer(string modelPath)
+    {
+        string dir = Path.GetDirectoryName(Path.GetFullPath(modelPath))!;
+        string standard = Path.Combine(dir, "tokenizer.bin");
+        if (File.Exists(standard)) return standard;
+        string[] candidates = Directory.GetFiles(dir, "tok*.bin");
+        return candidates.Length == 1 ? candidates[0] : null;
+    }
+
+    private static LoadedModel LoadHuggingFace(string dir, ModelLoadOptions options, IMatMulKernel kernel)
+    {
+        HfConfig config = HfConfig.Load(Path.Combine(dir, "config.json"));
+        IHfArchitecture architecture = HfArchitectures.For(config);
+        TransformerConfig runtimeConfig = architecture.ReadConfig(config);
+        try { runtimeConfig.Validate(); }
+        catch (AgileQuantException e) { throw new ModelFormatException(config.FilePath, null, e.Message, e); }
+        string weightsPath = options.WeightsFile is null ? dir : ResolveWeightsFile(dir, options.WeightsFile);
+        TransformerWeights weights;
+        using (SafeTensorsCheckpoint checkpoint = SafeTensorsCheckpoint.Open(weightsPath))
+            weights = architecture.ReadWeights(runtimeConfig, new HfTensorReader(checkpoint));
+        var model = new TransformerModel(weights, kernel);
+        string? tokenizerPath = options.TokenizerPath;
+        if (tokenizerPath is null && File.Exists(Path.Combine(dir, HfLlamaTokenizerLoader.ModelFileName)))
+            tokenizerPath = Path.Combine(dir, HfLlamaTokenizerLoader.ModelFileName);
+        Tokenizer? tokenizer = tokenizerPath is null ? null : LoadTokenizer(tokenizerPath, runtimeConfig.VocabSize);
+        return new LoadedModel(model, tokenizer, weightsPath, "huggingface");
+    }
+
+    private static string ResolveWeightsFile(string dir, string weightsFile)
+    {
+        string path = Path.IsPathRooted(weightsFile) ? weightsFile : Path.Combine(dir, weightsFile);
+        if (!File.Exists(path)) throw new ModelFormatException(path, null, "the weights file given with --weights does not exist");
+        return path;
+    }
+}
