@@ -1,0 +1,182 @@
+using System.Buffers.Binary;
+using System.IO.MemoryMappedFiles;
+
+namespace AgileQuant.Models.SafeTensors;
+
+/// <summary>
+/// A read-only, memory-mapped safetensors file whose header has been fully validated on
+/// <see cref="Open"/>: 8-byte little-endian header length N (at most <see cref="MaxHeaderBytes"/>),
+/// N bytes of UTF-8 JSON, then the data section, which the tensors tile exactly in offset order.
+/// Reads are thread-safe; <see cref="Dispose"/> must not race with them.
+/// </summary>
+public sealed unsafe class SafeTensorsFile : IDisposable
+{
+    /// <summary>Largest accepted JSON header, in bytes (the same cap as huggingface/safetensors).</summary>
+    public const long MaxHeaderBytes = 100_000_000;
+
+    private const int HeaderLengthBytes = 8;
+
+    private readonly Dictionary<string, SafeTensorInfo> _byName;
+    private MemoryMappedFile? _map;
+    private MemoryMappedViewAccessor? _view;
+    private byte* _base;
+    private bool _disposed;
+
+    private SafeTensorsFile(string filePath, long fileLength, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* basePointer)
+    {
+        FilePath = filePath;
+        FileLength = fileLength;
+        _map = map;
+        _view = view;
+        _base = basePointer;
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(basePointer, HeaderLengthBytes));
+        long available = fileLength - HeaderLengthBytes;
+        if (headerLength > MaxHeaderBytes)
+            throw new ModelFormatException(filePath, null,
+                $"expected a header length of at most {MaxHeaderBytes} bytes, found {headerLength}");
+        if (headerLength > (ulong)available)
+            throw new ModelFormatException(filePath, null,
+                $"expected a header length of at most {available} bytes (file is {fileLength} bytes), found {headerLength}");
+        HeaderLength = (long)headerLength;
+        long dataStart = HeaderLengthBytes + HeaderLength;
+        var header = SafeTensorsHeaderParser.Parse(filePath,
+            new ReadOnlySpan<byte>(basePointer + HeaderLengthBytes, (int)HeaderLength), dataStart, fileLength - dataStart);
+        Tensors = header.TensorsInFileOrder;
+        Metadata = header.Metadata;
+        _byName = new Dictionary<string, SafeTensorInfo>(Tensors.Count, StringComparer.Ordinal);
+        foreach (SafeTensorInfo info in Tensors) _byName.Add(info.Name, info);
+    }
+
+    /// <summary>Absolute path of the file.</summary>
+    public string FilePath { get; }
+
+    /// <summary>Size of the file in bytes.</summary>
+    public long FileLength { get; }
+
+    /// <summary>Length N of the JSON header; the data section starts at 8 + N.</summary>
+    public long HeaderLength { get; }
+
+    /// <summary>The string-to-string <c>"__metadata__"</c> block (empty when absent).</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    /// <summary>All tensors in file order (ascending data offset).</summary>
+    public IReadOnlyList<SafeTensorInfo> Tensors { get; }
+
+    /// <summary>
+    /// Maps <paramref name="path"/> read-only and validates its header and tensor table.
+    /// Throws <see cref="ModelFormatException"/> naming the file (and tensor) when the content is malformed.
+    /// </summary>
+    public static SafeTensorsFile Open(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!BitConverter.IsLittleEndian)
+            throw new PlatformNotSupportedException("safetensors data is little-endian; big-endian hosts are not supported");
+        string fullPath = Path.GetFullPath(path);
+        var stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.RandomAccess);
+        MemoryMappedFile? map = null;
+        MemoryMappedViewAccessor? view = null;
+        bool pointerAcquired = false;
+        try
+        {
+            long length = stream.Length;
+            if (length < HeaderLengthBytes)
+                throw new ModelFormatException(fullPath, null,
+                    $"expected at least {HeaderLengthBytes} bytes (the header length field), found {length}");
+            map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            byte* pointer = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+            pointerAcquired = true;
+            return new SafeTensorsFile(fullPath, length, map, view, pointer + view.PointerOffset);
+        }
+        catch
+        {
+            if (pointerAcquired) view!.SafeMemoryMappedViewHandle.ReleasePointer();
+            view?.Dispose();
+            map?.Dispose();
+            stream.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Looks up a tensor by name.</summary>
+    public bool TryGet(string name, out SafeTensorInfo info)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return _byName.TryGetValue(name, out info!);
+    }
+
+    /// <summary>The tensor named <paramref name="name"/>; <see cref="ModelFormatException"/> if the file has none.</summary>
+    public SafeTensorInfo Get(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        if (_byName.TryGetValue(name, out SafeTensorInfo? info)) return info;
+        throw new ModelFormatException(FilePath, name, $"expected the tensor in the file, found no such name among {Tensors.Count} tensors");
+    }
+
+    /// <summary>True if the file holds a tensor named <paramref name="name"/>.</summary>
+    public bool Contains(string name) => TryGet(name, out _);
+
+    /// <summary>
+    /// The tensor's raw little-endian bytes, straight from the mapping (no copy). The span is valid only
+    /// until <see cref="Dispose"/>; copy it (<see cref="CopyBytes"/>) to keep the data longer.
+    /// </summary>
+    public ReadOnlySpan<byte> GetBytes(string name)
+    {
+        SafeTensorInfo info = Get(name);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (info.ByteLength > int.MaxValue)
+            throw new ModelFormatException(FilePath, name, $"expected at most {int.MaxValue} bytes to expose as one span, found {info.ByteLength}");
+        return new ReadOnlySpan<byte>(_base + info.DataOffset, (int)info.ByteLength);
+    }
+
+    /// <summary>Copies the tensor's raw bytes into <paramref name="destination"/>, whose length must equal <see cref="SafeTensorInfo.ByteLength"/>.</summary>
+    public void CopyBytes(string name, Span<byte> destination)
+    {
+        SafeTensorInfo info = Get(name);
+        if (destination.Length != info.ByteLength)
+            throw new ArgumentException($"expected a destination of {info.ByteLength} bytes for '{name}', found {destination.Length}", nameof(destination));
+        GetBytes(name).CopyTo(destination);
+    }
+
+    /// <summary>The tensor converted to float32 (F32 copied, F16 widened, BF16 bit-shifted), row-major.</summary>
+    public float[] ReadFloat32(string name)
+    {
+        SafeTensorInfo info = Get(name);
+        SafeTensorsFloatConversion.RequireFloat(info);
+        if (info.ElementCount > Array.MaxLength)
+            throw new ModelFormatException(FilePath, name, $"expected at most {Array.MaxLength} elements to read into one array, found {info.ElementCount}");
+        var values = new float[info.ElementCount];
+        ReadFloat32(name, values);
+        return values;
+    }
+
+    /// <summary>
+    /// Converts the tensor to float32 into <paramref name="destination"/>, whose length must equal
+    /// <see cref="SafeTensorInfo.ElementCount"/>. Non-float dtypes throw <see cref="ModelFormatException"/>.
+    /// </summary>
+    public void ReadFloat32(string name, Span<float> destination)
+    {
+        SafeTensorInfo info = Get(name);
+        SafeTensorsFloatConversion.RequireFloat(info);
+        if (destination.Length != info.ElementCount)
+            throw new ArgumentException($"expected a destination of {info.ElementCount} floats for '{name}', found {destination.Length}", nameof(destination));
+        SafeTensorsFloatConversion.ToSingle(info.DType, GetBytes(name), destination);
+    }
+
+    /// <summary>Unmaps the file. Calling it again does nothing.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _base = null;
+        if (_view is not null)
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view.Dispose();
+            _view = null;
+        }
+        _map?.Dispose();
+        _map = null;
+    }
+}
