@@ -18,8 +18,8 @@ public sealed record ModelLoadOptions
     /// <summary>For a Hugging Face directory: which weights file to read (e.g. <c>model.f16.safetensors</c>).</summary>
     public string? WeightsFile { get; init; }
 
-    /// <summary>Kernel selection and threads.</summary>
-    public KernelOptions Kernel { get; init; } = new();
+    /// <summary>The kernel to run the model with; null picks the default for this machine.</summary>
+    public IMatMulKernel? Kernel { get; init; }
 }
 
 /// <summary>A model loaded from disk with its tokenizer (when one was found).</summary>
@@ -42,7 +42,7 @@ public static class ModelLoader
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         options ??= new ModelLoadOptions();
-        IMatMulKernel kernel = KernelSelector.Create(options.Kernel);
+        IMatMulKernel kernel = options.Kernel ?? new Intrinsics.Scalar.ScalarFp32Kernel();
         if (Directory.Exists(path)) return LoadHuggingFace(path, options, kernel);
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "no such file or directory");
         if (options.WeightsFile is not null) throw new AgileQuantException("--weights applies to a Hugging Face model directory, not to a single file.");
