@@ -1,10 +1,28 @@
+using System.CommandLine;
+using AgileQuant.Cli.Commands;
+
 namespace AgileQuant.Cli;
 
+/// <summary>Entry point of the <c>agilequant</c> tool.</summary>
 internal static class Program
 {
     private static int Main(string[] args)
     {
-        Console.Error.WriteLine("agilequant: not yet implemented");
-        return 1;
+        var root = new RootCommand("agilequant: run, evaluate and benchmark decoder LLMs (LLaMA, OPT, BLOOM) with 4/8-bit weights and activations on the CPU.")
+        {
+            DemoCommand.Create(),
+            GenerateCommand.Create(),
+            PerplexityCommand.Create(),
+            LogitsCommand.Create(),
+        };
+        root.Options.Add(CliErrors.VerboseOption);
+        ParseResult parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var error in parse.Errors) Console.Error.WriteLine("agilequant: " + error.Message);
+            Console.Error.WriteLine("Run 'agilequant --help' (or 'agilequant COMMAND --help') for usage.");
+            return ExitCodes.Usage;
+        }
+        return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }) is int code ? code : ExitCodes.Success;
     }
 }

@@ -1,0 +1,38 @@
+using System.CommandLine;
+using AgileQuant.Core;
+using AgileQuant.Models;
+using Microsoft.ML.Tokenizers;
+
+namespace AgileQuant.Cli.Commands;
+
+/// <summary>The options every model-running command shares: which model, tokenizer, weights file.</summary>
+internal sealed class ModelOptions
+{
+    public Option<string> Model { get; } = new("--model") { Description = "A llama2.c .bin checkpoint or a Hugging Face model directory (config.json + safetensors).", Required = true };
+    public Option<string?> Tokenizer { get; } = new("--tokenizer") { Description = "Tokenizer file (llama2.c tokenizer.bin or SentencePiece tokenizer.model); default: the one beside the model." };
+    public Option<string?> Weights { get; } = new("--weights") { Description = "For a Hugging Face directory: the weights file to use, e.g. model.f16.safetensors (default: model.safetensors or the sharded index)." };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Model);
+        command.Options.Add(Tokenizer);
+        command.Options.Add(Weights);
+    }
+
+    public LoadedModel Load(ParseResult parse)
+    {
+        string path = parse.GetValue(Model)!;
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions
+        {
+            TokenizerPath = parse.GetValue(Tokenizer),
+            WeightsFile = parse.GetValue(Weights),
+        });
+        var c = loaded.Model.Config;
+        Console.Error.WriteLine($"loaded {c.Family} model from {loaded.SourcePath}: {c.NumLayers} layers, dim {c.HiddenSize}, vocab {c.VocabSize}, context {c.MaxSequenceLength}, kernel {loaded.Model.Kernel.Name} ({started.Elapsed.TotalSeconds:F2}s)");
+        return loaded;
+    }
+
+    public static Tokenizer RequireTokenizer(LoadedModel loaded) =>
+        loaded.Tokenizer ?? throw new AgileQuantException($"No tokenizer was found for {loaded.SourcePath}; pass --tokenizer PATH.");
+}
