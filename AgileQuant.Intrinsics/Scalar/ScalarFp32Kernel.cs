@@ -14,7 +14,7 @@ public sealed class ScalarFp32Kernel : IMatMulKernel
     /// <inheritdoc />
     public void MatMul(IWeightMatrix weights, ReadOnlySpan<float> x, Span<float> y, int tokens)
     {
-        var w = (Fp32Matrix)weights;
+        Fp32Matrix w = MatMulArguments.Validate<Fp32Matrix>(Name, weights, x.Length, y.Length, tokens);
         // y (tokens, Rows) = x (tokens, Cols) · Wᵀ
         for (int t = 0; t < tokens; t++)
         {

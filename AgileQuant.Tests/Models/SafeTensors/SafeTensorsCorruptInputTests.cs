@@ -11,13 +11,11 @@ namespace AgileQuant.Tests.Models.SafeTensors;
 public sealed class SafeTensorsCorruptInputTests
 {
     private TemporaryDirectory _temp = null!;
-    private string _directory = null!;
 
     [SetUp]
     public void CreateDirectory()
     {
         _temp = new TemporaryDirectory("aq-safetensors-");
-        _directory = _temp.FullPath;
     }
 
     [TearDown]

@@ -1,0 +1,27 @@
+namespace AgileQuant.Intrinsics;
+
+/// <summary>Which instruction set the kernels use.</summary>
+public enum KernelPreference
+{
+    /// <summary>The widest instruction set this CPU and runtime support (AVX2, then AdvSimd, then scalar).</summary>
+    Auto,
+
+    /// <summary>Portable scalar kernels: the specification every SIMD kernel is tested against.</summary>
+    Scalar,
+
+    /// <summary>x86-64 AVX2 + FMA kernels.</summary>
+    Avx2,
+
+    /// <summary>64-bit ARM AdvSimd (NEON) kernels.</summary>
+    AdvSimd,
+}
+
+/// <summary>Options for <see cref="KernelSelector.Create"/>.</summary>
+public sealed record KernelOptions
+{
+    /// <summary>Instruction set to use; <see cref="KernelPreference.Auto"/> picks the widest supported one.</summary>
+    public KernelPreference Preference { get; init; } = KernelPreference.Auto;
+
+    /// <summary>Threads per matrix multiplication (calling thread included); 0 = <see cref="Environment.ProcessorCount"/>.</summary>
+    public int Threads { get; init; }
+}

@@ -1,0 +1,127 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.ExceptionServices;
+
+namespace AgileQuant.Intrinsics.Threading;
+
+/// <summary>
+/// A unit of parallel work split into numbered chunks; a kernel reuses one instance per call so the
+/// decode path allocates nothing.
+/// </summary>
+internal abstract class ParallelJob
+{
+    /// <summary>Runs chunk <paramref name="chunk"/> (0 ≤ chunk &lt; chunk count); chunks are independent.</summary>
+    public abstract void RunChunk(int chunk);
+}
+
+/// <summary>
+/// A fixed set of background threads that, together with the calling thread, run the chunks of one
+/// <see cref="ParallelJob"/> at a time. Chunks are handed out dynamically (atomic counter) so a core
+/// slowed by other processes takes fewer of them. Threads are created once and reused for every call.
+/// </summary>
+internal sealed class WorkerPool
+{
+    private static readonly ConcurrentDictionary<int, WorkerPool> SharedPools = new();
+
+    private readonly object _gate = new();
+    private readonly ManualResetEventSlim[] _start;
+    private readonly ManualResetEventSlim _finished = new(false);
+    private ParallelJob? _job;
+    private int _chunkCount;
+    private int _nextChunk;
+    private int _busyWorkers;
+    private ExceptionDispatchInfo? _failure;
+
+    /// <summary>Total threads that run a job, the calling thread included.</summary>
+    public int Threads { get; }
+
+    private WorkerPool(int threads)
+    {
+        Debug.Assert(threads >= 2);
+        Threads = threads;
+        // A timed wait on an unset event creates its lock object now, not during some later (decode) call.
+        _finished.Wait(1);
+        _start = new ManualResetEventSlim[threads - 1];
+        for (int i = 0; i < _start.Length; i++)
+        {
+            _start[i] = new ManualResetEventSlim(false);
+            var thread = new Thread(WorkerLoop) { IsBackground = true, Name = $"AgileQuant worker {i + 1}/{threads}" };
+            thread.Start(_start[i]);
+        }
+    }
+
+    /// <summary>The process-wide pool with <paramref name="threads"/> threads (≥ 2), created on first use.</summary>
+    public static WorkerPool Shared(int threads) => SharedPools.GetOrAdd(threads, static n => new WorkerPool(n));
+
+    /// <summary>
+    /// Takes the pool for one job if no other caller holds it; on false the caller runs its work itself.
+    /// The holder configures its (reusable) job, calls <see cref="Run"/>, then <see cref="Exit"/>.
+    /// </summary>
+    public bool TryEnter() => Monitor.TryEnter(_gate);
+
+    /// <summary>Releases the pool taken by <see cref="TryEnter"/>.</summary>
+    public void Exit() => Monitor.Exit(_gate);
+
+    /// <summary>
+    /// Runs chunks 0..<paramref name="chunkCount"/>-1 of <paramref name="job"/> on the pool's threads and
+    /// the calling thread, returning when all are done (rethrowing the first failure). The caller must
+    /// hold the pool (<see cref="TryEnter"/>).
+    /// </summary>
+    public void Run(ParallelJob job, int chunkCount)
+    {
+        Debug.Assert(Monitor.IsEntered(_gate));
+        _job = job;
+        _chunkCount = chunkCount;
+        _nextChunk = 0;
+        _failure = null;
+        _busyWorkers = _start.Length;
+        _finished.Reset();
+        foreach (ManualResetEventSlim start in _start) start.Set();
+        RunChunks(job);
+        _finished.Wait();
+        _job = null;
+        _failure?.Throw();
+    }
+
+    /// <summary>Convenience for tests and simple callers: <see cref="TryEnter"/>, <see cref="Run"/>, <see cref="Exit"/>.</summary>
+    public bool TryRun(ParallelJob job, int chunkCount)
+    {
+        if (!TryEnter()) return false;
+        try
+        {
+            Run(job, chunkCount);
+            return true;
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    private void RunChunks(ParallelJob job)
+    {
+        try
+        {
+            int chunk;
+            while ((chunk = Interlocked.Increment(ref _nextChunk) - 1) < _chunkCount) job.RunChunk(chunk);
+        }
+        catch (Exception e)
+        {
+            // Stop handing out chunks; the caller rethrows the first failure.
+            Interlocked.Exchange(ref _nextChunk, int.MaxValue / 2);
+            Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(e), null);
+        }
+    }
+
+    private void WorkerLoop(object? state)
+    {
+        var start = (ManualResetEventSlim)state!;
+        while (true)
+        {
+            start.Wait();
+            start.Reset();
+            RunChunks(_job!);
+            if (Interlocked.Decrement(ref _busyWorkers) == 0) _finished.Set();
+        }
+    }
+}

@@ -1,0 +1,58 @@
+using AgileQuant.Core;
+using AgileQuant.Core.Quantization;
+
+namespace AgileQuant.Tests.Core.Quantization;
+
+public class QuantizationConfigTests
+{
+    private static readonly string[] ExpectedNames =
+        ["FP32", "W8A16", "W4A16-RTN", "W4A16-GPTQ", "W8A8", "W4A8-RTN", "W4A8-GPTQ", "W4A4-RTN", "W4A4-GPTQ", "W4A8-MIXED"];
+
+    [Test]
+    public void Catalog_HoldsEveryCliName()
+    {
+        Assert.That(QuantizationConfig.All.Select(c => c.Name), Is.EqualTo(ExpectedNames));
+        foreach (string name in ExpectedNames)
+            Assert.That(QuantizationConfig.Parse(name.ToLowerInvariant()).Name, Is.EqualTo(name));
+    }
+
+    [TestCase("FP32", 32, 32, WeightRounding.None, 0)]
+    [TestCase("W8A16", 8, 16, WeightRounding.RoundToNearest, 0)]
+    [TestCase("W4A16-RTN", 4, 16, WeightRounding.RoundToNearest, 32)]
+    [TestCase("W4A16-GPTQ", 4, 16, WeightRounding.Gptq, 32)]
+    [TestCase("W8A8", 8, 8, WeightRounding.RoundToNearest, 0)]
+    [TestCase("W4A8-RTN", 4, 8, WeightRounding.RoundToNearest, 32)]
+    [TestCase("W4A8-GPTQ", 4, 8, WeightRounding.Gptq, 32)]
+    [TestCase("W4A4-RTN", 4, 4, WeightRounding.RoundToNearest, 32)]
+    [TestCase("W4A4-GPTQ", 4, 4, WeightRounding.Gptq, 32)]
+    [TestCase("W4A8-MIXED", 4, 8, WeightRounding.Gptq, 32)]
+    public void Parse_GivesTheNamedBitsRoundingAndGroups(string name, int wBits, int aBits, WeightRounding rounding, int group)
+    {
+        var c = QuantizationConfig.Parse(name);
+        Assert.That((c.WeightBits, c.ActivationBits, c.Rounding, c.WeightGroupSize), Is.EqualTo((wBits, aBits, rounding, group)));
+        Assert.That(c.QuantizesActivations, Is.EqualTo(aBits <= 8));
+        Assert.That(c.Log2Softmax, Is.EqualTo(aBits <= 8));
+        Assert.That(c.LowBitTokenRatio, name == "W4A8-MIXED" ? Is.GreaterThan(0) : Is.Zero);
+    }
+
+    [Test]
+    public void WeightSettings_FollowTheScheme()
+    {
+        var s = QuantizationConfig.Parse("W4A8-GPTQ").WeightSettings();
+        Assert.That((s.Bits, s.GroupSize, s.Symmetric, s.ActOrder, s.DampeningFraction, s.BlockSize),
+            Is.EqualTo((4, 32, false, true, 0.01, 128)));
+        var w8 = QuantizationConfig.Parse("W8A8").WeightSettings();
+        Assert.That((w8.Bits, w8.GroupSize, w8.Symmetric), Is.EqualTo((8, 0, true)));
+        Assert.Throws<InvalidOperationException>(() => QuantizationConfig.Parse("FP32").WeightSettings());
+    }
+
+    [Test]
+    public void UnknownName_ListsTheValidNames()
+    {
+        var ex = Assert.Throws<AgileQuantException>(() => QuantizationConfig.Parse("W3A8"));
+        Assert.That(ex!.Message, Does.Contain("W3A8"));
+        foreach (string name in ExpectedNames) Assert.That(ex.Message, Does.Contain(name));
+        Assert.That(QuantizationConfig.TryParse(" w4a8-rtn ", out var c) && c!.Name == "W4A8-RTN", Is.True);
+        Assert.That(QuantizationConfig.TryParse(null, out _), Is.False);
+    }
+}

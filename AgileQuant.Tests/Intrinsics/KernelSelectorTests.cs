@@ -1,0 +1,66 @@
+using AgileQuant.Intrinsics;
+using AgileQuant.Intrinsics.Formats;
+using AgileQuant.Intrinsics.Scalar;
+
+namespace AgileQuant.Tests.Intrinsics;
+
+public sealed class KernelSelectorTests
+{
+    [Test]
+    public void AutoPicksTheBestSupportedIsa()
+    {
+        KernelSet set = KernelSelector.Create(new KernelOptions { Threads = 2 });
+        Assert.That(set.Isa, Is.EqualTo(KernelSelector.BestSupported));
+        Assert.That(set.Threads, Is.EqualTo(2));
+        Assert.That(KernelSelector.IsSupported(set.Isa), Is.True);
+    }
+
+    [Test]
+    public void DefaultThreadCountIsTheProcessorCount() =>
+        Assert.That(KernelSelector.Create().Threads, Is.EqualTo(Environment.ProcessorCount));
+
+    [Test]
+    public void ScalarCanAlwaysBePinned()
+    {
+        KernelSet set = KernelSelector.Create(new KernelOptions { Preference = KernelPreference.Scalar });
+        Assert.That(set.Isa, Is.EqualTo(KernelPreference.Scalar));
+        Assert.That(set.KernelFor(new Fp32Matrix(new float[4], 2, 2)), Is.TypeOf<ScalarFp32Kernel>());
+    }
+
+    [TestCase(KernelPreference.Avx2)]
+    [TestCase(KernelPreference.AdvSimd)]
+    public void PinnedIsaIsUsedOrRefused(KernelPreference preference)
+    {
+        var options = new KernelOptions { Preference = preference, Threads = 1 };
+        if (!KernelSelector.IsSupported(preference))
+        {
+            Assert.Throws<PlatformNotSupportedException>(() => KernelSelector.Create(options));
+            return;
+        }
+        KernelSet set = KernelSelector.Create(options);
+        Assert.That(set.Isa, Is.EqualTo(preference));
+        Assert.That(set.KernelFor(new Fp32Matrix(new float[4], 2, 2)).Name, Does.Contain(preference.ToString().ToLowerInvariant()));
+    }
+
+    [Test]
+    public void RejectsNegativeThreadsAndUndefinedPreference()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => KernelSelector.Create(new KernelOptions { Threads = -1 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => KernelSelector.Create(new KernelOptions { Preference = (KernelPreference)99 }));
+    }
+
+    [Test]
+    public void KernelSetDispatchesFp32AndMatchesScalar()
+    {
+        const int tokens = 3, cols = 70, rows = 21;
+        float[] x = MatMulReference.RandomValues(tokens * cols, 1), w = MatMulReference.RandomValues(rows * cols, 2);
+        var matrix = new Fp32Matrix(w, rows, cols);
+        var expected = new float[tokens * rows];
+        new ScalarFp32Kernel().MatMul(matrix, x, expected, tokens);
+        KernelSet set = KernelSelector.Create(new KernelOptions { Threads = 2 });
+        var actual = new float[tokens * rows];
+        set.MatMul(matrix, x, actual, tokens);
+        Assert.That(set.Supports(matrix), Is.True);
+        MatMulReference.AssertClose(actual, expected, MatMulReference.Tolerances(x, w, tokens, rows, cols), set.Name);
+    }
+}
