@@ -24,7 +24,7 @@ internal static class CliErrors
             Console.Error.WriteLine("agilequant: cancelled");
             return ExitCodes.Cancelled;
         }
-        catch (Exception e) when (e is AgileQuantException or ArgumentException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is AgileQuantException or ArgumentException or IOException or UnauthorizedAccessException or PlatformNotSupportedException)
         {
             Console.Error.WriteLine("agilequant: error: " + e.Message);
             if (verbose) Console.Error.WriteLine(e);

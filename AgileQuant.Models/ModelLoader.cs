@@ -18,7 +18,10 @@ public sealed record ModelLoadOptions
     /// <summary>For a Hugging Face directory: which weights file to read (e.g. <c>model.f16.safetensors</c>).</summary>
     public string? WeightsFile { get; init; }
 
-    /// <summary>The kernel to run the model with; null picks the default for this machine.</summary>
+    /// <summary>Instruction set and thread count of the kernels chosen at load (ignored when <see cref="Kernel"/> is set).</summary>
+    public KernelOptions KernelOptions { get; init; } = new();
+
+    /// <summary>A kernel to run the model with instead of choosing one from <see cref="KernelOptions"/>.</summary>
     public IMatMulKernel? Kernel { get; init; }
 }
 
@@ -42,7 +45,7 @@ public static class ModelLoader
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         options ??= new ModelLoadOptions();
-        IMatMulKernel kernel = options.Kernel ?? new Intrinsics.Scalar.ScalarFp32Kernel();
+        IMatMulKernel kernel = options.Kernel ?? KernelSelector.Create(options.KernelOptions);
         if (Directory.Exists(path)) return LoadHuggingFace(path, options, kernel);
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "no such file or directory");
         if (options.WeightsFile is not null) throw new AgileQuantException("--weights applies to a Hugging Face model directory, not to a single file.");

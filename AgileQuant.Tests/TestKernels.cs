@@ -1,5 +1,4 @@
 using AgileQuant.Intrinsics;
-using AgileQuant.Intrinsics.Scalar;
 
 namespace AgileQuant.Tests;
 
@@ -7,5 +6,5 @@ namespace AgileQuant.Tests;
 public static class TestKernels
 {
     /// <summary>The default kernel for the machine.</summary>
-    public static IMatMulKernel Default { get; } = new ScalarFp32Kernel();
+    public static IMatMulKernel Default { get; } = KernelSelector.Create();
 }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using AgileQuant.Core;
+using AgileQuant.Intrinsics;
 using AgileQuant.Models;
 using Microsoft.ML.Tokenizers;
 
@@ -12,8 +13,27 @@ internal sealed class ModelOptions
     public Option<string?> Tokenizer { get; } = new("--tokenizer") { Description = "Tokenizer file (llama2.c tokenizer.bin or SentencePiece tokenizer.model); default: the one beside the model." };
     public Option<string?> Weights { get; } = new("--weights") { Description = "For a Hugging Face directory: the weights file to use, e.g. model.f16.safetensors (default: model.safetensors or the sharded index)." };
 
+    public Option<int> Threads { get; } = new("--threads") { Description = "Threads per matrix multiplication (0 = one per processor).", DefaultValueFactory = _ => 0 };
+    public Option<string> Kernel { get; } = KernelOption();
+
+    internal static Option<string> KernelOption()
+    {
+        var option = new Option<string>("--kernel") { Description = "Instruction set of the kernels: auto (widest supported), scalar, avx2 or advsimd.", DefaultValueFactory = _ => "auto" };
+        option.AcceptOnlyFromAmong("auto", "scalar", "avx2", "advsimd");
+        return option;
+    }
+
+    internal static KernelOptions ReadKernelOptions(ParseResult parse, Option<string> kernel, Option<int> threads)
+    {
+        int t = parse.GetValue(threads);
+        if (t < 0) throw new ArgumentOutOfRangeException("--threads", t, "--threads must be ≥ 0.");
+        return new KernelOptions { Preference = Enum.Parse<KernelPreference>(parse.GetValue(kernel)!, ignoreCase: true), Threads = t };
+    }
+
     public void AddTo(Command command)
     {
+        command.Options.Add(Threads);
+        command.Options.Add(Kernel);
         command.Options.Add(Model);
         command.Options.Add(Tokenizer);
         command.Options.Add(Weights);
@@ -27,6 +47,7 @@ internal sealed class ModelOptions
         {
             TokenizerPath = parse.GetValue(Tokenizer),
             WeightsFile = parse.GetValue(Weights),
+            KernelOptions = ReadKernelOptions(parse, Kernel, Threads),
         });
         var c = loaded.Model.Config;
         Console.Error.WriteLine($"loaded {c.Family} model from {loaded.SourcePath}: {c.NumLayers} layers, dim {c.HiddenSize}, vocab {c.VocabSize}, context {c.MaxSequenceLength}, kernel {loaded.Model.Kernel.Name} ({started.Elapsed.TotalSeconds:F2}s)");

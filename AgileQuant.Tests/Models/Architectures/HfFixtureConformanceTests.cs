@@ -1,4 +1,5 @@
 using System.Text.Json;
+using AgileQuant.Core.Generation;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Models;
 
@@ -48,7 +49,7 @@ public class HfFixtureConformanceTests
         }
         string detail = worstIndex < 0 ? "" : $"{where}: logit {worstIndex} is {actual[worstIndex]}, reference {expected[worstIndex]}";
         Assert.That(worstIndex, Is.EqualTo(-1), detail);
-        Assert.That(Core.Generation.TokenSampler.ArgMax(actual), Is.EqualTo(Array.IndexOf(expected, expected.Max())), where + ": argmax");
+        Assert.That(TokenSampler.ArgMax(actual), Is.EqualTo(Array.IndexOf(expected, expected.Max())), where + ": argmax");
     }
 
     [TestCaseSource(nameof(Cases))]
@@ -60,7 +61,7 @@ public class HfFixtureConformanceTests
         int vocab = model.Config.VocabSize;
         float[] logits = model.CreateContext().Forward(ids, allLogits: true);
         for (int p = 0; p < ids.Length; p++) AssertLogitsClose(logits.AsSpan(p * vocab, vocab), expected[p], $"position {p}");
-        Assert.That(Enumerable.Range(0, ids.Length).Select(p => Core.Generation.TokenSampler.ArgMax(logits.AsSpan(p * vocab, vocab))), Is.EqualTo(Ints(json.GetProperty("argmax"))));
+        Assert.That(Enumerable.Range(0, ids.Length).Select(p => TokenSampler.ArgMax(logits.AsSpan(p * vocab, vocab))), Is.EqualTo(Ints(json.GetProperty("argmax"))));
     }
 
     [TestCaseSource(nameof(Cases))]
@@ -77,7 +78,7 @@ public class HfFixtureConformanceTests
         for (int step = 0; step < expectedTokens.Length; step++)
         {
             AssertLogitsClose(logits, stepLogits[step], $"greedy step {step}");
-            int next = Core.Generation.TokenSampler.ArgMax(logits);
+            int next = TokenSampler.ArgMax(logits);
             tokens.Add(next);
             logits = context.Forward([next]);
         }
