@@ -140,7 +140,7 @@ public sealed class SafeTensorsCheckpointTests
     }
 
     [Test]
-    public void VariantIndexIsPreferredOverVariantFile()
+    public void VariantIndexIsFoundWhenNoVariantFileExists()
     {
         WriteShards();
         WriteIndex(Map(("a", ShardA), ("b", ShardB), ("c", ShardB)), "model.safetensors.index.q8.json");
