@@ -9,17 +9,9 @@ namespace AgileQuant.Tests.Fuzz;
 /// <see cref="ModelFormatException"/> naming the file; any other exception or a hang fails the test.
 /// </summary>
 [Category("Fuzz")]
-public sealed class SafeTensorsFuzzTests
+public sealed class SafeTensorsFuzzTests() : TemporaryDirectoryFixture("aq-fuzz-", inMemory: true)
 {
     private static readonly TimeSpan PerInputLimit = TimeSpan.FromSeconds(5);
-
-    private TemporaryDirectory _temp = null!;
-
-    [SetUp]
-    public void CreateDirectory() => _temp = TemporaryDirectory.InMemoryIfAvailable("aq-fuzz-");
-
-    [TearDown]
-    public void DeleteDirectory() => _temp.Dispose();
 
     /// <summary>Small valid files: every writer dtype, metadata, scalars, empty tensors, LLaMA-style names, an unpadded header.</summary>
     public static List<byte[]> Seeds()
@@ -89,7 +81,7 @@ public sealed class SafeTensorsFuzzTests
     [Test]
     public void SafeTensorsReaderOnlyAcceptsOrRaisesModelFormatException()
     {
-        string path = Path.Combine(_temp.FullPath, "fuzz.safetensors");
+        string path = Path.Combine(Temp.FullPath, "fuzz.safetensors");
         List<byte[]> seeds = Seeds();
         // AGILEQUANT_FUZZ_ITERATIONS raises the count for a long local run; the default keeps the suite fast.
         int iterations = int.TryParse(Environment.GetEnvironmentVariable("AGILEQUANT_FUZZ_ITERATIONS"), out int n) && n > 0 ? n : 20_000;
@@ -114,16 +106,16 @@ public sealed class SafeTensorsFuzzTests
         // The generic byte mutator on a JSON index, with valid shards beside it: the harness reused for another reader.
         const string shardA = "model-00001-of-00002.safetensors", shardB = "model-00002-of-00002.safetensors";
         List<byte[]> seeds = Seeds();
-        _temp.Write(shardA, seeds[0]);
-        _temp.Write(shardB, seeds[3]);
+        Temp.Write(shardA, seeds[0]);
+        Temp.Write(shardB, seeds[3]);
         byte[] index = System.Text.Encoding.UTF8.GetBytes(
             $"{{\"metadata\":{{\"total_size\":43}},\"weight_map\":{{\"w\":\"{shardA}\",\"b\":\"{shardA}\",\"odd\":\"{shardB}\",\"tail\":\"{shardB}\"}}}}");
-        string indexPath = Path.Combine(_temp.FullPath, SafeTensorsCheckpoint.IndexFileName);
+        string indexPath = Path.Combine(Temp.FullPath, SafeTensorsCheckpoint.IndexFileName);
         var options = new FuzzOptions(Iterations: 3_000, BaseSeed: 77, PerInputLimit);
         FuzzReport report = FuzzRunner.Run([index], [new ByteMutator()],
             FuzzRunner.ThroughFile(indexPath, p =>
             {
-                using var checkpoint = SafeTensorsCheckpoint.Open(_temp.FullPath);
+                using var checkpoint = SafeTensorsCheckpoint.Open(Temp.FullPath);
                 foreach (SafeTensorInfo info in checkpoint.Tensors) _ = checkpoint.GetBytes(info.Name).Length;
             }),
             e => e is ModelFormatException, options);
@@ -139,7 +131,7 @@ public sealed class SafeTensorsFuzzTests
     public void SeedsAreValidAndInputsAreReproducible()
     {
         List<byte[]> seeds = Seeds();
-        foreach (byte[] seed in seeds) OpenAndReadEverything(_temp.Write("seed.safetensors", seed));
+        foreach (byte[] seed in seeds) OpenAndReadEverything(Temp.Write("seed.safetensors", seed));
         var options = new FuzzOptions(Iterations: 10, BaseSeed: 5, PerInputLimit);
         IFuzzMutator[] mutators = [new SafeTensorsHeaderMutator(), new ByteMutator()];
         for (int i = 0; i < 50; i++)

@@ -8,16 +8,8 @@ namespace AgileQuant.Tests.Models.SafeTensors;
 /// against a scalar reference: BF16 is the float32 whose upper half is the pattern (bit-exact, NaN payloads
 /// included); F16 is <see cref="Half"/>'s own widening. One odd offset puts the data off 2-byte alignment.
 /// </summary>
-public sealed class SafeTensorsConversionTests
+public sealed class SafeTensorsConversionTests() : TemporaryDirectoryFixture("aq-conversion-")
 {
-    private TemporaryDirectory _temp = null!;
-
-    [SetUp]
-    public void CreateDirectory() => _temp = new TemporaryDirectory("aq-conversion-");
-
-    [TearDown]
-    public void DeleteDirectory() => _temp.Dispose();
-
     [Test]
     public void AllSixteenBitPatternsWidenLikeTheScalarReference()
     {
@@ -28,7 +20,7 @@ public sealed class SafeTensorsConversionTests
             BitConverter.TryWriteBytes(data.AsSpan(1 + 2 * bits), (ushort)bits);
             BitConverter.TryWriteBytes(data.AsSpan(1 + 2 * patterns + 2 * bits), (ushort)bits);
         }
-        string path = _temp.Write("patterns.safetensors", Build(Header(
+        string path = Temp.Write("patterns.safetensors", Build(Header(
             Entry("odd", "U8", [1], 0, 1),
             Entry("bf16", "BF16", [patterns], 1, 1 + 2 * patterns),
             Entry("f16", "F16", [256, 256], 1 + 2 * patterns, 1 + 4 * patterns)), data));
