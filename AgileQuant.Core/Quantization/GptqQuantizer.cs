@@ -22,7 +22,11 @@ namespace AgileQuant.Core.Quantization;
 /// fitted when its first column is reached, to the weights as updated by all earlier columns. The reference reads
 /// those weights from a copy refreshed only at block ends; we read the fully updated values (block boundaries are
 /// aligned to groups so a group never straddles a block).</item>
-/// <item>Per-row quantization fits each row's scale once to the original row.</item>
+/// <item>Per-row quantization fits each row's scale once to the original row (after dead columns are zeroed; the
+/// reference fits before zeroing).</item>
+/// <item>Symmetric codes are signed, <c>clamp(round(w/s), -2^(b-1), 2^(b-1)-1)</c>. The reference's symmetric mode
+/// stores them offset by 2^(b-1) with <c>s = 2·max|w|/(2^b-1)</c>, which is <see cref="SymmetricScaleConvention.MaxAbsOverHalfRange"/>
+/// here (except for rows without negative values, where the reference leaves <c>s = max(w)/(2^b-1)</c>).</item>
 /// </list>
 /// </remarks>
 public static class GptqQuantizer

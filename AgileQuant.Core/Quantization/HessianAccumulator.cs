@@ -5,7 +5,7 @@ namespace AgileQuant.Core.Quantization;
 /// <summary>
 /// Accumulates GPTQ's layer Hessian <c>H = 2 XᵀX / n</c> (cols, cols), in double precision, from calibration
 /// inputs of one linear layer: X is (n, cols), one row per token. Batches may be added one at a time; the
-/// result equals the reference's running average (IST-DASLab/gptq, gptq.py <c>add_batch</c>).
+/// result equals the reference's running average (IST-DASLab/gptq, gptq.py <c>add_batch</c>). Not thread-safe.
 /// </summary>
 public sealed class HessianAccumulator
 {
