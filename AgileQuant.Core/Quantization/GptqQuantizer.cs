@@ -22,11 +22,18 @@ namespace AgileQuant.Core.Quantization;
 /// fitted when its first column is reached, to the weights as updated by all earlier columns. The reference reads
 /// those weights from a copy refreshed only at block ends; we read the fully updated values (block boundaries are
 /// aligned to groups so a group never straddles a block).</item>
-/// <item>Per-row quantization fits each row's scale once to the original row.</item>
+/// <item>Per-row quantization fits each row's scale once to the original row (after dead columns are zeroed; the
+/// reference fits before zeroing).</item>
+/// <item>Symmetric codes are signed, <c>clamp(round(w/s), -2^(b-1), 2^(b-1)-1)</c>. The reference's symmetric mode
+/// stores them offset by 2^(b-1) with <c>s = 2·max|w|/(2^b-1)</c>, which is <see cref="SymmetricScaleConvention.MaxAbsOverHalfRange"/>
+/// here (except for rows without negative values, where the reference leaves <c>s = max(w)/(2^b-1)</c>).</item>
 /// </list>
 /// </remarks>
 public static class GptqQuantizer
 {
+    // Rows quantized together, so each row of U read during the lazy update serves several weight rows.
+    private const int RowTile = 8;
+
     /// <summary>
     /// Quantizes <paramref name="weight"/>, (rows, cols) row-major, using the calibration Hessian of the layer's inputs.
     /// </summary>
@@ -87,34 +94,45 @@ public static class GptqQuantizer
         var codes = new byte[rows * cols];          // (rows, cols), original column order
         var errors = new double[rows * blockSize];  // (rows, blockSize): e of each column of the current block
 
-        for (int i1 = 0; i1 < cols; i1 += blockSize)
+        // rows are independent given their group parameters; a tile of rows shares each streamed row of U
+        int rowTiles = (rows + RowTile - 1) / RowTile;
+        Parallel.For(0, rowTiles, tileIndex =>
         {
-            int i2 = Math.Min(i1 + blockSize, cols), count = i2 - i1;
-            // rows are independent given their group parameters
-            Parallel.For(0, rows, r =>
+            int r0 = tileIndex * RowTile, r1 = Math.Min(r0 + RowTile, rows);
+            for (int i1 = 0; i1 < cols; i1 += blockSize)
             {
-                var row = w.AsSpan(r * cols, cols);
-                for (int i = i1; i < i2; i++)
+                int i2 = Math.Min(i1 + blockSize, cols), count = i2 - i1;
+                for (int r = r0; r < r1; r++)
                 {
-                    int column = order[i];
-                    int g = column / groupSize;
-                    if (!staticGroups && i % groupSize == 0)
-                        parameters[r * groups + g] = FitGroup(row.Slice(i, Math.Min(groupSize, cols - i)), settings);
-                    var p = parameters[r * groups + g];
-                    int q = p.Quantize(row[i]);
-                    codes[r * cols + column] = unchecked((byte)q);
-                    // e = (w_i - ŵ_i) / U[i, i];  w[i+1..i2) -= e · U[i, i+1..i2)
-                    double e = (row[i] - p.Dequantize(q)) / u[i * cols + i];
-                    errors[r * blockSize + (i - i1)] = e;
-                    var rest = row.Slice(i + 1, i2 - i - 1);
-                    TensorPrimitives.MultiplyAdd(u.AsSpan(i * cols + i + 1, i2 - i - 1), -e, rest, rest);
+                    var row = w.AsSpan(r * cols, cols);
+                    for (int i = i1; i < i2; i++)
+                    {
+                        int column = order[i];
+                        int g = column / groupSize;
+                        if (!staticGroups && i % groupSize == 0)
+                            parameters[r * groups + g] = FitGroup(row.Slice(i, Math.Min(groupSize, cols - i)), settings);
+                        var p = parameters[r * groups + g];
+                        int q = p.Quantize(row[i]);
+                        codes[r * cols + column] = unchecked((byte)q);
+                        // e = (w_i - ŵ_i) / U[i, i];  w[i+1..i2) -= e · U[i, i+1..i2)
+                        double e = (row[i] - p.Dequantize(q)) / u[i * cols + i];
+                        errors[r * blockSize + (i - i1)] = e;
+                        var rest = row.Slice(i + 1, i2 - i - 1);
+                        TensorPrimitives.MultiplyAdd(u.AsSpan(i * cols + i + 1, i2 - i - 1), -e, rest, rest);
+                    }
                 }
-                // lazy batch update: w[i2..) -= Σ_k e_k · U[i1 + k, i2..)
-                var tail = row.Slice(i2);
+                // lazy batch update: w[r, i2..) -= Σ_k e[r, k] · U[i1 + k, i2..)
                 for (int k = 0; k < count; k++)
-                    TensorPrimitives.MultiplyAdd(u.AsSpan((i1 + k) * cols + i2, cols - i2), -errors[r * blockSize + k], tail, tail);
-            });
-        }
+                {
+                    var uRow = u.AsSpan((i1 + k) * cols + i2, cols - i2);
+                    for (int r = r0; r < r1; r++)
+                    {
+                        var tail = w.AsSpan(r * cols + i2, cols - i2);
+                        TensorPrimitives.MultiplyAdd(uRow, -errors[r * blockSize + k], tail, tail);
+                    }
+                }
+            }
+        });
 
         var scales = new float[rows * groups];                              // (rows, groups)
         byte[]? zeros = settings.Symmetric ? null : new byte[rows * groups]; // (rows, groups)

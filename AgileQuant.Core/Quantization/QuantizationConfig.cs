@@ -24,6 +24,9 @@ public sealed record QuantizationConfig
     /// <summary>The CLI name, e.g. "W4A8-GPTQ".</summary>
     public required string Name { get; init; }
 
+    /// <summary>One line for CLI help.</summary>
+    public string Description { get; init; } = "";
+
     /// <summary>Weight bits (4 or 8; 32 = fp32 weights).</summary>
     public required int WeightBits { get; init; }
 
@@ -115,9 +118,15 @@ public sealed record QuantizationConfig
         static QuantizationConfig W(string name, int wBits, int aBits, WeightRounding rounding, double lowBitRatio = 0)
         {
             bool int4 = wBits == 4, actQuant = aBits <= 8;
+            string weights = int4 ? $"4-bit asymmetric g{DefaultInt4GroupSize} weights" : "8-bit symmetric per-row weights";
+            string method = rounding == WeightRounding.Gptq ? "GPTQ (act-order, damp 0.01)" : "round-to-nearest";
+            string activations = !actQuant ? "fp32 activations"
+                : lowBitRatio > 0 ? $"8-bit per-token activations, {lowBitRatio:P0} lowest-scoring tokens 4-bit at the FC/projection inputs"
+                : $"{aBits}-bit per-token activations";
             return new QuantizationConfig
             {
                 Name = name,
+                Description = $"{weights} by {method}; {activations}" + (actQuant ? "; log2 4-bit softmax, 8-bit Q/K/V and KV cache" : ""),
                 WeightBits = wBits,
                 ActivationBits = aBits,
                 Rounding = rounding,
@@ -133,7 +142,11 @@ public sealed record QuantizationConfig
 
         return
         [
-            new QuantizationConfig { Name = "FP32", WeightBits = 32, ActivationBits = 32, Rounding = WeightRounding.None },
+            new QuantizationConfig
+            {
+                Name = "FP32", WeightBits = 32, ActivationBits = 32, Rounding = WeightRounding.None,
+                Description = "no quantization (fp32 weights and activations)",
+            },
             W("W8A16", 8, 16, WeightRounding.RoundToNearest),
             W("W4A16-RTN", 4, 16, WeightRounding.RoundToNearest),
             W("W4A16-GPTQ", 4, 16, WeightRounding.Gptq),

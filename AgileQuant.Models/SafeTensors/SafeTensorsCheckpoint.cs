@@ -41,8 +41,8 @@ public sealed class SafeTensorsCheckpoint : IDisposable
     public IReadOnlyList<SafeTensorInfo> Tensors { get; }
 
     /// <summary>
-    /// Opens a checkpoint. <paramref name="path"/> is a model directory (index preferred over
-    /// <c>model.safetensors</c>), an index file (<c>*.json</c>) or a single weights file such as
+    /// Opens a checkpoint. <paramref name="path"/> is a model directory (<c>model.safetensors</c> preferred
+    /// over the index, as in transformers' <c>from_pretrained</c>), an index file (<c>*.json</c>) or a single weights file such as
     /// <c>model.f16.safetensors</c>. With <paramref name="variant"/> (e.g. <c>"f16"</c>) a directory is searched
     /// for Hugging Face's variant names <c>model.safetensors.index.f16.json</c> / <c>model.f16.safetensors</c>.
     /// </summary>
@@ -54,8 +54,8 @@ public sealed class SafeTensorsCheckpoint : IDisposable
         {
             string index = Path.Combine(fullPath, variant is null ? IndexFileName : $"model.safetensors.index.{variant}.json");
             string single = Path.Combine(fullPath, variant is null ? SingleFileName : $"model.{variant}.safetensors");
-            if (File.Exists(index)) return OpenIndex(index);
             if (File.Exists(single)) return OpenSingle(single);
+            if (File.Exists(index)) return OpenIndex(index);
             throw new ModelFormatException(fullPath, null,
                 $"expected {Path.GetFileName(single)} or {Path.GetFileName(index)} in the model directory, found neither");
         }

@@ -41,6 +41,9 @@ public enum SafeTensorsDType
 /// <summary>Sizes and header spellings of <see cref="SafeTensorsDType"/> values.</summary>
 public static class SafeTensorsDTypes
 {
+    private static readonly Dictionary<string, SafeTensorsDType> ByHeaderName =
+        Enum.GetValues<SafeTensorsDType>().ToDictionary(d => d.ToString(), StringComparer.Ordinal);
+
     /// <summary>Bytes per element of <paramref name="dtype"/>.</summary>
     public static int ElementSize(SafeTensorsDType dtype) => dtype switch
     {
@@ -66,16 +69,7 @@ public static class SafeTensorsDTypes
     public static bool TryParse(string text, out SafeTensorsDType dtype)
     {
         ArgumentNullException.ThrowIfNull(text);
-        foreach (SafeTensorsDType candidate in Enum.GetValues<SafeTensorsDType>())
-        {
-            if (string.Equals(candidate.ToString(), text, StringComparison.Ordinal))
-            {
-                dtype = candidate;
-                return true;
-            }
-        }
-        dtype = default;
-        return false;
+        return ByHeaderName.TryGetValue(text, out dtype);
     }
 
     /// <summary>True for the dtypes <c>ReadFloat32</c> converts: F32, F16 and BF16.</summary>

@@ -15,6 +15,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     public const long MaxHeaderBytes = 100_000_000;
 
     private const int HeaderLengthBytes = 8;
+    private const int ConversionChunkElements = 1 << 24;
 
     private readonly Dictionary<string, SafeTensorInfo> _byName;
     private MemoryMappedFile? _map;
@@ -161,7 +162,17 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         SafeTensorsFloatConversion.RequireFloat(info);
         if (destination.Length != info.ElementCount)
             throw new ArgumentException($"expected a destination of {info.ElementCount} floats for '{name}', found {destination.Length}", nameof(destination));
-        SafeTensorsFloatConversion.ToSingle(info.DType, GetBytes(name), destination);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        // Converted in chunks straight from the mapping, so tensors over 2 GiB of source bytes are readable too.
+        int elementSize = SafeTensorsDTypes.ElementSize(info.DType);
+        byte* source = _base + info.DataOffset;
+        for (int done = 0; done < destination.Length;)
+        {
+            int chunk = Math.Min(ConversionChunkElements, destination.Length - done);
+            SafeTensorsFloatConversion.ToSingle(info.DType,
+                new ReadOnlySpan<byte>(source + (long)done * elementSize, chunk * elementSize), destination.Slice(done, chunk));
+            done += chunk;
+        }
     }
 
     /// <summary>Unmaps the file. Calling it again does nothing.</summary>

@@ -27,6 +27,23 @@ public class HessianAccumulatorTests
     }
 
     [Test]
+    public void ManyChunksAndOddWidth_MatchNaiveSum()
+    {
+        const int n = 150, cols = 11; // several token chunks, a partial tile of channels
+        var x = QuantizationTestData.Gaussian(n * cols, seed: 4); // (n, cols)
+        var h = new HessianAccumulator(cols);
+        h.Add(x, n);
+        var actual = h.ToMatrix();
+        for (int i = 0; i < cols; i++)
+            for (int j = 0; j < cols; j++)
+            {
+                double expected = 0;
+                for (int t = 0; t < n; t++) expected += (double)x[t * cols + i] * x[t * cols + j];
+                Assert.That(actual[i * cols + j], Is.EqualTo(2.0 * expected / n).Within(1e-12), $"H[{i}, {j}]");
+            }
+    }
+
+    [Test]
     public void BadInput_IsRefused()
     {
         var h = new HessianAccumulator(3);
@@ -72,6 +89,27 @@ public class CholeskyFactorizationTests
                     sum += hinv * h[k * n + j];
                 }
                 Assert.That(sum, Is.EqualTo(i == j ? 1.0 : 0.0).Within(1e-9), $"({i}, {j})");
+            }
+    }
+
+    [TestCase(1)]
+    [TestCase(4)]
+    [TestCase(13)]
+    public void FactorLower_ReproducesTheMatrix(int n)
+    {
+        var x = QuantizationTestData.Gaussian((n + 5) * n, seed: 6); // (n + 5, n)
+        var acc = new HessianAccumulator(n);
+        acc.Add(x, n + 5);
+        var a = acc.ToMatrix();
+        var l = (double[])a.Clone();
+        Assert.That(CholeskyFactorization.TryFactorLower(l, n), Is.True);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double sum = 0;
+                for (int k = 0; k < n; k++) sum += l[i * n + k] * l[j * n + k];
+                Assert.That(sum, Is.EqualTo(a[i * n + j]).Within(1e-12 * (1 + Math.Abs(a[i * n + j]))), $"(L Lᵀ)[{i}, {j}]");
+                if (j > i) Assert.That(l[i * n + j], Is.Zero);
             }
     }
 

@@ -14,6 +14,8 @@ public class QuantizationConfigTests
         Assert.That(QuantizationConfig.All.Select(c => c.Name), Is.EqualTo(ExpectedNames));
         foreach (string name in ExpectedNames)
             Assert.That(QuantizationConfig.Parse(name.ToLowerInvariant()).Name, Is.EqualTo(name));
+        Assert.That(QuantizationConfig.Parse("W4A8-GPTQ").Description, Does.Contain("GPTQ").And.Contain("8-bit per-token"));
+        Assert.That(QuantizationConfig.All.Select(c => c.Description), Has.None.Empty);
     }
 
     [TestCase("FP32", 32, 32, WeightRounding.None, 0)]

@@ -5,35 +5,22 @@ using static AgileQuant.Tests.Models.SafeTensors.RawSafeTensorsBytes;
 namespace AgileQuant.Tests.Models.SafeTensors;
 
 /// <summary>Sharded checkpoints (model.safetensors.index.json) built in a temp directory.</summary>
-public sealed class SafeTensorsCheckpointTests
+public sealed class SafeTensorsCheckpointTests() : TemporaryDirectoryFixture("aq-checkpoint-")
 {
-    private TemporaryDirectory _temp = null!;
-    private string _directory = null!;
-
-    [SetUp]
-    public void CreateDirectory()
-    {
-        _temp = new TemporaryDirectory("aq-checkpoint-");
-        _directory = _temp.FullPath;
-    }
-
-    [TearDown]
-    public void DeleteDirectory() => _temp.Dispose();
-
     private const string ShardA = "model-00001-of-00002.safetensors";
     private const string ShardB = "model-00002-of-00002.safetensors";
 
     // Shard A holds "a" = [1, 2], shard B holds "b" = [3] and "c" = [4, 5, 6].
     private void WriteShards()
     {
-        File.WriteAllBytes(Path.Combine(_directory, ShardA), Build(Header(Entry("a", "F32", [2], 0, 8)), Float32Bytes(1, 2)));
-        File.WriteAllBytes(Path.Combine(_directory, ShardB),
+        File.WriteAllBytes(Path.Combine(Temp.FullPath, ShardA), Build(Header(Entry("a", "F32", [2], 0, 8)), Float32Bytes(1, 2)));
+        File.WriteAllBytes(Path.Combine(Temp.FullPath, ShardB),
             Build(Header(Entry("b", "F32", [1], 0, 4), Entry("c", "F32", [3], 4, 16)), Float32Bytes(3, 4, 5, 6)));
     }
 
     private string WriteIndex(string weightMapJson, string name = SafeTensorsCheckpoint.IndexFileName)
     {
-        string path = Path.Combine(_directory, name);
+        string path = Path.Combine(Temp.FullPath, name);
         File.WriteAllText(path, "{\"metadata\":{\"total_size\":24},\"weight_map\":{" + weightMapJson + "}}");
         return path;
     }
@@ -46,7 +33,7 @@ public sealed class SafeTensorsCheckpointTests
     {
         WriteShards();
         WriteIndex(Map(("c", ShardB), ("a", ShardA), ("b", ShardB)));
-        using var checkpoint = SafeTensorsCheckpoint.Open(_directory);
+        using var checkpoint = SafeTensorsCheckpoint.Open(Temp.FullPath);
 
         Assert.That(checkpoint.Tensors.Select(t => t.Name), Is.EqualTo(new[] { "a", "b", "c" }));
         Assert.That(checkpoint.Files, Has.Count.EqualTo(2));
@@ -66,7 +53,7 @@ public sealed class SafeTensorsCheckpointTests
     {
         WriteShards();
         string index = WriteIndex(Map(("a", ShardA), ("b", ShardB), ("c", "model-00003-of-00002.safetensors")));
-        var error = Assert.Throws<ModelFormatException>(() => SafeTensorsCheckpoint.Open(_directory))!;
+        var error = Assert.Throws<ModelFormatException>(() => SafeTensorsCheckpoint.Open(Temp.FullPath))!;
         Assert.That(error.FilePath, Is.EqualTo(index));
         Assert.That(error.TensorName, Is.EqualTo("c"));
         Assert.That(error.Message, Does.Contain(index).And.Contain("'c'").And.Contain("model-00003-of-00002.safetensors"));
@@ -77,7 +64,7 @@ public sealed class SafeTensorsCheckpointTests
     {
         WriteShards();
         WriteIndex(Map(("a", ShardA), ("b", ShardB), ("c", ShardA)));
-        var error = Assert.Throws<ModelFormatException>(() => SafeTensorsCheckpoint.Open(_directory))!;
+        var error = Assert.Throws<ModelFormatException>(() => SafeTensorsCheckpoint.Open(Temp.FullPath))!;
         Assert.That(error.FilePath, Does.EndWith(ShardA));
         Assert.That(error.Message, Does.Contain(ShardA).And.Contain("'c'").And.Contain("found it missing"));
     }
@@ -86,10 +73,10 @@ public sealed class SafeTensorsCheckpointTests
     public void TensorInTwoShardsIsRefused()
     {
         WriteShards();
-        File.WriteAllBytes(Path.Combine(_directory, ShardA),
+        File.WriteAllBytes(Path.Combine(Temp.FullPath, ShardA),
             Build(Header(Entry("a", "F32", [1], 0, 4), Entry("b", "F32", [1], 4, 8)), Float32Bytes(1, 2)));
         WriteIndex(Map(("a", ShardA), ("b", ShardB), ("c", ShardB)));
-        var error = Assert.Throws<ModelFormatException>(() => SafeTensorsCheckpoint.Open(_directory))!;
+        var error = Assert.Throws<ModelFormatException>(() => SafeTensorsCheckpoint.Open(Temp.FullPath))!;
         Assert.That(error.Message, Does.Contain(ShardA).And.Contain("'b'").And.Contain("also in"));
     }
 
@@ -98,7 +85,7 @@ public sealed class SafeTensorsCheckpointTests
     {
         WriteShards();
         WriteIndex(Map(("a", ShardA), ("b", ShardB)));
-        var error = Assert.Throws<ModelFormatException>(() => SafeTensorsCheckpoint.Open(_directory))!;
+        var error = Assert.Throws<ModelFormatException>(() => SafeTensorsCheckpoint.Open(Temp.FullPath))!;
         Assert.That(error.Message, Does.Contain(ShardB).And.Contain("'c'").And.Contain("unlisted"));
     }
 
@@ -123,7 +110,7 @@ public sealed class SafeTensorsCheckpointTests
     [Test]
     public void IndexWithoutWeightMapOrWithBadJsonIsRefused()
     {
-        string index = Path.Combine(_directory, SafeTensorsCheckpoint.IndexFileName);
+        string index = Path.Combine(Temp.FullPath, SafeTensorsCheckpoint.IndexFileName);
         File.WriteAllText(index, "{\"metadata\":{}}");
         Assert.That(Assert.Throws<ModelFormatException>(() => SafeTensorsCheckpoint.Open(index))!.Message,
             Does.Contain(index).And.Contain("'weight_map'"));
@@ -135,16 +122,16 @@ public sealed class SafeTensorsCheckpointTests
     [Test]
     public void DirectoryWithoutWeightsIsRefused()
     {
-        var error = Assert.Throws<ModelFormatException>(() => SafeTensorsCheckpoint.Open(_directory))!;
-        Assert.That(error.Message, Does.Contain(_directory).And.Contain("model.safetensors"));
+        var error = Assert.Throws<ModelFormatException>(() => SafeTensorsCheckpoint.Open(Temp.FullPath))!;
+        Assert.That(error.Message, Does.Contain(Temp.FullPath).And.Contain("model.safetensors"));
     }
 
     [Test]
-    public void VariantIndexIsPreferredOverVariantFile()
+    public void VariantIndexIsFoundWhenNoVariantFileExists()
     {
         WriteShards();
         WriteIndex(Map(("a", ShardA), ("b", ShardB), ("c", ShardB)), "model.safetensors.index.q8.json");
-        using var checkpoint = SafeTensorsCheckpoint.Open(_directory, "q8");
+        using var checkpoint = SafeTensorsCheckpoint.Open(Temp.FullPath, "q8");
         Assert.That(checkpoint.SourcePath, Does.EndWith("model.safetensors.index.q8.json"));
         Assert.That(checkpoint.Get("b").ElementCount, Is.EqualTo(1));
     }

@@ -8,19 +8,8 @@ namespace AgileQuant.Tests.Models.SafeTensors;
 /// Malformed safetensors files built byte by byte: each must fail with <see cref="ModelFormatException"/>
 /// whose message names the file, the tensor concerned (when there is one) and what was expected.
 /// </summary>
-public sealed class SafeTensorsCorruptInputTests
+public sealed class SafeTensorsCorruptInputTests() : TemporaryDirectoryFixture("aq-safetensors-")
 {
-    private TemporaryDirectory _temp = null!;
-
-    [SetUp]
-    public void CreateDirectory()
-    {
-        _temp = new TemporaryDirectory("aq-safetensors-");
-    }
-
-    [TearDown]
-    public void DeleteDirectory() => _temp.Dispose();
-
     /// <summary>A malformed file, the tensor its error must name (null: file-level) and a message fragment.</summary>
     public sealed record CorruptCase(string Label, byte[] Bytes, string? Tensor, string Fragment)
     {
@@ -95,7 +84,7 @@ public sealed class SafeTensorsCorruptInputTests
     [TestCaseSource(nameof(Cases))]
     public void MalformedFileIsRefusedWithFileAndTensorNamed(CorruptCase corrupt)
     {
-        string path = _temp.Write("bad.safetensors", corrupt.Bytes);
+        string path = Temp.Write("bad.safetensors", corrupt.Bytes);
 
         var error = Assert.Throws<ModelFormatException>(() => SafeTensorsFile.Open(path).Dispose())!;
 
@@ -110,7 +99,7 @@ public sealed class SafeTensorsCorruptInputTests
     [Test]
     public void MissingTensorLookupNamesFileAndTensor()
     {
-        string path = _temp.Write("ok.safetensors", Build(Header(Entry("present", "F32", [8], 0, 32)), EightFloats));
+        string path = Temp.Write("ok.safetensors", Build(Header(Entry("present", "F32", [8], 0, 32)), EightFloats));
         using var file = SafeTensorsFile.Open(path);
 
         Assert.That(file.TryGet("absent", out _), Is.False);
@@ -122,7 +111,7 @@ public sealed class SafeTensorsCorruptInputTests
     [Test]
     public void ReadingAnIntegerTensorAsFloatIsRefused()
     {
-        string path = _temp.Write("int.safetensors", Build(Header(Entry("codes", "I8", [8], 0, 8)), new byte[8]));
+        string path = Temp.Write("int.safetensors", Build(Header(Entry("codes", "I8", [8], 0, 8)), new byte[8]));
         using var file = SafeTensorsFile.Open(path);
 
         var error = Assert.Throws<ModelFormatException>(() => file.ReadFloat32("codes"))!;
@@ -135,7 +124,7 @@ public sealed class SafeTensorsCorruptInputTests
     {
         // Scalar (shape []), zero-size tensor sharing an offset, header padded with spaces, metadata null.
         string header = "{\"__metadata__\":null," + Entry("empty", "F16", [0, 5], 0, 0) + "," + Entry("scalar", "F32", [], 0, 4) + "}   ";
-        string path = _temp.Write("edge.safetensors", Build(header, Float32Bytes(2.5f)));
+        string path = Temp.Write("edge.safetensors", Build(header, Float32Bytes(2.5f)));
         using var file = SafeTensorsFile.Open(path);
 
         Assert.That(file.Tensors.Select(t => t.Name), Is.EqualTo(new[] { "empty", "scalar" }));
@@ -156,7 +145,7 @@ public sealed class SafeTensorsCorruptInputTests
         BitConverter.TryWriteBytes(data.AsSpan(0), (ushort)0x3E00);
         for (int i = 0; i < 17; i++) BitConverter.TryWriteBytes(data.AsSpan(2 + 2 * i), (ushort)(i % 2 == 0 ? 0x3FC0 : 0xC000));
         for (int i = 0; i < 17; i++) BitConverter.TryWriteBytes(data.AsSpan(36 + 2 * i), (ushort)(i % 2 == 0 ? 0x3E00 : 0xC000));
-        string path = _temp.Write("half.safetensors", Build(Header(
+        string path = Temp.Write("half.safetensors", Build(Header(
             Entry("h", "F16", [], 0, 2), Entry("b", "BF16", [17], 2, 36), Entry("h17", "F16", [17], 36, 70)), data));
         using var file = SafeTensorsFile.Open(path);
 

@@ -4,17 +4,9 @@ using AgileQuant.Models.SafeTensors;
 namespace AgileQuant.Tests.Models.SafeTensors;
 
 /// <summary>Round trips through <see cref="SafeTensorsWriter"/> and <see cref="SafeTensorsFile"/>.</summary>
-public sealed class SafeTensorsWriterTests
+public sealed class SafeTensorsWriterTests() : TemporaryDirectoryFixture("aq-writer-")
 {
-    private TemporaryDirectory _temp = null!;
-
-    [SetUp]
-    public void CreateDirectory() => _temp = new TemporaryDirectory("aq-writer-");
-
-    [TearDown]
-    public void DeleteDirectory() => _temp.Dispose();
-
-    private string PathOf(string name) => Path.Combine(_temp.FullPath, name);
+    private string PathOf(string name) => Path.Combine(Temp.FullPath, name);
 
     [Test]
     public void EveryDtypeRoundTripsWithMetadataAndNaturalAlignment()
@@ -95,7 +87,7 @@ public sealed class SafeTensorsWriterTests
         Assert.That(copy.Tensors.Select(t => (t.Name, t.DType, t.ByteLength)), Is.EqualTo(source.Tensors.Select(t => (t.Name, t.DType, t.ByteLength))));
         foreach (SafeTensorInfo info in source.Tensors)
             Assert.That(copy.GetBytes(info.Name).SequenceEqual(source.GetBytes(info.Name)), Is.True, info.Name);
-        Assert.That(Directory.GetFiles(_temp.FullPath), Has.Length.EqualTo(1), "no temporary file left behind");
+        Assert.That(Directory.GetFiles(Temp.FullPath), Has.Length.EqualTo(1), "no temporary file left behind");
     }
 
     [Test]
