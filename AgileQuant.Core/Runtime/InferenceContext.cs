@@ -10,9 +10,12 @@ public sealed class InferenceContext
 {
     private readonly TransformerModel _model;
     private readonly TransformerConfig _config;
-    private readonly float[][] _keyCache;   // per layer: (MaxSequenceLength, KvDim)
-    private readonly float[][] _valueCache; // per layer: (MaxSequenceLength, KvDim)
+    // Caches are head-major and transposed so attention runs over long contiguous slot vectors whatever the head size.
+    private readonly float[][] _keyCache;   // per layer: (KvHeads, HeadDim, MaxSequenceLength)
+    private readonly float[][] _valueCache; // per layer: (KvHeads, HeadDim, MaxSequenceLength)
     private readonly int[] _slotPosition;   // (MaxSequenceLength): model position of each cached token
+    private readonly float[] _slotPositionValue; // (MaxSequenceLength): the same as floats, for ALiBi
+    private int _maskedSlots;               // how many cached tokens are padding
     private readonly bool[] _slotMasked;    // (MaxSequenceLength): cached token is padding, never attended to
     private int _realTokens;                // non-padding tokens seen so far: the next default position
 
@@ -42,6 +45,7 @@ public sealed class InferenceContext
             _valueCache[l] = new float[(long)slots * _config.KvDim];
         }
         _slotPosition = new int[slots];
+        _slotPositionValue = new float[slots];
         _slotMasked = new bool[slots];
     }
 
@@ -56,6 +60,7 @@ public sealed class InferenceContext
     {
         Length = 0;
         _realTokens = 0;
+        _maskedSlots = 0;
     }
 
     /// <summary>
@@ -95,8 +100,10 @@ public sealed class InferenceContext
                     throw new AgileQuantException($"Position {position} is beyond the learned position table ({rows - _config.LearnedPositionOffset} positions).");
             }
             _slotPosition[start + i] = position;
+            _slotPositionValue[start + i] = position;
             _slotMasked[start + i] = pad;
-            if (!pad) _realTokens++;
+            if (pad) _maskedSlots++;
+            else _realTokens++;
         }
 
         EnsureScratch(n);
@@ -148,8 +155,8 @@ public sealed class InferenceContext
                 _model.Rotary.Apply(_query.AsSpan(i * q, q), position);
                 _model.Rotary.Apply(_key.AsSpan(i * kv, kv), position);
             }
-        _key.AsSpan(0, n * kv).CopyTo(_keyCache[layer].AsSpan(start * kv));
-        _value.AsSpan(0, n * kv).CopyTo(_valueCache[layer].AsSpan(start * kv));
+        StoreTransposed(_key, _keyCache[layer], start, n);
+        StoreTransposed(_value, _valueCache[layer], start, n);
         Attend(layer, start, n);
         lw.Output.Forward(kernel, _attention, _projected, n);
         TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
@@ -191,7 +198,18 @@ public sealed class InferenceContext
         if (!_config.PreNorm) lw.MlpNorm.Forward(hidden, hidden, n);
     }
 
-    // attn[i, h] = Σ_j softmax_j(q[i,h]·k[j,h']/√d + bias_h(j)) · v[j, h'], j over unmasked cached tokens up to i
+    // cache[c, s] (KvDim, MaxSequenceLength) ← rows[i, c] (n, KvDim) for slots s = start + i
+    private void StoreTransposed(float[] rows, float[] cache, int start, int n)
+    {
+        int kv = _config.KvDim, slots = _config.MaxSequenceLength;
+        for (int c = 0; c < kv; c++)
+        {
+            Span<float> target = cache.AsSpan(c * slots + start, n);
+            for (int i = 0; i < n; i++) target[i] = rows[i * kv + c];
+        }
+    }
+
+    // attn[i, h] = Σ_j softmax_j(q[i,h]·k[j,h']/√d + slope_h·pos_j) · v[j, h'], j over unmasked cached tokens up to i
     private void Attend(int layer, int start, int n)
     {
         int heads = _config.NumHeads;
@@ -203,43 +221,49 @@ public sealed class InferenceContext
 
     private void AttendHead(int layer, int start, int n, int head)
     {
-        int hd = _config.HeadDim, kv = _config.KvDim, q = _config.NumHeads * hd;
+        int hd = _config.HeadDim, q = _config.NumHeads * hd, slots = _config.MaxSequenceLength;
         int kvHead = head / (_config.NumHeads / _config.NumKvHeads);
         float scale = 1f / MathF.Sqrt(hd);
-        float slope = _model.AlibiSlopes?[head] ?? 0f;
         float[] keys = _keyCache[layer], values = _valueCache[layer];
-        Span<float> scores = _scores.AsSpan(head * _config.MaxSequenceLength, _config.MaxSequenceLength);
         for (int i = 0; i < n; i++)
         {
             int visible = start + i + 1; // causal: cached tokens 0..start+i
             ReadOnlySpan<float> query = _query.AsSpan(i * q + head * hd, hd);
             Span<float> output = _attention.AsSpan(i * q + head * hd, hd);
-            float max = float.NegativeInfinity;
-            for (int j = 0; j < visible; j++)
+            Span<float> scores = _scores.AsSpan(head * slots, visible);
+            // scores[j] = Σ_d q[d] · K[d, j], as hd AXPYs over the slot axis
+            scores.Clear();
+            for (int d = 0; d < hd; d++)
+                TensorPrimitives.MultiplyAdd(keys.AsSpan(((kvHead * hd) + d) * slots, visible), query[d], scores, scores);
+            TensorPrimitives.Multiply(scores, scale, scores);
+            if (_model.AlibiSlopes is not null)
+                TensorPrimitives.MultiplyAdd(_slotPositionValue.AsSpan(0, visible), _model.AlibiSlopes[head], scores, scores);
+            if (_maskedSlots > 0 && !MaskPadding(scores))
             {
-                if (_slotMasked[j]) continue;
-                float s = TensorPrimitives.Dot(query, keys.AsSpan(j * kv + kvHead * hd, hd)) * scale;
-                if (_model.AlibiSlopes is not null) s += slope * _slotPosition[j];
-                scores[j] = s;
-                if (s > max) max = s;
+                output.Clear(); // every visible key is padding: no attention
+                continue;
             }
-            output.Clear();
-            if (float.IsNegativeInfinity(max)) continue; // every visible key is padding: no attention
-            float sum = 0f;
-            for (int j = 0; j < visible; j++)
-            {
-                if (_slotMasked[j]) continue;
-                float p = MathF.Exp(scores[j] - max);
-                scores[j] = p;
-                sum += p;
-            }
-            float inverse = 1f / sum;
-            for (int j = 0; j < visible; j++)
-            {
-                if (_slotMasked[j]) continue;
-                TensorPrimitives.MultiplyAdd(values.AsSpan(j * kv + kvHead * hd, hd), scores[j] * inverse, output, output);
-            }
+            // softmax, shifted by the maximum for stability
+            float max = TensorPrimitives.Max(scores);
+            TensorPrimitives.Subtract(scores, max, scores);
+            TensorPrimitives.Exp(scores, scores);
+            TensorPrimitives.Multiply(scores, 1f / TensorPrimitives.Sum(scores), scores);
+            // out[d] = Σ_j p[j] · V[d, j]
+            for (int d = 0; d < hd; d++)
+                output[d] = TensorPrimitives.Dot(scores, values.AsSpan(((kvHead * hd) + d) * slots, visible));
         }
+    }
+
+    /// <summary>Sets padding slots' scores to −∞; returns false when every visible slot is padding.</summary>
+    private bool MaskPadding(Span<float> scores)
+    {
+        bool anyVisible = false;
+        for (int j = 0; j < scores.Length; j++)
+        {
+            if (_slotMasked[j]) scores[j] = float.NegativeInfinity;
+            else anyVisible = true;
+        }
+        return anyVisible;
     }
 
     private float[] ComputeLogits(int n, bool allLogits)
