@@ -10,7 +10,7 @@ namespace AgileQuant.Intrinsics;
 public abstract class Fp32PanelKernel : IMatMulKernel
 {
     private readonly WorkerPool? _pool;
-    private readonly Fp32GemmJob _job = new();
+    private readonly ParallelJob<Fp32GemmArgs> _job = new();
 
     /// <summary>Creates the kernel with <paramref name="threads"/> threads (calling thread included).</summary>
     /// <param name="threads">Threads per call, ≥ 1; 0 means <see cref="Environment.ProcessorCount"/>.</param>
@@ -38,5 +38,5 @@ public abstract class Fp32PanelKernel : IMatMulKernel
         MatMulPanels(w, x[..(tokens * w.Cols)], y[..(tokens * w.Rows)], tokens, _pool, _job);
     }
 
-    private protected abstract void MatMulPanels(Fp32Matrix w, ReadOnlySpan<float> x, Span<float> y, int tokens, WorkerPool? pool, Fp32GemmJob job);
+    private protected abstract void MatMulPanels(Fp32Matrix w, ReadOnlySpan<float> x, Span<float> y, int tokens, WorkerPool? pool, ParallelJob<Fp32GemmArgs> job);
 }

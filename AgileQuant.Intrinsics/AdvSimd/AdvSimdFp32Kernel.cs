@@ -23,6 +23,6 @@ public sealed class AdvSimdFp32Kernel : Fp32PanelKernel
     /// <inheritdoc />
     public override string Name => "fp32-advsimd";
 
-    private protected override void MatMulPanels(Fp32Matrix w, ReadOnlySpan<float> x, Span<float> y, int tokens, WorkerPool? pool, Fp32GemmJob job) =>
+    private protected override void MatMulPanels(Fp32Matrix w, ReadOnlySpan<float> x, Span<float> y, int tokens, WorkerPool? pool, ParallelJob<Fp32GemmArgs> job) =>
         Fp32PanelGemm<AdvSimdFp32MicroKernel>.MatMul(w, x, y, tokens, pool, job);
 }
