@@ -20,7 +20,7 @@ internal readonly struct SixTokens : ITokenCount { public static int Value => 6;
 
 /// <summary>
 /// An ISA-specific FP32 micro-kernel over one 16-row panel of W:
-/// <c>y[t, i] (+)= Σ_{k &lt; depth} x[t, k] · panel[k, i]</c> for t &lt; tokens, i &lt; 16.
+/// <c>y[t, i] (+)= Σ_{k &lt; depth} x[k, t] · panel[k, i]</c> for t &lt; tokens, i &lt; 16.
 /// </summary>
 internal unsafe interface IFp32MicroKernel
 {
@@ -28,23 +28,29 @@ internal unsafe interface IFp32MicroKernel
     static abstract int MaxTokens { get; }
 
     /// <summary>
-    /// Multiplies x (tokens, depth) with row stride <paramref name="xStride"/> by the k-major panel
-    /// (depth, 16) into y (tokens, 16) with row stride <paramref name="yStride"/>; adds to y when
-    /// <paramref name="accumulate"/>, else overwrites it. 1 ≤ tokens ≤ MaxTokens.
+    /// Multiplies the packed x tile (depth, tokens) — element (k, t) at <c>k * tokens + t</c> — by the
+    /// k-major panel (depth, 16) into y (tokens, 16) with row stride <paramref name="yStride"/>; adds to
+    /// y when <paramref name="accumulate"/>, else overwrites it. 1 ≤ tokens ≤ MaxTokens.
     /// </summary>
-    static abstract void Tile(float* x, nint xStride, float* panel, int depth, float* y, nint yStride, int tokens, bool accumulate);
+    static abstract void Tile(float* x, float* panel, int depth, float* y, nint yStride, int tokens, bool accumulate);
 }
 
 /// <summary>
 /// Cache-blocked, multi-threaded FP32 GEMM over the panel layout of <see cref="Fp32Matrix"/>:
-/// <c>Y (tokens, Rows) = X (tokens, Cols) · Wᵀ</c>. Threads split the 16-row panels; each works through
-/// a depth block of <see cref="DepthBlock"/> columns at a time so the panel slice (16 KiB) stays in L1
-/// and the X slice (tokens × 256 floats) in L2 while all token tiles pass over it.
+/// <c>Y (tokens, Rows) = X (tokens, Cols) · Wᵀ</c>. Threads split the 16-row panels. Each thread copies a
+/// block of X (≤ <see cref="TokenBlock"/> tokens × <see cref="DepthBlock"/> columns, ≤ 240 KiB, L2) into
+/// its scratch as k-major tiles of MaxTokens tokens, so the micro-kernel's broadcasts read contiguous
+/// memory (rows of X 16 KiB apart would alias in L1/L2); every token tile then passes over one panel
+/// slice (256 × 16 floats = 16 KiB, L1). Up to MaxTokens tokens (decode) skip depth blocking and
+/// stream each panel once from memory.
 /// </summary>
 internal static unsafe class Fp32PanelGemm<TMicro> where TMicro : IFp32MicroKernel
 {
     /// <summary>Columns of W per cache block (panel slice = 256 × 16 floats = 16 KiB).</summary>
     public const int DepthBlock = 256;
+
+    /// <summary>Most tokens per packed X block (a multiple of every MaxTokens: 240 × 256 floats = 240 KiB of a 1 MiB L2).</summary>
+    public const int TokenBlock = 240;
 
     /// <summary>Below this many multiply-adds a call runs on the calling thread alone.</summary>
     private const long MinParallelMacs = 1L << 18;
@@ -53,78 +59,102 @@ internal static unsafe class Fp32PanelGemm<TMicro> where TMicro : IFp32MicroKern
     private const int ChunksPerThread = 8;
 
     /// <summary>Computes Y = X · Wᵀ, using <paramref name="pool"/> (null: calling thread only).</summary>
-    public static void MatMul(Fp32Matrix w, ReadOnlySpan<float> x, Span<float> y, int tokens, WorkerPool? pool, Fp32GemmJob job)
+    public static void MatMul(Fp32Matrix w, ReadOnlySpan<float> x, Span<float> y, int tokens, WorkerPool? pool, ParallelJob<Fp32GemmArgs> job)
     {
         int panelCount = w.PanelCount;
         float* panels = w.PanelPointer();
+        _ = Scratch(tokens, w.Cols); // grow the calling thread's scratch now, whichever chunks it runs
         fixed (float* xp = x)
         fixed (float* yp = y)
         {
             long macs = (long)tokens * w.Rows * w.Cols;
-            if (pool is null || macs < MinParallelMacs || panelCount < 2)
-            {
-                RunPanels(new Fp32GemmArgs(panels, xp, yp, w.Rows, w.Cols, tokens, panelCount, 1), 0, panelCount);
-                return;
-            }
-            int chunkCount = Math.Min(panelCount, pool.Threads * ChunksPerThread);
-            var args = new Fp32GemmArgs(panels, xp, yp, w.Rows, w.Cols, tokens, panelCount, chunkCount);
-            if (!pool.TryEnter())
-            {
-                // Another caller holds the pool (and maybe this kernel's job): work alone.
-                RunPanels(args, 0, panelCount);
-                return;
-            }
-            try
-            {
-                job.Set(args, &RunChunk);
-                pool.Run(job, chunkCount);
-            }
-            finally
-            {
-                job.Clear();
-                pool.Exit();
-            }
+            int chunkCount = pool is null || macs < MinParallelMacs ? 1 : Math.Min(panelCount, pool.Threads * ChunksPerThread);
+            job.Execute(pool, new Fp32GemmArgs(panels, xp, yp, w.Rows, w.Cols, tokens, panelCount), &RunChunk, chunkCount);
         }
     }
 
-    private static void RunChunk(in Fp32GemmArgs args, int chunk)
+    private static void RunChunk(in Fp32GemmArgs args, int chunk, int chunkCount)
     {
-        int begin = (int)((long)args.PanelCount * chunk / args.ChunkCount);
-        int end = (int)((long)args.PanelCount * (chunk + 1) / args.ChunkCount);
+        (int begin, int end) = ParallelJob<Fp32GemmArgs>.Range(args.PanelCount, chunk, chunkCount);
         RunPanels(args, begin, end);
     }
+
+    /// <summary>Per-thread packed-X scratch, grown on demand and then reused by every call.</summary>
+    [ThreadStatic] private static float[]? t_scratch;
+
+    private static float[] Scratch(int tokens, int cols)
+    {
+        (int tokenBlock, int depthBlock) = Blocking(tokens, cols);
+        int length = RoundUp(tokenBlock, TMicro.MaxTokens) * depthBlock;
+        float[]? scratch = t_scratch;
+        if (scratch is null || scratch.Length < length) t_scratch = scratch = new float[length];
+        return scratch;
+    }
+
+    private static (int TokenBlock, int DepthBlock) Blocking(int tokens, int cols)
+    {
+        if (tokens <= TMicro.MaxTokens) return (tokens, cols);
+        int blocks = (tokens + TokenBlock - 1) / TokenBlock;
+        // Equal token blocks, each a whole number of tiles: 300 tokens → 2 × 150, not 240 + 60.
+        return (RoundUp((tokens + blocks - 1) / blocks, TMicro.MaxTokens), Math.Min(DepthBlock, cols));
+    }
+
+    private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
     // Y[:, 16·p0 .. 16·p1) = X · W[16·p0 .. 16·p1, :]ᵀ
     private static void RunPanels(in Fp32GemmArgs a, int panelBegin, int panelEnd)
     {
         int maxTokens = TMicro.MaxTokens;
-        // Few tokens: stream each panel once over the full depth (weights from DRAM, x from L1).
-        int depthBlock = a.Tokens <= maxTokens ? a.Cols : DepthBlock;
+        (int tokenBlock, int depthBlock) = Blocking(a.Tokens, a.Cols);
         float* partial = stackalloc float[maxTokens * Fp32Matrix.PanelRows];
-        for (int k0 = 0; k0 < a.Cols; k0 += depthBlock)
+        fixed (float* packed = Scratch(a.Tokens, a.Cols))
         {
-            int depth = Math.Min(depthBlock, a.Cols - k0);
-            bool accumulate = k0 > 0;
-            for (int p = panelBegin; p < panelEnd; p++)
+            for (int k0 = 0; k0 < a.Cols; k0 += depthBlock)
             {
-                float* panel = a.Panels + (nint)p * Fp32Matrix.PanelRows * a.Cols + (nint)k0 * Fp32Matrix.PanelRows;
-                int row0 = p * Fp32Matrix.PanelRows;
-                int rowsInPanel = Math.Min(Fp32Matrix.PanelRows, a.Rows - row0);
-                for (int t0 = 0; t0 < a.Tokens; t0 += maxTokens)
+                int depth = Math.Min(depthBlock, a.Cols - k0);
+                bool accumulate = k0 > 0;
+                for (int m0 = 0; m0 < a.Tokens; m0 += tokenBlock)
                 {
-                    int tileTokens = Math.Min(maxTokens, a.Tokens - t0);
-                    float* xTile = a.X + (nint)t0 * a.Cols + k0;
-                    float* yTile = a.Y + (nint)t0 * a.Rows + row0;
-                    if (rowsInPanel == Fp32Matrix.PanelRows)
+                    int blockTokens = Math.Min(tokenBlock, a.Tokens - m0);
+                    PackTiles(a.X + (nint)m0 * a.Cols + k0, a.Cols, blockTokens, depth, packed);
+                    for (int p = panelBegin; p < panelEnd; p++)
                     {
-                        TMicro.Tile(xTile, a.Cols, panel, depth, yTile, a.Rows, tileTokens, accumulate);
-                        continue;
+                        float* panel = a.Panels + (nint)p * Fp32Matrix.PanelRows * a.Cols + (nint)k0 * Fp32Matrix.PanelRows;
+                        int row0 = p * Fp32Matrix.PanelRows;
+                        int rowsInPanel = Math.Min(Fp32Matrix.PanelRows, a.Rows - row0);
+                        for (int t0 = 0; t0 < blockTokens; t0 += maxTokens)
+                        {
+                            int tileTokens = Math.Min(maxTokens, blockTokens - t0);
+                            float* xTile = packed + (nint)t0 * depth;
+                            float* yTile = a.Y + (nint)(m0 + t0) * a.Rows + row0;
+                            if (rowsInPanel == Fp32Matrix.PanelRows)
+                            {
+                                TMicro.Tile(xTile, panel, depth, yTile, a.Rows, tileTokens, accumulate);
+                                continue;
+                            }
+                            // Last, partial panel: go through a (tokens, 16) scratch tile so no write leaves y's rows.
+                            CopyTile(yTile, a.Rows, partial, Fp32Matrix.PanelRows, tileTokens, accumulate ? rowsInPanel : 0);
+                            TMicro.Tile(xTile, panel, depth, partial, Fp32Matrix.PanelRows, tileTokens, accumulate);
+                            CopyTile(partial, Fp32Matrix.PanelRows, yTile, a.Rows, tileTokens, rowsInPanel);
+                        }
                     }
-                    // Last, partial panel: go through a (tokens, 16) scratch tile so no write leaves y's rows.
-                    CopyTile(yTile, a.Rows, partial, Fp32Matrix.PanelRows, tileTokens, accumulate ? rowsInPanel : 0);
-                    TMicro.Tile(xTile, a.Cols, panel, depth, partial, Fp32Matrix.PanelRows, tileTokens, accumulate);
-                    CopyTile(partial, Fp32Matrix.PanelRows, yTile, a.Rows, tileTokens, rowsInPanel);
                 }
+            }
+        }
+    }
+
+    // packed tile j (depth, n) ← X[j·MaxTokens .. +n, 0..depth), element (k, t) at j·MaxTokens·depth + k·n + t
+    private static void PackTiles(float* x, nint xStride, int tokens, int depth, float* packed)
+    {
+        int maxTokens = TMicro.MaxTokens;
+        for (int t0 = 0; t0 < tokens; t0 += maxTokens)
+        {
+            int n = Math.Min(maxTokens, tokens - t0);
+            float* tile = packed + (nint)t0 * depth;
+            for (int t = 0; t < n; t++)
+            {
+                float* row = x + (t0 + t) * xStride;
+                for (int k = 0; k < depth; k++) tile[k * n + t] = row[k];
             }
         }
     }
@@ -138,7 +168,7 @@ internal static unsafe class Fp32PanelGemm<TMicro> where TMicro : IFp32MicroKern
 }
 
 /// <summary>Pointers and shape of one FP32 GEMM call, shared by the threads that run its chunks.</summary>
-internal readonly unsafe struct Fp32GemmArgs(float* panels, float* x, float* y, int rows, int cols, int tokens, int panelCount, int chunkCount)
+internal readonly unsafe struct Fp32GemmArgs(float* panels, float* x, float* y, int rows, int cols, int tokens, int panelCount)
 {
     public readonly float* Panels = panels;
     public readonly float* X = x;
@@ -147,28 +177,4 @@ internal readonly unsafe struct Fp32GemmArgs(float* panels, float* x, float* y, 
     public readonly int Cols = cols;
     public readonly int Tokens = tokens;
     public readonly int PanelCount = panelCount;
-    public readonly int ChunkCount = chunkCount;
-}
-
-/// <summary>
-/// The reusable <see cref="ParallelJob"/> of one FP32 kernel instance (no allocation per call); only the
-/// holder of the kernel's worker pool may set it.
-/// </summary>
-internal sealed unsafe class Fp32GemmJob : ParallelJob
-{
-    private Fp32GemmArgs _args;
-    private delegate*<in Fp32GemmArgs, int, void> _runChunk;
-
-    /// <summary>Points the job at one call's buffers.</summary>
-    public void Set(in Fp32GemmArgs args, delegate*<in Fp32GemmArgs, int, void> runChunk)
-    {
-        _args = args;
-        _runChunk = runChunk;
-    }
-
-    /// <summary>Drops the call's pointers once it has returned.</summary>
-    public void Clear() => _args = default;
-
-    /// <inheritdoc />
-    public override void RunChunk(int chunk) => _runChunk(_args, chunk);
 }

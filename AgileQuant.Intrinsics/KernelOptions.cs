@@ -24,4 +24,7 @@ public sealed record KernelOptions
 
     /// <summary>Threads per matrix multiplication (calling thread included); 0 = <see cref="Environment.ProcessorCount"/>.</summary>
     public int Threads { get; init; }
+
+    /// <summary>Bits per activation code for the integer kernels: 8 (W4A8, W8A8) or 4 (W4A4, W8A4).</summary>
+    public int ActivationBits { get; init; } = 8;
 }

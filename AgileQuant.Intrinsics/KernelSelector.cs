@@ -6,7 +6,8 @@ namespace AgileQuant.Intrinsics;
 
 /// <summary>
 /// Chooses the instruction set once (at model load) and builds the <see cref="KernelSet"/> that multiplies
-/// by every weight format this library knows.
+/// by every weight format this library knows: <see cref="Formats.Fp32Matrix"/>, <see cref="Formats.PackedInt4Matrix"/>
+/// and <see cref="Formats.Int8RowMatrix"/>.
 /// </summary>
 public static class KernelSelector
 {
@@ -33,17 +34,23 @@ public static class KernelSelector
     {
         options ??= new KernelOptions();
         ArgumentOutOfRangeException.ThrowIfNegative(options.Threads, nameof(options));
+        if (options.ActivationBits is not (4 or 8))
+            throw new ArgumentOutOfRangeException(nameof(options), $"Expected 4 or 8 activation bits, found {options.ActivationBits}.");
         if (!Enum.IsDefined(options.Preference))
             throw new ArgumentOutOfRangeException(nameof(options), $"Expected a defined {nameof(KernelPreference)}, found {(int)options.Preference}.");
         KernelPreference isa = options.Preference == KernelPreference.Auto ? BestSupported : options.Preference;
         if (!IsSupported(isa))
             throw new PlatformNotSupportedException($"Kernel preference {isa} is not supported by this CPU or runtime (best supported: {BestSupported}).");
         int threads = options.Threads == 0 ? Environment.ProcessorCount : options.Threads;
+        int bits = options.ActivationBits;
         IMatMulKernel[] kernels = isa switch
         {
-            KernelPreference.Avx2 => [new Avx2Fp32Kernel(threads)],
-            KernelPreference.AdvSimd => [new AdvSimdKernels.AdvSimdFp32Kernel(threads)],
-            _ => [new ScalarFp32Kernel()],
+            KernelPreference.Avx2 => [new Avx2Fp32Kernel(threads), new Avx2Int4Kernel(bits, threads), new Avx2Int8Kernel(bits, threads)],
+            KernelPreference.AdvSimd =>
+            [
+                new AdvSimdKernels.AdvSimdFp32Kernel(threads), new AdvSimdKernels.AdvSimdInt4Kernel(bits, threads), new AdvSimdKernels.AdvSimdInt8Kernel(bits, threads),
+            ],
+            _ => [new ScalarFp32Kernel(), new ScalarInt4Kernel(bits), new ScalarInt8Kernel(bits)],
         };
         return new KernelSet(isa, threads, kernels);
     }

@@ -15,14 +15,11 @@ public sealed class AdvSimdFp32Kernel : Fp32PanelKernel
 
     /// <summary>Creates the kernel; throws <see cref="PlatformNotSupportedException"/> when not <see cref="IsSupported"/>.</summary>
     /// <param name="threads">Threads per call, ≥ 1; 0 means <see cref="Environment.ProcessorCount"/>.</param>
-    public AdvSimdFp32Kernel(int threads = 0) : base(threads)
-    {
-        if (!IsSupported) throw new PlatformNotSupportedException("Kernel fp32-advsimd needs 64-bit ARM AdvSimd, which this CPU or runtime does not enable.");
-    }
+    public AdvSimdFp32Kernel(int threads = 0) : base(threads, IsSupported, "64-bit ARM AdvSimd") { }
 
     /// <inheritdoc />
     public override string Name => "fp32-advsimd";
 
-    private protected override void MatMulPanels(Fp32Matrix w, ReadOnlySpan<float> x, Span<float> y, int tokens, WorkerPool? pool, Fp32GemmJob job) =>
-        Fp32PanelGemm<AdvSimdFp32MicroKernel>.MatMul(w, x, y, tokens, pool, job);
+    private protected override void MatMulPanels(Fp32Matrix w, ReadOnlySpan<float> x, Span<float> y, int tokens, ParallelJob<Fp32GemmArgs> job) =>
+        Fp32PanelGemm<AdvSimdFp32MicroKernel>.MatMul(w, x, y, tokens, Pool, job);
 }

@@ -15,14 +15,11 @@ public sealed class Avx2Fp32Kernel : Fp32PanelKernel
 
     /// <summary>Creates the kernel; throws <see cref="PlatformNotSupportedException"/> when not <see cref="IsSupported"/>.</summary>
     /// <param name="threads">Threads per call, ≥ 1; 0 means <see cref="Environment.ProcessorCount"/>.</param>
-    public Avx2Fp32Kernel(int threads = 0) : base(threads)
-    {
-        if (!IsSupported) throw new PlatformNotSupportedException("Kernel fp32-avx2 needs AVX2 and FMA, which this CPU or runtime does not enable.");
-    }
+    public Avx2Fp32Kernel(int threads = 0) : base(threads, IsSupported, "AVX2 and FMA") { }
 
     /// <inheritdoc />
     public override string Name => "fp32-avx2";
 
-    private protected override void MatMulPanels(Fp32Matrix w, ReadOnlySpan<float> x, Span<float> y, int tokens, WorkerPool? pool, Fp32GemmJob job) =>
-        Fp32PanelGemm<Avx2Fp32MicroKernel>.MatMul(w, x, y, tokens, pool, job);
+    private protected override void MatMulPanels(Fp32Matrix w, ReadOnlySpan<float> x, Span<float> y, int tokens, ParallelJob<Fp32GemmArgs> job) =>
+        Fp32PanelGemm<Avx2Fp32MicroKernel>.MatMul(w, x, y, tokens, Pool, job);
 }

@@ -6,28 +6,28 @@ namespace AgileQuant.Intrinsics.Avx2;
 
 /// <summary>
 /// AVX2+FMA FP32 micro-kernel: a (≤6 tokens) × 16 rows tile held in up to 12 ymm accumulators; per
-/// column k it loads 16 panel floats (2 ymm), broadcasts x[t, k] and issues 2 FMAs per token.
+/// column k it loads 16 panel floats (2 ymm), broadcasts packed x[k, t] and issues 2 FMAs per token.
 /// </summary>
 internal readonly unsafe struct Avx2Fp32MicroKernel : IFp32MicroKernel
 {
     public static int MaxTokens => 6;
 
-    public static void Tile(float* x, nint xStride, float* panel, int depth, float* y, nint yStride, int tokens, bool accumulate)
+    public static void Tile(float* x, float* panel, int depth, float* y, nint yStride, int tokens, bool accumulate)
     {
         switch (tokens)
         {
-            case 6: Tile<SixTokens>(x, xStride, panel, depth, y, yStride, accumulate); break;
-            case 5: Tile<FiveTokens>(x, xStride, panel, depth, y, yStride, accumulate); break;
-            case 4: Tile<FourTokens>(x, xStride, panel, depth, y, yStride, accumulate); break;
-            case 3: Tile<ThreeTokens>(x, xStride, panel, depth, y, yStride, accumulate); break;
-            case 2: Tile<TwoTokens>(x, xStride, panel, depth, y, yStride, accumulate); break;
+            case 6: Tile<SixTokens>(x, panel, depth, y, yStride, accumulate); break;
+            case 5: Tile<FiveTokens>(x, panel, depth, y, yStride, accumulate); break;
+            case 4: Tile<FourTokens>(x, panel, depth, y, yStride, accumulate); break;
+            case 3: Tile<ThreeTokens>(x, panel, depth, y, yStride, accumulate); break;
+            case 2: Tile<TwoTokens>(x, panel, depth, y, yStride, accumulate); break;
             default: SingleToken(x, panel, depth, y, accumulate); break;
         }
     }
 
-    // y[t, 0..16) (+)= Σ_k x[t, k] · panel[k, 0..16), t < N
+    // y[t, 0..16) (+)= Σ_k x[k, t] · panel[k, 0..16), t < N
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile<N>(float* x, nint xStride, float* panel, int depth, float* y, nint yStride, bool accumulate)
+    private static void Tile<N>(float* x, float* panel, int depth, float* y, nint yStride, bool accumulate)
         where N : struct, ITokenCount
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
@@ -41,19 +41,17 @@ internal readonly unsafe struct Avx2Fp32MicroKernel : IFp32MicroKernel
             if (N.Value > 4) { c40 = X86.Avx.LoadVector256(y + 4 * yStride); c41 = X86.Avx.LoadVector256(y + 4 * yStride + 8); }
             if (N.Value > 5) { c50 = X86.Avx.LoadVector256(y + 5 * yStride); c51 = X86.Avx.LoadVector256(y + 5 * yStride + 8); }
         }
-        float* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride, x4 = x + 4 * xStride, x5 = x + 5 * xStride;
-        for (int k = 0; k < depth; k++)
+        for (int k = 0; k < depth; k++, x += N.Value, panel += 16)
         {
             Vector256<float> w0 = X86.Avx.LoadVector256(panel);
             Vector256<float> w1 = X86.Avx.LoadVector256(panel + 8);
-            panel += 16;
-            Vector256<float> b = X86.Avx.BroadcastScalarToVector256(x0 + k);
+            Vector256<float> b = X86.Avx.BroadcastScalarToVector256(x);
             c00 = X86.Fma.MultiplyAdd(b, w0, c00); c01 = X86.Fma.MultiplyAdd(b, w1, c01);
-            if (N.Value > 1) { b = X86.Avx.BroadcastScalarToVector256(x1 + k); c10 = X86.Fma.MultiplyAdd(b, w0, c10); c11 = X86.Fma.MultiplyAdd(b, w1, c11); }
-            if (N.Value > 2) { b = X86.Avx.BroadcastScalarToVector256(x2 + k); c20 = X86.Fma.MultiplyAdd(b, w0, c20); c21 = X86.Fma.MultiplyAdd(b, w1, c21); }
-            if (N.Value > 3) { b = X86.Avx.BroadcastScalarToVector256(x3 + k); c30 = X86.Fma.MultiplyAdd(b, w0, c30); c31 = X86.Fma.MultiplyAdd(b, w1, c31); }
-            if (N.Value > 4) { b = X86.Avx.BroadcastScalarToVector256(x4 + k); c40 = X86.Fma.MultiplyAdd(b, w0, c40); c41 = X86.Fma.MultiplyAdd(b, w1, c41); }
-            if (N.Value > 5) { b = X86.Avx.BroadcastScalarToVector256(x5 + k); c50 = X86.Fma.MultiplyAdd(b, w0, c50); c51 = X86.Fma.MultiplyAdd(b, w1, c51); }
+            if (N.Value > 1) { b = X86.Avx.BroadcastScalarToVector256(x + 1); c10 = X86.Fma.MultiplyAdd(b, w0, c10); c11 = X86.Fma.MultiplyAdd(b, w1, c11); }
+            if (N.Value > 2) { b = X86.Avx.BroadcastScalarToVector256(x + 2); c20 = X86.Fma.MultiplyAdd(b, w0, c20); c21 = X86.Fma.MultiplyAdd(b, w1, c21); }
+            if (N.Value > 3) { b = X86.Avx.BroadcastScalarToVector256(x + 3); c30 = X86.Fma.MultiplyAdd(b, w0, c30); c31 = X86.Fma.MultiplyAdd(b, w1, c31); }
+            if (N.Value > 4) { b = X86.Avx.BroadcastScalarToVector256(x + 4); c40 = X86.Fma.MultiplyAdd(b, w0, c40); c41 = X86.Fma.MultiplyAdd(b, w1, c41); }
+            if (N.Value > 5) { b = X86.Avx.BroadcastScalarToVector256(x + 5); c50 = X86.Fma.MultiplyAdd(b, w0, c50); c51 = X86.Fma.MultiplyAdd(b, w1, c51); }
         }
         X86.Avx.Store(y, c00); X86.Avx.Store(y + 8, c01);
         if (N.Value > 1) { X86.Avx.Store(y + yStride, c10); X86.Avx.Store(y + yStride + 8, c11); }

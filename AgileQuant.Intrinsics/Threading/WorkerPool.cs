@@ -16,8 +16,9 @@ internal abstract class ParallelJob
 
 /// <summary>
 /// A fixed set of background threads that, together with the calling thread, run the chunks of one
-/// <see cref="ParallelJob"/> at a time. Chunks are handed out dynamically (atomic counter) so a core
-/// slowed by other processes takes fewer of them. Threads are created once and reused for every call.
+/// <see cref="ParallelJob"/> at a time. Chunks are claimed dynamically, so a core slowed by other
+/// processes takes fewer of them, and the caller waits only for chunks in flight, never for a worker
+/// that has not woken yet (it then finds nothing left). Threads are created once and reused.
 /// </summary>
 internal sealed class WorkerPool
 {
@@ -28,8 +29,9 @@ internal sealed class WorkerPool
     private readonly ManualResetEventSlim _finished = new(false);
     private ParallelJob? _job;
     private int _chunkCount;
-    private int _nextChunk;
-    private int _busyWorkers;
+    private int _generation;
+    private long _claim; // (generation << 32) | next unclaimed chunk
+    private int _completed;
     private ExceptionDispatchInfo? _failure;
 
     /// <summary>Total threads that run a job, the calling thread included.</summary>
@@ -69,16 +71,17 @@ internal sealed class WorkerPool
     /// </summary>
     public void Run(ParallelJob job, int chunkCount)
     {
-        Debug.Assert(Monitor.IsEntered(_gate));
+        Debug.Assert(Monitor.IsEntered(_gate) && chunkCount > 0);
         _job = job;
         _chunkCount = chunkCount;
-        _nextChunk = 0;
+        _completed = 0;
         _failure = null;
-        _busyWorkers = _start.Length;
         _finished.Reset();
+        int generation = ++_generation;
+        Volatile.Write(ref _claim, (long)generation << 32);
         foreach (ManualResetEventSlim start in _start) start.Set();
-        RunChunks(job);
-        _finished.Wait();
+        RunChunks(generation);
+        if (Volatile.Read(ref _completed) < chunkCount) _finished.Wait();
         _job = null;
         _failure?.Throw();
     }
@@ -98,18 +101,24 @@ internal sealed class WorkerPool
         }
     }
 
-    private void RunChunks(ParallelJob job)
+    private void RunChunks(int generation)
     {
-        try
+        while (true)
         {
-            int chunk;
-            while ((chunk = Interlocked.Increment(ref _nextChunk) - 1) < _chunkCount) job.RunChunk(chunk);
-        }
-        catch (Exception e)
-        {
-            // Stop handing out chunks; the caller rethrows the first failure.
-            Interlocked.Exchange(ref _nextChunk, int.MaxValue / 2);
-            Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(e), null);
+            long claim = Volatile.Read(ref _claim);
+            int chunk = (int)claim;
+            // A newer run, or none left: a chunk is only claimed while its run is the current one.
+            if ((int)(claim >> 32) != generation || chunk >= _chunkCount) return;
+            if (Interlocked.CompareExchange(ref _claim, claim + 1, claim) != claim) continue;
+            try
+            {
+                _job!.RunChunk(chunk);
+            }
+            catch (Exception e)
+            {
+                Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(e), null);
+            }
+            if (Interlocked.Increment(ref _completed) == _chunkCount) _finished.Set();
         }
     }
 
@@ -120,8 +129,7 @@ internal sealed class WorkerPool
         {
             start.Wait();
             start.Reset();
-            RunChunks(_job!);
-            if (Interlocked.Decrement(ref _busyWorkers) == 0) _finished.Set();
+            RunChunks(Volatile.Read(ref _generation));
         }
     }
 }

@@ -63,4 +63,41 @@ public sealed class KernelSelectorTests
         Assert.That(set.Supports(matrix), Is.True);
         MatMulReference.AssertClose(actual, expected, MatMulReference.Tolerances(x, w, tokens, rows, cols), set.Name);
     }
+
+    [TestCase(8)]
+    [TestCase(4)]
+    public void KernelSetMultipliesEveryFormatLikeTheScalarSet(int bits)
+    {
+        const int tokens = 5, cols = 172, rows = 23;
+        float[] x = MatMulReference.RandomValues(tokens * cols, 3);
+        IWeightMatrix[] formats =
+        [
+            QuantizedKernelTests.Int4Weights(rows, cols, groupSize: 32, asymmetric: true, seed: 4),
+            QuantizedKernelTests.Int8Weights(rows, cols, seed: 5),
+        ];
+        KernelSet scalar = KernelSelector.Create(new KernelOptions { Preference = KernelPreference.Scalar, ActivationBits = bits });
+        KernelSet best = KernelSelector.Create(new KernelOptions { Threads = 2, ActivationBits = bits });
+        foreach (IWeightMatrix w in formats)
+        {
+            var expected = new float[tokens * rows];
+            var actual = new float[tokens * rows];
+            scalar.MatMul(w, x, expected, tokens);
+            best.MatMul(w, x, actual, tokens);
+            Assert.That(actual, Is.EqualTo(expected), $"{best.KernelFor(w).Name} vs {scalar.KernelFor(w).Name}");
+            Assert.That(best.KernelFor(w).Name, Does.StartWith(w is Int8RowMatrix ? $"w8a{bits}" : $"w4a{bits}"));
+        }
+    }
+
+    [Test]
+    public void RejectsOtherActivationBits() =>
+        Assert.Throws<ArgumentOutOfRangeException>(() => KernelSelector.Create(new KernelOptions { ActivationBits = 6 }));
+
+    [Test]
+    public void SelfTestPassesForEverySupportedKernel()
+    {
+        IReadOnlyList<KernelSelfTestResult> results = KernelSelfTest.Run(threads: 2);
+        Assert.That(results.Where(r => !r.Passed).Select(r => $"{r.Kernel} {r.Shape}: {r.MaxError} > {r.Tolerance}"), Is.Empty);
+        int expectedKernels = KernelSelector.BestSupported == KernelPreference.Scalar ? 0 : 5;
+        Assert.That(results.Select(r => r.Kernel).Distinct().Count(), Is.GreaterThanOrEqualTo(expectedKernels));
+    }
 }

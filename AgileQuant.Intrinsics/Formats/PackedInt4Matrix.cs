@@ -1,0 +1,148 @@
+namespace AgileQuant.Intrinsics.Formats;
+
+/// <summary>
+/// A 4-bit weight matrix W (Rows, Cols) with one float scale per group of <see cref="GroupSize"/> input
+/// columns: <c>W[r, c] = Scale(r, g) · (Nibble(r, c) − ZeroPoint(r, g))</c>, g = c / GroupSize (the last
+/// group of a row may be short, e.g. Cols = 172 with G = 32 ends in a group of 12).
+/// </summary>
+/// <remarks>
+/// Byte layout of <see cref="Packed"/>: row r starts at byte <c>r · RowBytes</c>; byte <c>c / 2</c> of a
+/// row holds column c in its LOW nibble when c is even and in its HIGH nibble when c is odd.
+/// <see cref="RowBytes"/> = 16 · ceil(Cols / 32): rows are padded with zero nibbles to a whole 32-column
+/// block so SIMD kernels read whole 16-byte blocks. Nibbles are unsigned 0..15:
+/// asymmetric codes are stored as they are with a per-(row, group) zero point 0..15; symmetric signed
+/// codes −8..7 are stored as <c>code + 8</c> (the ggml Q4_0 convention) with an implicit zero point 8.
+/// </remarks>
+public sealed class PackedInt4Matrix : IWeightMatrix
+{
+    /// <summary>Columns per SIMD block: 32 nibbles = 16 bytes.</summary>
+    public const int BlockColumns = 32;
+
+    /// <summary>Zero point implied for symmetric matrices (nibble = code + 8).</summary>
+    public const int SymmetricZeroPoint = 8;
+
+    private readonly byte[] _packed;
+    private readonly float[] _scales;
+    private readonly byte[]? _zeroPoints;
+
+    private PackedInt4Matrix(int rows, int cols, int groupSize, byte[] packed, float[] scales, byte[]? zeroPoints)
+    {
+        Rows = rows;
+        Cols = cols;
+        GroupSize = groupSize;
+        _packed = packed;
+        _scales = scales;
+        _zeroPoints = zeroPoints;
+    }
+
+    /// <inheritdoc />
+    public int Rows { get; }
+
+    /// <inheritdoc />
+    public int Cols { get; }
+
+    /// <summary>Input columns per scale group: 32, 64 or 128.</summary>
+    public int GroupSize { get; }
+
+    /// <summary>Groups per row: <c>ceil(Cols / GroupSize)</c>.</summary>
+    public int GroupCount => (Cols + GroupSize - 1) / GroupSize;
+
+    /// <summary>Bytes per packed row: <c>16 · ceil(Cols / 32)</c>.</summary>
+    public int RowBytes => RowBytesFor(Cols);
+
+    /// <summary>True when codes are symmetric (−8..7 stored as code + 8); false when each group has its own zero point.</summary>
+    public bool IsSymmetric => _zeroPoints is null;
+
+    /// <summary>Packed nibbles (Rows, RowBytes); see the class remarks for the order.</summary>
+    public ReadOnlySpan<byte> Packed => _packed;
+
+    /// <summary>Scales (Rows, GroupCount), row-major.</summary>
+    public ReadOnlySpan<float> Scales => _scales;
+
+    /// <summary>Zero points (Rows, GroupCount), row-major, one byte 0..15 each; empty when <see cref="IsSymmetric"/>.</summary>
+    public ReadOnlySpan<byte> ZeroPoints => _zeroPoints;
+
+    /// <summary>Packed nibbles + 4-byte scales + 1-byte zero points (asymmetric only): what a kernel streams.</summary>
+    public long ByteCount => (long)Rows * RowBytes + (long)Rows * GroupCount * (sizeof(float) + (IsSymmetric ? 0 : 1));
+
+    /// <summary>Packs symmetric codes (Rows, Cols), each in −8..7, with scales (Rows, ceil(Cols / groupSize)).</summary>
+    public static PackedInt4Matrix FromSymmetricCodes(ReadOnlySpan<sbyte> codes, ReadOnlySpan<float> scales, int rows, int cols, int groupSize)
+    {
+        ValidateShape(codes.Length, scales.Length, rows, cols, groupSize);
+        var packed = new byte[(long)rows * RowBytesFor(cols)];
+        for (int i = 0; i < codes.Length; i++)
+        {
+            int code = codes[i];
+            if (code is < -8 or > 7)
+                throw new ArgumentOutOfRangeException(nameof(codes), $"Expected symmetric 4-bit codes in -8..7, found {code} at ({i / cols}, {i % cols}).");
+            SetNibble(packed, cols, i / cols, i % cols, code + SymmetricZeroPoint);
+        }
+        return new PackedInt4Matrix(rows, cols, groupSize, packed, scales.ToArray(), null);
+    }
+
+    /// <summary>
+    /// Packs asymmetric codes (Rows, Cols), each in 0..15, with scales and zero points (0..15), both
+    /// (Rows, ceil(Cols / groupSize)).
+    /// </summary>
+    public static PackedInt4Matrix FromAsymmetricCodes(ReadOnlySpan<byte> codes, ReadOnlySpan<float> scales, ReadOnlySpan<byte> zeroPoints, int rows, int cols, int groupSize)
+    {
+        ValidateShape(codes.Length, scales.Length, rows, cols, groupSize);
+        if (zeroPoints.Length != scales.Length)
+            throw new ArgumentException($"Expected {scales.Length} zero points (one per scale), found {zeroPoints.Length}.", nameof(zeroPoints));
+        foreach (byte zero in zeroPoints)
+            if (zero > 15) throw new ArgumentOutOfRangeException(nameof(zeroPoints), $"Expected zero points in 0..15, found {zero}.");
+        var packed = new byte[(long)rows * RowBytesFor(cols)];
+        for (int i = 0; i < codes.Length; i++)
+        {
+            if (codes[i] > 15)
+                throw new ArgumentOutOfRangeException(nameof(codes), $"Expected asymmetric 4-bit codes in 0..15, found {codes[i]} at ({i / cols}, {i % cols}).");
+            SetNibble(packed, cols, i / cols, i % cols, codes[i]);
+        }
+        return new PackedInt4Matrix(rows, cols, groupSize, packed, scales.ToArray(), zeroPoints.ToArray());
+    }
+
+    /// <summary>The stored nibble (0..15) of element (r, c).</summary>
+    public int Nibble(int r, int c)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)r, (uint)Rows, nameof(r));
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)c, (uint)Cols, nameof(c));
+        byte pair = _packed[(long)r * RowBytes + c / 2];
+        return (c & 1) == 0 ? pair & 0xF : pair >> 4;
+    }
+
+    /// <summary>Zero point of group g in row r (8 when symmetric).</summary>
+    public int ZeroPoint(int r, int g) => _zeroPoints is null ? SymmetricZeroPoint : _zeroPoints[r * GroupCount + g];
+
+    /// <summary>Scale of group g in row r.</summary>
+    public float Scale(int r, int g) => _scales[r * GroupCount + g];
+
+    /// <summary>The dequantized weight <c>Scale(r, g) · (Nibble(r, c) − ZeroPoint(r, g))</c>.</summary>
+    public float Dequantize(int r, int c) => Scale(r, c / GroupSize) * (Nibble(r, c) - ZeroPoint(r, c / GroupSize));
+
+    internal byte[] PackedArray => _packed;
+    internal float[] ScaleArray => _scales;
+    internal byte[]? ZeroPointArray => _zeroPoints;
+
+    private static int RowBytesFor(int cols) => (cols + BlockColumns - 1) / BlockColumns * (BlockColumns / 2);
+
+    private static void SetNibble(byte[] packed, int cols, int r, int c, int nibble)
+    {
+        long at = (long)r * RowBytesFor(cols) + c / 2;
+        packed[at] |= (byte)((c & 1) == 0 ? nibble : nibble << 4);
+    }
+
+    private static void ValidateShape(int codeCount, int scaleCount, int rows, int cols, int groupSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rows);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(cols);
+        if (groupSize is not (32 or 64 or 128))
+            throw new ArgumentOutOfRangeException(nameof(groupSize), $"Expected a group size of 32, 64 or 128, found {groupSize}.");
+        if ((long)rows * RowBytesFor(cols) > Array.MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(rows), $"Expected at most {Array.MaxLength} packed bytes, found a {rows}x{cols} matrix.");
+        if (codeCount != (long)rows * cols)
+            throw new ArgumentException($"Expected {(long)rows * cols} codes for a {rows}x{cols} matrix, found {codeCount}.", "codes");
+        long groups = (long)rows * ((cols + groupSize - 1) / groupSize);
+        if (scaleCount != groups)
+            throw new ArgumentException($"Expected {groups} scales ({rows} rows x {(cols + groupSize - 1) / groupSize} groups of {groupSize}), found {scaleCount}.", "scales");
+    }
+}

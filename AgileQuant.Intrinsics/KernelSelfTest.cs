@@ -1,0 +1,143 @@
+using AgileQuant.Intrinsics.AdvSimd;
+using AgileQuant.Intrinsics.Avx2;
+using AgileQuant.Intrinsics.Formats;
+using AgileQuant.Intrinsics.Scalar;
+using Arm = System.Runtime.Intrinsics.Arm;
+
+namespace AgileQuant.Intrinsics;
+
+/// <summary>One kernel on one shape in <see cref="KernelSelfTest.Run"/>.</summary>
+/// <param name="Kernel">Kernel name, e.g. <c>w4a8-avx2</c>.</param>
+/// <param name="Shape">What was multiplied, e.g. <c>tokens 7, cols 172, rows 3, g32 asym</c>.</param>
+/// <param name="Passed">Whether the kernel matched its scalar twin.</param>
+/// <param name="MaxError">Largest |SIMD − scalar| over the outputs (integer kernels must reach 0).</param>
+/// <param name="Tolerance">Largest allowed error for that output: 0 for integer kernels, 1e-6·√Cols·Σ|x·w| for FP32.</param>
+public sealed record KernelSelfTestResult(string Kernel, string Shape, bool Passed, double MaxError, double Tolerance);
+
+/// <summary>
+/// Runs every kernel this CPU and runtime support against its scalar twin on seeded data (odd shapes,
+/// short last groups, 1..13 tokens), e.g. for <c>agilequant selftest</c> under qemu-aarch64. FP32 kernels
+/// must agree within <c>1e-6 · √Cols · Σ_c |x[t, c] · W[r, c]|</c>; integer kernels bit for bit.
+/// On ARM with SDOT it also forces the paths for cores without it (SMLAL / packed 4-bit multiplier).
+/// </summary>
+public static class KernelSelfTest
+{
+    /// <summary>(tokens, cols, rows) tested for every kernel.</summary>
+    private static readonly (int Tokens, int Cols, int Rows)[] Shapes =
+        [(1, 172, 37), (7, 172, 3), (11, 512, 21), (13, 256, 40), (2, 4096, 17), (6, 33, 16), (1, 1, 1)];
+
+    /// <summary>Runs the self-test with <paramref name="threads"/> threads per kernel and data from <paramref name="seed"/>.</summary>
+    public static IReadOnlyList<KernelSelfTestResult> Run(int threads = 2, int seed = 1234)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(threads);
+        var results = new List<KernelSelfTestResult>();
+        foreach (IMatMulKernel kernel in SimdKernels(threads))
+            foreach ((int tokens, int cols, int rows) in Shapes)
+            {
+                var random = new Random(HashCode.Combine(seed, tokens, cols, rows));
+                float[] x = Values(random, tokens * cols);
+                switch (kernel)
+                {
+                    case Fp32PanelKernel:
+                        float[] w = Values(random, rows * cols);
+                        results.Add(Compare(kernel, new ScalarFp32Kernel(), new Fp32Matrix(w, rows, cols), x, tokens, $"tokens {tokens}, cols {cols}, rows {rows}", FloatTolerance(x, w, tokens, rows, cols)));
+                        break;
+                    case QuantizedMatMulKernel<Int8RowMatrix> int8:
+                        results.Add(Compare(kernel, new ScalarInt8Kernel(int8.ActivationBits), Int8Weights(random, rows, cols), x, tokens, $"tokens {tokens}, cols {cols}, rows {rows}", null));
+                        break;
+                    case QuantizedMatMulKernel<PackedInt4Matrix> int4:
+                        foreach ((int groupSize, bool asymmetric) in new[] { (32, false), (128, true), (64, true) })
+                            results.Add(Compare(kernel, new ScalarInt4Kernel(int4.ActivationBits), Int4Weights(random, rows, cols, groupSize, asymmetric), x, tokens,
+                                $"tokens {tokens}, cols {cols}, rows {rows}, g{groupSize} {(asymmetric ? "asym" : "sym")}", null));
+                        break;
+                }
+            }
+        return results;
+    }
+
+    /// <summary>Every SIMD kernel supported here, each activation width, and on ARM both SDOT and non-SDOT paths.</summary>
+    private static IEnumerable<IMatMulKernel> SimdKernels(int threads)
+    {
+        if (Avx2Fp32Kernel.IsSupported) yield return new Avx2Fp32Kernel(threads);
+        if (AdvSimdFp32Kernel.IsSupported) yield return new AdvSimdFp32Kernel(threads);
+        foreach (int bits in new[] { 8, 4 })
+        {
+            if (Avx2Int8Kernel.IsSupported) yield return new Avx2Int8Kernel(bits, threads);
+            if (Avx2Int4Kernel.IsSupported) yield return new Avx2Int4Kernel(bits, threads);
+            if (!AdvSimdInt4Kernel.IsSupported) continue;
+            foreach (bool dot in Arm.Dp.IsSupported ? new[] { true, false } : [false])
+            {
+                yield return new AdvSimdInt8Kernel(bits, threads, dot);
+                yield return new AdvSimdInt4Kernel(bits, threads, dot);
+            }
+        }
+    }
+
+    private static KernelSelfTestResult Compare(IMatMulKernel kernel, IMatMulKernel scalar, IWeightMatrix w, float[] x, int tokens, string shape, double[]? tolerance)
+    {
+        var expected = new float[tokens * w.Rows];
+        // One guard element past the end: a kernel must not write beyond (tokens, Rows).
+        var actual = new float[tokens * w.Rows + 1];
+        actual[^1] = 12345.5f;
+        scalar.MatMul(w, x, expected, tokens);
+        kernel.MatMul(w, x, actual.AsSpan(0, expected.Length), tokens);
+        double maxError = 0, allowed = 0;
+        bool passed = actual[^1] == 12345.5f;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double error = Math.Abs((double)actual[i] - expected[i]);
+            double limit = tolerance?[i] ?? 0;
+            bool ok = error <= limit || (float.IsNaN(actual[i]) && float.IsNaN(expected[i]));
+            passed &= ok;
+            if (!(error <= maxError)) (maxError, allowed) = (error, limit);
+        }
+        return new KernelSelfTestResult(kernel.Name, shape, passed, maxError, allowed);
+    }
+
+    private static double[] FloatTolerance(float[] x, float[] w, int tokens, int rows, int cols)
+    {
+        var tolerance = new double[tokens * rows];
+        for (int t = 0; t < tokens; t++)
+            for (int r = 0; r < rows; r++)
+            {
+                double magnitude = 0;
+                for (int c = 0; c < cols; c++) magnitude += Math.Abs((double)x[t * cols + c] * w[r * cols + c]);
+                tolerance[t * rows + r] = 1e-6 * Math.Sqrt(cols) * magnitude;
+            }
+        return tolerance;
+    }
+
+    private static float[] Values(Random random, int count)
+    {
+        var values = new float[count];
+        for (int i = 0; i < count; i++) values[i] = (float)(random.NextDouble() * 2 - 1);
+        return values;
+    }
+
+    private static Int8RowMatrix Int8Weights(Random random, int rows, int cols)
+    {
+        var codes = new sbyte[rows * cols];
+        for (int i = 0; i < codes.Length; i++) codes[i] = (sbyte)random.Next(-128, 128);
+        var scales = new float[rows];
+        for (int r = 0; r < rows; r++) scales[r] = (float)(0.001 + 0.01 * random.NextDouble());
+        return new Int8RowMatrix(codes, scales, rows, cols);
+    }
+
+    private static PackedInt4Matrix Int4Weights(Random random, int rows, int cols, int groupSize, bool asymmetric)
+    {
+        int groups = rows * ((cols + groupSize - 1) / groupSize);
+        var scales = new float[groups];
+        for (int i = 0; i < groups; i++) scales[i] = (float)(0.01 + 0.1 * random.NextDouble());
+        if (!asymmetric)
+        {
+            var signed = new sbyte[rows * cols];
+            for (int i = 0; i < signed.Length; i++) signed[i] = (sbyte)random.Next(-8, 8);
+            return PackedInt4Matrix.FromSymmetricCodes(signed, scales, rows, cols, groupSize);
+        }
+        var codes = new byte[rows * cols];
+        for (int i = 0; i < codes.Length; i++) codes[i] = (byte)random.Next(0, 16);
+        var zeros = new byte[groups];
+        for (int i = 0; i < groups; i++) zeros[i] = (byte)random.Next(0, 16);
+        return PackedInt4Matrix.FromAsymmetricCodes(codes, scales, zeros, rows, cols, groupSize);
+    }
+}

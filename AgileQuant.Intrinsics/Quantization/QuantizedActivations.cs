@@ -1,0 +1,90 @@
+using System.Diagnostics;
+
+namespace AgileQuant.Intrinsics.Quantization;
+
+/// <summary>
+/// Per-thread scratch for a quantized copy of X (tokens, Cols), refilled by every integer kernel call:
+/// codes (tokens, Stride) with Stride = 32 · ceil(Cols / 32) (zero padded), one scale per token, and the
+/// code sum of every (token, group) for the zero-point correction.
+/// </summary>
+/// <remarks>
+/// In <see cref="ActivationOrder.NibblePairs"/> order each 32-column block is stored as its 16 even columns
+/// then its 16 odd columns, matching the low/high nibbles of <see cref="Formats.PackedInt4Matrix"/> after a
+/// SIMD unpack, so kernels never interleave weights.
+/// </remarks>
+internal sealed class QuantizedActivations
+{
+    [ThreadStatic] private static QuantizedActivations? t_current;
+
+    private sbyte[] _codes = [];
+    private float[] _scales = [];
+    private int[] _groupSums = [];
+
+    public int Tokens { get; private set; }
+    public int Cols { get; private set; }
+    public int Stride { get; private set; }
+    public int GroupSize { get; private set; }
+    public int GroupCount { get; private set; }
+
+    /// <summary>Codes (Tokens, Stride).</summary>
+    public sbyte[] Codes => _codes;
+
+    /// <summary>Scale per token (Tokens).</summary>
+    public float[] Scales => _scales;
+
+    /// <summary>Σ codes over each group (Tokens, GroupCount).</summary>
+    public int[] GroupSums => _groupSums;
+
+    /// <summary>The calling thread's scratch (created once per thread).</summary>
+    public static QuantizedActivations ForCurrentThread() => t_current ??= new QuantizedActivations();
+
+    /// <summary>Quantizes x (tokens, cols) per token with <paramref name="bits"/> bits into this scratch.</summary>
+    public void Quantize(ReadOnlySpan<float> x, int tokens, int cols, int bits, int groupSize, ActivationOrder order)
+    {
+        Debug.Assert(groupSize % 32 == 0 && x.Length >= tokens * cols);
+        int stride = (cols + 31) / 32 * 32;
+        int groupCount = (cols + groupSize - 1) / groupSize;
+        Tokens = tokens;
+        Cols = cols;
+        Stride = stride;
+        GroupSize = groupSize;
+        GroupCount = groupCount;
+        if (_codes.Length < tokens * stride) _codes = new sbyte[tokens * stride];
+        if (_scales.Length < tokens) _scales = new float[tokens];
+        if (_groupSums.Length < tokens * groupCount) _groupSums = new int[tokens * groupCount];
+        Span<sbyte> plain = stackalloc sbyte[32];
+        for (int t = 0; t < tokens; t++)
+        {
+            Span<sbyte> codes = _codes.AsSpan(t * stride, stride);
+            codes[cols..].Clear();
+            _scales[t] = RowQuantizer.QuantizeSymmetric(x.Slice(t * cols, cols), bits, codes);
+            for (int g = 0; g < groupCount; g++)
+            {
+                int sum = 0;
+                foreach (sbyte code in codes.Slice(g * groupSize, Math.Min(groupSize, stride - g * groupSize))) sum += code;
+                _groupSums[t * groupCount + g] = sum;
+            }
+            if (order != ActivationOrder.NibblePairs) continue;
+            for (int b = 0; b < stride; b += 32)
+            {
+                Span<sbyte> block = codes.Slice(b, 32);
+                block.CopyTo(plain);
+                for (int j = 0; j < 16; j++)
+                {
+                    block[j] = plain[2 * j];
+                    block[16 + j] = plain[2 * j + 1];
+                }
+            }
+        }
+    }
+}
+
+/// <summary>How <see cref="QuantizedActivations"/> orders the codes of each 32-column block.</summary>
+internal enum ActivationOrder
+{
+    /// <summary>Column order.</summary>
+    Plain,
+
+    /// <summary>Even columns, then odd columns (matches unpacked low / high nibbles).</summary>
+    NibblePairs,
+}

@@ -1,0 +1,71 @@
+using AgileQuant.Intrinsics.Quantization;
+using AgileQuant.Intrinsics.Threading;
+
+namespace AgileQuant.Intrinsics;
+
+/// <summary>
+/// Base of the integer kernels: quantizes each token of X symmetrically to <see cref="ActivationBits"/>
+/// bits (<see cref="RowQuantizer"/>, into per-thread int8 scratch; no float copy is kept), multiplies with
+/// exact int32 accumulation per weight group, and dequantizes:
+/// <c>y[t, r] = s_x[t] · Σ_g s_w[r, g] · acc[t, r, g]</c>, <c>acc[t, r, g] = Σ_{c∈g} (w_q[r, c] − z[r, g]) · x_q[t, c]</c>.
+/// </summary>
+/// <typeparam name="TMatrix">The weight format the kernel multiplies by.</typeparam>
+public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel<TMatrix> where TMatrix : class, IWeightMatrix
+{
+    /// <summary>Below this many multiply-adds a call runs on the calling thread alone.</summary>
+    private const long MinParallelMacs = 1L << 18;
+
+    private const int ChunksPerThread = 8;
+
+    private readonly ParallelJob<RowArgs> _job = new();
+
+    /// <summary>Creates the kernel; throws <see cref="PlatformNotSupportedException"/> when <paramref name="isSupported"/> is false.</summary>
+    /// <param name="activationBits">Bits per activation code: 8 (codes −127..127) or 4 (−7..7).</param>
+    /// <param name="threads">Threads per call, ≥ 1; 0 means <see cref="Environment.ProcessorCount"/>.</param>
+    /// <param name="isSupported">Whether the instruction set the kernel needs is enabled.</param>
+    /// <param name="requirement">What the kernel needs, for the error message.</param>
+    private protected QuantizedMatMulKernel(int activationBits, int threads, bool isSupported, string requirement)
+        : base(threads, isSupported, requirement)
+    {
+        _ = RowQuantizer.MaxCode(activationBits);
+        ActivationBits = activationBits;
+    }
+
+    /// <summary>Bits per activation code (8 or 4).</summary>
+    public int ActivationBits { get; }
+
+    private protected override void MatMulCore(TMatrix w, ReadOnlySpan<float> x, Span<float> y, int tokens)
+    {
+        QuantizedActivations xq = QuantizedActivations.ForCurrentThread();
+        xq.Quantize(x, tokens, w.Cols, ActivationBits, GroupSize(w), Order);
+        fixed (float* yp = y)
+        {
+            long macs = (long)tokens * w.Rows * w.Cols;
+            int chunkCount = Pool is null || macs < MinParallelMacs ? 1 : Math.Min(w.Rows, Pool.Threads * ChunksPerThread);
+            _job.Execute(Pool, new RowArgs(this, w, xq, yp), &RunChunk, chunkCount);
+        }
+    }
+
+    /// <summary>Input columns per weight scale group (Cols rounded up to 32 for per-row formats).</summary>
+    private protected abstract int GroupSize(TMatrix weights);
+
+    /// <summary>Order in which the quantized activations must be laid out.</summary>
+    private protected abstract ActivationOrder Order { get; }
+
+    /// <summary>Computes y[t, r] for every token and rows [rowBegin, rowEnd); y is (tokens, Rows).</summary>
+    private protected abstract void MultiplyRows(TMatrix weights, QuantizedActivations xq, float* y, int rowBegin, int rowEnd);
+
+    private static void RunChunk(in RowArgs args, int chunk, int chunkCount)
+    {
+        (int begin, int end) = ParallelJob<RowArgs>.Range(args.Weights.Rows, chunk, chunkCount);
+        args.Kernel.MultiplyRows(args.Weights, args.Activations, args.Y, begin, end);
+    }
+
+    private protected readonly struct RowArgs(QuantizedMatMulKernel<TMatrix> kernel, TMatrix weights, QuantizedActivations activations, float* y)
+    {
+        public readonly QuantizedMatMulKernel<TMatrix> Kernel = kernel;
+        public readonly TMatrix Weights = weights;
+        public readonly QuantizedActivations Activations = activations;
+        public readonly float* Y = y;
+    }
+}
