@@ -14,6 +14,8 @@ internal static class Program
             GenerateCommand.Create(),
             PerplexityCommand.Create(),
             LogitsCommand.Create(),
+            InfoCommand.Create(),
+            SelfTestCommand.Create(),
         };
         root.Options.Add(CliErrors.VerboseOption);
         ParseResult parse = root.Parse(args);
