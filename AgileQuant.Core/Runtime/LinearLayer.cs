@@ -11,6 +11,18 @@ public sealed class LinearLayer
     /// <summary>b (OutFeatures), or null when the layer has no bias.</summary>
     public float[]? Bias { get; }
 
+    /// <summary>
+    /// Bits of the per-token activation codes an integer kernel quantizes this layer's input to (8 or 4);
+    /// ignored for FP32 weights, whose inputs stay in floating point.
+    /// </summary>
+    public int ActivationBits { get; init; } = 8;
+
+    /// <summary>
+    /// Activation bits for the "lower-bit" tokens of the mixed scheme (METHOD.md §2–3: the lowest-ranked tokens
+    /// get 4-bit activations at o_proj, the MLP input and down_proj); 0 when every token uses <see cref="ActivationBits"/>.
+    /// </summary>
+    public int LowBitActivationBits { get; init; }
+
     /// <summary>Output width.</summary>
     public int OutFeatures => Weight.Rows;
 
