@@ -8,6 +8,11 @@ namespace AgileQuant.Models.Tokenizers;
 /// <c>▁</c> (U+2581); text spaces become <c>▁</c>, a <c>▁</c> is prepended when <c>add_space_prefix</c>, and
 /// characters missing from the vocabulary fall back to the <c>&lt;0xNN&gt;</c> byte tokens.
 /// </summary>
+/// <remarks>
+/// As in llama2.c, a character missing from the vocabulary becomes byte tokens before merging; llama.cpp
+/// could still merge it into a longer piece. The two differ only for vocabularies that lack a single
+/// character which occurs inside a longer piece (SentencePiece vocabularies hold every such character).
+/// </remarks>
 public sealed class SpmVocabularyTokenizer : ScoredMergeTokenizer
 {
     /// <summary>Token type codes of llama.cpp (<c>llama_token_type</c>), as stored in GGUF <c>tokenizer.ggml.token_type</c>.</summary>

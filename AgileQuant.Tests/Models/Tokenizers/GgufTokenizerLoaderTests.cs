@@ -56,3 +56,62 @@ public class GgufTokenizerLoaderTests
         AssertVectors(tokenizer, "gpt-2");
     }
 }
+
+public class SpmVocabularyTokenizerTests
+{
+    private static SpmVocabularyTokenizer LoadLlamaSpm(bool addBos) => (SpmVocabularyTokenizer)GgufTokenizerLoader.Load(
+        SharedAssets.Require("assets/tokenizers/ggml-vocab/ggml-vocab-llama-spm.gguf"), addBos);
+
+    [Test]
+    public void LlamaSpm_MatchesSentencePieceReferenceAndRoundTrips()
+    {
+        SpmVocabularyTokenizer ours = LoadLlamaSpm(addBos: true);
+        LlamaTokenizer reference = HfLlamaTokenizerLoader.LoadModelFile(SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.model"));
+        Assert.That((ours.BosId, ours.EosId, ours.VocabSize), Is.EqualTo((1, 2, 32000)));
+        string[] sentences =
+        [
+            "Once upon a time, there was a little girl named Lily.",
+            "Ünïcödé façade: naïve café, Ελληνικά, 日本語のテキスト 😀.",
+            "Line one.\nLine two.\n\n  indented\tand tabbed",
+            Llama2cTokenizerTests.ReadTinyStories()[1],
+        ];
+        foreach (string sentence in sentences)
+        {
+            IReadOnlyList<int> ids = ours.EncodeToIds(sentence);
+            Assert.That(ids, Is.EqualTo(reference.EncodeToIds(sentence)), sentence);
+            Assert.That(ours.Decode(ids), Is.EqualTo(sentence));
+        }
+    }
+
+    [Test]
+    public void InconsistentVocabulary_ThrowsModelFormatException()
+    {
+        string[] pieces = ["<unk>", "<s>", "</s>", "\u2581a"];
+        Assert.Throws<ModelFormatException>(() => SpmVocabularyTokenizer.Create("v", pieces, [0f, 0f, 0f], null, 1, 2, 0, true));
+        Assert.Throws<ModelFormatException>(() => SpmVocabularyTokenizer.Create("v", pieces, [0f, 0f, 0f, 0f], [2, 3, 3], 1, 2, 0, true));
+        Assert.Throws<ModelFormatException>(() => SpmVocabularyTokenizer.Create("v", pieces, [0f, 0f, 0f, 0f], [2, 3, 3, 9], 1, 2, 0, true));
+        Assert.Throws<ModelFormatException>(() => SpmVocabularyTokenizer.Create("v", pieces, [0f, 0f, 0f, 0f], null, 4, 2, 0, true));
+        Assert.Throws<ModelFormatException>(() => SpmVocabularyTokenizer.Create("v", pieces, [0f, float.NaN, 0f, 0f], null, 1, 2, 0, true));
+        string[] tinyPieces = ["<unk>", "<s>", "</s>", "\u2581", "a", "\u2581a"];
+        SpmVocabularyTokenizer tiny = SpmVocabularyTokenizer.Create("v", tinyPieces, [0f, 0f, 0f, -1f, -2f, -3f], [2, 3, 3, 1, 1, 1], 1, 2, 0, addBos: false);
+        Assert.That(tiny.EncodeToIds("a a"), Is.EqualTo(new[] { 5, 5 }));
+        Assert.That(tiny.EncodeToIds("b"), Is.EqualTo(new[] { 3, 0 }), "no byte tokens: the unknown id stands for each byte");
+    }
+
+    [Test]
+    public void UnsupportedGgufTokenizerModel_ThrowsModelFormatException()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.Write("bert.gguf", new Gguf.GgufTestWriter()
+            .Add("tokenizer.ggml.model", 8, w => Gguf.GgufTestWriter.WriteString(w, "bert"))
+            .Add("tokenizer.ggml.tokens", 9, w => { w.Write(8u); w.Write(1UL); Gguf.GgufTestWriter.WriteString(w, "a"); })
+            .Build([]));
+        var error = Assert.Throws<ModelFormatException>(() => GgufTokenizerLoader.Load(path))!;
+        Assert.That(error.Message, Does.Contain("'bert'"));
+        string noMerges = dir.Write("nomerges.gguf", new Gguf.GgufTestWriter()
+            .Add("tokenizer.ggml.model", 8, w => Gguf.GgufTestWriter.WriteString(w, "gpt2"))
+            .Add("tokenizer.ggml.tokens", 9, w => { w.Write(8u); w.Write(1UL); Gguf.GgufTestWriter.WriteString(w, "a"); })
+            .Build([]));
+        Assert.That(Assert.Throws<ModelFormatException>(() => GgufTokenizerLoader.Load(noMerges))!.Message, Does.Contain("tokenizer.ggml.merges"));
+    }
+}

@@ -1,0 +1,99 @@
+using System.Text;
+using System.Text.Json;
+using AgileQuant.Models;
+using AgileQuant.Models.Gguf;
+using AgileQuant.Models.Tokenizers;
+using Microsoft.ML.Tokenizers;
+
+namespace AgileQuant.Tests.Models.Tokenizers;
+
+public class ByteLevelBpeTokenizerLoaderTests
+{
+    /// <summary>GPT-2's vocabulary and merges, taken from llama.cpp's ggml-vocab-gpt-2.gguf.</summary>
+    private static (IReadOnlyList<string> Tokens, IReadOnlyList<string> Merges) Gpt2Vocabulary()
+    {
+        GgufFile gguf = GgufFile.Read(SharedAssets.Require("assets/tokenizers/ggml-vocab/ggml-vocab-gpt-2.gguf"));
+        return (gguf.GetArray<string>("tokenizer.ggml.tokens"), gguf.GetArray<string>("tokenizer.ggml.merges"));
+    }
+
+    private static string VocabJson(IReadOnlyList<string> tokens) =>
+        JsonSerializer.Serialize(tokens.Select((t, id) => (t, id)).DistinctBy(e => e.t).ToDictionary(e => e.t, e => e.id));
+
+    private static void AssertMatchesVectors(Tokenizer tokenizer)
+    {
+        foreach ((string text, int[] expected) in GgufTokenizerLoaderTests.ReadVectors("gpt-2"))
+            Assert.That(tokenizer.EncodeToIds(text), Is.EqualTo(expected), text);
+    }
+
+    [Test]
+    public void VocabJsonAndMergesTxt_ReproduceGpt2Vectors()
+    {
+        (IReadOnlyList<string> tokens, IReadOnlyList<string> merges) = Gpt2Vocabulary();
+        using var dir = new TempDirectory();
+        string vocab = dir.Write("vocab.json", Encoding.UTF8.GetBytes(VocabJson(tokens)));
+        string mergesTxt = dir.Write("merges.txt", Encoding.UTF8.GetBytes("#version: 0.2\n" + string.Join("\n", merges) + "\n"));
+        BpeTokenizer tokenizer = ByteLevelBpeTokenizerLoader.FromVocabAndMerges(vocab, mergesTxt);
+        AssertMatchesVectors(tokenizer);
+        const string text = "Hello, y'all! How are you 😁 ?我想在apple工作1314151天～";
+        Assert.That(tokenizer.Decode(tokenizer.EncodeToIds(text)), Is.EqualTo(text));
+    }
+
+    [Test]
+    public void VocabJsonWithBosToken_PrependsItLikeOpt()
+    {
+        (IReadOnlyList<string> tokens, IReadOnlyList<string> merges) = Gpt2Vocabulary();
+        using var dir = new TempDirectory();
+        string vocab = dir.Write("vocab.json", Encoding.UTF8.GetBytes(VocabJson(tokens)));
+        string mergesTxt = dir.Write("merges.txt", Encoding.UTF8.GetBytes(string.Join("\n", merges)));
+        BpeTokenizer tokenizer = ByteLevelBpeTokenizerLoader.FromVocabAndMerges(vocab, mergesTxt, beginningOfSentenceToken: "<|endoftext|>");
+        Assert.That(tokenizer.EncodeToIds("Hello world"), Is.EqualTo(new[] { 50256, 15496, 995 }));
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void TokenizerJson_AcceptsBothMergeSpellings(bool pairArrays)
+    {
+        (IReadOnlyList<string> tokens, IReadOnlyList<string> merges) = Gpt2Vocabulary();
+        object mergeList = pairArrays ? merges.Select(m => m.Split(' ')).ToArray() : merges.ToArray();
+        string json = $$"""
+            {"version":"1.0","added_tokens":[{"id":50256,"content":"<|endoftext|>","special":true}],
+             "pre_tokenizer":{"type":"ByteLevel"},
+             "model":{"type":"BPE","vocab":{{VocabJson(tokens)}},"merges":{{JsonSerializer.Serialize(mergeList)}}
+            """ + "}}";
+        using var dir = new TempDirectory();
+        BpeTokenizer tokenizer = ByteLevelBpeTokenizerLoader.FromTokenizerJson(dir.Write("tokenizer.json", Encoding.UTF8.GetBytes(json)));
+        AssertMatchesVectors(tokenizer);
+        Assert.That(tokenizer.EncodeToIds("a<|endoftext|>b"), Is.EqualTo(new[] { 64, 50256, 65 }), "special tokens are matched verbatim");
+    }
+
+    [Test]
+    public void MalformedFiles_ThrowModelFormatException()
+    {
+        using var dir = new TempDirectory();
+        const string vocab = """{"a":0,"b":1,"ab":2}""";
+        string Json(string merges) => dir.Write(Guid.NewGuid() + ".json", Encoding.UTF8.GetBytes(
+            "{\"model\":{\"type\":\"BPE\",\"vocab\":" + vocab + ",\"merges\":" + merges + "}}"));
+
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromTokenizerJson(Json("[]")), "at least one BPE merge");
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromTokenizerJson(Json("""["a b c"]""")), "model.merges[0]");
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromTokenizerJson(Json("""[["a"]]""")), "model.merges[0]");
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromTokenizerJson(Json("""["a x"]""")), "vocabulary");
+        Assert.That(ByteLevelBpeTokenizerLoader.FromTokenizerJson(Json("""[["a","b"]]""")).EncodeToIds("ab"), Is.EqualTo(new[] { 2 }));
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromTokenizerJson(dir.Write("wp.json", Encoding.UTF8.GetBytes(
+            """{"model":{"type":"WordPiece","vocab":{"a":0}}}"""))), "BPE");
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromTokenizerJson(dir.Write("bad.json", Encoding.UTF8.GetBytes("{\"model\":"))), "JSON");
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromTokenizerJson(dir.Write("dup.json", Encoding.UTF8.GetBytes(
+            """{"model":{"type":"BPE","vocab":{"a":0,"b":0},"merges":["a b"]}}"""))), "unique ids");
+
+        string vocabPath = dir.Write("vocab.json", Encoding.UTF8.GetBytes(vocab));
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromVocabAndMerges(vocabPath, dir.Write("empty.txt", "#version: 0.2\n"u8.ToArray())), "at least one BPE merge");
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromVocabAndMerges(vocabPath, dir.Write("bad.txt", "a b\nab\n"u8.ToArray())), "line 2");
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromVocabAndMerges(vocabPath, Path.Combine(dir.Path, "missing.txt")), "no file");
+    }
+
+    private static void AssertRejects(TestDelegate load, string expectedFragment)
+    {
+        var error = Assert.Throws<ModelFormatException>(load)!;
+        Assert.That(error.Message, Does.Contain(expectedFragment));
+    }
+}
