@@ -112,6 +112,8 @@ public abstract class ScoredMergeTokenizer : Tokenizer
     /// </summary>
     private void EncodeCore(ReadOnlySpan<char> text, List<int> ids, List<int>? starts, List<int>? ends)
     {
+        if (text.Length > (Array.MaxLength - 1) / 3)
+            throw new ArgumentOutOfRangeException(nameof(text), text.Length, $"expected at most {(Array.MaxLength - 1) / 3} chars");
         if (AddBos) Append(BosId, 0, 0);
         if (text.IsEmpty) return;
         char[]? transformed = null;
@@ -124,7 +126,8 @@ public abstract class ScoredMergeTokenizer : Tokenizer
         }
 
         // Initial symbols: the dummy prefix, then one token per codepoint or its UTF-8 bytes.
-        int capacity = text.Length * 2 + 1;
+        // At most 3 byte tokens per UTF-16 char (a BMP char is ≤ 3 UTF-8 bytes, a surrogate pair 4 for 2 chars), plus the prefix.
+        int capacity = text.Length * 3 + 1;
         int[] tokenAt = ArrayPool<int>.Shared.Rent(capacity);   // (n,) token id of symbol i
         int[] startAt = ArrayPool<int>.Shared.Rent(capacity);   // (n,) first char of symbol i
         int[] endAt = ArrayPool<int>.Shared.Rent(capacity);     // (n,) char after symbol i

@@ -112,6 +112,17 @@ public class Llama2cTokenizerTests
     }
 
     [Test]
+    public void Stories260K_TextOfOnlyThreeByteCharactersFallsBackWithoutOverrun()
+    {
+        Llama2cTokenizer tokenizer = LoadStories260K(addBos: false);
+        string snowmen = new('\u2603', 1000);
+        IReadOnlyList<int> ids = tokenizer.EncodeToIds(snowmen);
+        Assert.That(ids, Has.Count.EqualTo(1 + 3 * 1000));
+        Assert.That(tokenizer.Decode(ids), Is.EqualTo(" " + snowmen));
+        Assert.That(tokenizer.Decode(tokenizer.EncodeToIds("a\uD800b")), Is.EqualTo(" a\uFFFDb"), "a lone surrogate encodes as U+FFFD");
+    }
+
+    [Test]
     public void Stories260K_EmptyTextIsBosOnly()
     {
         Assert.That(LoadStories260K().EncodeToIds(""), Is.EqualTo(new[] { 1 }));
