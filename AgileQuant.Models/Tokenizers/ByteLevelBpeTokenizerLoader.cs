@@ -67,6 +67,7 @@ public static partial class ByteLevelBpeTokenizerLoader
             throw new ModelFormatException(path, null, "expected an object with a 'model' object, found none");
         if (model.TryGetProperty("type", out JsonElement type) && type.ValueKind == JsonValueKind.String && type.GetString() != "BPE")
             throw new ModelFormatException(path, null, $"expected model.type 'BPE', found '{type.GetString()}'");
+        RefuseUnsupportedOptions(path, doc.RootElement, model);
         if (!model.TryGetProperty("vocab", out JsonElement vocabElement))
             throw new ModelFormatException(path, null, "expected model.vocab, found none");
         Dictionary<string, int> vocabulary = ReadVocabularyObject(path, vocabElement, "model.vocab");
@@ -110,7 +111,89 @@ public static partial class ByteLevelBpeTokenizerLoader
                 }
             }
         }
-        return Create(path, vocabulary, merges, specialTokens.Count > 0 ? specialTokens : null, beginningOfSentenceToken);
+        IReadOnlyDictionary<string, int>? specialOrNull = specialTokens.Count > 0 ? specialTokens : null;
+        PreTokenizer preTokenizer = ReadPreTokenizer(path, doc.RootElement, specialOrNull);
+        return CreateCore(path, vocabulary, merges, specialOrNull, beginningOfSentenceToken, preTokenizer);
+    }
+
+    /// <summary>Refuses tokenizer.json features this byte-level BPE does not implement, rather than encode differently.</summary>
+    private static void RefuseUnsupportedOptions(string path, JsonElement root, JsonElement model)
+    {
+        if (root.TryGetProperty("normalizer", out JsonElement normalizer) && normalizer.ValueKind != JsonValueKind.Null)
+            throw new ModelFormatException(path, null, "expected no normalizer, found one (not supported)");
+        if (model.TryGetProperty("byte_fallback", out JsonElement byteFallback) && byteFallback.ValueKind == JsonValueKind.True)
+            throw new ModelFormatException(path, null, "expected a byte-level BPE, found model.byte_fallback = true (a SentencePiece-style BPE, not supported here)");
+        foreach (string option in new[] { "continuing_subword_prefix", "end_of_word_suffix" })
+            if (model.TryGetProperty(option, out JsonElement value) && value.ValueKind is not JsonValueKind.Null and not JsonValueKind.Undefined &&
+                !(value.ValueKind == JsonValueKind.String && value.GetString()!.Length == 0))
+                throw new ModelFormatException(path, null, $"expected model.{option} to be null, found {value} (not supported)");
+    }
+
+    /// <summary>
+    /// The pre-tokenizer a tokenizer.json asks for: <c>ByteLevel</c> with its regex → the GPT-2 pattern;
+    /// <c>Split</c> (Isolated, not inverted) followed by <c>ByteLevel</c> without regex → <see cref="IsolatedSplitPreTokenizer"/>.
+    /// Anything else is refused.
+    /// </summary>
+    private static PreTokenizer ReadPreTokenizer(string path, JsonElement root, IReadOnlyDictionary<string, int>? specialTokens)
+    {
+        if (!root.TryGetProperty("pre_tokenizer", out JsonElement element) || element.ValueKind == JsonValueKind.Null)
+            return new RegexPreTokenizer(Gpt2Regex(), specialTokens);
+        List<JsonElement> steps = TypeOf(element) == "Sequence" && element.TryGetProperty("pretokenizers", out JsonElement list) && list.ValueKind == JsonValueKind.Array
+            ? list.EnumerateArray().ToList()
+            : [element];
+        string? splitPattern = null;
+        bool byteLevelRegex = false, byteLevel = false;
+        foreach (JsonElement step in steps)
+        {
+            switch (TypeOf(step))
+            {
+                case "ByteLevel":
+                    byteLevel = true;
+                    if (step.TryGetProperty("add_prefix_space", out JsonElement prefix) && prefix.ValueKind == JsonValueKind.True)
+                        throw new ModelFormatException(path, null, "expected pre_tokenizer ByteLevel.add_prefix_space = false, found true (not supported)");
+                    byteLevelRegex = !step.TryGetProperty("use_regex", out JsonElement useRegex) || useRegex.ValueKind != JsonValueKind.False;
+                    break;
+                case "Split" when splitPattern is null:
+                    splitPattern = ReadSplitPattern(path, step);
+                    break;
+                default:
+                    throw new ModelFormatException(path, null, $"expected pre_tokenizer steps ByteLevel and at most one Split, found '{TypeOf(step)}' (not supported)");
+            }
+        }
+        if (!byteLevel)
+            throw new ModelFormatException(path, null, "expected a ByteLevel pre_tokenizer step, found none");
+        if (splitPattern is null) return new RegexPreTokenizer(Gpt2Regex(), specialTokens);
+        if (byteLevelRegex)
+            throw new ModelFormatException(path, null, "expected ByteLevel.use_regex = false after a Split, found true (two regex stages are not supported)");
+        try
+        {
+            return new IsolatedSplitPreTokenizer(new Regex(splitPattern, RegexOptions.CultureInvariant), specialTokens);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ModelFormatException(path, null, $"expected a Split pattern .NET can compile, found '{splitPattern}': {e.Message}", e);
+        }
+    }
+
+    private static string? TypeOf(JsonElement element) =>
+        element.ValueKind == JsonValueKind.Object && element.TryGetProperty("type", out JsonElement type) && type.ValueKind == JsonValueKind.String
+            ? type.GetString() : null;
+
+    private static string ReadSplitPattern(string path, JsonElement split)
+    {
+        if (!split.TryGetProperty("behavior", out JsonElement behavior) || !string.Equals(behavior.GetString(), "Isolated", StringComparison.OrdinalIgnoreCase))
+            throw new ModelFormatException(path, null, $"expected Split.behavior 'Isolated', found {(split.TryGetProperty("behavior", out JsonElement b) ? b.ToString() : "none")} (not supported)");
+        if (split.TryGetProperty("invert", out JsonElement invert) && invert.ValueKind == JsonValueKind.True)
+            throw new ModelFormatException(path, null, "expected Split.invert = false, found true (not supported)");
+        if (split.TryGetProperty("pattern", out JsonElement pattern) && pattern.ValueKind == JsonValueKind.Object)
+        {
+            if (pattern.TryGetProperty("String", out JsonElement literal) && literal.ValueKind == JsonValueKind.String)
+                return Regex.Escape(literal.GetString()!);
+            if (pattern.TryGetProperty("Regex", out JsonElement regex) && regex.ValueKind == JsonValueKind.String)
+                return IsolatedSplitPreTokenizer.TranslateOnigurumaPattern(regex.GetString()!)
+                    ?? throw new ModelFormatException(path, null, $"expected a Split regex without nested negated classes, found '{regex.GetString()}' (not supported)");
+        }
+        throw new ModelFormatException(path, null, "expected Split.pattern {\"Regex\": ...} or {\"String\": ...}, found neither");
     }
 
     /// <summary>
@@ -124,7 +207,11 @@ public static partial class ByteLevelBpeTokenizerLoader
     /// <param name="beginningOfSentenceToken">Token prepended to every encoding, or null.</param>
     /// <exception cref="ModelFormatException">There are no merges, a merge is malformed or names an unknown token.</exception>
     public static BpeTokenizer Create(string sourcePath, IReadOnlyDictionary<string, int> vocabulary, IReadOnlyList<string> merges,
-        IReadOnlyDictionary<string, int>? specialTokens, string? beginningOfSentenceToken)
+        IReadOnlyDictionary<string, int>? specialTokens, string? beginningOfSentenceToken) =>
+        CreateCore(sourcePath, vocabulary, merges, specialTokens, beginningOfSentenceToken, new RegexPreTokenizer(Gpt2Regex(), specialTokens));
+
+    private static BpeTokenizer CreateCore(string sourcePath, IReadOnlyDictionary<string, int> vocabulary, IReadOnlyList<string> merges,
+        IReadOnlyDictionary<string, int>? specialTokens, string? beginningOfSentenceToken, PreTokenizer preTokenizer)
     {
         ArgumentException.ThrowIfNullOrEmpty(sourcePath);
         ArgumentNullException.ThrowIfNull(vocabulary);
@@ -148,7 +235,7 @@ public static partial class ByteLevelBpeTokenizerLoader
         {
             Merges = merges,
             ByteLevel = true,
-            PreTokenizer = new RegexPreTokenizer(Gpt2Regex(), specialTokens),
+            PreTokenizer = preTokenizer,
             SpecialTokens = specialTokens,
             BeginningOfSentenceToken = beginningOfSentenceToken,
         };

@@ -66,6 +66,69 @@ public class ByteLevelBpeTokenizerLoaderTests
         Assert.That(tokenizer.EncodeToIds("a<|endoftext|>b"), Is.EqualTo(new[] { 64, 50256, 65 }), "special tokens are matched verbatim");
     }
 
+    private const string BloomSplitPattern = @" ?[^(\s|[.,!?…。，、।۔،])]+";
+
+    [Test]
+    public void BloomSplitPattern_TranslatesNestedClassAndIsolatesGaps()
+    {
+        string? translated = IsolatedSplitPreTokenizer.TranslateOnigurumaPattern(BloomSplitPattern);
+        Assert.That(translated, Is.EqualTo(@" ?[^(\s|.,!?…。，、।۔،)]+"));
+        var preTokenizer = new IsolatedSplitPreTokenizer(new System.Text.RegularExpressions.Regex(translated!), new Dictionary<string, int> { ["<pad>"] = 3 });
+        const string text = "Hello, world (x|y)!<pad>a  b";
+        string[] pieces = preTokenizer.PreTokenize(text).Select(p => text.Substring(p.Offset, p.Length)).ToArray();
+        // Oniguruma's class excludes whitespace, ( ) | and the listed punctuation; gaps between matches are pieces too.
+        Assert.That(pieces, Is.EqualTo(new[] { "Hello", ",", " world", " (", "x", "|", "y", ")!", "<pad>", "a", " ", " b" }));
+        Assert.That(IsolatedSplitPreTokenizer.TranslateOnigurumaPattern("[a[^b]]"), Is.Null);
+    }
+
+    [Test]
+    public void TokenizerJson_WithBloomStylePreTokenizer_SplitsThenByteLevelEncodes()
+    {
+        (IReadOnlyList<string> tokens, IReadOnlyList<string> merges) = Gpt2Vocabulary();
+        string preTokenizer = JsonSerializer.Serialize(new
+        {
+            type = "Sequence",
+            pretokenizers = new object[]
+            {
+                new { type = "Split", pattern = new { Regex = BloomSplitPattern }, behavior = "Isolated", invert = false },
+                new { type = "ByteLevel", add_prefix_space = false, trim_offsets = true, use_regex = false },
+            },
+        });
+        string json = "{\"normalizer\":null,\"pre_tokenizer\":" + preTokenizer + ",\"model\":{\"type\":\"BPE\",\"byte_fallback\":false,\"vocab\":"
+            + VocabJson(tokens) + ",\"merges\":" + JsonSerializer.Serialize(merges) + "}}";
+        using var dir = new TempDirectory();
+        BpeTokenizer bloomStyle = ByteLevelBpeTokenizerLoader.FromTokenizerJson(dir.Write("tokenizer.json", Encoding.UTF8.GetBytes(json)));
+        BpeTokenizer gpt2 = ByteLevelBpeTokenizerLoader.FromTokenizerJson(dir.Write("gpt2.json", Encoding.UTF8.GetBytes(
+            "{\"model\":{\"type\":\"BPE\",\"vocab\":" + VocabJson(tokens) + ",\"merges\":" + JsonSerializer.Serialize(merges) + "}}")));
+        // Here both pre-tokenizers cut the same pieces, so the ids agree with the vector-checked GPT-2 tokenizer...
+        const string same = "Hello, world (x|y)!";
+        Assert.That(bloomStyle.EncodeToIds(same), Is.EqualTo(gpt2.EncodeToIds(same)));
+        // ...but with merges across a letter/digit boundary the cut matters: BLOOM keeps "a1" whole, GPT-2 cuts it.
+        string TinyVocabulary(string pre) => dir.Write(Guid.NewGuid() + ".json", Encoding.UTF8.GetBytes(
+            "{\"pre_tokenizer\":" + pre + ",\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"1\":1,\"a1\":2},\"merges\":[\"a 1\"]}}"));
+        Assert.That(ByteLevelBpeTokenizerLoader.FromTokenizerJson(TinyVocabulary(preTokenizer)).EncodeToIds("a1"), Is.EqualTo(new[] { 2 }));
+        Assert.That(ByteLevelBpeTokenizerLoader.FromTokenizerJson(TinyVocabulary("{\"type\":\"ByteLevel\"}")).EncodeToIds("a1"), Is.EqualTo(new[] { 0, 1 }));
+        const string text = "it's 2024: caf\u00e9\u3002 <|endoftext|>";
+        Assert.That(bloomStyle.Decode(bloomStyle.EncodeToIds(text)), Is.EqualTo(text));
+    }
+
+    [Test]
+    public void TokenizerJson_WithUnsupportedFeatures_IsRefused()
+    {
+        using var dir = new TempDirectory();
+        string Write(string extra, string modelExtra = "") => dir.Write(Guid.NewGuid() + ".json", Encoding.UTF8.GetBytes(
+            "{" + extra + "\"model\":{\"type\":\"BPE\"" + modelExtra + ",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}}"));
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromTokenizerJson(Write("\"normalizer\":{\"type\":\"NFC\"},")), "normalizer");
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromTokenizerJson(Write("", ",\"byte_fallback\":true")), "byte_fallback");
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromTokenizerJson(Write("", ",\"continuing_subword_prefix\":\"##\"")), "continuing_subword_prefix");
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromTokenizerJson(Write("\"pre_tokenizer\":{\"type\":\"Digits\"},")), "Digits");
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromTokenizerJson(Write("\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":true},")), "add_prefix_space");
+        AssertRejects(() => ByteLevelBpeTokenizerLoader.FromTokenizerJson(Write(
+            "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"String\":\" \"},\"behavior\":\"Removed\"},{\"type\":\"ByteLevel\",\"use_regex\":false}]},")), "Isolated");
+        Assert.That(ByteLevelBpeTokenizerLoader.FromTokenizerJson(Write("\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"use_regex\":true},")).EncodeToIds("ab"),
+            Is.EqualTo(new[] { 2 }));
+    }
+
     [Test]
     public void MalformedFiles_ThrowModelFormatException()
     {
