@@ -275,7 +275,7 @@ public static partial class ByteLevelBpeTokenizerLoader
         return vocabulary;
     }
 
-    private static JsonDocument ParseJson(string path)
+    internal static JsonDocument ParseJson(string path)
     {
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "expected a JSON file, found no file");
         try

@@ -10,13 +10,13 @@ namespace AgileQuant.Tests.Models.Tokenizers;
 public class ByteLevelBpeTokenizerLoaderTests
 {
     /// <summary>GPT-2's vocabulary and merges, taken from llama.cpp's ggml-vocab-gpt-2.gguf.</summary>
-    private static (IReadOnlyList<string> Tokens, IReadOnlyList<string> Merges) Gpt2Vocabulary()
+    internal static (IReadOnlyList<string> Tokens, IReadOnlyList<string> Merges) Gpt2Vocabulary()
     {
         GgufFile gguf = GgufFile.Read(SharedAssets.Require("assets/tokenizers/ggml-vocab/ggml-vocab-gpt-2.gguf"));
         return (gguf.GetArray<string>("tokenizer.ggml.tokens"), gguf.GetArray<string>("tokenizer.ggml.merges"));
     }
 
-    private static string VocabJson(IReadOnlyList<string> tokens) =>
+    internal static string VocabJson(IReadOnlyList<string> tokens) =>
         JsonSerializer.Serialize(tokens.Select((t, id) => (t, id)).DistinctBy(e => e.t).ToDictionary(e => e.t, e => e.id));
 
     private static void AssertMatchesVectors(Tokenizer tokenizer)
