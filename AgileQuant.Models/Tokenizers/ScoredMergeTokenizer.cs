@@ -242,7 +242,15 @@ public abstract class ScoredMergeTokenizer : Tokenizer
     /// <inheritdoc/>
     protected override EncodeResults<int> EncodeToIds(string? text, ReadOnlySpan<char> textSpan, EncodeSettings settings)
     {
-        BudgetedEncoding encoding = EncodeWithinBudget(text is null ? textSpan : text.AsSpan(), settings.MaxTokenCount);
+        ReadOnlySpan<char> input = text is null ? textSpan : text.AsSpan();
+        if (settings.MaxTokenCount >= input.Length * 3L + 2)
+        {
+            // No budget can bite (≤ 3 tokens per char + BOS + prefix): skip the character ranges.
+            var all = new List<int>(input.Length / 3 + 2);
+            EncodeCore(input, all, null, null);
+            return new EncodeResults<int> { Tokens = all, NormalizedText = null, CharsConsumed = input.Length };
+        }
+        BudgetedEncoding encoding = EncodeWithinBudget(input, settings.MaxTokenCount);
         List<int> ids = encoding.Ids;
         if (encoding.Kept < ids.Count) ids.RemoveRange(encoding.Kept, ids.Count - encoding.Kept);
         return new EncodeResults<int> { Tokens = ids, NormalizedText = null, CharsConsumed = encoding.CharsConsumed };
@@ -291,7 +299,8 @@ public abstract class ScoredMergeTokenizer : Tokenizer
 
     /// <summary>
     /// Decodes ids to text as llama2.c prints them: each token's bytes (<c>&lt;0xNN&gt;</c> is the raw byte),
-    /// the leading space of a token right after BOS dropped, BOS/EOS and control tokens omitted. The bytes of all
+    /// the leading space of a token right after BOS (for SentencePiece vocabularies also of the first token)
+    /// dropped, BOS/EOS and control tokens omitted. The bytes of all
     /// tokens are joined before UTF-8 decoding, so characters split over byte tokens come out whole;
     /// an incomplete or invalid sequence becomes U+FFFD.
     /// </summary>
