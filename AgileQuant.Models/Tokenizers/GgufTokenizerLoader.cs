@@ -6,7 +6,8 @@ namespace AgileQuant.Models.Tokenizers;
 /// <summary>
 /// Builds the tokenizer a GGUF file describes in its <c>tokenizer.ggml.*</c> metadata:
 /// <c>model = "llama"</c> → <see cref="SpmVocabularyTokenizer"/> (tokens, scores, token_type);
-/// <c>model = "gpt2"</c> → byte-level <see cref="BpeTokenizer"/> (tokens, merges) via <see cref="ByteLevelBpeTokenizerLoader"/>.
+/// <c>model = "gpt2"</c> → byte-level <see cref="BpeTokenizer"/> (tokens, merges) via <see cref="ByteLevelBpeTokenizerLoader"/>,
+/// with the GPT-2 pre-tokenizer regex (<c>tokenizer.ggml.pre</c> must be absent or <c>gpt-2</c>).
 /// </summary>
 public static class GgufTokenizerLoader
 {
@@ -35,6 +36,9 @@ public static class GgufTokenizerLoader
                     addBos ?? gguf.GetBoolean("tokenizer.ggml.add_bos_token", true),
                     gguf.GetBoolean("tokenizer.ggml.add_space_prefix", true));
             case "gpt2":
+                // llama.cpp picks the pre-tokenizer regex by tokenizer.ggml.pre; only GPT-2's is implemented here.
+                if (gguf.TryGetValue("tokenizer.ggml.pre", out _) && gguf.GetString("tokenizer.ggml.pre") is not "gpt-2" and string pre)
+                    throw new ModelFormatException(gguf.FilePath, null, $"expected tokenizer.ggml.pre 'gpt-2' (or none), found '{pre}' (not supported)");
                 if (types is not null && types.Count != tokens.Count)
                     throw new ModelFormatException(gguf.FilePath, null, $"expected {tokens.Count} token types (one per token), found {types.Count}");
                 var vocabulary = new Dictionary<string, int>(tokens.Count, StringComparer.Ordinal);

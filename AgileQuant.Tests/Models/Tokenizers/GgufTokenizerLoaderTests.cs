@@ -113,5 +113,11 @@ public class SpmVocabularyTokenizerTests
             .Add("tokenizer.ggml.tokens", 9, w => { w.Write(8u); w.Write(1UL); Gguf.GgufTestWriter.WriteString(w, "a"); })
             .Build([]));
         Assert.That(Assert.Throws<ModelFormatException>(() => GgufTokenizerLoader.Load(noMerges))!.Message, Does.Contain("tokenizer.ggml.merges"));
+        string llama3 = dir.Write("llama3.gguf", new Gguf.GgufTestWriter()
+            .Add("tokenizer.ggml.model", 8, w => Gguf.GgufTestWriter.WriteString(w, "gpt2"))
+            .Add("tokenizer.ggml.pre", 8, w => Gguf.GgufTestWriter.WriteString(w, "llama-bpe"))
+            .Add("tokenizer.ggml.tokens", 9, w => { w.Write(8u); w.Write(1UL); Gguf.GgufTestWriter.WriteString(w, "a"); })
+            .Build([]));
+        Assert.That(Assert.Throws<ModelFormatException>(() => GgufTokenizerLoader.Load(llama3))!.Message, Does.Contain("'llama-bpe'"));
     }
 }
