@@ -27,6 +27,7 @@ public abstract class ScoredMergeTokenizer : Tokenizer
     private readonly float _mergeFloor;
     private readonly int _spaceId;
     private readonly int _maxDecodedLength;
+    private readonly bool[] _isByteToken;           // (V,) byte-fallback token: its space is data, never a word prefix
 
     private protected ScoredMergeTokenizer(ScoredVocabulary vocabulary, bool addBos)
     {
@@ -48,6 +49,8 @@ public abstract class ScoredMergeTokenizer : Tokenizer
         _spaceId = _idByPiece.TryGetValue(_spaceSymbol.ToString(), out int space) ? space : _byteTokenIds[' '];
         _mergedIdByPair = BuildMergeTable();
         _maxDecodedLength = _decodedBytes.Max(b => b.Length);
+        _isByteToken = new bool[_pieces.Length];
+        foreach (int id in _byteTokenIds) _isByteToken[id] = ByteTokenValue(_pieces[id]) is not null;
     }
 
     /// <summary>Id of the beginning-of-sequence token.</summary>
@@ -351,8 +354,9 @@ public abstract class ScoredMergeTokenizer : Tokenizer
         ReadOnlySpan<byte> bytes = _decodedBytes[id];
         // llama2.c decode(): "following BOS token, sentencepiece decoder strips any leading whitespace";
         // SentencePiece also strips it from the first piece of the text.
+        // llama2.c tests the piece text, so the byte token <0x20> keeps its space.
         bool atStart = previous == BosId || (_stripSpaceAtStart && previous < 0);
-        if (atStart && bytes.Length > 0 && bytes[0] == (byte)' ') bytes = bytes[1..];
+        if (atStart && !_isByteToken[id] && bytes.Length > 0 && bytes[0] == (byte)' ') bytes = bytes[1..];
         return bytes;
     }
 }

@@ -185,6 +185,16 @@ public class Llama2cTokenizerTests
     }
 
     [Test]
+    public void Stories260K_DecodeStripsOnlyAWordPieceSpaceAfterBos()
+    {
+        // llama2.c decode(): after BOS, a piece starting with ' ' loses it; the byte token <0x20> (id 35) is not a ' ' piece.
+        Llama2cTokenizer tokenizer = LoadStories260K();
+        Assert.That(tokenizer.Decode([1, 35, 403]), Is.EqualTo("  Once"));
+        Assert.That(tokenizer.Decode([1, 403, 1, 403]), Is.EqualTo("OnceOnce"));
+        Assert.That(tokenizer.Decode([403, 2]), Is.EqualTo(" Once"), "no BOS: the dummy-prefix space stays; EOS prints nothing");
+    }
+
+    [Test]
     public void Llama2_32k_MatchesSentencePieceReference()
     {
         string binPath = SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.bin");
