@@ -219,6 +219,22 @@ public class Llama2cTokenizerTests
     }
 
     [Test]
+    public void Llama2_32k_MatchesSentencePieceReferenceOnAllTinyStories()
+    {
+        Llama2cTokenizer ours = Llama2cTokenizer.Load(SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.bin"), 32000);
+        LlamaTokenizer reference = HfLlamaTokenizerLoader.LoadModelFile(SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.model"));
+        int mismatches = 0;
+        string? first = null;
+        foreach (string story in ReadTinyStories())
+        {
+            if (ours.EncodeToIds(story).SequenceEqual(reference.EncodeToIds(story))) continue;
+            mismatches++;
+            first ??= story;
+        }
+        Assert.That(mismatches, Is.Zero, first);
+    }
+
+    [Test]
     public void HandmadeVocabulary_MergesHighestScoreThenLeftmost()
     {
         using var dir = new TempDirectory();
