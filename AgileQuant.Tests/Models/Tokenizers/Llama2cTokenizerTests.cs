@@ -235,6 +235,21 @@ public class Llama2cTokenizerTests
     }
 
     [Test]
+    public void Llama2_32k_MatchesSentencePieceOnWikiText2()
+    {
+        // Reference: Google's sentencepiece 0.1.97 (Python binding), SentencePieceProcessor(tokenizer.model).encode(text),
+        // BOS prepended, text = wiki.test.raw's lines joined by "\n". Microsoft.ML.Tokenizers 2.0.1's LlamaTokenizer
+        // differs from it at 2 of these positions (" VIIIs" -> " VIII" + "s" where sentencepiece gives " VII" + "Is").
+        Llama2cTokenizer tokenizer = Llama2cTokenizer.Load(SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.bin"), 32000);
+        Assert.That(tokenizer.EncodeToIds(" Mark VIIIs were produced"), Is.EqualTo(new[] { 1, 29871, 4485, 13408, 3624, 892, 7371 }));
+        string text = string.Join("\n", File.ReadAllLines(SharedAssets.Require("assets/text/wikitext2/wiki.test.raw")));
+        IReadOnlyList<int> ids = tokenizer.EncodeToIds(text);
+        long sum = 0, weighted = 0;
+        for (int i = 0; i < ids.Count; i++) { sum += ids[i]; weighted += (long)i * ids[i]; }
+        Assert.That((ids.Count, sum, weighted), Is.EqualTo((335_687, 2_653_730_020L, 440_597_383_987_028L)));
+    }
+
+    [Test]
     public void HandmadeVocabulary_MergesHighestScoreThenLeftmost()
     {
         using var dir = new TempDirectory();
