@@ -27,6 +27,7 @@ public abstract class ScoredMergeTokenizer : Tokenizer
     private readonly float _mergeFloor;
     private readonly int _spaceId;
     private readonly int _maxDecodedLength;
+    private readonly HashSet<uint> _pieceBigrams;   // (c1 << 16 | c2) for every adjacent char pair inside a matchable piece
     private readonly bool[] _isByteToken;           // (V,) byte-fallback token: its space is data, never a word prefix
 
     private protected ScoredMergeTokenizer(ScoredVocabulary vocabulary, bool addBos)
@@ -49,6 +50,9 @@ public abstract class ScoredMergeTokenizer : Tokenizer
         _spaceId = _idByPiece.TryGetValue(_spaceSymbol.ToString(), out int space) ? space : _byteTokenIds[' '];
         _mergedIdByPair = BuildMergeTable();
         _maxDecodedLength = _decodedBytes.Max(b => b.Length);
+        _pieceBigrams = [];
+        foreach (string piece in _idByPiece.Keys)
+            for (int c = 1; c < piece.Length; c++) _pieceBigrams.Add((uint)piece[c - 1] << 16 | piece[c]);
         _isByteToken = new bool[_pieces.Length];
         foreach (int id in _byteTokenIds) _isByteToken[id] = ByteTokenValue(_pieces[id]) is not null;
     }
@@ -159,25 +163,50 @@ public abstract class ScoredMergeTokenizer : Tokenizer
                 i += consumed;
             }
 
-            for (int s = 0; s < count; s++) { prevOf[s] = s - 1; nextOf[s] = s + 1 < count ? s + 1 : -1; }
-
-            // Max-heap on (score, then leftmost symbol): exactly llama2.c's choice at every step.
-            var queue = new PriorityQueue<MergeCandidate, (float Score, int Left)>(count, MergeOrder.Instance);
-            for (int s = 0; s + 1 < count; s++) TryEnqueue(queue, tokenAt, s, s + 1);
-            while (queue.TryDequeue(out MergeCandidate candidate, out _))
+            // Cut the symbol list where no piece can span: between two one-char pieces whose char pair occurs in
+            // no piece, no merged token can contain both, so each segment merges on its own with the same result
+            // (a smaller heap per segment instead of one over the whole text).
+            int segments = 0;
+            int[] segmentStart = ArrayPool<int>.Shared.Rent(count + 1);  // (segments,) first symbol of each segment
+            try
             {
-                int left = candidate.Left, right = candidate.Right;
-                if (tokenAt[left] != candidate.LeftToken || nextOf[left] != right || tokenAt[right] != candidate.RightToken)
-                    continue; // stale: one side was merged away since this pair was queued
-                tokenAt[left] = candidate.Merged;
-                endAt[left] = endAt[right];
-                tokenAt[right] = -1;
-                nextOf[left] = nextOf[right];
-                if (nextOf[right] >= 0) prevOf[nextOf[right]] = left;
-                if (prevOf[left] >= 0) TryEnqueue(queue, tokenAt, prevOf[left], left);
-                if (nextOf[left] >= 0) TryEnqueue(queue, tokenAt, left, nextOf[left]);
+                for (int s = 0; s < count; s++)
+                {
+                    bool cutBefore = s == 0 || IsSafeCut(text, tokenAt, startAt, endAt, s);
+                    if (cutBefore)
+                    {
+                        segmentStart[segments++] = s;
+                        if (s > 0) nextOf[s - 1] = -1;
+                    }
+                    prevOf[s] = cutBefore ? -1 : s - 1;
+                    nextOf[s] = s + 1 < count ? s + 1 : -1;
+                }
+
+                // Max-heap on (score, then leftmost symbol): exactly llama2.c's choice at every step.
+                var queue = new PriorityQueue<MergeCandidate, (float Score, int Left)>(MergeOrder.Instance);
+                for (int g = 0; g < segments; g++)
+                {
+                    for (int s = segmentStart[g]; nextOf[s] >= 0; s++) TryEnqueue(queue, tokenAt, s, s + 1);
+                    while (queue.TryDequeue(out MergeCandidate candidate, out _))
+                    {
+                        int left = candidate.Left, right = candidate.Right;
+                        if (tokenAt[left] != candidate.LeftToken || nextOf[left] != right || tokenAt[right] != candidate.RightToken)
+                            continue; // stale: one side was merged away since this pair was queued
+                        tokenAt[left] = candidate.Merged;
+                        endAt[left] = endAt[right];
+                        tokenAt[right] = -1;
+                        nextOf[left] = nextOf[right];
+                        if (nextOf[right] >= 0) prevOf[nextOf[right]] = left;
+                        if (prevOf[left] >= 0) TryEnqueue(queue, tokenAt, prevOf[left], left);
+                        if (nextOf[left] >= 0) TryEnqueue(queue, tokenAt, left, nextOf[left]);
+                    }
+                    for (int s = segmentStart[g]; s >= 0; s = nextOf[s]) Append(tokenAt[s], startAt[s], endAt[s]);
+                }
             }
-            for (int s = 0; s >= 0; s = nextOf[s]) Append(tokenAt[s], startAt[s], endAt[s]);
+            finally
+            {
+                ArrayPool<int>.Shared.Return(segmentStart);
+            }
         }
         finally
         {
@@ -197,7 +226,16 @@ public abstract class ScoredMergeTokenizer : Tokenizer
         }
     }
 
-    private void TryEnqueue(PriorityQueue<MergeCandidate, (float Score, int Left)> queue, int[] tokenAt, int left, int right)
+/// <summary>Whether symbols <paramref name="s"/>-1 and <paramref name="s"/> are one-char pieces whose pair occurs in no piece.</summary>
+    private bool IsSafeCut(ReadOnlySpan<char> text, int[] tokenAt, int[] startAt, int[] endAt, int s)
+    {
+        int left = s - 1;
+        if (endAt[left] - startAt[left] != 1 || endAt[s] - startAt[s] != 1) return false; // prefix, surrogate pair or byte fallback
+        if (_pieces[tokenAt[left]].Length != 1 || _pieces[tokenAt[s]].Length != 1) return false;
+        return !_pieceBigrams.Contains((uint)text[startAt[left]] << 16 | text[startAt[s]]);
+    }
+
+        private void TryEnqueue(PriorityQueue<MergeCandidate, (float Score, int Left)> queue, int[] tokenAt, int left, int right)
     {
         if (_mergedIdByPair.TryGetValue(PairKey(tokenAt[left], tokenAt[right]), out int merged))
             queue.Enqueue(new MergeCandidate(left, right, tokenAt[left], tokenAt[right], merged), (_scores[merged], left));

@@ -83,6 +83,15 @@ public class SpmVocabularyTokenizerTests
     }
 
     [Test]
+    public void LlamaSpm_MatchesSentencePieceOnWikiText2()
+    {
+        // Same reference as Llama2cTokenizerTests.Llama2_32k_MatchesSentencePieceOnWikiText2 (sentencepiece 0.1.97, BOS prepended).
+        SpmVocabularyTokenizer tokenizer = LoadLlamaSpm(addBos: true);
+        Assert.That(Llama2cTokenizerTests.WikiTextChecksum(tokenizer.EncodeToIds(Llama2cTokenizerTests.ReadWikiText())),
+            Is.EqualTo(Llama2cTokenizerTests.SentencePieceWikiTextChecksum));
+    }
+
+    [Test]
     public void InconsistentVocabulary_ThrowsModelFormatException()
     {
         string[] pieces = ["<unk>", "<s>", "</s>", "\u2581a"];

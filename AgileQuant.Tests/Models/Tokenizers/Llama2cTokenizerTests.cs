@@ -22,6 +22,19 @@ public class Llama2cTokenizerTests
             root.GetProperty("greedy_continuation").EnumerateArray().Select(e => e.GetInt32()).ToArray());
     }
 
+    /// <summary>sentencepiece 0.1.97's ids for <see cref="ReadWikiText"/> with BOS: count, sum, and sum of index * id.</summary>
+    internal static readonly (int Count, long Sum, long Weighted) SentencePieceWikiTextChecksum = (335_687, 2_653_730_020L, 440_597_383_987_028L);
+
+    /// <summary>WikiText-2's test split, its lines joined by "\n".</summary>
+    internal static string ReadWikiText() => string.Join("\n", File.ReadAllLines(SharedAssets.Require("assets/text/wikitext2/wiki.test.raw")));
+
+    internal static (int Count, long Sum, long Weighted) WikiTextChecksum(IReadOnlyList<int> ids)
+    {
+        long sum = 0, weighted = 0;
+        for (int i = 0; i < ids.Count; i++) { sum += ids[i]; weighted += (long)i * ids[i]; }
+        return (ids.Count, sum, weighted);
+    }
+
     internal static List<string> ReadTinyStories()
     {
         string text = File.ReadAllText(SharedAssets.Require("assets/text/tinystories/tinystories_valid_first1000.txt"), Encoding.UTF8);
@@ -242,11 +255,7 @@ public class Llama2cTokenizerTests
         // differs from it at 2 of these positions (" VIIIs" -> " VIII" + "s" where sentencepiece gives " VII" + "Is").
         Llama2cTokenizer tokenizer = Llama2cTokenizer.Load(SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.bin"), 32000);
         Assert.That(tokenizer.EncodeToIds(" Mark VIIIs were produced"), Is.EqualTo(new[] { 1, 29871, 4485, 13408, 3624, 892, 7371 }));
-        string text = string.Join("\n", File.ReadAllLines(SharedAssets.Require("assets/text/wikitext2/wiki.test.raw")));
-        IReadOnlyList<int> ids = tokenizer.EncodeToIds(text);
-        long sum = 0, weighted = 0;
-        for (int i = 0; i < ids.Count; i++) { sum += ids[i]; weighted += (long)i * ids[i]; }
-        Assert.That((ids.Count, sum, weighted), Is.EqualTo((335_687, 2_653_730_020L, 440_597_383_987_028L)));
+        Assert.That(WikiTextChecksum(tokenizer.EncodeToIds(ReadWikiText())), Is.EqualTo(SentencePieceWikiTextChecksum));
     }
 
     [Test]
