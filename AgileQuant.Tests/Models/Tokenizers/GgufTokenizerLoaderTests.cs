@@ -55,6 +55,19 @@ public class GgufTokenizerLoaderTests
         Assert.That(tokenizer, Is.InstanceOf<BpeTokenizer>());
         AssertVectors(tokenizer, "gpt-2");
     }
+
+    [Test]
+    public void Gpt2Vocab_MatchesTiktokenR50kOnWikiTextAndTinyStories()
+    {
+        // Reference: js-tiktoken 1.0.21, getEncoding("r50k_base") (GPT-2's vocabulary and regex), encode(text) with no BOS:
+        // count, sum and sum of index * id over WikiText-2's test lines joined by "\n", and over the 1000 stories concatenated.
+        Tokenizer tokenizer = GgufTokenizerLoader.Load(SharedAssets.Require("assets/tokenizers/ggml-vocab/ggml-vocab-gpt-2.gguf"), addBos: false);
+        Assert.That(Llama2cTokenizerTests.IdChecksum(tokenizer.EncodeToIds(Llama2cTokenizerTests.ReadWikiText())),
+            Is.EqualTo((286_220, 1_471_477_833L, 211_392_885_647_510L)));
+        var stories = new List<int>();
+        foreach (string story in Llama2cTokenizerTests.ReadTinyStories()) stories.AddRange(tokenizer.EncodeToIds(story));
+        Assert.That(Llama2cTokenizerTests.IdChecksum(stories), Is.EqualTo((193_559, 628_931_515L, 61_224_342_868_949L)));
+    }
 }
 
 public class SpmVocabularyTokenizerTests
@@ -87,7 +100,7 @@ public class SpmVocabularyTokenizerTests
     {
         // Same reference as Llama2cTokenizerTests.Llama2_32k_MatchesSentencePieceOnWikiText2 (sentencepiece 0.1.97, BOS prepended).
         SpmVocabularyTokenizer tokenizer = LoadLlamaSpm(addBos: true);
-        Assert.That(Llama2cTokenizerTests.WikiTextChecksum(tokenizer.EncodeToIds(Llama2cTokenizerTests.ReadWikiText())),
+        Assert.That(Llama2cTokenizerTests.IdChecksum(tokenizer.EncodeToIds(Llama2cTokenizerTests.ReadWikiText())),
             Is.EqualTo(Llama2cTokenizerTests.SentencePieceWikiTextChecksum));
     }
 

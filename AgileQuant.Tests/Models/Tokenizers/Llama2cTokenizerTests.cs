@@ -28,7 +28,8 @@ public class Llama2cTokenizerTests
     /// <summary>WikiText-2's test split, its lines joined by "\n".</summary>
     internal static string ReadWikiText() => string.Join("\n", File.ReadAllLines(SharedAssets.Require("assets/text/wikitext2/wiki.test.raw")));
 
-    internal static (int Count, long Sum, long Weighted) WikiTextChecksum(IReadOnlyList<int> ids)
+    /// <summary>Count, sum and sum of index * id: a compact fingerprint of an id sequence computed by a reference tokenizer.</summary>
+    internal static (int Count, long Sum, long Weighted) IdChecksum(IReadOnlyList<int> ids)
     {
         long sum = 0, weighted = 0;
         for (int i = 0; i < ids.Count; i++) { sum += ids[i]; weighted += (long)i * ids[i]; }
@@ -255,7 +256,7 @@ public class Llama2cTokenizerTests
         // differs from it at 2 of these positions (" VIIIs" -> " VIII" + "s" where sentencepiece gives " VII" + "Is").
         Llama2cTokenizer tokenizer = Llama2cTokenizer.Load(SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.bin"), 32000);
         Assert.That(tokenizer.EncodeToIds(" Mark VIIIs were produced"), Is.EqualTo(new[] { 1, 29871, 4485, 13408, 3624, 892, 7371 }));
-        Assert.That(WikiTextChecksum(tokenizer.EncodeToIds(ReadWikiText())), Is.EqualTo(SentencePieceWikiTextChecksum));
+        Assert.That(IdChecksum(tokenizer.EncodeToIds(ReadWikiText())), Is.EqualTo(SentencePieceWikiTextChecksum));
     }
 
     [Test]
