@@ -59,11 +59,7 @@ public sealed class Llama2cTokenizer : ScoredMergeTokenizer
                 throw new ModelFormatException(path, null, $"expected at most {MaxFileBytes} bytes, found {info.Length}");
             data = File.ReadAllBytes(path);
         }
-        catch (IOException e)
-        {
-            throw new ModelFormatException(path, null, "could not read the tokenizer file: " + e.Message, e);
-        }
-        catch (UnauthorizedAccessException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new ModelFormatException(path, null, "could not read the tokenizer file: " + e.Message, e);
         }

@@ -11,7 +11,10 @@ namespace AgileQuant.Models.Tokenizers;
 /// ties) until no pair merges. This is <c>encode()</c> of karpathy/llama2.c <c>run.c</c> and the SPM
 /// tokenizer of llama.cpp (<c>llm_tokenizer_spm</c>), implemented with a priority queue over a linked
 /// list of symbols: O(n log n) instead of llama2.c's O(n²) rescans, with the same merge at every step.
+/// The text is first cut where no piece can span (between two one-char pieces whose pair occurs in no
+/// piece, e.g. before a word's leading space), and each segment merges on its own.
 /// </summary>
+/// <remarks>Instances are immutable; encoding and decoding are safe from several threads at once.</remarks>
 public abstract class ScoredMergeTokenizer : Tokenizer
 {
     private readonly string[] _pieces;              // (V,) token text as stored in the vocabulary
