@@ -5,7 +5,8 @@ namespace AgileQuant.Models.Tokenizers;
 
 /// <summary>
 /// Loads the tokenizer of a Hugging Face checkpoint directory, choosing by the files present:
-/// <c>tokenizer.model</c> (LLaMA SentencePiece) → <see cref="LlamaTokenizer"/>; else <c>tokenizer.json</c>
+/// <c>tokenizer.model</c> (LLaMA SentencePiece BPE) → <see cref="SpmVocabularyTokenizer"/> (exact to Google's
+/// sentencepiece, unlike <see cref="LlamaTokenizer"/>); else <c>tokenizer.json</c>
 /// (BLOOM, GPT-NeoX) → byte-level <see cref="BpeTokenizer"/>; else <c>vocab.json</c> + <c>merges.txt</c>
 /// (OPT, GPT-2) → byte-level <see cref="BpeTokenizer"/>. Whether a BOS token is prepended follows
 /// <c>tokenizer_config.json</c> (<c>add_bos_token</c>, <c>bos_token</c>) or, for tokenizer.json, its
@@ -23,7 +24,7 @@ public static class HfTokenizerLoader
         (bool? addBos, string? bosToken) = ReadConfig(config);
 
         string sentencePiece = Path.Combine(directory, HfLlamaTokenizerLoader.ModelFileName);
-        if (File.Exists(sentencePiece)) return HfLlamaTokenizerLoader.LoadModelFile(sentencePiece, addBos ?? true);
+        if (File.Exists(sentencePiece)) return SpmVocabularyTokenizer.LoadSentencePieceModel(sentencePiece, addBos ?? true);
 
         string tokenizerJson = Path.Combine(directory, "tokenizer.json");
         if (File.Exists(tokenizerJson))

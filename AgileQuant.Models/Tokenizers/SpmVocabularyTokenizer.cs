@@ -38,6 +38,28 @@ public sealed class SpmVocabularyTokenizer : ScoredMergeTokenizer
 
     private SpmVocabularyTokenizer(ScoredVocabulary vocabulary, bool addBos) : base(vocabulary, addBos) { }
 
+    /// <summary>
+    /// Loads a SentencePiece BPE <c>tokenizer.model</c> (as shipped with LLaMA checkpoints) into this tokenizer.
+    /// Unlike Microsoft.ML.Tokenizers' LlamaTokenizer, which splits " VIIIs" differently, this reproduces
+    /// Google's sentencepiece on WikiText-2 exactly.
+    /// </summary>
+    /// <param name="path">The tokenizer.model file.</param>
+    /// <param name="addBos">Whether encoding prepends BOS.</param>
+    /// <exception cref="ModelFormatException">The file is not a protobuf ModelProto, is not a BPE model, or normalizes
+    /// text (only the <c>identity</c> normalizer without whitespace removal is supported).</exception>
+    public static SpmVocabularyTokenizer LoadSentencePieceModel(string path, bool addBos = true)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        SentencePieceModelReader.Model model = SentencePieceModelReader.Read(path);
+        if (model.ModelType != 2)
+            throw new ModelFormatException(path, null, $"expected trainer_spec.model_type BPE (2), found {model.ModelType} (not supported)");
+        if (model.NormalizerName != "identity" || model.RemoveExtraWhitespaces || !model.EscapeWhitespaces)
+            throw new ModelFormatException(path, null,
+                $"expected the identity normalizer, whitespace kept and escaped, found '{model.NormalizerName}' " +
+                $"(remove_extra_whitespaces {model.RemoveExtraWhitespaces}, escape_whitespaces {model.EscapeWhitespaces}; not supported)");
+        return Create(path, model.Pieces, model.Scores, model.Types, model.BosId, model.EosId, model.UnknownId, addBos, model.AddDummyPrefix);
+    }
+
     /// <summary>Builds the tokenizer, validating that all per-token arrays agree and all ids are in range.</summary>
     /// <param name="sourcePath">The file the vocabulary came from, for error messages.</param>
     /// <param name="pieces">(V,) pieces.</param>

@@ -105,6 +105,46 @@ public class SpmVocabularyTokenizerTests
     }
 
     [Test]
+    public void SentencePieceModel_LoadsLlamaVocabularyAndMatchesSentencePiece()
+    {
+        SpmVocabularyTokenizer model = SpmVocabularyTokenizer.LoadSentencePieceModel(SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.model"));
+        Llama2cTokenizer bin = Llama2cTokenizer.Load(SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.bin"), 32000);
+        Assert.That((model.VocabSize, model.BosId, model.EosId), Is.EqualTo((32000, 1, 2)));
+        // llama2.c's export of the same model writes each piece with '\u2581' as ' ' and the same score.
+        for (int id = 3; id < 32000; id++)
+        {
+            if (model.GetPiece(id).Replace('\u2581', ' ') != bin.GetPiece(id) || model.GetScore(id) != bin.GetScore(id))
+                Assert.Fail($"token {id}: '{model.GetPiece(id)}' {model.GetScore(id)} vs '{bin.GetPiece(id)}' {bin.GetScore(id)}");
+        }
+        Assert.That(model.EncodeToIds(" Mark VIIIs were produced"), Is.EqualTo(new[] { 1, 29871, 4485, 13408, 3624, 892, 7371 }));
+        Assert.That(Llama2cTokenizerTests.IdChecksum(model.EncodeToIds(Llama2cTokenizerTests.ReadWikiText())),
+            Is.EqualTo(Llama2cTokenizerTests.SentencePieceWikiTextChecksum));
+    }
+
+    [Test]
+    public void SentencePieceModel_CorruptFiles_ThrowModelFormatException()
+    {
+        byte[] original = File.ReadAllBytes(SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.model"));
+        using var dir = new TempDirectory();
+        foreach (int cut in new[] { 1, 2, 3, 100, 1001, original.Length / 2 })
+        {
+            string path = dir.Write($"cut{cut}.model", original[..cut]);
+            var error = Assert.Throws<ModelFormatException>(() => SpmVocabularyTokenizer.LoadSentencePieceModel(path), $"cut at {cut}")!;
+            Assert.That(error.FilePath, Is.EqualTo(path));
+        }
+        var random = new Random(7);
+        for (int trial = 0; trial < 30; trial++)
+        {
+            byte[] mutated = (byte[])original.Clone();
+            for (int flips = 0; flips < 4; flips++) mutated[random.Next(mutated.Length)] ^= (byte)(1 << random.Next(8));
+            string path = dir.Write($"mutated{trial}.model", mutated);
+            try { SpmVocabularyTokenizer.LoadSentencePieceModel(path); }
+            catch (ModelFormatException e) { Assert.That(e.FilePath, Is.EqualTo(path)); }
+        }
+        Assert.Throws<ModelFormatException>(() => SpmVocabularyTokenizer.LoadSentencePieceModel(dir.Write("garbage.model", [0xFF, 0xFF, 0xFF])));
+    }
+
+    [Test]
     public void InconsistentVocabulary_ThrowsModelFormatException()
     {
         string[] pieces = ["<unk>", "<s>", "</s>", "\u2581a"];

@@ -15,12 +15,12 @@ public class HfTokenizerLoaderTests
     }
 
     [Test]
-    public void SentencePieceDirectory_GivesLlamaTokenizer()
+    public void SentencePieceDirectory_GivesExactSentencePieceTokenizer()
     {
         using var dir = new TempDirectory();
         File.Copy(SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.model"), Path.Combine(dir.Path, "tokenizer.model"));
         Tokenizer tokenizer = HfTokenizerLoader.LoadFromDirectory(dir.Path);
-        Assert.That(tokenizer, Is.InstanceOf<LlamaTokenizer>());
+        Assert.That(tokenizer, Is.InstanceOf<SpmVocabularyTokenizer>());
         Assert.That(tokenizer.EncodeToIds("Hello world"), Is.EqualTo(new[] { 1, 15043, 3186 }), "ids from llama.cpp's llama-spm vectors, after BOS");
     }
 
