@@ -38,7 +38,7 @@ public static class ModelLoader
     /// <summary>
     /// Loads <paramref name="path"/>: a llama2.c <c>.bin</c> file (tokenizer: <c>tokenizer.bin</c> or a single
     /// <c>tok*.bin</c> beside it) or a Hugging Face directory (<c>config.json</c> + safetensors; tokenizer:
-    /// <c>tokenizer.model</c>).
+    /// <c>tokenizer.model</c>, <c>tokenizer.json</c> or <c>vocab.json</c> + <c>merges.txt</c>).
     /// </summary>
     /// <exception cref="ModelFormatException">A file is missing or malformed, or tokenizer and model disagree.</exception>
     public static LoadedModel Load(string path, ModelLoadOptions? options = null)
@@ -56,18 +56,36 @@ public static class ModelLoader
         return new LoadedModel(model, tokenizer, path, "llama2c");
     }
 
-    /// <summary>Loads a tokenizer file: llama2.c <c>.bin</c> or SentencePiece <c>.model</c>; its size must equal <paramref name="vocabSize"/>.</summary>
+    /// <summary>
+    /// Loads a tokenizer file — llama2.c <c>.bin</c>, SentencePiece <c>.model</c>, Hugging Face <c>tokenizer.json</c>
+    /// (byte-level BPE) or a GGUF vocabulary — and checks it fits a model of <paramref name="vocabSize"/> tokens.
+    /// </summary>
     public static Tokenizer LoadTokenizer(string path, int vocabSize)
     {
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "tokenizer file not found");
-        if (path.EndsWith(".model", StringComparison.OrdinalIgnoreCase))
+        if (path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase)) return Llama2cTokenizer.Load(path, vocabSize);
+        Tokenizer tokenizer = Path.GetExtension(path).ToLowerInvariant() switch
         {
-            LlamaTokenizer spm = HfLlamaTokenizerLoader.LoadModelFile(path);
-            int size = spm.Vocabulary.Count;
-            if (size != vocabSize) throw new ModelFormatException(path, null, $"the tokenizer has {size} tokens, but the model's vocabulary has {vocabSize}");
-            return spm;
-        }
-        return Llama2cTokenizer.Load(path, vocabSize);
+            ".model" => SpmVocabularyTokenizer.LoadSentencePieceModel(path),
+            ".json" => ByteLevelBpeTokenizerLoader.FromTokenizerJson(path),
+            ".gguf" => GgufTokenizerLoader.Load(path),
+            _ => throw new ModelFormatException(path, null, "unknown tokenizer format: expected a llama2.c .bin, a SentencePiece .model, a tokenizer.json or a .gguf vocabulary"),
+        };
+        CheckFits(path, tokenizer, vocabSize);
+        return tokenizer;
+    }
+
+    /// <summary>Refuses a tokenizer that can produce ids outside a <paramref name="vocabSize"/>-token model (it may have fewer, e.g. padded vocabularies).</summary>
+    private static void CheckFits(string path, Tokenizer tokenizer, int vocabSize)
+    {
+        int size = tokenizer switch
+        {
+            ScoredMergeTokenizer scored => scored.VocabSize,
+            BpeTokenizer bpe => bpe.Vocabulary.Count,
+            LlamaTokenizer spm => spm.Vocabulary.Count,
+            _ => -1,
+        };
+        if (size > vocabSize) throw new ModelFormatException(path, null, $"the tokenizer has {size} tokens, but the model's vocabulary has only {vocabSize} (vocab size mismatch)");
     }
 
     private static string? FindLlama2cTokenizer(string modelPath)
@@ -91,10 +109,13 @@ public static class ModelLoader
         using (SafeTensorsCheckpoint checkpoint = SafeTensorsCheckpoint.Open(weightsPath))
             weights = architecture.ReadWeights(runtimeConfig, new HfTensorReader(checkpoint));
         var model = new TransformerModel(weights, kernel);
-        string? tokenizerPath = options.TokenizerPath;
-        if (tokenizerPath is null && File.Exists(Path.Combine(dir, HfLlamaTokenizerLoader.ModelFileName)))
-            tokenizerPath = Path.Combine(dir, HfLlamaTokenizerLoader.ModelFileName);
-        Tokenizer? tokenizer = tokenizerPath is null ? null : LoadTokenizer(tokenizerPath, runtimeConfig.VocabSize);
+        Tokenizer? tokenizer = null;
+        if (options.TokenizerPath is not null) tokenizer = LoadTokenizer(options.TokenizerPath, runtimeConfig.VocabSize);
+        else if (new[] { "tokenizer.model", "tokenizer.json", "vocab.json" }.Any(f => File.Exists(Path.Combine(dir, f))))
+        {
+            tokenizer = HfTokenizerLoader.LoadFromDirectory(dir);
+            CheckFits(dir, tokenizer, runtimeConfig.VocabSize);
+        }
         return new LoadedModel(model, tokenizer, weightsPath, "huggingface");
     }
 
