@@ -31,7 +31,11 @@ public static class Llama2cCheckpoint
             if (stream.Position + count * sizeof(float) > fileLength)
                 throw new ModelFormatException(path, tensor, $"needs {count * sizeof(float)} bytes at offset {stream.Position}, but the file ends at {fileLength} (truncated)");
             float[] data = new float[count];
-            stream.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan()));
+            try { stream.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan())); }
+            catch (EndOfStreamException e)
+            {
+                throw new ModelFormatException(path, tensor, $"the file ended before {count * sizeof(float)} bytes at offset {stream.Position} (truncated while loading)", e);
+            }
             return data;
         }
         // One array per layer: all layers of a tensor together may exceed 2^31 elements (e.g. w1 of a 13B model).
