@@ -28,11 +28,16 @@ public sealed class ConcurrentInferenceStressTests
         Sampling = run % 2 == 0 ? SamplingOptions.Greedy : new SamplingOptions { Temperature = 0.9f, TopK = 40, TopP = 0.95f, Seed = 100 + run },
     };
 
-    private static async Task<List<int>> Generate(TextGenerator generator, IReadOnlyList<int> prompt, int run, CancellationToken token, List<int>? sink = null)
+    // cancelAfterTokens: the caller's own cancellation once that many tokens have arrived (0: never).
+    private static async Task<List<int>> Generate(TextGenerator generator, IReadOnlyList<int> prompt, int run, CancellationTokenSource cancel,
+        List<int>? sink = null, int cancelAfterTokens = 0)
     {
         List<int> tokens = sink ?? [];
-        await foreach (GenerationUpdate update in generator.GenerateAsync(prompt, Options(run), token))
+        await foreach (GenerationUpdate update in generator.GenerateAsync(prompt, Options(run), cancel.Token))
+        {
             if (update.TokenId >= 0) tokens.Add(update.TokenId);
+            if (tokens.Count == cancelAfterTokens) await cancel.CancelAsync();
+        }
         return tokens;
     }
 
@@ -44,23 +49,30 @@ public sealed class ConcurrentInferenceStressTests
         var generator = new TextGenerator(model, tokenizer);
         IReadOnlyList<int>[] prompts = Prompts.Select(p => generator.EncodePrompt(p)).ToArray();
         List<int>[] expected = new List<int>[Contexts];
-        for (int run = 0; run < Contexts; run++) expected[run] = await Generate(generator, prompts[run], run, CancellationToken.None);
+        using (var never = new CancellationTokenSource())
+            for (int run = 0; run < Contexts; run++) expected[run] = await Generate(generator, prompts[run], run, never);
         Assert.That(expected.All(e => e.Count == TokensPerContext));
         float[] firstLogits = model.CreateContext().Forward([.. prompts[0]]);
 
         var random = new Random(2024);
-        int cancelled = 0, completed = 0;
+        int cancelled = 0, completed = 0, cancelledByCount = 0;
         for (int round = 0; round < Rounds; round++)
         {
-            // Every run races with the others; about a third get cancelled after a random delay.
+            // Every run races with the others; about a third get cancelled: after a random delay (any point, also
+            // inside a forward pass) or after a random number of tokens (so some cancellations always happen).
             var runs = new List<(int Run, List<int> Tokens, Task Task, CancellationTokenSource Cancel)>();
             for (int run = 0; run < Contexts; run++)
             {
                 var cancel = new CancellationTokenSource();
-                if (random.Next(3) == 0) cancel.CancelAfter(TimeSpan.FromMilliseconds(random.Next(0, 40)));
+                int cancelAfterTokens = 0;
+                switch (random.Next(6))
+                {
+                    case 0: cancel.CancelAfter(TimeSpan.FromMilliseconds(random.Next(1, 40))); break;
+                    case 1: cancelAfterTokens = random.Next(1, TokensPerContext - 1); cancelledByCount++; break;
+                }
                 var tokens = new List<int>();
                 int captured = run;
-                runs.Add((run, tokens, Task.Run(() => Generate(generator, prompts[captured], captured, cancel.Token, tokens)), cancel));
+                runs.Add((run, tokens, Task.Run(() => Generate(generator, prompts[captured], captured, cancel, tokens, cancelAfterTokens)), cancel));
             }
             foreach ((int run, List<int> tokens, Task task, CancellationTokenSource cancel) in runs)
             {
@@ -80,7 +92,8 @@ public sealed class ConcurrentInferenceStressTests
             }
         }
         TestContext.Out.WriteLine($"{Rounds} rounds × {Contexts} contexts × {TokensPerContext} tokens: {completed} runs completed, {cancelled} cancelled part-way");
-        Assert.That(cancelled, Is.GreaterThan(0), "some runs should have been cancelled");
+        Assert.That(cancelledByCount, Is.GreaterThan(0));
+        Assert.That(cancelled, Is.GreaterThanOrEqualTo(cancelledByCount), "every run cancelled after k tokens must end cancelled");
         Assert.That(completed, Is.GreaterThan(Rounds * Contexts / 2));
         // The shared model is untouched: a fresh context still gives the first logits bit for bit.
         Assert.That(model.CreateContext().Forward([.. prompts[0]]), Is.EqualTo(firstLogits));
