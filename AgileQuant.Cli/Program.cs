@@ -15,6 +15,7 @@ internal static class Program
             PerplexityCommand.Create(),
             AccuracyCommand.Create(),
             LogitsCommand.Create(),
+            BenchCommand.Create(),
             InfoCommand.Create(),
             SelfTestCommand.Create(),
         };

@@ -1,0 +1,138 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using AgileQuant.Core;
+using AgileQuant.Intrinsics;
+using AgileQuant.Intrinsics.Formats;
+
+namespace AgileQuant.Cli.Commands;
+
+/// <summary><c>agilequant bench kernel</c>: the quick, scriptable kernel benchmark (BenchmarkDotNet suites are in AgileQuant.Benchmarks).</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var bench = new Command("bench", "Benchmarks: `bench kernel` times one matrix multiplication shape and format.");
+        bench.Subcommands.Add(CreateKernel());
+        return bench;
+    }
+
+    private static Command CreateKernel()
+    {
+        var op = new Option<string>("--op") { Description = "gemv (1 token, weights streamed from memory) or gemm (--tokens tokens).", DefaultValueFactory = _ => "gemv" };
+        op.AcceptOnlyFromAmong("gemv", "gemm");
+        var shape = new Option<string>("--shape") { Description = "OUTxIN, e.g. 4096x11008.", Required = true };
+        var tokens = new Option<int>("--tokens") { Description = "Tokens for gemm.", DefaultValueFactory = _ => 128 };
+        var format = new Option<string>("--format") { Description = "FP32, W8A8, W4A8 or W4A4 (4-bit: asymmetric groups of 32).", DefaultValueFactory = _ => "W4A8" };
+        format.AcceptOnlyFromAmong("FP32", "W8A8", "W4A8", "W4A4", "fp32", "w8a8", "w4a8", "w4a4");
+        var threads = new Option<int>("--threads") { Description = "Threads (0 = one per processor).", DefaultValueFactory = _ => 0 };
+        var kernelOption = ModelOptions.KernelOption();
+        var repeats = new Option<int>("--repeats") { Description = "Timed repetitions (the median is reported).", DefaultValueFactory = _ => 21 };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object: seconds_median, gbps (weight bytes read per second), gops, read_gbps (this run's memory read bandwidth), ..." };
+        var command = new Command("kernel", "Time one kernel: weights of the given shape and format multiplied by random activations; reports the median, GB/s of weights and GOPS, next to the memory read bandwidth measured in the same run.");
+        foreach (Option o in new Option[] { op, shape, tokens, format, threads, kernelOption, repeats, json }) command.Options.Add(o);
+        command.SetAction(parse => CliErrors.Run(parse, cancel =>
+        {
+            (int rows, int cols) = ParseShape(parse.GetValue(shape)!);
+            bool gemv = parse.GetValue(op) == "gemv";
+            int n = gemv ? 1 : parse.GetValue(tokens);
+            if (n <= 0) throw new AgileQuantException("--tokens must be positive.");
+            string fmt = parse.GetValue(format)!.ToUpperInvariant();
+            int reps = Math.Max(3, parse.GetValue(repeats));
+            var kernelOptions = ModelOptions.ReadKernelOptions(parse, kernelOption, threads) with { ActivationBits = fmt == "W4A4" ? 4 : 8 };
+            KernelSet kernel = KernelSelector.Create(kernelOptions);
+            var random = new Random(1);
+            IWeightMatrix first = Make(fmt, rows, cols, random);
+            // GEMV must stream weights from DRAM: cycle through enough copies to exceed any cache (≥ 512 MB).
+            int copies = gemv ? (int)Math.Clamp(512L * 1024 * 1024 / first.ByteCount + 1, 1, 64) : 1;
+            var weights = new IWeightMatrix[copies];
+            weights[0] = first;
+            for (int i = 1; i < copies; i++) weights[i] = Make(fmt, rows, cols, random);
+            float[] x = Enumerable.Range(0, n * cols).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+            float[] y = new float[n * rows];
+            for (int i = 0; i < Math.Min(copies, 3); i++) kernel.MatMul(weights[i], x, y, n); // warm-up
+            var times = new double[reps];
+            for (int r = 0; r < reps; r++)
+            {
+                cancel.ThrowIfCancellationRequested();
+                long start = Stopwatch.GetTimestamp();
+                kernel.MatMul(weights[r % copies], x, y, n);
+                times[r] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            }
+            Array.Sort(times);
+            double median = times[reps / 2];
+            double gbps = first.ByteCount / median / 1e9, gops = 2.0 * rows * cols * n / median / 1e9;
+            double readGbps = gemv ? MeasureReadBandwidth(kernel.Threads) : double.NaN;
+            if (parse.GetValue(json))
+            {
+                var fields = new Dictionary<string, object?>
+                {
+                    ["op"] = gemv ? "gemv" : "gemm", ["rows"] = rows, ["cols"] = cols, ["tokens"] = n, ["format"] = fmt,
+                    ["kernel"] = kernel.KernelFor(first).Name, ["threads"] = kernel.Threads, ["repeats"] = reps,
+                    ["seconds_median"] = median, ["seconds_min"] = times[0], ["weight_bytes"] = first.ByteCount,
+                    ["gbps"] = gbps, ["gops"] = gops,
+                };
+                if (gemv) { fields["read_gbps"] = readGbps; fields["bandwidth_fraction"] = gbps / readGbps; fields["weight_copies"] = copies; }
+                Console.Out.WriteLine(JsonSerializer.Serialize(fields));
+            }
+            else
+            {
+                Console.Out.WriteLine($"{(gemv ? "GEMV" : "GEMM")} {rows}x{cols} x{n} {fmt} on {kernel.KernelFor(first).Name}, {kernel.Threads} threads: median {median * 1e3:F3} ms (min {times[0] * 1e3:F3}), {gbps:F1} GB/s of weights, {gops:F1} GOPS"
+                    + (gemv ? $"; memory read bandwidth in this run {readGbps:F1} GB/s ({gbps / readGbps:P0})" : ""));
+            }
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static (int Rows, int Cols) ParseShape(string text)
+    {
+        string[] parts = text.ToLowerInvariant().Split('x');
+        if (parts.Length != 2 || !int.TryParse(parts[0], out int rows) || !int.TryParse(parts[1], out int cols) || rows <= 0 || cols <= 0)
+            throw new AgileQuantException($"--shape must look like 4096x11008 (OUTxIN), found '{text}'.");
+        return (rows, cols);
+    }
+
+    private static IWeightMatrix Make(string format, int rows, int cols, Random random)
+    {
+        long count = (long)rows * cols;
+        if (count > int.MaxValue / 2) throw new AgileQuantException($"Shape {rows}x{cols} is too large for this benchmark.");
+        int groups = (cols + 31) / 32;
+        float[] scales = Enumerable.Range(0, rows * (format == "W8A8" ? 1 : groups)).Select(_ => 0.01f + (float)random.NextDouble() * 0.01f).ToArray();
+        switch (format)
+        {
+            case "FP32":
+                return new Fp32Matrix(Enumerable.Range(0, (int)count).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray(), rows, cols);
+            case "W8A8":
+                var codes8 = new sbyte[count];
+                for (long i = 0; i < count; i++) codes8[i] = (sbyte)random.Next(-127, 128);
+                return new Int8RowMatrix(codes8, scales, rows, cols);
+            default:
+                var codes4 = new byte[count];
+                random.NextBytes(codes4);
+                for (long i = 0; i < count; i++) codes4[i] &= 0x0F;
+                var zeros = new byte[rows * groups];
+                for (int i = 0; i < zeros.Length; i++) zeros[i] = (byte)random.Next(0, 16);
+                return PackedInt4Matrix.FromAsymmetricCodes(codes4, scales, zeros, rows, cols, 32);
+        }
+    }
+
+    /// <summary>Median over 5 passes of summing a 1 GiB float array split over <paramref name="threads"/> threads, in GB/s.</summary>
+    private static double MeasureReadBandwidth(int threads)
+    {
+        const int count = 256 * 1024 * 1024; // 1 GiB of floats
+        float[] data = GC.AllocateUninitializedArray<float>(count);
+        data.AsSpan().Fill(1f);
+        var results = new double[5];
+        int chunk = count / threads;
+        for (int pass = 0; pass < results.Length; pass++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+                System.Numerics.Tensors.TensorPrimitives.Sum(data.AsSpan(t * chunk, t == threads - 1 ? count - t * chunk : chunk)));
+            results[pass] = (double)count * sizeof(float) / Stopwatch.GetElapsedTime(start).TotalSeconds / 1e9;
+        }
+        Array.Sort(results);
+        return results[2];
+    }
+}
