@@ -3,6 +3,7 @@ using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Models.Architectures;
 using AgileQuant.Models.Llama2c;
+using AgileQuant.Models.QuantizedCheckpoints;
 using AgileQuant.Models.SafeTensors;
 using AgileQuant.Models.Tokenizers;
 using Microsoft.ML.Tokenizers;
@@ -29,7 +30,7 @@ public sealed record ModelLoadOptions
 /// <param name="Model">The runnable model.</param>
 /// <param name="Tokenizer">Its tokenizer, or null when none was found or given.</param>
 /// <param name="SourcePath">Where the weights came from.</param>
-/// <param name="Format">The on-disk format (<c>llama2c</c> or <c>huggingface</c>).</param>
+/// <param name="Format">The on-disk format (<c>llama2c</c>, <c>huggingface</c> or <c>agilequant</c>, a quantized checkpoint).</param>
 public sealed record LoadedModel(TransformerModel Model, Tokenizer? Tokenizer, string SourcePath, string Format);
 
 /// <summary>Loads llama2.c checkpoints and Hugging Face model directories (LLaMA, OPT, BLOOM).</summary>
@@ -38,7 +39,8 @@ public static class ModelLoader
     /// <summary>
     /// Loads <paramref name="path"/>: a llama2.c <c>.bin</c> file (tokenizer: <c>tokenizer.bin</c> or a single
     /// <c>tok*.bin</c> beside it) or a Hugging Face directory (<c>config.json</c> + safetensors; tokenizer:
-    /// <c>tokenizer.model</c>).
+    /// <c>tokenizer.model</c>), or an AgileQuant quantized checkpoint: a <c>.safetensors</c> file whose metadata
+    /// has <c>agilequant.format</c> (tokenizer: as for llama2.c, else <c>tokenizer.model</c> beside it).
     /// </summary>
     /// <exception cref="ModelFormatException">A file is missing or malformed, or tokenizer and model disagree.</exception>
     public static LoadedModel Load(string path, ModelLoadOptions? options = null)
@@ -49,6 +51,7 @@ public static class ModelLoader
         if (Directory.Exists(path)) return LoadHuggingFace(path, options, kernel);
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "no such file or directory");
         if (options.WeightsFile is not null) throw new AgileQuantException("--weights applies to a Hugging Face model directory, not to a single file.");
+        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return LoadQuantizedCheckpoint(path, options, kernel);
         TransformerWeights weights = Llama2cCheckpoint.Load(path);
         var model = new TransformerModel(weights, kernel);
         string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
@@ -68,6 +71,21 @@ public static class ModelLoader
             return spm;
         }
         return Llama2cTokenizer.Load(path, vocabSize);
+    }
+
+    private static LoadedModel LoadQuantizedCheckpoint(string path, ModelLoadOptions options, IMatMulKernel kernel)
+    {
+        using (SafeTensorsFile file = SafeTensorsFile.Open(path))
+            if (!QuantizedCheckpointReader.IsQuantizedCheckpoint(file.Metadata))
+                throw new ModelFormatException(path, null,
+                    "expected an AgileQuant quantized checkpoint (metadata key agilequant.format), found a plain safetensors file; pass its Hugging Face model directory instead");
+        TransformerWeights weights = QuantizedCheckpointReader.Load(path).Weights;
+        var model = new TransformerModel(weights, kernel);
+        string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
+        string besideModel = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, HfLlamaTokenizerLoader.ModelFileName);
+        if (tokenizerPath is null && File.Exists(besideModel)) tokenizerPath = besideModel;
+        Tokenizer? tokenizer = tokenizerPath is null ? null : LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
+        return new LoadedModel(model, tokenizer, path, "agilequant");
     }
 
     private static string? FindLlama2cTokenizer(string modelPath)
