@@ -16,8 +16,16 @@ internal sealed record LinearEntry
     /// <summary>Symmetric codes (4-bit: nibble = code + 8, no zero-point tensor); always true for 8-bit rows.</summary>
     [JsonPropertyName("symmetric"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool Symmetric { get; init; }
 
-    /// <summary><see cref="LinearLayer.ActivationBits"/>.</summary>
-    [JsonPropertyName("activation_bits")] public required int ActivationBits { get; init; }
+    /// <summary><see cref="LinearLayer.ActivationBits"/> (8 when the member is absent).</summary>
+    [JsonIgnore] public int ActivationBits { get; init; } = 8;
+
+    /// <summary>The JSON member <c>activation_bits</c>: omitted when 8, the runtime's default, to keep the header small.</summary>
+    [JsonPropertyName("activation_bits"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? ActivationBitsUnlessEight
+    {
+        get => ActivationBits == 8 ? null : ActivationBits;
+        init => ActivationBits = value ?? 8;
+    }
 
     /// <summary><see cref="LinearLayer.LowBitActivationBits"/>.</summary>
     [JsonPropertyName("low_bit_activation_bits"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int LowBitActivationBits { get; init; }

@@ -51,6 +51,9 @@ public static class QuantizedCheckpointReader
         TransformerConfig c = ParseJson<TransformerConfig>(file, TransformerConfigKey);
         try { c.Validate(); }
         catch (AgileQuantException e) { throw new ModelFormatException(file.FilePath, null, $"{TransformerConfigKey}: {e.Message}", e); }
+        // Every layer stores at least its two norm weights: a config claiming more layers is refused before allocating them.
+        if (c.NumLayers > file.Tensors.Count / 2)
+            throw new ModelFormatException(file.FilePath, null, $"expected at most {file.Tensors.Count / 2} layers for the {file.Tensors.Count} tensors in the file, found NumLayers = {c.NumLayers} in {TransformerConfigKey}");
         var linears = new Dictionary<string, LinearEntry>(ParseJson<Dictionary<string, LinearEntry>>(file, LinearsKey), StringComparer.Ordinal);
         var used = new HashSet<string>(StringComparer.Ordinal);
 
@@ -161,7 +164,7 @@ public static class QuantizedCheckpointReader
             if (entry.LowBitActivationBits != 0 && (entry.LowBitActivationBits < 2 || entry.LowBitActivationBits > entry.ActivationBits))
                 throw new ModelFormatException(file.FilePath, name, $"expected low_bit_activation_bits 0 or in 2..{entry.ActivationBits}, found {entry.LowBitActivationBits}");
             if (entry.Tied && (tiedTo is null || entry.Format != Fp32Format))
-                throw new ModelFormatException(file.FilePath, name, $"expected \"tied\" only on an f32 {LmHead}, found it on a {entry.Format} {name}");
+                throw new ModelFormatException(file.FilePath, name, $"expected \"tied\" only on an f32 {LmHead}, found it on {name} ({entry.Format})");
             IWeightMatrix weight = entry.Format switch
             {
                 Fp32Format => new Fp32Matrix(entry.Tied ? tiedTo! : Float32(name + ".weight", rows, cols), rows, cols),

@@ -20,7 +20,7 @@ namespace AgileQuant.Models.QuantizedCheckpoints;
 /// <c>agilequant.quantization_config</c> = a <see cref="QuantizationConfig"/> name (e.g. <c>W4A8-GPTQ</c>);
 /// <c>agilequant.linears</c> = a JSON object mapping each linear's name (below) to
 /// <c>{"format", "group_size", "symmetric", "activation_bits", "low_bit_activation_bits", "bias", "tied"}</c>,
-/// format being <c>f32</c>, <c>int8_row</c> or <c>int4_group</c>; members at their default (0 or false) are omitted. Caller keys are added beside these.</para>
+/// format being <c>f32</c>, <c>int8_row</c> or <c>int4_group</c>; members at their default (0, false, and 8 activation bits) are omitted. Caller keys are added beside these.</para>
 /// <para><b>Names</b> (GGUF-style, short: on a small model the header is a visible part of the file).
 /// Embeddings: <c>token_embd</c> F32 (vocab, embedding width); <c>position_embd</c> F32 (positions, hidden) for
 /// learned positions. Norms <c>token_embd_norm</c>, <c>blk.{i}.attn_norm</c>, <c>blk.{i}.ffn_norm</c>,

@@ -58,12 +58,16 @@ public class QuantizedCheckpointCorruptTests
             "expected well-formed JSON in agilequant.transformer_config");
         yield return Case(new("ConfigMissingAField", Metadata: EditJson("agilequant.transformer_config", j => j.Remove("HiddenSize"))), null,
             "agilequant.transformer_config", "HiddenSize");
+        yield return Case(new("ConfigUnknownField", Metadata: EditJson("agilequant.transformer_config", j => j["SlidingWindow"] = 64)), null,
+            "agilequant.transformer_config", "SlidingWindow");
         yield return Case(new("ConfigUnknownEnum", Metadata: EditJson("agilequant.transformer_config", j => j["Norm"] = "BatchNorm")), null,
             "agilequant.transformer_config", "Norm");
         yield return Case(new("ConfigInvalidSizes", Metadata: EditJson("agilequant.transformer_config", j => j["NumHeads"] = 5)), null,
             "agilequant.transformer_config", "multiple of the head count 5");
         yield return Case(new("ConfigWithMoreLayersThanTensors", Metadata: EditJson("agilequant.transformer_config", j => j["NumLayers"] = 3)), "blk.2.attn_q",
             "expected an entry for this linear in agilequant.linears");
+        yield return Case(new("ConfigWithAbsurdLayerCount", Metadata: EditJson("agilequant.transformer_config", j => j["NumLayers"] = int.MaxValue)), null,
+            "found NumLayers = 2147483647");
         yield return Case(new("ConfigWithOtherHiddenSize", Metadata: EditJson("agilequant.transformer_config", j => { j["HiddenSize"] = 96; j["NumHeads"] = 6; j["NumKvHeads"] = 3; })),
             "token_embd", "expected shape [40, 96], found [40, 64]");
         yield return Case(new("UnknownQuantizationConfig", Metadata: m => m["agilequant.quantization_config"] = "W3A5"), null,
@@ -74,6 +78,8 @@ public class QuantizedCheckpointCorruptTests
             "expected the metadata key agilequant.linears");
         yield return Case(new("UnknownLinearFormat", Metadata: EditJson("agilequant.linears", j => j["blk.0.ffn_up"]!["format"] = "int3_row")), "blk.0.ffn_up",
             "expected format f32, int8_row or int4_group, found \"int3_row\"");
+        yield return Case(new("ActivationBitsOutOfRange", Metadata: EditJson("agilequant.linears", j => j["blk.1.attn_output"]!["activation_bits"] = 64)), "blk.1.attn_output",
+            "expected activation_bits in 2..32, found 64");
         yield return Case(new("InconsistentGroupSize", Metadata: EditJson("agilequant.linears", j => j["blk.0.ffn_down"]!["group_size"] = 64)), "blk.0.ffn_down.scales",
             "expected shape [64, 3] (64 rows x 3 groups of 64 over 172 columns), found [64, 6]");
         yield return Case(new("UnsupportedGroupSize", Metadata: EditJson("agilequant.linears", j => j["blk.0.ffn_down"]!["group_size"] = 48)), "blk.0.ffn_down",

@@ -38,6 +38,23 @@ public class QuantizedCheckpointRoundTripTests
         AssertSizeNearPayload(path, original, withinFivePercent: false); // 2 tiny layers: the header alone is ~5%
     }
 
+    [Test]
+    public void OptShapedModelWithEveryOptionalPartRoundTrips()
+    {
+        using var dir = new TemporaryDirectory("aq-qckpt-");
+        string path = Path.Combine(dir.FullPath, "opt.safetensors");
+        TransformerWeights original = QuantizedTestModels.TinyOptShaped();
+        QuantizedCheckpointWriter.Write(path, original, "W8A8");
+
+        TransformerWeights loaded = QuantizedCheckpointReader.Load(path).Weights;
+
+        AssertIdentical(original, loaded);
+        Assert.That(loaded.ProjectIn!.Bias, Is.EqualTo(original.ProjectIn!.Bias));
+        Assert.That(loaded.EmbeddingNorm!.Bias, Is.EqualTo(original.EmbeddingNorm!.Bias));
+        AssertSameLogits(original, loaded);
+        AssertSizeNearPayload(path, original, withinFivePercent: false);
+    }
+
     [TestCase(8, true, "W8A8")]
     [TestCase(4, false, "W4A16-RTN")]
     [TestCase(4, true, "W4A8-RTN")]

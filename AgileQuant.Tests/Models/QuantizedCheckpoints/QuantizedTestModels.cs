@@ -73,6 +73,49 @@ internal static class QuantizedTestModels
     }
 
     /// <summary>
+    /// A 1-layer OPT/BLOOM-shaped model exercising every optional piece: LayerNorms with biases, learned positions
+    /// (offset 2), an embedding LayerNorm, a 32-wide embedding with int8 project_in / int4 project_out, a ReLU MLP
+    /// without gate, biases on every linear, and an LM head tied to the embedding.
+    /// </summary>
+    public static TransformerWeights TinyOptShaped(int seed = 99)
+    {
+        var random = new Random(seed);
+        var c = new TransformerConfig
+        {
+            Family = "opt", VocabSize = 50, HiddenSize = 64, IntermediateSize = 172, NumLayers = 1, NumHeads = 4, NumKvHeads = 4,
+            MaxSequenceLength = 16, Norm = NormKind.LayerNorm, NormEpsilon = 1e-5f, Positions = PositionKind.Learned,
+            LearnedPositionOffset = 2, Mlp = MlpKind.Relu, EmbeddingNorm = true, EmbeddingSize = 32, BosTokenId = 2, EosTokenId = 2,
+        };
+        float[] Floats(int n, float scale) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1) * scale).ToArray();
+        NormLayer Norm() => new(NormKind.LayerNorm, Floats(64, 0.2f).Select(x => x + 1f).ToArray(), Floats(64, 0.1f), 1e-5f);
+        LinearLayer Int8(int rows, int cols) => new(new Int8RowMatrix(
+            Enumerable.Range(0, rows * cols).Select(_ => (sbyte)random.Next(-127, 128)).ToArray(), Floats(rows, 0.001f).Select(x => x + 0.002f).ToArray(), rows, cols), Floats(rows, 0.1f));
+        LinearLayer Int4(int rows, int cols) => new(PackedInt4Matrix.FromAsymmetricCodes(
+            Enumerable.Range(0, rows * cols).Select(_ => (byte)random.Next(0, 16)).ToArray(), Floats(rows * ((cols + 31) / 32), 0.01f).Select(x => x + 0.03f).ToArray(),
+            Enumerable.Range(0, rows * ((cols + 31) / 32)).Select(_ => (byte)random.Next(0, 16)).ToArray(), rows, cols, 32), Floats(rows, 0.1f));
+        float[] embedding = Floats(50 * 32, 1f);
+        return new TransformerWeights
+        {
+            Config = c,
+            TokenEmbedding = embedding,
+            PositionEmbedding = Floats(18 * 64, 0.5f),
+            EmbeddingNorm = Norm(),
+            ProjectIn = Int8(64, 32),
+            Layers =
+            [
+                new LayerWeights
+                {
+                    AttentionNorm = Norm(), Query = Int4(64, 64), Key = Int8(64, 64), Value = Int4(64, 64), Output = Int8(64, 64),
+                    MlpNorm = Norm(), Up = Int4(172, 64), Down = Int4(64, 172),
+                },
+            ],
+            FinalNorm = Norm(),
+            ProjectOut = Int4(32, 64),
+            LmHead = new LinearLayer(new Fp32Matrix(embedding, 50, 32)),
+        };
+    }
+
+    /// <summary>
     /// <paramref name="fp32"/> with every decoder linear rounded to nearest by <see cref="RoundToNearestQuantizer"/>:
     /// per-row symmetric int8 when <paramref name="bits"/> is 8, else int4 in groups of 32 (symmetric or not).
     /// Embeddings, norms and the (tied) LM head stay FP32.
