@@ -34,15 +34,10 @@ internal static class GenerateCommand
     internal static GenerationResult Stream(TextGenerator generator, string prompt, GenerationOptions options, CancellationToken cancel)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var progress = new SynchronousProgress(update => { Console.Out.Write(update.Text); Console.Out.Flush(); });
+        var progress = new SynchronousProgress<GenerationUpdate>(update => { Console.Out.Write(update.Text); Console.Out.Flush(); });
         GenerationResult result = generator.GenerateAsync(prompt, options, progress, cancel).GetAwaiter().GetResult();
         Console.Error.WriteLine($"\n[{result.PromptTokens} prompt tokens, {result.Tokens.Count} generated in {clock.Elapsed.TotalSeconds:F2}s: {result.Tokens.Count / Math.Max(1e-9, clock.Elapsed.TotalSeconds):F1} tokens/s]");
         return result;
-    }
-
-    private sealed class SynchronousProgress(Action<GenerationUpdate> report) : IProgress<GenerationUpdate>
-    {
-        public void Report(GenerationUpdate value) => report(value);
     }
 }
 

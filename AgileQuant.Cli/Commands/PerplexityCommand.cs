@@ -2,13 +2,14 @@ using System.CommandLine;
 using System.Text.Json;
 using AgileQuant.Core;
 using AgileQuant.Core.Evaluation;
+using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Models;
 using Microsoft.ML.Tokenizers;
 
 namespace AgileQuant.Cli.Commands;
 
-/// <summary><c>agilequant perplexity</c>: perplexity of a model on a text file.</summary>
+/// <summary><c>agilequant perplexity</c>: perplexity of a model (optionally quantized) on a text file.</summary>
 internal static class PerplexityCommand
 {
     public static Command Create()
@@ -23,63 +24,180 @@ internal static class PerplexityCommand
         protocol.AcceptOnlyFromAmong("document", "stream");
         var separator = new Option<string>("--separator") { Description = "Document separator in the text file (an empty string: the whole file is one document).", DefaultValueFactory = _ => "<|endoftext|>" };
         var context = new Option<int?>("--context") { Description = "Sequence length (default: the model's context length)." };
-        var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout: ppl, mean_nll, scored_tokens, protocol, sequences, context, seconds." };
-        var command = new Command("perplexity", "Measure perplexity on a text file (per-document or stream protocol).");
+        var skip = new Option<int>("--eval-skip-docs") { Description = "Skip the first N documents of --text (e.g. those used for calibration).", DefaultValueFactory = _ => 0 };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout: ppl, mean_nll, scored_tokens, protocol, config, kl_vs_fp32, top1_vs_fp32, weight_bytes, fp32_ppl, sequences, context, seconds." };
+        var quant = new QuantizationCliOptions();
+        var command = new Command("perplexity", "Measure perplexity on a text file (per-document or stream protocol), in FP32 or a quantized configuration, with KL divergence and top-1 agreement versus FP32.");
         model.AddTo(command);
         command.Options.Add(text);
         command.Options.Add(protocol);
         command.Options.Add(separator);
         command.Options.Add(context);
+        command.Options.Add(skip);
+        quant.AddTo(command);
         command.Options.Add(json);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
         {
             LoadedModel loaded = model.Load(parse);
             Tokenizer tokenizer = ModelOptions.RequireTokenizer(loaded);
             string path = parse.GetValue(text)!;
-            if (!File.Exists(path)) throw new AgileQuantException($"--text: file not found: {path}");
             var chosen = parse.GetValue(protocol) == "stream" ? PerplexityProtocol.Stream : PerplexityProtocol.Document;
             int ctx = parse.GetValue(context) ?? loaded.Model.Config.MaxSequenceLength;
+            int skipDocs = parse.GetValue(skip);
+            if (skipDocs < 0) throw new AgileQuantException("--eval-skip-docs must be ≥ 0.");
+            IReadOnlyList<IReadOnlyList<int>> documents = Tokenize(tokenizer, ReadText(path, "--text"), parse.GetValue(separator), skipDocs, int.MaxValue, "evaluation");
+            QuantizationRun run = quant.Read(parse, loaded, tokenizer, path, parse.GetValue(separator), skipDocs);
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            PerplexityResult result = Evaluate(loaded.Model, tokenizer, File.ReadAllText(path), parse.GetValue(separator), chosen, ctx, cancel);
+            TransformerModel candidate = run.Build(loaded.Model, cancel);
+            EvaluationReport report = Evaluate(loaded.Model, candidate, run.Config, documents, chosen, ctx, cancel);
             double seconds = clock.Elapsed.TotalSeconds;
+            long weightBytes = ModelQuantizer.QuantizedWeightBytes(loaded.Model, run.Config, run.GroupSize);
             if (parse.GetValue(json))
             {
-                Console.Out.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+                var fields = new Dictionary<string, object?>
                 {
-                    ["ppl"] = result.Perplexity,
-                    ["mean_nll"] = result.MeanNll,
-                    ["scored_tokens"] = result.ScoredTokens,
+                    ["ppl"] = report.Result.Perplexity,
+                    ["mean_nll"] = report.Result.MeanNll,
+                    ["scored_tokens"] = report.Result.ScoredTokens,
                     ["protocol"] = chosen == PerplexityProtocol.Stream ? "stream" : "document",
-                    ["sequences"] = result.Sequences,
-                    ["context"] = result.ContextLength,
-                    ["config"] = "FP32",
+                    ["config"] = run.Config.Name,
+                    ["kl_vs_fp32"] = report.Kl,
+                    ["top1_vs_fp32"] = report.Top1,
+                    ["weight_bytes"] = weightBytes,
+                    ["fp32_ppl"] = report.Fp32Perplexity,
+                    ["sequences"] = report.Result.Sequences,
+                    ["context"] = report.Result.ContextLength,
+                    ["eval_skip_docs"] = skipDocs,
+                    ["calib_docs"] = run.CalibrationDocuments,
                     ["seconds"] = Math.Round(seconds, 3),
-                }));
+                };
+                Console.Out.WriteLine(JsonSerializer.Serialize(fields));
             }
             else
             {
-                Console.Out.WriteLine($"perplexity {result.Perplexity:F6}  (mean NLL {result.MeanNll:F6} nats over {result.ScoredTokens:N0} scored tokens, {result.Sequences} sequences, {result.Protocol.ToString().ToLowerInvariant()} protocol, context {result.ContextLength}, {seconds:F1}s)");
+                Console.Out.WriteLine($"{run.Config.Name}: perplexity {report.Result.Perplexity:F6} (FP32 {report.Fp32Perplexity:F6}), KL vs FP32 {report.Kl:G4} nats, top-1 agreement {report.Top1:P2}");
+                Console.Out.WriteLine($"  mean NLL {report.Result.MeanNll:F6} nats over {report.Result.ScoredTokens:N0} scored tokens, {report.Result.Sequences} sequences, {report.Result.Protocol.ToString().ToLowerInvariant()} protocol, context {report.Result.ContextLength}; weights {weightBytes:N0} bytes; {seconds:F1}s");
             }
             return ExitCodes.Success;
         }));
         return command;
     }
 
-    /// <summary>Tokenizes <paramref name="text"/> (BOS per document) and scores it, showing progress on stderr.</summary>
+    /// <summary>Perplexity of <paramref name="candidate"/> and, when it is not the FP32 model itself, KL and top-1 versus FP32.</summary>
+    internal static EvaluationReport Evaluate(TransformerModel fp32, TransformerModel candidate, QuantizationConfig config, IReadOnlyList<IReadOnlyList<int>> documents,
+        PerplexityProtocol protocol, int context, CancellationToken cancel)
+    {
+        using var scoring = new ProgressLine($"scoring {config.Name}");
+        var progress = new Progress<EvaluationProgress>(p => scoring.Report(p.SequencesDone, p.SequencesTotal, $"sequences, {p.ScoredTokens:N0} tokens"));
+        if (ReferenceEquals(fp32, candidate))
+        {
+            PerplexityResult r = PerplexityEvaluator.Evaluate(fp32, documents, protocol, context, Environment.ProcessorCount, progress, cancel);
+            return new EvaluationReport(r, r.Perplexity, 0, 1);
+        }
+        DistributionComparisonResult c = DistributionComparison.Compare(fp32, candidate, documents, protocol, context, Environment.ProcessorCount, progress, cancel);
+        return new EvaluationReport(c.Candidate, c.Reference.Perplexity, c.MeanKlDivergence, c.Top1Agreement);
+    }
+
+    internal static string ReadText(string path, string option)
+    {
+        if (!File.Exists(path)) throw new AgileQuantException($"{option}: file not found: {path}");
+        return File.ReadAllText(path);
+    }
+
+    /// <summary>Splits, skips, takes and tokenizes documents (BOS each), showing progress.</summary>
+    internal static IReadOnlyList<IReadOnlyList<int>> Tokenize(Tokenizer tokenizer, string text, string? separator, int skip, int take, string what)
+    {
+        IReadOnlyList<string> all = TextCorpus.SplitDocuments(text, separator);
+        string[] documents = all.Skip(skip).Take(take).ToArray();
+        if (documents.Length == 0) throw new AgileQuantException($"The {what} text holds no documents after skipping {skip} (it has {all.Count}).");
+        var tokenized = new IReadOnlyList<int>[documents.Length];
+        using var progress = new ProgressLine($"tokenizing {what} text");
+        for (int i = 0; i < documents.Length; i++)
+        {
+            tokenized[i] = tokenizer.EncodeToIds(documents[i]);
+            progress.Report(i + 1, documents.Length, "documents");
+        }
+        return tokenized;
+    }
+
+    /// <summary>Tokenizes <paramref name="text"/> (BOS per document) and scores it in FP32 (the demo).</summary>
     internal static PerplexityResult Evaluate(TransformerModel model, Tokenizer tokenizer, string text, string? separator, PerplexityProtocol protocol, int context, CancellationToken cancel)
     {
-        IReadOnlyList<string> documents = TextCorpus.SplitDocuments(text, separator);
-        if (documents.Count == 0) throw new AgileQuantException("The text holds no documents (empty after splitting and trimming).");
-        var tokenized = new IReadOnlyList<int>[documents.Count];
-        using (var progress = new ProgressLine("tokenizing"))
-            for (int i = 0; i < documents.Count; i++)
-            {
-                cancel.ThrowIfCancellationRequested();
-                tokenized[i] = tokenizer.EncodeToIds(documents[i]);
-                progress.Report(i + 1, documents.Count, "documents");
-            }
-        using var scoring = new ProgressLine("scoring");
-        return PerplexityEvaluator.Evaluate(model, tokenized, protocol, context, parallelism: Environment.ProcessorCount,
-            new Progress<EvaluationProgress>(p => scoring.Report(p.SequencesDone, p.SequencesTotal, $"sequences, {p.ScoredTokens:N0} tokens")), cancel);
+        IReadOnlyList<IReadOnlyList<int>> documents = Tokenize(tokenizer, text, separator, 0, int.MaxValue, "evaluation");
+        return Evaluate(model, model, QuantizationConfig.Parse("FP32"), documents, protocol, context, cancel).Result;
+    }
+}
+
+/// <summary>What an evaluation measured.</summary>
+internal sealed record EvaluationReport(PerplexityResult Result, double Fp32Perplexity, double Kl, double Top1);
+
+/// <summary>A quantization configuration with its calibration data, ready to build.</summary>
+internal sealed record QuantizationRun(QuantizationConfig Config, int GroupSize, IReadOnlyList<int[]> Calibration, int CalibrationDocuments)
+{
+    public TransformerModel Build(TransformerModel fp32, CancellationToken cancel)
+    {
+        if (!Config.QuantizesWeights && !Config.QuantizesActivations) return fp32;
+        using var progress = new ProgressLine($"quantizing to {Config.Name}");
+        int layers = fp32.Config.NumLayers, done = 0;
+        return ModelQuantizer.Quantize(fp32, Config, new ModelQuantizationOptions
+        {
+            GroupSize = GroupSize,
+            Calibration = Calibration,
+            CancellationToken = cancel,
+            Progress = new SynchronousProgress<string>(_ => progress.Report(++done, layers, "layers")),
+        });
+    }
+}
+
+/// <summary>An <see cref="IProgress{T}"/> that reports on the calling thread.</summary>
+internal sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}
+
+/// <summary>--config, --group-size and the calibration options.</summary>
+internal sealed class QuantizationCliOptions
+{
+    public Option<string> Config { get; } = new("--config")
+    {
+        Description = "Quantization configuration: " + string.Join(", ", QuantizationConfig.All.Select(c => c.Name)) + ".",
+        DefaultValueFactory = _ => "FP32",
+    };
+    public Option<int> GroupSize { get; } = new("--group-size") { Description = "Group size of 4-bit weights (32, 64, 128; default 32).", DefaultValueFactory = _ => 0 };
+    public Option<string?> CalibText { get; } = new("--calib-text") { Description = "Calibration text for GPTQ (default: --text, whose first --calib-docs documents should then be skipped with --eval-skip-docs)." };
+    public Option<string> CalibSeparator { get; } = new("--calib-separator") { Description = "Document separator of the calibration text.", DefaultValueFactory = _ => "<|endoftext|>" };
+    public Option<int> CalibDocs { get; } = new("--calib-docs") { Description = "Calibration documents (from the start of the calibration text).", DefaultValueFactory = _ => 100 };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Config);
+        command.Options.Add(GroupSize);
+        command.Options.Add(CalibText);
+        command.Options.Add(CalibSeparator);
+        command.Options.Add(CalibDocs);
+    }
+
+    public QuantizationRun Read(ParseResult parse, LoadedModel loaded, Tokenizer tokenizer, string evalText, string? evalSeparator, int evalSkip)
+    {
+        QuantizationConfig config = QuantizationConfig.Parse(parse.GetValue(Config)!);
+        int group = parse.GetValue(GroupSize);
+        if (group is not (0 or 32 or 64 or 128)) throw new AgileQuantException($"--group-size must be 32, 64 or 128, found {group}.");
+        if (config.Rounding != WeightRounding.Gptq) return new QuantizationRun(config, group, [], 0);
+        int docs = parse.GetValue(CalibDocs);
+        if (docs <= 0) throw new AgileQuantException("--calib-docs must be positive.");
+        string calibPath = parse.GetValue(CalibText) ?? evalText;
+        string? separator = parse.GetValue(CalibText) is null ? evalSeparator : parse.GetValue(CalibSeparator);
+        if (Path.GetFullPath(calibPath) == Path.GetFullPath(evalText) && evalSkip < docs)
+            Console.Error.WriteLine($"warning: calibration uses the first {docs} documents of the evaluation text but --eval-skip-docs is {evalSkip}: they overlap.");
+        int context = loaded.Model.Config.MaxSequenceLength;
+        int[][] calibration = PerplexityCommand.Tokenize(tokenizer, PerplexityCommand.ReadText(calibPath, "--calib-text"), separator, 0, docs, "calibration")
+            .SelectMany(d => Chunks(d, context)).ToArray();
+        return new QuantizationRun(config, group, calibration, docs);
+    }
+
+    private static IEnumerable<int[]> Chunks(IReadOnlyList<int> tokens, int context)
+    {
+        for (int start = 0; start < tokens.Count; start += context)
+            yield return tokens.Skip(start).Take(context).ToArray();
     }
 }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using AgileQuant.Core.Runtime;
 
 namespace AgileQuant.Core.Evaluation;
@@ -5,42 +6,59 @@ namespace AgileQuant.Core.Evaluation;
 /// <summary>How closely one model's next-token distributions follow another's over the same tokens.</summary>
 /// <param name="MeanKlDivergence">Mean over positions of <c>KL(P_reference ‖ P_candidate)</c>, in nats.</param>
 /// <param name="Top1Agreement">Fraction of positions where both models' argmax agree.</param>
-/// <param name="Positions">Number of positions compared.</param>
-public sealed record DistributionComparisonResult(double MeanKlDivergence, double Top1Agreement, long Positions);
+/// <param name="Positions">Number of positions compared (= scored tokens).</param>
+/// <param name="Candidate">The candidate's perplexity over the same positions.</param>
+/// <param name="Reference">The reference's perplexity over the same positions.</param>
+public sealed record DistributionComparisonResult(double MeanKlDivergence, double Top1Agreement, long Positions, PerplexityResult Candidate, PerplexityResult Reference);
 
-/// <summary>Compares a candidate model (e.g. quantized) with a reference (e.g. FP32) position by position.</summary>
+/// <summary>Compares a candidate model (e.g. quantized) with a reference (e.g. FP32) position by position, in one pass over the text.</summary>
 public static class DistributionComparison
 {
-    /// <summary>Runs both models over the same sequences and compares every position's distribution.</summary>
+    /// <summary>Runs both models over the same sequences; returns KL, top-1 agreement and both perplexities.</summary>
     public static DistributionComparisonResult Compare(TransformerModel reference, TransformerModel candidate, IReadOnlyList<IReadOnlyList<int>> documents,
-        PerplexityProtocol protocol, int contextLength, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default)
+        PerplexityProtocol protocol, int contextLength, int parallelism = 1, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(reference);
         ArgumentNullException.ThrowIfNull(candidate);
         if (reference.Config.VocabSize != candidate.Config.VocabSize)
             throw new AgileQuantException($"The models' vocabularies differ ({reference.Config.VocabSize} vs {candidate.Config.VocabSize}).");
+        int limit = Math.Min(reference.Config.MaxSequenceLength, candidate.Config.MaxSequenceLength);
+        if (contextLength > limit) throw new AgileQuantException($"Context length {contextLength} exceeds the models' {limit}.");
         IReadOnlyList<int[]> sequences = PerplexityEvaluator.BuildSequences(documents, protocol, contextLength);
+        if (sequences.Count == 0) throw new AgileQuantException("Nothing to score: every document has fewer than 2 tokens.");
         int vocab = reference.Config.VocabSize;
-        InferenceContext refContext = reference.CreateContext(), candContext = candidate.CreateContext();
-        double kl = 0;
-        long agree = 0, positions = 0;
-        for (int s = 0; s < sequences.Count; s++)
+        var perSequence = new (double Kl, long Agree, double RefNll, double CandNll)[sequences.Count];
+        var pool = new ConcurrentBag<(InferenceContext Ref, InferenceContext Cand)>();
+        int done = 0;
+        long positionsSoFar = 0;
+        Parallel.For(0, sequences.Count, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, parallelism), CancellationToken = cancellationToken }, s =>
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            refContext.Reset();
-            candContext.Reset();
-            float[] p = refContext.Forward(sequences[s], allLogits: true);
-            float[] q = candContext.Forward(sequences[s], allLogits: true);
-            for (int i = 0; i + 1 < sequences[s].Length; i++)
+            if (!pool.TryTake(out var contexts)) contexts = (reference.CreateContext(), candidate.CreateContext());
+            contexts.Ref.Reset();
+            contexts.Cand.Reset();
+            int[] seq = sequences[s];
+            float[] p = contexts.Ref.Forward(seq, allLogits: true);
+            float[] q = contexts.Cand.Forward(seq, allLogits: true);
+            double kl = 0, refNll = 0, candNll = 0;
+            long agree = 0;
+            for (int i = 0; i + 1 < seq.Length; i++)
             {
                 ReadOnlySpan<float> pr = p.AsSpan(i * vocab, vocab), qr = q.AsSpan(i * vocab, vocab);
                 kl += KlDivergence(pr, qr);
-                if (TokenArgMax(pr) == TokenArgMax(qr)) agree++;
-                positions++;
+                if (Generation.TokenSampler.ArgMax(pr) == Generation.TokenSampler.ArgMax(qr)) agree++;
+                refNll += PerplexityEvaluator.TokenNll(pr, seq[i + 1]);
+                candNll += PerplexityEvaluator.TokenNll(qr, seq[i + 1]);
             }
-            progress?.Report(new EvaluationProgress(s + 1, sequences.Count, positions));
-        }
-        return new DistributionComparisonResult(kl / positions, (double)agree / positions, positions);
+            perSequence[s] = (kl, agree, refNll, candNll);
+            pool.Add(contexts);
+            int finished = Interlocked.Increment(ref done);
+            progress?.Report(new EvaluationProgress(finished, sequences.Count, Interlocked.Add(ref positionsSoFar, seq.Length - 1)));
+        });
+        long positions = sequences.Sum(s => (long)s.Length - 1);
+        double totalKl = perSequence.Sum(r => r.Kl), refTotal = perSequence.Sum(r => r.RefNll), candTotal = perSequence.Sum(r => r.CandNll);
+        long agreeTotal = perSequence.Sum(r => r.Agree);
+        PerplexityResult Result(double nll) => new(Math.Exp(nll / positions), nll / positions, positions, sequences.Count, protocol, contextLength);
+        return new DistributionComparisonResult(totalKl / positions, (double)agreeTotal / positions, positions, Result(candTotal), Result(refTotal));
     }
 
     /// <summary><c>KL(softmax(p) ‖ softmax(q)) = Σ_j P_j (log P_j − log Q_j)</c>, in double precision.</summary>
@@ -61,6 +79,4 @@ public static class DistributionComparison
         for (int j = 0; j < x.Length; j++) sum += Math.Exp(x[j] - max);
         return max + Math.Log(sum);
     }
-
-    private static int TokenArgMax(ReadOnlySpan<float> x) => Generation.TokenSampler.ArgMax(x);
 }

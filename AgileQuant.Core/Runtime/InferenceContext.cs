@@ -31,6 +31,11 @@ public sealed class InferenceContext
     private float[] _gate = [];       // (n, IntermediateSize)
     private float[] _sigmoid = [];    // (n, IntermediateSize)
     private float[] _scores = [];     // (NumHeads, MaxSequenceLength) attention scores, one row per head
+    private float[] _startAttention = []; // (NumHeads, n): A[h, i, 0], each query's attention to the start token
+    private bool[] _lowBit = [];          // (n): token i uses the lower-bit activation width (mixed scheme)
+    private int _lowBitCount;
+    private float[] _gatherIn = [];       // (n, widest linear input): rows routed to one activation width
+    private float[] _gatherOut = [];      // (n, widest linear output)
 
     internal InferenceContext(TransformerModel model)
     {
@@ -51,6 +56,9 @@ public sealed class InferenceContext
 
     /// <summary>The model this context runs.</summary>
     public TransformerModel Model => _model;
+
+    /// <summary>Receives every linear layer's input during <see cref="Forward(ReadOnlySpan{int}, bool)"/> (calibration); null for none.</summary>
+    public ILinearInputObserver? Observer { get; set; }
 
     /// <summary>Number of tokens held in the KV cache.</summary>
     public int Length { get; private set; }
@@ -134,7 +142,6 @@ public sealed class InferenceContext
     private void RunLayer(int layer, int start, int n)
     {
         LayerWeights lw = _model.Weights.Layers[layer];
-        var kernel = _model.Kernel;
         int d = _config.HiddenSize, kv = _config.KvDim, q = _config.NumHeads * _config.HeadDim;
         Span<float> hidden = _hidden.AsSpan(0, n * d);
 
@@ -145,9 +152,17 @@ public sealed class InferenceContext
             lw.AttentionNorm.Forward(hidden, _normed, n);
             attnInput = _normed.AsSpan(0, n * d);
         }
-        lw.Query.Forward(kernel, attnInput, _query, n);
-        lw.Key.Forward(kernel, attnInput, _key, n);
-        lw.Value.Forward(kernel, attnInput, _value, n);
+        Observer?.Observe(layer, LinearSlot.QueryKeyValue, attnInput, n);
+        RunLinear(lw.Query, attnInput, _query, n, mixed: false);
+        RunLinear(lw.Key, attnInput, _key, n, mixed: false);
+        RunLinear(lw.Value, attnInput, _value, n, mixed: false);
+        AttentionQuantization aq = _model.Options.Attention;
+        if (aq.QkvBits > 0)
+        {
+            ActivationRounding.RoundRows(_query.AsSpan(0, n * q), n, aq.QkvBits);
+            ActivationRounding.RoundRows(_key.AsSpan(0, n * kv), n, aq.QkvBits);
+            ActivationRounding.RoundRows(_value.AsSpan(0, n * kv), n, aq.QkvBits);
+        }
         if (_model.Rotary is not null)
             for (int i = 0; i < n; i++)
             {
@@ -155,10 +170,18 @@ public sealed class InferenceContext
                 _model.Rotary.Apply(_query.AsSpan(i * q, q), position);
                 _model.Rotary.Apply(_key.AsSpan(i * kv, kv), position);
             }
+        if (aq.KvCacheBits > 0)
+        {
+            // one scale per token and key/value head
+            ActivationRounding.RoundRows(_key.AsSpan(0, n * kv), n * _config.NumKvHeads, aq.KvCacheBits);
+            ActivationRounding.RoundRows(_value.AsSpan(0, n * kv), n * _config.NumKvHeads, aq.KvCacheBits);
+        }
         StoreTransposed(_key, _keyCache[layer], start, n);
         StoreTransposed(_value, _valueCache[layer], start, n);
         Attend(layer, start, n);
-        lw.Output.Forward(kernel, _attention, _projected, n);
+        SelectLowBitTokens(start, n);
+        Observer?.Observe(layer, LinearSlot.AttentionOutput, _attention.AsSpan(0, n * q), n);
+        RunLinear(lw.Output, _attention, _projected, n, mixed: true);
         TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
         if (!_config.PreNorm) lw.AttentionNorm.Forward(hidden, hidden, n);
 
@@ -171,14 +194,15 @@ public sealed class InferenceContext
         }
         int f = _config.IntermediateSize;
         Span<float> inner = _inner.AsSpan(0, n * f);
-        lw.Up.Forward(kernel, mlpInput, inner, n);
+        Observer?.Observe(layer, LinearSlot.MlpInput, mlpInput, n);
+        RunLinear(lw.Up, mlpInput, inner, n, mixed: true);
         switch (_config.Mlp)
         {
             case MlpKind.SwiGlu:
                 // inner = silu(gate) · up, silu(g) = g · σ(g)
                 Span<float> gate = _gate.AsSpan(0, n * f);
                 Span<float> sigmoid = _sigmoid.AsSpan(0, n * f);
-                lw.Gate!.Forward(kernel, mlpInput, gate, n);
+                RunLinear(lw.Gate!, mlpInput, gate, n, mixed: true);
                 TensorPrimitives.Sigmoid(gate, sigmoid);
                 TensorPrimitives.Multiply(gate, sigmoid, gate);
                 TensorPrimitives.Multiply(gate, inner, inner);
@@ -193,7 +217,8 @@ public sealed class InferenceContext
                 ActivationFunctions.GeluErf(inner);
                 break;
         }
-        lw.Down.Forward(kernel, inner, _projected, n);
+        Observer?.Observe(layer, LinearSlot.MlpDown, inner, n);
+        RunLinear(lw.Down, inner, _projected, n, mixed: true);
         TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
         if (!_config.PreNorm) lw.MlpNorm.Forward(hidden, hidden, n);
     }
@@ -213,11 +238,14 @@ public sealed class InferenceContext
     private void Attend(int layer, int start, int n)
     {
         int heads = _config.NumHeads;
+        _collectStartAttention = n > 2 && _model.Options.LowBitTokenRatio > 0;
         if (n == 1 || heads == 1)
             for (int h = 0; h < heads; h++) AttendHead(layer, start, n, h);
         else
             Parallel.For(0, heads, h => AttendHead(layer, start, n, h));
     }
+
+    private bool _collectStartAttention;
 
     private void AttendHead(int layer, int start, int n, int head)
     {
@@ -248,6 +276,8 @@ public sealed class InferenceContext
             TensorPrimitives.Subtract(scores, max, scores);
             TensorPrimitives.Exp(scores, scores);
             TensorPrimitives.Multiply(scores, 1f / TensorPrimitives.Sum(scores), scores);
+            if (_collectStartAttention) _startAttention[head * n + i] = _slotMasked[0] ? 0f : scores[0];
+            if (_model.Options.Attention.Log2Softmax) ActivationRounding.RoundToPowersOfTwo(scores);
             // out[d] = Σ_j p[j] · V[d, j]
             for (int d = 0; d < hd; d++)
                 output[d] = TensorPrimitives.Dot(scores, values.AsSpan(((kvHead * hd) + d) * slots, visible));
@@ -264,6 +294,53 @@ public sealed class InferenceContext
             else anyVisible = true;
         }
         return anyVisible;
+    }
+
+    /// <summary>
+    /// Marks the floor(ratio·n) tokens with the least attention to the start token (summed over heads) as
+    /// lower-bit, never the start token or the last one; none during decode.
+    /// </summary>
+    private void SelectLowBitTokens(int start, int n)
+    {
+        _lowBitCount = 0;
+        if (!_collectStartAttention) return;
+        Array.Clear(_lowBit, 0, n);
+        int count = (int)Math.Floor(_model.Options.LowBitTokenRatio * n);
+        int heads = _config.NumHeads;
+        var candidates = new List<(float Score, int Token)>(n);
+        for (int i = 0; i < n - 1; i++)
+        {
+            if (start + i == 0) continue;
+            float score = 0;
+            for (int h = 0; h < heads; h++) score += _startAttention[h * n + i];
+            candidates.Add((score, i));
+        }
+        candidates.Sort((a, b) => a.Score != b.Score ? a.Score.CompareTo(b.Score) : a.Token.CompareTo(b.Token));
+        for (int k = 0; k < Math.Min(count, candidates.Count); k++) _lowBit[candidates[k].Token] = true;
+        _lowBitCount = Math.Min(count, candidates.Count);
+    }
+
+    /// <summary>y = x·Wᵀ + b through the kernel for the layer's activation width; lower-bit tokens (mixed scheme) go through the 4-bit kernel.</summary>
+    private void RunLinear(LinearLayer linear, ReadOnlySpan<float> x, Span<float> y, int n, bool mixed)
+    {
+        if (!mixed || linear.LowBitActivationBits == 0 || _lowBitCount == 0)
+        {
+            linear.Forward(_model.KernelForBits(linear.ActivationBits)!, x, y, n);
+            return;
+        }
+        int inF = linear.InFeatures, outF = linear.OutFeatures;
+        foreach (bool lowBit in new[] { true, false })
+        {
+            int rows = 0;
+            for (int i = 0; i < n; i++)
+                if (_lowBit[i] == lowBit) x.Slice(i * inF, inF).CopyTo(_gatherIn.AsSpan(rows++ * inF, inF));
+            if (rows == 0) continue;
+            int bits = lowBit ? linear.LowBitActivationBits : linear.ActivationBits;
+            linear.Forward(_model.KernelForBits(bits)!, _gatherIn, _gatherOut, rows);
+            rows = 0;
+            for (int i = 0; i < n; i++)
+                if (_lowBit[i] == lowBit) _gatherOut.AsSpan(rows++ * outF, outF).CopyTo(y.Slice(i * outF, outF));
+        }
     }
 
     private float[] ComputeLogits(int n, bool allLogits)
@@ -303,6 +380,14 @@ public sealed class InferenceContext
             Grow(ref _sigmoid, n * f);
         }
         Grow(ref _scores, _config.NumHeads * _config.MaxSequenceLength);
+        Grow(ref _startAttention, _config.NumHeads * n);
+        if (_lowBit.Length < n) _lowBit = new bool[n];
+        if (_model.Options.LowBitTokenRatio > 0)
+        {
+            int widest = Math.Max(Math.Max(d, q), f);
+            Grow(ref _gatherIn, n * widest);
+            Grow(ref _gatherOut, n * widest);
+        }
     }
 
     private static void Grow(ref float[] buffer, long length)

@@ -23,22 +23,48 @@ public sealed class TransformerModel
     /// <summary>Per-head ALiBi slopes, for <see cref="PositionKind.Alibi"/> models.</summary>
     internal float[]? AlibiSlopes { get; }
 
-    /// <summary>Wraps validated weights with a kernel; throws <see cref="AgileQuantException"/> if the weights do not fit their config or the kernel cannot run them.</summary>
-    public TransformerModel(TransformerWeights weights, IMatMulKernel kernel)
+    /// <summary>How the model runs beyond its weights (4-bit-activation kernel, attention quantization, mixed tokens).</summary>
+    public RuntimeOptions Options { get; }
+
+    /// <summary>
+    /// Wraps validated weights with a kernel; throws <see cref="AgileQuantException"/> if the weights do not fit
+    /// their config or no kernel can run a layer at its activation width.
+    /// </summary>
+    public TransformerModel(TransformerWeights weights, IMatMulKernel kernel, RuntimeOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(kernel);
+        options ??= RuntimeOptions.Default;
+        options.Attention.Validate();
+        if (!(options.LowBitTokenRatio >= 0 && options.LowBitTokenRatio < 1))
+            throw new ArgumentOutOfRangeException(nameof(options), options.LowBitTokenRatio, "The lower-bit token ratio must be in [0, 1).");
         weights.Validate();
         Weights = weights;
         Kernel = kernel;
+        Options = options;
+        int layerIndex = 0;
         foreach (LayerWeights l in weights.Layers)
+        {
             foreach (LinearLayer? linear in new[] { l.Query, l.Key, l.Value, l.Output, l.Gate, l.Up, l.Down })
-                if (linear is not null && !kernel.Supports(linear.Weight))
-                    throw new AgileQuantException($"Kernel '{kernel.Name}' cannot multiply by a {linear.Weight.GetType().Name}.");
+            {
+                if (linear is null) continue;
+                foreach (int bits in new[] { linear.ActivationBits, linear.LowBitActivationBits })
+                {
+                    if (bits == 0) continue;
+                    IMatMulKernel? k = KernelForBits(bits);
+                    if (k is null || !k.Supports(linear.Weight))
+                        throw new AgileQuantException($"Layer {layerIndex}: no kernel multiplies a {linear.Weight.GetType().Name} with {bits}-bit activations (kernel '{(k ?? kernel).Name}').");
+                }
+            }
+            layerIndex++;
+        }
         TransformerConfig c = weights.Config;
         if (c.Positions == PositionKind.Rotary) Rotary = new RotaryEmbedding(c.HeadDim, c.RotaryTheta, c.RotaryPairing);
         if (c.Positions == PositionKind.Alibi) AlibiSlopes = Runtime.AlibiSlopes.Compute(c.NumHeads);
     }
+
+    /// <summary>The kernel for linears whose inputs are quantized to <paramref name="bits"/> (4 → the 4-bit kernel; otherwise the main one).</summary>
+    internal IMatMulKernel? KernelForBits(int bits) => bits == 4 ? Options.FourBitActivationKernel : Kernel;
 
     /// <summary>Creates a fresh inference context (empty KV cache) for one conversation.</summary>
     public InferenceContext CreateContext() => new(this);

@@ -6,6 +6,10 @@ namespace AgileQuant.Models.Tokenizers;
 /// Creates the SentencePiece tokenizer of a Hugging Face LLaMA checkpoint directory from its
 /// <c>tokenizer.model</c>, through <see cref="LlamaTokenizer.Create(Stream, bool, bool, IReadOnlyDictionary{string, int}?)"/>.
 /// </summary>
+/// <remarks>
+/// Microsoft.ML.Tokenizers 2.0.1's LlamaTokenizer differs from Google's sentencepiece on rare merges (2 of
+/// 335,687 WikiText-2 tokens); <see cref="SpmVocabularyTokenizer.LoadSentencePieceModel"/> reads the same file exactly.
+/// </remarks>
 public static class HfLlamaTokenizerLoader
 {
     /// <summary>The SentencePiece model file name inside a Hugging Face LLaMA directory.</summary>

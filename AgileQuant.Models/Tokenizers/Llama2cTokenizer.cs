@@ -1,23 +1,16 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
-using Microsoft.ML.Tokenizers;
 
 namespace AgileQuant.Models.Tokenizers;
 
 /// <summary>
-/// The SentencePiece-style BPE tokenizer of llama2.c, loaded from its <c>tokenizer.bin</c>
-/// (int32 max_token_length, then per token: float32 score, int32 byte length, UTF-8 bytes).
-/// Encoding reproduces <c>encode()</c> in karpathy/llama2.c <c>run.c</c>: optional BOS, a dummy-prefix <c>" "</c> token when the
-/// text is non-empty, one token per UTF-8 codepoint (or byte-fallback ids <c>byte + 3</c>), then
-/// repeatedly merge the adjacent pair whose concatenation is a vocabulary token of highest score
-/// (leftmost pair on ties) until no pair merges.
+/// The tokenizer of karpathy/llama2.c, loaded from its <c>tokenizer.bin</c> (int32 max_token_length, then
+/// per token: float32 score, int32 byte length, UTF-8 bytes). Encoding reproduces <c>encode()</c> in
+/// llama2.c <c>run.c</c>: optional BOS, a dummy-prefix <c>" "</c> token when the text is non-empty, one token
+/// per codepoint (or byte-fallback ids <c>byte + 3</c>), then highest-score merges; decoding reproduces
+/// <c>decode()</c> (raw bytes for <c>&lt;0xNN&gt;</c>, no leading space after BOS).
 /// </summary>
-/// <remarks>
-/// Merging uses a priority queue over a linked list of symbols, O(n log n) per text instead of
-/// llama2.c's O(n²) rescans; the chosen merge at every step is the same.
-/// </remarks>
-public sealed class Llama2cTokenizer : Tokenizer
+public sealed class Llama2cTokenizer : ScoredMergeTokenizer
 {
     private const int FirstByteTokenId = 3;
     private const int MinVocabSize = FirstByteTokenId + 256;
@@ -27,57 +20,7 @@ public sealed class Llama2cTokenizer : Tokenizer
     // llama2.c starts its best-score search at -1e10 with a strict '>': lower scores never merge.
     private const float NoMergeScore = -1e10f;
 
-    private readonly string[] _pieces;              // (V,) token text; byte tokens read "<0xNN>"
-    private readonly byte[][] _decodedBytes;        // (V,) bytes a token contributes to decoded text
-    private readonly float[] _scores;               // (V,) merge priority, higher merges first
-    private readonly Dictionary<string, int> _idByPiece;
-    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _idBySpan;
-    private readonly Dictionary<long, int> _mergedIdByPair; // key (left << 32) | right -> merged id
-    private readonly int _spaceId;
-    private readonly int _maxDecodedLength;
-
-    private Llama2cTokenizer(string[] pieces, byte[][] decodedBytes, float[] scores, bool addBos)
-    {
-        _pieces = pieces;
-        _decodedBytes = decodedBytes;
-        _scores = scores;
-        AddBos = addBos;
-        _idByPiece = new Dictionary<string, int>(pieces.Length, StringComparer.Ordinal);
-        for (int id = 0; id < pieces.Length; id++)
-            if (pieces[id].Length > 0) _idByPiece.TryAdd(pieces[id], id); // first id wins on duplicates
-        _idBySpan = _idByPiece.GetAlternateLookup<ReadOnlySpan<char>>();
-        _spaceId = _idByPiece.TryGetValue(" ", out int space) ? space : FirstByteTokenId + ' ';
-        _mergedIdByPair = BuildMergeTable();
-        _maxDecodedLength = decodedBytes.Max(b => b.Length);
-    }
-
-    /// <summary>Id of the beginning-of-sequence token (1 in llama2.c vocabularies).</summary>
-    public int BosId => 1;
-
-    /// <summary>Id of the end-of-sequence token (2 in llama2.c vocabularies).</summary>
-    public int EosId => 2;
-
-    /// <summary>Number of tokens in the vocabulary.</summary>
-    public int VocabSize => _pieces.Length;
-
-    /// <summary>Whether encoding prepends <see cref="BosId"/>.</summary>
-    public bool AddBos { get; }
-
-    /// <summary>Text of token <paramref name="id"/> as stored in the file (byte tokens read <c>&lt;0xNN&gt;</c>).</summary>
-    public string GetPiece(int id)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(id);
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(id, VocabSize);
-        return _pieces[id];
-    }
-
-    /// <summary>Merge score of token <paramref name="id"/> (higher merges first).</summary>
-    public float GetScore(int id)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(id);
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(id, VocabSize);
-        return _scores[id];
-    }
+    private Llama2cTokenizer(ScoredVocabulary vocabulary, bool addBos) : base(vocabulary, addBos) { }
 
     /// <summary>
     /// Loads a llama2.c <c>tokenizer.bin</c>, reading tokens until the end of the file.
@@ -116,16 +59,16 @@ public sealed class Llama2cTokenizer : Tokenizer
                 throw new ModelFormatException(path, null, $"expected at most {MaxFileBytes} bytes, found {info.Length}");
             data = File.ReadAllBytes(path);
         }
-        catch (IOException e)
-        {
-            throw new ModelFormatException(path, null, "could not read the tokenizer file: " + e.Message, e);
-        }
-        catch (UnauthorizedAccessException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new ModelFormatException(path, null, "could not read the tokenizer file: " + e.Message, e);
         }
         (string[] pieces, byte[][] bytes, float[] scores) = Parse(path, data, expectedVocabSize);
-        return new Llama2cTokenizer(pieces, bytes, scores, addBos);
+        bytes[1] = bytes[2] = []; // BOS and EOS print nothing
+        int[] byteTokenIds = Enumerable.Range(FirstByteTokenId, 256).ToArray();
+        var vocabulary = new ScoredVocabulary(pieces, bytes, scores, Matchable: Enumerable.Repeat(true, pieces.Length).ToArray(),
+            byteTokenIds, SpaceSymbol: ' ', AddSpacePrefix: true, StripSpaceAtStart: false, NoMergeScore, BosId: 1, EosId: 2);
+        return new Llama2cTokenizer(vocabulary, addBos);
     }
 
     private static (string[] Pieces, byte[][] DecodedBytes, float[] Scores) Parse(string path, ReadOnlySpan<byte> data, int? expectedVocabSize)
@@ -182,261 +125,5 @@ public sealed class Llama2cTokenizer : Tokenizer
             throw new ModelFormatException(path, null,
                 $"expected at least {MinVocabSize} tokens (3 specials + 256 byte tokens), found {pieces.Count}");
         return (pieces.ToArray(), decoded.ToArray(), scores.ToArray());
-    }
-
-    /// <summary>The byte named by a <c>&lt;0xNN&gt;</c> piece, or null when the piece is not one.</summary>
-    private static byte? ByteTokenValue(string piece)
-    {
-        if (piece.Length != 6 || !piece.StartsWith("<0x", StringComparison.Ordinal) || piece[5] != '>') return null;
-        return byte.TryParse(piece.AsSpan(3, 2), System.Globalization.NumberStyles.AllowHexSpecifier, null, out byte value)
-            ? value : null;
-    }
-
-    /// <summary>For every token that splits into two tokens, maps the pair to it (scores above llama2.c's floor only).</summary>
-    private Dictionary<long, int> BuildMergeTable()
-    {
-        var table = new Dictionary<long, int>();
-        foreach ((string piece, int id) in _idByPiece)
-        {
-            if (_scores[id] <= NoMergeScore) continue;
-            for (int split = 1; split < piece.Length; split++)
-            {
-                if (char.IsLowSurrogate(piece[split])) continue; // never split a surrogate pair
-                if (_idBySpan.TryGetValue(piece.AsSpan(0, split), out int left) &&
-                    _idBySpan.TryGetValue(piece.AsSpan(split), out int right))
-                    table[PairKey(left, right)] = id;
-            }
-        }
-        return table;
-    }
-
-    private static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;
-
-    /// <summary>
-    /// Encodes <paramref name="text"/> into <paramref name="ids"/> and, when given, each token's
-    /// character range in <paramref name="starts"/>/<paramref name="ends"/> (BOS and the dummy prefix are empty ranges at 0).
-    /// </summary>
-    private void EncodeCore(ReadOnlySpan<char> text, List<int> ids, List<int>? starts, List<int>? ends)
-    {
-        if (AddBos) Append(BosId, 0, 0);
-        if (text.IsEmpty) return;
-
-        // Initial symbols: the dummy prefix, then one token per codepoint or its UTF-8 bytes.
-        int capacity = text.Length * 2 + 1;
-        int[] tokenAt = ArrayPool<int>.Shared.Rent(capacity);   // (n,) token id of symbol i
-        int[] startAt = ArrayPool<int>.Shared.Rent(capacity);   // (n,) first char of symbol i
-        int[] endAt = ArrayPool<int>.Shared.Rent(capacity);     // (n,) char after symbol i
-        int[] nextOf = ArrayPool<int>.Shared.Rent(capacity);    // (n,) next live symbol or -1
-        int[] prevOf = ArrayPool<int>.Shared.Rent(capacity);    // (n,) previous live symbol or -1
-        try
-        {
-            int count = 0;
-            tokenAt[count] = _spaceId; startAt[count] = 0; endAt[count] = 0; count++;
-            Span<byte> utf8 = stackalloc byte[4];
-            for (int i = 0; i < text.Length;)
-            {
-                Rune.DecodeFromUtf16(text[i..], out Rune rune, out int consumed);
-                if (_idBySpan.TryGetValue(text.Slice(i, consumed), out int id))
-                {
-                    tokenAt[count] = id; startAt[count] = i; endAt[count] = i + consumed; count++;
-                }
-                else
-                {
-                    int byteCount = rune.EncodeToUtf8(utf8);
-                    for (int b = 0; b < byteCount; b++)
-                    {
-                        tokenAt[count] = utf8[b] + FirstByteTokenId; startAt[count] = i; endAt[count] = i + consumed; count++;
-                    }
-                }
-                i += consumed;
-            }
-
-            for (int s = 0; s < count; s++) { prevOf[s] = s - 1; nextOf[s] = s + 1 < count ? s + 1 : -1; }
-
-            // Max-heap on (score, then leftmost symbol): exactly llama2.c's choice at every step.
-            var queue = new PriorityQueue<MergeCandidate, (float Score, int Left)>(count, MergeOrder.Instance);
-            for (int s = 0; s + 1 < count; s++) TryEnqueue(queue, tokenAt, s, s + 1);
-            while (queue.TryDequeue(out MergeCandidate candidate, out _))
-            {
-                int left = candidate.Left, right = candidate.Right;
-                if (tokenAt[left] != candidate.LeftToken || nextOf[left] != right || tokenAt[right] != candidate.RightToken)
-                    continue; // stale: one side was merged away since this pair was queued
-                tokenAt[left] = candidate.Merged;
-                endAt[left] = endAt[right];
-                tokenAt[right] = -1;
-                nextOf[left] = nextOf[right];
-                if (nextOf[right] >= 0) prevOf[nextOf[right]] = left;
-                if (prevOf[left] >= 0) TryEnqueue(queue, tokenAt, prevOf[left], left);
-                if (nextOf[left] >= 0) TryEnqueue(queue, tokenAt, left, nextOf[left]);
-            }
-            for (int s = 0; s >= 0; s = nextOf[s]) Append(tokenAt[s], startAt[s], endAt[s]);
-        }
-        finally
-        {
-            ArrayPool<int>.Shared.Return(tokenAt);
-            ArrayPool<int>.Shared.Return(startAt);
-            ArrayPool<int>.Shared.Return(endAt);
-            ArrayPool<int>.Shared.Return(nextOf);
-            ArrayPool<int>.Shared.Return(prevOf);
-        }
-
-        void Append(int id, int start, int end)
-        {
-            ids.Add(id);
-            starts?.Add(start);
-            ends?.Add(end);
-        }
-    }
-
-    private void TryEnqueue(PriorityQueue<MergeCandidate, (float Score, int Left)> queue, int[] tokenAt, int left, int right)
-    {
-        if (_mergedIdByPair.TryGetValue(PairKey(tokenAt[left], tokenAt[right]), out int merged))
-            queue.Enqueue(new MergeCandidate(left, right, tokenAt[left], tokenAt[right], merged), (_scores[merged], left));
-    }
-
-    private readonly record struct MergeCandidate(int Left, int Right, int LeftToken, int RightToken, int Merged);
-
-    private sealed class MergeOrder : IComparer<(float Score, int Left)>
-    {
-        public static readonly MergeOrder Instance = new();
-
-        public int Compare((float Score, int Left) x, (float Score, int Left) y)
-        {
-            if (x.Score != y.Score) return x.Score > y.Score ? -1 : 1;
-            return x.Left.CompareTo(y.Left);
-        }
-    }
-
-    /// <summary>Ids with character ranges, cut to the first <see cref="Kept"/> tokens that fit a token budget.</summary>
-    private readonly record struct BudgetedEncoding(List<int> Ids, List<int> Starts, List<int> Ends, int Kept, int CharsConsumed);
-
-    private BudgetedEncoding EncodeWithinBudget(ReadOnlySpan<char> input, int maxTokenCount)
-    {
-        var ids = new List<int>();
-        var starts = new List<int>();
-        var ends = new List<int>();
-        EncodeCore(input, ids, starts, ends);
-        int kept = KeptTokenCount(ids, starts, ends, maxTokenCount);
-        return new BudgetedEncoding(ids, starts, ends, kept, kept == ids.Count ? input.Length : CharsUpTo(ends, kept));
-    }
-
-    /// <inheritdoc/>
-    protected override EncodeResults<EncodedToken> EncodeToTokens(string? text, ReadOnlySpan<char> textSpan, EncodeSettings settings)
-    {
-        BudgetedEncoding encoding = EncodeWithinBudget(text is null ? textSpan : text.AsSpan(), settings.MaxTokenCount);
-        var tokens = new List<EncodedToken>(encoding.Kept);
-        for (int t = 0; t < encoding.Kept; t++)
-        {
-            int id = encoding.Ids[t];
-            tokens.Add(new EncodedToken(id, _pieces[id], new Range(encoding.Starts[t], encoding.Ends[t])));
-        }
-        return new EncodeResults<EncodedToken> { Tokens = tokens, NormalizedText = null, CharsConsumed = encoding.CharsConsumed };
-    }
-
-    /// <inheritdoc/>
-    protected override EncodeResults<int> EncodeToIds(string? text, ReadOnlySpan<char> textSpan, EncodeSettings settings)
-    {
-        BudgetedEncoding encoding = EncodeWithinBudget(text is null ? textSpan : text.AsSpan(), settings.MaxTokenCount);
-        List<int> ids = encoding.Ids;
-        if (encoding.Kept < ids.Count) ids.RemoveRange(encoding.Kept, ids.Count - encoding.Kept);
-        return new EncodeResults<int> { Tokens = ids, NormalizedText = null, CharsConsumed = encoding.CharsConsumed };
-    }
-
-    /// <inheritdoc/>
-    protected override int CountTokens(string? text, ReadOnlySpan<char> textSpan, EncodeSettings settings)
-    {
-        ReadOnlySpan<char> input = text is null ? textSpan : text.AsSpan();
-        var ids = new List<int>();
-        EncodeCore(input, ids, null, null);
-        return ids.Count;
-    }
-
-    /// <inheritdoc/>
-    protected override int GetIndexByTokenCount(string? text, ReadOnlySpan<char> textSpan, EncodeSettings settings, bool fromEnd,
-        out string? normalizedText, out int tokenCount)
-    {
-        ReadOnlySpan<char> input = text is null ? textSpan : text.AsSpan();
-        normalizedText = null;
-        (List<int> ids, List<int> starts, List<int> ends, int kept, int charsConsumed) = EncodeWithinBudget(input, settings.MaxTokenCount);
-        if (!fromEnd)
-        {
-            tokenCount = kept;
-            return charsConsumed;
-        }
-        // From the end: keep the last tokens that fit, never splitting one character's byte tokens.
-        int first = Math.Max(0, ids.Count - Math.Max(0, settings.MaxTokenCount));
-        while (first > 0 && first < ids.Count && starts[first] == starts[first - 1] && ends[first] == ends[first - 1] && ends[first] > starts[first])
-            first++;
-        tokenCount = ids.Count - first;
-        return first == 0 ? 0 : first < ids.Count ? starts[first] : input.Length;
-    }
-
-    /// <summary>How many leading tokens fit <paramref name="maxTokenCount"/> without splitting one character's byte tokens.</summary>
-    private static int KeptTokenCount(List<int> ids, List<int> starts, List<int> ends, int maxTokenCount)
-    {
-        if (maxTokenCount <= 0) throw new ArgumentOutOfRangeException(nameof(maxTokenCount), maxTokenCount, "expected a positive token count");
-        if (maxTokenCount >= ids.Count) return ids.Count;
-        int kept = maxTokenCount;
-        while (kept > 0 && starts[kept] == starts[kept - 1] && ends[kept] == ends[kept - 1] && ends[kept] > starts[kept]) kept--;
-        return kept;
-    }
-
-    private static int CharsUpTo(List<int> ends, int kept) => kept == 0 ? 0 : ends[kept - 1];
-
-    /// <summary>
-    /// Decodes ids to text as llama2.c prints them: each token's bytes (<c>&lt;0xNN&gt;</c> is the raw byte),
-    /// the leading space of a token right after BOS dropped, BOS/EOS themselves omitted. The bytes of all
-    /// tokens are joined before UTF-8 decoding, so characters split over byte tokens come out whole;
-    /// an incomplete or invalid sequence becomes U+FFFD.
-    /// </summary>
-    /// <exception cref="ArgumentOutOfRangeException">An id is outside 0..<see cref="VocabSize"/>-1.</exception>
-    public override string Decode(IEnumerable<int> ids)
-    {
-        ArgumentNullException.ThrowIfNull(ids);
-        var bytes = new ArrayBufferWriter<byte>(256);
-        int previous = -1;
-        foreach (int id in ids)
-        {
-            bytes.Write(DecodedBytes(previous, id));
-            previous = id;
-        }
-        return Encoding.UTF8.GetString(bytes.WrittenSpan);
-    }
-
-    /// <inheritdoc/>
-    public override OperationStatus Decode(IEnumerable<int> ids, Span<char> destination, out int idsConsumed, out int charsWritten)
-    {
-        ArgumentNullException.ThrowIfNull(ids);
-        Decoder decoder = Encoding.UTF8.GetDecoder();
-        char[] chunk = new char[_maxDecodedLength + 4];
-        idsConsumed = 0;
-        charsWritten = 0;
-        int previous = -1;
-        foreach (int id in ids)
-        {
-            ReadOnlySpan<byte> tokenBytes = DecodedBytes(previous, id);
-            int produced = decoder.GetChars(tokenBytes, chunk, flush: false);
-            if (charsWritten + produced > destination.Length) return OperationStatus.DestinationTooSmall;
-            chunk.AsSpan(0, produced).CopyTo(destination[charsWritten..]);
-            charsWritten += produced;
-            idsConsumed++;
-            previous = id;
-        }
-        int tail = decoder.GetChars(ReadOnlySpan<byte>.Empty, chunk, flush: true);
-        if (charsWritten + tail > destination.Length) return OperationStatus.DestinationTooSmall;
-        chunk.AsSpan(0, tail).CopyTo(destination[charsWritten..]);
-        charsWritten += tail;
-        return OperationStatus.Done;
-    }
-
-    private ReadOnlySpan<byte> DecodedBytes(int previous, int id)
-    {
-        if ((uint)id >= (uint)_pieces.Length)
-            throw new ArgumentOutOfRangeException(nameof(id), id, $"expected a token id in 0..{_pieces.Length - 1}");
-        if (id == BosId || id == EosId) return ReadOnlySpan<byte>.Empty;
-        ReadOnlySpan<byte> bytes = _decodedBytes[id];
-        // llama2.c decode(): "following BOS token, sentencepiece decoder strips any leading whitespace".
-        if (previous == BosId && bytes.Length > 0 && bytes[0] == (byte)' ') bytes = bytes[1..];
-        return bytes;
     }
 }

@@ -24,6 +24,10 @@ public class GgufFileTests
         Assert.That(gguf.GetArray<int>("tokenizer.ggml.token_type"), Has.Count.EqualTo(tokens.Count));
         Assert.That(gguf.Keys, Has.Count.EqualTo(gguf.Metadata.Count));
         TestContext.Out.WriteLine(string.Join("\n", gguf.Keys.Select(k => $"{k}: {gguf.Metadata[k]}")));
+
+        Microsoft.ML.Tokenizers.Tokenizer tokenizer = AgileQuant.Models.Tokenizers.GgufTokenizerLoader.Create(gguf);
+        const string text = "GPT-NeoX uses a byte-level BPE: \u00e9t\u00e9 \U0001F600.";
+        Assert.That(tokenizer.Decode(tokenizer.EncodeToIds(text)), Is.EqualTo(text));
     }
 
     [Test]

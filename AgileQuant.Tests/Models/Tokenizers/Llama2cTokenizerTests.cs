@@ -22,6 +22,20 @@ public class Llama2cTokenizerTests
             root.GetProperty("greedy_continuation").EnumerateArray().Select(e => e.GetInt32()).ToArray());
     }
 
+    /// <summary>sentencepiece 0.1.97's ids for <see cref="ReadWikiText"/> with BOS: count, sum, and sum of index * id.</summary>
+    internal static readonly (int Count, long Sum, long Weighted) SentencePieceWikiTextChecksum = (335_687, 2_653_730_020L, 440_597_383_987_028L);
+
+    /// <summary>WikiText-2's test split, its lines joined by "\n".</summary>
+    internal static string ReadWikiText() => string.Join("\n", File.ReadAllLines(SharedAssets.Require("assets/text/wikitext2/wiki.test.raw")));
+
+    /// <summary>Count, sum and sum of index * id: a compact fingerprint of an id sequence computed by a reference tokenizer.</summary>
+    internal static (int Count, long Sum, long Weighted) IdChecksum(IReadOnlyList<int> ids)
+    {
+        long sum = 0, weighted = 0;
+        for (int i = 0; i < ids.Count; i++) { sum += ids[i]; weighted += (long)i * ids[i]; }
+        return (ids.Count, sum, weighted);
+    }
+
     internal static List<string> ReadTinyStories()
     {
         string text = File.ReadAllText(SharedAssets.Require("assets/text/tinystories/tinystories_valid_first1000.txt"), Encoding.UTF8);
@@ -112,6 +126,17 @@ public class Llama2cTokenizerTests
     }
 
     [Test]
+    public void Stories260K_TextOfOnlyThreeByteCharactersFallsBackWithoutOverrun()
+    {
+        Llama2cTokenizer tokenizer = LoadStories260K(addBos: false);
+        string snowmen = new('\u2603', 1000);
+        IReadOnlyList<int> ids = tokenizer.EncodeToIds(snowmen);
+        Assert.That(ids, Has.Count.EqualTo(1 + 3 * 1000));
+        Assert.That(tokenizer.Decode(ids), Is.EqualTo(" " + snowmen));
+        Assert.That(tokenizer.Decode(tokenizer.EncodeToIds("a\uD800b")), Is.EqualTo(" a\uFFFDb"), "a lone surrogate encodes as U+FFFD");
+    }
+
+    [Test]
     public void Stories260K_EmptyTextIsBosOnly()
     {
         Assert.That(LoadStories260K().EncodeToIds(""), Is.EqualTo(new[] { 1 }));
@@ -174,6 +199,16 @@ public class Llama2cTokenizerTests
     }
 
     [Test]
+    public void Stories260K_DecodeStripsOnlyAWordPieceSpaceAfterBos()
+    {
+        // llama2.c decode(): after BOS, a piece starting with ' ' loses it; the byte token <0x20> (id 35) is not a ' ' piece.
+        Llama2cTokenizer tokenizer = LoadStories260K();
+        Assert.That(tokenizer.Decode([1, 35, 403]), Is.EqualTo("  Once"));
+        Assert.That(tokenizer.Decode([1, 403, 1, 403]), Is.EqualTo("OnceOnce"));
+        Assert.That(tokenizer.Decode([403, 2]), Is.EqualTo(" Once"), "no BOS: the dummy-prefix space stays; EOS prints nothing");
+    }
+
+    [Test]
     public void Llama2_32k_MatchesSentencePieceReference()
     {
         string binPath = SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.bin");
@@ -195,6 +230,33 @@ public class Llama2cTokenizerTests
         ];
         foreach (string sentence in sentences)
             Assert.That(ours.EncodeToIds(sentence), Is.EqualTo(reference.EncodeToIds(sentence)), sentence);
+    }
+
+    [Test]
+    public void Llama2_32k_MatchesSentencePieceReferenceOnAllTinyStories()
+    {
+        Llama2cTokenizer ours = Llama2cTokenizer.Load(SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.bin"), 32000);
+        LlamaTokenizer reference = HfLlamaTokenizerLoader.LoadModelFile(SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.model"));
+        int mismatches = 0;
+        string? first = null;
+        foreach (string story in ReadTinyStories())
+        {
+            if (ours.EncodeToIds(story).SequenceEqual(reference.EncodeToIds(story))) continue;
+            mismatches++;
+            first ??= story;
+        }
+        Assert.That(mismatches, Is.Zero, first);
+    }
+
+    [Test]
+    public void Llama2_32k_MatchesSentencePieceOnWikiText2()
+    {
+        // Reference: Google's sentencepiece 0.1.97 (Python binding), SentencePieceProcessor(tokenizer.model).encode(text),
+        // BOS prepended, text = wiki.test.raw's lines joined by "\n". Microsoft.ML.Tokenizers 2.0.1's LlamaTokenizer
+        // differs from it at 2 of these positions (" VIIIs" -> " VIII" + "s" where sentencepiece gives " VII" + "Is").
+        Llama2cTokenizer tokenizer = Llama2cTokenizer.Load(SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.bin"), 32000);
+        Assert.That(tokenizer.EncodeToIds(" Mark VIIIs were produced"), Is.EqualTo(new[] { 1, 29871, 4485, 13408, 3624, 892, 7371 }));
+        Assert.That(IdChecksum(tokenizer.EncodeToIds(ReadWikiText())), Is.EqualTo(SentencePieceWikiTextChecksum));
     }
 
     [Test]

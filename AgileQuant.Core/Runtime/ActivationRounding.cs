@@ -1,0 +1,33 @@
+namespace AgileQuant.Core.Runtime;
+
+/// <summary>Rounds activations to the values their quantized codes stand for (quantize then dequantize), in place.</summary>
+public static class ActivationRounding
+{
+    /// <summary>
+    /// Splits <paramref name="values"/> into <paramref name="rows"/> equal rows and rounds each symmetrically:
+    /// <c>s = max|x| / (2^(b−1) − 1)</c>, <c>x ← s · clamp(round(x / s))</c> (round half to even).
+    /// </summary>
+    public static void RoundRows(Span<float> values, int rows, int bits)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rows);
+        if (values.Length % rows != 0) throw new ArgumentException($"{values.Length} values do not split into {rows} rows.", nameof(values));
+        if (bits is < 2 or > 8) throw new ArgumentOutOfRangeException(nameof(bits), bits, "Expected 2 to 8 bits.");
+        int width = values.Length / rows;
+        float limit = (1 << (bits - 1)) - 1;
+        for (int r = 0; r < rows; r++)
+        {
+            Span<float> row = values.Slice(r * width, width);
+            float maxAbs = System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(row);
+            if (!(maxAbs > 0) || !float.IsFinite(maxAbs)) continue; // all zero stays zero; non-finite is reported elsewhere
+            float scale = maxAbs / limit, inverse = 1f / scale;
+            for (int i = 0; i < row.Length; i++) row[i] = scale * Math.Clamp(MathF.Round(row[i] * inverse), -limit, limit);
+        }
+    }
+
+    /// <summary>Rounds probabilities to <c>2^−q</c>, q = clamp(round(−log2 p), 0, 15); p whose round(−log2 p) ≥ 16 become 0 (METHOD.md §1).</summary>
+    public static void RoundToPowersOfTwo(Span<float> probabilities)
+    {
+        for (int i = 0; i < probabilities.Length; i++)
+            probabilities[i] = Quantization.Log2Quantizer.Dequantize(Quantization.Log2Quantizer.Quantize(probabilities[i]));
+    }
+}
