@@ -1,4 +1,5 @@
 using AgileQuant.Core;
+using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Models.Architectures;
@@ -79,8 +80,11 @@ public static class ModelLoader
             if (!QuantizedCheckpointReader.IsQuantizedCheckpoint(file.Metadata))
                 throw new ModelFormatException(path, null,
                     "expected an AgileQuant quantized checkpoint (metadata key agilequant.format), found a plain safetensors file; pass its Hugging Face model directory instead");
-        TransformerWeights weights = QuantizedCheckpointReader.Load(path).Weights;
-        var model = new TransformerModel(weights, kernel);
+        QuantizedCheckpoint checkpoint = QuantizedCheckpointReader.Load(path);
+        TransformerWeights weights = checkpoint.Weights;
+        // The scheme also decides the runtime beyond the weights: 4-bit-activation kernel, attention quantization, mixed tokens.
+        RuntimeOptions runtime = ModelQuantizer.RuntimeOptionsFor(kernel, QuantizationConfig.Parse(checkpoint.ConfigName));
+        var model = new TransformerModel(weights, kernel, runtime);
         string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
         string besideModel = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, HfLlamaTokenizerLoader.ModelFileName);
         if (tokenizerPath is null && File.Exists(besideModel)) tokenizerPath = besideModel;

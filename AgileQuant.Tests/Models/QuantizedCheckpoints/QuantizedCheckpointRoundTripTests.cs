@@ -1,3 +1,4 @@
+using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
@@ -24,17 +25,17 @@ public class QuantizedCheckpointRoundTripTests
         string path = Path.Combine(dir.FullPath, "tiny.safetensors");
         TransformerWeights original = QuantizedTestModels.Tiny(tiedHead);
         var extra = new Dictionary<string, string> { ["agilequant.calibration"] = "none (random codes)" };
-        QuantizedCheckpointWriter.Write(path, original, "w4a8-rtn", extra);
+        QuantizedCheckpointWriter.Write(path, original, "w4a8-mixed", extra);
 
         QuantizedCheckpoint loaded = QuantizedCheckpointReader.Load(path);
 
-        Assert.That(loaded.ConfigName, Is.EqualTo("W4A8-RTN"));
+        Assert.That(loaded.ConfigName, Is.EqualTo("W4A8-MIXED"));
         Assert.That(loaded.Metadata["agilequant.calibration"], Is.EqualTo("none (random codes)"));
         Assert.That(loaded.Metadata["agilequant.format"], Is.EqualTo("1"));
         AssertIdentical(original, loaded.Weights);
         Assert.That(loaded.Weights.LmHead.Weight is Fp32Matrix head && ReferenceEquals(head.Data, loaded.Weights.TokenEmbedding),
             tiedHead ? Is.True : Is.False, "a tied head shares the embedding array after loading");
-        AssertSameLogits(original, loaded.Weights);
+        AssertSameLogits(original, loaded.Weights, loaded.ConfigName);
         AssertSizeNearPayload(path, original, withinFivePercent: false); // 2 tiny layers: the header alone is ~5%
     }
 
@@ -51,7 +52,7 @@ public class QuantizedCheckpointRoundTripTests
         AssertIdentical(original, loaded);
         Assert.That(loaded.ProjectIn!.Bias, Is.EqualTo(original.ProjectIn!.Bias));
         Assert.That(loaded.EmbeddingNorm!.Bias, Is.EqualTo(original.EmbeddingNorm!.Bias));
-        AssertSameLogits(original, loaded);
+        AssertSameLogits(original, loaded, "W8A8");
         AssertSizeNearPayload(path, original, withinFivePercent: false);
     }
 
@@ -70,7 +71,7 @@ public class QuantizedCheckpointRoundTripTests
 
         Assert.That(loaded.ConfigName, Is.EqualTo(scheme));
         AssertIdentical(quantized, loaded.Weights);
-        AssertSameLogits(quantized, loaded.Weights);
+        AssertSameLogits(quantized, loaded.Weights, scheme);
         AssertSizeNearPayload(path, quantized, withinFivePercent: true);
     }
 
@@ -80,13 +81,15 @@ public class QuantizedCheckpointRoundTripTests
         using var dir = new TemporaryDirectory("aq-qckpt-");
         string path = Path.Combine(dir.FullPath, "tiny.safetensors");
         TransformerWeights original = QuantizedTestModels.Tiny(tiedHead: true);
-        QuantizedCheckpointWriter.Write(path, original, "W4A8-RTN");
+        QuantizedCheckpointWriter.Write(path, original, "W4A8-MIXED");
 
         LoadedModel loaded = ModelLoader.Load(path);
 
         Assert.That(loaded.Format, Is.EqualTo("agilequant"));
         Assert.That(loaded.Tokenizer, Is.Null, "no tokenizer lies beside the file");
-        AssertSameLogits(original, loaded.Model.Weights);
+        Assert.That(loaded.Model.Options.FourBitActivationKernel, Is.Not.Null, "W4A8-MIXED runs its lower-bit tokens through the 4-bit kernel");
+        Assert.That(loaded.Model.Options.LowBitTokenRatio, Is.EqualTo(QuantizationConfig.DefaultMixedLowBitTokenRatio));
+        AssertSameLogits(new TransformerModel(original, Kernel, RuntimeFor("W4A8-MIXED")), loaded.Model);
     }
 
     [Test]
@@ -136,15 +139,22 @@ public class QuantizedCheckpointRoundTripTests
         Assert.That(() => PackedInt4Matrix.FromPacked(m.Packed, m.Scales, zeros, m.Rows, m.Cols, m.GroupSize), Throws.InstanceOf<ArgumentOutOfRangeException>());
     }
 
-    private static void AssertSameLogits(TransformerWeights expected, TransformerWeights actual)
+    private static RuntimeOptions RuntimeFor(string scheme) => ModelQuantizer.RuntimeOptionsFor(Kernel, QuantizationConfig.Parse(scheme));
+
+    /// <summary>Both weights run as <paramref name="scheme"/> prescribes (4-bit kernel, attention quantization, mixed tokens).</summary>
+    private static void AssertSameLogits(TransformerWeights expected, TransformerWeights actual, string scheme) =>
+        AssertSameLogits(new TransformerModel(expected, Kernel, RuntimeFor(scheme)), new TransformerModel(actual, Kernel, RuntimeFor(scheme)));
+
+    private static void AssertSameLogits(TransformerModel expected, TransformerModel actual)
     {
-        InferenceContext a = new TransformerModel(expected, Kernel).CreateContext(), b = new TransformerModel(actual, Kernel).CreateContext();
+        InferenceContext a = expected.CreateContext(), b = actual.CreateContext();
         AssertBitIdentical(b.Forward(Prompt, allLogits: true), a.Forward(Prompt, allLogits: true), "prefill logits");
         AssertBitIdentical(b.Forward([4]), a.Forward([4]), "decode logits");
     }
 
     private static void AssertBitIdentical(float[] actual, float[] expected, string what)
     {
+        Assert.That(expected, Has.All.Matches<float>(float.IsFinite), what + ": finite, so that bit equality means something");
         Assert.That(actual.Select(BitConverter.SingleToInt32Bits), Is.EqualTo(expected.Select(BitConverter.SingleToInt32Bits)), what);
     }
 
