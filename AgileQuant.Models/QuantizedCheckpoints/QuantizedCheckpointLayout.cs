@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 
 namespace AgileQuant.Models.QuantizedCheckpoints;
@@ -16,16 +17,11 @@ internal sealed record LinearEntry
     /// <summary>Symmetric codes (4-bit: nibble = code + 8, no zero-point tensor); always true for 8-bit rows.</summary>
     [JsonPropertyName("symmetric"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool Symmetric { get; init; }
 
-    /// <summary><see cref="LinearLayer.ActivationBits"/> (8 when the member is absent).</summary>
-    [JsonIgnore] public int ActivationBits { get; init; } = 8;
-
-    /// <summary>The JSON member <c>activation_bits</c>: omitted when 8, the runtime's default, to keep the header small.</summary>
-    [JsonPropertyName("activation_bits"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
-    public int? ActivationBitsUnlessEight
-    {
-        get => ActivationBits == 8 ? null : ActivationBits;
-        init => ActivationBits = value ?? 8;
-    }
+    /// <summary>
+    /// <see cref="LinearLayer.ActivationBits"/>; absent (null) when it equals the scheme's default
+    /// (<see cref="QuantizedCheckpointLayout.DefaultActivationBits"/>), which keeps the header small.
+    /// </summary>
+    [JsonPropertyName("activation_bits"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? ActivationBits { get; init; }
 
     /// <summary><see cref="LinearLayer.LowBitActivationBits"/>.</summary>
     [JsonPropertyName("low_bit_activation_bits"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int LowBitActivationBits { get; init; }
@@ -59,6 +55,9 @@ internal static class QuantizedCheckpointLayout
     public const string ProjectOut = "project_out";
     public const string FinalNorm = "output_norm";
     public const string LmHead = "lm_head";
+
+    /// <summary>Activation bits of a linear whose entry has none: the scheme's, or 8 when its activations stay floating point (as ModelQuantizer sets them).</summary>
+    public static int DefaultActivationBits(QuantizationConfig scheme) => scheme.QuantizesActivations ? scheme.ActivationBits : 8;
 
     public static string Layer(int index, string part) => $"blk.{index}.{part}";
 

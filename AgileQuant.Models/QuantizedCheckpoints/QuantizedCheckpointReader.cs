@@ -67,7 +67,7 @@ public static class QuantizedCheckpointReader
             used.Add(name);
             if (!scheme.QuantizesWeights && entry.Format != Fp32Format)
                 throw new ModelFormatException(file.FilePath, name, $"expected f32 weights under the scheme {scheme.Name}, found {entry.Format}");
-            return reader.Linear(name, entry, rows, cols, tiedTo);
+            return reader.Linear(name, entry, entry.ActivationBits ?? DefaultActivationBits(scheme), rows, cols, tiedTo);
         }
 
         float[] embedding = reader.Float32(TokenEmbedding, c.VocabSize, c.EmbeddingWidth);
@@ -157,12 +157,12 @@ public static class QuantizedCheckpointReader
             return new NormLayer(c.Norm, weight, bias, c.NormEpsilon);
         }
 
-        public LinearLayer Linear(string name, LinearEntry entry, int rows, int cols, float[]? tiedTo)
+        public LinearLayer Linear(string name, LinearEntry entry, int activationBits, int rows, int cols, float[]? tiedTo)
         {
-            if (entry.ActivationBits is < 2 or > 32)
-                throw new ModelFormatException(file.FilePath, name, $"expected activation_bits in 2..32, found {entry.ActivationBits}");
-            if (entry.LowBitActivationBits != 0 && (entry.LowBitActivationBits < 2 || entry.LowBitActivationBits > entry.ActivationBits))
-                throw new ModelFormatException(file.FilePath, name, $"expected low_bit_activation_bits 0 or in 2..{entry.ActivationBits}, found {entry.LowBitActivationBits}");
+            if (activationBits is < 2 or > 32)
+                throw new ModelFormatException(file.FilePath, name, $"expected activation_bits in 2..32, found {activationBits}");
+            if (entry.LowBitActivationBits != 0 && (entry.LowBitActivationBits < 2 || entry.LowBitActivationBits > activationBits))
+                throw new ModelFormatException(file.FilePath, name, $"expected low_bit_activation_bits 0 or in 2..{activationBits}, found {entry.LowBitActivationBits}");
             if (entry.Tied && (tiedTo is null || entry.Format != Fp32Format))
                 throw new ModelFormatException(file.FilePath, name, $"expected \"tied\" only on an f32 {LmHead}, found it on {name} ({entry.Format})");
             IWeightMatrix weight = entry.Format switch
@@ -174,7 +174,7 @@ public static class QuantizedCheckpointReader
                     $"expected format {Fp32Format}, {Int8RowFormat} or {Int4GroupFormat}, found \"{entry.Format}\""),
             };
             float[]? bias = entry.Bias ? Float32(name + ".bias", rows) : null;
-            return new LinearLayer(weight, bias) { ActivationBits = entry.ActivationBits, LowBitActivationBits = entry.LowBitActivationBits };
+            return new LinearLayer(weight, bias) { ActivationBits = activationBits, LowBitActivationBits = entry.LowBitActivationBits };
         }
 
         public void RequireAllRead()

@@ -20,7 +20,7 @@ namespace AgileQuant.Models.QuantizedCheckpoints;
 /// <c>agilequant.quantization_config</c> = a <see cref="QuantizationConfig"/> name (e.g. <c>W4A8-GPTQ</c>);
 /// <c>agilequant.linears</c> = a JSON object mapping each linear's name (below) to
 /// <c>{"format", "group_size", "symmetric", "activation_bits", "low_bit_activation_bits", "bias", "tied"}</c>,
-/// format being <c>f32</c>, <c>int8_row</c> or <c>int4_group</c>; members at their default (0, false, and 8 activation bits) are omitted. Caller keys are added beside these.</para>
+/// format being <c>f32</c>, <c>int8_row</c> or <c>int4_group</c>; members at their default (0, false; activation_bits equal to the scheme's, 8 when its activations stay floating point) are omitted. Caller keys are added beside these.</para>
 /// <para><b>Names</b> (GGUF-style, short: on a small model the header is a visible part of the file).
 /// Embeddings: <c>token_embd</c> F32 (vocab, embedding width); <c>position_embd</c> F32 (positions, hidden) for
 /// learned positions. Norms <c>token_embd_norm</c>, <c>blk.{i}.attn_norm</c>, <c>blk.{i}.ffn_norm</c>,
@@ -80,17 +80,18 @@ public static class QuantizedCheckpointWriter
         if (weights.PositionEmbedding is { } positions)
             writer.AddFloat32(PositionEmbedding, [positions.Length / c.HiddenSize, c.HiddenSize], positions);
         AddNorm(writer, c, EmbeddingNorm, weights.EmbeddingNorm);
-        AddLinear(writer, linears, ProjectIn, weights.ProjectIn, null);
+        int defaultBits = DefaultActivationBits(scheme);
+        AddLinear(writer, linears, ProjectIn, weights.ProjectIn, defaultBits, null);
         for (int i = 0; i < weights.Layers.Count; i++)
         {
             LayerWeights layer = weights.Layers[i];
             AddNorm(writer, c, Layer(i, AttentionNorm), layer.AttentionNorm);
             AddNorm(writer, c, Layer(i, MlpNorm), layer.MlpNorm);
-            foreach (var (part, get, _, _) in LayerLinears(c)) AddLinear(writer, linears, Layer(i, part), get(layer), null);
+            foreach (var (part, get, _, _) in LayerLinears(c)) AddLinear(writer, linears, Layer(i, part), get(layer), defaultBits, null);
         }
         AddNorm(writer, c, FinalNorm, weights.FinalNorm);
-        AddLinear(writer, linears, ProjectOut, weights.ProjectOut, null);
-        AddLinear(writer, linears, LmHead, weights.LmHead, weights.TokenEmbedding);
+        AddLinear(writer, linears, ProjectOut, weights.ProjectOut, defaultBits, null);
+        AddLinear(writer, linears, LmHead, weights.LmHead, defaultBits, weights.TokenEmbedding);
         writer.SetMetadata(LinearsKey, JsonSerializer.Serialize(linears, Json));
         writer.Write(path);
     }
@@ -104,7 +105,7 @@ public static class QuantizedCheckpointWriter
         if (norm.Bias is not null) writer.AddFloat32(name + ".bias", [norm.Bias.Length], norm.Bias);
     }
 
-    private static void AddLinear(SafeTensorsWriter writer, IDictionary<string, LinearEntry> linears, string name, LinearLayer? linear, float[]? tiedTo)
+    private static void AddLinear(SafeTensorsWriter writer, IDictionary<string, LinearEntry> linears, string name, LinearLayer? linear, int defaultBits, float[]? tiedTo)
     {
         if (linear is null) return;
         IWeightMatrix w = linear.Weight;
@@ -112,21 +113,21 @@ public static class QuantizedCheckpointWriter
         switch (w)
         {
             case Fp32Matrix f when tiedTo is not null && ReferenceEquals(f.Data, tiedTo):
-                entry = new LinearEntry { Format = Fp32Format, Tied = true, ActivationBits = linear.ActivationBits };
+                entry = new LinearEntry { Format = Fp32Format, Tied = true };
                 break;
             case Fp32Matrix f:
-                entry = new LinearEntry { Format = Fp32Format, ActivationBits = linear.ActivationBits };
+                entry = new LinearEntry { Format = Fp32Format };
                 writer.AddFloat32(name + ".weight", [f.Rows, f.Cols], f.Data);
                 break;
             case Int8RowMatrix m:
-                entry = new LinearEntry { Format = Int8RowFormat, Symmetric = true, ActivationBits = linear.ActivationBits };
+                entry = new LinearEntry { Format = Int8RowFormat, Symmetric = true };
                 var codes = new sbyte[(long)m.Rows * m.Cols]; // (rows, cols): the padded stride dropped
                 for (int r = 0; r < m.Rows; r++) m.Codes.Slice(r * m.RowStride, m.Cols).CopyTo(codes.AsSpan(r * m.Cols, m.Cols));
                 writer.AddInt8(name + ".codes", [m.Rows, m.Cols], codes);
                 writer.AddFloat32(name + ".scales", [m.Rows], m.Scales);
                 break;
             case PackedInt4Matrix m:
-                entry = new LinearEntry { Format = Int4GroupFormat, GroupSize = m.GroupSize, Symmetric = m.IsSymmetric, ActivationBits = linear.ActivationBits };
+                entry = new LinearEntry { Format = Int4GroupFormat, GroupSize = m.GroupSize, Symmetric = m.IsSymmetric };
                 writer.AddUInt8(name + ".packed", [m.Rows, m.RowBytes], m.Packed);
                 writer.AddFloat32(name + ".scales", [m.Rows, m.GroupCount], m.Scales);
                 if (!m.IsSymmetric) writer.AddUInt8(name + ".zero_points", [m.Rows, m.GroupCount], m.ZeroPoints);
@@ -134,7 +135,12 @@ public static class QuantizedCheckpointWriter
             default:
                 throw new ArgumentException($"Linear '{name}' has weight format {w.GetType().Name}; a quantized checkpoint holds Fp32Matrix, Int8RowMatrix and PackedInt4Matrix.", nameof(linear));
         }
-        entry = entry with { LowBitActivationBits = linear.LowBitActivationBits, Bias = linear.Bias is not null };
+        entry = entry with
+        {
+            ActivationBits = linear.ActivationBits == defaultBits ? null : linear.ActivationBits,
+            LowBitActivationBits = linear.LowBitActivationBits,
+            Bias = linear.Bias is not null,
+        };
         if (linear.Bias is not null) writer.AddFloat32(name + ".bias", [linear.Bias.Length], linear.Bias);
         linears.Add(name, entry);
     }

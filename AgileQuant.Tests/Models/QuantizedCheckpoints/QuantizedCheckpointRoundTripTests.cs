@@ -75,6 +75,28 @@ public class QuantizedCheckpointRoundTripTests
         AssertSizeNearPayload(path, quantized, withinFivePercent: true);
     }
 
+    [TestCase("W8A8")]
+    [TestCase("W4A8-RTN")]
+    [TestCase("W4A4-RTN")]
+    [TestCase("W4A16-RTN")]
+    public void ModelQuantizerOutputReloadsThroughModelLoader(string scheme)
+    {
+        var fp32 = new TransformerModel(Llama2cCheckpoint.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin")), Kernel);
+        TransformerModel quantized = ModelQuantizer.Quantize(fp32, QuantizationConfig.Parse(scheme));
+        using var dir = new TemporaryDirectory("aq-qckpt-");
+        string path = Path.Combine(dir.FullPath, $"stories260K.{scheme}.safetensors");
+        QuantizedCheckpointWriter.Write(path, quantized.Weights, scheme);
+
+        LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions { Kernel = Kernel });
+
+        AssertIdentical(quantized.Weights, loaded.Model.Weights);
+        Assert.That(loaded.Model.Options.Attention, Is.EqualTo(quantized.Options.Attention));
+        Assert.That(loaded.Model.Options.LowBitTokenRatio, Is.EqualTo(quantized.Options.LowBitTokenRatio));
+        Assert.That(loaded.Model.Options.FourBitActivationKernel is null, Is.EqualTo(quantized.Options.FourBitActivationKernel is null));
+        AssertSameLogits(quantized, loaded.Model);
+        AssertSizeNearPayload(path, quantized.Weights, withinFivePercent: true);
+    }
+
     [Test]
     public void ModelLoaderRecognisesAQuantizedCheckpoint()
     {
