@@ -13,6 +13,7 @@ internal static class Program
             DemoCommand.Create(),
             GenerateCommand.Create(),
             PerplexityCommand.Create(),
+            AccuracyCommand.Create(),
             LogitsCommand.Create(),
             InfoCommand.Create(),
             SelfTestCommand.Create(),

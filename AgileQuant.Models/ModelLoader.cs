@@ -40,8 +40,9 @@ public static class ModelLoader
     /// <summary>
     /// Loads <paramref name="path"/>: a llama2.c <c>.bin</c> file (tokenizer: <c>tokenizer.bin</c> or a single
     /// <c>tok*.bin</c> beside it) or a Hugging Face directory (<c>config.json</c> + safetensors; tokenizer:
-    /// <c>tokenizer.model</c>), or an AgileQuant quantized checkpoint: a <c>.safetensors</c> file whose metadata
-    /// has <c>agilequant.format</c> (tokenizer: as for llama2.c, else <c>tokenizer.model</c> beside it).
+    /// <c>tokenizer.model</c>, <c>tokenizer.json</c> or <c>vocab.json</c> + <c>merges.txt</c>), or an AgileQuant quantized
+    /// checkpoint: a <c>.safetensors</c> file whose metadata has <c>agilequant.format</c> (tokenizer: as for llama2.c,
+    /// else a Hugging Face tokenizer file beside it).
     /// </summary>
     /// <exception cref="ModelFormatException">A file is missing or malformed, or tokenizer and model disagree.</exception>
     public static LoadedModel Load(string path, ModelLoadOptions? options = null)
@@ -60,18 +61,36 @@ public static class ModelLoader
         return new LoadedModel(model, tokenizer, path, "llama2c");
     }
 
-    /// <summary>Loads a tokenizer file: llama2.c <c>.bin</c> or SentencePiece <c>.model</c>; its size must equal <paramref name="vocabSize"/>.</summary>
+    /// <summary>
+    /// Loads a tokenizer file — llama2.c <c>.bin</c>, SentencePiece <c>.model</c>, Hugging Face <c>tokenizer.json</c>
+    /// (byte-level BPE) or a GGUF vocabulary — and checks it fits a model of <paramref name="vocabSize"/> tokens.
+    /// </summary>
     public static Tokenizer LoadTokenizer(string path, int vocabSize)
     {
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "tokenizer file not found");
-        if (path.EndsWith(".model", StringComparison.OrdinalIgnoreCase))
+        if (path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase)) return Llama2cTokenizer.Load(path, vocabSize);
+        Tokenizer tokenizer = Path.GetExtension(path).ToLowerInvariant() switch
         {
-            LlamaTokenizer spm = HfLlamaTokenizerLoader.LoadModelFile(path);
-            int size = spm.Vocabulary.Count;
-            if (size != vocabSize) throw new ModelFormatException(path, null, $"the tokenizer has {size} tokens, but the model's vocabulary has {vocabSize}");
-            return spm;
-        }
-        return Llama2cTokenizer.Load(path, vocabSize);
+            ".model" => SpmVocabularyTokenizer.LoadSentencePieceModel(path),
+            ".json" => ByteLevelBpeTokenizerLoader.FromTokenizerJson(path),
+            ".gguf" => GgufTokenizerLoader.Load(path),
+            _ => throw new ModelFormatException(path, null, "unknown tokenizer format: expected a llama2.c .bin, a SentencePiece .model, a tokenizer.json or a .gguf vocabulary"),
+        };
+        CheckFits(path, tokenizer, vocabSize);
+        return tokenizer;
+    }
+
+    /// <summary>Refuses a tokenizer that can produce ids outside a <paramref name="vocabSize"/>-token model (it may have fewer, e.g. padded vocabularies).</summary>
+    private static void CheckFits(string path, Tokenizer tokenizer, int vocabSize)
+    {
+        int size = tokenizer switch
+        {
+            ScoredMergeTokenizer scored => scored.VocabSize,
+            BpeTokenizer bpe => bpe.Vocabulary.Count,
+            LlamaTokenizer spm => spm.Vocabulary.Count,
+            _ => -1,
+        };
+        if (size > vocabSize) throw new ModelFormatException(path, null, $"the tokenizer has {size} tokens, but the model's vocabulary has only {vocabSize} (vocab size mismatch)");
     }
 
     private static LoadedModel LoadQuantizedCheckpoint(string path, ModelLoadOptions options, IMatMulKernel kernel)
@@ -86,9 +105,14 @@ public static class ModelLoader
         RuntimeOptions runtime = ModelQuantizer.RuntimeOptionsFor(kernel, QuantizationConfig.Parse(checkpoint.ConfigName));
         var model = new TransformerModel(weights, kernel, runtime);
         string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
-        string besideModel = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, HfLlamaTokenizerLoader.ModelFileName);
-        if (tokenizerPath is null && File.Exists(besideModel)) tokenizerPath = besideModel;
-        Tokenizer? tokenizer = tokenizerPath is null ? null : LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
+        string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        Tokenizer? tokenizer = null;
+        if (tokenizerPath is not null) tokenizer = LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
+        else if (new[] { "tokenizer.model", "tokenizer.json", "vocab.json" }.Any(f => File.Exists(Path.Combine(dir, f))))
+        {
+            tokenizer = HfTokenizerLoader.LoadFromDirectory(dir);
+            CheckFits(dir, tokenizer, weights.Config.VocabSize);
+        }
         return new LoadedModel(model, tokenizer, path, "agilequant");
     }
 
@@ -113,10 +137,13 @@ public static class ModelLoader
         using (SafeTensorsCheckpoint checkpoint = SafeTensorsCheckpoint.Open(weightsPath))
             weights = architecture.ReadWeights(runtimeConfig, new HfTensorReader(checkpoint));
         var model = new TransformerModel(weights, kernel);
-        string? tokenizerPath = options.TokenizerPath;
-        if (tokenizerPath is null && File.Exists(Path.Combine(dir, HfLlamaTokenizerLoader.ModelFileName)))
-            tokenizerPath = Path.Combine(dir, HfLlamaTokenizerLoader.ModelFileName);
-        Tokenizer? tokenizer = tokenizerPath is null ? null : LoadTokenizer(tokenizerPath, runtimeConfig.VocabSize);
+        Tokenizer? tokenizer = null;
+        if (options.TokenizerPath is not null) tokenizer = LoadTokenizer(options.TokenizerPath, runtimeConfig.VocabSize);
+        else if (new[] { "tokenizer.model", "tokenizer.json", "vocab.json" }.Any(f => File.Exists(Path.Combine(dir, f))))
+        {
+            tokenizer = HfTokenizerLoader.LoadFromDirectory(dir);
+            CheckFits(dir, tokenizer, runtimeConfig.VocabSize);
+        }
         return new LoadedModel(model, tokenizer, weightsPath, "huggingface");
     }
 

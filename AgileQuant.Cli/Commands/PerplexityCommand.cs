@@ -25,6 +25,7 @@ internal static class PerplexityCommand
         var separator = new Option<string>("--separator") { Description = "Document separator in the text file (an empty string: the whole file is one document).", DefaultValueFactory = _ => "<|endoftext|>" };
         var context = new Option<int?>("--context") { Description = "Sequence length (default: the model's context length)." };
         var skip = new Option<int>("--eval-skip-docs") { Description = "Skip the first N documents of --text (e.g. those used for calibration).", DefaultValueFactory = _ => 0 };
+        var evalDocs = new Option<int?>("--eval-docs") { Description = "Score at most N documents (after --eval-skip-docs); default: all." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout: ppl, mean_nll, scored_tokens, protocol, config, kl_vs_fp32, top1_vs_fp32, weight_bytes, fp32_ppl, sequences, context, seconds." };
         var quant = new QuantizationCliOptions();
         var command = new Command("perplexity", "Measure perplexity on a text file (per-document or stream protocol), in FP32 or a quantized configuration, with KL divergence and top-1 agreement versus FP32.");
@@ -34,6 +35,7 @@ internal static class PerplexityCommand
         command.Options.Add(separator);
         command.Options.Add(context);
         command.Options.Add(skip);
+        command.Options.Add(evalDocs);
         quant.AddTo(command);
         command.Options.Add(json);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
@@ -45,7 +47,7 @@ internal static class PerplexityCommand
             int ctx = parse.GetValue(context) ?? loaded.Model.Config.MaxSequenceLength;
             int skipDocs = parse.GetValue(skip);
             if (skipDocs < 0) throw new AgileQuantException("--eval-skip-docs must be ≥ 0.");
-            IReadOnlyList<IReadOnlyList<int>> documents = Tokenize(tokenizer, ReadText(path, "--text"), parse.GetValue(separator), skipDocs, int.MaxValue, "evaluation");
+            IReadOnlyList<IReadOnlyList<int>> documents = Tokenize(tokenizer, ReadText(path, "--text"), parse.GetValue(separator), skipDocs, parse.GetValue(evalDocs) ?? int.MaxValue, "evaluation");
             QuantizationRun run = quant.Read(parse, loaded, tokenizer, path, parse.GetValue(separator), skipDocs);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             TransformerModel candidate = run.Build(loaded.Model, cancel);
@@ -167,6 +169,10 @@ internal sealed class QuantizationCliOptions
     public Option<string?> CalibText { get; } = new("--calib-text") { Description = "Calibration text for GPTQ (default: --text, whose first --calib-docs documents should then be skipped with --eval-skip-docs)." };
     public Option<string> CalibSeparator { get; } = new("--calib-separator") { Description = "Document separator of the calibration text.", DefaultValueFactory = _ => "<|endoftext|>" };
     public Option<int> CalibDocs { get; } = new("--calib-docs") { Description = "Calibration documents (from the start of the calibration text).", DefaultValueFactory = _ => 100 };
+    public Option<bool?> Log2Softmax { get; } = new("--log2-softmax") { Description = "Override the configuration: quantize softmax probabilities to 4-bit powers of two (true/false)." };
+    public Option<bool?> Int8Qkv { get; } = new("--int8-qkv") { Description = "Override the configuration: round Q, K and V to 8 bits per token (true/false)." };
+    public Option<bool?> Int8KvCache { get; } = new("--int8-kv-cache") { Description = "Override the configuration: store the KV cache as 8-bit codes per token and head (true/false)." };
+    public Option<double?> LowBitRatio { get; } = new("--low-bit-ratio") { Description = "Override the configuration: fraction of prefill tokens with 4-bit activations at o_proj/MLP (mixed scheme)." };
 
     public void AddTo(Command command)
     {
@@ -175,11 +181,30 @@ internal sealed class QuantizationCliOptions
         command.Options.Add(CalibText);
         command.Options.Add(CalibSeparator);
         command.Options.Add(CalibDocs);
+        command.Options.Add(Log2Softmax);
+        command.Options.Add(Int8Qkv);
+        command.Options.Add(Int8KvCache);
+        command.Options.Add(LowBitRatio);
+    }
+
+    /// <summary>The named configuration with the command line's overrides applied.</summary>
+    public QuantizationConfig ReadConfig(ParseResult parse)
+    {
+        QuantizationConfig config = QuantizationConfig.Parse(parse.GetValue(Config)!);
+        if (parse.GetValue(Log2Softmax) is bool log2) config = config with { Log2Softmax = log2 };
+        if (parse.GetValue(Int8Qkv) is bool qkv) config = config with { EightBitQkv = qkv };
+        if (parse.GetValue(Int8KvCache) is bool kv) config = config with { EightBitKvCache = kv };
+        if (parse.GetValue(LowBitRatio) is double ratio)
+        {
+            if (!(ratio >= 0 && ratio < 1)) throw new AgileQuantException($"--low-bit-ratio must be in [0, 1), found {ratio}.");
+            config = config with { LowBitTokenRatio = ratio };
+        }
+        return config;
     }
 
     public QuantizationRun Read(ParseResult parse, LoadedModel loaded, Tokenizer tokenizer, string evalText, string? evalSeparator, int evalSkip)
     {
-        QuantizationConfig config = QuantizationConfig.Parse(parse.GetValue(Config)!);
+        QuantizationConfig config = ReadConfig(parse);
         int group = parse.GetValue(GroupSize);
         if (group is not (0 or 32 or 64 or 128)) throw new AgileQuantException($"--group-size must be 32, 64 or 128, found {group}.");
         if (config.Rounding != WeightRounding.Gptq) return new QuantizationRun(config, group, [], 0);

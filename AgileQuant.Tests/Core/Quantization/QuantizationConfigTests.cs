@@ -33,7 +33,8 @@ public class QuantizationConfigTests
         var c = QuantizationConfig.Parse(name);
         Assert.That((c.WeightBits, c.ActivationBits, c.Rounding, c.WeightGroupSize), Is.EqualTo((wBits, aBits, rounding, group)));
         Assert.That(c.QuantizesActivations, Is.EqualTo(aBits <= 8));
-        Assert.That(c.Log2Softmax, Is.EqualTo(aBits <= 8));
+        Assert.That(c.Log2Softmax, Is.False, "log2 softmax is an option, off by default");
+        Assert.That((c.EightBitQkv, c.EightBitKvCache), Is.EqualTo((aBits <= 8, aBits <= 8)));
         Assert.That(c.LowBitTokenRatio, name == "W4A8-MIXED" ? Is.GreaterThan(0) : Is.Zero);
     }
 

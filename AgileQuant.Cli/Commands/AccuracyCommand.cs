@@ -1,0 +1,107 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using AgileQuant.Core;
+using AgileQuant.Core.Evaluation;
+using AgileQuant.Core.Quantization;
+using AgileQuant.Core.Runtime;
+using AgileQuant.Models;
+using Microsoft.ML.Tokenizers;
+
+namespace AgileQuant.Cli.Commands;
+
+/// <summary><c>agilequant accuracy</c>: the whole quantization accuracy table (every configuration × TinyStories and WikiText-2).</summary>
+internal static class AccuracyCommand
+{
+    public static Command Create()
+    {
+        var model = new ModelOptions();
+        var stories = new Option<string>("--tinystories") { Description = "TinyStories text (stories separated by <|endoftext|>); per-document protocol.", Required = true };
+        var wiki = new Option<string?>("--wikitext") { Description = "WikiText-2 wiki.test.raw; stream protocol with --wiki-context windows (omit to skip)." };
+        var calibDocs = new Option<int>("--calib-docs") { Description = "Calibrate (GPTQ) on the first N stories; evaluate on the stories after them.", DefaultValueFactory = _ => 100 };
+        var evalDocs = new Option<int?>("--eval-docs") { Description = "Score at most N stories (default: all after the calibration ones)." };
+        var wikiContext = new Option<int>("--wiki-context") { Description = "Window length of the WikiText-2 stream protocol.", DefaultValueFactory = _ => 512 };
+        var configs = new Option<string>("--configs") { Description = "Comma-separated configurations (default: all).", DefaultValueFactory = _ => string.Join(",", QuantizationConfig.All.Select(c => c.Name)) };
+        var output = new Option<string?>("--output") { Description = "Write the markdown table to this file (e.g. docs/accuracy.md)." };
+        var command = new Command("accuracy", "Measure every quantization configuration against FP32: perplexity, KL divergence and top-1 agreement on TinyStories (per-document) and WikiText-2 (stream), as a markdown table.");
+        model.AddTo(command);
+        command.Options.Add(stories);
+        command.Options.Add(wiki);
+        command.Options.Add(calibDocs);
+        command.Options.Add(evalDocs);
+        command.Options.Add(wikiContext);
+        command.Options.Add(configs);
+        command.Options.Add(output);
+        command.SetAction(parse => CliErrors.Run(parse, cancel =>
+        {
+            LoadedModel loaded = model.Load(parse);
+            Tokenizer tokenizer = ModelOptions.RequireTokenizer(loaded);
+            int calib = parse.GetValue(calibDocs);
+            if (calib <= 0) throw new AgileQuantException("--calib-docs must be positive.");
+            QuantizationConfig[] chosen = parse.GetValue(configs)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(QuantizationConfig.Parse).ToArray();
+            string storiesText = PerplexityCommand.ReadText(parse.GetValue(stories)!, "--tinystories");
+            const string separator = "<|endoftext|>";
+            int context = loaded.Model.Config.MaxSequenceLength;
+            int[][] calibration = PerplexityCommand.Tokenize(tokenizer, storiesText, separator, 0, calib, "calibration").Select(d => d.Take(context).ToArray()).ToArray();
+            IReadOnlyList<IReadOnlyList<int>> evalStories = PerplexityCommand.Tokenize(tokenizer, storiesText, separator, calib, parse.GetValue(evalDocs) ?? int.MaxValue, "TinyStories");
+            string? wikiPath = parse.GetValue(wiki);
+            IReadOnlyList<IReadOnlyList<int>>? wikiDocs = wikiPath is null ? null : PerplexityCommand.Tokenize(tokenizer, PerplexityCommand.ReadText(wikiPath, "--wikitext"), null, 0, 1, "WikiText-2");
+            int wikiWindow = Math.Min(parse.GetValue(wikiContext), context);
+
+            var rows = new List<(QuantizationConfig Config, long Bytes, EvaluationReport Stories, EvaluationReport? Wiki, double Seconds)>();
+            foreach (QuantizationConfig config in chosen)
+            {
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                TransformerModel candidate = new QuantizationRun(config, 0, config.Rounding == WeightRounding.Gptq ? calibration : [], calib).Build(loaded.Model, cancel);
+                EvaluationReport s = PerplexityCommand.Evaluate(loaded.Model, candidate, config, evalStories, PerplexityProtocol.Document, context, cancel);
+                EvaluationReport? w = wikiDocs is null ? null : PerplexityCommand.Evaluate(loaded.Model, candidate, config, wikiDocs, PerplexityProtocol.Stream, wikiWindow, cancel);
+                rows.Add((config, ModelQuantizer.QuantizedWeightBytes(loaded.Model, config), s, w, clock.Elapsed.TotalSeconds));
+                Console.Error.WriteLine($"{config.Name}: TinyStories PPL {s.Result.Perplexity:F4}" + (w is null ? "" : $", WikiText-2 PPL {w.Result.Perplexity:F4}"));
+            }
+            string table = Render(loaded, rows.Select(r => (r.Config, r.Bytes, r.Stories, r.Wiki, r.Seconds)).ToList(), calib, evalStories.Count, wikiWindow, parse);
+            Console.Out.Write(table);
+            if (parse.GetValue(output) is string path)
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+                File.WriteAllText(path, table);
+                Console.Error.WriteLine($"wrote {path}");
+            }
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static string Render(LoadedModel loaded, List<(QuantizationConfig Config, long Bytes, EvaluationReport Stories, EvaluationReport? Wiki, double Seconds)> rows,
+        int calib, int evalCount, int wikiWindow, ParseResult parse)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        var c = loaded.Model.Config;
+        EvaluationReport fp32Stories = rows[0].Stories;
+        sb.AppendLine($"# Quantization accuracy: {Path.GetFileName(loaded.SourcePath)}");
+        sb.AppendLine();
+        sb.AppendLine($"Model: {c.Family}, {c.NumLayers} layers, dim {c.HiddenSize}, hidden {c.IntermediateSize}, {c.NumHeads} heads / {c.NumKvHeads} kv heads, vocab {c.VocabSize}. Kernel: {loaded.Model.Kernel.Name}.");
+        sb.AppendLine();
+        sb.AppendLine($"- **TinyStories** (per-document protocol: BOS + story, cut at {c.MaxSequenceLength} tokens): GPTQ calibrates on stories 1–{calib}; every configuration is evaluated on stories {calib + 1}–{calib + evalCount} ({fp32Stories.Result.ScoredTokens:N0} scored tokens). Calibration and evaluation never overlap.");
+        if (rows[0].Wiki is EvaluationReport wikiFp32)
+            sb.AppendLine($"- **WikiText-2** (`wiki.test.raw`, stream protocol: one text, tokenized once, non-overlapping {wikiWindow}-token windows; {wikiFp32.Result.ScoredTokens:N0} scored tokens). GPTQ calibration is the same TinyStories stories (the model was trained on TinyStories).");
+        sb.AppendLine("- KL = mean over scored positions of KL(P_FP32 ‖ P_config) in nats; top-1 = share of positions where the configuration's argmax equals FP32's. Weight bytes: what one token streams (decoder linears in their packed format + FP32 embedding and head).");
+        sb.AppendLine("- 4-bit weights: asymmetric, groups of 32 input columns; 8-bit weights: symmetric per row. Activations: symmetric per token (integer kernels, int32 accumulation); Q/K/V and the KV cache rounded to 8 bits per token (and head); softmax unquantized (log2 softmax is an option). A16 configurations keep float activations. W4A8-MIXED: W4A8-GPTQ with the lowest-ranked 25% of prefill tokens (attention to the start token) at 4 bits at o_proj, the MLP input and down_proj.");
+        sb.AppendLine();
+        bool wiki = rows[0].Wiki is not null;
+        sb.AppendLine("| config | weight bytes | TinyStories PPL | Δ vs FP32 | KL | top-1 |" + (wiki ? " WikiText-2 PPL | Δ vs FP32 | KL | top-1 |" : ""));
+        sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: |" + (wiki ? " ---: | ---: | ---: | ---: |" : ""));
+        foreach (var r in rows)
+        {
+            string Cells(EvaluationReport e) =>
+                string.Format(inv, " {0:F4} | {1:+0.00;-0.00;0.00}% | {2:F4} | {3:P1} |", e.Result.Perplexity, 100 * (e.Result.Perplexity / e.Fp32Perplexity - 1), e.Kl, e.Top1);
+            sb.Append(inv, $"| {r.Config.Name} | {r.Bytes:N0} |").Append(Cells(r.Stories));
+            if (r.Wiki is EvaluationReport w) sb.Append(Cells(w));
+            sb.AppendLine();
+        }
+        sb.AppendLine();
+        string args = string.Join(' ', parse.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value));
+        sb.AppendLine($"Reproduce: `dotnet run --project AgileQuant.Cli -c Release -- {args}`");
+        return sb.ToString();
+    }
+}
