@@ -1,5 +1,4 @@
 using AgileQuant.Core;
-using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Models.Architectures;
@@ -102,7 +101,7 @@ public static class ModelLoader
         QuantizedCheckpoint checkpoint = QuantizedCheckpointReader.Load(path);
         TransformerWeights weights = checkpoint.Weights;
         // The scheme also decides the runtime beyond the weights: 4-bit-activation kernel, attention quantization, mixed tokens.
-        RuntimeOptions runtime = ModelQuantizer.RuntimeOptionsFor(kernel, QuantizationConfig.Parse(checkpoint.ConfigName));
+        RuntimeOptions runtime = QuantizedCheckpointReader.RuntimeOptionsFor(checkpoint, kernel);
         var model = new TransformerModel(weights, kernel, runtime);
         string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;

@@ -33,6 +33,22 @@ internal sealed record LinearEntry
     [JsonPropertyName("tied"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool Tied { get; init; }
 }
 
+/// <summary>The <c>"agilequant.runtime"</c> entry: how the quantized model ran beyond its weights (RuntimeOptions without kernels).</summary>
+internal sealed record RuntimeEntry
+{
+    /// <summary><see cref="AttentionQuantization.QkvBits"/>.</summary>
+    [JsonPropertyName("qkv_bits")] public required int QkvBits { get; init; }
+
+    /// <summary><see cref="AttentionQuantization.KvCacheBits"/>.</summary>
+    [JsonPropertyName("kv_cache_bits")] public required int KvCacheBits { get; init; }
+
+    /// <summary><see cref="AttentionQuantization.Log2Softmax"/>.</summary>
+    [JsonPropertyName("log2_softmax")] public required bool Log2Softmax { get; init; }
+
+    /// <summary><see cref="RuntimeOptions.LowBitTokenRatio"/>.</summary>
+    [JsonPropertyName("low_bit_token_ratio")] public required double LowBitTokenRatio { get; init; }
+}
+
 /// <summary>Names of metadata keys, tensors (GGUF-style, short so the header stays small) and formats shared by the quantized-checkpoint writer and reader.</summary>
 internal static class QuantizedCheckpointLayout
 {
@@ -41,8 +57,9 @@ internal static class QuantizedCheckpointLayout
     public const string TransformerConfigKey = "agilequant.transformer_config";
     public const string QuantizationConfigKey = "agilequant.quantization_config";
     public const string LinearsKey = "agilequant.linears";
+    public const string RuntimeKey = "agilequant.runtime";
 
-    public static readonly string[] ReservedKeys = [FormatKey, TransformerConfigKey, QuantizationConfigKey, LinearsKey];
+    public static readonly string[] ReservedKeys = [FormatKey, TransformerConfigKey, QuantizationConfigKey, LinearsKey, RuntimeKey];
 
     public const string Fp32Format = "f32";
     public const string Int8RowFormat = "int8_row";

@@ -14,7 +14,11 @@ namespace AgileQuant.Models.QuantizedCheckpoints;
 /// <param name="Weights">The rebuilt weights (validated against their config).</param>
 /// <param name="ConfigName">The <see cref="QuantizationConfig"/> name recorded in the file (catalog spelling).</param>
 /// <param name="Metadata">Every <c>"__metadata__"</c> entry, the reserved <c>agilequant.*</c> keys included.</param>
-public sealed record QuantizedCheckpoint(TransformerWeights Weights, string ConfigName, IReadOnlyDictionary<string, string> Metadata);
+public sealed record QuantizedCheckpoint(TransformerWeights Weights, string ConfigName, IReadOnlyDictionary<string, string> Metadata)
+{
+    /// <summary>The recorded <c>agilequant.runtime</c> entry, or null when the file has none (the scheme's defaults apply).</summary>
+    internal RuntimeEntry? Runtime { get; init; }
+}
 
 /// <summary>
 /// Loads a file written by <see cref="QuantizedCheckpointWriter"/> (layout in its remarks): memory-mapped
@@ -28,6 +32,34 @@ public static class QuantizedCheckpointReader
     {
         ArgumentNullException.ThrowIfNull(metadata);
         return metadata.ContainsKey(FormatKey);
+    }
+
+    /// <summary>
+    /// The <see cref="RuntimeOptions"/> to run <paramref name="checkpoint"/> with on <paramref name="kernel"/>: the recorded
+    /// attention quantization and lower-bit token ratio (else the scheme's, as <see cref="ModelQuantizer.RuntimeOptionsFor(IMatMulKernel, QuantizationConfig)"/>
+    /// gives them), and a 4-bit-activation kernel of the same instruction set whenever a linear has 4-bit activations.
+    /// </summary>
+    public static RuntimeOptions RuntimeOptionsFor(QuantizedCheckpoint checkpoint, IMatMulKernel kernel)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(kernel);
+        RuntimeOptions options = ModelQuantizer.RuntimeOptionsFor(kernel, QuantizationConfig.Parse(checkpoint.ConfigName));
+        if (checkpoint.Runtime is { } recorded)
+            options = options with
+            {
+                Attention = new AttentionQuantization { QkvBits = recorded.QkvBits, KvCacheBits = recorded.KvCacheBits, Log2Softmax = recorded.Log2Softmax },
+                LowBitTokenRatio = recorded.LowBitTokenRatio,
+            };
+        bool fourBitInputs = checkpoint.Weights.Layers.SelectMany(l => new[] { l.Query, l.Key, l.Value, l.Output, l.Gate, l.Up, l.Down })
+            .Any(linear => linear is not null && (linear.ActivationBits == 4 || linear.LowBitActivationBits == 4));
+        if (fourBitInputs && options.FourBitActivationKernel is null)
+            options = options with
+            {
+                FourBitActivationKernel = KernelSelector.Create(kernel is KernelSet set
+                    ? new KernelOptions { Preference = set.Isa, Threads = set.Threads, ActivationBits = 4 }
+                    : new KernelOptions { ActivationBits = 4 }),
+            };
+        return options;
     }
 
     /// <summary>Loads and validates the checkpoint at <paramref name="path"/>.</summary>
@@ -54,6 +86,11 @@ public static class QuantizedCheckpointReader
         // Every layer stores at least its two norm weights: a config claiming more layers is refused before allocating them.
         if (c.NumLayers > file.Tensors.Count / 2)
             throw new ModelFormatException(file.FilePath, null, $"expected at most {file.Tensors.Count / 2} layers for the {file.Tensors.Count} tensors in the file, found NumLayers = {c.NumLayers} in {TransformerConfigKey}");
+        RuntimeEntry? runtime = file.Metadata.ContainsKey(RuntimeKey) ? ParseJson<RuntimeEntry>(file, RuntimeKey) : null;
+        if (runtime is not null && (runtime.QkvBits is not (0 or 4 or 8) || runtime.KvCacheBits is not (0 or 4 or 8)
+            || !(runtime.LowBitTokenRatio >= 0 && runtime.LowBitTokenRatio < 1)))
+            throw new ModelFormatException(file.FilePath, null,
+                $"expected {RuntimeKey} with qkv_bits and kv_cache_bits in {{0, 4, 8}} and low_bit_token_ratio in [0, 1), found {file.Metadata[RuntimeKey]}");
         var linears = new Dictionary<string, LinearEntry>(ParseJson<Dictionary<string, LinearEntry>>(file, LinearsKey), StringComparer.Ordinal);
         var used = new HashSet<string>(StringComparer.Ordinal);
 
@@ -112,7 +149,7 @@ public static class QuantizedCheckpointReader
         reader.RequireAllRead();
         try { weights.Validate(); }
         catch (AgileQuantException e) { throw new ModelFormatException(file.FilePath, null, e.Message, e); }
-        return new QuantizedCheckpoint(weights, scheme.Name, metadata);
+        return new QuantizedCheckpoint(weights, scheme.Name, metadata) { Runtime = runtime };
     }
 
     private static string RequireMetadata(SafeTensorsFile file, string key) =>

@@ -18,6 +18,9 @@ namespace AgileQuant.Models.QuantizedCheckpoints;
 /// <c>agilequant.format</c> = <c>"1"</c>;
 /// <c>agilequant.transformer_config</c> = every <see cref="TransformerConfig"/> property as JSON (enums by name);
 /// <c>agilequant.quantization_config</c> = a <see cref="QuantizationConfig"/> name (e.g. <c>W4A8-GPTQ</c>);
+/// <c>agilequant.runtime</c> (written when saving a <see cref="TransformerModel"/>) =
+/// <c>{"qkv_bits", "kv_cache_bits", "log2_softmax", "low_bit_token_ratio"}</c> of its <see cref="RuntimeOptions"/>
+/// (absent: the scheme's defaults apply on load);
 /// <c>agilequant.linears</c> = a JSON object mapping each linear's name (below) to
 /// <c>{"format", "group_size", "symmetric", "activation_bits", "low_bit_activation_bits", "bias", "tied"}</c>,
 /// format being <c>f32</c>, <c>int8_row</c> or <c>int4_group</c>; members at their default (0, false; activation_bits equal to the scheme's, 8 when its activations stay floating point) are omitted. Caller keys are added beside these.</para>
@@ -55,8 +58,25 @@ public static class QuantizedCheckpointWriter
     /// <exception cref="AgileQuantException">The weights do not fit their config.</exception>
     public static void Write(string path, TransformerWeights weights, string configName, IReadOnlyDictionary<string, string>? extraMetadata = null)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(weights);
+        Write(path, weights, null, configName, extraMetadata);
+    }
+
+    /// <summary>
+    /// Writes <paramref name="model"/>'s weights as <see cref="Write(string, TransformerWeights, string, IReadOnlyDictionary{string, string}?)"/>
+    /// does, plus its runtime options (attention quantization, lower-bit token ratio) so that loading reproduces its
+    /// logits even where they differ from the scheme's defaults.
+    /// </summary>
+    /// <exception cref="ArgumentException">As for the weights-only overload.</exception>
+    public static void Write(string path, TransformerModel model, string configName, IReadOnlyDictionary<string, string>? extraMetadata = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        Write(path, model.Weights, model.Options, configName, extraMetadata);
+    }
+
+    private static void Write(string path, TransformerWeights weights, RuntimeOptions? runtime, string configName, IReadOnlyDictionary<string, string>? extraMetadata)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(configName);
         if (!QuantizationConfig.TryParse(configName, out QuantizationConfig? scheme))
             throw new ArgumentException(
@@ -75,6 +95,14 @@ public static class QuantizedCheckpointWriter
         writer.SetMetadata(FormatKey, FormatVersion);
         writer.SetMetadata(TransformerConfigKey, JsonSerializer.Serialize(c, Json));
         writer.SetMetadata(QuantizationConfigKey, scheme.Name);
+        if (runtime is not null)
+            writer.SetMetadata(RuntimeKey, JsonSerializer.Serialize(new RuntimeEntry
+            {
+                QkvBits = runtime.Attention.QkvBits,
+                KvCacheBits = runtime.Attention.KvCacheBits,
+                Log2Softmax = runtime.Attention.Log2Softmax,
+                LowBitTokenRatio = runtime.LowBitTokenRatio,
+            }, Json));
 
         writer.AddFloat32(TokenEmbedding, [c.VocabSize, c.EmbeddingWidth], weights.TokenEmbedding);
         if (weights.PositionEmbedding is { } positions)

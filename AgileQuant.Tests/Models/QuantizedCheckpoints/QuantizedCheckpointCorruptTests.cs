@@ -76,6 +76,10 @@ public class QuantizedCheckpointCorruptTests
             "expected f32 weights under the scheme FP32, found int8_row");
         yield return Case(new("MissingLinearTable", Metadata: m => m.Remove("agilequant.linears")), null,
             "expected the metadata key agilequant.linears");
+        yield return Case(new("RuntimeWithInvalidBits", Metadata: m => m["agilequant.runtime"] = "{\"qkv_bits\":5,\"kv_cache_bits\":8,\"log2_softmax\":false,\"low_bit_token_ratio\":0}"), null,
+            "expected agilequant.runtime with qkv_bits and kv_cache_bits in {0, 4, 8}", "\"qkv_bits\":5");
+        yield return Case(new("RuntimeMissingAField", Metadata: m => m["agilequant.runtime"] = "{\"qkv_bits\":8,\"kv_cache_bits\":8,\"log2_softmax\":false}"), null,
+            "expected well-formed JSON in agilequant.runtime", "low_bit_token_ratio");
         yield return Case(new("UnknownLinearFormat", Metadata: EditJson("agilequant.linears", j => j["blk.0.ffn_up"]!["format"] = "int3_row")), "blk.0.ffn_up",
             "expected format f32, int8_row or int4_group, found \"int3_row\"");
         yield return Case(new("ActivationBitsOutOfRange", Metadata: EditJson("agilequant.linears", j => j["blk.1.attn_output"]!["activation_bits"] = 64)), "blk.1.attn_output",

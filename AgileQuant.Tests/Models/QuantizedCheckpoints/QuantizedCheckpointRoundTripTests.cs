@@ -85,7 +85,7 @@ public class QuantizedCheckpointRoundTripTests
         TransformerModel quantized = ModelQuantizer.Quantize(fp32, QuantizationConfig.Parse(scheme));
         using var dir = new TemporaryDirectory("aq-qckpt-");
         string path = Path.Combine(dir.FullPath, $"stories260K.{scheme}.safetensors");
-        QuantizedCheckpointWriter.Write(path, quantized.Weights, scheme);
+        QuantizedCheckpointWriter.Write(path, quantized, scheme);
 
         LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions { Kernel = Kernel });
 
@@ -95,6 +95,29 @@ public class QuantizedCheckpointRoundTripTests
         Assert.That(loaded.Model.Options.FourBitActivationKernel is null, Is.EqualTo(quantized.Options.FourBitActivationKernel is null));
         AssertSameLogits(quantized, loaded.Model);
         AssertSizeNearPayload(path, quantized.Weights, withinFivePercent: true);
+    }
+
+    [Test]
+    public void RecordedRuntimeOptionsOverrideTheSchemeDefaults()
+    {
+        // W4A8-RTN alone implies no lower-bit tokens and no 4-bit kernel; this run used both, and other attention settings.
+        var runtime = new RuntimeOptions
+        {
+            FourBitActivationKernel = KernelSelector.Create(new KernelOptions { ActivationBits = 4 }),
+            LowBitTokenRatio = 0.5,
+            Attention = new AttentionQuantization { QkvBits = 8, KvCacheBits = 4, Log2Softmax = true },
+        };
+        var original = new TransformerModel(QuantizedTestModels.Tiny(tiedHead: false), Kernel, runtime);
+        using var dir = new TemporaryDirectory("aq-qckpt-");
+        string path = Path.Combine(dir.FullPath, "tiny.safetensors");
+        QuantizedCheckpointWriter.Write(path, original, "W4A8-RTN");
+
+        LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions { Kernel = Kernel });
+
+        Assert.That(loaded.Model.Options.Attention, Is.EqualTo(runtime.Attention));
+        Assert.That(loaded.Model.Options.LowBitTokenRatio, Is.EqualTo(0.5));
+        Assert.That(loaded.Model.Options.FourBitActivationKernel, Is.Not.Null, "linears with 4-bit activations get a 4-bit kernel");
+        AssertSameLogits(original, loaded.Model);
     }
 
     [Test]
