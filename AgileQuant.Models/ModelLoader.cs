@@ -24,6 +24,15 @@ public sealed record ModelLoadOptions
 
     /// <summary>A kernel to run the model with instead of choosing one from <see cref="KernelOptions"/>.</summary>
     public IMatMulKernel? Kernel { get; init; }
+
+    /// <summary>
+    /// Most bytes the FP32 weights may take, checked against the size the config or header implies before any tensor
+    /// is read (null: <see cref="WeightMemoryBudget.DefaultBudget"/>, the memory available to the process).
+    /// </summary>
+    public long? MaxWeightBytes { get; init; }
+
+    /// <summary>Check every weight for NaN and infinity after loading (<see cref="WeightsHealthCheck"/>); on by default.</summary>
+    public bool CheckFiniteWeights { get; init; } = true;
 }
 
 /// <summary>A model loaded from disk with its tokenizer (when one was found).</summary>
@@ -53,7 +62,9 @@ public static class ModelLoader
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "no such file or directory");
         if (options.WeightsFile is not null) throw new AgileQuantException("--weights applies to a Hugging Face model directory, not to a single file.");
         if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return LoadQuantizedCheckpoint(path, options, kernel);
+        WeightMemoryBudget.Enforce(path, Llama2cCheckpoint.ReadConfig(path), options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
         TransformerWeights weights = Llama2cCheckpoint.Load(path);
+        if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights);
         var model = new TransformerModel(weights, kernel);
         string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
         Tokenizer? tokenizer = tokenizerPath is null ? null : LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
@@ -100,6 +111,7 @@ public static class ModelLoader
                     "expected an AgileQuant quantized checkpoint (metadata key agilequant.format), found a plain safetensors file; pass its Hugging Face model directory instead");
         QuantizedCheckpoint checkpoint = QuantizedCheckpointReader.Load(path);
         TransformerWeights weights = checkpoint.Weights;
+        if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights);
         // The scheme also decides the runtime beyond the weights: 4-bit-activation kernel, attention quantization, mixed tokens.
         RuntimeOptions runtime = QuantizedCheckpointReader.RuntimeOptionsFor(checkpoint, kernel);
         var model = new TransformerModel(weights, kernel, runtime);
@@ -131,10 +143,12 @@ public static class ModelLoader
         TransformerConfig runtimeConfig = architecture.ReadConfig(config);
         try { runtimeConfig.Validate(); }
         catch (AgileQuantException e) { throw new ModelFormatException(config.FilePath, null, e.Message, e); }
+        WeightMemoryBudget.Enforce(config.FilePath, runtimeConfig, options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
         string weightsPath = options.WeightsFile is null ? dir : ResolveWeightsFile(dir, options.WeightsFile);
         TransformerWeights weights;
         using (SafeTensorsCheckpoint checkpoint = SafeTensorsCheckpoint.Open(weightsPath))
             weights = architecture.ReadWeights(runtimeConfig, new HfTensorReader(checkpoint));
+        if (options.CheckFiniteWeights) RequireFiniteWeights(weightsPath, weights);
         var model = new TransformerModel(weights, kernel);
         Tokenizer? tokenizer = null;
         if (options.TokenizerPath is not null) tokenizer = LoadTokenizer(options.TokenizerPath, runtimeConfig.VocabSize);
@@ -144,6 +158,13 @@ public static class ModelLoader
             CheckFits(dir, tokenizer, runtimeConfig.VocabSize);
         }
         return new LoadedModel(model, tokenizer, weightsPath, "huggingface");
+    }
+
+    private static void RequireFiniteWeights(string path, TransformerWeights weights)
+    {
+        if (WeightsHealthCheck.FindFirstNonFinite(weights) is NonFiniteWeight bad)
+            throw new ModelFormatException(path, bad.Tensor,
+                $"expected finite weights, found {bad.Value} at element {bad.Index} (corrupt file or a bad conversion; ModelLoadOptions.CheckFiniteWeights = false skips this check)");
     }
 
     private static string ResolveWeightsFile(string dir, string weightsFile)

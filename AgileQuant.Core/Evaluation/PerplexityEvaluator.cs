@@ -75,19 +75,28 @@ public static class PerplexityEvaluator
         int done = 0;
         long scoredSoFar = 0;
         var contexts = new System.Collections.Concurrent.ConcurrentBag<InferenceContext>();
-        Parallel.For(0, sequences.Count, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, parallelism), CancellationToken = cancellationToken }, i =>
+        try
         {
-            if (!contexts.TryTake(out InferenceContext? context)) context = model.CreateContext();
-            context.Reset();
-            int[] seq = sequences[i];
-            float[] logits = context.Forward(seq, allLogits: true);
-            nll[i] = SequenceNll(logits, seq, model.Config.VocabSize);
-            scored[i] = seq.Length - 1;
-            contexts.Add(context);
-            int finished = Interlocked.Increment(ref done);
-            long total = Interlocked.Add(ref scoredSoFar, seq.Length - 1);
-            progress?.Report(new EvaluationProgress(finished, sequences.Count, total));
-        });
+            Parallel.For(0, sequences.Count, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, parallelism), CancellationToken = cancellationToken }, i =>
+            {
+                if (!contexts.TryTake(out InferenceContext? context)) context = model.CreateContext();
+                context.Reset();
+                int[] seq = sequences[i];
+                float[] logits = context.Forward(seq, allLogits: true);
+                nll[i] = SequenceNll(logits, seq, model.Config.VocabSize);
+                scored[i] = seq.Length - 1;
+                contexts.Add(context);
+                int finished = Interlocked.Increment(ref done);
+                long total = Interlocked.Add(ref scoredSoFar, seq.Length - 1);
+                progress?.Report(new EvaluationProgress(finished, sequences.Count, total));
+            });
+        }
+        catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is AgileQuantException) is Exception first)
+        {
+            // Parallel.For wraps what the sequences threw: surface the library's own error (e.g. NaN logits) as documented.
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
+            throw;
+        }
         double totalNll = 0;
         long totalScored = 0;
         for (int i = 0; i < nll.Length; i++) { totalNll += nll[i]; totalScored += scored[i]; }

@@ -24,8 +24,15 @@ public sealed class TokenSampler
     public int Sample(ReadOnlySpan<float> logits)
     {
         if (logits.IsEmpty) throw new ArgumentException("Logits are empty.", nameof(logits));
+        // NaN or +∞ means the forward pass overflowed; −∞ is a legitimate "never" (masking), unless every logit is −∞.
+        bool anyAboveMinusInfinity = false;
         for (int i = 0; i < logits.Length; i++)
-            if (float.IsNaN(logits[i])) throw new AgileQuantException($"The model produced a NaN logit at token {i}; refusing to sample from garbage.");
+        {
+            if (float.IsNaN(logits[i]) || float.IsPositiveInfinity(logits[i]))
+                throw new AgileQuantException($"The model produced a {(float.IsNaN(logits[i]) ? "NaN" : "+infinite")} logit at token {i}; refusing to sample from garbage.");
+            anyAboveMinusInfinity |= !float.IsNegativeInfinity(logits[i]);
+        }
+        if (!anyAboveMinusInfinity) throw new AgileQuantException("Every logit is −infinity; there is no token to sample.");
         if (_options.Temperature == 0f) return ArgMax(logits);
 
         int v = logits.Length;

@@ -42,6 +42,8 @@ public sealed class InferenceContext
         _model = model;
         _config = model.Config;
         int slots = _config.MaxSequenceLength;
+        if ((long)slots * _config.KvDim > Array.MaxLength)
+            throw new AgileQuantException($"A KV cache of {slots} positions × {_config.KvDim} key/value width exceeds the largest array ({Array.MaxLength} elements); the context length is too large.");
         _keyCache = new float[_config.NumLayers][];
         _valueCache = new float[_config.NumLayers][];
         for (int l = 0; l < _config.NumLayers; l++)

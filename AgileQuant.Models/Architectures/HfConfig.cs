@@ -30,11 +30,41 @@ public sealed class HfConfig
         {
             using JsonDocument doc = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { MaxDepth = 64 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new ModelFormatException(path, null, $"expected a JSON object, found {doc.RootElement.ValueKind}");
+            RequireValidText(path, doc.RootElement);
             return new HfConfig(path, doc.RootElement.Clone());
         }
         catch (JsonException e)
         {
             throw new ModelFormatException(path, null, "invalid JSON: " + e.Message, e);
+        }
+    }
+
+    // JsonDocument checks the text of names and strings only when they are read (invalid UTF-8 or a lone surrogate
+    // escape then throws InvalidOperationException), so every one is decoded once here.
+    private static void RequireValidText(string path, JsonElement element)
+    {
+        try
+        {
+            switch (element.ValueKind)
+            {
+                case JsonValueKind.Object:
+                    foreach (JsonProperty property in element.EnumerateObject())
+                    {
+                        _ = property.Name;
+                        RequireValidText(path, property.Value);
+                    }
+                    break;
+                case JsonValueKind.Array:
+                    foreach (JsonElement item in element.EnumerateArray()) RequireValidText(path, item);
+                    break;
+                case JsonValueKind.String:
+                    _ = element.GetString();
+                    break;
+            }
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new ModelFormatException(path, null, $"expected valid UTF-8 text in every name and string, found invalid text ({e.Message})", e);
         }
     }
 

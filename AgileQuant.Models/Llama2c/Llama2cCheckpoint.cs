@@ -31,14 +31,20 @@ public static class Llama2cCheckpoint
             if (stream.Position + count * sizeof(float) > fileLength)
                 throw new ModelFormatException(path, tensor, $"needs {count * sizeof(float)} bytes at offset {stream.Position}, but the file ends at {fileLength} (truncated)");
             float[] data = new float[count];
-            stream.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan()));
+            try { stream.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan())); }
+            catch (EndOfStreamException e)
+            {
+                throw new ModelFormatException(path, tensor, $"the file ended before {count * sizeof(float)} bytes at offset {stream.Position} (truncated while loading)", e);
+            }
             return data;
         }
+        // One array per layer: all layers of a tensor together may exceed 2^31 elements (e.g. w1 of a 13B model).
         float[][] ReadPerLayer(string tensor, long perLayer)
         {
-            float[] all = Read(tensor, perLayer * layers);
+            if (stream.Position + perLayer * layers * sizeof(float) > fileLength)
+                throw new ModelFormatException(path, tensor, $"needs {perLayer * layers * sizeof(float)} bytes at offset {stream.Position}, but the file ends at {fileLength} (truncated)");
             var result = new float[layers][];
-            for (int l = 0; l < layers; l++) result[l] = all.AsSpan((int)(l * perLayer), (int)perLayer).ToArray();
+            for (int l = 0; l < layers; l++) result[l] = Read(tensor, perLayer);
             return result;
         }
 
@@ -109,14 +115,15 @@ public static class Llama2cCheckpoint
         sharedClassifier = h[5] > 0;
         int vocab = Math.Abs(h[5]);
         // Exact size check before any allocation: the header must describe this file, not a bigger one.
-        long kvDim = (long)dim / heads * kvHeads, hidden = h[1], layers = h[2], headSize = dim / heads;
-        long floats = (long)vocab * dim + layers * (2L * dim + 2L * dim * dim + 2L * kvDim * dim + 3L * hidden * dim)
-            + dim + 2L * h[6] * (headSize / 2) + (sharedClassifier ? 0 : (long)vocab * dim);
-        long expected = HeaderBytes + floats * sizeof(float);
+        // In 128-bit arithmetic: int32 fields make products up to ~2^95, and a 64-bit sum that wraps around could match the file length.
+        Int128 kvDim = (Int128)dim / heads * kvHeads, hidden = h[1], layers = h[2], headSize = dim / heads;
+        Int128 floats = (Int128)vocab * dim + layers * (2 * (Int128)dim + 2 * (Int128)dim * dim + 2 * kvDim * dim + 3 * hidden * dim)
+            + dim + 2 * (Int128)h[6] * (headSize / 2) + (sharedClassifier ? 0 : (Int128)vocab * dim);
+        Int128 expected = HeaderBytes + floats * sizeof(float);
         if (expected != fileLength)
             throw new ModelFormatException(path, null, $"the header (dim {dim}, hidden {hidden}, layers {layers}, heads {heads}, kv heads {kvHeads}, vocab {vocab}, seq {h[6]}, {(sharedClassifier ? "shared" : "separate")} classifier) describes a {expected}-byte file, but the file has {fileLength} bytes{(fileLength < expected ? " (truncated)" : "")}");
-        if ((long)vocab * dim > int.MaxValue || hidden * dim > int.MaxValue)
-            throw new ModelFormatException(path, null, "a single tensor exceeds 2^31 elements, which this reader does not support");
+        if ((long)vocab * dim > Array.MaxLength || (long)h[1] * dim > Array.MaxLength || (long)dim * dim > Array.MaxLength)
+            throw new ModelFormatException(path, null, $"a single tensor exceeds {Array.MaxLength} elements (the largest .NET array), which this reader does not support");
         return new TransformerConfig
         {
             Family = "llama",

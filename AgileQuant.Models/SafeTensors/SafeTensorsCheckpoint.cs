@@ -20,7 +20,7 @@ public sealed class SafeTensorsCheckpoint : IDisposable
 
     private readonly Dictionary<string, (SafeTensorsFile File, SafeTensorInfo Info)> _byName;
     private readonly SafeTensorsFile[] _files;
-    private bool _disposed;
+    private int _disposed;
 
     private SafeTensorsCheckpoint(string sourcePath, SafeTensorsFile[] files,
         Dictionary<string, (SafeTensorsFile, SafeTensorInfo)> byName, List<SafeTensorInfo> tensors)
@@ -206,16 +206,15 @@ public sealed class SafeTensorsCheckpoint : IDisposable
     private (SafeTensorsFile File, SafeTensorInfo Info) Locate(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (_byName.TryGetValue(name, out var entry)) return entry;
         throw new ModelFormatException(SourcePath, name, $"expected the tensor in the checkpoint, found no such name among {Tensors.Count} tensors");
     }
 
-    /// <summary>Unmaps every file. Calling it again does nothing.</summary>
+    /// <summary>Unmaps every file. Calling it again, also from several threads at once, does nothing.</summary>
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         foreach (SafeTensorsFile file in _files) file.Dispose();
     }
 }

@@ -21,10 +21,13 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     private MemoryMappedFile? _map;
     private MemoryMappedViewAccessor? _view;
     private byte* _base;
-    private bool _disposed;
+    private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _handle; // owned by the map; used to notice truncation
+    private int _disposed;
 
-    private SafeTensorsFile(string filePath, long fileLength, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* basePointer)
+    private SafeTensorsFile(string filePath, long fileLength, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* basePointer,
+        Microsoft.Win32.SafeHandles.SafeFileHandle handle)
     {
+        _handle = handle;
         FilePath = filePath;
         FileLength = fileLength;
         _map = map;
@@ -88,7 +91,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             byte* pointer = null;
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
             pointerAcquired = true;
-            return new SafeTensorsFile(fullPath, length, map, view, pointer + view.PointerOffset);
+            return new SafeTensorsFile(fullPath, length, map, view, pointer + view.PointerOffset, stream.SafeFileHandle);
         }
         catch
         {
@@ -125,7 +128,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     public ReadOnlySpan<byte> GetBytes(string name)
     {
         SafeTensorInfo info = Get(name);
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        RequireMappedAndWhole(name);
         if (info.ByteLength > int.MaxValue)
             throw new ModelFormatException(FilePath, name, $"expected at most {int.MaxValue} bytes to expose as one span, found {info.ByteLength}");
         return new ReadOnlySpan<byte>(_base + info.DataOffset, (int)info.ByteLength);
@@ -162,7 +165,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         SafeTensorsFloatConversion.RequireFloat(info);
         if (destination.Length != info.ElementCount)
             throw new ArgumentException($"expected a destination of {info.ElementCount} floats for '{name}', found {destination.Length}", nameof(destination));
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        RequireMappedAndWhole(name);
         // Converted in chunks straight from the mapping, so tensors over 2 GiB of source bytes are readable too.
         int elementSize = SafeTensorsDTypes.ElementSize(info.DType);
         byte* source = _base + info.DataOffset;
@@ -175,11 +178,25 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         }
     }
 
-    /// <summary>Unmaps the file. Calling it again does nothing.</summary>
+    // A file truncated while mapped makes reads past its new end fault (SIGBUS on Linux), so the length is checked
+    // before each read; a truncation racing with the read itself remains the caller's to avoid (copy, then close).
+    private void RequireMappedAndWhole(string name)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        long length;
+        try { length = RandomAccess.GetLength(_handle); }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            throw new ModelFormatException(FilePath, name, "could not check the file's length before reading: " + e.Message, e);
+        }
+        if (length < FileLength)
+            throw new ModelFormatException(FilePath, name, $"expected the file to still be {FileLength} bytes, found {length} (truncated while open)");
+    }
+
+    /// <summary>Unmaps the file. Calling it again, also from several threads at once, does nothing.</summary>
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _base = null;
         if (_view is not null)
         {

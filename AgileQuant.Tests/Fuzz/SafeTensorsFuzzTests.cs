@@ -11,7 +11,7 @@ namespace AgileQuant.Tests.Fuzz;
 [Category("Fuzz")]
 public sealed class SafeTensorsFuzzTests() : TemporaryDirectoryFixture("aq-fuzz-", inMemory: true)
 {
-    private static readonly TimeSpan PerInputLimit = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan PerInputLimit = FuzzCampaign.PerInputLimit;
 
     /// <summary>Small valid files: every writer dtype, metadata, scalars, empty tensors, LLaMA-style names, an unpadded header.</summary>
     public static List<byte[]> Seeds()
@@ -83,48 +83,16 @@ public sealed class SafeTensorsFuzzTests() : TemporaryDirectoryFixture("aq-fuzz-
     {
         string path = Path.Combine(Temp.FullPath, "fuzz.safetensors");
         List<byte[]> seeds = Seeds();
-        // AGILEQUANT_FUZZ_ITERATIONS raises the count for a long local run; the default keeps the suite fast.
-        int iterations = int.TryParse(Environment.GetEnvironmentVariable("AGILEQUANT_FUZZ_ITERATIONS"), out int n) && n > 0 ? n : 20_000;
-        var options = new FuzzOptions(iterations, BaseSeed: 9_001, PerInputLimit);
+        var options = new FuzzOptions(FuzzCampaign.Iterations(), BaseSeed: 9_001, PerInputLimit);
         FuzzReport report = FuzzRunner.Run(seeds,
             [new SafeTensorsHeaderMutator(), new SafeTensorsHeaderMutator(), new ByteMutator(HeaderRegion)],
             FuzzRunner.ThroughFile(path, OpenAndReadEverything),
             e => e is ModelFormatException m && m.FilePath == path, options,
             message => FuzzRunner.MaskMessage(message.Replace(path, "<file>")));
-        TestContext.Out.WriteLine(report.Describe(40));
-        SaveFailures(report);
-
-        Assert.That(report.Failures, Is.Empty, report.Describe(0));
+        FuzzCampaign.Check("safetensors", report, 40);
         Assert.That(report.InputsTried, Is.EqualTo(options.Iterations + seeds.Count));
         Assert.That(report.Rejected, Is.GreaterThan(options.Iterations / 2), "mutations should mostly break the file");
         Assert.That(report.MessageKinds, Has.Count.GreaterThanOrEqualTo(25), "mutations should reach many distinct checks");
-    }
-
-    [Test]
-    public void ShardIndexReaderOnlyAcceptsOrRaisesModelFormatException()
-    {
-        // The generic byte mutator on a JSON index, with valid shards beside it: the harness reused for another reader.
-        const string shardA = "model-00001-of-00002.safetensors", shardB = "model-00002-of-00002.safetensors";
-        List<byte[]> seeds = Seeds();
-        Temp.Write(shardA, seeds[0]);
-        Temp.Write(shardB, seeds[3]);
-        byte[] index = System.Text.Encoding.UTF8.GetBytes(
-            $"{{\"metadata\":{{\"total_size\":43}},\"weight_map\":{{\"w\":\"{shardA}\",\"b\":\"{shardA}\",\"odd\":\"{shardB}\",\"tail\":\"{shardB}\"}}}}");
-        string indexPath = Path.Combine(Temp.FullPath, SafeTensorsCheckpoint.IndexFileName);
-        var options = new FuzzOptions(Iterations: 3_000, BaseSeed: 77, PerInputLimit);
-        FuzzReport report = FuzzRunner.Run([index], [new ByteMutator()],
-            FuzzRunner.ThroughFile(indexPath, p =>
-            {
-                using var checkpoint = SafeTensorsCheckpoint.Open(Temp.FullPath);
-                foreach (SafeTensorInfo info in checkpoint.Tensors) _ = checkpoint.GetBytes(info.Name).Length;
-            }),
-            e => e is ModelFormatException, options);
-        TestContext.Out.WriteLine(report.Describe(15));
-        SaveFailures(report);
-
-        Assert.That(report.Failures, Is.Empty, report.Describe(0));
-        Assert.That(report.Accepted, Is.GreaterThan(0), "the unmutated index must open");
-        Assert.That(report.Rejected, Is.GreaterThan(0));
     }
 
     [Test]
@@ -136,17 +104,6 @@ public sealed class SafeTensorsFuzzTests() : TemporaryDirectoryFixture("aq-fuzz-
         IFuzzMutator[] mutators = [new SafeTensorsHeaderMutator(), new ByteMutator()];
         for (int i = 0; i < 50; i++)
             Assert.That(FuzzRunner.MakeInput(seeds, mutators, options, i), Is.EqualTo(FuzzRunner.MakeInput(seeds, mutators, options, i)));
-    }
-
-    // Failing inputs go to the test work directory (also rebuildable with FuzzRunner.MakeInput and the index).
-    private static void SaveFailures(FuzzReport report)
-    {
-        foreach (FuzzFailure failure in report.Failures)
-        {
-            string file = Path.Combine(TestContext.CurrentContext.WorkDirectory, $"fuzz-failure-{TestContext.CurrentContext.Test.MethodName}-{failure.Index}.bin");
-            File.WriteAllBytes(file, failure.Input);
-            TestContext.Out.WriteLine($"saved failing input {failure.Index} to {file}");
-        }
     }
 
     // The length field and JSON header: where mutations change what the reader sees.
