@@ -3,6 +3,7 @@ using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Models.Architectures;
 using AgileQuant.Models.Llama2c;
+using AgileQuant.Models.QuantizedCheckpoints;
 using AgileQuant.Models.SafeTensors;
 using AgileQuant.Models.Tokenizers;
 using Microsoft.ML.Tokenizers;
@@ -38,7 +39,7 @@ public sealed record ModelLoadOptions
 /// <param name="Model">The runnable model.</param>
 /// <param name="Tokenizer">Its tokenizer, or null when none was found or given.</param>
 /// <param name="SourcePath">Where the weights came from.</param>
-/// <param name="Format">The on-disk format (<c>llama2c</c> or <c>huggingface</c>).</param>
+/// <param name="Format">The on-disk format (<c>llama2c</c>, <c>huggingface</c> or <c>agilequant</c>, a quantized checkpoint).</param>
 public sealed record LoadedModel(TransformerModel Model, Tokenizer? Tokenizer, string SourcePath, string Format);
 
 /// <summary>Loads llama2.c checkpoints and Hugging Face model directories (LLaMA, OPT, BLOOM).</summary>
@@ -47,7 +48,9 @@ public static class ModelLoader
     /// <summary>
     /// Loads <paramref name="path"/>: a llama2.c <c>.bin</c> file (tokenizer: <c>tokenizer.bin</c> or a single
     /// <c>tok*.bin</c> beside it) or a Hugging Face directory (<c>config.json</c> + safetensors; tokenizer:
-    /// <c>tokenizer.model</c>, <c>tokenizer.json</c> or <c>vocab.json</c> + <c>merges.txt</c>).
+    /// <c>tokenizer.model</c>, <c>tokenizer.json</c> or <c>vocab.json</c> + <c>merges.txt</c>), or an AgileQuant quantized
+    /// checkpoint: a <c>.safetensors</c> file whose metadata has <c>agilequant.format</c> (tokenizer: as for llama2.c,
+    /// else a Hugging Face tokenizer file beside it).
     /// </summary>
     /// <exception cref="ModelFormatException">A file is missing or malformed, or tokenizer and model disagree.</exception>
     public static LoadedModel Load(string path, ModelLoadOptions? options = null)
@@ -58,6 +61,7 @@ public static class ModelLoader
         if (Directory.Exists(path)) return LoadHuggingFace(path, options, kernel);
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "no such file or directory");
         if (options.WeightsFile is not null) throw new AgileQuantException("--weights applies to a Hugging Face model directory, not to a single file.");
+        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return LoadQuantizedCheckpoint(path, options, kernel);
         WeightMemoryBudget.Enforce(path, Llama2cCheckpoint.ReadConfig(path), options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
         TransformerWeights weights = Llama2cCheckpoint.Load(path);
         if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights);
@@ -97,6 +101,30 @@ public static class ModelLoader
             _ => -1,
         };
         if (size > vocabSize) throw new ModelFormatException(path, null, $"the tokenizer has {size} tokens, but the model's vocabulary has only {vocabSize} (vocab size mismatch)");
+    }
+
+    private static LoadedModel LoadQuantizedCheckpoint(string path, ModelLoadOptions options, IMatMulKernel kernel)
+    {
+        using (SafeTensorsFile file = SafeTensorsFile.Open(path))
+            if (!QuantizedCheckpointReader.IsQuantizedCheckpoint(file.Metadata))
+                throw new ModelFormatException(path, null,
+                    "expected an AgileQuant quantized checkpoint (metadata key agilequant.format), found a plain safetensors file; pass its Hugging Face model directory instead");
+        QuantizedCheckpoint checkpoint = QuantizedCheckpointReader.Load(path);
+        TransformerWeights weights = checkpoint.Weights;
+        if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights);
+        // The scheme also decides the runtime beyond the weights: 4-bit-activation kernel, attention quantization, mixed tokens.
+        RuntimeOptions runtime = QuantizedCheckpointReader.RuntimeOptionsFor(checkpoint, kernel);
+        var model = new TransformerModel(weights, kernel, runtime);
+        string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
+        string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        Tokenizer? tokenizer = null;
+        if (tokenizerPath is not null) tokenizer = LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
+        else if (new[] { "tokenizer.model", "tokenizer.json", "vocab.json" }.Any(f => File.Exists(Path.Combine(dir, f))))
+        {
+            tokenizer = HfTokenizerLoader.LoadFromDirectory(dir);
+            CheckFits(dir, tokenizer, weights.Config.VocabSize);
+        }
+        return new LoadedModel(model, tokenizer, path, "agilequant");
     }
 
     private static string? FindLlama2cTokenizer(string modelPath)

@@ -91,13 +91,23 @@ public static class ModelQuantizer
     public static RuntimeOptions RuntimeOptionsFor(TransformerModel fp32, QuantizationConfig config)
     {
         ArgumentNullException.ThrowIfNull(fp32);
+        return RuntimeOptionsFor(fp32.Kernel, config);
+    }
+
+    /// <summary>
+    /// The runtime options that <paramref name="config"/> implies for a model run by <paramref name="kernel"/> (its 4-bit
+    /// kernel takes the same instruction set and thread count), e.g. for a quantized checkpoint loaded from disk.
+    /// </summary>
+    public static RuntimeOptions RuntimeOptionsFor(IMatMulKernel kernel, QuantizationConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
         ArgumentNullException.ThrowIfNull(config);
         if (!config.QuantizesActivations) return RuntimeOptions.Default;
         bool needsFourBit = config.ActivationBits == 4 || config.LowBitTokenRatio > 0;
         IMatMulKernel? fourBit = null;
         if (needsFourBit)
         {
-            KernelOptions kernelOptions = fp32.Kernel is KernelSet set
+            KernelOptions kernelOptions = kernel is KernelSet set
                 ? new KernelOptions { Preference = set.Isa, Threads = set.Threads, ActivationBits = 4 }
                 : new KernelOptions { ActivationBits = 4 };
             fourBit = KernelSelector.Create(kernelOptions);

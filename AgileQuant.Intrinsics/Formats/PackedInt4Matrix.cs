@@ -101,6 +101,33 @@ public sealed class PackedInt4Matrix : IWeightMatrix
         return new PackedInt4Matrix(rows, cols, groupSize, packed, scales.ToArray(), zeroPoints.ToArray());
     }
 
+    /// <summary>
+    /// Wraps already packed nibbles (Rows, RowBytes) laid out as in the class remarks, with scales and (when
+    /// asymmetric) zero points 0..15, both (Rows, ceil(Cols / groupSize)); pass an empty
+    /// <paramref name="zeroPoints"/> for a symmetric matrix. Everything is copied and validated (lengths,
+    /// zero points, zero padding nibbles past Cols), nothing is re-quantized: the inverse of reading
+    /// <see cref="Packed"/>, <see cref="Scales"/> and <see cref="ZeroPoints"/>.
+    /// </summary>
+    public static PackedInt4Matrix FromPacked(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, ReadOnlySpan<byte> zeroPoints, int rows, int cols, int groupSize)
+    {
+        ValidateShape((long)rows * cols, scales.Length, rows, cols, groupSize);
+        int rowBytes = RowBytesFor(cols);
+        if (packed.Length != (long)rows * rowBytes)
+            throw new ArgumentException($"Expected {(long)rows * rowBytes} packed bytes ({rows} rows x {rowBytes}), found {packed.Length}.", nameof(packed));
+        if (!zeroPoints.IsEmpty && zeroPoints.Length != scales.Length)
+            throw new ArgumentException($"Expected {scales.Length} zero points (one per scale) or none (symmetric), found {zeroPoints.Length}.", nameof(zeroPoints));
+        foreach (byte zero in zeroPoints)
+            if (zero > 15) throw new ArgumentOutOfRangeException(nameof(zeroPoints), $"Expected zero points in 0..15, found {zero}.");
+        for (int r = 0; r < rows; r++)
+            for (int c = cols; c < 2 * rowBytes; c++)
+            {
+                byte pair = packed[r * rowBytes + c / 2];
+                if (((c & 1) == 0 ? pair & 0xF : pair >> 4) != 0)
+                    throw new ArgumentException($"Expected zero padding nibbles past column {cols - 1}, found a non-zero nibble at ({r}, {c}).", nameof(packed));
+            }
+        return new PackedInt4Matrix(rows, cols, groupSize, packed.ToArray(), scales.ToArray(), zeroPoints.IsEmpty ? null : zeroPoints.ToArray());
+    }
+
     /// <summary>The stored nibble (0..15) of element (r, c).</summary>
     public int Nibble(int r, int c)
     {
@@ -131,7 +158,7 @@ public sealed class PackedInt4Matrix : IWeightMatrix
         packed[at] |= (byte)((c & 1) == 0 ? nibble : nibble << 4);
     }
 
-    private static void ValidateShape(int codeCount, int scaleCount, int rows, int cols, int groupSize)
+    private static void ValidateShape(long codeCount, int scaleCount, int rows, int cols, int groupSize)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rows);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(cols);
