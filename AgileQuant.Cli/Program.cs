@@ -14,6 +14,7 @@ internal static class Program
             GenerateCommand.Create(),
             PerplexityCommand.Create(),
             AccuracyCommand.Create(),
+            QuantizeCommand.Create(),
             LogitsCommand.Create(),
             BenchCommand.Create(),
             InfoCommand.Create(),
