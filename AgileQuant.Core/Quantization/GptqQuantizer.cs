@@ -145,7 +145,7 @@ public static class GptqQuantizer
     }
 
     private static UniformQuantizationParameters FitGroup(ReadOnlySpan<double> values, QuantizerSettings settings) =>
-        UniformQuantizationParameters.Fit(values, settings.Bits, settings.Symmetric, settings.ScaleConvention);
+        UniformQuantizationParameters.Fit(values, settings);
 
     private static int[] ColumnOrder(double[] h, int cols, bool actOrder)
     {

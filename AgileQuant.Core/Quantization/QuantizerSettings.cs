@@ -34,6 +34,12 @@ public sealed record QuantizerSettings
     /// </summary>
     public bool StaticGroups { get; init; }
 
+    /// <summary>
+    /// Shrink each group's range to the factor p ∈ {1, 0.99, …, 0.21} that minimises <c>Σ |x − x̂|^2.4</c> over the group
+    /// (the grid search of the reference GPTQ quantizer's <c>mse</c> option) instead of using the plain min/max.
+    /// </summary>
+    public bool ClipSearch { get; init; }
+
     /// <summary>GPTQ: columns per lazy-update block (128 in the reference).</summary>
     public int BlockSize { get; init; } = 128;
 

@@ -2,7 +2,7 @@ namespace AgileQuant.Core.Quantization;
 
 /// <summary>
 /// Round-to-nearest (RTN) weight quantization: each (row, group) gets parameters fitted to its own
-/// values (<see cref="UniformQuantizationParameters.Fit{T}"/>),
+/// values (<see cref="UniformQuantizationParameters.Fit{T}(ReadOnlySpan{T}, QuantizerSettings)"/>),
 /// then <c>q[r, c] = clamp(round(w[r, c] / s[r, g]) + z[r, g], qmin, qmax)</c> with no error compensation.
 /// </summary>
 public static class RoundToNearestQuantizer
@@ -27,7 +27,7 @@ public static class RoundToNearestQuantizer
             {
                 int start = g * groupSize, width = Math.Min(groupSize, cols - start);
                 var values = weight.Slice(r * cols + start, width);
-                var p = UniformQuantizationParameters.Fit(values, settings.Bits, settings.Symmetric, settings.ScaleConvention);
+                var p = UniformQuantizationParameters.Fit(values, settings);
                 scales[r * groups + g] = p.Scale;
                 if (zeros is not null) zeros[r * groups + g] = (byte)p.ZeroPoint;
                 var rowCodes = codes.AsSpan(r * cols + start, width);

@@ -87,6 +87,42 @@ public readonly record struct UniformQuantizationParameters
     /// from <c>max|x|</c>, asymmetric from <c>min(x)</c>, <c>max(x)</c>. Values must be finite.
     /// </summary>
     public static UniformQuantizationParameters Fit<T>(
+        ReadOnlySpan<T> values, QuantizerSettings settings)
+        where T : INumber<T>
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        UniformQuantizationParameters full = Fit(values, settings.Bits, settings.Symmetric, settings.ScaleConvention);
+        if (!settings.ClipSearch || full.Scale == 0) return full;
+        T min = T.Zero, max = T.Zero;
+        foreach (T v in values)
+        {
+            if (v < min) min = v;
+            if (v > max) max = v;
+        }
+        double lo = double.CreateChecked(min), hi = double.CreateChecked(max);
+        UniformQuantizationParameters best = full;
+        double bestError = double.PositiveInfinity;
+        // p = 1 − i/100 for i < 80, as the reference's grid = 100, maxshrink = 0.8
+        for (int i = 0; i < 80; i++)
+        {
+            double p = 1 - i / 100.0;
+            UniformQuantizationParameters candidate = settings.Symmetric
+                ? CreateSymmetric(Math.Max(-lo, hi) * p, settings.Bits, settings.ScaleConvention)
+                : CreateAsymmetric(lo * p, hi * p, settings.Bits);
+            double error = 0;
+            foreach (T v in values)
+            {
+                double x = double.CreateChecked(v);
+                error += Math.Pow(Math.Abs(candidate.Dequantize(candidate.Quantize(x)) - x), 2.4);
+                if (error >= bestError) break;
+            }
+            if (error < bestError) { bestError = error; best = candidate; }
+        }
+        return best;
+    }
+
+    /// <summary>Fits parameters to the min/max of <paramref name="values"/> (see the other overload for the clip search).</summary>
+    public static UniformQuantizationParameters Fit<T>(
         ReadOnlySpan<T> values, int bits, bool symmetric, SymmetricScaleConvention convention)
         where T : INumber<T>
     {
