@@ -19,6 +19,7 @@ internal sealed class QuantizedActivations
     private sbyte[] _codes = [];
     private float[] _scales = [];
     private int[] _groupSums = [];
+    private float[] _groupSumsAsFloat = [];
 
     public int Tokens { get; private set; }
     public int Cols { get; private set; }
@@ -34,6 +35,9 @@ internal sealed class QuantizedActivations
 
     /// <summary>Σ codes over each group (Tokens, GroupCount).</summary>
     public int[] GroupSums => _groupSums;
+
+    /// <summary><see cref="GroupSums"/> as floats (Tokens, GroupCount), for vectorized zero-point corrections.</summary>
+    public float[] GroupSumsAsFloat => _groupSumsAsFloat;
 
     /// <summary>The calling thread's scratch (created once per thread).</summary>
     public static QuantizedActivations ForCurrentThread() => t_current ??= new QuantizedActivations();
@@ -51,7 +55,11 @@ internal sealed class QuantizedActivations
         GroupCount = groupCount;
         if (_codes.Length < tokens * stride) _codes = new sbyte[tokens * stride];
         if (_scales.Length < tokens) _scales = new float[tokens];
-        if (_groupSums.Length < tokens * groupCount) _groupSums = new int[tokens * groupCount];
+        if (_groupSums.Length < tokens * groupCount)
+        {
+            _groupSums = new int[tokens * groupCount];
+            _groupSumsAsFloat = new float[tokens * groupCount];
+        }
         Span<sbyte> plain = stackalloc sbyte[32];
         for (int t = 0; t < tokens; t++)
         {
@@ -63,6 +71,7 @@ internal sealed class QuantizedActivations
                 int sum = 0;
                 foreach (sbyte code in codes.Slice(g * groupSize, Math.Min(groupSize, stride - g * groupSize))) sum += code;
                 _groupSums[t * groupCount + g] = sum;
+                _groupSumsAsFloat[t * groupCount + g] = sum;
             }
             if (order != ActivationOrder.NibblePairs) continue;
             for (int b = 0; b < stride; b += 32)
