@@ -62,7 +62,8 @@ public class Fp32MatMulBenchmarks
     [Throughput("GFLOPS", 2.0 * SmallSize * SmallSize * SmallTokens)]
     public void Fp32SmallSimd() => _simd.MatMul(_smallWeights, _smallX, _smallY, SmallTokens);
 
-    private static float[] Values(Random random, int count)
+    /// <summary>Uniform values in [-1, 1) from <paramref name="random"/>.</summary>
+    internal static float[] Values(Random random, int count)
     {
         var values = new float[count];
         for (int i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 2 - 1);
