@@ -1,7 +1,6 @@
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
 using BenchmarkDotNet.Attributes;
-using BenchmarkDotNet.Configs;
 
 namespace AgileQuant.Benchmarks.Kernels;
 
@@ -10,10 +9,7 @@ namespace AgileQuant.Benchmarks.Kernels;
 /// shapes: GEMM 4096×4096 × 128 tokens (GOPS; int8 peak ~194 / ~372 at 1 / 2 threads) and GEMV of a
 /// 4096×11008 weight (GB/s of weight bytes read; bandwidth ~19 / ~27 GB/s). W4 uses groups of 32, symmetric.
 /// </summary>
-[MemoryDiagnoser]
-[Config(typeof(Fp32MatMulBenchmarks.ThroughputConfig))]
-[GroupBenchmarksBy(BenchmarkLogicalGroupRule.ByCategory)]
-[CategoriesColumn]
+[Config(typeof(ThroughputConfig))]
 public class QuantizedMatMulBenchmarks
 {
     private const int GemmSize = 4096, GemmTokens = 128;

@@ -7,10 +7,10 @@ using X86 = System.Runtime.Intrinsics.X86;
 namespace AgileQuant.Intrinsics.Avx2;
 
 /// <summary>
-/// AVX2 W4A8 / W4A4 kernel, twin of <see cref="Scalar.ScalarInt4Kernel"/>: per 32-column block, the 16
+/// AVX2 W4A8 / W4A4 kernel, twin of <see cref="Scalar.ScalarInt4Kernel"/>: per 64-column block, the 32
 /// packed bytes are split into low / high nibbles (even / odd columns, 0..15 unsigned) and multiplied with
-/// the activations (stored even-then-odd) by <c>vpmaddubsw</c> (u8 × s8 pair sums ≤ 2·15·127, no int16
-/// saturation) and <c>vpmaddwd</c> by 1 into int32 lanes; per group the exact int32 lanes of
+/// the activations (stored even-then-odd) by two <c>vpmaddubsw</c> (u8 × s8 pair sums ≤ 2·15·127, no int16
+/// saturation, their sum ≤ 7620) and one <c>vpmaddwd</c> by 1 into int32 lanes; per group the exact int32 lanes of
 /// <c>Σ nibble · x_q</c> are converted and multiplied by the group scale into float lanes (no horizontal
 /// sum per group) and <c>Σ_g s_w · z · Σ x_q</c> is subtracted once per row, so outputs equal the scalar
 /// twin's up to float rounding.
@@ -45,7 +45,7 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
         fixed (sbyte* codes = xq.Codes)
         fixed (float* groupSums = xq.GroupSumsAsFloat)
         {
-            var rows = new Int4Rows(packed, w.RowBytes, w.GroupSize / 32, groups, scales, zeroPoints);
+            var rows = new Int4Rows(packed, w.RowBytes, w.GroupSize, groups, scales, zeroPoints);
             float* dots = stackalloc float[TokenTile];
             for (int r = rowBegin; r < rowEnd; r++)
                 for (int t0 = 0; t0 < xq.Tokens; t0 += TokenTile)
@@ -69,27 +69,41 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
     }
 
     // dots[j] = Σ_g s_w[r, g] · Σ_{c∈g} nibble[r, c] · x_q[j, c]: exact int32 lanes per group, scaled into float
-    // lanes (no horizontal sum per group), so outputs equal the scalar twin's up to float rounding.
+    // lanes (no horizontal sum per group), so outputs equal the scalar twin's up to float rounding. One 64-column
+    // block gives 8 int32 lanes, lanes 0..3 from columns 0..31 and 4..7 from 32..63: with groups of 32 the two
+    // halves take their own scale.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScaledRowDots<N>(in Int4Rows w, int r, sbyte* x, nint xStride, float* dots) where N : struct, ITokenCount
     {
         byte* pairs = w.Packed + (nint)r * w.RowBytes;
         byte* rowEnd = pairs + w.RowBytes;
-        nint groupBytes = w.BlocksPerGroup * 16;
+        bool halfBlockGroups = w.GroupSize == 32;
+        nint groupBytes = Math.Max(1, w.GroupSize / 64) * 32;
         float* scales = w.Scales + (nint)r * w.Groups;
         Vector256<float> f0 = default, f1 = default, f2 = default, f3 = default;
-        for (; pairs < rowEnd; scales++)
+        for (int g = 0; pairs < rowEnd;)
         {
             Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (byte* groupEnd = pairs + Math.Min(groupBytes, rowEnd - pairs); pairs < groupEnd; pairs += 16, x += 32)
+            for (byte* groupEnd = pairs + Math.Min(groupBytes, rowEnd - pairs); pairs < groupEnd; pairs += 32, x += 64)
             {
-                Vector256<byte> nibbles = Unpack(pairs);
-                a0 += BlockProducts(nibbles, x);
-                if (N.Value > 1) a1 += BlockProducts(nibbles, x + xStride);
-                if (N.Value > 2) a2 += BlockProducts(nibbles, x + 2 * xStride);
-                if (N.Value > 3) a3 += BlockProducts(nibbles, x + 3 * xStride);
+                (Vector256<byte> even, Vector256<byte> odd) = Unpack(pairs);
+                a0 += BlockProducts(even, odd, x);
+                if (N.Value > 1) a1 += BlockProducts(even, odd, x + xStride);
+                if (N.Value > 2) a2 += BlockProducts(even, odd, x + 2 * xStride);
+                if (N.Value > 3) a3 += BlockProducts(even, odd, x + 3 * xStride);
             }
-            Vector256<float> scale = Vector256.Create(*scales);
+            Vector256<float> scale;
+            if (halfBlockGroups)
+            {
+                // A last half block past Cols holds zero activations; scale 0 keeps it out.
+                scale = Vector256.Create(Vector128.Create(scales[g]), Vector128.Create(g + 1 < w.Groups ? scales[g + 1] : 0f));
+                g += 2;
+            }
+            else
+            {
+                scale = Vector256.Create(scales[g]);
+                g++;
+            }
             if (N.Value == 1)
             {
                 // One token: alternate two float accumulators so successive groups' FMAs do not wait on each other.
@@ -131,36 +145,45 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
     }
 
     /// <summary>acc[g] = Σ_{c∈g} nibble[c] · x_q[c] for one row and token (x in nibble-pair order), from the kernel's block steps.</summary>
-    internal static void RawGroupSums(byte* row, int blocks, int blocksPerGroup, sbyte* x, int* acc, int groups)
+    internal static void RawGroupSums(byte* row, int rowBytes, int groupSize, sbyte* x, int* acc, int groups)
     {
-        for (int g = 0, b = 0; g < groups; g++)
+        new Span<int>(acc, groups).Clear();
+        for (int b = 0; b < rowBytes / 32; b++)
         {
-            Vector256<int> sum = default;
-            for (int end = Math.Min(blocks, b + blocksPerGroup); b < end; b++) sum += BlockProducts(Unpack(row + b * 16), x + b * 32);
-            acc[g] = Vector256.Sum(sum);
+            (Vector256<byte> even, Vector256<byte> odd) = Unpack(row + b * 32);
+            Vector256<int> lanes = BlockProducts(even, odd, x + b * 64);
+            if (groupSize > 32)
+            {
+                acc[b * 64 / groupSize] += Vector256.Sum(lanes);
+                continue;
+            }
+            acc[2 * b] = Vector128.Sum(lanes.GetLower());
+            if (2 * b + 1 < groups) acc[2 * b + 1] = Vector128.Sum(lanes.GetUpper());
         }
     }
 
-    // 16 packed bytes → 32 unsigned nibbles: low nibbles (even columns) then high nibbles (odd columns).
+    // 32 packed bytes (64 columns) → low nibbles (even columns) and high nibbles (odd columns), unsigned 0..15.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Unpack(byte* pairs)
+    private static (Vector256<byte> Even, Vector256<byte> Odd) Unpack(byte* pairs)
     {
-        Vector128<byte> lowNibbles = Vector128.Create((byte)0x0F);
-        Vector128<byte> packed = X86.Sse2.LoadVector128(pairs);
-        Vector128<byte> odd = X86.Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & lowNibbles;
-        return Vector256.Create(packed & lowNibbles, odd);
+        Vector256<byte> lowNibbles = Vector256.Create((byte)0x0F);
+        Vector256<byte> packed = X86.Avx.LoadVector256(pairs);
+        return (packed & lowNibbles, X86.Avx2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & lowNibbles);
     }
 
-    // 8 int32 lanes of Σ nibble · x over one 32-column block: vpmaddubsw (pairs ≤ 2·15·127) then vpmaddwd by 1.
+    // 8 int32 lanes of Σ nibble · x over one 64-column block: two vpmaddubsw (pairs ≤ 2·15·127 each, their
+    // int16 sum ≤ 7620) added, then one vpmaddwd by 1.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> BlockProducts(Vector256<byte> nibbles, sbyte* x) =>
-        X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(nibbles, X86.Avx.LoadVector256(x)), Vector256.Create((short)1));
+    private static Vector256<int> BlockProducts(Vector256<byte> even, Vector256<byte> odd, sbyte* x) =>
+        X86.Avx2.MultiplyAddAdjacent(
+            X86.Avx2.MultiplyAddAdjacent(even, X86.Avx.LoadVector256(x)) + X86.Avx2.MultiplyAddAdjacent(odd, X86.Avx.LoadVector256(x + 32)),
+            Vector256.Create((short)1));
 
-    private readonly struct Int4Rows(byte* packed, int rowBytes, int blocksPerGroup, int groups, float* scales, byte* zeroPoints)
+    private readonly struct Int4Rows(byte* packed, int rowBytes, int groupSize, int groups, float* scales, byte* zeroPoints)
     {
         public readonly byte* Packed = packed;
         public readonly int RowBytes = rowBytes;
-        public readonly int BlocksPerGroup = blocksPerGroup;
+        public readonly int GroupSize = groupSize;
         public readonly int Groups = groups;
         public readonly float* Scales = scales;
         public readonly byte* ZeroPoints = zeroPoints;

@@ -4,13 +4,13 @@ namespace AgileQuant.Intrinsics.Quantization;
 
 /// <summary>
 /// Per-thread scratch for a quantized copy of X (tokens, Cols), refilled by every integer kernel call:
-/// codes (tokens, Stride) with Stride = 32 · ceil(Cols / 32) (zero padded), one scale per token, and the
+/// codes (tokens, Stride) with Stride = 64 · ceil(Cols / 64) (zero padded), one scale per token, and the
 /// code sum of every (token, group) for the zero-point correction.
 /// </summary>
 /// <remarks>
-/// In <see cref="ActivationOrder.NibblePairs"/> order each 32-column block is stored as its 16 even columns
-/// then its 16 odd columns, matching the low/high nibbles of <see cref="Formats.PackedInt4Matrix"/> after a
-/// SIMD unpack, so kernels never interleave weights.
+/// In <see cref="ActivationOrder.NibblePairs"/> order each 64-column block is stored as its 32 even columns
+/// then its 32 odd columns, matching the low / high nibbles of 32 bytes of <see cref="Formats.PackedInt4Matrix"/>
+/// after a SIMD unpack, so kernels never interleave weights.
 /// </remarks>
 internal sealed class QuantizedActivations
 {
@@ -46,7 +46,7 @@ internal sealed class QuantizedActivations
     public void Quantize(ReadOnlySpan<float> x, int tokens, int cols, int bits, int groupSize, ActivationOrder order)
     {
         Debug.Assert(groupSize % 32 == 0 && x.Length >= tokens * cols);
-        int stride = (cols + 31) / 32 * 32;
+        int stride = (cols + 63) / 64 * 64;
         int groupCount = (cols + groupSize - 1) / groupSize;
         Tokens = tokens;
         Cols = cols;
@@ -60,7 +60,7 @@ internal sealed class QuantizedActivations
             _groupSums = new int[tokens * groupCount];
             _groupSumsAsFloat = new float[tokens * groupCount];
         }
-        Span<sbyte> plain = stackalloc sbyte[32];
+        Span<sbyte> plain = stackalloc sbyte[64];
         for (int t = 0; t < tokens; t++)
         {
             Span<sbyte> codes = _codes.AsSpan(t * stride, stride);
@@ -74,14 +74,14 @@ internal sealed class QuantizedActivations
                 _groupSumsAsFloat[t * groupCount + g] = sum;
             }
             if (order != ActivationOrder.NibblePairs) continue;
-            for (int b = 0; b < stride; b += 32)
+            for (int b = 0; b < stride; b += 64)
             {
-                Span<sbyte> block = codes.Slice(b, 32);
+                Span<sbyte> block = codes.Slice(b, 64);
                 block.CopyTo(plain);
-                for (int j = 0; j < 16; j++)
+                for (int j = 0; j < 32; j++)
                 {
                     block[j] = plain[2 * j];
-                    block[16 + j] = plain[2 * j + 1];
+                    block[32 + j] = plain[2 * j + 1];
                 }
             }
         }
@@ -94,6 +94,6 @@ internal enum ActivationOrder
     /// <summary>Column order.</summary>
     Plain,
 
-    /// <summary>Even columns, then odd columns (matches unpacked low / high nibbles).</summary>
+    /// <summary>Per 64 columns: even columns, then odd columns (matches unpacked low / high nibbles).</summary>
     NibblePairs,
 }

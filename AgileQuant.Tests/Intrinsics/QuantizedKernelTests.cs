@@ -66,7 +66,9 @@ public sealed class QuantizedKernelTests
         if (!Avx2Int4Kernel.IsSupported) Assert.Ignore("AVX2 is not enabled here; the scalar path is covered by the reference tests");
         foreach ((int tokens, int cols, int rows) in Shapes)
         {
-            PackedInt4Matrix w = Int4Weights(rows, cols, groupSize: 32, asymmetric: true, seed: cols);
+            foreach (int groupSize in new[] { 32, 64, 128 })
+            {
+            PackedInt4Matrix w = Int4Weights(rows, cols, groupSize, asymmetric: true, seed: cols);
             float[] x = MatMulReference.RandomValues(tokens * cols, seed: rows);
             var plain = new QuantizedActivations();
             var paired = new QuantizedActivations();
@@ -81,10 +83,11 @@ public sealed class QuantizedKernelTests
                     fixed (byte* packed = w.Packed)
                     fixed (sbyte* codes = paired.Codes)
                     fixed (int* acc = actual)
-                        Avx2Int4Kernel.RawGroupSums(packed + r * w.RowBytes, w.RowBytes / 16, 1, codes + t * paired.Stride, acc, w.GroupCount);
+                        Avx2Int4Kernel.RawGroupSums(packed + r * w.RowBytes, w.RowBytes, w.GroupSize, codes + t * paired.Stride, acc, w.GroupCount);
                     for (int g = 0; g < w.GroupCount; g++) actual[g] -= w.ZeroPoint(r, g) * paired.GroupSums[t * w.GroupCount + g];
-                    Assert.That(actual, Is.EqualTo(expected), $"({tokens},{cols},{rows}) row {r} token {t}");
+                    Assert.That(actual, Is.EqualTo(expected), $"({tokens},{cols},{rows}) g{groupSize} row {r} token {t}");
                 }
+            }
         }
     }
 
