@@ -11,13 +11,15 @@ namespace AgileQuant.Intrinsics;
 /// <param name="Shape">What was multiplied, e.g. <c>tokens 7, cols 172, rows 3, g32 asym</c>.</param>
 /// <param name="Passed">Whether the kernel matched its scalar twin.</param>
 /// <param name="MaxError">Largest |SIMD − scalar| over the outputs (integer kernels must reach 0).</param>
-/// <param name="Tolerance">Largest allowed error for that output: 0 for integer kernels, 1e-6·√Cols·Σ|x·w| for FP32.</param>
+/// <param name="Tolerance">Allowed error for the output with the largest error: 1e-6·√Cols·Σ_c|x·w| (FP32) or
+/// 1e-6·√Cols·s_x·Σ_c|x_q·W| with W dequantized (integer kernels, whose int32 group sums are exact).</param>
 public sealed record KernelSelfTestResult(string Kernel, string Shape, bool Passed, double MaxError, double Tolerance);
 
 /// <summary>
 /// Runs every kernel this CPU and runtime support against its scalar twin on seeded data (odd shapes,
-/// short last groups, 1..13 tokens), e.g. for <c>agilequant selftest</c> under qemu-aarch64. FP32 kernels
-/// must agree within <c>1e-6 · √Cols · Σ_c |x[t, c] · W[r, c]|</c>; integer kernels bit for bit.
+/// short last groups, 1..13 tokens), e.g. for <c>agilequant selftest</c> under qemu-aarch64. Outputs
+/// must agree within <c>1e-6 · √Cols · Σ_c |x[t, c] · W[r, c]|</c> (for integer kernels: quantized x,
+/// dequantized W), i.e. up to float rounding.
 /// On ARM with SDOT it also forces the paths for cores without it (SMLAL / packed 4-bit multiplier).
 /// </summary>
 public static class KernelSelfTest
@@ -43,12 +45,18 @@ public static class KernelSelfTest
                         results.Add(Compare(kernel, new ScalarFp32Kernel(), new Fp32Matrix(w, rows, cols), x, tokens, $"tokens {tokens}, cols {cols}, rows {rows}", FloatTolerance(x, w, tokens, rows, cols)));
                         break;
                     case QuantizedMatMulKernel<Int8RowMatrix> int8:
-                        results.Add(Compare(kernel, new ScalarInt8Kernel(int8.ActivationBits), Int8Weights(random, rows, cols), x, tokens, $"tokens {tokens}, cols {cols}, rows {rows}", null));
+                        Int8RowMatrix w8 = Int8Weights(random, rows, cols);
+                        results.Add(Compare(kernel, new ScalarInt8Kernel(int8.ActivationBits), w8, x, tokens, $"tokens {tokens}, cols {cols}, rows {rows}",
+                            QuantizedTolerance(x, tokens, int8.ActivationBits, rows, cols, (r, c) => w8.Scales[r] * w8.Code(r, c))));
                         break;
                     case QuantizedMatMulKernel<PackedInt4Matrix> int4:
                         foreach ((int groupSize, bool asymmetric) in new[] { (32, false), (128, true), (64, true) })
-                            results.Add(Compare(kernel, new ScalarInt4Kernel(int4.ActivationBits), Int4Weights(random, rows, cols, groupSize, asymmetric), x, tokens,
-                                $"tokens {tokens}, cols {cols}, rows {rows}, g{groupSize} {(asymmetric ? "asym" : "sym")}", null));
+                        {
+                            PackedInt4Matrix w4 = Int4Weights(random, rows, cols, groupSize, asymmetric);
+                            results.Add(Compare(kernel, new ScalarInt4Kernel(int4.ActivationBits), w4, x, tokens,
+                                $"tokens {tokens}, cols {cols}, rows {rows}, g{groupSize} {(asymmetric ? "asym" : "sym")}",
+                                QuantizedTolerance(x, tokens, int4.ActivationBits, rows, cols, w4.Dequantize)));
+                        }
                         break;
                 }
             }
@@ -73,7 +81,7 @@ public static class KernelSelfTest
         }
     }
 
-    private static KernelSelfTestResult Compare(IMatMulKernel kernel, IMatMulKernel scalar, IWeightMatrix w, float[] x, int tokens, string shape, double[]? tolerance)
+    private static KernelSelfTestResult Compare(IMatMulKernel kernel, IMatMulKernel scalar, IWeightMatrix w, float[] x, int tokens, string shape, double[] tolerance)
     {
         var expected = new float[tokens * w.Rows];
         // One guard element past the end: a kernel must not write beyond (tokens, Rows).
@@ -86,7 +94,7 @@ public static class KernelSelfTest
         for (int i = 0; i < expected.Length; i++)
         {
             double error = Math.Abs((double)actual[i] - expected[i]);
-            double limit = tolerance?[i] ?? 0;
+            double limit = tolerance[i];
             bool ok = error <= limit || (float.IsNaN(actual[i]) && float.IsNaN(expected[i]));
             passed &= ok;
             if (!(error <= maxError)) (maxError, allowed) = (error, limit);
@@ -104,6 +112,27 @@ public static class KernelSelfTest
                 for (int c = 0; c < cols; c++) magnitude += Math.Abs((double)x[t * cols + c] * w[r * cols + c]);
                 tolerance[t * rows + r] = 1e-6 * Math.Sqrt(cols) * magnitude;
             }
+        return tolerance;
+    }
+
+    /// <summary>
+    /// Per-output error budget of an integer kernel against its scalar twin: <c>1e-6 · √cols · s_x[t] ·
+    /// Σ_c |x_q[t, c] · W[r, c]|</c>, x quantized per token with <paramref name="bits"/> bits, W dequantized.
+    /// </summary>
+    internal static double[] QuantizedTolerance(ReadOnlySpan<float> x, int tokens, int bits, int rows, int cols, Func<int, int, float> weight)
+    {
+        var tolerance = new double[tokens * rows];
+        var codes = new sbyte[cols];
+        for (int t = 0; t < tokens; t++)
+        {
+            float scale = Quantization.RowQuantizer.QuantizeSymmetric(x.Slice(t * cols, cols), bits, codes);
+            for (int r = 0; r < rows; r++)
+            {
+                double magnitude = 0;
+                for (int c = 0; c < cols; c++) magnitude += Math.Abs((double)codes[c] * weight(r, c));
+                tolerance[t * rows + r] = 1e-6 * Math.Sqrt(cols) * scale * magnitude;
+            }
+        }
         return tolerance;
     }
 

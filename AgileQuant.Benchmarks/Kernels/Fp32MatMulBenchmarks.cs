@@ -2,7 +2,6 @@ using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
 using AgileQuant.Intrinsics.Scalar;
 using BenchmarkDotNet.Attributes;
-using BenchmarkDotNet.Configs;
 
 namespace AgileQuant.Benchmarks.Kernels;
 
@@ -12,10 +11,7 @@ namespace AgileQuant.Benchmarks.Kernels;
 /// and decode GEMV of a 4096×11008 weight (compare with ~19 / ~27 GB/s read bandwidth). The scalar
 /// baseline runs only on a small shape.
 /// </summary>
-[MemoryDiagnoser]
-[Config(typeof(Fp32MatMulBenchmarks.ThroughputConfig))]
-[GroupBenchmarksBy(BenchmarkLogicalGroupRule.ByCategory)]
-[CategoriesColumn]
+[Config(typeof(ThroughputConfig))]
 public class Fp32MatMulBenchmarks
 {
     private const int GemmSize = 4096, GemmTokens = 128;
@@ -62,16 +58,11 @@ public class Fp32MatMulBenchmarks
     [Throughput("GFLOPS", 2.0 * SmallSize * SmallSize * SmallTokens)]
     public void Fp32SmallSimd() => _simd.MatMul(_smallWeights, _smallX, _smallY, SmallTokens);
 
-    private static float[] Values(Random random, int count)
+    /// <summary>Uniform values in [-1, 1) from <paramref name="random"/>.</summary>
+    internal static float[] Values(Random random, int count)
     {
         var values = new float[count];
         for (int i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 2 - 1);
         return values;
-    }
-
-    /// <summary>Adds the throughput column.</summary>
-    public sealed class ThroughputConfig : ManualConfig
-    {
-        public ThroughputConfig() => AddColumn(new ThroughputColumn());
     }
 }

@@ -1,4 +1,6 @@
 using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Diagnosers;
 using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 
@@ -38,4 +40,15 @@ public sealed class ThroughputColumn : IColumn
     public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style) => GetValue(summary, benchmarkCase);
     public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
     public bool IsAvailable(Summary summary) => true;
+}
+
+/// <summary>Kernel benchmark config: memory diagnoser, one table block (and baseline) per category, throughput column.</summary>
+public sealed class ThroughputConfig : ManualConfig
+{
+    public ThroughputConfig()
+    {
+        AddDiagnoser(MemoryDiagnoser.Default);
+        AddLogicalGroupRules(BenchmarkLogicalGroupRule.ByCategory);
+        AddColumn(CategoriesColumn.Default, new ThroughputColumn());
+    }
 }

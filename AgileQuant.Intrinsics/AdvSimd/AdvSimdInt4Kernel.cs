@@ -8,7 +8,7 @@ namespace AgileQuant.Intrinsics.AdvSimd;
 /// <summary>
 /// ARM AdvSimd W4A8 / W4A4 kernel, twin of <see cref="Scalar.ScalarInt4Kernel"/>. Per 32-column block the
 /// 16 packed bytes split into low / high nibbles (even / odd columns, 0..15) against activations stored
-/// even-then-odd, giving <c>raw = Σ nibble · x_q</c> per group by one of three paths:
+/// even-then-odd per 64 columns, giving <c>raw = Σ nibble · x_q</c> per group by one of three paths:
 /// SDOT (<c>Dp.DotProduct</c>, Cortex-A76 and later); without SDOT and 8-bit activations, SMLAL into int16
 /// lanes (≤ 16 products of ≤ 1905 per lane per group of ≤ 128: no overflow); without SDOT and 4-bit
 /// activations, the paper's packed 4-bit multiplier (METHOD.md §4): one 8-bit MUL of nibble × (x_q + 8)
@@ -81,6 +81,9 @@ public sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt4M
         }
     }
 
+    // Activations for the even columns of 32-column block b: 64-column blocks hold 32 evens, then 32 odds.
+    private static sbyte* EvenColumns(sbyte* x, int b) => x + (b >> 1) * 64 + (b & 1) * 16;
+
     // Σ nibble · x by SDOT: four int8 products per int32 lane per instruction.
     private static int DotProductGroup(byte* row, sbyte* x, ref int b, int end, Vector128<byte> lowNibbles)
     {
@@ -88,8 +91,8 @@ public sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt4M
         for (; b < end; b++)
         {
             Vector128<byte> pairs = Arm.AdvSimd.LoadVector128(row + b * 16);
-            sum = Arm.Dp.DotProduct(sum, (pairs & lowNibbles).AsSByte(), Arm.AdvSimd.LoadVector128(x + b * 32));
-            sum = Arm.Dp.DotProduct(sum, Arm.AdvSimd.ShiftRightLogical(pairs, 4).AsSByte(), Arm.AdvSimd.LoadVector128(x + b * 32 + 16));
+            sum = Arm.Dp.DotProduct(sum, (pairs & lowNibbles).AsSByte(), Arm.AdvSimd.LoadVector128(EvenColumns(x, b)));
+            sum = Arm.Dp.DotProduct(sum, Arm.AdvSimd.ShiftRightLogical(pairs, 4).AsSByte(), Arm.AdvSimd.LoadVector128(EvenColumns(x, b) + 32));
         }
         return Vector128.Sum(sum);
     }
@@ -102,7 +105,7 @@ public sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt4M
         {
             Vector128<byte> pairs = Arm.AdvSimd.LoadVector128(row + b * 16);
             Vector128<sbyte> even = (pairs & lowNibbles).AsSByte(), odd = Arm.AdvSimd.ShiftRightLogical(pairs, 4).AsSByte();
-            Vector128<sbyte> xEven = Arm.AdvSimd.LoadVector128(x + b * 32), xOdd = Arm.AdvSimd.LoadVector128(x + b * 32 + 16);
+            Vector128<sbyte> xEven = Arm.AdvSimd.LoadVector128(EvenColumns(x, b)), xOdd = Arm.AdvSimd.LoadVector128(EvenColumns(x, b) + 32);
             sum = Arm.AdvSimd.MultiplyWideningLowerAndAdd(sum, even.GetLower(), xEven.GetLower());
             sum = Arm.AdvSimd.MultiplyWideningUpperAndAdd(sum, even, xEven);
             sum = Arm.AdvSimd.MultiplyWideningLowerAndAdd(sum, odd.GetLower(), xOdd.GetLower());
@@ -121,8 +124,8 @@ public sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt4M
         {
             Vector128<byte> pairs = Arm.AdvSimd.LoadVector128(row + b * 16);
             Vector128<byte> even = pairs & lowNibbles, odd = Arm.AdvSimd.ShiftRightLogical(pairs, 4);
-            Vector128<byte> xEven = Arm.AdvSimd.LoadVector128(x + b * 32).AsByte() + offset;
-            Vector128<byte> xOdd = Arm.AdvSimd.LoadVector128(x + b * 32 + 16).AsByte() + offset;
+            Vector128<byte> xEven = Arm.AdvSimd.LoadVector128(EvenColumns(x, b)).AsByte() + offset;
+            Vector128<byte> xOdd = Arm.AdvSimd.LoadVector128(EvenColumns(x, b) + 32).AsByte() + offset;
             Vector128<ushort> p = Arm.AdvSimd.Multiply(even, xEven).AsUInt16();
             products += p & fieldMask;
             products = Arm.AdvSimd.ShiftRightLogicalAdd(products, p, 8);

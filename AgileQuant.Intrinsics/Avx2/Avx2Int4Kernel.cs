@@ -7,11 +7,13 @@ using X86 = System.Runtime.Intrinsics.X86;
 namespace AgileQuant.Intrinsics.Avx2;
 
 /// <summary>
-/// AVX2 W4A8 / W4A4 kernel, twin of <see cref="Scalar.ScalarInt4Kernel"/>: per 32-column block, the 16
+/// AVX2 W4A8 / W4A4 kernel, twin of <see cref="Scalar.ScalarInt4Kernel"/>: per 64-column block, the 32
 /// packed bytes are split into low / high nibbles (even / odd columns, 0..15 unsigned) and multiplied with
-/// the activations (stored even-then-odd) by <c>vpmaddubsw</c> (u8 × s8 pair sums ≤ 2·15·127, no int16
-/// saturation) and <c>vpmaddwd</c> by 1 into int32 lanes; per group
-/// <c>acc = Σ nibble · x_q − z · Σ x_q</c>, then the shared float epilogue.
+/// the activations (stored even-then-odd) by two <c>vpmaddubsw</c> (u8 × s8 pair sums ≤ 2·15·127, no int16
+/// saturation, their sum ≤ 7620) and one <c>vpmaddwd</c> by 1 into int32 lanes; per group the exact int32 lanes of
+/// <c>Σ nibble · x_q</c> are converted and multiplied by the group scale into float lanes (no horizontal
+/// sum per group) and <c>Σ_g s_w · z · Σ x_q</c> is subtracted once per row, so outputs equal the scalar
+/// twin's up to float rounding.
 /// </summary>
 public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
 {
@@ -33,64 +35,158 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
 
     private protected override ActivationOrder Order => ActivationOrder.NibblePairs;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
     {
         int groups = w.GroupCount;
-        int* acc = stackalloc int[TokenTile * groups];
         fixed (byte* packed = w.PackedArray)
+        fixed (byte* zeroPoints = w.ZeroPointArray)
+        fixed (float* scales = w.ScaleArray)
         fixed (sbyte* codes = xq.Codes)
+        fixed (float* groupSums = xq.GroupSumsAsFloat)
         {
+            var rows = new Int4Rows(packed, w.RowBytes, w.GroupSize, groups, scales, zeroPoints);
+            float* dots = stackalloc float[TokenTile];
             for (int r = rowBegin; r < rowEnd; r++)
                 for (int t0 = 0; t0 < xq.Tokens; t0 += TokenTile)
                 {
                     int n = Math.Min(TokenTile, xq.Tokens - t0);
-                    RawGroupSums(packed + (nint)r * w.RowBytes, w.RowBytes / 16, w.GroupSize / 32, codes + (nint)t0 * xq.Stride, xq.Stride, n, acc, groups);
+                    sbyte* x = codes + (nint)t0 * xq.Stride;
+                    switch (n)
+                    {
+                        case 4: ScaledRowDots<FourTokens>(rows, r, x, xq.Stride, dots); break;
+                        case 3: ScaledRowDots<ThreeTokens>(rows, r, x, xq.Stride, dots); break;
+                        case 2: ScaledRowDots<TwoTokens>(rows, r, x, xq.Stride, dots); break;
+                        default: ScaledRowDots<OneToken>(rows, r, x, xq.Stride, dots); break;
+                    }
                     for (int j = 0; j < n; j++)
                     {
-                        var tokenAcc = new Span<int>(acc + j * groups, groups);
-                        for (int g = 0; g < groups; g++) tokenAcc[g] -= w.ZeroPoint(r, g) * xq.GroupSums[(t0 + j) * groups + g];
-                        y[(nint)(t0 + j) * w.Rows + r] = GroupEpilogue.Dequantize(xq.Scales[t0 + j], w.Scales.Slice(r * groups, groups), tokenAcc);
+                        float correction = ZeroPointCorrection(rows, r, groupSums + (t0 + j) * groups);
+                        y[(nint)(t0 + j) * w.Rows + r] = xq.Scales[t0 + j] * (dots[j] - correction);
                     }
                 }
         }
     }
 
-    /// <summary>acc[j · groups + g] = Σ_{c∈g} nibble[c] · x_q[j, c] for n ≤ 4 tokens (x in nibble-pair order, stride xStride).</summary>
-    internal static void RawGroupSums(byte* row, int blocks, int blocksPerGroup, sbyte* x, nint xStride, int n, int* acc, int groups)
+    // dots[j] = Σ_g s_w[r, g] · Σ_{c∈g} nibble[r, c] · x_q[j, c]: exact int32 lanes per group, scaled into float
+    // lanes (no horizontal sum per group), so outputs equal the scalar twin's up to float rounding. One 64-column
+    // block gives 8 int32 lanes, lanes 0..3 from columns 0..31 and 4..7 from 32..63: with groups of 32 the two
+    // halves take their own scale.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ScaledRowDots<N>(in Int4Rows w, int r, sbyte* x, nint xStride, float* dots) where N : struct, ITokenCount
     {
-        switch (n)
+        byte* pairs = w.Packed + (nint)r * w.RowBytes;
+        byte* rowEnd = pairs + w.RowBytes;
+        bool halfBlockGroups = w.GroupSize == 32;
+        nint groupBytes = Math.Max(1, w.GroupSize / 64) * 32;
+        float* scales = w.Scales + (nint)r * w.Groups;
+        Vector256<float> f0 = default, f1 = default, f2 = default, f3 = default;
+        for (int g = 0; pairs < rowEnd;)
         {
-            case 4: RawGroupSums<FourTokens>(row, blocks, blocksPerGroup, x, xStride, acc, groups); break;
-            case 3: RawGroupSums<ThreeTokens>(row, blocks, blocksPerGroup, x, xStride, acc, groups); break;
-            case 2: RawGroupSums<TwoTokens>(row, blocks, blocksPerGroup, x, xStride, acc, groups); break;
-            default: RawGroupSums<OneToken>(row, blocks, blocksPerGroup, x, xStride, acc, groups); break;
+            Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (byte* groupEnd = pairs + Math.Min(groupBytes, rowEnd - pairs); pairs < groupEnd; pairs += 32, x += 64)
+            {
+                (Vector256<byte> even, Vector256<byte> odd) = Unpack(pairs);
+                a0 += BlockProducts(even, odd, x);
+                if (N.Value > 1) a1 += BlockProducts(even, odd, x + xStride);
+                if (N.Value > 2) a2 += BlockProducts(even, odd, x + 2 * xStride);
+                if (N.Value > 3) a3 += BlockProducts(even, odd, x + 3 * xStride);
+            }
+            Vector256<float> scale;
+            if (halfBlockGroups)
+            {
+                // A last half block past Cols holds zero activations; scale 0 keeps it out.
+                scale = Vector256.Create(Vector128.Create(scales[g]), Vector128.Create(g + 1 < w.Groups ? scales[g + 1] : 0f));
+                g += 2;
+            }
+            else
+            {
+                scale = Vector256.Create(scales[g]);
+                g++;
+            }
+            if (N.Value == 1)
+            {
+                // One token: alternate two float accumulators so successive groups' FMAs do not wait on each other.
+                Vector256<float> next = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a0), scale, f1);
+                f1 = f0;
+                f0 = next;
+                continue;
+            }
+            f0 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a0), scale, f0);
+            if (N.Value > 1) f1 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a1), scale, f1);
+            if (N.Value > 2) f2 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a2), scale, f2);
+            if (N.Value > 3) f3 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a3), scale, f3);
+        }
+        if (N.Value == 1) f0 += f1;
+        dots[0] = Vector256.Sum(f0);
+        if (N.Value > 1) dots[1] = Vector256.Sum(f1);
+        if (N.Value > 2) dots[2] = Vector256.Sum(f2);
+        if (N.Value > 3) dots[3] = Vector256.Sum(f3);
+    }
+
+    // Σ_g s_w[r, g] · z[r, g] · Σ_{c∈g} x_q[c], eight groups per step.
+    private static float ZeroPointCorrection(in Int4Rows w, int r, float* groupSums)
+    {
+        float* scales = w.Scales + (nint)r * w.Groups;
+        byte* zeros = w.ZeroPoints is null ? null : w.ZeroPoints + (nint)r * w.Groups;
+        Vector256<float> sum = default;
+        int g = 0;
+        for (; g + 8 <= w.Groups; g += 8)
+        {
+            Vector256<float> weighted = X86.Avx.LoadVector256(scales + g) * X86.Avx.LoadVector256(groupSums + g);
+            Vector256<float> zero = zeros is null
+                ? Vector256.Create((float)PackedInt4Matrix.SymmetricZeroPoint)
+                : X86.Avx.ConvertToVector256Single(X86.Avx2.ConvertToVector256Int32(zeros + g));
+            sum = X86.Fma.MultiplyAdd(weighted, zero, sum);
+        }
+        float tail = 0f;
+        for (; g < w.Groups; g++) tail += scales[g] * groupSums[g] * (zeros is null ? PackedInt4Matrix.SymmetricZeroPoint : zeros[g]);
+        return Vector256.Sum(sum) + tail;
+    }
+
+    /// <summary>acc[g] = Σ_{c∈g} nibble[c] · x_q[c] for one row and token (x in nibble-pair order), from the kernel's block steps.</summary>
+    internal static void RawGroupSums(byte* row, int rowBytes, int groupSize, sbyte* x, int* acc, int groups)
+    {
+        new Span<int>(acc, groups).Clear();
+        for (int b = 0; b < rowBytes / 32; b++)
+        {
+            (Vector256<byte> even, Vector256<byte> odd) = Unpack(row + b * 32);
+            Vector256<int> lanes = BlockProducts(even, odd, x + b * 64);
+            if (groupSize > 32)
+            {
+                acc[b * 64 / groupSize] += Vector256.Sum(lanes);
+                continue;
+            }
+            acc[2 * b] = Vector128.Sum(lanes.GetLower());
+            if (2 * b + 1 < groups) acc[2 * b + 1] = Vector128.Sum(lanes.GetUpper());
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void RawGroupSums<N>(byte* row, int blocks, int blocksPerGroup, sbyte* x, nint xStride, int* acc, int groups)
-        where N : struct, ITokenCount
+    // 32 packed bytes (64 columns) → low nibbles (even columns) and high nibbles (odd columns), unsigned 0..15.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<byte> Even, Vector256<byte> Odd) Unpack(byte* pairs)
     {
-        Vector128<byte> lowNibbles = Vector128.Create((byte)0x0F);
-        Vector256<short> ones = Vector256.Create((short)1);
-        for (int g = 0, b = 0; g < groups; g++)
-        {
-            Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (int end = Math.Min(blocks, b + blocksPerGroup); b < end; b++)
-            {
-                Vector128<byte> pairs = X86.Sse2.LoadVector128(row + b * 16);
-                Vector128<byte> odd = X86.Sse2.ShiftRightLogical(pairs.AsUInt16(), 4).AsByte() & lowNibbles;
-                Vector256<byte> nibbles = Vector256.Create(pairs & lowNibbles, odd);
-                sbyte* xb = x + b * 32;
-                a0 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(nibbles, X86.Avx.LoadVector256(xb)), ones);
-                if (N.Value > 1) a1 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(nibbles, X86.Avx.LoadVector256(xb + xStride)), ones);
-                if (N.Value > 2) a2 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(nibbles, X86.Avx.LoadVector256(xb + 2 * xStride)), ones);
-                if (N.Value > 3) a3 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(nibbles, X86.Avx.LoadVector256(xb + 3 * xStride)), ones);
-            }
-            acc[g] = Vector256.Sum(a0);
-            if (N.Value > 1) acc[groups + g] = Vector256.Sum(a1);
-            if (N.Value > 2) acc[2 * groups + g] = Vector256.Sum(a2);
-            if (N.Value > 3) acc[3 * groups + g] = Vector256.Sum(a3);
-        }
+        Vector256<byte> lowNibbles = Vector256.Create((byte)0x0F);
+        Vector256<byte> packed = X86.Avx.LoadVector256(pairs);
+        return (packed & lowNibbles, X86.Avx2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & lowNibbles);
     }
+
+    // 8 int32 lanes of Σ nibble · x over one 64-column block: two vpmaddubsw (pairs ≤ 2·15·127 each, their
+    // int16 sum ≤ 7620) added, then one vpmaddwd by 1.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> BlockProducts(Vector256<byte> even, Vector256<byte> odd, sbyte* x) =>
+        X86.Avx2.MultiplyAddAdjacent(
+            X86.Avx2.MultiplyAddAdjacent(even, X86.Avx.LoadVector256(x)) + X86.Avx2.MultiplyAddAdjacent(odd, X86.Avx.LoadVector256(x + 32)),
+            Vector256.Create((short)1));
+
+    private readonly struct Int4Rows(byte* packed, int rowBytes, int groupSize, int groups, float* scales, byte* zeroPoints)
+    {
+        public readonly byte* Packed = packed;
+        public readonly int RowBytes = rowBytes;
+        public readonly int GroupSize = groupSize;
+        public readonly int Groups = groups;
+        public readonly float* Scales = scales;
+        public readonly byte* ZeroPoints = zeroPoints;
+    }
+
 }

@@ -8,15 +8,15 @@ namespace AgileQuant.Intrinsics.Formats;
 /// <remarks>
 /// Byte layout of <see cref="Packed"/>: row r starts at byte <c>r · RowBytes</c>; byte <c>c / 2</c> of a
 /// row holds column c in its LOW nibble when c is even and in its HIGH nibble when c is odd.
-/// <see cref="RowBytes"/> = 16 · ceil(Cols / 32): rows are padded with zero nibbles to a whole 32-column
-/// block so SIMD kernels read whole 16-byte blocks. Nibbles are unsigned 0..15:
+/// <see cref="RowBytes"/> = 32 · ceil(Cols / 64): rows are padded with zero nibbles to a whole 64-column
+/// block so SIMD kernels read whole 32-byte (AVX2) or 16-byte (AdvSimd) blocks. Nibbles are unsigned 0..15:
 /// asymmetric codes are stored as they are with a per-(row, group) zero point 0..15; symmetric signed
 /// codes −8..7 are stored as <c>code + 8</c> (the ggml Q4_0 convention) with an implicit zero point 8.
 /// </remarks>
 public sealed class PackedInt4Matrix : IWeightMatrix
 {
-    /// <summary>Columns per SIMD block: 32 nibbles = 16 bytes.</summary>
-    public const int BlockColumns = 32;
+    /// <summary>Columns per SIMD block: 64 nibbles = 32 bytes (one AVX2 load).</summary>
+    public const int BlockColumns = 64;
 
     /// <summary>Zero point implied for symmetric matrices (nibble = code + 8).</summary>
     public const int SymmetricZeroPoint = 8;
@@ -47,7 +47,7 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     /// <summary>Groups per row: <c>ceil(Cols / GroupSize)</c>.</summary>
     public int GroupCount => (Cols + GroupSize - 1) / GroupSize;
 
-    /// <summary>Bytes per packed row: <c>16 · ceil(Cols / 32)</c>.</summary>
+    /// <summary>Bytes per packed row: <c>32 · ceil(Cols / 64)</c>.</summary>
     public int RowBytes => RowBytesFor(Cols);
 
     /// <summary>True when codes are symmetric (−8..7 stored as code + 8); false when each group has its own zero point.</summary>

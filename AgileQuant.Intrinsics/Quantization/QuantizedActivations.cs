@@ -4,13 +4,13 @@ namespace AgileQuant.Intrinsics.Quantization;
 
 /// <summary>
 /// Per-thread scratch for a quantized copy of X (tokens, Cols), refilled by every integer kernel call:
-/// codes (tokens, Stride) with Stride = 32 · ceil(Cols / 32) (zero padded), one scale per token, and the
+/// codes (tokens, Stride) with Stride = 64 · ceil(Cols / 64) (zero padded), one scale per token, and the
 /// code sum of every (token, group) for the zero-point correction.
 /// </summary>
 /// <remarks>
-/// In <see cref="ActivationOrder.NibblePairs"/> order each 32-column block is stored as its 16 even columns
-/// then its 16 odd columns, matching the low/high nibbles of <see cref="Formats.PackedInt4Matrix"/> after a
-/// SIMD unpack, so kernels never interleave weights.
+/// In <see cref="ActivationOrder.NibblePairs"/> order each 64-column block is stored as its 32 even columns
+/// then its 32 odd columns, matching the low / high nibbles of 32 bytes of <see cref="Formats.PackedInt4Matrix"/>
+/// after a SIMD unpack, so kernels never interleave weights.
 /// </remarks>
 internal sealed class QuantizedActivations
 {
@@ -19,6 +19,7 @@ internal sealed class QuantizedActivations
     private sbyte[] _codes = [];
     private float[] _scales = [];
     private int[] _groupSums = [];
+    private float[] _groupSumsAsFloat = [];
 
     public int Tokens { get; private set; }
     public int Cols { get; private set; }
@@ -35,6 +36,9 @@ internal sealed class QuantizedActivations
     /// <summary>Σ codes over each group (Tokens, GroupCount).</summary>
     public int[] GroupSums => _groupSums;
 
+    /// <summary><see cref="GroupSums"/> as floats (Tokens, GroupCount), for vectorized zero-point corrections.</summary>
+    public float[] GroupSumsAsFloat => _groupSumsAsFloat;
+
     /// <summary>The calling thread's scratch (created once per thread).</summary>
     public static QuantizedActivations ForCurrentThread() => t_current ??= new QuantizedActivations();
 
@@ -42,7 +46,7 @@ internal sealed class QuantizedActivations
     public void Quantize(ReadOnlySpan<float> x, int tokens, int cols, int bits, int groupSize, ActivationOrder order)
     {
         Debug.Assert(groupSize % 32 == 0 && x.Length >= tokens * cols);
-        int stride = (cols + 31) / 32 * 32;
+        int stride = (cols + 63) / 64 * 64;
         int groupCount = (cols + groupSize - 1) / groupSize;
         Tokens = tokens;
         Cols = cols;
@@ -51,8 +55,12 @@ internal sealed class QuantizedActivations
         GroupCount = groupCount;
         if (_codes.Length < tokens * stride) _codes = new sbyte[tokens * stride];
         if (_scales.Length < tokens) _scales = new float[tokens];
-        if (_groupSums.Length < tokens * groupCount) _groupSums = new int[tokens * groupCount];
-        Span<sbyte> plain = stackalloc sbyte[32];
+        if (_groupSums.Length < tokens * groupCount)
+        {
+            _groupSums = new int[tokens * groupCount];
+            _groupSumsAsFloat = new float[tokens * groupCount];
+        }
+        Span<sbyte> plain = stackalloc sbyte[64];
         for (int t = 0; t < tokens; t++)
         {
             Span<sbyte> codes = _codes.AsSpan(t * stride, stride);
@@ -63,16 +71,17 @@ internal sealed class QuantizedActivations
                 int sum = 0;
                 foreach (sbyte code in codes.Slice(g * groupSize, Math.Min(groupSize, stride - g * groupSize))) sum += code;
                 _groupSums[t * groupCount + g] = sum;
+                _groupSumsAsFloat[t * groupCount + g] = sum;
             }
             if (order != ActivationOrder.NibblePairs) continue;
-            for (int b = 0; b < stride; b += 32)
+            for (int b = 0; b < stride; b += 64)
             {
-                Span<sbyte> block = codes.Slice(b, 32);
+                Span<sbyte> block = codes.Slice(b, 64);
                 block.CopyTo(plain);
-                for (int j = 0; j < 16; j++)
+                for (int j = 0; j < 32; j++)
                 {
                     block[j] = plain[2 * j];
-                    block[16 + j] = plain[2 * j + 1];
+                    block[32 + j] = plain[2 * j + 1];
                 }
             }
         }
@@ -85,6 +94,6 @@ internal enum ActivationOrder
     /// <summary>Column order.</summary>
     Plain,
 
-    /// <summary>Even columns, then odd columns (matches unpacked low / high nibbles).</summary>
+    /// <summary>Per 64 columns: even columns, then odd columns (matches unpacked low / high nibbles).</summary>
     NibblePairs,
 }

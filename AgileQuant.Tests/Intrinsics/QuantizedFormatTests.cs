@@ -10,12 +10,12 @@ public sealed class QuantizedFormatTests
         // Row 0: codes 1, 2, 3 (symmetric: nibble = code + 8); row 1: -8, 7, 0.
         sbyte[] codes = [1, 2, 3, -8, 7, 0];
         PackedInt4Matrix w = PackedInt4Matrix.FromSymmetricCodes(codes, [0.5f, 0.25f], rows: 2, cols: 3, groupSize: 32);
-        Assert.That(w.RowBytes, Is.EqualTo(16), "rows are padded to one 32-column block");
+        Assert.That(w.RowBytes, Is.EqualTo(32), "rows are padded to one 64-column block");
         Assert.That(w.Packed[0], Is.EqualTo((byte)((2 + 8) << 4 | (1 + 8))));
         Assert.That(w.Packed[1], Is.EqualTo((byte)(3 + 8)), "odd column count: the last high nibble is zero padding");
-        Assert.That(w.Packed[16], Is.EqualTo((byte)((7 + 8) << 4 | 0)));
-        Assert.That(w.Packed[17], Is.EqualTo((byte)8));
-        Assert.That(w.Packed.Slice(2, 14).ToArray(), Is.All.Zero);
+        Assert.That(w.Packed[32], Is.EqualTo((byte)((7 + 8) << 4 | 0)));
+        Assert.That(w.Packed[33], Is.EqualTo((byte)8));
+        Assert.That(w.Packed.Slice(2, 30).ToArray(), Is.All.Zero);
         Assert.That(w.Dequantize(1, 0), Is.EqualTo(-8 * 0.25f));
         Assert.That(w.Dequantize(0, 2), Is.EqualTo(3 * 0.5f));
         Assert.That(w.IsSymmetric, Is.True);
@@ -24,8 +24,9 @@ public sealed class QuantizedFormatTests
 
     [TestCase(4096, 4096, 32, false, 4096L * 2048 + 4096L * 128 * 4)]
     [TestCase(4096, 4096, 128, true, 4096L * 2048 + 4096L * 32 * 5)]
-    [TestCase(3, 172, 32, true, 3L * 96 + 3L * 6 * 5)]      // 172 cols → 6 blocks of 32 → 96 bytes; groups 5×32 + 12
+    [TestCase(3, 172, 32, true, 3L * 96 + 3L * 6 * 5)]      // 172 cols → 3 blocks of 64 → 96 bytes; groups 5×32 + 12
     [TestCase(3, 172, 128, false, 3L * 96 + 3L * 2 * 4)]    // groups of 128 + a short one of 44
+    [TestCase(2, 40, 32, false, 2L * 32 + 2L * 2 * 4)]      // 40 cols → one padded block of 64
     public void Int4ByteCountCountsPaddedNibblesScalesAndZeroPoints(int rows, int cols, int groupSize, bool asymmetric, long expected)
     {
         int groups = (cols + groupSize - 1) / groupSize;

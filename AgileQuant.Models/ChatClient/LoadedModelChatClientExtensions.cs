@@ -1,0 +1,30 @@
+using AgileQuant.Core;
+
+namespace AgileQuant.Models.ChatClient;
+
+/// <summary>Makes a <see cref="LoadedModel"/> usable through <c>Microsoft.Extensions.AI</c>.</summary>
+public static class LoadedModelChatClientExtensions
+{
+    /// <summary>
+    /// Wraps <paramref name="model"/> in an <see cref="AgileQuantChatClient"/>; the model id defaults to the
+    /// checkpoint's file name (llama2.c) or folder name (Hugging Face).
+    /// </summary>
+    /// <exception cref="AgileQuantException">The model was loaded without a tokenizer.</exception>
+    public static AgileQuantChatClient AsChatClient(this LoadedModel model, AgileQuantChatClientOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (model.Tokenizer is null)
+            throw new AgileQuantException($"The model '{model.SourcePath}' has no tokenizer; load it with ModelLoadOptions.TokenizerPath to chat with it.");
+        options ??= new AgileQuantChatClientOptions();
+        if (options.ModelId is null) options = options with { ModelId = DefaultModelId(model) };
+        return new AgileQuantChatClient(model.Model, model.Tokenizer, options);
+    }
+
+    private static string DefaultModelId(LoadedModel model)
+    {
+        string path = Path.TrimEndingDirectorySeparator(model.SourcePath);
+        if (model.Format == "llama2c") return Path.GetFileNameWithoutExtension(path);
+        string? folder = Directory.Exists(path) ? path : Path.GetDirectoryName(path);
+        return folder is null ? AgileQuantChatClient.ProviderName : Path.GetFileName(folder);
+    }
+}
