@@ -172,6 +172,7 @@ internal sealed class QuantizationCliOptions
     public Option<bool?> Log2Softmax { get; } = new("--log2-softmax") { Description = "Override the configuration: quantize softmax probabilities to 4-bit powers of two (true/false)." };
     public Option<bool?> Int8Qkv { get; } = new("--int8-qkv") { Description = "Override the configuration: round Q, K and V to 8 bits per token (true/false)." };
     public Option<bool?> Int8KvCache { get; } = new("--int8-kv-cache") { Description = "Override the configuration: store the KV cache as 8-bit codes per token and head (true/false)." };
+    public Option<bool?> WeightClipSearch { get; } = new("--weight-clip-search") { Description = "Override the configuration: search each 4-bit weight group's clipping range for the least rounding error (true/false)." };
     public Option<double?> LowBitRatio { get; } = new("--low-bit-ratio") { Description = "Override the configuration: fraction of prefill tokens with 4-bit activations at o_proj/MLP (mixed scheme)." };
 
     public void AddTo(Command command)
@@ -185,6 +186,7 @@ internal sealed class QuantizationCliOptions
         command.Options.Add(Int8Qkv);
         command.Options.Add(Int8KvCache);
         command.Options.Add(LowBitRatio);
+        command.Options.Add(WeightClipSearch);
     }
 
     /// <summary>The named configuration with the command line's overrides applied.</summary>
@@ -194,6 +196,7 @@ internal sealed class QuantizationCliOptions
         if (parse.GetValue(Log2Softmax) is bool log2) config = config with { Log2Softmax = log2 };
         if (parse.GetValue(Int8Qkv) is bool qkv) config = config with { EightBitQkv = qkv };
         if (parse.GetValue(Int8KvCache) is bool kv) config = config with { EightBitKvCache = kv };
+        if (parse.GetValue(WeightClipSearch) is bool clip) config = config with { WeightClipSearch = clip };
         if (parse.GetValue(LowBitRatio) is double ratio)
         {
             if (!(ratio >= 0 && ratio < 1)) throw new AgileQuantException($"--low-bit-ratio must be in [0, 1), found {ratio}.");

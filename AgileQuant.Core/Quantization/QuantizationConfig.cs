@@ -136,9 +136,10 @@ public sealed record QuantizationConfig
                 Rounding = rounding,
                 WeightGroupSize = int4 ? DefaultInt4GroupSize : 0,
                 SymmetricWeights = !int4,
-                // Clip search helps RTN (stories260K W4A16, stories 101-250: +9.4% -> +8.6% over FP32) but not
-                // GPTQ, whose error propagation already compensates (W4A8-GPTQ: +5.3% -> +6.0% with it).
-                WeightClipSearch = int4 && rounding == WeightRounding.RoundToNearest,
+                // Clip search (an option, --weight-clip-search) helps RTN a little (stories260K W4A16, stories
+                // 101-250: +9.4% -> +8.6% over FP32) and hurts GPTQ, whose error propagation already compensates
+                // (W4A8-GPTQ: +5.3% -> +6.0%); the named configurations keep plain min/max ranges.
+                WeightClipSearch = false,
                 ActOrder = rounding == WeightRounding.Gptq,
                 // Log2 softmax is an option, off by default: on stories260K it alone costs W8A8 ~1% perplexity
                 // (+1.25% with it, +0.34% without, stories 101-250), more than all other activation rounding.
