@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using AgileQuant.Core;
 using AgileQuant.Core.Evaluation;
+using AgileQuant.Core.Pruning;
 using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Models;
@@ -26,7 +27,7 @@ internal static class PerplexityCommand
         var context = new Option<int?>("--context") { Description = "Sequence length (default: the model's context length)." };
         var skip = new Option<int>("--eval-skip-docs") { Description = "Skip the first N documents of --text (e.g. those used for calibration).", DefaultValueFactory = _ => 0 };
         var evalDocs = new Option<int?>("--eval-docs") { Description = "Score at most N documents (after --eval-skip-docs); default: all." };
-        var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout: ppl, mean_nll, scored_tokens, protocol, config, kl_vs_fp32, top1_vs_fp32, weight_bytes, fp32_ppl, sequences, context, seconds." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout: ppl, mean_nll, scored_tokens (surviving positions only when pruning), pruning, protocol, config, kl_vs_fp32, top1_vs_fp32, weight_bytes, fp32_ppl, sequences, context, seconds." };
         var quant = new QuantizationCliOptions();
         var command = new Command("perplexity", "Measure perplexity on a text file (per-document or stream protocol), in FP32 or a quantized configuration, with KL divergence and top-1 agreement versus FP32.");
         model.AddTo(command);
@@ -61,6 +62,7 @@ internal static class PerplexityCommand
                     ["ppl"] = report.Result.Perplexity,
                     ["mean_nll"] = report.Result.MeanNll,
                     ["scored_tokens"] = report.Result.ScoredTokens,
+                    ["pruning"] = run.PruningDescription,
                     ["protocol"] = chosen == PerplexityProtocol.Stream ? "stream" : "document",
                     ["config"] = run.Config.Name,
                     ["kl_vs_fp32"] = report.Kl,
@@ -78,6 +80,8 @@ internal static class PerplexityCommand
             else
             {
                 Console.Out.WriteLine($"{run.Config.Name}: perplexity {report.Result.Perplexity:F6} (FP32 {report.Fp32Perplexity:F6}), KL vs FP32 {report.Kl:G4} nats, top-1 agreement {report.Top1:P2}");
+                if (run.PruningDescription is string pruning)
+                    Console.Out.WriteLine($"  token pruning {pruning}: only surviving positions are scored (not comparable with a dense perplexity)");
                 Console.Out.WriteLine($"  mean NLL {report.Result.MeanNll:F6} nats over {report.Result.ScoredTokens:N0} scored tokens, {report.Result.Sequences} sequences, {report.Result.Protocol.ToString().ToLowerInvariant()} protocol, context {report.Result.ContextLength}; weights {weightBytes:N0} bytes; {seconds:F1}s");
             }
             return ExitCodes.Success;
@@ -134,20 +138,38 @@ internal static class PerplexityCommand
 internal sealed record EvaluationReport(PerplexityResult Result, double Fp32Perplexity, double Kl, double Top1);
 
 /// <summary>A quantization configuration with its calibration data, ready to build.</summary>
-internal sealed record QuantizationRun(QuantizationConfig Config, int GroupSize, IReadOnlyList<int[]> Calibration, int CalibrationDocuments)
+internal sealed record QuantizationRun(QuantizationConfig Config, int GroupSize, IReadOnlyList<int[]> Calibration, int CalibrationDocuments,
+    TokenPruningSchedule? Pruning = null, string? PruningDescription = null)
 {
     public TransformerModel Build(TransformerModel fp32, CancellationToken cancel)
     {
-        if (!Config.QuantizesWeights && !Config.QuantizesActivations) return fp32;
-        using var progress = new ProgressLine($"quantizing to {Config.Name}");
-        int layers = fp32.Config.NumLayers, done = 0;
-        return ModelQuantizer.Quantize(fp32, Config, new ModelQuantizationOptions
+        TransformerModel model = fp32;
+        if (Config.QuantizesWeights || Config.QuantizesActivations)
         {
-            GroupSize = GroupSize,
-            Calibration = Calibration,
-            CancellationToken = cancel,
-            Progress = new SynchronousProgress<string>(_ => progress.Report(++done, layers, "layers")),
-        });
+            using var progress = new ProgressLine($"quantizing to {Config.Name}");
+            int layers = fp32.Config.NumLayers, done = 0;
+            model = ModelQuantizer.Quantize(fp32, Config, new ModelQuantizationOptions
+            {
+                GroupSize = GroupSize,
+                Calibration = Calibration,
+                CancellationToken = cancel,
+                Progress = new SynchronousProgress<string>(_ => progress.Report(++done, layers, "layers")),
+            });
+        }
+        return Pruning is null ? model : WithPruning(model, Pruning);
+    }
+
+    /// <summary>
+    /// <paramref name="model"/> with token pruning; a mixed scheme's lower-bit ratio becomes the schedule's per-layer
+    /// lower-bit ratio (the set is then inherited across layers instead of re-selected in each).
+    /// </summary>
+    private static TransformerModel WithPruning(TransformerModel model, TokenPruningSchedule pruning)
+    {
+        RuntimeOptions options = model.Options;
+        TokenPruningSchedule schedule = options.LowBitTokenRatio > 0
+            ? new TokenPruningSchedule(pruning.Ratios, Enumerable.Repeat(options.LowBitTokenRatio, model.Config.NumLayers).ToArray()) { Direction = pruning.Direction, Positions = pruning.Positions }
+            : pruning;
+        return new TransformerModel(model.Weights, model.Kernel, options with { LowBitTokenRatio = 0, Pruning = schedule });
     }
 }
 
@@ -174,6 +196,16 @@ internal sealed class QuantizationCliOptions
     public Option<bool?> Int8KvCache { get; } = new("--int8-kv-cache") { Description = "Override the configuration: store the KV cache as 8-bit codes per token and head (true/false)." };
     public Option<bool?> WeightClipSearch { get; } = new("--weight-clip-search") { Description = "Override the configuration: search each 4-bit weight group's clipping range for the least rounding error (true/false)." };
     public Option<double?> LowBitRatio { get; } = new("--low-bit-ratio") { Description = "Override the configuration: fraction of prefill tokens with 4-bit activations at o_proj/MLP (mixed scheme)." };
+    public Option<double?> PruneRatio { get; } = new("--prune-ratio") { Description = "Token pruning during prefill: fraction β of the tokens pruned by the last layer, progressively from --prune-start-layer (per layer γ = 1 − (1−β)^(1/m)); only surviving positions are scored." };
+    public Option<int?> PruneStartLayer { get; } = new("--prune-start-layer") { Description = "First pruning layer (default: the middle layer)." };
+    public Option<string> PruneDirection { get; } = new("--prune-direction") { Description = "Prune the tokens with the lowest or the highest attention to the start token.", DefaultValueFactory = _ => "lowest" };
+    public Option<string> PrunePositions { get; } = new("--prune-positions") { Description = "Positions after pruning: renumbered (contiguous, like the reference code) or original (RoPE and ALiBi only; OPT's learned positions are unaffected).", DefaultValueFactory = _ => "renumbered" };
+
+    public QuantizationCliOptions()
+    {
+        PruneDirection.AcceptOnlyFromAmong("lowest", "highest");
+        PrunePositions.AcceptOnlyFromAmong("renumbered", "original");
+    }
 
     public void AddTo(Command command)
     {
@@ -187,6 +219,28 @@ internal sealed class QuantizationCliOptions
         command.Options.Add(Int8KvCache);
         command.Options.Add(LowBitRatio);
         command.Options.Add(WeightClipSearch);
+        command.Options.Add(PruneRatio);
+        command.Options.Add(PruneStartLayer);
+        command.Options.Add(PruneDirection);
+        command.Options.Add(PrunePositions);
+    }
+
+    /// <summary>The progressive pruning schedule the command line asks for and its description, or nulls without --prune-ratio.</summary>
+    public (TokenPruningSchedule? Schedule, string? Description) ReadPruning(ParseResult parse, int numLayers)
+    {
+        if (parse.GetValue(PruneRatio) is not double beta)
+        {
+            if (parse.GetValue(PruneStartLayer) is not null) throw new AgileQuantException("--prune-start-layer needs --prune-ratio.");
+            return (null, null);
+        }
+        if (!(beta >= 0 && beta < 1)) throw new AgileQuantException($"--prune-ratio must be in [0, 1), found {beta}.");
+        int start = parse.GetValue(PruneStartLayer) ?? numLayers / 2;
+        if (start < 0 || start >= numLayers) throw new AgileQuantException($"--prune-start-layer must be in [0, {numLayers}), found {start}.");
+        var direction = parse.GetValue(PruneDirection) == "highest" ? Core.Pruning.PruningDirection.Highest : Core.Pruning.PruningDirection.Lowest;
+        var positions = parse.GetValue(PrunePositions) == "original" ? PrunedPositions.Original : PrunedPositions.Renumbered;
+        var schedule = new TokenPruningSchedule(TokenPruningSchedule.Progressive(numLayers, start, beta).Ratios) { Direction = direction, Positions = positions };
+        string description = $"β={beta} from layer {start} ({direction.ToString().ToLowerInvariant()}, {positions.ToString().ToLowerInvariant()} positions)";
+        return (schedule, description);
     }
 
     /// <summary>The named configuration with the command line's overrides applied.</summary>
@@ -210,7 +264,8 @@ internal sealed class QuantizationCliOptions
         QuantizationConfig config = ReadConfig(parse);
         int group = parse.GetValue(GroupSize);
         if (group is not (0 or 32 or 64 or 128)) throw new AgileQuantException($"--group-size must be 32, 64 or 128, found {group}.");
-        if (config.Rounding != WeightRounding.Gptq) return new QuantizationRun(config, group, [], 0);
+        (TokenPruningSchedule? pruning, string? pruningDescription) = ReadPruning(parse, loaded.Model.Config.NumLayers);
+        if (config.Rounding != WeightRounding.Gptq) return new QuantizationRun(config, group, [], 0, pruning, pruningDescription);
         int docs = parse.GetValue(CalibDocs);
         if (docs <= 0) throw new AgileQuantException("--calib-docs must be positive.");
         string calibPath = parse.GetValue(CalibText) ?? evalText;
@@ -220,7 +275,7 @@ internal sealed class QuantizationCliOptions
         int context = loaded.Model.Config.MaxSequenceLength;
         int[][] calibration = PerplexityCommand.Tokenize(tokenizer, PerplexityCommand.ReadText(calibPath, "--calib-text"), separator, 0, docs, "calibration")
             .SelectMany(d => Chunks(d, context)).ToArray();
-        return new QuantizationRun(config, group, calibration, docs);
+        return new QuantizationRun(config, group, calibration, docs, pruning, pruningDescription);
     }
 
     private static IEnumerable<int[]> Chunks(IReadOnlyList<int> tokens, int context)

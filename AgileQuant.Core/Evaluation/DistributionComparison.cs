@@ -6,7 +6,7 @@ namespace AgileQuant.Core.Evaluation;
 /// <summary>How closely one model's next-token distributions follow another's over the same tokens.</summary>
 /// <param name="MeanKlDivergence">Mean over positions of <c>KL(P_reference ‖ P_candidate)</c>, in nats.</param>
 /// <param name="Top1Agreement">Fraction of positions where both models' argmax agree.</param>
-/// <param name="Positions">Number of positions compared (= scored tokens).</param>
+/// <param name="Positions">Number of positions compared (= scored tokens): with token pruning, those surviving in both models.</param>
 /// <param name="Candidate">The candidate's perplexity over the same positions.</param>
 /// <param name="Reference">The reference's perplexity over the same positions.</param>
 public sealed record DistributionComparisonResult(double MeanKlDivergence, double Top1Agreement, long Positions, PerplexityResult Candidate, PerplexityResult Reference);
@@ -27,7 +27,7 @@ public static class DistributionComparison
         IReadOnlyList<int[]> sequences = PerplexityEvaluator.BuildSequences(documents, protocol, contextLength);
         if (sequences.Count == 0) throw new AgileQuantException("Nothing to score: every document has fewer than 2 tokens.");
         int vocab = reference.Config.VocabSize;
-        var perSequence = new (double Kl, long Agree, double RefNll, double CandNll)[sequences.Count];
+        var perSequence = new (double Kl, long Agree, double RefNll, double CandNll, long Positions)[sequences.Count];
         var pool = new ConcurrentBag<(InferenceContext Ref, InferenceContext Cand)>();
         int done = 0;
         long positionsSoFar = 0;
@@ -39,22 +39,30 @@ public static class DistributionComparison
             int[] seq = sequences[s];
             float[] p = contexts.Ref.Forward(seq, allLogits: true);
             float[] q = contexts.Cand.Forward(seq, allLogits: true);
+            // with token pruning, logits rows belong to the surviving positions: compare those both models kept
+            int[] referenceRow = new int[seq.Length];
+            Array.Fill(referenceRow, -1);
+            IReadOnlyList<int> referenceKept = contexts.Ref.SurvivingTokenIndices, candidateKept = contexts.Cand.SurvivingTokenIndices;
+            for (int k = 0; k < referenceKept.Count; k++) referenceRow[referenceKept[k]] = k;
             double kl = 0, refNll = 0, candNll = 0;
-            long agree = 0;
-            for (int i = 0; i + 1 < seq.Length; i++)
+            long agree = 0, compared = 0;
+            for (int k = 0; k < candidateKept.Count; k++)
             {
-                ReadOnlySpan<float> pr = p.AsSpan(i * vocab, vocab), qr = q.AsSpan(i * vocab, vocab);
+                int i = candidateKept[k];
+                if (i + 1 >= seq.Length || referenceRow[i] < 0) continue;
+                compared++;
+                ReadOnlySpan<float> pr = p.AsSpan(referenceRow[i] * vocab, vocab), qr = q.AsSpan(k * vocab, vocab);
                 kl += KlDivergence(pr, qr);
                 if (Generation.TokenSampler.ArgMax(pr) == Generation.TokenSampler.ArgMax(qr)) agree++;
                 refNll += PerplexityEvaluator.TokenNll(pr, seq[i + 1]);
                 candNll += PerplexityEvaluator.TokenNll(qr, seq[i + 1]);
             }
-            perSequence[s] = (kl, agree, refNll, candNll);
+            perSequence[s] = (kl, agree, refNll, candNll, compared);
             pool.Add(contexts);
             int finished = Interlocked.Increment(ref done);
-            progress?.Report(new EvaluationProgress(finished, sequences.Count, Interlocked.Add(ref positionsSoFar, seq.Length - 1)));
+            progress?.Report(new EvaluationProgress(finished, sequences.Count, Interlocked.Add(ref positionsSoFar, compared)));
         });
-        long positions = sequences.Sum(s => (long)s.Length - 1);
+        long positions = perSequence.Sum(r => r.Positions);
         double totalKl = perSequence.Sum(r => r.Kl), refTotal = perSequence.Sum(r => r.RefNll), candTotal = perSequence.Sum(r => r.CandNll);
         long agreeTotal = perSequence.Sum(r => r.Agree);
         PerplexityResult Result(double nll) => new(Math.Exp(nll / positions), nll / positions, positions, sequences.Count, protocol, contextLength);

@@ -15,7 +15,7 @@ public enum PerplexityProtocol
 /// <summary>Result of a perplexity run.</summary>
 /// <param name="Perplexity">exp(mean NLL).</param>
 /// <param name="MeanNll">Mean negative log-likelihood per scored token, in nats.</param>
-/// <param name="ScoredTokens">Number of predicted (scored) tokens.</param>
+/// <param name="ScoredTokens">Number of predicted (scored) tokens: with token pruning, only surviving positions are scored.</param>
 /// <param name="Sequences">Number of sequences (documents or windows) run.</param>
 /// <param name="Protocol">The protocol used.</param>
 /// <param name="ContextLength">The sequence length cap used.</param>
@@ -29,7 +29,9 @@ public readonly record struct EvaluationProgress(int SequencesDone, int Sequence
 
 /// <summary>
 /// Perplexity of a model over tokenized documents: every position i of a sequence predicts token i+1,
-/// <c>NLL = logsumexp(logits_i) − logits_i[t_{i+1}]</c>, <c>PPL = exp(Σ NLL / scored)</c>.
+/// <c>NLL = logsumexp(logits_i) − logits_i[t_{i+1}]</c>, <c>PPL = exp(Σ NLL / scored)</c>. With token pruning
+/// (<see cref="RuntimeOptions.Pruning"/>) only the surviving positions are scored, as in the reference code; such a
+/// perplexity is not comparable with a dense one without its scored-token count.
 /// </summary>
 public static class PerplexityEvaluator
 {
@@ -83,11 +85,10 @@ public static class PerplexityEvaluator
                 context.Reset();
                 int[] seq = sequences[i];
                 float[] logits = context.Forward(seq, allLogits: true);
-                nll[i] = SequenceNll(logits, seq, model.Config.VocabSize);
-                scored[i] = seq.Length - 1;
+                (nll[i], scored[i]) = SurvivingNll(logits, seq, context.SurvivingTokenIndices, model.Config.VocabSize);
                 contexts.Add(context);
                 int finished = Interlocked.Increment(ref done);
-                long total = Interlocked.Add(ref scoredSoFar, seq.Length - 1);
+                long total = Interlocked.Add(ref scoredSoFar, scored[i]);
                 progress?.Report(new EvaluationProgress(finished, sequences.Count, total));
             });
         }
@@ -111,6 +112,30 @@ public static class PerplexityEvaluator
         for (int i = 0; i + 1 < tokens.Length; i++)
             sum += TokenNll(logits.Slice(i * vocab, vocab), tokens[i + 1]);
         return sum;
+    }
+
+    /// <summary>
+    /// Σ over surviving positions of <c>logsumexp(logits_k) − logits_k[tokens[i_k+1]]</c>, where row k of
+    /// <paramref name="logits"/> (surviving, vocab) belongs to original position <c>i_k = surviving[k]</c>; positions
+    /// without a next token are not scored. Returns the sum and the number of scored positions.
+    /// </summary>
+    public static (double Nll, long Scored) SurvivingNll(ReadOnlySpan<float> logits, ReadOnlySpan<int> tokens, IReadOnlyList<int> surviving, int vocab)
+    {
+        ArgumentNullException.ThrowIfNull(surviving);
+        ArgumentOutOfRangeException.ThrowIfLessThan(vocab, 1);
+        if (logits.Length != (long)surviving.Count * vocab)
+            throw new ArgumentException($"Expected {surviving.Count}×{vocab} logits, found {logits.Length}.", nameof(logits));
+        double sum = 0;
+        long scored = 0;
+        for (int k = 0; k < surviving.Count; k++)
+        {
+            int position = surviving[k];
+            if ((uint)position >= (uint)tokens.Length) throw new ArgumentException($"Surviving position {position} is outside the {tokens.Length} tokens.", nameof(surviving));
+            if (position + 1 >= tokens.Length) continue;
+            sum += TokenNll(logits.Slice(k * vocab, vocab), tokens[position + 1]);
+            scored++;
+        }
+        return (sum, scored);
     }
 
     /// <summary><c>logsumexp(logits) − logits[target]</c>, in double precision.</summary>

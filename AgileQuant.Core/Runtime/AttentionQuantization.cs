@@ -46,6 +46,12 @@ public sealed record RuntimeOptions
     /// </summary>
     public double LowBitTokenRatio { get; init; }
 
+    /// <summary>
+    /// Activation-aware token pruning and the inherited lower-bit token set during prefill (METHOD.md §3); null for none.
+    /// When set, its lower-bit ratios replace <see cref="LowBitTokenRatio"/> (which must then be 0).
+    /// </summary>
+    public Pruning.TokenPruningSchedule? Pruning { get; init; }
+
     /// <summary>Default options: nothing quantized beyond the weights' own kernels.</summary>
     public static RuntimeOptions Default { get; } = new();
 }

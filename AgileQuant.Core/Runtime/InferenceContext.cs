@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using AgileQuant.Core.Pruning;
 
 namespace AgileQuant.Core.Runtime;
 
@@ -6,6 +7,11 @@ namespace AgileQuant.Core.Runtime;
 /// Per-conversation state of a <see cref="TransformerModel"/>: the KV cache, the positions of the
 /// cached tokens and scratch buffers. Not thread-safe; the model it reads is.
 /// </summary>
+/// <remarks>
+/// With a <see cref="RuntimeOptions.Pruning"/> schedule, prefill drops tokens layer by layer, so each layer's
+/// cache holds only the tokens that reached it (<see cref="LayerLength"/>), each with its own positions
+/// (<see cref="PrunedPositions"/>). Decode appends one token to every layer's cache.
+/// </remarks>
 public sealed class InferenceContext
 {
     private readonly TransformerModel _model;
@@ -13,11 +19,15 @@ public sealed class InferenceContext
     // Caches are head-major and transposed so attention runs over long contiguous slot vectors whatever the head size.
     private readonly float[][] _keyCache;   // per layer: (KvHeads, HeadDim, MaxSequenceLength)
     private readonly float[][] _valueCache; // per layer: (KvHeads, HeadDim, MaxSequenceLength)
-    private readonly int[] _slotPosition;   // (MaxSequenceLength): model position of each cached token
-    private readonly float[] _slotPositionValue; // (MaxSequenceLength): the same as floats, for ALiBi
-    private int _maskedSlots;               // how many cached tokens are padding
-    private readonly bool[] _slotMasked;    // (MaxSequenceLength): cached token is padding, never attended to
-    private int _realTokens;                // non-padding tokens seen so far: the next default position
+    private readonly int[][] _slotPosition;   // per layer: (MaxSequenceLength) model position of each cached token
+    private readonly float[][] _slotPositionValue; // per layer: (MaxSequenceLength) the same as floats, for ALiBi
+    private readonly bool[][] _slotMasked;    // per layer: (MaxSequenceLength) cached token is padding, never attended to
+    private readonly int[] _layerLength;      // (NumLayers): tokens cached in each layer
+    private readonly int[] _layerMaskedSlots; // (NumLayers): how many of them are padding
+    private readonly int[] _layerRealTokens;  // (NumLayers): how many are not: the layer's next renumbered position
+    private int _realTokens;                  // non-padding tokens fed so far: the next default position
+    private readonly TokenPruner _pruner = new(); // rows of the current chunk: survivors and lower-bit flags
+    private int[] _survivors = [];            // original indices of the last forward's surviving tokens
 
     // Grow-only scratch, sized for the largest chunk seen: rows = tokens in the chunk.
     private float[] _hidden = [];     // (n, HiddenSize) residual stream
@@ -32,8 +42,9 @@ public sealed class InferenceContext
     private float[] _sigmoid = [];    // (n, IntermediateSize)
     private float[] _scores = [];     // (NumHeads, MaxSequenceLength) attention scores, one row per head
     private float[] _startAttention = []; // (NumHeads, n): A[h, i, 0], each query's attention to the start token
-    private bool[] _lowBit = [];          // (n): token i uses the lower-bit activation width (mixed scheme)
-    private int _lowBitCount;
+    private float[] _tokenScores = [];    // (n): s_i = Σ_h A[h, i, 0]
+    private int[] _tokenPosition = [];    // (n): model position of each row in the current layer
+    private bool[] _tokenMasked = [];     // (n): row is padding
     private float[] _gatherIn = [];       // (n, widest linear input): rows routed to one activation width
     private float[] _gatherOut = [];      // (n, widest linear output)
 
@@ -51,9 +62,19 @@ public sealed class InferenceContext
             _keyCache[l] = new float[(long)slots * _config.KvDim];
             _valueCache[l] = new float[(long)slots * _config.KvDim];
         }
-        _slotPosition = new int[slots];
-        _slotPositionValue = new float[slots];
-        _slotMasked = new bool[slots];
+        int layers = _config.NumLayers;
+        _slotPosition = new int[layers][];
+        _slotPositionValue = new float[layers][];
+        _slotMasked = new bool[layers][];
+        for (int l = 0; l < layers; l++)
+        {
+            _slotPosition[l] = new int[slots];
+            _slotPositionValue[l] = new float[slots];
+            _slotMasked[l] = new bool[slots];
+        }
+        _layerLength = new int[layers];
+        _layerMaskedSlots = new int[layers];
+        _layerRealTokens = new int[layers];
     }
 
     /// <summary>The model this context runs.</summary>
@@ -62,21 +83,39 @@ public sealed class InferenceContext
     /// <summary>Receives every linear layer's input during <see cref="Forward(ReadOnlySpan{int}, bool)"/> (calibration); null for none.</summary>
     public ILinearInputObserver? Observer { get; set; }
 
-    /// <summary>Number of tokens held in the KV cache.</summary>
+    /// <summary>Number of tokens fed so far (held in the first layer's KV cache; later layers may hold fewer after pruning).</summary>
     public int Length { get; private set; }
+
+    /// <summary>Number of tokens held in <paramref name="layer"/>'s KV cache: those not pruned before that layer.</summary>
+    public int LayerLength(int layer)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(layer);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(layer, _config.NumLayers);
+        return _layerLength[layer];
+    }
+
+    /// <summary>
+    /// Indices (into the tokens of the last <see cref="Forward(ReadOnlySpan{int}, bool)"/>) of the tokens that
+    /// survived every pruning layer, ascending; their rows are what <c>allLogits</c> returns. All indices without pruning.
+    /// </summary>
+    public IReadOnlyList<int> SurvivingTokenIndices => _survivors;
 
     /// <summary>Empties the KV cache so the context can start a new sequence.</summary>
     public void Reset()
     {
         Length = 0;
         _realTokens = 0;
-        _maskedSlots = 0;
+        Array.Clear(_layerLength);
+        Array.Clear(_layerMaskedSlots);
+        Array.Clear(_layerRealTokens);
+        _survivors = [];
     }
 
     /// <summary>
     /// Runs <paramref name="tokens"/> through the model as one matrix (prefill, or decode when one token),
     /// appends them to the KV cache, and returns the logits of the last token (VocabSize) or, with
-    /// <paramref name="allLogits"/>, of every token (tokens, VocabSize).
+    /// <paramref name="allLogits"/>, of every surviving token (<see cref="SurvivingTokenIndices"/>, VocabSize):
+    /// every token unless <see cref="RuntimeOptions.Pruning"/> prunes some during prefill.
     /// </summary>
     public float[] Forward(ReadOnlySpan<int> tokens, bool allLogits = false) => Forward(tokens, allLogits, default, default);
 
@@ -98,10 +137,12 @@ public sealed class InferenceContext
                 throw new AgileQuantException($"Token id {tokens[i]} at index {i} is outside the vocabulary [0, {_config.VocabSize}).");
 
         int start = Length;
+        EnsureScratch(n);
+        int realInChunk = 0;
         for (int i = 0; i < n; i++)
         {
             bool pad = !padding.IsEmpty && padding[i];
-            int position = positions.IsEmpty ? _realTokens : positions[i];
+            int position = positions.IsEmpty ? _realTokens + realInChunk : positions[i];
             if (position < 0) throw new ArgumentException($"Position {position} at index {i} is negative.", nameof(positions));
             if (_config.Positions == PositionKind.Learned && !pad)
             {
@@ -109,21 +150,30 @@ public sealed class InferenceContext
                 if (position + _config.LearnedPositionOffset >= rows)
                     throw new AgileQuantException($"Position {position} is beyond the learned position table ({rows - _config.LearnedPositionOffset} positions).");
             }
-            _slotPosition[start + i] = position;
-            _slotPositionValue[start + i] = position;
-            _slotMasked[start + i] = pad;
-            if (pad) _maskedSlots++;
-            else _realTokens++;
+            _tokenPosition[i] = position;
+            _tokenMasked[i] = pad;
+            if (!pad) realInChunk++;
         }
+        _realTokens += realInChunk;
 
-        EnsureScratch(n);
-        Embed(tokens, start, n);
-        for (int layer = 0; layer < _config.NumLayers; layer++) RunLayer(layer, start, n);
+        Embed(tokens, n);
+        _pruner.Begin(n, firstIsStart: start == 0);
+        TokenPruningSchedule? schedule = _model.Options.Pruning;
+        // Renumbered: default positions are each layer's own count; explicit positions hold until the first pruning.
+        bool renumber = schedule is { Positions: PrunedPositions.Renumbered } && positions.IsEmpty;
+        int remaining = n;
+        for (int layer = 0; layer < _config.NumLayers; layer++)
+        {
+            int before = remaining;
+            remaining = RunLayer(layer, remaining, renumber);
+            if (remaining < before && schedule is { Positions: PrunedPositions.Renumbered }) renumber = true;
+        }
         Length = start + n;
-        return ComputeLogits(n, allLogits);
+        _survivors = _pruner.OriginalIndices.ToArray();
+        return ComputeLogits(remaining, allLogits);
     }
 
-    private void Embed(ReadOnlySpan<int> tokens, int start, int n)
+    private void Embed(ReadOnlySpan<int> tokens, int n)
     {
         TransformerWeights w = _model.Weights;
         int e = _config.EmbeddingWidth, d = _config.HiddenSize;
@@ -134,15 +184,33 @@ public sealed class InferenceContext
             for (int i = 0; i < n; i++)
             {
                 // OPT: padding tokens sit at position −1 → row offset−1, as Hugging Face's cumsum(mask)·mask − 1 gives
-                int row = _slotMasked[start + i] ? _config.LearnedPositionOffset - 1 : _slotPosition[start + i] + _config.LearnedPositionOffset;
+                int row = _tokenMasked[i] ? _config.LearnedPositionOffset - 1 : _tokenPosition[i] + _config.LearnedPositionOffset;
                 Span<float> h = _hidden.AsSpan(i * d, d);
                 TensorPrimitives.Add(h, w.PositionEmbedding.AsSpan(row * d, d), h);
             }
         w.EmbeddingNorm?.Forward(_hidden, _hidden, n);
     }
 
-    private void RunLayer(int layer, int start, int n)
+    /// <summary>Runs decoder layer <paramref name="layer"/> over the chunk's <paramref name="n"/> rows; returns the rows left after pruning.</summary>
+    private int RunLayer(int layer, int n, bool renumber)
     {
+        int start = _layerLength[layer];
+        if (renumber)
+        {
+            int next = _layerRealTokens[layer];
+            for (int i = 0; i < n; i++)
+                if (!_tokenMasked[i]) _tokenPosition[i] = next++;
+        }
+        for (int i = 0; i < n; i++)
+        {
+            _slotPosition[layer][start + i] = _tokenPosition[i];
+            _slotPositionValue[layer][start + i] = _tokenPosition[i];
+            _slotMasked[layer][start + i] = _tokenMasked[i];
+            if (_tokenMasked[i]) _layerMaskedSlots[layer]++;
+            else _layerRealTokens[layer]++;
+        }
+        _layerLength[layer] = start + n;
+
         LayerWeights lw = _model.Weights.Layers[layer];
         int d = _config.HiddenSize, kv = _config.KvDim, q = _config.NumHeads * _config.HeadDim;
         Span<float> hidden = _hidden.AsSpan(0, n * d);
@@ -168,7 +236,7 @@ public sealed class InferenceContext
         if (_model.Rotary is not null)
             for (int i = 0; i < n; i++)
             {
-                int position = _slotPosition[start + i];
+                int position = _tokenPosition[i];
                 _model.Rotary.Apply(_query.AsSpan(i * q, q), position);
                 _model.Rotary.Apply(_key.AsSpan(i * kv, kv), position);
             }
@@ -181,11 +249,16 @@ public sealed class InferenceContext
         StoreTransposed(_key, _keyCache[layer], start, n);
         StoreTransposed(_value, _valueCache[layer], start, n);
         Attend(layer, start, n);
-        SelectLowBitTokens(start, n);
+        SelectTokens(layer, n);
         Observer?.Observe(layer, LinearSlot.AttentionOutput, _attention.AsSpan(0, n * q), n);
         RunLinear(lw.Output, _attention, _projected, n, mixed: true);
         TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
         if (!_config.PreNorm) lw.AttentionNorm.Forward(hidden, hidden, n);
+        if (_pruner.PrunedCount > 0)
+        {
+            n = DropPrunedRows(n);
+            hidden = _hidden.AsSpan(0, n * d);
+        }
 
         // MLP block: x = x + mlp(norm(x))  (post-LN: x = norm(x + mlp(x)))
         ReadOnlySpan<float> mlpInput = hidden;
@@ -223,6 +296,25 @@ public sealed class InferenceContext
         RunLinear(lw.Down, inner, _projected, n, mixed: true);
         TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
         if (!_config.PreNorm) lw.MlpNorm.Forward(hidden, hidden, n);
+        return n;
+    }
+
+    /// <summary>Compacts the residual stream and the per-row positions to the rows the pruner keeps; returns their count.</summary>
+    private int DropPrunedRows(int n)
+    {
+        int d = _config.HiddenSize;
+        _pruner.Compact();
+        ReadOnlySpan<int> kept = _pruner.KeptRows;
+        // rows move only towards the front (kept[k] ≥ k), so copying in ascending order never overwrites a row still needed
+        for (int k = 0; k < kept.Length; k++)
+        {
+            int row = kept[k];
+            if (row == k) continue;
+            _hidden.AsSpan(row * d, d).CopyTo(_hidden.AsSpan(k * d, d));
+            _tokenPosition[k] = _tokenPosition[row];
+            _tokenMasked[k] = _tokenMasked[row];
+        }
+        return kept.Length;
     }
 
     // cache[c, s] (KvDim, MaxSequenceLength) ← rows[i, c] (n, KvDim) for slots s = start + i
@@ -240,7 +332,11 @@ public sealed class InferenceContext
     private void Attend(int layer, int start, int n)
     {
         int heads = _config.NumHeads;
-        _collectStartAttention = n > 2 && _model.Options.LowBitTokenRatio > 0;
+        TokenPruningSchedule? schedule = _model.Options.Pruning;
+        bool selects = schedule is null
+            ? _model.Options.LowBitTokenRatio > 0
+            : schedule.RatioAt(layer) > 0 || schedule.LowBitRatioAt(layer) > 0;
+        _collectStartAttention = n > 2 && selects;
         if (n == 1 || heads == 1)
             for (int h = 0; h < heads; h++) AttendHead(layer, start, n, h);
         else
@@ -255,6 +351,7 @@ public sealed class InferenceContext
         int kvHead = head / (_config.NumHeads / _config.NumKvHeads);
         float scale = 1f / MathF.Sqrt(hd);
         float[] keys = _keyCache[layer], values = _valueCache[layer];
+        bool[] masked = _slotMasked[layer];
         for (int i = 0; i < n; i++)
         {
             int visible = start + i + 1; // causal: cached tokens 0..start+i
@@ -267,8 +364,8 @@ public sealed class InferenceContext
                 TensorPrimitives.MultiplyAdd(keys.AsSpan(((kvHead * hd) + d) * slots, visible), query[d], scores, scores);
             TensorPrimitives.Multiply(scores, scale, scores);
             if (_model.AlibiSlopes is not null)
-                TensorPrimitives.MultiplyAdd(_slotPositionValue.AsSpan(0, visible), _model.AlibiSlopes[head], scores, scores);
-            if (_maskedSlots > 0 && !MaskPadding(scores))
+                TensorPrimitives.MultiplyAdd(_slotPositionValue[layer].AsSpan(0, visible), _model.AlibiSlopes[head], scores, scores);
+            if (_layerMaskedSlots[layer] > 0 && !MaskPadding(scores, masked))
             {
                 output.Clear(); // every visible key is padding: no attention
                 continue;
@@ -278,7 +375,7 @@ public sealed class InferenceContext
             TensorPrimitives.Subtract(scores, max, scores);
             TensorPrimitives.Exp(scores, scores);
             TensorPrimitives.Multiply(scores, 1f / TensorPrimitives.Sum(scores), scores);
-            if (_collectStartAttention) _startAttention[head * n + i] = _slotMasked[0] ? 0f : scores[0];
+            if (_collectStartAttention) _startAttention[head * n + i] = masked[0] ? 0f : scores[0];
             if (_model.Options.Attention.Log2Softmax) ActivationRounding.RoundToPowersOfTwo(scores);
             // out[d] = Σ_j p[j] · V[d, j]
             for (int d = 0; d < hd; d++)
@@ -287,45 +384,38 @@ public sealed class InferenceContext
     }
 
     /// <summary>Sets padding slots' scores to −∞; returns false when every visible slot is padding.</summary>
-    private bool MaskPadding(Span<float> scores)
+    private static bool MaskPadding(Span<float> scores, bool[] masked)
     {
         bool anyVisible = false;
         for (int j = 0; j < scores.Length; j++)
         {
-            if (_slotMasked[j]) scores[j] = float.NegativeInfinity;
+            if (masked[j]) scores[j] = float.NegativeInfinity;
             else anyVisible = true;
         }
         return anyVisible;
     }
 
     /// <summary>
-    /// Marks the floor(ratio·n) tokens with the least attention to the start token (summed over heads) as
-    /// lower-bit, never the start token or the last one; none during decode.
+    /// Chooses this layer's pruned and lower-bit rows from s_i = Σ_h A[h, i, 0] (never the start or the last token; none
+    /// during decode). With a schedule: r_l and b_l, the lower-bit set inherited from earlier layers; without: the
+    /// floor(LowBitTokenRatio·n) lowest-scoring rows, re-selected in every layer.
     /// </summary>
-    private void SelectLowBitTokens(int start, int n)
+    private void SelectTokens(int layer, int n)
     {
-        _lowBitCount = 0;
+        TokenPruningSchedule? schedule = _model.Options.Pruning;
+        if (schedule is null) _pruner.ClearLowBit();
         if (!_collectStartAttention) return;
-        Array.Clear(_lowBit, 0, n);
-        int count = (int)Math.Floor(_model.Options.LowBitTokenRatio * n);
-        int heads = _config.NumHeads;
-        var candidates = new List<(float Score, int Token)>(n);
-        for (int i = 0; i < n - 1; i++)
-        {
-            if (start + i == 0) continue;
-            float score = 0;
-            for (int h = 0; h < heads; h++) score += _startAttention[h * n + i];
-            candidates.Add((score, i));
-        }
-        candidates.Sort((a, b) => a.Score != b.Score ? a.Score.CompareTo(b.Score) : a.Token.CompareTo(b.Token));
-        for (int k = 0; k < Math.Min(count, candidates.Count); k++) _lowBit[candidates[k].Token] = true;
-        _lowBitCount = Math.Min(count, candidates.Count);
+        TokenPruner.ComputeScores(_startAttention, _config.NumHeads, n, _tokenScores);
+        if (schedule is null)
+            _pruner.Select(_tokenScores.AsSpan(0, n), 0, _model.Options.LowBitTokenRatio, PruningDirection.Lowest);
+        else
+            _pruner.Select(_tokenScores.AsSpan(0, n), schedule.RatioAt(layer), schedule.LowBitRatioAt(layer), schedule.Direction);
     }
 
     /// <summary>y = x·Wᵀ + b through the kernel for the layer's activation width; lower-bit tokens (mixed scheme) go through the 4-bit kernel.</summary>
     private void RunLinear(LinearLayer linear, ReadOnlySpan<float> x, Span<float> y, int n, bool mixed)
     {
-        if (!mixed || linear.LowBitActivationBits == 0 || _lowBitCount == 0)
+        if (!mixed || linear.LowBitActivationBits == 0 || _pruner.LowBitCount == 0)
         {
             linear.Forward(_model.KernelForBits(linear.ActivationBits)!, x, y, n);
             return;
@@ -335,13 +425,13 @@ public sealed class InferenceContext
         {
             int rows = 0;
             for (int i = 0; i < n; i++)
-                if (_lowBit[i] == lowBit) x.Slice(i * inF, inF).CopyTo(_gatherIn.AsSpan(rows++ * inF, inF));
+                if (_pruner.LowBit[i] == lowBit) x.Slice(i * inF, inF).CopyTo(_gatherIn.AsSpan(rows++ * inF, inF));
             if (rows == 0) continue;
             int bits = lowBit ? linear.LowBitActivationBits : linear.ActivationBits;
             linear.Forward(_model.KernelForBits(bits)!, _gatherIn, _gatherOut, rows);
             rows = 0;
             for (int i = 0; i < n; i++)
-                if (_lowBit[i] == lowBit) _gatherOut.AsSpan(rows++ * outF, outF).CopyTo(y.Slice(i * outF, outF));
+                if (_pruner.LowBit[i] == lowBit) _gatherOut.AsSpan(rows++ * outF, outF).CopyTo(y.Slice(i * outF, outF));
         }
     }
 
@@ -383,8 +473,13 @@ public sealed class InferenceContext
         }
         Grow(ref _scores, _config.NumHeads * _config.MaxSequenceLength);
         Grow(ref _startAttention, _config.NumHeads * n);
-        if (_lowBit.Length < n) _lowBit = new bool[n];
-        if (_model.Options.LowBitTokenRatio > 0)
+        Grow(ref _tokenScores, n);
+        if (_tokenPosition.Length < n)
+        {
+            _tokenPosition = new int[n];
+            _tokenMasked = new bool[n];
+        }
+        if (_model.Options.LowBitTokenRatio > 0 || _model.Options.Pruning is not null)
         {
             int widest = Math.Max(Math.Max(d, q), f);
             Grow(ref _gatherIn, n * widest);

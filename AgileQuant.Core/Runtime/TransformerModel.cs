@@ -38,6 +38,8 @@ public sealed class TransformerModel
         options.Attention.Validate();
         if (!(options.LowBitTokenRatio >= 0 && options.LowBitTokenRatio < 1))
             throw new ArgumentOutOfRangeException(nameof(options), options.LowBitTokenRatio, "The lower-bit token ratio must be in [0, 1).");
+        if (options.Pruning is not null && options.LowBitTokenRatio > 0)
+            throw new ArgumentException("Set lower-bit tokens either by LowBitTokenRatio or by the pruning schedule's lower-bit ratios, not both.", nameof(options));
         weights.Validate();
         Weights = weights;
         Kernel = kernel;
