@@ -56,19 +56,27 @@ internal static class AccuracyCommand
                 EvaluationReport s = PerplexityCommand.Evaluate(loaded.Model, candidate, config, evalStories, PerplexityProtocol.Document, context, cancel);
                 EvaluationReport? w = wikiDocs is null ? null : PerplexityCommand.Evaluate(loaded.Model, candidate, config, wikiDocs, PerplexityProtocol.Stream, wikiWindow, cancel);
                 rows.Add((config, ModelQuantizer.QuantizedWeightBytes(loaded.Model, config), s, w, clock.Elapsed.TotalSeconds));
-                Console.Error.WriteLine($"{config.Name}: TinyStories PPL {s.Result.Perplexity:F4}" + (w is null ? "" : $", WikiText-2 PPL {w.Result.Perplexity:F4}"));
+                Console.Error.WriteLine($"{config.Name}: TinyStories PPL {s.Result.Perplexity:F4}, KL {s.Kl:F4}, top-1 {s.Top1:P2}"
+                    + (w is null ? "" : $"; WikiText-2 PPL {w.Result.Perplexity:F4}, KL {w.Kl:F4}, top-1 {w.Top1:P2}"));
+                // Keep what is measured so far: a long run that fails later still leaves its rows.
+                if (parse.GetValue(output) is string partial) Write(partial, Render(loaded, rows, calib, evalStories.Count, wikiWindow, parse));
             }
-            string table = Render(loaded, rows.Select(r => (r.Config, r.Bytes, r.Stories, r.Wiki, r.Seconds)).ToList(), calib, evalStories.Count, wikiWindow, parse);
+            string table = Render(loaded, rows, calib, evalStories.Count, wikiWindow, parse);
             Console.Out.Write(table);
             if (parse.GetValue(output) is string path)
             {
-                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-                File.WriteAllText(path, table);
+                Write(path, table);
                 Console.Error.WriteLine($"wrote {path}");
             }
             return ExitCodes.Success;
         }));
         return command;
+    }
+
+    private static void Write(string path, string text)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        File.WriteAllText(path, text);
     }
 
     private static string Render(LoadedModel loaded, List<(QuantizationConfig Config, long Bytes, EvaluationReport Stories, EvaluationReport? Wiki, double Seconds)> rows,
