@@ -10,6 +10,7 @@ public sealed class TokenSampler
     private readonly Random _random;
     private int[] _order = [];
     private double[] _probabilities = [];
+    private float[] _logits = []; // (vocab) copy of the logits being sampled, reused across calls
 
     /// <summary>Creates a sampler; its random sequence is fixed by <see cref="SamplingOptions.Seed"/>.</summary>
     public TokenSampler(SamplingOptions options)
@@ -36,11 +37,12 @@ public sealed class TokenSampler
         if (_options.Temperature == 0f) return ArgMax(logits);
 
         int v = logits.Length;
-        if (_order.Length < v) { _order = new int[v]; _probabilities = new double[v]; }
+        if (_order.Length < v) { _order = new int[v]; _probabilities = new double[v]; _logits = new float[v]; }
         Span<int> order = _order.AsSpan(0, v);
         for (int i = 0; i < v; i++) order[i] = i;
         // Sort token ids by logit, descending (ties by id for determinism).
-        float[] copy = logits.ToArray();
+        float[] copy = _logits;
+        logits.CopyTo(copy);
         order.Sort((a, b) => copy[b] != copy[a] ? copy[b].CompareTo(copy[a]) : a.CompareTo(b));
         int keep = _options.TopK > 0 ? Math.Min(_options.TopK, v) : v;
 

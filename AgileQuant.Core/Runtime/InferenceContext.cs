@@ -421,8 +421,9 @@ public sealed class InferenceContext
             return;
         }
         int inF = linear.InFeatures, outF = linear.OutFeatures;
-        foreach (bool lowBit in new[] { true, false })
+        for (int pass = 0; pass < 2; pass++) // lower-bit rows first, then the rest
         {
+            bool lowBit = pass == 0;
             int rows = 0;
             for (int i = 0; i < n; i++)
                 if (_pruner.LowBit[i] == lowBit) x.Slice(i * inF, inF).CopyTo(_gatherIn.AsSpan(rows++ * inF, inF));
