@@ -20,4 +20,15 @@ internal static class ExitCodes
 
     /// <summary>An unexpected internal error (a bug: please report it with <c>--verbose</c> output).</summary>
     public const int InternalError = 70;
+
+    /// <summary>The exit codes as shown at the end of <c>agilequant --help</c> (and in the README).</summary>
+    public const string HelpText = """
+        Exit codes:
+          0   success
+          1   input refused (missing or malformed file, bad value, prompt too long)
+          2   command line not understood (unknown command or option, missing required option)
+          3   a check failed (selftest found a kernel that disagrees with its scalar twin)
+          70  internal error (a bug: rerun with --verbose for the stack trace and report it)
+          130 cancelled (Ctrl+C)
+        """;
 }

@@ -8,7 +8,8 @@ internal static class Program
 {
     private static int Main(string[] args)
     {
-        var root = new RootCommand("agilequant: run, evaluate and benchmark decoder LLMs (LLaMA, OPT, BLOOM) with 4/8-bit weights and activations on the CPU.")
+        var root = new RootCommand("agilequant: run, evaluate and benchmark decoder LLMs (LLaMA, OPT, BLOOM) with 4/8-bit weights and activations on the CPU."
+            + Environment.NewLine + Environment.NewLine + ExitCodes.HelpText)
         {
             DemoCommand.Create(),
             GenerateCommand.Create(),
@@ -21,6 +22,7 @@ internal static class Program
             SelfTestCommand.Create(),
         };
         root.Options.Add(CliErrors.VerboseOption);
+        ProgressLine.Suppressed = args.Contains("--json");
         ParseResult parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {

@@ -1,4 +1,5 @@
 using AgileQuant.Core;
+using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Models.Architectures;
@@ -10,9 +11,18 @@ using Microsoft.ML.Tokenizers;
 
 namespace AgileQuant.Models;
 
-/// <summary>Options for <see cref="ModelLoader.Load"/>.</summary>
+/// <summary>
+/// Options for <see cref="ModelLoader.Load(ModelLoadOptions, IProgress{ModelLoadProgress}?, CancellationToken)"/>: which
+/// model, how to read it, which kernels run it, and an optional quantization applied after loading.
+/// </summary>
 public sealed record ModelLoadOptions
 {
+    /// <summary>
+    /// The model: a llama2.c <c>.bin</c>, a Hugging Face directory or an AgileQuant quantized checkpoint
+    /// (<c>.safetensors</c>). Required by the overloads that take only options; the <c>Load(string path, …)</c> overload sets it.
+    /// </summary>
+    public string? Path { get; init; }
+
     /// <summary>Tokenizer file to use instead of the one found beside the model.</summary>
     public string? TokenizerPath { get; init; }
 
@@ -22,8 +32,28 @@ public sealed record ModelLoadOptions
     /// <summary>Instruction set and thread count of the kernels chosen at load (ignored when <see cref="Kernel"/> is set).</summary>
     public KernelOptions KernelOptions { get; init; } = new();
 
-    /// <summary>A kernel to run the model with instead of choosing one from <see cref="KernelOptions"/>.</summary>
+    /// <summary>Threads per matrix multiplication, overriding <see cref="KernelOptions"/>' (null: keep it; 0: one per processor).</summary>
+    public int? Threads { get; init; }
+
+    /// <summary>A kernel to run the model with instead of choosing one from <see cref="KernelOptions"/> (the kernel override).</summary>
     public IMatMulKernel? Kernel { get; init; }
+
+    /// <summary>
+    /// Read safetensors files through a read-only memory map (default), or, when false, with ordinary reads into
+    /// process memory (for file systems where mapping fails or is slow; needs the file's size in memory while loading).
+    /// llama2.c files are read sequentially either way. The weights are copied into the kernels' layouts while loading,
+    /// so no file stays open once <see cref="ModelLoader.Load(ModelLoadOptions, IProgress{ModelLoadProgress}?, CancellationToken)"/> returns.
+    /// </summary>
+    public bool UseMemoryMap { get; init; } = true;
+
+    /// <summary>
+    /// A quantization to apply after loading an FP32 model (e.g. <c>QuantizationConfig.Parse("W4A8-RTN")</c>); null keeps
+    /// the model as stored. GPTQ configurations need calibration sequences in <see cref="QuantizationOptions"/>.
+    /// </summary>
+    public QuantizationConfig? Quantization { get; init; }
+
+    /// <summary>Group size and calibration data for <see cref="Quantization"/> (its progress and cancellation come from the load's).</summary>
+    public ModelQuantizationOptions? QuantizationOptions { get; init; }
 
     /// <summary>
     /// Most bytes the FP32 weights may take, checked against the size the config or header implies before any tensor
@@ -33,14 +63,10 @@ public sealed record ModelLoadOptions
 
     /// <summary>Check every weight for NaN and infinity after loading (<see cref="WeightsHealthCheck"/>); on by default.</summary>
     public bool CheckFiniteWeights { get; init; } = true;
-}
 
-/// <summary>A model loaded from disk with its tokenizer (when one was found).</summary>
-/// <param name="Model">The runnable model.</param>
-/// <param name="Tokenizer">Its tokenizer, or null when none was found or given.</param>
-/// <param name="SourcePath">Where the weights came from.</param>
-/// <param name="Format">The on-disk format (<c>llama2c</c>, <c>huggingface</c> or <c>agilequant</c>, a quantized checkpoint).</param>
-public sealed record LoadedModel(TransformerModel Model, Tokenizer? Tokenizer, string SourcePath, string Format);
+    /// <summary>The kernel options with <see cref="Threads"/> applied.</summary>
+    internal KernelOptions EffectiveKernelOptions => Threads is int threads ? KernelOptions with { Threads = threads } : KernelOptions;
+}
 
 /// <summary>Loads llama2.c checkpoints and Hugging Face model directories (LLaMA, OPT, BLOOM).</summary>
 public static class ModelLoader
@@ -50,25 +76,95 @@ public static class ModelLoader
     /// <c>tok*.bin</c> beside it) or a Hugging Face directory (<c>config.json</c> + safetensors; tokenizer:
     /// <c>tokenizer.model</c>, <c>tokenizer.json</c> or <c>vocab.json</c> + <c>merges.txt</c>), or an AgileQuant quantized
     /// checkpoint: a <c>.safetensors</c> file whose metadata has <c>agilequant.format</c> (tokenizer: as for llama2.c,
-    /// else a Hugging Face tokenizer file beside it).
+    /// else a Hugging Face tokenizer file beside it). <paramref name="path"/> replaces <see cref="ModelLoadOptions.Path"/>.
     /// </summary>
+    /// <param name="path">The model file or directory.</param>
+    /// <param name="options">How to load it (null: defaults).</param>
+    /// <param name="progress">Receives each stage's progress (tensors read, layers quantized).</param>
+    /// <param name="cancellationToken">Stops the load between tensors or layers.</param>
+    /// <returns>The model; dispose it when done.</returns>
     /// <exception cref="ModelFormatException">A file is missing or malformed, or tokenizer and model disagree.</exception>
-    public static LoadedModel Load(string path, ModelLoadOptions? options = null)
+    /// <exception cref="OperationCanceledException">Cancelled.</exception>
+    public static LoadedModel Load(string path, ModelLoadOptions? options = null, IProgress<ModelLoadProgress>? progress = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        options ??= new ModelLoadOptions();
-        IMatMulKernel kernel = options.Kernel ?? KernelSelector.Create(options.KernelOptions);
-        if (Directory.Exists(path)) return LoadHuggingFace(path, options, kernel);
+        return Load((options ?? new ModelLoadOptions()) with { Path = path }, progress, cancellationToken);
+    }
+
+    /// <summary>Loads the model at <see cref="ModelLoadOptions.Path"/> (see <see cref="Load(string, ModelLoadOptions?, IProgress{ModelLoadProgress}?, CancellationToken)"/>).</summary>
+    /// <param name="options">What to load and how; <see cref="ModelLoadOptions.Path"/> is required.</param>
+    /// <param name="progress">Receives each stage's progress (tensors read, layers quantized).</param>
+    /// <param name="cancellationToken">Stops the load between tensors or layers.</param>
+    /// <returns>The model; dispose it when done.</returns>
+    /// <exception cref="ModelFormatException">A file is missing or malformed, or tokenizer and model disagree.</exception>
+    /// <exception cref="AgileQuantException">Options that do not fit the model (e.g. a quantization of an already quantized checkpoint).</exception>
+    /// <exception cref="OperationCanceledException">Cancelled.</exception>
+    public static LoadedModel Load(ModelLoadOptions options, IProgress<ModelLoadProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (string.IsNullOrEmpty(options.Path)) throw new ArgumentException("ModelLoadOptions.Path must name the model file or directory.", nameof(options));
+        if (options.Threads is < 0) throw new ArgumentOutOfRangeException(nameof(options), options.Threads, "ModelLoadOptions.Threads must be ≥ 0.");
+        cancellationToken.ThrowIfCancellationRequested();
+        LoadedModel loaded = LoadAsStored(options.Path, options, progress, cancellationToken);
+        return options.Quantization is null ? loaded : Quantize(loaded, options, progress, cancellationToken);
+    }
+
+    /// <summary>
+    /// <see cref="Load(ModelLoadOptions, IProgress{ModelLoadProgress}?, CancellationToken)"/> on the thread pool, so a UI
+    /// or server thread stays free; progress and cancellation as there.
+    /// </summary>
+    /// <param name="options">What to load and how; <see cref="ModelLoadOptions.Path"/> is required.</param>
+    /// <param name="progress">Receives each stage's progress.</param>
+    /// <param name="cancellationToken">Stops the load between tensors or layers.</param>
+    public static Task<LoadedModel> LoadAsync(ModelLoadOptions options, IProgress<ModelLoadProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return Task.Run(() => Load(options, progress, cancellationToken), cancellationToken);
+    }
+
+    private static LoadedModel LoadAsStored(string path, ModelLoadOptions options, IProgress<ModelLoadProgress>? progress, CancellationToken cancel)
+    {
+        IMatMulKernel kernel = options.Kernel ?? KernelSelector.Create(options.EffectiveKernelOptions);
+        if (Directory.Exists(path)) return LoadHuggingFace(path, options, kernel, progress, cancel);
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "no such file or directory");
         if (options.WeightsFile is not null) throw new AgileQuantException("--weights applies to a Hugging Face model directory, not to a single file.");
-        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return LoadQuantizedCheckpoint(path, options, kernel);
+        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return LoadQuantizedCheckpoint(path, options, kernel, progress, cancel);
         WeightMemoryBudget.Enforce(path, Llama2cCheckpoint.ReadConfig(path), options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
-        TransformerWeights weights = Llama2cCheckpoint.Load(path);
-        if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights);
+        TransformerWeights weights = Llama2cCheckpoint.Load(path, progress, cancel);
+        if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights, progress);
         var model = new TransformerModel(weights, kernel);
         string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
+        progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 0, 1));
         Tokenizer? tokenizer = tokenizerPath is null ? null : LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
+        progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 1, 1));
         return new LoadedModel(model, tokenizer, path, "llama2c");
+    }
+
+    private static LoadedModel Quantize(LoadedModel loaded, ModelLoadOptions options, IProgress<ModelLoadProgress>? progress, CancellationToken cancel)
+    {
+        if (loaded.Format == "agilequant")
+            throw new AgileQuantException($"{loaded.SourcePath} is already a quantized checkpoint; load it without ModelLoadOptions.Quantization.");
+        int layers = loaded.Model.Config.NumLayers, done = 0;
+        IProgress<string>? userProgress = options.QuantizationOptions?.Progress;
+        ModelQuantizationOptions quantization = (options.QuantizationOptions ?? new ModelQuantizationOptions()) with
+        {
+            CancellationToken = cancel,
+            Progress = new LayerCounter(line =>
+            {
+                userProgress?.Report(line);
+                progress?.Report(new ModelLoadProgress(ModelLoadStage.Quantizing, ++done, layers));
+            }),
+        };
+        progress?.Report(new ModelLoadProgress(ModelLoadStage.Quantizing, 0, layers));
+        TransformerModel quantized = ModelQuantizer.Quantize(loaded.Model, options.Quantization!, quantization);
+        return new LoadedModel(quantized, loaded.Tokenizer, loaded.SourcePath, loaded.Format);
+    }
+
+    /// <summary>Reports on the quantizing thread (the quantizer reports once per layer, in order).</summary>
+    private sealed class LayerCounter(Action<string> report) : IProgress<string>
+    {
+        public void Report(string value) => report(value);
     }
 
     /// <summary>
@@ -103,27 +199,32 @@ public static class ModelLoader
         if (size > vocabSize) throw new ModelFormatException(path, null, $"the tokenizer has {size} tokens, but the model's vocabulary has only {vocabSize} (vocab size mismatch)");
     }
 
-    private static LoadedModel LoadQuantizedCheckpoint(string path, ModelLoadOptions options, IMatMulKernel kernel)
+    private static LoadedModel LoadQuantizedCheckpoint(string path, ModelLoadOptions options, IMatMulKernel kernel, IProgress<ModelLoadProgress>? progress, CancellationToken cancel)
     {
-        using (SafeTensorsFile file = SafeTensorsFile.Open(path))
+        using (SafeTensorsFile file = SafeTensorsFile.Open(path, options.UseMemoryMap))
             if (!QuantizedCheckpointReader.IsQuantizedCheckpoint(file.Metadata))
                 throw new ModelFormatException(path, null,
                     "expected an AgileQuant quantized checkpoint (metadata key agilequant.format), found a plain safetensors file; pass its Hugging Face model directory instead");
-        QuantizedCheckpoint checkpoint = QuantizedCheckpointReader.Load(path);
+        progress?.Report(new ModelLoadProgress(ModelLoadStage.ReadingWeights, 0, 1));
+        QuantizedCheckpoint checkpoint = QuantizedCheckpointReader.Load(path, options.UseMemoryMap);
+        progress?.Report(new ModelLoadProgress(ModelLoadStage.ReadingWeights, 1, 1));
+        cancel.ThrowIfCancellationRequested();
         TransformerWeights weights = checkpoint.Weights;
-        if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights);
+        if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights, progress);
         // The scheme also decides the runtime beyond the weights: 4-bit-activation kernel, attention quantization, mixed tokens.
         RuntimeOptions runtime = QuantizedCheckpointReader.RuntimeOptionsFor(checkpoint, kernel);
         var model = new TransformerModel(weights, kernel, runtime);
         string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Tokenizer? tokenizer = null;
+        progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 0, 1));
         if (tokenizerPath is not null) tokenizer = LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
         else if (new[] { "tokenizer.model", "tokenizer.json", "vocab.json" }.Any(f => File.Exists(Path.Combine(dir, f))))
         {
             tokenizer = HfTokenizerLoader.LoadFromDirectory(dir);
             CheckFits(dir, tokenizer, weights.Config.VocabSize);
         }
+        progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 1, 1));
         return new LoadedModel(model, tokenizer, path, "agilequant");
     }
 
@@ -136,7 +237,7 @@ public static class ModelLoader
         return candidates.Length == 1 ? candidates[0] : null;
     }
 
-    private static LoadedModel LoadHuggingFace(string dir, ModelLoadOptions options, IMatMulKernel kernel)
+    private static LoadedModel LoadHuggingFace(string dir, ModelLoadOptions options, IMatMulKernel kernel, IProgress<ModelLoadProgress>? progress, CancellationToken cancel)
     {
         HfConfig config = HfConfig.Load(Path.Combine(dir, "config.json"));
         IHfArchitecture architecture = HfArchitectures.For(config);
@@ -146,23 +247,28 @@ public static class ModelLoader
         WeightMemoryBudget.Enforce(config.FilePath, runtimeConfig, options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
         string weightsPath = options.WeightsFile is null ? dir : ResolveWeightsFile(dir, options.WeightsFile);
         TransformerWeights weights;
-        using (SafeTensorsCheckpoint checkpoint = SafeTensorsCheckpoint.Open(weightsPath))
-            weights = architecture.ReadWeights(runtimeConfig, new HfTensorReader(checkpoint));
-        if (options.CheckFiniteWeights) RequireFiniteWeights(weightsPath, weights);
+        using (SafeTensorsCheckpoint checkpoint = SafeTensorsCheckpoint.Open(weightsPath, memoryMap: options.UseMemoryMap))
+            weights = architecture.ReadWeights(runtimeConfig, new HfTensorReader(checkpoint, progress, cancel));
+        if (options.CheckFiniteWeights) RequireFiniteWeights(weightsPath, weights, progress);
         var model = new TransformerModel(weights, kernel);
         Tokenizer? tokenizer = null;
+        progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 0, 1));
         if (options.TokenizerPath is not null) tokenizer = LoadTokenizer(options.TokenizerPath, runtimeConfig.VocabSize);
         else if (new[] { "tokenizer.model", "tokenizer.json", "vocab.json" }.Any(f => File.Exists(Path.Combine(dir, f))))
         {
             tokenizer = HfTokenizerLoader.LoadFromDirectory(dir);
             CheckFits(dir, tokenizer, runtimeConfig.VocabSize);
         }
+        progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 1, 1));
         return new LoadedModel(model, tokenizer, weightsPath, "huggingface");
     }
 
-    private static void RequireFiniteWeights(string path, TransformerWeights weights)
+    private static void RequireFiniteWeights(string path, TransformerWeights weights, IProgress<ModelLoadProgress>? progress)
     {
-        if (WeightsHealthCheck.FindFirstNonFinite(weights) is NonFiniteWeight bad)
+        progress?.Report(new ModelLoadProgress(ModelLoadStage.CheckingWeights, 0, 1));
+        NonFiniteWeight? found = WeightsHealthCheck.FindFirstNonFinite(weights);
+        progress?.Report(new ModelLoadProgress(ModelLoadStage.CheckingWeights, 1, 1));
+        if (found is NonFiniteWeight bad)
             throw new ModelFormatException(path, bad.Tensor,
                 $"expected finite weights, found {bad.Value} at element {bad.Index} (corrupt file or a bad conversion; ModelLoadOptions.CheckFiniteWeights = false skips this check)");
     }

@@ -34,7 +34,7 @@ internal static class AccuracyCommand
         command.Options.Add(output);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
         {
-            LoadedModel loaded = model.Load(parse);
+            using LoadedModel loaded = model.Load(parse, cancel);
             Tokenizer tokenizer = ModelOptions.RequireTokenizer(loaded);
             int calib = parse.GetValue(calibDocs);
             if (calib <= 0) throw new AgileQuantException("--calib-docs must be positive.");

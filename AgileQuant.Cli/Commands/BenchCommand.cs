@@ -52,12 +52,16 @@ internal static class BenchCommand
             float[] y = new float[n * rows];
             for (int i = 0; i < Math.Min(copies, 3); i++) kernel.MatMul(weights[i], x, y, n); // warm-up
             var times = new double[reps];
-            for (int r = 0; r < reps; r++)
+            using (var bar = new ProgressLine("timing"))
             {
-                cancel.ThrowIfCancellationRequested();
-                long start = Stopwatch.GetTimestamp();
-                kernel.MatMul(weights[r % copies], x, y, n);
-                times[r] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                for (int r = 0; r < reps; r++)
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    long start = Stopwatch.GetTimestamp();
+                    kernel.MatMul(weights[r % copies], x, y, n);
+                    times[r] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                    bar.Report(r + 1, reps, "repeats");
+                }
             }
             Array.Sort(times);
             double median = times[reps / 2];
@@ -77,8 +81,12 @@ internal static class BenchCommand
             }
             else
             {
-                Console.Out.WriteLine($"{(gemv ? "GEMV" : "GEMM")} {rows}x{cols} x{n} {fmt} on {kernel.KernelFor(first).Name}, {kernel.Threads} threads: median {median * 1e3:F3} ms (min {times[0] * 1e3:F3}), {gbps:F1} GB/s of weights, {gops:F1} GOPS"
-                    + (gemv ? $"; memory read bandwidth in this run {readGbps:F1} GB/s ({gbps / readGbps:P0})" : ""));
+                var inv = System.Globalization.CultureInfo.InvariantCulture;
+                var table = new TextTable("op", "shape", "tokens", "format", "kernel", "threads", "median ms", "min ms", "GB/s weights", "GOPS");
+                table.Add(gemv ? "gemv" : "gemm", $"{rows}x{cols}", n.ToString(inv), fmt, kernel.KernelFor(first).Name, kernel.Threads.ToString(inv),
+                    (median * 1e3).ToString("F3", inv), (times[0] * 1e3).ToString("F3", inv), gbps.ToString("F1", inv), gops.ToString("F1", inv));
+                table.WriteTo(Console.Out);
+                if (gemv) Console.Out.WriteLine($"Memory read bandwidth in this run: {readGbps.ToString("F1", inv)} GB/s; the kernel streams weights at {(gbps / readGbps).ToString("P0", inv)} of it.");
             }
             return ExitCodes.Success;
         }));

@@ -21,7 +21,7 @@ internal static class DemoCommand
         {
             string modelPath = Path.Combine(AssetsDirectory, "models", "stories260K", "stories260K.bin");
             string textPath = Path.Combine(AssetsDirectory, "text", "tinystories_valid_first100.txt");
-            LoadedModel loaded = ModelLoader.Load(modelPath);
+            using LoadedModel loaded = ModelLoader.Load(modelPath);
             var c = loaded.Model.Config;
             Console.WriteLine($"AgileQuant demo: stories260K ({c.NumLayers} layers, dim {c.HiddenSize}, {c.NumHeads} heads / {c.NumKvHeads} kv heads, vocab {c.VocabSize}), kernel {loaded.Model.Kernel.Name}");
             Console.WriteLine();

@@ -18,7 +18,7 @@ internal static class GenerateCommand
         sampling.AddTo(command);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
         {
-            LoadedModel loaded = model.Load(parse);
+            using LoadedModel loaded = model.Load(parse, cancel);
             var generator = new TextGenerator(loaded.Model, ModelOptions.RequireTokenizer(loaded));
             string text = parse.GetValue(prompt)!;
             Console.Out.Write(text);

@@ -17,10 +17,10 @@ internal static class LogitsCommand
         model.AddTo(command);
         command.Options.Add(tokens);
         command.Options.Add(json);
-        command.SetAction(parse => CliErrors.Run(parse, _ =>
+        command.SetAction(parse => CliErrors.Run(parse, cancel =>
         {
             int[] ids = ParseTokens(parse.GetValue(tokens)!);
-            LoadedModel loaded = model.Load(parse);
+            using LoadedModel loaded = model.Load(parse, cancel);
             float[] logits = loaded.Model.CreateContext().Forward(ids, allLogits: true);
             int vocab = loaded.Model.Config.VocabSize;
             using var stdout = Console.OpenStandardOutput();

@@ -39,20 +39,33 @@ internal sealed class ModelOptions
         command.Options.Add(Weights);
     }
 
-    public LoadedModel Load(ParseResult parse)
+    public LoadedModel Load(ParseResult parse, CancellationToken cancel = default)
     {
         string path = parse.GetValue(Model)!;
         var started = System.Diagnostics.Stopwatch.StartNew();
-        LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions
+        LoadedModel loaded;
+        using (var bar = new ProgressLine("loading"))
         {
-            TokenizerPath = parse.GetValue(Tokenizer),
-            WeightsFile = parse.GetValue(Weights),
-            KernelOptions = ReadKernelOptions(parse, Kernel, Threads),
-        });
+            var progress = new SynchronousProgress<ModelLoadProgress>(p => bar.Report(p.Done, p.Total, StageName(p.Stage)));
+            loaded = ModelLoader.Load(path, new ModelLoadOptions
+            {
+                TokenizerPath = parse.GetValue(Tokenizer),
+                WeightsFile = parse.GetValue(Weights),
+                KernelOptions = ReadKernelOptions(parse, Kernel, Threads),
+            }, progress, cancel);
+        }
         var c = loaded.Model.Config;
         Console.Error.WriteLine($"loaded {c.Family} model from {loaded.SourcePath}: {c.NumLayers} layers, dim {c.HiddenSize}, vocab {c.VocabSize}, context {c.MaxSequenceLength}, kernel {loaded.Model.Kernel.Name} ({started.Elapsed.TotalSeconds:F2}s)");
         return loaded;
     }
+
+    private static string StageName(ModelLoadStage stage) => stage switch
+    {
+        ModelLoadStage.ReadingWeights => "tensors",
+        ModelLoadStage.CheckingWeights => "checking weights",
+        ModelLoadStage.LoadingTokenizer => "tokenizer",
+        _ => "layers quantized",
+    };
 
     public static Tokenizer RequireTokenizer(LoadedModel loaded) =>
         loaded.Tokenizer ?? throw new AgileQuantException($"No tokenizer was found for {loaded.SourcePath}; pass --tokenizer PATH.");

@@ -41,7 +41,7 @@ internal static class PerplexityCommand
         command.Options.Add(json);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
         {
-            LoadedModel loaded = model.Load(parse);
+            using LoadedModel loaded = model.Load(parse, cancel);
             Tokenizer tokenizer = ModelOptions.RequireTokenizer(loaded);
             string path = parse.GetValue(text)!;
             var chosen = parse.GetValue(protocol) == "stream" ? PerplexityProtocol.Stream : PerplexityProtocol.Document;
@@ -79,10 +79,23 @@ internal static class PerplexityCommand
             }
             else
             {
-                Console.Out.WriteLine($"{run.Config.Name}: perplexity {report.Result.Perplexity:F6} (FP32 {report.Fp32Perplexity:F6}), KL vs FP32 {report.Kl:G4} nats, top-1 agreement {report.Top1:P2}");
-                if (run.PruningDescription is string pruning)
-                    Console.Out.WriteLine($"  token pruning {pruning}: only surviving positions are scored (not comparable with a dense perplexity)");
-                Console.Out.WriteLine($"  mean NLL {report.Result.MeanNll:F6} nats over {report.Result.ScoredTokens:N0} scored tokens, {report.Result.Sequences} sequences, {report.Result.Protocol.ToString().ToLowerInvariant()} protocol, context {report.Result.ContextLength}; weights {weightBytes:N0} bytes; {seconds:F1}s");
+                var inv = System.Globalization.CultureInfo.InvariantCulture;
+                var table = new TextTable("metric", run.Config.Name)
+                    .Add("perplexity", report.Result.Perplexity.ToString("F6", inv))
+                    .Add("FP32 perplexity", report.Fp32Perplexity.ToString("F6", inv))
+                    .Add("KL vs FP32 (nats)", report.Kl.ToString("G4", inv))
+                    .Add("top-1 agreement", report.Top1.ToString("P2", inv))
+                    .Add("mean NLL (nats)", report.Result.MeanNll.ToString("F6", inv))
+                    .Add("scored tokens", report.Result.ScoredTokens.ToString("N0", inv))
+                    .Add("sequences", report.Result.Sequences.ToString(inv))
+                    .Add("protocol", report.Result.Protocol.ToString().ToLowerInvariant())
+                    .Add("context", report.Result.ContextLength.ToString(inv))
+                    .Add("weight bytes", weightBytes.ToString("N0", inv))
+                    .Add("seconds", seconds.ToString("F1", inv));
+                if (run.PruningDescription is string pruning) table.Add("token pruning", pruning);
+                table.WriteTo(Console.Out);
+                if (run.PruningDescription is not null)
+                    Console.Out.WriteLine("Token pruning: only surviving positions are scored (not comparable with a dense perplexity).");
             }
             return ExitCodes.Success;
         }));

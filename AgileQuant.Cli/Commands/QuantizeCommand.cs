@@ -16,13 +16,16 @@ internal static class QuantizeCommand
         var model = new ModelOptions();
         var quant = new QuantizationCliOptions();
         var output = new Option<string>("--output") { Description = "The quantized checkpoint to write (.safetensors; packed weights, scales and the configuration in its metadata).", Required = true };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object: output, config, bytes, fp32_weight_bytes, calib_docs, seconds." };
         var command = new Command("quantize", "Quantize a model to a named configuration and save it as a safetensors checkpoint (memory-mapped on load, no recalibration). Load it with --model FILE.");
         model.AddTo(command);
         quant.AddTo(command);
         command.Options.Add(output);
+        command.Options.Add(json);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
         {
-            LoadedModel loaded = model.Load(parse);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            using LoadedModel loaded = model.Load(parse, cancel);
             QuantizationConfig config = quant.ReadConfig(parse);
             if (config.Rounding == WeightRounding.Gptq && parse.GetValue(quant.CalibText) is null)
                 throw new AgileQuantException($"{config.Name} uses GPTQ: pass calibration text with --calib-text PATH (and --calib-docs N).");
@@ -37,7 +40,16 @@ internal static class QuantizeCommand
                 ["agilequant.calibration_documents"] = run.CalibrationDocuments.ToString(System.Globalization.CultureInfo.InvariantCulture),
             });
             long size = new FileInfo(path).Length;
-            Console.Out.WriteLine($"wrote {path}: {config.Name}, {size:N0} bytes (FP32 weights: {loaded.Model.Weights.WeightBytes:N0} bytes)");
+            if (parse.GetValue(json))
+            {
+                var fields = new Dictionary<string, object?>
+                {
+                    ["output"] = path, ["config"] = config.Name, ["bytes"] = size, ["fp32_weight_bytes"] = loaded.Model.Weights.WeightBytes,
+                    ["calib_docs"] = run.CalibrationDocuments, ["seconds"] = Math.Round(clock.Elapsed.TotalSeconds, 3),
+                };
+                Console.Out.WriteLine(System.Text.Json.JsonSerializer.Serialize(fields));
+            }
+            else Console.Out.WriteLine($"wrote {path}: {config.Name}, {size:N0} bytes (FP32 weights: {loaded.Model.Weights.WeightBytes:N0} bytes)");
             return ExitCodes.Success;
         }));
         return command;

@@ -11,12 +11,19 @@ public sealed class HfTensorReader
 {
     private readonly SafeTensorsCheckpoint _checkpoint;
     private readonly HashSet<string> _taken = new(StringComparer.Ordinal);
+    private readonly IProgress<ModelLoadProgress>? _progress;
+    private readonly CancellationToken _cancellationToken;
 
     /// <summary>Wraps an open checkpoint.</summary>
-    public HfTensorReader(SafeTensorsCheckpoint checkpoint)
+    /// <param name="checkpoint">The checkpoint to read.</param>
+    /// <param name="progress">Receives <see cref="ModelLoadStage.ReadingWeights"/> after each tensor read (out of the checkpoint's tensor count).</param>
+    /// <param name="cancellationToken">Checked before each tensor read.</param>
+    public HfTensorReader(SafeTensorsCheckpoint checkpoint, IProgress<ModelLoadProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         _checkpoint = checkpoint;
+        _progress = progress;
+        _cancellationToken = cancellationToken;
     }
 
     /// <summary>The checkpoint read from.</summary>
@@ -41,8 +48,11 @@ public sealed class HfTensorReader
             throw new ModelFormatException(_checkpoint.SourcePath, name, $"missing: the config implies a tensor of shape [{string.Join(", ", shape)}]");
         if (!info.Shape.SequenceEqual(shape))
             throw new ModelFormatException(_checkpoint.FilePathOf(name), name, $"expected shape [{string.Join(", ", shape)}] from the config, found {info.ShapeText}");
+        _cancellationToken.ThrowIfCancellationRequested();
         _taken.Add(name);
-        return _checkpoint.ReadFloat32(name);
+        float[] values = _checkpoint.ReadFloat32(name);
+        _progress?.Report(new ModelLoadProgress(ModelLoadStage.ReadingWeights, Math.Min(_taken.Count, _checkpoint.Tensors.Count), _checkpoint.Tensors.Count));
+        return values;
     }
 
     /// <summary>Reads a (rows, cols) weight as an FP32 matrix.</summary>

@@ -21,6 +21,7 @@ public sealed class AgileQuantChatClient : IChatClient
 
     private readonly TextGenerator _generator;
     private readonly AgileQuantChatClientOptions _options;
+    private readonly LoadedModel? _owner;
 
     /// <summary>Creates a client; <paramref name="tokenizer"/> must produce ids inside the model's vocabulary.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><see cref="AgileQuantChatClientOptions.DefaultMaxOutputTokens"/> is negative or the default sampling is out of range.</exception>
@@ -39,6 +40,10 @@ public sealed class AgileQuantChatClient : IChatClient
         Template = options.Template ?? ChatTemplate.ForModel(model.Config, tokenizer);
         Metadata = new ChatClientMetadata(ProviderName, null, options.ModelId ?? ProviderName);
     }
+
+    /// <summary>A client over <paramref name="owner"/>'s model: every call fails with <see cref="ObjectDisposedException"/> once it is disposed.</summary>
+    internal AgileQuantChatClient(LoadedModel owner, Tokenizer tokenizer, AgileQuantChatClientOptions? options)
+        : this(owner.Model, tokenizer, options) => _owner = owner;
 
     /// <summary>The model every call runs (shared, never modified).</summary>
     public TransformerModel Model { get; }
@@ -107,10 +112,12 @@ public sealed class AgileQuantChatClient : IChatClient
     /// </summary>
     /// <exception cref="AgileQuantException">The prompt does not fit the model's context.</exception>
     /// <exception cref="OperationCanceledException">Cancelled; stops before the next token, and the client stays usable.</exception>
+    /// <exception cref="ObjectDisposedException">The <see cref="LoadedModel"/> this client was made from (<c>AsChatClient</c>) is disposed.</exception>
     public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messages);
+        _owner?.ThrowIfDisposed();
         GenerationOptions generation = ToGenerationOptions(options);
         IReadOnlyList<int> prompt = EncodePrompt(messages, options);
         string responseId = Guid.NewGuid().ToString("N");
@@ -123,6 +130,7 @@ public sealed class AgileQuantChatClient : IChatClient
             if (update.Finish is CoreFinishReason f) finish = f;
             if (update.Text.Length > 0) yield return NewUpdate(responseId, created, [new TextContent(update.Text)]);
             cancellationToken.ThrowIfCancellationRequested();
+            _owner?.ThrowIfDisposed();
         }
         var usage = new UsageDetails { InputTokenCount = prompt.Count, OutputTokenCount = generated, TotalTokenCount = prompt.Count + generated };
         ChatResponseUpdate last = NewUpdate(responseId, created, [new UsageContent(usage)]);
@@ -133,6 +141,7 @@ public sealed class AgileQuantChatClient : IChatClient
     /// <summary>Generates the whole reply by collecting <see cref="GetStreamingResponseAsync"/> (text, usage and finish reason).</summary>
     /// <exception cref="AgileQuantException">The prompt does not fit the model's context.</exception>
     /// <exception cref="OperationCanceledException">Cancelled; the client stays usable.</exception>
+    /// <exception cref="ObjectDisposedException">The <see cref="LoadedModel"/> this client was made from is disposed.</exception>
     public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messages);
@@ -155,7 +164,7 @@ public sealed class AgileQuantChatClient : IChatClient
         return serviceType.IsInstanceOfType(this) ? this : null;
     }
 
-    /// <summary>Nothing to release: the model outlives the client and contexts end with their call.</summary>
+    /// <summary>Nothing to release: the model (a <see cref="LoadedModel"/>, disposed by its owner) outlives the client, and contexts end with their call.</summary>
     public void Dispose()
     {
     }

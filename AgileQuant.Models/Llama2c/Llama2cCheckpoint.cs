@@ -18,11 +18,15 @@ public static class Llama2cCheckpoint
     public static TransformerConfig ReadConfig(string path) => ReadHeader(path, out _, out _);
 
     /// <summary>Loads the checkpoint at <paramref name="path"/> as FP32 weights, validating the header and the exact file size.</summary>
-    public static TransformerWeights Load(string path)
+    /// <param name="path">The <c>.bin</c> file.</param>
+    /// <param name="progress">Receives <see cref="ModelLoadStage.ReadingWeights"/> after each tensor (per layer) read.</param>
+    /// <param name="cancellationToken">Checked before each tensor read.</param>
+    public static TransformerWeights Load(string path, IProgress<ModelLoadProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         TransformerConfig config = ReadHeader(path, out bool sharedClassifier, out long fileLength);
         int dim = config.HiddenSize, hidden = config.IntermediateSize, layers = config.NumLayers;
         int kvDim = config.KvDim, vocab = config.VocabSize, headSize = config.HeadDim, seq = config.MaxSequenceLength;
+        int tensorsRead = 0, tensorsTotal = 2 + 9 * layers + (sharedClassifier ? 0 : 1);
 
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         stream.Position = HeaderBytes;
@@ -30,12 +34,14 @@ public static class Llama2cCheckpoint
         {
             if (stream.Position + count * sizeof(float) > fileLength)
                 throw new ModelFormatException(path, tensor, $"needs {count * sizeof(float)} bytes at offset {stream.Position}, but the file ends at {fileLength} (truncated)");
+            cancellationToken.ThrowIfCancellationRequested();
             float[] data = new float[count];
             try { stream.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan())); }
             catch (EndOfStreamException e)
             {
                 throw new ModelFormatException(path, tensor, $"the file ended before {count * sizeof(float)} bytes at offset {stream.Position} (truncated while loading)", e);
             }
+            progress?.Report(new ModelLoadProgress(ModelLoadStage.ReadingWeights, ++tensorsRead, tensorsTotal));
             return data;
         }
         // One array per layer: all layers of a tensor together may exceed 2^31 elements (e.g. w1 of a 13B model).

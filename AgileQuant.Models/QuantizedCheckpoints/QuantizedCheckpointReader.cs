@@ -66,11 +66,13 @@ public static class QuantizedCheckpointReader
     /// <exception cref="ModelFormatException">The file is not a version-1 AgileQuant checkpoint, its metadata is
     /// missing or malformed, names an unknown scheme, or a tensor is missing, unexpected, of the wrong dtype or
     /// shape, or holds invalid values (non-finite scales, zero points above 15, non-zero padding).</exception>
-    public static QuantizedCheckpoint Load(string path)
+    /// <param name="path">The checkpoint file.</param>
+    /// <param name="memoryMap">Map the file (default) or read it into memory (see <see cref="SafeTensorsFile.Open"/>).</param>
+    public static QuantizedCheckpoint Load(string path, bool memoryMap = true)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "expected a quantized checkpoint file, found no such file");
-        using SafeTensorsFile file = SafeTensorsFile.Open(path);
+        using SafeTensorsFile file = SafeTensorsFile.Open(path, memoryMap);
         var reader = new TensorReader(file);
         IReadOnlyDictionary<string, string> metadata = file.Metadata;
         string version = RequireMetadata(file, FormatKey);

@@ -45,8 +45,9 @@ public sealed class SafeTensorsCheckpoint : IDisposable
     /// over the index, as in transformers' <c>from_pretrained</c>), an index file (<c>*.json</c>) or a single weights file such as
     /// <c>model.f16.safetensors</c>. With <paramref name="variant"/> (e.g. <c>"f16"</c>) a directory is searched
     /// for Hugging Face's variant names <c>model.safetensors.index.f16.json</c> / <c>model.f16.safetensors</c>.
+    /// With <paramref name="memoryMap"/> false the files are read into memory instead of mapped (see <see cref="SafeTensorsFile.Open"/>).
     /// </summary>
-    public static SafeTensorsCheckpoint Open(string path, string? variant = null)
+    public static SafeTensorsCheckpoint Open(string path, string? variant = null, bool memoryMap = true)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string fullPath = Path.GetFullPath(path);
@@ -54,24 +55,24 @@ public sealed class SafeTensorsCheckpoint : IDisposable
         {
             string index = Path.Combine(fullPath, variant is null ? IndexFileName : $"model.safetensors.index.{variant}.json");
             string single = Path.Combine(fullPath, variant is null ? SingleFileName : $"model.{variant}.safetensors");
-            if (File.Exists(single)) return OpenSingle(single);
-            if (File.Exists(index)) return OpenIndex(index);
+            if (File.Exists(single)) return OpenSingle(single, memoryMap);
+            if (File.Exists(index)) return OpenIndex(index, memoryMap);
             throw new ModelFormatException(fullPath, null,
                 $"expected {Path.GetFileName(single)} or {Path.GetFileName(index)} in the model directory, found neither");
         }
         if (!File.Exists(fullPath)) throw new FileNotFoundException("checkpoint not found", fullPath);
-        return fullPath.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? OpenIndex(fullPath) : OpenSingle(fullPath);
+        return fullPath.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? OpenIndex(fullPath, memoryMap) : OpenSingle(fullPath, memoryMap);
     }
 
-    private static SafeTensorsCheckpoint OpenSingle(string filePath)
+    private static SafeTensorsCheckpoint OpenSingle(string filePath, bool memoryMap)
     {
-        SafeTensorsFile file = SafeTensorsFile.Open(filePath);
+        SafeTensorsFile file = SafeTensorsFile.Open(filePath, memoryMap);
         var byName = new Dictionary<string, (SafeTensorsFile, SafeTensorInfo)>(file.Tensors.Count, StringComparer.Ordinal);
         foreach (SafeTensorInfo info in file.Tensors) byName.Add(info.Name, (file, info));
         return new SafeTensorsCheckpoint(file.FilePath, [file], byName, [.. file.Tensors]);
     }
 
-    private static SafeTensorsCheckpoint OpenIndex(string indexPath)
+    private static SafeTensorsCheckpoint OpenIndex(string indexPath, bool memoryMap)
     {
         Dictionary<string, string> weightMap = ReadWeightMap(indexPath);
         string directory = Path.GetDirectoryName(indexPath)!;
@@ -91,7 +92,7 @@ public sealed class SafeTensorsCheckpoint : IDisposable
             var shardFiles = new Dictionary<string, SafeTensorsFile>(StringComparer.Ordinal);
             foreach (string shard in shardNames)
             {
-                SafeTensorsFile file = SafeTensorsFile.Open(Path.Combine(directory, shard));
+                SafeTensorsFile file = SafeTensorsFile.Open(Path.Combine(directory, shard), memoryMap);
                 files.Add(file);
                 shardFiles.Add(shard, file);
             }

@@ -4,7 +4,7 @@ using System.IO.MemoryMappedFiles;
 namespace AgileQuant.Models.SafeTensors;
 
 /// <summary>
-/// A read-only, memory-mapped safetensors file whose header has been fully validated on
+/// A read-only safetensors file — memory-mapped, or read into native memory — whose header has been fully validated on
 /// <see cref="Open"/>: 8-byte little-endian header length N (at most <see cref="MaxHeaderBytes"/>),
 /// N bytes of UTF-8 JSON, then the data section, which the tensors tile exactly in offset order.
 /// Reads are thread-safe; <see cref="Dispose"/> must not race with them.
@@ -21,11 +21,12 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     private MemoryMappedFile? _map;
     private MemoryMappedViewAccessor? _view;
     private byte* _base;
-    private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _handle; // owned by the map; used to notice truncation
+    private byte* _copy; // the whole file in native memory when not mapped (freed on Dispose)
+    private readonly Microsoft.Win32.SafeHandles.SafeFileHandle? _handle; // owned by the map; used to notice truncation (null when copied)
     private int _disposed;
 
-    private SafeTensorsFile(string filePath, long fileLength, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* basePointer,
-        Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+    private SafeTensorsFile(string filePath, long fileLength, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePointer,
+        Microsoft.Win32.SafeHandles.SafeFileHandle? handle)
     {
         _handle = handle;
         FilePath = filePath;
@@ -66,16 +67,21 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     /// <summary>All tensors in file order (ascending data offset).</summary>
     public IReadOnlyList<SafeTensorInfo> Tensors { get; }
 
+    /// <summary>True when the file is memory-mapped; false when it was read into native memory (<c>memoryMap: false</c>).</summary>
+    public bool IsMemoryMapped => _copy == null;
+
     /// <summary>
-    /// Maps <paramref name="path"/> read-only and validates its header and tensor table.
-    /// Throws <see cref="ModelFormatException"/> naming the file (and tensor) when the content is malformed.
+    /// Maps <paramref name="path"/> read-only (or, with <paramref name="memoryMap"/> false, reads the whole file into
+    /// native memory with ordinary reads, for file systems where mapping fails or is slow) and validates its header and
+    /// tensor table. Throws <see cref="ModelFormatException"/> naming the file (and tensor) when the content is malformed.
     /// </summary>
-    public static SafeTensorsFile Open(string path)
+    public static SafeTensorsFile Open(string path, bool memoryMap = true)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!BitConverter.IsLittleEndian)
             throw new PlatformNotSupportedException("safetensors data is little-endian; big-endian hosts are not supported");
         string fullPath = Path.GetFullPath(path);
+        if (!memoryMap) return OpenCopied(fullPath);
         var stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.RandomAccess);
         MemoryMappedFile? map = null;
         MemoryMappedViewAccessor? view = null;
@@ -99,6 +105,39 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             view?.Dispose();
             map?.Dispose();
             stream.Dispose();
+            throw;
+        }
+    }
+
+    // Reads the whole file into a native buffer that Dispose frees; the buffer is the base pointer, so every read path is shared.
+    private static SafeTensorsFile OpenCopied(string fullPath)
+    {
+        byte* copy = null;
+        try
+        {
+            using (var stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan))
+            {
+                long length = stream.Length;
+                if (length < HeaderLengthBytes)
+                    throw new ModelFormatException(fullPath, null,
+                        $"expected at least {HeaderLengthBytes} bytes (the header length field), found {length}");
+                copy = (byte*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)length);
+                for (long done = 0; done < length;)
+                {
+                    int chunk = (int)Math.Min(1 << 30, length - done);
+                    int read = RandomAccess.Read(stream.SafeFileHandle, new Span<byte>(copy + done, chunk), done);
+                    if (read == 0)
+                        throw new ModelFormatException(fullPath, null, $"expected {length} bytes, found the file ending at {done} (truncated while reading)");
+                    done += read;
+                }
+                var file = new SafeTensorsFile(fullPath, length, null, null, copy, null);
+                file._copy = copy;
+                return file;
+            }
+        }
+        catch
+        {
+            if (copy != null) System.Runtime.InteropServices.NativeMemory.Free(copy);
             throw;
         }
     }
@@ -183,6 +222,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     private void RequireMappedAndWhole(string name)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (_handle is null) return; // read into memory: a later truncation cannot affect it
         long length;
         try { length = RandomAccess.GetLength(_handle); }
         catch (Exception e) when (e is IOException or ObjectDisposedException)
@@ -193,11 +233,16 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             throw new ModelFormatException(FilePath, name, $"expected the file to still be {FileLength} bytes, found {length} (truncated while open)");
     }
 
-    /// <summary>Unmaps the file. Calling it again, also from several threads at once, does nothing.</summary>
+    /// <summary>Unmaps the file (or frees its copy). Calling it again, also from several threads at once, does nothing.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _base = null;
+        if (_copy != null)
+        {
+            System.Runtime.InteropServices.NativeMemory.Free(_copy);
+            _copy = null;
+        }
         if (_view is not null)
         {
             _view.SafeMemoryMappedViewHandle.ReleasePointer();
