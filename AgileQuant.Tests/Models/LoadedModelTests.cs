@@ -103,9 +103,7 @@ public class LoadedModelTests
     public void MemoryMapOffReadsTheSameWeights()
     {
         using var dir = new TemporaryDirectory("aq-loaded-");
-        string path = Path.Combine(dir.FullPath, "stories260K-w4a8.safetensors");
-        using (LoadedModel fp32 = ModelLoader.Load(Stories260K))
-            QuantizedCheckpointWriter.Write(path, ModelQuantizer.Quantize(fp32.Model, QuantizationConfig.Parse("W4A8-RTN")), "W4A8-RTN");
+        string path = WriteQuantizedCheckpoint(dir, "W4A8-RTN");
 
         using (SafeTensorsFile mapped = SafeTensorsFile.Open(path))
         using (SafeTensorsFile copied = SafeTensorsFile.Open(path, memoryMap: false))
@@ -127,9 +125,7 @@ public class LoadedModelTests
     public void QuantizingAQuantizedCheckpointIsRefused()
     {
         using var dir = new TemporaryDirectory("aq-loaded-");
-        string path = Path.Combine(dir.FullPath, "w8a8.safetensors");
-        using (LoadedModel fp32 = ModelLoader.Load(Stories260K))
-            QuantizedCheckpointWriter.Write(path, ModelQuantizer.Quantize(fp32.Model, QuantizationConfig.Parse("W8A8")), "W8A8");
+        string path = WriteQuantizedCheckpoint(dir, "W8A8");
         Assert.That(() => ModelLoader.Load(path, new ModelLoadOptions { Quantization = QuantizationConfig.Parse("W4A8-RTN") }),
             Throws.InstanceOf<AgileQuant.Core.AgileQuantException>().With.Message.Contains("already a quantized checkpoint"));
     }
@@ -140,6 +136,15 @@ public class LoadedModelTests
         using LoadedModel loaded = await ModelLoader.LoadAsync(new ModelLoadOptions { Path = Stories260K });
         using LoadedModel sync = ModelLoader.Load(Stories260K);
         Assert.That(loaded.CreateContext().Forward(Prompt), Is.EqualTo(sync.CreateContext().Forward(Prompt)));
+    }
+
+    /// <summary>stories260K quantized to <paramref name="config"/>, saved as a checkpoint in <paramref name="dir"/>.</summary>
+    private static string WriteQuantizedCheckpoint(TemporaryDirectory dir, string config)
+    {
+        string path = Path.Combine(dir.FullPath, $"stories260K-{config}.safetensors");
+        using LoadedModel fp32 = ModelLoader.Load(Stories260K);
+        QuantizedCheckpointWriter.Write(path, ModelQuantizer.Quantize(fp32.Model, QuantizationConfig.Parse(config)), config);
+        return path;
     }
 
     /// <summary>An <see cref="IProgress{T}"/> that reports on the calling thread, in order.</summary>
