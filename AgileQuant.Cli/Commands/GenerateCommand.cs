@@ -12,15 +12,31 @@ internal static class GenerateCommand
         var model = new ModelOptions();
         var prompt = new Option<string>("--prompt") { Description = "The text to continue.", Required = true };
         var sampling = new SamplingCliOptions();
+        var json = new Option<bool>("--json") { Description = "Print one JSON object when done instead of streaming: text (the continuation), prompt_tokens, generated_tokens, finish, seconds, tokens_per_second." };
         var command = new Command("generate", "Generate text from a prompt, streamed to stdout as it is produced.");
         model.AddTo(command);
         command.Options.Add(prompt);
         sampling.AddTo(command);
+        command.Options.Add(json);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
         {
             using LoadedModel loaded = model.Load(parse, cancel);
             var generator = new TextGenerator(loaded.Model, ModelOptions.RequireTokenizer(loaded));
             string text = parse.GetValue(prompt)!;
+            if (parse.GetValue(json))
+            {
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                GenerationResult done = generator.GenerateAsync(text, sampling.Read(parse), null, cancel).GetAwaiter().GetResult();
+                double seconds = clock.Elapsed.TotalSeconds;
+                var fields = new Dictionary<string, object?>
+                {
+                    ["text"] = done.Text, ["prompt_tokens"] = done.PromptTokens, ["generated_tokens"] = done.Tokens.Count,
+                    ["finish"] = done.Finish.ToString(), ["seconds"] = Math.Round(seconds, 3),
+                    ["tokens_per_second"] = Math.Round(done.Tokens.Count / Math.Max(1e-9, seconds), 2),
+                };
+                Console.Out.WriteLine(System.Text.Json.JsonSerializer.Serialize(fields));
+                return ExitCodes.Success;
+            }
             Console.Out.Write(text);
             GenerationResult result = Stream(generator, text, sampling.Read(parse), cancel);
             Console.Out.WriteLine();
