@@ -143,22 +143,25 @@ public static class ModelLoader
 
     private static LoadedModel Quantize(LoadedModel loaded, ModelLoadOptions options, IProgress<ModelLoadProgress>? progress, CancellationToken cancel)
     {
-        if (loaded.Format == "agilequant")
-            throw new AgileQuantException($"{loaded.SourcePath} is already a quantized checkpoint; load it without ModelLoadOptions.Quantization.");
-        int layers = loaded.Model.Config.NumLayers, done = 0;
-        IProgress<string>? userProgress = options.QuantizationOptions?.Progress;
-        ModelQuantizationOptions quantization = (options.QuantizationOptions ?? new ModelQuantizationOptions()) with
+        using (loaded) // the as-stored model is released whether quantization succeeds, fails or is cancelled
         {
-            CancellationToken = cancel,
-            Progress = new LayerCounter(line =>
+            if (loaded.Format == "agilequant")
+                throw new AgileQuantException($"{loaded.SourcePath} is already a quantized checkpoint; load it without ModelLoadOptions.Quantization.");
+            int layers = loaded.Model.Config.NumLayers, done = 0;
+            IProgress<string>? userProgress = options.QuantizationOptions?.Progress;
+            ModelQuantizationOptions quantization = (options.QuantizationOptions ?? new ModelQuantizationOptions()) with
             {
-                userProgress?.Report(line);
-                progress?.Report(new ModelLoadProgress(ModelLoadStage.Quantizing, ++done, layers));
-            }),
-        };
-        progress?.Report(new ModelLoadProgress(ModelLoadStage.Quantizing, 0, layers));
-        TransformerModel quantized = ModelQuantizer.Quantize(loaded.Model, options.Quantization!, quantization);
-        return new LoadedModel(quantized, loaded.Tokenizer, loaded.SourcePath, loaded.Format);
+                CancellationToken = cancel,
+                Progress = new LayerCounter(line =>
+                {
+                    userProgress?.Report(line);
+                    progress?.Report(new ModelLoadProgress(ModelLoadStage.Quantizing, ++done, layers));
+                }),
+            };
+            progress?.Report(new ModelLoadProgress(ModelLoadStage.Quantizing, 0, layers));
+            TransformerModel quantized = ModelQuantizer.Quantize(loaded.Model, options.Quantization!, quantization);
+            return new LoadedModel(quantized, loaded.Tokenizer, loaded.SourcePath, loaded.Format);
+        }
     }
 
     /// <summary>Reports on the quantizing thread (the quantizer reports once per layer, in order).</summary>
