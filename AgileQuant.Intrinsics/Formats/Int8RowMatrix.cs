@@ -33,6 +33,8 @@ public sealed class Int8RowMatrix : IWeightMatrix
         _codes = new sbyte[rows * stride];
         for (int r = 0; r < rows; r++) codes.Slice(r * cols, cols).CopyTo(_codes.AsSpan(r * stride, cols));
         _scales = scales.ToArray();
+        // Repacked at load for the x86 kernels (the row-major copy stays for serialization and the other ISAs).
+        RowBlocks = System.Runtime.Intrinsics.X86.Avx2.IsSupported ? new Int8RowBlocks(this) : null;
     }
 
     /// <inheritdoc />
@@ -62,6 +64,9 @@ public sealed class Int8RowMatrix : IWeightMatrix
     }
 
     internal sbyte[] CodeArray => _codes;
+
+    /// <summary>The 8-row interleaved copy the AVX2 kernel streams; null where AVX2 is not enabled.</summary>
+    internal Int8RowBlocks? RowBlocks { get; }
     internal float[] ScaleArray => _scales;
 
     private static int StrideFor(int cols) => (cols + BlockColumns - 1) / BlockColumns * BlockColumns;

@@ -33,6 +33,8 @@ public sealed class PackedInt4Matrix : IWeightMatrix
         _packed = packed;
         _scales = scales;
         _zeroPoints = zeroPoints;
+        // Repacked at load for the x86 kernels (the row-major copy stays for serialization and the other ISAs).
+        RowBlocks = System.Runtime.Intrinsics.X86.Avx2.IsSupported ? new Int4RowBlocks(this) : null;
     }
 
     /// <inheritdoc />
@@ -147,6 +149,9 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     public float Dequantize(int r, int c) => Scale(r, c / GroupSize) * (Nibble(r, c) - ZeroPoint(r, c / GroupSize));
 
     internal byte[] PackedArray => _packed;
+
+    /// <summary>The 8-row interleaved copy the AVX2 kernel streams; null where AVX2 is not enabled.</summary>
+    internal Int4RowBlocks? RowBlocks { get; }
     internal float[] ScaleArray => _scales;
     internal byte[]? ZeroPointArray => _zeroPoints;
 
