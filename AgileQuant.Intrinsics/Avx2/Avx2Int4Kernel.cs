@@ -17,7 +17,7 @@ namespace AgileQuant.Intrinsics.Avx2;
 /// (4 chunks, 8 pairs per int16 lane) sums to ≤ 30480 &lt; 2^15 before <c>vpmaddwd</c> by 1 widens it to int32.
 /// Per segment s (32 columns, inside group g): <c>acc = Σ nibble · x_q − z[r, g] · Σ_{c∈s} x_q</c> (exact int32,
 /// the zero point applied with <c>vpmulld</c>), then <c>f += s_w[r, g] · acc</c> (FMA, group scales loaded for 8
-/// rows at once) and finally <c>y = s_x · f</c>. Outputs equal the scalar twin's up to float rounding. A tile is one
+/// rows at once) and finally <c>y = s_x · f</c>. With AVX-VNNI, <c>vpdpbusd</c> accumulates int32 lanes directly. Outputs equal the scalar twin's up to float rounding. A tile is one
 /// row block × up to 4 tokens; GEMM walks row panels of 8 blocks (≤ 64 rows, L2-resident) × token tiles
 /// (L1-resident), GEMV streams the weights once with software prefetch.
 /// </remarks>
@@ -109,8 +109,33 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
         {
             int g = k / chunksPerGroup;
             int end = Math.Min(chunks, k + SegmentColumns / Int4RowBlocks.ChunkColumns);
-            Vector256<short> h0 = default, h1 = default, h2 = default, h3 = default;
             if (N.Value == 1) X86.Sse.Prefetch0(chunk + (nint)k * 32 + 1024);
+            Vector256<int> zero = zeros is null
+                ? Vector256.Create(PackedInt4Matrix.SymmetricZeroPoint)
+                : X86.Avx2.ConvertToVector256Int32(zeros + g * Int4RowBlocks.BlockRows);
+            Vector256<float> scale = X86.Avx.LoadVector256(scales + g * Int4RowBlocks.BlockRows);
+            if (X86.AvxVnni.IsSupported)
+            {
+                // vpdpbusd sums the 4 nibble · x products of each row straight into int32 lanes.
+                Vector256<int> v0 = default, v1 = default, v2 = default, v3 = default;
+                for (; k < end; k++)
+                {
+                    Vector256<byte> pairs = X86.Avx.LoadVector256(chunk + (nint)k * 32);
+                    Vector256<byte> low = pairs & lowNibbles;
+                    Vector256<byte> high = X86.Avx2.ShiftRightLogical(pairs.AsUInt16(), 4).AsByte() & lowNibbles;
+                    sbyte* x = x0 + k * Int4RowBlocks.ChunkColumns;
+                    v0 = ChunkProductsVnni(v0, low, high, x);
+                    if (N.Value > 1) v1 = ChunkProductsVnni(v1, low, high, x + xs);
+                    if (N.Value > 2) v2 = ChunkProductsVnni(v2, low, high, x + 2 * xs);
+                    if (N.Value > 3) v3 = ChunkProductsVnni(v3, low, high, x + 3 * xs);
+                }
+                f0 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(v0 - zero * sums0[segment]), scale, f0);
+                if (N.Value > 1) f1 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(v1 - zero * sums0[ss + segment]), scale, f1);
+                if (N.Value > 2) f2 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(v2 - zero * sums0[2 * ss + segment]), scale, f2);
+                if (N.Value > 3) f3 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(v3 - zero * sums0[3 * ss + segment]), scale, f3);
+                continue;
+            }
+            Vector256<short> h0 = default, h1 = default, h2 = default, h3 = default;
             for (; k < end; k++)
             {
                 Vector256<byte> pairs = X86.Avx.LoadVector256(chunk + (nint)k * 32);
@@ -122,10 +147,6 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
                 if (N.Value > 2) h2 += ChunkProducts(low, high, x + 2 * xs);
                 if (N.Value > 3) h3 += ChunkProducts(low, high, x + 3 * xs);
             }
-            Vector256<int> zero = zeros is null
-                ? Vector256.Create(PackedInt4Matrix.SymmetricZeroPoint)
-                : X86.Avx2.ConvertToVector256Int32(zeros + g * Int4RowBlocks.BlockRows);
-            Vector256<float> scale = X86.Avx.LoadVector256(scales + g * Int4RowBlocks.BlockRows);
             f0 = SegmentEpilogue(h0, ones, zero, sums0[segment], scale, f0);
             if (N.Value > 1) f1 = SegmentEpilogue(h1, ones, zero, sums0[ss + segment], scale, f1);
             if (N.Value > 2) f2 = SegmentEpilogue(h2, ones, zero, sums0[2 * ss + segment], scale, f2);
@@ -144,6 +165,12 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
     private static Vector256<short> ChunkProducts(Vector256<byte> low, Vector256<byte> high, sbyte* x) =>
         X86.Avx2.MultiplyAddAdjacent(low, Vector256.Create(*(int*)x).AsSByte())
         + X86.Avx2.MultiplyAddAdjacent(high, Vector256.Create(*(int*)(x + 4)).AsSByte());
+
+    // acc + Σ nibble · x_q per row over one chunk by two vpdpbusd (AVX-VNNI).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> ChunkProductsVnni(Vector256<int> acc, Vector256<byte> low, Vector256<byte> high, sbyte* x) =>
+        X86.AvxVnni.MultiplyWideningAndAdd(
+            X86.AvxVnni.MultiplyWideningAndAdd(acc, low, Vector256.Create(*(int*)x).AsSByte()), high, Vector256.Create(*(int*)(x + 4)).AsSByte());
 
     // f + s_w · (widen(h) − z · Σx): the exact int32 segment accumulator, scaled into the float lanes.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

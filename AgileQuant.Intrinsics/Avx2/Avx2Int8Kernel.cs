@@ -10,7 +10,8 @@ namespace AgileQuant.Intrinsics.Avx2;
 /// AVX2 W8A8 / W8A4 kernel, twin of <see cref="Scalar.ScalarInt8Kernel"/>, over the 8-row interleaved copy
 /// <see cref="Int8RowBlocks"/>: per 4-column chunk one 32-byte load holds 8 rows × 4 codes, and the broadcast
 /// int32 of 4 activation codes meets them in <c>vpmaddubsw(|w|, sign(x, w))</c> + <c>vpmaddwd</c> by 1, so int32
-/// lane i accumulates row i: <c>acc = Σ_c w_q · x_q</c> (exact), then <c>y = s_x · s_w · acc</c>.
+/// lane i accumulates row i: <c>acc = Σ_c w_q · x_q</c> (exact), then <c>y = s_x · s_w · acc</c>. Where the CPU has
+/// AVX-VNNI, <c>vpdpbusd</c> replaces the <c>vpmaddubsw</c> + <c>vpmaddwd</c> pair.
 /// </summary>
 /// <remarks>
 /// No int16 saturation: |w| ≤ 128 and |x_q| ≤ 127 (activation codes never reach −128), so a pair sum is
@@ -100,10 +101,10 @@ public sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
             Vector256<sbyte> w = X86.Avx.LoadVector256(block + (nint)k * 32);
             Vector256<byte> magnitude = X86.Avx2.Abs(w);
             sbyte* xk = x + k * Int8RowBlocks.ChunkColumns;
-            a0 += ChunkProducts(magnitude, w, xk, ones);
-            if (N.Value > 1) a1 += ChunkProducts(magnitude, w, xk + xStride, ones);
-            if (N.Value > 2) a2 += ChunkProducts(magnitude, w, xk + 2 * xStride, ones);
-            if (N.Value > 3) a3 += ChunkProducts(magnitude, w, xk + 3 * xStride, ones);
+            a0 = AddChunkProducts(a0, magnitude, w, xk, ones);
+            if (N.Value > 1) a1 = AddChunkProducts(a1, magnitude, w, xk + xStride, ones);
+            if (N.Value > 2) a2 = AddChunkProducts(a2, magnitude, w, xk + 2 * xStride, ones);
+            if (N.Value > 3) a3 = AddChunkProducts(a3, magnitude, w, xk + 3 * xStride, ones);
         }
         X86.Avx.Store(acc, a0);
         if (N.Value > 1) X86.Avx.Store(acc + 8, a1);
@@ -111,8 +112,14 @@ public sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
         if (N.Value > 3) X86.Avx.Store(acc + 24, a3);
     }
 
-    // int32 lanes Σ_{c<4} w · x of one chunk: vpmaddubsw(|w|, sign(x, w)) (pairs ≤ 32512), vpmaddwd by 1.
+    // acc + int32 lanes Σ_{c<4} w · x of one chunk: vpdpbusd(|w|, sign(x, w)) with AVX-VNNI, else
+    // vpmaddubsw(|w|, sign(x, w)) (pairs ≤ 32512) and vpmaddwd by 1.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> ChunkProducts(Vector256<byte> magnitude, Vector256<sbyte> w, sbyte* x, Vector256<short> ones) =>
-        X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(Vector256.Create(*(int*)x).AsSByte(), w)), ones);
+    private static Vector256<int> AddChunkProducts(Vector256<int> acc, Vector256<byte> magnitude, Vector256<sbyte> w, sbyte* x, Vector256<short> ones)
+    {
+        Vector256<sbyte> signed = X86.Avx2.Sign(Vector256.Create(*(int*)x).AsSByte(), w);
+        return X86.AvxVnni.IsSupported
+            ? X86.AvxVnni.MultiplyWideningAndAdd(acc, magnitude, signed)
+            : acc + X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, signed), ones);
+    }
 }
