@@ -92,7 +92,16 @@ internal sealed class Int4RowBlocks
     /// <summary>Zero points (Blocks, GroupCount, 8), or null for symmetric codes (zero point 8).</summary>
     public byte[]? ZeroPoints { get; }
 
-    /// <summary>The nibble of (r, c) read back from the interleaved layout (for tests).</summary>
+    /// <summary>The row-major layout of <see cref="PackedInt4Matrix.Packed"/> (Rows, rowBytes), rebuilt from the blocks.</summary>
+    public byte[] ToRowMajor(int rowBytes)
+    {
+        var packed = new byte[(long)Rows * rowBytes];
+        for (int r = 0; r < Rows; r++)
+            for (int c = 0; c < Cols; c++) packed[(long)r * rowBytes + c / 2] |= (byte)(Nibble(r, c) << (c & 1) * 4);
+        return packed;
+    }
+
+    /// <summary>The nibble of (r, c) read back from the interleaved layout.</summary>
     public int Nibble(int r, int c)
     {
         int b = r / BlockRows, k = c / ChunkColumns, j = c % ChunkColumns;

@@ -62,6 +62,15 @@ internal sealed class Int8RowBlocks
     /// <summary>Row scales (Blocks · 8), zero for padding rows.</summary>
     public float[] Scales { get; }
 
-    /// <summary>The code of (r, c) read back from the interleaved layout (for tests).</summary>
+    /// <summary>The row-major layout of <see cref="Int8RowMatrix.Codes"/> (Rows, stride), rebuilt from the blocks.</summary>
+    public sbyte[] ToRowMajor(int stride)
+    {
+        var codes = new sbyte[(long)Rows * stride];
+        for (int r = 0; r < Rows; r++)
+            for (int c = 0; c < Cols; c++) codes[(long)r * stride + c] = (sbyte)Code(r, c);
+        return codes;
+    }
+
+    /// <summary>The code of (r, c) read back from the interleaved layout.</summary>
     public int Code(int r, int c) => Codes[((long)(r / BlockRows) * Chunks + c / ChunkColumns) * 32 + r % BlockRows * 4 + c % ChunkColumns];
 }
