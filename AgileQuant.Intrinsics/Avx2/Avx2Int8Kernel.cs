@@ -15,12 +15,12 @@ namespace AgileQuant.Intrinsics.Avx2;
 /// </summary>
 /// <remarks>
 /// No int16 saturation: |w| ≤ 128 and |x_q| ≤ 127 (activation codes never reach −128), so a pair sum is
-/// ≤ 2·128·127 = 32512 &lt; 2^15; each pair is widened to int32 at once. A tile is one row block × up to 4 tokens;
+/// ≤ 2·128·127 = 32512 &lt; 2^15; each pair is widened to int32 at once. A tile is one row block × up to 6 tokens;
 /// GEMM walks row panels of 8 blocks (L2-resident) × token tiles, GEMV streams the weights once with prefetch.
 /// </remarks>
 public sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
 {
-    private const int TokenTile = 4;
+    private const int TokenTile = 6;
 
     private const int PanelBlocks = 8;
 
@@ -77,11 +77,13 @@ public sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
         }
     }
 
-    /// <summary>acc[j · 8 + i] = Σ_c w_q[8b + i, c] · x_q[j, c] for one row block and n ≤ 4 tokens (stride xStride).</summary>
+    /// <summary>acc[j · 8 + i] = Σ_c w_q[8b + i, c] · x_q[j, c] for one row block and n ≤ 6 tokens (stride xStride).</summary>
     internal static void BlockSums(sbyte* block, int chunks, sbyte* x, nint xStride, int n, int* acc)
     {
         switch (n)
         {
+            case 6: BlockSums<SixTokens>(block, chunks, x, xStride, acc); break;
+            case 5: BlockSums<FiveTokens>(block, chunks, x, xStride, acc); break;
             case 4: BlockSums<FourTokens>(block, chunks, x, xStride, acc); break;
             case 3: BlockSums<ThreeTokens>(block, chunks, x, xStride, acc); break;
             case 2: BlockSums<TwoTokens>(block, chunks, x, xStride, acc); break;
@@ -94,7 +96,7 @@ public sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
     private static void BlockSums<N>(sbyte* block, int chunks, sbyte* x, nint xStride, int* acc) where N : struct, ITokenCount
     {
         Vector256<short> ones = Vector256.Create((short)1);
-        Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default;
         for (int k = 0; k < chunks; k++)
         {
             if (N.Value == 1 && (k & 1) == 0) X86.Sse.Prefetch0(block + (nint)k * 32 + 1024);
@@ -105,11 +107,15 @@ public sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
             if (N.Value > 1) a1 = AddChunkProducts(a1, magnitude, w, xk + xStride, ones);
             if (N.Value > 2) a2 = AddChunkProducts(a2, magnitude, w, xk + 2 * xStride, ones);
             if (N.Value > 3) a3 = AddChunkProducts(a3, magnitude, w, xk + 3 * xStride, ones);
+            if (N.Value > 4) a4 = AddChunkProducts(a4, magnitude, w, xk + 4 * xStride, ones);
+            if (N.Value > 5) a5 = AddChunkProducts(a5, magnitude, w, xk + 5 * xStride, ones);
         }
         X86.Avx.Store(acc, a0);
         if (N.Value > 1) X86.Avx.Store(acc + 8, a1);
         if (N.Value > 2) X86.Avx.Store(acc + 16, a2);
         if (N.Value > 3) X86.Avx.Store(acc + 24, a3);
+        if (N.Value > 4) X86.Avx.Store(acc + 32, a4);
+        if (N.Value > 5) X86.Avx.Store(acc + 40, a5);
     }
 
     // acc + int32 lanes Σ_{c<4} w · x of one chunk: vpdpbusd(|w|, sign(x, w)) with AVX-VNNI, else

@@ -101,11 +101,11 @@ public sealed class QuantizedKernelTests
             Int8RowBlocks blocks = w.RowBlocks!;
             var xq = new QuantizedActivations();
             xq.Quantize(MatMulReference.RandomValues(tokens * cols, seed: rows), tokens, cols, 8, w.RowStride, ActivationOrder.Plain);
-            var actual = new int[4 * 8];
+            var actual = new int[6 * 8];
             for (int b = 0; b < blocks.Blocks; b++)
-                for (int t0 = 0; t0 < tokens; t0 += 4)
+                for (int t0 = 0; t0 < tokens; t0 += 6)
                 {
-                    int n = Math.Min(4, tokens - t0);
+                    int n = Math.Min(6, tokens - t0);
                     fixed (sbyte* codes = blocks.Codes)
                     fixed (sbyte* x = xq.Codes)
                     fixed (int* acc = actual)
