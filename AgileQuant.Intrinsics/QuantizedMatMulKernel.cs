@@ -41,10 +41,14 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
         fixed (float* yp = y)
         {
             long macs = (long)tokens * w.Rows * w.Cols;
-            int chunkCount = Pool is null || macs < MinParallelMacs ? 1 : Math.Min(w.Rows, Pool.Threads * ChunksPerThread);
+            int blocks = (w.Rows + RowBlock - 1) / RowBlock;
+            int chunkCount = Pool is null || macs < MinParallelMacs ? 1 : Math.Min(blocks, Pool.Threads * ChunksPerThread);
             _job.Execute(Pool, new RowArgs(this, w, xq, yp), &RunChunk, chunkCount);
         }
     }
+
+    /// <summary>Rows a thread's share is a multiple of (except at the end): the kernel's row-block height.</summary>
+    private protected virtual int RowBlock => 1;
 
     /// <summary>Input columns per weight scale group (Cols rounded up to 32 for per-row formats).</summary>
     private protected abstract int GroupSize(TMatrix weights);
@@ -57,8 +61,9 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
 
     private static void RunChunk(in RowArgs args, int chunk, int chunkCount)
     {
-        (int begin, int end) = ParallelJob<RowArgs>.Range(args.Weights.Rows, chunk, chunkCount);
-        args.Kernel.MultiplyRows(args.Weights, args.Activations, args.Y, begin, end);
+        int block = args.Kernel.RowBlock, rows = args.Weights.Rows;
+        (int begin, int end) = ParallelJob<RowArgs>.Range((rows + block - 1) / block, chunk, chunkCount);
+        args.Kernel.MultiplyRows(args.Weights, args.Activations, args.Y, begin * block, Math.Min(rows, end * block));
     }
 
     private protected readonly struct RowArgs(QuantizedMatMulKernel<TMatrix> kernel, TMatrix weights, QuantizedActivations activations, float* y)

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using AgileQuant.Core;
 using AgileQuant.Intrinsics;
+using AgileQuant.Intrinsics.Diagnostics;
 using AgileQuant.Intrinsics.Formats;
 
 namespace AgileQuant.Cli.Commands;
@@ -28,7 +29,7 @@ internal static class BenchCommand
         var threads = new Option<int>("--threads") { Description = "Threads (0 = one per processor).", DefaultValueFactory = _ => 0 };
         var kernelOption = ModelOptions.KernelOption();
         var repeats = new Option<int>("--repeats") { Description = "Timed repetitions (the median is reported).", DefaultValueFactory = _ => 21 };
-        var json = new Option<bool>("--json") { Description = "Print one JSON object: seconds_median, gbps (weight bytes read per second), gops, read_gbps (this run's memory read bandwidth), ..." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object: seconds_median, gbps (weight bytes read per second), gops, read_gbps (this run's memory read bandwidth, GEMV), int8_peak_gops (this run's int8 multiply-add peak, integer GEMM), ..." };
         var command = new Command("kernel", "Time one kernel: weights of the given shape and format multiplied by random activations; reports the median, GB/s of weights and GOPS, next to the memory read bandwidth measured in the same run.");
         foreach (Option o in new Option[] { op, shape, tokens, format, threads, kernelOption, repeats, json }) command.Options.Add(o);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
@@ -66,7 +67,8 @@ internal static class BenchCommand
             Array.Sort(times);
             double median = times[reps / 2];
             double gbps = first.ByteCount / median / 1e9, gops = 2.0 * rows * cols * n / median / 1e9;
-            double readGbps = gemv ? MeasureReadBandwidth(kernel.Threads) : double.NaN;
+            double readGbps = gemv ? MachineLimits.ReadBandwidthGBps(kernel.Threads) : double.NaN;
+            double peakGops = !gemv && fmt != "FP32" ? MachineLimits.Int8PeakGops(kernel.Threads) : double.NaN;
             if (parse.GetValue(json))
             {
                 var fields = new Dictionary<string, object?>
@@ -77,6 +79,7 @@ internal static class BenchCommand
                     ["gbps"] = gbps, ["gops"] = gops,
                 };
                 if (gemv) { fields["read_gbps"] = readGbps; fields["bandwidth_fraction"] = gbps / readGbps; fields["weight_copies"] = copies; }
+                if (double.IsFinite(peakGops)) { fields["int8_peak_gops"] = peakGops; fields["peak_fraction"] = gops / peakGops; }
                 Console.Out.WriteLine(JsonSerializer.Serialize(fields));
             }
             else
@@ -87,6 +90,7 @@ internal static class BenchCommand
                     (median * 1e3).ToString("F3", inv), (times[0] * 1e3).ToString("F3", inv), gbps.ToString("F1", inv), gops.ToString("F1", inv));
                 table.WriteTo(Console.Out);
                 if (gemv) Console.Out.WriteLine($"Memory read bandwidth in this run: {readGbps.ToString("F1", inv)} GB/s; the kernel streams weights at {(gbps / readGbps).ToString("P0", inv)} of it.");
+                if (!gemv && double.IsFinite(peakGops)) Console.Out.WriteLine($"Int8 multiply-add peak in this run: {peakGops.ToString("F1", inv)} GOPS; the kernel reaches {(gops / peakGops).ToString("P0", inv)} of it.");
             }
             return ExitCodes.Success;
         }));
@@ -123,24 +127,5 @@ internal static class BenchCommand
                 for (int i = 0; i < zeros.Length; i++) zeros[i] = (byte)random.Next(0, 16);
                 return PackedInt4Matrix.FromAsymmetricCodes(codes4, scales, zeros, rows, cols, 32);
         }
-    }
-
-    /// <summary>Median over 5 passes of summing a 1 GiB float array split over <paramref name="threads"/> threads, in GB/s.</summary>
-    private static double MeasureReadBandwidth(int threads)
-    {
-        const int count = 256 * 1024 * 1024; // 1 GiB of floats
-        float[] data = GC.AllocateUninitializedArray<float>(count);
-        data.AsSpan().Fill(1f);
-        var results = new double[5];
-        int chunk = count / threads;
-        for (int pass = 0; pass < results.Length; pass++)
-        {
-            long start = Stopwatch.GetTimestamp();
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-                System.Numerics.Tensors.TensorPrimitives.Sum(data.AsSpan(t * chunk, t == threads - 1 ? count - t * chunk : chunk)));
-            results[pass] = (double)count * sizeof(float) / Stopwatch.GetElapsedTime(start).TotalSeconds / 1e9;
-        }
-        Array.Sort(results);
-        return results[2];
     }
 }

@@ -20,7 +20,12 @@ public static class ActivationRounding
             float maxAbs = System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(row);
             if (!(maxAbs > 0) || !float.IsFinite(maxAbs)) continue; // all zero stays zero; non-finite is reported elsewhere
             float scale = maxAbs / limit, inverse = 1f / scale;
-            for (int i = 0; i < row.Length; i++) row[i] = scale * Math.Clamp(MathF.Round(row[i] * inverse), -limit, limit);
+            // row[i] = scale · clamp(round(row[i] · inverse), −limit, limit), element for element the same float ops, vectorized
+            System.Numerics.Tensors.TensorPrimitives.Multiply(row, inverse, row);
+            System.Numerics.Tensors.TensorPrimitives.Round(row, row);
+            System.Numerics.Tensors.TensorPrimitives.Min(row, limit, row);
+            System.Numerics.Tensors.TensorPrimitives.Max(row, -limit, row);
+            System.Numerics.Tensors.TensorPrimitives.Multiply(row, scale, row);
         }
     }
 

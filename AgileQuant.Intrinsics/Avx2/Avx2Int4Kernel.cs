@@ -7,186 +7,238 @@ using X86 = System.Runtime.Intrinsics.X86;
 namespace AgileQuant.Intrinsics.Avx2;
 
 /// <summary>
-/// AVX2 W4A8 / W4A4 kernel, twin of <see cref="Scalar.ScalarInt4Kernel"/>: per 64-column block, the 32
-/// packed bytes are split into low / high nibbles (even / odd columns, 0..15 unsigned) and multiplied with
-/// the activations (stored even-then-odd) by two <c>vpmaddubsw</c> (u8 × s8 pair sums ≤ 2·15·127, no int16
-/// saturation, their sum ≤ 7620) and one <c>vpmaddwd</c> by 1 into int32 lanes; per group the exact int32 lanes of
-/// <c>Σ nibble · x_q</c> are converted and multiplied by the group scale into float lanes (no horizontal
-/// sum per group) and <c>Σ_g s_w · z · Σ x_q</c> is subtracted once per row, so outputs equal the scalar
-/// twin's up to float rounding.
+/// AVX2 W4A8 / W4A4 kernel, twin of <see cref="Scalar.ScalarInt4Kernel"/>, over the 8-row interleaved copy
+/// <see cref="Int4RowBlocks"/> (see its diagram): per 8-column chunk one 32-byte load holds 8 rows; its low and
+/// high nibbles (0..15, unsigned) meet the broadcast activation codes of columns 0..3 and 4..7 (signed) in two
+/// <c>vpmaddubsw</c>, leaving each row's products in its own lanes, so no horizontal sum is ever needed.
 /// </summary>
+/// <remarks>
+/// No int16 saturation: a <c>vpmaddubsw</c> pair is ≤ 2·15·127 = 3810 in magnitude, and one 32-column segment
+/// (4 chunks, 8 pairs per int16 lane) sums to ≤ 30480 &lt; 2^15 before <c>vpmaddwd</c> by 1 widens it to int32.
+/// Per segment s (32 columns, inside group g): <c>acc = Σ nibble · x_q − z[r, g] · Σ_{c∈s} x_q</c> (exact int32,
+/// the zero point applied with <c>vpmulld</c>), then <c>f += s_w[r, g] · acc</c> (FMA, group scales loaded for 8
+/// rows at once) and finally <c>y = s_x · f</c>. With AVX-VNNI, <c>vpdpbusd</c> accumulates int32 lanes directly. Outputs equal the scalar twin's up to float rounding. A tile is one
+/// row block × up to 4 tokens; GEMM walks row panels of 8 blocks (≤ 64 rows, L2-resident) × token tiles
+/// (L1-resident), GEMV streams the weights once with software prefetch.
+/// </remarks>
 public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
 {
-    /// <summary>Tokens that share one unpack of a weight block.</summary>
+    /// <summary>Tokens that share one unpack of a weight chunk.</summary>
     private const int TokenTile = 4;
 
-    /// <summary>Whether this CPU and runtime allow the kernel (AVX2 enabled).</summary>
-    public static bool IsSupported => X86.Avx2.IsSupported;
+    /// <summary>Row blocks whose weights stay in L2 while every token tile passes over them.</summary>
+    private const int PanelBlocks = 8;
+
+    /// <summary>Columns per activation-sum segment (4 chunks; the int16 lanes' safe span).</summary>
+    private const int SegmentColumns = 32;
+
+    /// <summary>Whether this CPU and runtime allow the kernel (AVX2 and FMA enabled).</summary>
+    public static bool IsSupported => X86.Avx2.IsSupported && X86.Fma.IsSupported;
 
     /// <summary>Creates the kernel; throws <see cref="PlatformNotSupportedException"/> when not <see cref="IsSupported"/>.</summary>
     /// <param name="activationBits">8 (W4A8) or 4 (W4A4).</param>
     /// <param name="threads">Threads per call, ≥ 1; 0 means <see cref="Environment.ProcessorCount"/>.</param>
-    public Avx2Int4Kernel(int activationBits = 8, int threads = 0) : base(activationBits, threads, IsSupported, "AVX2") { }
+    public Avx2Int4Kernel(int activationBits = 8, int threads = 0) : base(activationBits, threads, IsSupported, "AVX2 and FMA") { }
 
     /// <inheritdoc />
     public override string Name => $"w4a{ActivationBits}-avx2";
 
-    private protected override int GroupSize(PackedInt4Matrix weights) => weights.GroupSize;
+    // Activation code sums per 32-column segment (the zero-point correction), whatever the weight group size.
+    private protected override int GroupSize(PackedInt4Matrix weights) => SegmentColumns;
 
-    private protected override ActivationOrder Order => ActivationOrder.NibblePairs;
+    private protected override ActivationOrder Order => ActivationOrder.Plain;
+
+    private protected override int RowBlock => Int4RowBlocks.BlockRows;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
     {
-        int groups = w.GroupCount;
-        fixed (byte* packed = w.PackedArray)
-        fixed (byte* zeroPoints = w.ZeroPointArray)
-        fixed (float* scales = w.ScaleArray)
+        Int4RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The AVX2 row-block copy of this matrix was not built (AVX2 was not enabled at load).");
+        fixed (byte* packed = blocks.Packed)
+        fixed (float* scales = blocks.Scales)
+        fixed (byte* zeroPoints = blocks.ZeroPoints)
         fixed (sbyte* codes = xq.Codes)
-        fixed (float* groupSums = xq.GroupSumsAsFloat)
+        fixed (int* segmentSums = xq.GroupSums)
+        fixed (float* tokenScales = xq.Scales)
         {
-            var rows = new Int4Rows(packed, w.RowBytes, w.GroupSize, groups, scales, zeroPoints);
-            float* dots = stackalloc float[TokenTile];
-            for (int r = rowBegin; r < rowEnd; r++)
-                for (int t0 = 0; t0 < xq.Tokens; t0 += TokenTile)
+            var tile = new Tile(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, tokenScales, y, w.Rows);
+            int firstBlock = rowBegin / Int4RowBlocks.BlockRows, endBlock = (rowEnd + Int4RowBlocks.BlockRows - 1) / Int4RowBlocks.BlockRows;
+            int tokens = xq.Tokens;
+            if (tokens == 1)
+            {
+                for (int b = firstBlock; b < endBlock; b++) BlockTile<OneToken>(tile, b, 0);
+                return;
+            }
+            for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
+            {
+                int panelEnd = Math.Min(endBlock, panel + PanelBlocks);
+                for (int t0 = 0; t0 < tokens; t0 += TokenTile)
                 {
-                    int n = Math.Min(TokenTile, xq.Tokens - t0);
-                    sbyte* x = codes + (nint)t0 * xq.Stride;
-                    switch (n)
-                    {
-                        case 4: ScaledRowDots<FourTokens>(rows, r, x, xq.Stride, dots); break;
-                        case 3: ScaledRowDots<ThreeTokens>(rows, r, x, xq.Stride, dots); break;
-                        case 2: ScaledRowDots<TwoTokens>(rows, r, x, xq.Stride, dots); break;
-                        default: ScaledRowDots<OneToken>(rows, r, x, xq.Stride, dots); break;
-                    }
-                    for (int j = 0; j < n; j++)
-                    {
-                        float correction = ZeroPointCorrection(rows, r, groupSums + (t0 + j) * groups);
-                        y[(nint)(t0 + j) * w.Rows + r] = xq.Scales[t0 + j] * (dots[j] - correction);
-                    }
+                    int n = Math.Min(TokenTile, tokens - t0);
+                    for (int b = panel; b < panelEnd; b++)
+                        switch (n)
+                        {
+                            case 4: BlockTile<FourTokens>(tile, b, t0); break;
+                            case 3: BlockTile<ThreeTokens>(tile, b, t0); break;
+                            case 2: BlockTile<TwoTokens>(tile, b, t0); break;
+                            default: BlockTile<OneToken>(tile, b, t0); break;
+                        }
                 }
+            }
         }
     }
 
-    // dots[j] = Σ_g s_w[r, g] · Σ_{c∈g} nibble[r, c] · x_q[j, c]: exact int32 lanes per group, scaled into float
-    // lanes (no horizontal sum per group), so outputs equal the scalar twin's up to float rounding. One 64-column
-    // block gives 8 int32 lanes, lanes 0..3 from columns 0..31 and 4..7 from 32..63: with groups of 32 the two
-    // halves take their own scale.
+    // y[t, 8b + i] = s_x[t] · Σ_s s_w[i, g(s)] · (Σ_{c∈s} nibble[i, c] · x_q[t, c] − z[i, g(s)] · Σ_{c∈s} x_q[t, c])
+    // for the N tokens t0.. and the 8 rows of block b.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScaledRowDots<N>(in Int4Rows w, int r, sbyte* x, nint xStride, float* dots) where N : struct, ITokenCount
-    {
-        byte* pairs = w.Packed + (nint)r * w.RowBytes;
-        byte* rowEnd = pairs + w.RowBytes;
-        bool halfBlockGroups = w.GroupSize == 32;
-        nint groupBytes = Math.Max(1, w.GroupSize / 64) * 32;
-        float* scales = w.Scales + (nint)r * w.Groups;
-        Vector256<float> f0 = default, f1 = default, f2 = default, f3 = default;
-        for (int g = 0; pairs < rowEnd;)
-        {
-            Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (byte* groupEnd = pairs + Math.Min(groupBytes, rowEnd - pairs); pairs < groupEnd; pairs += 32, x += 64)
-            {
-                (Vector256<byte> even, Vector256<byte> odd) = Unpack(pairs);
-                a0 += BlockProducts(even, odd, x);
-                if (N.Value > 1) a1 += BlockProducts(even, odd, x + xStride);
-                if (N.Value > 2) a2 += BlockProducts(even, odd, x + 2 * xStride);
-                if (N.Value > 3) a3 += BlockProducts(even, odd, x + 3 * xStride);
-            }
-            Vector256<float> scale;
-            if (halfBlockGroups)
-            {
-                // A last half block past Cols holds zero activations; scale 0 keeps it out.
-                scale = Vector256.Create(Vector128.Create(scales[g]), Vector128.Create(g + 1 < w.Groups ? scales[g + 1] : 0f));
-                g += 2;
-            }
-            else
-            {
-                scale = Vector256.Create(scales[g]);
-                g++;
-            }
-            if (N.Value == 1)
-            {
-                // One token: alternate two float accumulators so successive groups' FMAs do not wait on each other.
-                Vector256<float> next = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a0), scale, f1);
-                f1 = f0;
-                f0 = next;
-                continue;
-            }
-            f0 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a0), scale, f0);
-            if (N.Value > 1) f1 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a1), scale, f1);
-            if (N.Value > 2) f2 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a2), scale, f2);
-            if (N.Value > 3) f3 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a3), scale, f3);
-        }
-        if (N.Value == 1) f0 += f1;
-        dots[0] = Vector256.Sum(f0);
-        if (N.Value > 1) dots[1] = Vector256.Sum(f1);
-        if (N.Value > 2) dots[2] = Vector256.Sum(f2);
-        if (N.Value > 3) dots[3] = Vector256.Sum(f3);
-    }
-
-    // Σ_g s_w[r, g] · z[r, g] · Σ_{c∈g} x_q[c], eight groups per step.
-    private static float ZeroPointCorrection(in Int4Rows w, int r, float* groupSums)
-    {
-        float* scales = w.Scales + (nint)r * w.Groups;
-        byte* zeros = w.ZeroPoints is null ? null : w.ZeroPoints + (nint)r * w.Groups;
-        Vector256<float> sum = default;
-        int g = 0;
-        for (; g + 8 <= w.Groups; g += 8)
-        {
-            Vector256<float> weighted = X86.Avx.LoadVector256(scales + g) * X86.Avx.LoadVector256(groupSums + g);
-            Vector256<float> zero = zeros is null
-                ? Vector256.Create((float)PackedInt4Matrix.SymmetricZeroPoint)
-                : X86.Avx.ConvertToVector256Single(X86.Avx2.ConvertToVector256Int32(zeros + g));
-            sum = X86.Fma.MultiplyAdd(weighted, zero, sum);
-        }
-        float tail = 0f;
-        for (; g < w.Groups; g++) tail += scales[g] * groupSums[g] * (zeros is null ? PackedInt4Matrix.SymmetricZeroPoint : zeros[g]);
-        return Vector256.Sum(sum) + tail;
-    }
-
-    /// <summary>acc[g] = Σ_{c∈g} nibble[c] · x_q[c] for one row and token (x in nibble-pair order), from the kernel's block steps.</summary>
-    internal static void RawGroupSums(byte* row, int rowBytes, int groupSize, sbyte* x, int* acc, int groups)
-    {
-        new Span<int>(acc, groups).Clear();
-        for (int b = 0; b < rowBytes / 32; b++)
-        {
-            (Vector256<byte> even, Vector256<byte> odd) = Unpack(row + b * 32);
-            Vector256<int> lanes = BlockProducts(even, odd, x + b * 64);
-            if (groupSize > 32)
-            {
-                acc[b * 64 / groupSize] += Vector256.Sum(lanes);
-                continue;
-            }
-            acc[2 * b] = Vector128.Sum(lanes.GetLower());
-            if (2 * b + 1 < groups) acc[2 * b + 1] = Vector128.Sum(lanes.GetUpper());
-        }
-    }
-
-    // 32 packed bytes (64 columns) → low nibbles (even columns) and high nibbles (odd columns), unsigned 0..15.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector256<byte> Even, Vector256<byte> Odd) Unpack(byte* pairs)
+    private static void BlockTile<N>(in Tile w, int b, int t0) where N : struct, ITokenCount
     {
         Vector256<byte> lowNibbles = Vector256.Create((byte)0x0F);
-        Vector256<byte> packed = X86.Avx.LoadVector256(pairs);
-        return (packed & lowNibbles, X86.Avx2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & lowNibbles);
+        Vector256<short> ones = Vector256.Create((short)1);
+        int chunks = w.Chunks, groups = w.Groups;
+        int chunksPerGroup = w.GroupSize / Int4RowBlocks.ChunkColumns;
+        byte* chunk = w.Packed + (nint)b * chunks * 32;
+        float* scales = w.Scales + (nint)b * groups * Int4RowBlocks.BlockRows;
+        byte* zeros = w.ZeroPoints is null ? null : w.ZeroPoints + (nint)b * groups * Int4RowBlocks.BlockRows;
+        sbyte* x0 = w.Codes + (nint)t0 * w.CodeStride;
+        nint xs = w.CodeStride;
+        int* sums0 = w.SegmentSums + (nint)t0 * w.SegmentCount;
+        nint ss = w.SegmentCount;
+        Vector256<float> f0 = default, f1 = default, f2 = default, f3 = default;
+        for (int k = 0, segment = 0; k < chunks; segment++)
+        {
+            int g = k / chunksPerGroup;
+            int end = Math.Min(chunks, k + SegmentColumns / Int4RowBlocks.ChunkColumns);
+            if (N.Value == 1) X86.Sse.Prefetch0(chunk + (nint)k * 32 + 1024);
+            Vector256<int> zero = zeros is null
+                ? Vector256.Create(PackedInt4Matrix.SymmetricZeroPoint)
+                : X86.Avx2.ConvertToVector256Int32(zeros + g * Int4RowBlocks.BlockRows);
+            Vector256<float> scale = X86.Avx.LoadVector256(scales + g * Int4RowBlocks.BlockRows);
+            if (X86.AvxVnni.IsSupported)
+            {
+                // vpdpbusd sums the 4 nibble · x products of each row straight into int32 lanes.
+                Vector256<int> v0 = default, v1 = default, v2 = default, v3 = default;
+                for (; k < end; k++)
+                {
+                    Vector256<byte> pairs = X86.Avx.LoadVector256(chunk + (nint)k * 32);
+                    Vector256<byte> low = pairs & lowNibbles;
+                    Vector256<byte> high = X86.Avx2.ShiftRightLogical(pairs.AsUInt16(), 4).AsByte() & lowNibbles;
+                    sbyte* x = x0 + k * Int4RowBlocks.ChunkColumns;
+                    v0 = ChunkProductsVnni(v0, low, high, x);
+                    if (N.Value > 1) v1 = ChunkProductsVnni(v1, low, high, x + xs);
+                    if (N.Value > 2) v2 = ChunkProductsVnni(v2, low, high, x + 2 * xs);
+                    if (N.Value > 3) v3 = ChunkProductsVnni(v3, low, high, x + 3 * xs);
+                }
+                f0 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(v0 - zero * sums0[segment]), scale, f0);
+                if (N.Value > 1) f1 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(v1 - zero * sums0[ss + segment]), scale, f1);
+                if (N.Value > 2) f2 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(v2 - zero * sums0[2 * ss + segment]), scale, f2);
+                if (N.Value > 3) f3 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(v3 - zero * sums0[3 * ss + segment]), scale, f3);
+                continue;
+            }
+            Vector256<short> h0 = default, h1 = default, h2 = default, h3 = default;
+            for (; k < end; k++)
+            {
+                Vector256<byte> pairs = X86.Avx.LoadVector256(chunk + (nint)k * 32);
+                Vector256<byte> low = pairs & lowNibbles;
+                Vector256<byte> high = X86.Avx2.ShiftRightLogical(pairs.AsUInt16(), 4).AsByte() & lowNibbles;
+                sbyte* x = x0 + k * Int4RowBlocks.ChunkColumns;
+                h0 += ChunkProducts(low, high, x);
+                if (N.Value > 1) h1 += ChunkProducts(low, high, x + xs);
+                if (N.Value > 2) h2 += ChunkProducts(low, high, x + 2 * xs);
+                if (N.Value > 3) h3 += ChunkProducts(low, high, x + 3 * xs);
+            }
+            f0 = SegmentEpilogue(h0, ones, zero, sums0[segment], scale, f0);
+            if (N.Value > 1) f1 = SegmentEpilogue(h1, ones, zero, sums0[ss + segment], scale, f1);
+            if (N.Value > 2) f2 = SegmentEpilogue(h2, ones, zero, sums0[2 * ss + segment], scale, f2);
+            if (N.Value > 3) f3 = SegmentEpilogue(h3, ones, zero, sums0[3 * ss + segment], scale, f3);
+        }
+        int row = b * Int4RowBlocks.BlockRows, rows = Math.Min(Int4RowBlocks.BlockRows, w.Rows - row);
+        float* y = w.Y + (nint)t0 * w.Rows + row;
+        StoreRows(f0 * w.TokenScales[t0], y, rows);
+        if (N.Value > 1) StoreRows(f1 * w.TokenScales[t0 + 1], y + w.Rows, rows);
+        if (N.Value > 2) StoreRows(f2 * w.TokenScales[t0 + 2], y + 2 * (nint)w.Rows, rows);
+        if (N.Value > 3) StoreRows(f3 * w.TokenScales[t0 + 3], y + 3 * (nint)w.Rows, rows);
     }
 
-    // 8 int32 lanes of Σ nibble · x over one 64-column block: two vpmaddubsw (pairs ≤ 2·15·127 each, their
-    // int16 sum ≤ 7620) added, then one vpmaddwd by 1.
+    // int16 lanes: Σ nibble · x_q over one chunk, columns 0..3 (low nibbles) plus 4..7 (high), each pair ≤ 3810.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> BlockProducts(Vector256<byte> even, Vector256<byte> odd, sbyte* x) =>
-        X86.Avx2.MultiplyAddAdjacent(
-            X86.Avx2.MultiplyAddAdjacent(even, X86.Avx.LoadVector256(x)) + X86.Avx2.MultiplyAddAdjacent(odd, X86.Avx.LoadVector256(x + 32)),
-            Vector256.Create((short)1));
+    private static Vector256<short> ChunkProducts(Vector256<byte> low, Vector256<byte> high, sbyte* x) =>
+        X86.Avx2.MultiplyAddAdjacent(low, Vector256.Create(*(int*)x).AsSByte())
+        + X86.Avx2.MultiplyAddAdjacent(high, Vector256.Create(*(int*)(x + 4)).AsSByte());
 
-    private readonly struct Int4Rows(byte* packed, int rowBytes, int groupSize, int groups, float* scales, byte* zeroPoints)
+    // acc + Σ nibble · x_q per row over one chunk by two vpdpbusd (AVX-VNNI).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> ChunkProductsVnni(Vector256<int> acc, Vector256<byte> low, Vector256<byte> high, sbyte* x) =>
+        X86.AvxVnni.MultiplyWideningAndAdd(
+            X86.AvxVnni.MultiplyWideningAndAdd(acc, low, Vector256.Create(*(int*)x).AsSByte()), high, Vector256.Create(*(int*)(x + 4)).AsSByte());
+
+    // f + s_w · (widen(h) − z · Σx): the exact int32 segment accumulator, scaled into the float lanes.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> SegmentEpilogue(Vector256<short> h, Vector256<short> ones, Vector256<int> zero, int activationSum, Vector256<float> scale, Vector256<float> f) =>
+        X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(SegmentAccumulator(h, ones, zero, activationSum)), scale, f);
+
+    // Exact int32 lanes Σ_{c∈s} (nibble − z) · x_q of the 8 rows: widen(h) − z · Σ_{c∈s} x_q.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> SegmentAccumulator(Vector256<short> h, Vector256<short> ones, Vector256<int> zero, int activationSum) =>
+        X86.Avx2.MultiplyAddAdjacent(h, ones) - X86.Avx2.MultiplyLow(zero, Vector256.Create(activationSum));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRows(Vector256<float> values, float* y, int rows)
+    {
+        if (rows == Int4RowBlocks.BlockRows)
+        {
+            X86.Avx.Store(y, values);
+            return;
+        }
+        for (int i = 0; i < rows; i++) y[i] = values.GetElement(i);
+    }
+
+    /// <summary>
+    /// acc[s · 8 + i] = Σ_{c∈s} (nibble[8b + i, c] − z) · x_q[c] exactly, for every 32-column segment s of row block b and
+    /// one token x (plain order, zero padded), from the kernel's own chunk and segment steps (for tests).
+    /// </summary>
+    internal static void SegmentAccumulators(PackedInt4Matrix w, int b, sbyte* x, int* acc)
+    {
+        Int4RowBlocks blocks = w.RowBlocks!;
+        Vector256<byte> lowNibbles = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        int chunksPerGroup = w.GroupSize / Int4RowBlocks.ChunkColumns;
+        fixed (byte* packed = blocks.Packed)
+        fixed (byte* zeroPoints = blocks.ZeroPoints)
+            for (int k = 0, segment = 0; k < blocks.Chunks; segment++)
+            {
+                int g = k / chunksPerGroup, end = Math.Min(blocks.Chunks, k + SegmentColumns / Int4RowBlocks.ChunkColumns);
+                int sum = 0;
+                for (int c = k * Int4RowBlocks.ChunkColumns; c < end * Int4RowBlocks.ChunkColumns; c++) sum += x[c];
+                Vector256<short> h = default;
+                for (; k < end; k++)
+                {
+                    Vector256<byte> pairs = X86.Avx.LoadVector256(packed + ((nint)b * blocks.Chunks + k) * 32);
+                    h += ChunkProducts(pairs & lowNibbles, X86.Avx2.ShiftRightLogical(pairs.AsUInt16(), 4).AsByte() & lowNibbles, x + k * Int4RowBlocks.ChunkColumns);
+                }
+                Vector256<int> zero = zeroPoints is null
+                    ? Vector256.Create(PackedInt4Matrix.SymmetricZeroPoint)
+                    : X86.Avx2.ConvertToVector256Int32(zeroPoints + ((nint)b * blocks.GroupCount + g) * Int4RowBlocks.BlockRows);
+                X86.Avx.Store(acc + segment * Int4RowBlocks.BlockRows, SegmentAccumulator(h, ones, zero, sum));
+            }
+    }
+
+    /// <summary>Pointers and shape of one call, shared by every tile.</summary>
+    private readonly struct Tile(Int4RowBlocks blocks, int groupSize, byte* packed, float* scales, byte* zeroPoints, sbyte* codes, int codeStride,
+        int* segmentSums, int segmentCount, float* tokenScales, float* y, int rows)
     {
         public readonly byte* Packed = packed;
-        public readonly int RowBytes = rowBytes;
-        public readonly int GroupSize = groupSize;
-        public readonly int Groups = groups;
         public readonly float* Scales = scales;
         public readonly byte* ZeroPoints = zeroPoints;
+        public readonly sbyte* Codes = codes;
+        public readonly int* SegmentSums = segmentSums;
+        public readonly float* TokenScales = tokenScales;
+        public readonly float* Y = y;
+        public readonly int CodeStride = codeStride;
+        public readonly int SegmentCount = segmentCount;
+        public readonly int Chunks = blocks.Chunks;
+        public readonly int Groups = blocks.GroupCount;
+        public readonly int GroupSize = groupSize;
+        public readonly int Rows = rows;
     }
-
 }

@@ -7,14 +7,22 @@ using X86 = System.Runtime.Intrinsics.X86;
 namespace AgileQuant.Intrinsics.Avx2;
 
 /// <summary>
-/// AVX2 W8A8 / W8A4 kernel, twin of <see cref="Scalar.ScalarInt8Kernel"/>: per 32 columns,
-/// <c>vpmaddubsw(|w|, sign(x, w))</c> (u8 × s8 pair sums ≤ 2·128·127 &lt; 2^15: no int16 saturation because
-/// activation codes never reach −128) and <c>vpmaddwd</c> by 1 into int32 lanes:
-/// <c>acc = Σ_c w_q · x_q</c>, then <c>y = s_x · s_w · acc</c>.
+/// AVX2 W8A8 / W8A4 kernel, twin of <see cref="Scalar.ScalarInt8Kernel"/>, over the 8-row interleaved copy
+/// <see cref="Int8RowBlocks"/>: per 4-column chunk one 32-byte load holds 8 rows × 4 codes, and the broadcast
+/// int32 of 4 activation codes meets them in <c>vpmaddubsw(|w|, sign(x, w))</c> + <c>vpmaddwd</c> by 1, so int32
+/// lane i accumulates row i: <c>acc = Σ_c w_q · x_q</c> (exact), then <c>y = s_x · s_w · acc</c>. Where the CPU has
+/// AVX-VNNI, <c>vpdpbusd</c> replaces the <c>vpmaddubsw</c> + <c>vpmaddwd</c> pair.
 /// </summary>
+/// <remarks>
+/// No int16 saturation: |w| ≤ 128 and |x_q| ≤ 127 (activation codes never reach −128), so a pair sum is
+/// ≤ 2·128·127 = 32512 &lt; 2^15; each pair is widened to int32 at once. A tile is one row block × up to 6 tokens;
+/// GEMM walks row panels of 8 blocks (L2-resident) × token tiles, GEMV streams the weights once with prefetch.
+/// </remarks>
 public sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
 {
-    private const int TokenTile = 4;
+    private const int TokenTile = 6;
+
+    private const int PanelBlocks = 8;
 
     /// <summary>Whether this CPU and runtime allow the kernel (AVX2 enabled).</summary>
     public static bool IsSupported => X86.Avx2.IsSupported;
@@ -31,53 +39,93 @@ public sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
+    private protected override int RowBlock => Int8RowBlocks.BlockRows;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
     {
-        int* acc = stackalloc int[TokenTile];
-        fixed (sbyte* codes = w.CodeArray)
+        Int8RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The AVX2 row-block copy of this matrix was not built (AVX2 was not enabled at load).");
+        int* acc = stackalloc int[TokenTile * Int8RowBlocks.BlockRows];
+        fixed (sbyte* codes = blocks.Codes)
+        fixed (float* scales = blocks.Scales)
         fixed (sbyte* x = xq.Codes)
         {
-            for (int r = rowBegin; r < rowEnd; r++)
-                for (int t0 = 0; t0 < xq.Tokens; t0 += TokenTile)
+            int firstBlock = rowBegin / Int8RowBlocks.BlockRows, endBlock = (rowEnd + Int8RowBlocks.BlockRows - 1) / Int8RowBlocks.BlockRows;
+            int tokens = xq.Tokens;
+            for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
+            {
+                int panelEnd = Math.Min(endBlock, panel + PanelBlocks);
+                for (int t0 = 0; t0 < tokens; t0 += TokenTile)
                 {
-                    int n = Math.Min(TokenTile, xq.Tokens - t0);
-                    RowSums(codes + (nint)r * w.RowStride, w.RowStride / 32, x + (nint)t0 * xq.Stride, xq.Stride, n, acc);
-                    for (int j = 0; j < n; j++)
-                        y[(nint)(t0 + j) * w.Rows + r] = GroupEpilogue.Dequantize(xq.Scales[t0 + j], w.Scales.Slice(r, 1), new ReadOnlySpan<int>(acc + j, 1));
+                    int n = Math.Min(TokenTile, tokens - t0);
+                    for (int b = panel; b < panelEnd; b++)
+                    {
+                        BlockSums(codes + (nint)b * blocks.Chunks * 32, blocks.Chunks, x + (nint)t0 * xq.Stride, xq.Stride, n, acc);
+                        Vector256<float> rowScales = X86.Avx.LoadVector256(scales + b * Int8RowBlocks.BlockRows);
+                        int row = b * Int8RowBlocks.BlockRows, rows = Math.Min(Int8RowBlocks.BlockRows, w.Rows - row);
+                        for (int j = 0; j < n; j++)
+                        {
+                            // y = s_x · s_w · acc, the scalar twin's order
+                            Vector256<float> values = Vector256.Create(xq.Scales[t0 + j]) * (rowScales * X86.Avx.ConvertToVector256Single(X86.Avx.LoadVector256(acc + j * Int8RowBlocks.BlockRows)));
+                            float* yRow = y + (nint)(t0 + j) * w.Rows + row;
+                            if (rows == Int8RowBlocks.BlockRows) X86.Avx.Store(yRow, values);
+                            else for (int i = 0; i < rows; i++) yRow[i] = values.GetElement(i);
+                        }
+                    }
                 }
+            }
         }
     }
 
-    /// <summary>acc[j] = Σ_c w_q[c] · x_q[j, c] for n ≤ 4 tokens (stride xStride).</summary>
-    internal static void RowSums(sbyte* row, int blocks, sbyte* x, nint xStride, int n, int* acc)
+    /// <summary>acc[j · 8 + i] = Σ_c w_q[8b + i, c] · x_q[j, c] for one row block and n ≤ 6 tokens (stride xStride).</summary>
+    internal static void BlockSums(sbyte* block, int chunks, sbyte* x, nint xStride, int n, int* acc)
     {
         switch (n)
         {
-            case 4: RowSums<FourTokens>(row, blocks, x, xStride, acc); break;
-            case 3: RowSums<ThreeTokens>(row, blocks, x, xStride, acc); break;
-            case 2: RowSums<TwoTokens>(row, blocks, x, xStride, acc); break;
-            default: RowSums<OneToken>(row, blocks, x, xStride, acc); break;
+            case 6: BlockSums<SixTokens>(block, chunks, x, xStride, acc); break;
+            case 5: BlockSums<FiveTokens>(block, chunks, x, xStride, acc); break;
+            case 4: BlockSums<FourTokens>(block, chunks, x, xStride, acc); break;
+            case 3: BlockSums<ThreeTokens>(block, chunks, x, xStride, acc); break;
+            case 2: BlockSums<TwoTokens>(block, chunks, x, xStride, acc); break;
+            default: BlockSums<OneToken>(block, chunks, x, xStride, acc); break;
         }
     }
 
+    // acc[j, i] = Σ_k Σ_{c<4} w[i, 4k + c] · x[j, 4k + c], int32 lane i per row.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void RowSums<N>(sbyte* row, int blocks, sbyte* x, nint xStride, int* acc) where N : struct, ITokenCount
+    private static void BlockSums<N>(sbyte* block, int chunks, sbyte* x, nint xStride, int* acc) where N : struct, ITokenCount
     {
         Vector256<short> ones = Vector256.Create((short)1);
-        Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default;
-        for (int b = 0; b < blocks; b++)
+        Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default;
+        for (int k = 0; k < chunks; k++)
         {
-            Vector256<sbyte> w = X86.Avx.LoadVector256(row + b * 32);
+            if (N.Value == 1 && (k & 1) == 0) X86.Sse.Prefetch0(block + (nint)k * 32 + 1024);
+            Vector256<sbyte> w = X86.Avx.LoadVector256(block + (nint)k * 32);
             Vector256<byte> magnitude = X86.Avx2.Abs(w);
-            sbyte* xb = x + b * 32;
-            a0 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(X86.Avx.LoadVector256(xb), w)), ones);
-            if (N.Value > 1) a1 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(X86.Avx.LoadVector256(xb + xStride), w)), ones);
-            if (N.Value > 2) a2 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(X86.Avx.LoadVector256(xb + 2 * xStride), w)), ones);
-            if (N.Value > 3) a3 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(X86.Avx.LoadVector256(xb + 3 * xStride), w)), ones);
+            sbyte* xk = x + k * Int8RowBlocks.ChunkColumns;
+            a0 = AddChunkProducts(a0, magnitude, w, xk, ones);
+            if (N.Value > 1) a1 = AddChunkProducts(a1, magnitude, w, xk + xStride, ones);
+            if (N.Value > 2) a2 = AddChunkProducts(a2, magnitude, w, xk + 2 * xStride, ones);
+            if (N.Value > 3) a3 = AddChunkProducts(a3, magnitude, w, xk + 3 * xStride, ones);
+            if (N.Value > 4) a4 = AddChunkProducts(a4, magnitude, w, xk + 4 * xStride, ones);
+            if (N.Value > 5) a5 = AddChunkProducts(a5, magnitude, w, xk + 5 * xStride, ones);
         }
-        acc[0] = Vector256.Sum(a0);
-        if (N.Value > 1) acc[1] = Vector256.Sum(a1);
-        if (N.Value > 2) acc[2] = Vector256.Sum(a2);
-        if (N.Value > 3) acc[3] = Vector256.Sum(a3);
+        X86.Avx.Store(acc, a0);
+        if (N.Value > 1) X86.Avx.Store(acc + 8, a1);
+        if (N.Value > 2) X86.Avx.Store(acc + 16, a2);
+        if (N.Value > 3) X86.Avx.Store(acc + 24, a3);
+        if (N.Value > 4) X86.Avx.Store(acc + 32, a4);
+        if (N.Value > 5) X86.Avx.Store(acc + 40, a5);
+    }
+
+    // acc + int32 lanes Σ_{c<4} w · x of one chunk: vpdpbusd(|w|, sign(x, w)) with AVX-VNNI, else
+    // vpmaddubsw(|w|, sign(x, w)) (pairs ≤ 32512) and vpmaddwd by 1.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> AddChunkProducts(Vector256<int> acc, Vector256<byte> magnitude, Vector256<sbyte> w, sbyte* x, Vector256<short> ones)
+    {
+        Vector256<sbyte> signed = X86.Avx2.Sign(Vector256.Create(*(int*)x).AsSByte(), w);
+        return X86.AvxVnni.IsSupported
+            ? X86.AvxVnni.MultiplyWideningAndAdd(acc, magnitude, signed)
+            : acc + X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, signed), ones);
     }
 }

@@ -13,7 +13,7 @@ public sealed class Int8RowMatrix : IWeightMatrix
     /// <summary>Columns per SIMD block (one 256-bit vector of int8).</summary>
     public const int BlockColumns = 32;
 
-    private readonly sbyte[] _codes;
+    private sbyte[]? _codes; // row-major codes; on AVX2 machines dropped after repacking and rebuilt on request
     private readonly float[] _scales;
 
     /// <summary>Copies codes (Rows, Cols) and per-row scales (Rows) into the padded layout.</summary>
@@ -33,6 +33,11 @@ public sealed class Int8RowMatrix : IWeightMatrix
         _codes = new sbyte[rows * stride];
         for (int r = 0; r < rows; r++) codes.Slice(r * cols, cols).CopyTo(_codes.AsSpan(r * stride, cols));
         _scales = scales.ToArray();
+        // Repacked at load for the x86 kernels; the row-major copy is then dropped (the weights are held once) and
+        // rebuilt from the row blocks only if something asks for it (serialization).
+        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported) return;
+        RowBlocks = new Int8RowBlocks(this);
+        _codes = null;
     }
 
     /// <inheritdoc />
@@ -44,8 +49,11 @@ public sealed class Int8RowMatrix : IWeightMatrix
     /// <summary>Codes per stored row: <c>32 · ceil(Cols / 32)</c>.</summary>
     public int RowStride => StrideFor(Cols);
 
-    /// <summary>Codes (Rows, RowStride), zero-padded past Cols.</summary>
-    public ReadOnlySpan<sbyte> Codes => _codes;
+    /// <summary>
+    /// Codes (Rows, RowStride), zero-padded past Cols. Where AVX2 is enabled the matrix keeps only its 8-row interleaved
+    /// kernel copy, and this row-major view is rebuilt (allocated) on every call: read it once.
+    /// </summary>
+    public ReadOnlySpan<sbyte> Codes => CodeArray;
 
     /// <summary>Per-row scales (Rows).</summary>
     public ReadOnlySpan<float> Scales => _scales;
@@ -58,10 +66,13 @@ public sealed class Int8RowMatrix : IWeightMatrix
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)r, (uint)Rows, nameof(r));
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)c, (uint)Cols, nameof(c));
-        return _codes[r * RowStride + c];
+        return _codes is null ? RowBlocks!.Code(r, c) : _codes[r * RowStride + c];
     }
 
-    internal sbyte[] CodeArray => _codes;
+    internal sbyte[] CodeArray => _codes ?? RowBlocks!.ToRowMajor(RowStride);
+
+    /// <summary>The 8-row interleaved copy the AVX2 kernel streams; null where AVX2 is not enabled.</summary>
+    internal Int8RowBlocks? RowBlocks { get; }
     internal float[] ScaleArray => _scales;
 
     private static int StrideFor(int cols) => (cols + BlockColumns - 1) / BlockColumns * BlockColumns;

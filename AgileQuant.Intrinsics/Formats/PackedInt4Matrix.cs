@@ -21,7 +21,7 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     /// <summary>Zero point implied for symmetric matrices (nibble = code + 8).</summary>
     public const int SymmetricZeroPoint = 8;
 
-    private readonly byte[] _packed;
+    private byte[]? _packed; // row-major nibbles; on AVX2 machines dropped after repacking and rebuilt on request
     private readonly float[] _scales;
     private readonly byte[]? _zeroPoints;
 
@@ -33,6 +33,11 @@ public sealed class PackedInt4Matrix : IWeightMatrix
         _packed = packed;
         _scales = scales;
         _zeroPoints = zeroPoints;
+        // Repacked at load for the x86 kernels; the row-major copy is then dropped (the weights are held once) and
+        // rebuilt from the row blocks only if something asks for it (serialization).
+        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported) return;
+        RowBlocks = new Int4RowBlocks(this);
+        _packed = null;
     }
 
     /// <inheritdoc />
@@ -53,8 +58,11 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     /// <summary>True when codes are symmetric (−8..7 stored as code + 8); false when each group has its own zero point.</summary>
     public bool IsSymmetric => _zeroPoints is null;
 
-    /// <summary>Packed nibbles (Rows, RowBytes); see the class remarks for the order.</summary>
-    public ReadOnlySpan<byte> Packed => _packed;
+    /// <summary>
+    /// Packed nibbles (Rows, RowBytes); see the class remarks for the order. Where AVX2 is enabled the matrix keeps only
+    /// its 8-row interleaved kernel copy, and this row-major view is rebuilt (allocated) on every call: read it once.
+    /// </summary>
+    public ReadOnlySpan<byte> Packed => PackedArray;
 
     /// <summary>Scales (Rows, GroupCount), row-major.</summary>
     public ReadOnlySpan<float> Scales => _scales;
@@ -133,6 +141,7 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)r, (uint)Rows, nameof(r));
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)c, (uint)Cols, nameof(c));
+        if (_packed is null) return RowBlocks!.Nibble(r, c);
         byte pair = _packed[(long)r * RowBytes + c / 2];
         return (c & 1) == 0 ? pair & 0xF : pair >> 4;
     }
@@ -146,7 +155,10 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     /// <summary>The dequantized weight <c>Scale(r, g) · (Nibble(r, c) − ZeroPoint(r, g))</c>.</summary>
     public float Dequantize(int r, int c) => Scale(r, c / GroupSize) * (Nibble(r, c) - ZeroPoint(r, c / GroupSize));
 
-    internal byte[] PackedArray => _packed;
+    internal byte[] PackedArray => _packed ?? RowBlocks!.ToRowMajor(RowBytes);
+
+    /// <summary>The 8-row interleaved copy the AVX2 kernel streams; null where AVX2 is not enabled.</summary>
+    internal Int4RowBlocks? RowBlocks { get; }
     internal float[] ScaleArray => _scales;
     internal byte[]? ZeroPointArray => _zeroPoints;
 

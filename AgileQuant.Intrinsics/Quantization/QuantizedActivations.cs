@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using System.Diagnostics;
 
 namespace AgileQuant.Intrinsics.Quantization;
@@ -68,8 +69,7 @@ internal sealed class QuantizedActivations
             _scales[t] = RowQuantizer.QuantizeSymmetric(x.Slice(t * cols, cols), bits, codes);
             for (int g = 0; g < groupCount; g++)
             {
-                int sum = 0;
-                foreach (sbyte code in codes.Slice(g * groupSize, Math.Min(groupSize, stride - g * groupSize))) sum += code;
+                int sum = Sum(codes.Slice(g * groupSize, Math.Min(groupSize, stride - g * groupSize)));
                 _groupSums[t * groupCount + g] = sum;
                 _groupSumsAsFloat[t * groupCount + g] = sum;
             }
@@ -85,6 +85,25 @@ internal sealed class QuantizedActivations
                 }
             }
         }
+    }
+
+    // Σ codes, 32 at a time (the group lengths are multiples of 32 except a last one cut by the stride, also a multiple of 64).
+    private static int Sum(ReadOnlySpan<sbyte> codes)
+    {
+        int i = 0, sum = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<int> lanes = default;
+            for (; i + 32 <= codes.Length; i += 32)
+            {
+                (Vector256<short> lower, Vector256<short> upper) = Vector256.Widen(Vector256.Create(codes.Slice(i, 32)));
+                (Vector256<int> a, Vector256<int> b) = Vector256.Widen(lower + upper);
+                lanes += a + b;
+            }
+            sum = Vector256.Sum(lanes);
+        }
+        for (; i < codes.Length; i++) sum += codes[i];
+        return sum;
     }
 }
 

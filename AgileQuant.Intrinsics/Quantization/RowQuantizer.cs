@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using System.Numerics.Tensors;
 
 namespace AgileQuant.Intrinsics.Quantization;
@@ -34,8 +35,28 @@ public static class RowQuantizer
             return 0f;
         }
         float inverse = maxCode / maxMagnitude;
-        for (int c = 0; c < row.Length; c++)
+        int c = Vector256.IsHardwareAccelerated ? QuantizeVectorized(row, inverse, maxCode, codes) : 0;
+        for (; c < row.Length; c++)
             codes[c] = (sbyte)Math.Clamp((int)MathF.Round(row[c] * inverse), -maxCode, maxCode);
         return maxMagnitude / maxCode;
     }
+
+    // codes[c] = clamp(round_even(row[c] · inverse), −maxCode, maxCode), 32 at a time (the scalar loop's exact
+    // result: the same float product, ties-to-even rounding and saturating conversion); returns the columns done.
+    private static int QuantizeVectorized(ReadOnlySpan<float> row, float inverse, int maxCode, Span<sbyte> codes)
+    {
+        Vector256<float> scale = Vector256.Create(inverse);
+        Vector256<int> high = Vector256.Create(maxCode), low = Vector256.Create(-maxCode);
+        int c = 0;
+        for (; c + 32 <= row.Length; c += 32)
+        {
+            Vector256<short> first = Vector256.Narrow(Code(row, c, scale, low, high), Code(row, c + 8, scale, low, high));
+            Vector256<short> second = Vector256.Narrow(Code(row, c + 16, scale, low, high), Code(row, c + 24, scale, low, high));
+            Vector256.Narrow(first, second).AsSByte().CopyTo(codes.Slice(c, 32));
+        }
+        return c;
+    }
+
+    private static Vector256<int> Code(ReadOnlySpan<float> row, int c, Vector256<float> scale, Vector256<int> low, Vector256<int> high) =>
+        Vector256.Min(Vector256.Max(Vector256.ConvertToInt32(Vector256.Round(Vector256.Create(row.Slice(c, 8)) * scale)), low), high);
 }

@@ -150,7 +150,8 @@ public static class QuantizedCheckpointWriter
             case Int8RowMatrix m:
                 entry = new LinearEntry { Format = Int8RowFormat, Symmetric = true };
                 var codes = new sbyte[(long)m.Rows * m.Cols]; // (rows, cols): the padded stride dropped
-                for (int r = 0; r < m.Rows; r++) m.Codes.Slice(r * m.RowStride, m.Cols).CopyTo(codes.AsSpan(r * m.Cols, m.Cols));
+                ReadOnlySpan<sbyte> padded = m.Codes; // read once: on AVX2 machines it is rebuilt from the kernel copy
+                for (int r = 0; r < m.Rows; r++) padded.Slice(r * m.RowStride, m.Cols).CopyTo(codes.AsSpan(r * m.Cols, m.Cols));
                 writer.AddInt8(name + ".codes", [m.Rows, m.Cols], codes);
                 writer.AddFloat32(name + ".scales", [m.Rows], m.Scales);
                 break;

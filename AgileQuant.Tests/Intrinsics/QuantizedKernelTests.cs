@@ -61,54 +61,59 @@ public sealed class QuantizedKernelTests
     }
 
     [Test]
-    public unsafe void Avx2Int4GroupSumsEqualScalarAccumulatorsExactly()
+    public unsafe void Avx2Int4SegmentAccumulatorsEqualScalarSumsExactly()
     {
         if (!Avx2Int4Kernel.IsSupported) Assert.Ignore("AVX2 is not enabled here; the scalar path is covered by the reference tests");
         foreach ((int tokens, int cols, int rows) in Shapes)
-        {
             foreach (int groupSize in new[] { 32, 64, 128 })
-            {
-            PackedInt4Matrix w = Int4Weights(rows, cols, groupSize, asymmetric: true, seed: cols);
-            float[] x = MatMulReference.RandomValues(tokens * cols, seed: rows);
-            var plain = new QuantizedActivations();
-            var paired = new QuantizedActivations();
-            plain.Quantize(x, tokens, cols, 8, w.GroupSize, ActivationOrder.Plain);
-            paired.Quantize(x, tokens, cols, 8, w.GroupSize, ActivationOrder.NibblePairs);
-            var expected = new int[w.GroupCount];
-            var actual = new int[w.GroupCount];
-            for (int r = 0; r < rows; r++)
-                for (int t = 0; t < tokens; t++)
+                foreach (bool asymmetric in new[] { false, true })
                 {
-                    ScalarInt4Kernel.GroupAccumulators(w, r, plain.Codes.AsSpan(t * plain.Stride, cols), expected);
-                    fixed (byte* packed = w.Packed)
-                    fixed (sbyte* codes = paired.Codes)
-                    fixed (int* acc = actual)
-                        Avx2Int4Kernel.RawGroupSums(packed + r * w.RowBytes, w.RowBytes, w.GroupSize, codes + t * paired.Stride, acc, w.GroupCount);
-                    for (int g = 0; g < w.GroupCount; g++) actual[g] -= w.ZeroPoint(r, g) * paired.GroupSums[t * w.GroupCount + g];
-                    Assert.That(actual, Is.EqualTo(expected), $"({tokens},{cols},{rows}) g{groupSize} row {r} token {t}");
+                    PackedInt4Matrix w = Int4Weights(rows, cols, groupSize, asymmetric, seed: cols);
+                    var xq = new QuantizedActivations();
+                    xq.Quantize(MatMulReference.RandomValues(tokens * cols, seed: rows), tokens, cols, 8, 32, ActivationOrder.Plain);
+                    int segments = (cols + 31) / 32;
+                    var actual = new int[segments * 8];
+                    for (int b = 0; b < (rows + 7) / 8; b++)
+                        for (int t = 0; t < tokens; t++)
+                        {
+                            fixed (sbyte* x = xq.Codes)
+                            fixed (int* acc = actual)
+                                Avx2Int4Kernel.SegmentAccumulators(w, b, x + t * xq.Stride, acc);
+                            for (int i = 0; i < 8 && 8 * b + i < rows; i++)
+                                for (int s = 0; s < segments; s++)
+                                {
+                                    // Σ_{c∈s} (nibble − z) · x_q, straight from the row-major matrix
+                                    int r = 8 * b + i, z = w.ZeroPoint(r, s * 32 / groupSize), expected = 0;
+                                    for (int c = s * 32; c < Math.Min(cols, s * 32 + 32); c++) expected += (w.Nibble(r, c) - z) * xq.Codes[t * xq.Stride + c];
+                                    Assert.That(actual[s * 8 + i], Is.EqualTo(expected), $"({tokens},{cols},{rows}) g{groupSize} row {r} token {t} segment {s}");
+                                }
+                        }
                 }
-            }
-        }
     }
 
     [Test]
-    public unsafe void Avx2Int8RowSumsEqualScalarAccumulatorsExactly()
+    public unsafe void Avx2Int8BlockSumsEqualScalarAccumulatorsExactly()
     {
         if (!Avx2Int8Kernel.IsSupported) Assert.Ignore("AVX2 is not enabled here; the scalar path is covered by the reference tests");
         foreach ((int tokens, int cols, int rows) in Shapes)
         {
             Int8RowMatrix w = Int8Weights(rows, cols, seed: cols);
+            Int8RowBlocks blocks = w.RowBlocks!;
             var xq = new QuantizedActivations();
             xq.Quantize(MatMulReference.RandomValues(tokens * cols, seed: rows), tokens, cols, 8, w.RowStride, ActivationOrder.Plain);
-            var actual = new int[1];
-            for (int r = 0; r < rows; r++)
-                for (int t = 0; t < tokens; t++)
+            var actual = new int[6 * 8];
+            for (int b = 0; b < blocks.Blocks; b++)
+                for (int t0 = 0; t0 < tokens; t0 += 6)
                 {
-                    fixed (sbyte* codes = w.Codes)
+                    int n = Math.Min(6, tokens - t0);
+                    fixed (sbyte* codes = blocks.Codes)
                     fixed (sbyte* x = xq.Codes)
                     fixed (int* acc = actual)
-                        Avx2Int8Kernel.RowSums(codes + r * w.RowStride, w.RowStride / 32, x + t * xq.Stride, xq.Stride, 1, acc);
-                    Assert.That(actual[0], Is.EqualTo(ScalarInt8Kernel.RowAccumulator(w, r, xq.Codes.AsSpan(t * xq.Stride, cols))), $"({tokens},{cols},{rows}) row {r} token {t}");
+                        Avx2Int8Kernel.BlockSums(codes + b * blocks.Chunks * 32, blocks.Chunks, x + t0 * xq.Stride, xq.Stride, n, acc);
+                    for (int j = 0; j < n; j++)
+                        for (int i = 0; i < 8 && 8 * b + i < rows; i++)
+                            Assert.That(actual[j * 8 + i], Is.EqualTo(ScalarInt8Kernel.RowAccumulator(w, 8 * b + i, xq.Codes.AsSpan((t0 + j) * xq.Stride, cols))),
+                                $"({tokens},{cols},{rows}) row {8 * b + i} token {t0 + j}");
                 }
         }
     }

@@ -43,6 +43,27 @@ public sealed class RowQuantizerTests
         Assert.That(codes.Min(), Is.GreaterThanOrEqualTo(-127));
     }
 
+    [TestCase(8)]
+    [TestCase(4)]
+    public void EveryLengthMatchesTheElementwiseDefinitionIncludingTies(int bits)
+    {
+        // max |x| = maxCode ⇒ inverse = 1 exactly, and half the values sit on ties k + 0.5, so the SIMD and tail paths must round alike.
+        int maxCode = bits == 8 ? 127 : 7;
+        for (int length = 1; length <= 300; length++)
+        {
+            float[] row = MatMulReference.RandomValues(length, seed: length);
+            for (int i = 0; i < length; i++) row[i] *= maxCode - 1;
+            for (int i = 0; i < length; i += 2) row[i] = MathF.Round(row[i]) + 0.5f;
+            row[length / 2] = maxCode;
+            var codes = new sbyte[length];
+            float scale = RowQuantizer.QuantizeSymmetric(row, bits, codes);
+            float max = row.Max(MathF.Abs), inverse = maxCode / max;
+            Assert.That(scale, Is.EqualTo(max / maxCode));
+            for (int c = 0; c < length; c++)
+                Assert.That(codes[c], Is.EqualTo((sbyte)Math.Clamp((int)MathF.Round(row[c] * inverse, MidpointRounding.ToEven), -maxCode, maxCode)), $"length {length}, column {c}");
+        }
+    }
+
     [Test]
     public void RejectsOtherBitWidthsAndShortDestinations()
     {

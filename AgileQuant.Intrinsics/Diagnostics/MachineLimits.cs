@@ -1,0 +1,89 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Numerics.Tensors;
+using X86 = System.Runtime.Intrinsics.X86;
+
+namespace AgileQuant.Intrinsics.Diagnostics;
+
+/// <summary>
+/// This machine's limits measured in the calling process, so kernel speeds can be quoted as ratios taken in the
+/// same run: memory read bandwidth (the GEMV bound) and the AVX2 int8 multiply-add peak (the GEMM bound).
+/// </summary>
+public static class MachineLimits
+{
+    /// <summary>
+    /// Read bandwidth in GB/s: the median of <paramref name="passes"/> sums over a 1 GiB float array split across
+    /// <paramref name="threads"/> threads (the array is allocated, touched and released inside the call).
+    /// </summary>
+    public static double ReadBandwidthGBps(int threads, int passes = 5)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(threads);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(passes);
+        const int count = 256 * 1024 * 1024; // 1 GiB of floats
+        float[] data = GC.AllocateUninitializedArray<float>(count);
+        data.AsSpan().Fill(1f);
+        int chunk = count / threads;
+        var results = new double[passes];
+        for (int pass = 0; pass < passes; pass++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+                TensorPrimitives.Sum(data.AsSpan(t * chunk, t == threads - 1 ? count - t * chunk : chunk)));
+            results[pass] = (double)count * sizeof(float) / Stopwatch.GetElapsedTime(start).TotalSeconds / 1e9;
+        }
+        return Median(results);
+    }
+
+    /// <summary>
+    /// The int8 multiply-add peak in GOPS (2 ops per multiply-add) on <paramref name="threads"/> threads:
+    /// register-resident chains of <c>vpmaddubsw</c> + <c>vpmaddwd</c> + <c>vpaddd</c> (32 multiply-adds each),
+    /// median of <paramref name="passes"/>; NaN where AVX2 is not enabled.
+    /// </summary>
+    public static double Int8PeakGops(int threads, int passes = 5)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(threads);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(passes);
+        if (!X86.Avx2.IsSupported) return double.NaN;
+        const int iterations = 4_000_000;
+        var results = new double[passes];
+        for (int pass = 0; pass < passes; pass++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t => Int8Chains(iterations, t + 1));
+            results[pass] = 2.0 * 32 * 8 * iterations * threads / Stopwatch.GetElapsedTime(start).TotalSeconds / 1e9;
+        }
+        return Median(results);
+    }
+
+    // 8 independent accumulators, each + vpmaddwd(vpmaddubsw(a, b_i), 1) per iteration (a changes every iteration): 8 · 32 multiply-adds.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static int Int8Chains(int iterations, int seed)
+    {
+        Vector256<byte> a = Vector256.Create((byte)(seed & 7));
+        Vector256<sbyte> b0 = Vector256.Create((sbyte)1), b1 = Vector256.Create((sbyte)2), b2 = Vector256.Create((sbyte)3), b3 = Vector256.Create((sbyte)4);
+        Vector256<sbyte> b4 = Vector256.Create((sbyte)5), b5 = Vector256.Create((sbyte)6), b6 = Vector256.Create((sbyte)7), b7 = Vector256.Create((sbyte)8);
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<int> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        Vector256<byte> step = Vector256.Create((byte)1);
+        for (int i = 0; i < iterations; i++)
+        {
+            a += step; // the products change every iteration, so the JIT cannot hoist them out of the loop
+            c0 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(a, b0), ones);
+            c1 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(a, b1), ones);
+            c2 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(a, b2), ones);
+            c3 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(a, b3), ones);
+            c4 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(a, b4), ones);
+            c5 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(a, b5), ones);
+            c6 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(a, b6), ones);
+            c7 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(a, b7), ones);
+        }
+        return Vector256.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7);
+    }
+
+    private static double Median(double[] values)
+    {
+        Array.Sort(values);
+        return values[values.Length / 2];
+    }
+}
