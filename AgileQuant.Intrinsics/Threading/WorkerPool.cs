@@ -30,7 +30,8 @@ internal sealed class WorkerPool
     private ParallelJob? _job;
     private int _chunkCount;
     private int _generation;
-    private long _claim; // (generation << 32) | next unclaimed chunk
+    private long _claim; // (generation << 32) | next unclaimed chunk, or | Closed while a run is being set up
+    private const long Closed = int.MaxValue;
     private int _completed;
     private ExceptionDispatchInfo? _failure;
 
@@ -72,16 +73,27 @@ internal sealed class WorkerPool
     public void Run(ParallelJob job, int chunkCount)
     {
         Debug.Assert(Monitor.IsEntered(_gate) && chunkCount > 0);
+        // Close first: a worker still inside RunChunks for an earlier run (it finished its last chunk but has
+        // not yet re-read the claim) sees a new generation with no chunk open, and its compare-exchange on the
+        // old claim value fails, so it can no longer take a chunk of this run against this run's chunk count.
+        int generation = ++_generation;
+        Interlocked.Exchange(ref _claim, ((long)generation << 32) | Closed);
         _job = job;
         _chunkCount = chunkCount;
         _completed = 0;
         _failure = null;
         _finished.Reset();
-        int generation = ++_generation;
+        // Open: publishes the fields above to every thread that reads this claim.
         Volatile.Write(ref _claim, (long)generation << 32);
         foreach (ManualResetEventSlim start in _start) start.Set();
         RunChunks(generation);
-        if (Volatile.Read(ref _completed) < chunkCount) _finished.Wait();
+        // The event is only a wake-up hint: a worker of an earlier run may set it late (after its last increment,
+        // which that run's caller already saw), so completion is decided by the count alone.
+        while (Volatile.Read(ref _completed) < chunkCount)
+        {
+            _finished.Wait();
+            _finished.Reset();
+        }
         _job = null;
         _failure?.Throw();
     }
@@ -107,8 +119,9 @@ internal sealed class WorkerPool
         {
             long claim = Volatile.Read(ref _claim);
             int chunk = (int)claim;
-            // A newer run, or none left: a chunk is only claimed while its run is the current one.
-            if ((int)(claim >> 32) != generation || chunk >= _chunkCount) return;
+            // A newer run, none left, or a run being set up: a chunk is only claimed while its run is the current, open one.
+            // _chunkCount may already be a newer run's here, but then the claim has changed and the exchange fails.
+            if ((int)(claim >> 32) != generation || chunk >= Volatile.Read(ref _chunkCount)) return;
             if (Interlocked.CompareExchange(ref _claim, claim + 1, claim) != claim) continue;
             try
             {

@@ -41,7 +41,7 @@ public sealed class HfConfig
 
     // JsonDocument checks the text of names and strings only when they are read (invalid UTF-8 or a lone surrogate
     // escape then throws InvalidOperationException), so every one is decoded once here.
-    private static void RequireValidText(string path, JsonElement element)
+    internal static void RequireValidText(string path, JsonElement element)
     {
         try
         {

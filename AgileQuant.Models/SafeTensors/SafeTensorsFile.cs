@@ -73,7 +73,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     /// <summary>
     /// Maps <paramref name="path"/> read-only (or, with <paramref name="memoryMap"/> false, reads the whole file into
     /// native memory with ordinary reads, for file systems where mapping fails or is slow) and validates its header and
-    /// tensor table. Throws <see cref="ModelFormatException"/> naming the file (and tensor) when the content is malformed.
+    /// tensor table. Throws <see cref="ModelFormatException"/> naming the file (and tensor) when the file cannot be opened or its content is malformed.
     /// </summary>
     public static SafeTensorsFile Open(string path, bool memoryMap = true)
     {
@@ -81,8 +81,17 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         if (!BitConverter.IsLittleEndian)
             throw new PlatformNotSupportedException("safetensors data is little-endian; big-endian hosts are not supported");
         string fullPath = Path.GetFullPath(path);
-        if (!memoryMap) return OpenCopied(fullPath);
-        var stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.RandomAccess);
+        FileStream stream;
+        try
+        {
+            if (!memoryMap) return OpenCopied(fullPath);
+            stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.RandomAccess);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A missing or unreadable file is reported like a malformed one, naming the file.
+            throw new ModelFormatException(fullPath, null, "could not open the safetensors file: " + e.Message, e);
+        }
         MemoryMappedFile? map = null;
         MemoryMappedViewAccessor? view = null;
         bool pointerAcquired = false;

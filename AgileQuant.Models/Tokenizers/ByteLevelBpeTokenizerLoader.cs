@@ -103,7 +103,7 @@ public static partial class ByteLevelBpeTokenizerLoader
             {
                 if (token.ValueKind == JsonValueKind.Object &&
                     token.TryGetProperty("content", out JsonElement content) && content.ValueKind == JsonValueKind.String &&
-                    token.TryGetProperty("id", out JsonElement id) && id.TryGetInt32(out int tokenId) && tokenId >= 0 &&
+                    token.TryGetProperty("id", out JsonElement id) && id.ValueKind == JsonValueKind.Number && id.TryGetInt32(out int tokenId) && tokenId >= 0 &&
                     token.TryGetProperty("special", out JsonElement special) && special.ValueKind == JsonValueKind.True)
                 {
                     specialTokens[content.GetString()!] = tokenId;
@@ -181,7 +181,8 @@ public static partial class ByteLevelBpeTokenizerLoader
 
     private static string ReadSplitPattern(string path, JsonElement split)
     {
-        if (!split.TryGetProperty("behavior", out JsonElement behavior) || !string.Equals(behavior.GetString(), "Isolated", StringComparison.OrdinalIgnoreCase))
+        if (!split.TryGetProperty("behavior", out JsonElement behavior) || behavior.ValueKind != JsonValueKind.String ||
+            !string.Equals(behavior.GetString(), "Isolated", StringComparison.OrdinalIgnoreCase))
             throw new ModelFormatException(path, null, $"expected Split.behavior 'Isolated', found {(split.TryGetProperty("behavior", out JsonElement b) ? b.ToString() : "none")} (not supported)");
         if (split.TryGetProperty("invert", out JsonElement invert) && invert.ValueKind == JsonValueKind.True)
             throw new ModelFormatException(path, null, "expected Split.invert = false, found true (not supported)");
@@ -205,7 +206,7 @@ public static partial class ByteLevelBpeTokenizerLoader
     /// <param name="merges">Merges, highest priority first.</param>
     /// <param name="specialTokens">Tokens matched verbatim in the input before pre-tokenization, or null.</param>
     /// <param name="beginningOfSentenceToken">Token prepended to every encoding, or null.</param>
-    /// <exception cref="ModelFormatException">There are no merges, a merge is malformed or names an unknown token.</exception>
+    /// <exception cref="ModelFormatException">There are no merges, a merge is malformed, repeated or names an unknown token.</exception>
     public static BpeTokenizer Create(string sourcePath, IReadOnlyDictionary<string, int> vocabulary, IReadOnlyList<string> merges,
         IReadOnlyDictionary<string, int>? specialTokens, string? beginningOfSentenceToken) =>
         CreateCore(sourcePath, vocabulary, merges, specialTokens, beginningOfSentenceToken, new RegexPreTokenizer(Gpt2Regex(), specialTokens));
@@ -220,9 +221,13 @@ public static partial class ByteLevelBpeTokenizerLoader
             throw new ModelFormatException(sourcePath, null, "expected at least one BPE merge, found none");
         if (vocabulary.Count == 0)
             throw new ModelFormatException(sourcePath, null, "expected a non-empty vocabulary, found none");
+        var firstIndex = new Dictionary<string, int>(merges.Count, StringComparer.Ordinal);
         for (int i = 0; i < merges.Count; i++)
         {
             string merge = CheckMerge(sourcePath, merges[i], $"merge {i}");
+            // BpeTokenizer.Create would fail on a repeated pair with a bare ArgumentException.
+            if (!firstIndex.TryAdd(merge, i))
+                throw new ModelFormatException(sourcePath, null, $"merge {i}: expected each merge once, found \"{merge}\" again (first at merge {firstIndex[merge]})");
             int space = merge.IndexOf(' ');
             string left = merge[..space], right = merge[(space + 1)..];
             if (!vocabulary.ContainsKey(left) || !vocabulary.ContainsKey(right) || !vocabulary.ContainsKey(left + right))
@@ -265,7 +270,7 @@ public static partial class ByteLevelBpeTokenizerLoader
         var seenIds = new HashSet<int>();
         foreach (JsonProperty entry in element.EnumerateObject())
         {
-            if (!entry.Value.TryGetInt32(out int id) || id < 0)
+            if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out int id) || id < 0)
                 throw new ModelFormatException(path, null, $"{where}: token '{entry.Name}': expected a non-negative int32 id, found {entry.Value}");
             if (!seenIds.Add(id))
                 throw new ModelFormatException(path, null, $"{where}: token '{entry.Name}': expected unique ids, found {id} twice");
@@ -283,7 +288,18 @@ public static partial class ByteLevelBpeTokenizerLoader
             if (new FileInfo(path).Length > MaxJsonBytes)
                 throw new ModelFormatException(path, null, $"expected at most {MaxJsonBytes} bytes of JSON, found more");
             using FileStream stream = File.OpenRead(path);
-            return JsonDocument.Parse(stream, new JsonDocumentOptions { MaxDepth = 64 });
+            JsonDocument doc = JsonDocument.Parse(stream, new JsonDocumentOptions { MaxDepth = 64 });
+            try
+            {
+                // Names and strings are decoded lazily (invalid UTF-8 would surface later as InvalidOperationException).
+                Architectures.HfConfig.RequireValidText(path, doc.RootElement);
+            }
+            catch
+            {
+                doc.Dispose();
+                throw;
+            }
+            return doc;
         }
         catch (JsonException e)
         {

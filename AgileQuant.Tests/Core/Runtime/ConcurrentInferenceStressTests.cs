@@ -1,4 +1,5 @@
 using AgileQuant.Core.Generation;
+using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Models.Llama2c;
 using AgileQuant.Models.Tokenizers;
@@ -41,10 +42,14 @@ public sealed class ConcurrentInferenceStressTests
         return tokens;
     }
 
-    [Test]
-    public async Task ConcurrentContextsWithRandomCancellationsMatchSequentialRuns()
+    /// <param name="scheme">"FP32", or a quantization scheme: W4A4 runs every linear through the shared integer kernels
+    /// (per-thread activation scratch, one reusable job per kernel) from all contexts at once.</param>
+    [TestCase("FP32")]
+    [TestCase("W4A4-RTN")]
+    public async Task ConcurrentContextsWithRandomCancellationsMatchSequentialRuns(string scheme)
     {
         var model = new TransformerModel(Llama2cCheckpoint.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin")), TestKernels.Default);
+        if (scheme != "FP32") model = ModelQuantizer.Quantize(model, QuantizationConfig.Parse(scheme));
         var tokenizer = Llama2cTokenizer.Load(SharedAssets.Require("assets/models/stories260K/tok512.bin"), model.Config.VocabSize);
         var generator = new TextGenerator(model, tokenizer);
         IReadOnlyList<int>[] prompts = Prompts.Select(p => generator.EncodePrompt(p)).ToArray();
@@ -54,7 +59,7 @@ public sealed class ConcurrentInferenceStressTests
         Assert.That(expected.All(e => e.Count == TokensPerContext));
         float[] firstLogits = model.CreateContext().Forward([.. prompts[0]]);
 
-        var random = new Random(2024);
+        var random = new Random(scheme == "FP32" ? 2024 : 2025);
         int cancelled = 0, completed = 0, cancelledByCount = 0;
         for (int round = 0; round < Rounds; round++)
         {
@@ -91,7 +96,7 @@ public sealed class ConcurrentInferenceStressTests
                 cancel.Dispose();
             }
         }
-        TestContext.Out.WriteLine($"{Rounds} rounds × {Contexts} contexts × {TokensPerContext} tokens: {completed} runs completed, {cancelled} cancelled part-way");
+        TestContext.Out.WriteLine($"{scheme}: {Rounds} rounds × {Contexts} contexts × {TokensPerContext} tokens: {completed} runs completed, {cancelled} cancelled part-way");
         Assert.That(cancelledByCount, Is.GreaterThan(0));
         Assert.That(cancelled, Is.GreaterThanOrEqualTo(cancelledByCount), "every run cancelled after k tokens must end cancelled");
         Assert.That(completed, Is.GreaterThan(Rounds * Contexts / 2));

@@ -59,4 +59,20 @@ public sealed partial class SafeTensorsFaultTests() : TemporaryDirectoryFixture(
         // Reopening sees the short file and refuses it at open.
         Assert.Throws<ModelFormatException>(() => SafeTensorsFile.Open(path).Dispose());
     }
+
+    [Test]
+    [Platform("Linux")]
+    public void FileDeletedWhileMappedStaysReadableUntilDisposed()
+    {
+        string path = WriteTiny("model.safetensors");
+        using var file = SafeTensorsFile.Open(path);
+        // On Linux the mapping keeps the inode alive: the data stays valid after unlink (Windows refuses the delete instead).
+        File.Delete(path);
+        Assert.That(File.Exists(path), Is.False);
+        Assert.That(file.ReadFloat32("a")[63], Is.EqualTo(63f));
+        Assert.That(file.ReadFloat32("b"), Has.Length.EqualTo(4096));
+        file.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => file.ReadFloat32("a"));
+        Assert.Throws<ModelFormatException>(() => SafeTensorsFile.Open(path));
+    }
 }
