@@ -5,6 +5,7 @@ using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics.Trip;
 using AgileQuant.Models;
+using AgileQuant.Tests.Core.Pruning;
 
 namespace AgileQuant.Tests.Core.Quantization;
 
@@ -23,15 +24,6 @@ public class TripCalibrationTests
     private static QuantizationConfig TripRtn(string name = "W4A8-TRIP") =>
         QuantizationConfig.Parse(name) with { Rounding = WeightRounding.RoundToNearest, ActOrder = false };
 
-    private static int[] RandomTokens(int count, int vocab, int seed)
-    {
-        var random = new Random(seed);
-        int[] tokens = new int[count];
-        tokens[0] = 1;
-        for (int i = 1; i < count; i++) tokens[i] = random.Next(3, vocab);
-        return tokens;
-    }
-
     [Test]
     public void FoldingTheChosenFactorsLeavesTheFp32LogitsUnchanged()
     {
@@ -44,7 +36,7 @@ public class TripCalibrationTests
         Assert.That(factors.SelectMany(f => new[] { f.QueryKeyValue!, f.AttentionOutput!, f.MlpInput!, f.MlpDown! }).SelectMany(a => a),
             Has.All.Matches<float>(a => a >= 1 && a <= 16 && float.IsPow2((int)a)), "power-of-two factors 1..2^K");
         TransformerModel folded = TripCalibration.Fold(fp32, factors);
-        int[] tokens = RandomTokens(40, fp32.Config.VocabSize, seed: 5);
+        int[] tokens = PrunedInferenceTests.RandomTokens(40, fp32.Config.VocabSize, seed: 5);
         float[] before = fp32.CreateContext().Forward(tokens, allLogits: true);
         float[] after = folded.CreateContext().Forward(tokens, allLogits: true);
         Assert.That(after, Is.EqualTo(before).Within(1e-4f));
@@ -63,7 +55,7 @@ public class TripCalibrationTests
         LayerChannelFactors[] factors = Enumerable.Range(0, c.NumLayers).Select(_ => new LayerChannelFactors(
             c.PreNorm ? Factors(c.HiddenSize) : null, Factors(c.KvDim), c.PreNorm ? Factors(c.HiddenSize) : null,
             c.Mlp is MlpKind.SwiGlu or MlpKind.Relu ? Factors(c.IntermediateSize) : null)).ToArray();
-        int[] tokens = RandomTokens(12, c.VocabSize, seed: 6);
+        int[] tokens = PrunedInferenceTests.RandomTokens(12, c.VocabSize, seed: 6);
         float[] before = fp32.CreateContext().Forward(tokens, allLogits: true);
         float[] after = TripCalibration.Fold(fp32, factors).CreateContext().Forward(tokens, allLogits: true);
         Assert.That(after, Is.EqualTo(before).Within(1e-4f));
@@ -145,7 +137,7 @@ public class TripCalibrationTests
         // pruning only in the last layer: survivors saw the dense attention, and every TRIP linear is row-independent
         // (one static scale per tensor), so skipping the pruned rows in o_proj changes nothing for the survivors
         TransformerModel trip = ModelQuantizer.Quantize(Bundled.Value.Model, TripRtn(), new ModelQuantizationOptions { Calibration = Calibration(0, 4) });
-        int[] tokens = RandomTokens(48, trip.Config.VocabSize, seed: 3);
+        int[] tokens = PrunedInferenceTests.RandomTokens(48, trip.Config.VocabSize, seed: 3);
         float[] dense = trip.CreateContext().Forward(tokens, allLogits: true);
         var pruning = new TransformerModel(trip.Weights, trip.Kernel, trip.Options with { Pruning = new TokenPruningSchedule([0, 0, 0, 0, 0.5]) });
         InferenceContext context = pruning.CreateContext();
