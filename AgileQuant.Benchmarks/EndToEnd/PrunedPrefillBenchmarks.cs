@@ -40,11 +40,11 @@ public class PrunedPrefillBenchmarks
         (_context, _prompt) = CreateContext(Config, schedule, Threads);
     }
 
-    /// <summary>A context on the stories110M-shaped model in <paramref name="config"/> with <paramref name="schedule"/>, and a 512-token prompt.</summary>
-    internal static (InferenceContext Context, int[] Prompt) CreateContext(string config, TokenPruningSchedule? schedule, int threads)
+    /// <summary>The stories110M-shaped model (random weights) in <paramref name="config"/>: FP32, W4A8-RTN or W4A8-TRIP.</summary>
+    internal static TransformerModel CreateModel(string config, int threads)
     {
         var fp32 = new TransformerModel(SyntheticLlama.Create(SyntheticLlama.Stories110M), KernelSelector.Create(new KernelOptions { Threads = threads }));
-        TransformerModel model = config switch
+        return config switch
         {
             "FP32" => fp32,
             // TRIP's static scales need calibration; RTN weights keep the setup short (speed does not depend on the rounding)
@@ -52,6 +52,15 @@ public class PrunedPrefillBenchmarks
                 new ModelQuantizationOptions { Calibration = [RandomPrompt(64, fp32.Config.VocabSize, 11), RandomPrompt(64, fp32.Config.VocabSize, 12)] }),
             _ => ModelQuantizer.Quantize(fp32, QuantizationConfig.Parse(config)),
         };
+    }
+
+    /// <summary>A context on the stories110M-shaped model in <paramref name="config"/> with <paramref name="schedule"/>, and a 512-token prompt.</summary>
+    internal static (InferenceContext Context, int[] Prompt) CreateContext(string config, TokenPruningSchedule? schedule, int threads) =>
+        CreateContext(CreateModel(config, threads), schedule);
+
+    /// <summary>A context on <paramref name="model"/> with <paramref name="schedule"/>, and a 512-token prompt.</summary>
+    internal static (InferenceContext Context, int[] Prompt) CreateContext(TransformerModel model, TokenPruningSchedule? schedule)
+    {
         if (schedule is not null) model = new TransformerModel(model.Weights, model.Kernel, model.Options with { Pruning = schedule });
         return (model.CreateContext(), RandomPrompt(PromptTokens, model.Config.VocabSize, 7));
     }

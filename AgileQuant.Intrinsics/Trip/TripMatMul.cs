@@ -160,7 +160,10 @@ public static class TripMatMul
                 {
                     ReadOnlySpan<sbyte> wRow = wCodes.AsSpan(r * wStride, stride);
                     ReadOnlySpan<float> sw = wScales.AsSpan(r * groupCount, groupCount);
-                    for (int k = tile; k < tileEnd; k++)
+                    int k = tile;
+                    if (X86.Avx2.IsSupported)
+                        for (; k + 4 <= tileEnd; k += 4) Rows4(wRow, sw, groupSize, groupCount, k, r);
+                    for (; k < tileEnd; k++)
                     {
                         ReadOnlySpan<sbyte> xRow = codes.AsSpan(k * stride, stride);
                         float sum = 0f;
@@ -173,6 +176,41 @@ public static class TripMatMul
                     }
                 }
             }
+        }
+
+        // y[k..k+3, r]: the same per-group int32 sums and float epilogue as the one-token loop, each weight block loaded once for four tokens
+        private void Rows4(ReadOnlySpan<sbyte> wRow, ReadOnlySpan<float> sw, int groupSize, int groupCount, int k, int r)
+        {
+            ref sbyte wp = ref MemoryMarshal.GetReference(wRow);
+            ref sbyte x0 = ref codes[k * stride], x1 = ref codes[(k + 1) * stride], x2 = ref codes[(k + 2) * stride], x3 = ref codes[(k + 3) * stride];
+            Vector256<short> ones = Vector256.Create((short)1);
+            float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+            for (int g = 0; g < groupCount; g++)
+            {
+                int begin = g * groupSize, end = Math.Min(begin + groupSize, stride);
+                Vector256<int> a0 = Vector256<int>.Zero, a1 = a0, a2 = a0, a3 = a0;
+                for (int c = begin; c < end; c += Block)
+                {
+                    Vector256<sbyte> wv = Vector256.LoadUnsafe(ref wp, (nuint)c);
+                    Vector256<byte> magnitude = X86.Avx2.Abs(wv);
+                    a0 = X86.Avx2.Add(a0, X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(Vector256.LoadUnsafe(ref x0, (nuint)c), wv)), ones));
+                    a1 = X86.Avx2.Add(a1, X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(Vector256.LoadUnsafe(ref x1, (nuint)c), wv)), ones));
+                    a2 = X86.Avx2.Add(a2, X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(Vector256.LoadUnsafe(ref x2, (nuint)c), wv)), ones));
+                    a3 = X86.Avx2.Add(a3, X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(Vector256.LoadUnsafe(ref x3, (nuint)c), wv)), ones));
+                }
+                // four horizontal int32 sums at once: lanes 0..3 of the reduced vector are Σa0..Σa3
+                Vector256<int> pairs = X86.Avx2.HorizontalAdd(X86.Avx2.HorizontalAdd(a0, a1), X86.Avx2.HorizontalAdd(a2, a3));
+                Vector128<int> sums = X86.Sse2.Add(pairs.GetLower(), pairs.GetUpper());
+                float scale = sw[g];
+                s0 += scale * sums.GetElement(0);
+                s1 += scale * sums.GetElement(1);
+                s2 += scale * sums.GetElement(2);
+                s3 += scale * sums.GetElement(3);
+            }
+            result[k * _outF + r] = rowScales[k] * s0;
+            result[(k + 1) * _outF + r] = rowScales[k + 1] * s1;
+            result[(k + 2) * _outF + r] = rowScales[k + 2] * s2;
+            result[(k + 3) * _outF + r] = rowScales[k + 3] * s3;
         }
     }
 
