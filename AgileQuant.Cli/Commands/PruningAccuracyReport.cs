@@ -60,7 +60,7 @@ internal sealed class PruningAccuracyReport(LoadedModel loaded, int startLayer, 
         sb.AppendLine();
         bool wiki = _rows.Count > 0 && _rows[0].Wiki is not null;
         string head = "| PPL | tokens | FP32 PPL | KL q | KL total |";
-        sb.AppendLine("| config | β |" + head.Replace("| ", "| TS ") + (wiki ? head.Replace("| ", "| Wiki ")[1..] : ""));
+        sb.AppendLine("| config | β " + head.Replace("| ", "| TS ") + (wiki ? head.Replace("| ", "| Wiki ")[1..] : ""));
         sb.AppendLine("| --- | ---: |" + string.Concat(Enumerable.Repeat(" ---: |", wiki ? 10 : 5)));
         foreach (Row r in _rows)
         {

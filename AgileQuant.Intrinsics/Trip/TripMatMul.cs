@@ -162,7 +162,7 @@ public static class TripMatMul
                     ReadOnlySpan<float> sw = wScales.AsSpan(r * groupCount, groupCount);
                     int k = tile;
                     if (X86.Avx2.IsSupported)
-                        for (; k + 4 <= tileEnd; k += 4) Rows4(wRow, sw, groupSize, groupCount, k, r);
+                        for (; k + 8 <= tileEnd; k += 8) Tokens8(wRow, sw, groupSize, groupCount, k, r);
                     for (; k < tileEnd; k++)
                     {
                         ReadOnlySpan<sbyte> xRow = codes.AsSpan(k * stride, stride);
@@ -178,40 +178,45 @@ public static class TripMatMul
             }
         }
 
-        // y[k..k+3, r]: the same per-group int32 sums and float epilogue as the one-token loop, each weight block loaded once for four tokens
-        private void Rows4(ReadOnlySpan<sbyte> wRow, ReadOnlySpan<float> sw, int groupSize, int groupCount, int k, int r)
+        // y[k..k+7, r]: the same per-group int32 sums and float epilogue (multiply, then add, in group order) as the
+        // one-token loop, each weight block loaded once for eight tokens and the eight group sums reduced together
+        private void Tokens8(ReadOnlySpan<sbyte> wRow, ReadOnlySpan<float> sw, int groupSize, int groupCount, int k, int r)
         {
             ref sbyte wp = ref MemoryMarshal.GetReference(wRow);
-            ref sbyte x0 = ref codes[k * stride], x1 = ref codes[(k + 1) * stride], x2 = ref codes[(k + 2) * stride], x3 = ref codes[(k + 3) * stride];
+            ref sbyte x = ref codes[k * stride];
+            nuint s = (nuint)stride;
             Vector256<short> ones = Vector256.Create((short)1);
-            float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+            Vector256<float> sums = Vector256<float>.Zero; // (8 tokens)
             for (int g = 0; g < groupCount; g++)
             {
                 int begin = g * groupSize, end = Math.Min(begin + groupSize, stride);
-                Vector256<int> a0 = Vector256<int>.Zero, a1 = a0, a2 = a0, a3 = a0;
+                Vector256<int> a0 = Vector256<int>.Zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
                 for (int c = begin; c < end; c += Block)
                 {
                     Vector256<sbyte> wv = Vector256.LoadUnsafe(ref wp, (nuint)c);
                     Vector256<byte> magnitude = X86.Avx2.Abs(wv);
-                    a0 = X86.Avx2.Add(a0, X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(Vector256.LoadUnsafe(ref x0, (nuint)c), wv)), ones));
-                    a1 = X86.Avx2.Add(a1, X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(Vector256.LoadUnsafe(ref x1, (nuint)c), wv)), ones));
-                    a2 = X86.Avx2.Add(a2, X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(Vector256.LoadUnsafe(ref x2, (nuint)c), wv)), ones));
-                    a3 = X86.Avx2.Add(a3, X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(Vector256.LoadUnsafe(ref x3, (nuint)c), wv)), ones));
+                    a0 = MultiplyAccumulate(a0, magnitude, wv, Vector256.LoadUnsafe(ref x, (nuint)c), ones);
+                    a1 = MultiplyAccumulate(a1, magnitude, wv, Vector256.LoadUnsafe(ref x, s + (nuint)c), ones);
+                    a2 = MultiplyAccumulate(a2, magnitude, wv, Vector256.LoadUnsafe(ref x, 2 * s + (nuint)c), ones);
+                    a3 = MultiplyAccumulate(a3, magnitude, wv, Vector256.LoadUnsafe(ref x, 3 * s + (nuint)c), ones);
+                    a4 = MultiplyAccumulate(a4, magnitude, wv, Vector256.LoadUnsafe(ref x, 4 * s + (nuint)c), ones);
+                    a5 = MultiplyAccumulate(a5, magnitude, wv, Vector256.LoadUnsafe(ref x, 5 * s + (nuint)c), ones);
+                    a6 = MultiplyAccumulate(a6, magnitude, wv, Vector256.LoadUnsafe(ref x, 6 * s + (nuint)c), ones);
+                    a7 = MultiplyAccumulate(a7, magnitude, wv, Vector256.LoadUnsafe(ref x, 7 * s + (nuint)c), ones);
                 }
-                // four horizontal int32 sums at once: lanes 0..3 of the reduced vector are Σa0..Σa3
-                Vector256<int> pairs = X86.Avx2.HorizontalAdd(X86.Avx2.HorizontalAdd(a0, a1), X86.Avx2.HorizontalAdd(a2, a3));
-                Vector128<int> sums = X86.Sse2.Add(pairs.GetLower(), pairs.GetUpper());
-                float scale = sw[g];
-                s0 += scale * sums.GetElement(0);
-                s1 += scale * sums.GetElement(1);
-                s2 += scale * sums.GetElement(2);
-                s3 += scale * sums.GetElement(3);
+                // lane j of the reduced vector = Σ lanes of a_j (hadd within 128-bit halves, then the halves added)
+                Vector256<int> h0123 = X86.Avx2.HorizontalAdd(X86.Avx2.HorizontalAdd(a0, a1), X86.Avx2.HorizontalAdd(a2, a3));
+                Vector256<int> h4567 = X86.Avx2.HorizontalAdd(X86.Avx2.HorizontalAdd(a4, a5), X86.Avx2.HorizontalAdd(a6, a7));
+                Vector256<int> groupSums = X86.Avx2.Add(X86.Avx2.Permute2x128(h0123, h4567, 0x20), X86.Avx2.Permute2x128(h0123, h4567, 0x31));
+                // sum += s_w[g] · acc, as two roundings (no fused multiply-add), like the scalar loop
+                sums = X86.Avx.Add(sums, X86.Avx.Multiply(Vector256.Create(sw[g]), X86.Avx.ConvertToVector256Single(groupSums)));
             }
-            result[k * _outF + r] = rowScales[k] * s0;
-            result[(k + 1) * _outF + r] = rowScales[k + 1] * s1;
-            result[(k + 2) * _outF + r] = rowScales[k + 2] * s2;
-            result[(k + 3) * _outF + r] = rowScales[k + 3] * s3;
+            Vector256<float> y = X86.Avx.Multiply(Vector256.LoadUnsafe(ref rowScales[k]), sums);
+            for (int j = 0; j < 8; j++) result[(k + j) * _outF + r] = y.GetElement(j);
         }
+
+        private static Vector256<int> MultiplyAccumulate(Vector256<int> acc, Vector256<byte> magnitude, Vector256<sbyte> w, Vector256<sbyte> x, Vector256<short> ones) =>
+            X86.Avx2.Add(acc, X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(x, w)), ones));
     }
 
     /// <summary><c>Σ_c w[c] · x[c]</c> in exact int32; the length is a multiple of 32, |x| ≤ 127.</summary>
