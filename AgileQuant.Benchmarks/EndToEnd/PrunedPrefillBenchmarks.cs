@@ -9,7 +9,8 @@ namespace AgileQuant.Benchmarks.EndToEnd;
 /// <summary>
 /// A 512-token prefill on a stories110M-shaped model (random weights) versus the token-pruning ratio β, pruned
 /// progressively from the middle layer (6 of 12) so that 1−β of the tokens reach the last layer, in FP32 and
-/// W4A8 (RTN). Issue targets: keeping 50% from the middle layer ⇒ ≥ 1.3× faster prefill; W4A8 + pruning ≥ 2.55×
+/// W4A8 (RTN, dynamic per-token activation scales through the integer kernels) and W4A8-TRIP (RTN weights; static
+/// scales calibrated on two random 64-token prompts; the fused TRIP pass). Issue targets: keeping 50% from the middle layer ⇒ ≥ 1.3× faster prefill; W4A8 + pruning ≥ 2.55×
 /// the FP32 prefill.
 /// </summary>
 [MemoryDiagnoser]
@@ -23,8 +24,8 @@ public class PrunedPrefillBenchmarks
     [Params(2)]
     public int Threads { get; set; }
 
-    /// <summary>Weight/activation configuration: FP32 or W4A8-RTN.</summary>
-    [Params("FP32", "W4A8-RTN")]
+    /// <summary>Weight/activation configuration: FP32, W4A8-RTN or W4A8-TRIP.</summary>
+    [Params("FP32", "W4A8-RTN", "W4A8-TRIP")]
     public string Config { get; set; } = "FP32";
 
     /// <summary>Fraction β of the tokens pruned by the last layer (0: no pruning).</summary>
@@ -39,16 +40,38 @@ public class PrunedPrefillBenchmarks
         (_context, _prompt) = CreateContext(Config, schedule, Threads);
     }
 
-    /// <summary>A context on the stories110M-shaped model in <paramref name="config"/> with <paramref name="schedule"/>, and a 512-token prompt.</summary>
-    internal static (InferenceContext Context, int[] Prompt) CreateContext(string config, TokenPruningSchedule? schedule, int threads)
+    /// <summary>The stories110M-shaped model (random weights) in <paramref name="config"/>: FP32, W4A8-RTN or W4A8-TRIP.</summary>
+    internal static TransformerModel CreateModel(string config, int threads)
     {
         var fp32 = new TransformerModel(SyntheticLlama.Create(SyntheticLlama.Stories110M), KernelSelector.Create(new KernelOptions { Threads = threads }));
-        TransformerModel model = config == "FP32" ? fp32 : ModelQuantizer.Quantize(fp32, QuantizationConfig.Parse(config));
+        return config switch
+        {
+            "FP32" => fp32,
+            // TRIP's static scales need calibration; RTN weights keep the setup short (speed does not depend on the rounding)
+            "W4A8-TRIP" => ModelQuantizer.Quantize(fp32, QuantizationConfig.Parse(config) with { Rounding = WeightRounding.RoundToNearest, ActOrder = false },
+                new ModelQuantizationOptions { Calibration = [RandomPrompt(64, fp32.Config.VocabSize, 11), RandomPrompt(64, fp32.Config.VocabSize, 12)] }),
+            _ => ModelQuantizer.Quantize(fp32, QuantizationConfig.Parse(config)),
+        };
+    }
+
+    /// <summary>A context on the stories110M-shaped model in <paramref name="config"/> with <paramref name="schedule"/>, and a 512-token prompt.</summary>
+    internal static (InferenceContext Context, int[] Prompt) CreateContext(string config, TokenPruningSchedule? schedule, int threads) =>
+        CreateContext(CreateModel(config, threads), schedule);
+
+    /// <summary>A context on <paramref name="model"/> with <paramref name="schedule"/>, and a 512-token prompt.</summary>
+    internal static (InferenceContext Context, int[] Prompt) CreateContext(TransformerModel model, TokenPruningSchedule? schedule)
+    {
         if (schedule is not null) model = new TransformerModel(model.Weights, model.Kernel, model.Options with { Pruning = schedule });
-        var random = new Random(7);
-        int[] prompt = Enumerable.Range(0, PromptTokens).Select(_ => random.Next(3, model.Config.VocabSize)).ToArray();
+        return (model.CreateContext(), RandomPrompt(PromptTokens, model.Config.VocabSize, 7));
+    }
+
+    /// <summary>BOS then random ids in [3, vocab), from <paramref name="seed"/>.</summary>
+    private static int[] RandomPrompt(int tokens, int vocab, int seed)
+    {
+        var random = new Random(seed);
+        int[] prompt = Enumerable.Range(0, tokens).Select(_ => random.Next(3, vocab)).ToArray();
         prompt[0] = 1;
-        return (model.CreateContext(), prompt);
+        return prompt;
     }
 
     [Benchmark(Description = "prefill 512 tokens")]

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using AgileQuant.Core;
 using AgileQuant.Core.Evaluation;
+using AgileQuant.Core.Pruning;
 using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Models;
@@ -23,6 +24,9 @@ internal static class AccuracyCommand
         var wikiContext = new Option<int>("--wiki-context") { Description = "Window length of the WikiText-2 stream protocol.", DefaultValueFactory = _ => 512 };
         var configs = new Option<string>("--configs") { Description = "Comma-separated configurations (default: all).", DefaultValueFactory = _ => string.Join(",", QuantizationConfig.All.Select(c => c.Name)) };
         var output = new Option<string?>("--output") { Description = "Write the markdown table to this file (e.g. docs/accuracy.md)." };
+        var pruneRatios = new Option<string?>("--prune-ratios") { Description = "Token-pruning table instead: comma-separated ratios β (e.g. 0.1,0.2,0.3,0.4,0.5), each a progressive schedule, plus β = 0, for every configuration (e.g. docs/accuracy-pruning.md)." };
+        var pruneStart = new Option<int?>("--prune-start-layer") { Description = "First pruning layer of the --prune-ratios schedules (default: the middle layer)." };
+        var wikiTokens = new Option<int?>("--wiki-tokens") { Description = "Score only the first N tokens of the WikiText-2 stream (default: all)." };
         var command = new Command("accuracy", "Measure every quantization configuration against FP32: perplexity, KL divergence and top-1 agreement on TinyStories (per-document) and WikiText-2 (stream), as a markdown table.");
         model.AddTo(command);
         command.Options.Add(stories);
@@ -32,6 +36,9 @@ internal static class AccuracyCommand
         command.Options.Add(wikiContext);
         command.Options.Add(configs);
         command.Options.Add(output);
+        command.Options.Add(pruneRatios);
+        command.Options.Add(pruneStart);
+        command.Options.Add(wikiTokens);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
         {
             using LoadedModel loaded = model.Load(parse, cancel);
@@ -47,12 +54,47 @@ internal static class AccuracyCommand
             string? wikiPath = parse.GetValue(wiki);
             IReadOnlyList<IReadOnlyList<int>>? wikiDocs = wikiPath is null ? null : PerplexityCommand.Tokenize(tokenizer, PerplexityCommand.ReadText(wikiPath, "--wikitext"), null, 0, 1, "WikiText-2");
             int wikiWindow = Math.Min(parse.GetValue(wikiContext), context);
+            if (wikiDocs is not null && parse.GetValue(wikiTokens) is int wikiLimit)
+            {
+                if (wikiLimit < 2) throw new AgileQuantException("--wiki-tokens must be at least 2.");
+                wikiDocs = [wikiDocs.SelectMany(d => d).Take(wikiLimit).ToArray()];
+            }
+            if (parse.GetValue(pruneRatios) is string ratiosText)
+            {
+                double[] betas = ParseRatios(ratiosText);
+                int layers = loaded.Model.Config.NumLayers;
+                int start = parse.GetValue(pruneStart) ?? layers / 2;
+                if (start < 0 || start >= layers) throw new AgileQuantException($"--prune-start-layer must be in [0, {layers}), found {start}.");
+                string args = string.Join(' ', parse.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value));
+                var report = new PruningAccuracyReport(loaded, start, calib, evalStories.Count, wikiWindow, wikiDocs?.Sum(d => d.Count) ?? 0,
+                    $"dotnet run --project AgileQuant.Cli -c Release -- {args}");
+                foreach (QuantizationConfig config in chosen)
+                {
+                    TransformerModel quantized = new QuantizationRun(config, 0, NeedsCalibration(config) ? calibration : [], calib).Build(loaded.Model, cancel);
+                    foreach (double beta in betas)
+                    {
+                        TokenPruningSchedule? schedule = report.Schedule(beta);
+                        TransformerModel candidate = schedule is null ? quantized : QuantizationRun.WithPruning(quantized, schedule);
+                        string label = $"{config.Name} β={beta}";
+                        var s = PruningAccuracyReport.Measure(loaded.Model, candidate, schedule, evalStories, PerplexityProtocol.Document, context, label, cancel);
+                        var w = wikiDocs is null ? null : PruningAccuracyReport.Measure(loaded.Model, candidate, schedule, wikiDocs, PerplexityProtocol.Stream, wikiWindow, label, cancel);
+                        report.Add(new PruningAccuracyReport.Row(config.Name, beta, s, w));
+                        Console.Error.WriteLine($"{label}: TinyStories PPL {s.SamePruning.Candidate.Perplexity:F4} over {s.Dense.Candidate.ScoredTokens:N0} tokens, KL q {s.SamePruning.MeanKlDivergence:F4}, KL total {s.Dense.MeanKlDivergence:F4}"
+                            + (w is null ? "" : $"; WikiText-2 PPL {w.SamePruning.Candidate.Perplexity:F4} over {w.Dense.Candidate.ScoredTokens:N0} tokens, KL q {w.SamePruning.MeanKlDivergence:F4}, KL total {w.Dense.MeanKlDivergence:F4}"));
+                        if (parse.GetValue(output) is string partialPath) Write(partialPath, report.Render());
+                    }
+                }
+                string pruningTable = report.Render();
+                Console.Out.Write(pruningTable);
+                if (parse.GetValue(output) is string pruningPath) Write(pruningPath, pruningTable);
+                return ExitCodes.Success;
+            }
 
             var rows = new List<(QuantizationConfig Config, long Bytes, EvaluationReport Stories, EvaluationReport? Wiki, double Seconds)>();
             foreach (QuantizationConfig config in chosen)
             {
                 var clock = System.Diagnostics.Stopwatch.StartNew();
-                TransformerModel candidate = new QuantizationRun(config, 0, config.Rounding == WeightRounding.Gptq ? calibration : [], calib).Build(loaded.Model, cancel);
+                TransformerModel candidate = new QuantizationRun(config, 0, NeedsCalibration(config) ? calibration : [], calib).Build(loaded.Model, cancel);
                 EvaluationReport s = PerplexityCommand.Evaluate(loaded.Model, candidate, config, evalStories, PerplexityProtocol.Document, context, cancel);
                 EvaluationReport? w = wikiDocs is null ? null : PerplexityCommand.Evaluate(loaded.Model, candidate, config, wikiDocs, PerplexityProtocol.Stream, wikiWindow, cancel);
                 rows.Add((config, ModelQuantizer.QuantizedWeightBytes(loaded.Model, config), s, w, clock.Elapsed.TotalSeconds));
@@ -71,6 +113,21 @@ internal static class AccuracyCommand
             return ExitCodes.Success;
         }));
         return command;
+    }
+
+    private static bool NeedsCalibration(QuantizationConfig config) => config.Rounding == WeightRounding.Gptq || config.StaticActivationScales;
+
+    /// <summary>0 followed by the distinct ratios of a comma-separated list, each in (0, 1).</summary>
+    private static double[] ParseRatios(string text)
+    {
+        var ratios = new List<double> { 0 };
+        foreach (string part in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (!double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out double beta) || !(beta >= 0 && beta < 1))
+                throw new AgileQuantException($"--prune-ratios: expected numbers in [0, 1), found \"{part}\".");
+            if (!ratios.Contains(beta)) ratios.Add(beta);
+        }
+        return [.. ratios];
     }
 
     private static void Write(string path, string text)

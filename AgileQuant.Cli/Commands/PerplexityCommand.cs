@@ -176,7 +176,7 @@ internal sealed record QuantizationRun(QuantizationConfig Config, int GroupSize,
     /// <paramref name="model"/> with token pruning; a mixed scheme's lower-bit ratio becomes the schedule's per-layer
     /// lower-bit ratio (the set is then inherited across layers instead of re-selected in each).
     /// </summary>
-    private static TransformerModel WithPruning(TransformerModel model, TokenPruningSchedule pruning)
+    internal static TransformerModel WithPruning(TransformerModel model, TokenPruningSchedule pruning)
     {
         RuntimeOptions options = model.Options;
         TokenPruningSchedule schedule = options.LowBitTokenRatio > 0
@@ -278,7 +278,7 @@ internal sealed class QuantizationCliOptions
         int group = parse.GetValue(GroupSize);
         if (group is not (0 or 32 or 64 or 128)) throw new AgileQuantException($"--group-size must be 32, 64 or 128, found {group}.");
         (TokenPruningSchedule? pruning, string? pruningDescription) = ReadPruning(parse, loaded.Model.Config.NumLayers);
-        if (config.Rounding != WeightRounding.Gptq) return new QuantizationRun(config, group, [], 0, pruning, pruningDescription);
+        if (config.Rounding != WeightRounding.Gptq && !config.StaticActivationScales) return new QuantizationRun(config, group, [], 0, pruning, pruningDescription);
         int docs = parse.GetValue(CalibDocs);
         if (docs <= 0) throw new AgileQuantException("--calib-docs must be positive.");
         string calibPath = parse.GetValue(CalibText) ?? evalText;

@@ -27,6 +27,8 @@ internal static class QuantizeCommand
             var clock = System.Diagnostics.Stopwatch.StartNew();
             using LoadedModel loaded = model.Load(parse, cancel);
             QuantizationConfig config = quant.ReadConfig(parse);
+            if (config.StaticActivationScales)
+                throw new AgileQuantException($"{config.Name}: quantized checkpoints do not store TRIP's static activation scales yet; use it with perplexity or accuracy --config.");
             if (config.Rounding == WeightRounding.Gptq && parse.GetValue(quant.CalibText) is null)
                 throw new AgileQuantException($"{config.Name} uses GPTQ: pass calibration text with --calib-text PATH (and --calib-docs N).");
             QuantizationRun run = config.Rounding == WeightRounding.Gptq

@@ -35,6 +35,9 @@ public sealed class TokenPruner
     /// <summary>Lower-bit flag of each current row (Count).</summary>
     public ReadOnlySpan<bool> LowBit => _lowBit.AsSpan(0, Count);
 
+    /// <summary>Pruned flag of each current row (Count), set by <see cref="Select"/> until <see cref="Compact"/>.</summary>
+    public ReadOnlySpan<bool> Pruned => _pruned.AsSpan(0, Count);
+
     /// <summary>Rows (indices before compaction) kept by the last <see cref="Compact"/>, ascending.</summary>
     public ReadOnlySpan<int> KeptRows => _kept.AsSpan(0, _keptCount);
 

@@ -1,6 +1,7 @@
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
+using AgileQuant.Intrinsics.Trip;
 
 namespace AgileQuant.Core.Quantization;
 
@@ -49,6 +50,20 @@ public static class ModelQuantizer
             throw new AgileQuantException($"{config.Name} uses GPTQ, which needs calibration text (e.g. --calib-text).");
         if (config.QuantizesWeights && config.WeightBits is not (4 or 8))
             throw new AgileQuantException($"{config.Name}: {config.WeightBits}-bit weights have no kernel format (4 or 8 are supported).");
+        if (config.StaticActivationScales && !(config.QuantizesWeights && config.QuantizesActivations))
+            throw new AgileQuantException($"{config.Name}: TRIP's static scales need integer weights and activations.");
+        StaticActivationScales[][]? staticScales = null;
+        if (config.StaticActivationScales)
+        {
+            if (options.Calibration.Count == 0)
+                throw new AgileQuantException($"{config.Name} uses TRIP, whose static activation scales need calibration text (e.g. --calib-text).");
+            // one FP32 pass: per-channel ranges → outlier factors folded into the FP32 weights → per-tensor scales of the folded inputs
+            ChannelRangeObserver ranges = TripCalibration.ObserveRanges(fp32, options.Calibration, options.CancellationToken);
+            LayerChannelFactors[] factors = TripCalibration.ChooseFactors(fp32.Config, ranges, config.TripOutlierMultiple);
+            fp32 = TripCalibration.Fold(fp32, factors);
+            staticScales = TripCalibration.StaticScales(fp32.Config, ranges, factors);
+            options.Progress?.Report($"TRIP: calibrated static scales and folded outlier-channel factors ({config.Name})");
+        }
         RuntimeOptions runtime = RuntimeOptionsFor(fp32, config);
         TransformerWeights source = fp32.Weights;
         var layers = source.Layers.ToArray();
@@ -62,7 +77,7 @@ public static class ModelQuantizer
                 var partial = new TransformerModel(With(source, layers), fp32.Kernel, runtime);
                 hessians = CollectHessians(partial, l, options.Calibration, options.CancellationToken);
             }
-            layers[l] = QuantizeLayer(source.Layers[l], config, options.GroupSize, hessians);
+            layers[l] = QuantizeLayer(source.Layers[l], config, options.GroupSize, hessians, staticScales?[l]);
             options.Progress?.Report($"quantized layer {l + 1}/{layers.Length} ({config.Name})");
         }
         return new TransformerModel(With(source, layers), fp32.Kernel, runtime);
@@ -127,11 +142,12 @@ public static class ModelQuantizer
 
     private static IEnumerable<LinearLayer?> Linears(LayerWeights l) => [l.Query, l.Key, l.Value, l.Output, l.Gate, l.Up, l.Down];
 
-    private static LayerWeights QuantizeLayer(LayerWeights l, QuantizationConfig config, int groupSize, Dictionary<LinearSlot, HessianAccumulator>? hessians)
+    private static LayerWeights QuantizeLayer(LayerWeights l, QuantizationConfig config, int groupSize, Dictionary<LinearSlot, HessianAccumulator>? hessians,
+        StaticActivationScales[]? staticScales)
     {
         bool mixed = config.LowBitTokenRatio > 0;
         LinearLayer Q(LinearLayer linear, LinearSlot slot, bool mixedPoint) =>
-            QuantizeLinear(linear, config, groupSize, hessians?[slot], mixed && mixedPoint);
+            QuantizeLinear(linear, config, groupSize, hessians?[slot], mixed && mixedPoint, staticScales?[(int)slot]);
         return new LayerWeights
         {
             AttentionNorm = l.AttentionNorm,
@@ -146,7 +162,8 @@ public static class ModelQuantizer
         };
     }
 
-    private static LinearLayer QuantizeLinear(LinearLayer linear, QuantizationConfig config, int groupSize, HessianAccumulator? hessian, bool lowBitTokens)
+    private static LinearLayer QuantizeLinear(LinearLayer linear, QuantizationConfig config, int groupSize, HessianAccumulator? hessian, bool lowBitTokens,
+        StaticActivationScales? staticScales)
     {
         int activationBits = config.QuantizesActivations ? config.ActivationBits : 8;
         if (!config.QuantizesWeights)
@@ -173,10 +190,11 @@ public static class ModelQuantizer
                 ? PackedInt4Matrix.FromSymmetricCodes(q.SignedCodes, q.Scales, rows, cols, q.GroupSize)
                 : PackedInt4Matrix.FromAsymmetricCodes(q.Codes, q.Scales, q.ZeroPoints, rows, cols, q.GroupSize);
         }
-        return new LinearLayer(packed, linear.Bias) { ActivationBits = activationBits, LowBitActivationBits = lowBitTokens ? 4 : 0 };
+        return new LinearLayer(packed, linear.Bias) { ActivationBits = activationBits, LowBitActivationBits = lowBitTokens ? 4 : 0, StaticScales = staticScales };
     }
 
-    private static TransformerWeights With(TransformerWeights source, IReadOnlyList<LayerWeights> layers) => new()
+    /// <summary><paramref name="source"/> with its decoder layers replaced by <paramref name="layers"/>.</summary>
+    internal static TransformerWeights With(TransformerWeights source, IReadOnlyList<LayerWeights> layers) => new()
     {
         Config = source.Config,
         TokenEmbedding = source.TokenEmbedding,
@@ -199,6 +217,13 @@ public static class ModelQuantizer
             [LinearSlot.MlpInput] = new(l.Up.InFeatures),
             [LinearSlot.MlpDown] = new(l.Down.InFeatures),
         });
+        RunCalibration(model, observer, calibration, cancel);
+        return observer.Hessians;
+    }
+
+    /// <summary>Runs each calibration sequence (cut at the context length) through <paramref name="model"/> with <paramref name="observer"/> watching.</summary>
+    internal static void RunCalibration(TransformerModel model, ILinearInputObserver observer, IReadOnlyList<int[]> calibration, CancellationToken cancel)
+    {
         InferenceContext context = model.CreateContext();
         context.Observer = observer;
         int limit = model.Config.MaxSequenceLength;
@@ -208,7 +233,6 @@ public static class ModelQuantizer
             context.Reset();
             context.Forward(sequence.AsSpan(0, Math.Min(sequence.Length, limit)));
         }
-        return observer.Hessians;
     }
 
     private sealed class LayerInputHessians(int layer, Dictionary<LinearSlot, HessianAccumulator> hessians) : ILinearInputObserver

@@ -63,6 +63,17 @@ public sealed record QuantizationConfig
     /// </summary>
     public double LowBitTokenRatio { get; init; }
 
+    /// <summary>
+    /// TRIP (METHOD.md §4): linear inputs use static per-tensor scales from calibration (min/max observer) instead of
+    /// per-token scales, with power-of-two factors for outlier channels folded into the weights
+    /// (<see cref="TripCalibration"/>), run as one fused gather → quantize → integer matmul → dequantize pass.
+    /// Needs calibration text whatever the weight rounding.
+    /// </summary>
+    public bool StaticActivationScales { get; init; }
+
+    /// <summary>TRIP: channels whose calibrated range exceeds this multiple of the median channel range get power-of-two factors (<see cref="TripCalibration"/>).</summary>
+    public float TripOutlierMultiple { get; init; } = TripCalibration.OutlierMultiple;
+
     /// <summary>True when weights are quantized.</summary>
     public bool QuantizesWeights => Rounding != WeightRounding.None;
 
@@ -119,7 +130,7 @@ public sealed record QuantizationConfig
     {
         // 8-bit weights: symmetric per output row (int8 kernels). 4-bit weights: asymmetric groups of 32
         // (beat symmetric on stories260K, METHOD.md §1). Quantized activations bring the attention options of §2.
-        static QuantizationConfig W(string name, int wBits, int aBits, WeightRounding rounding, double lowBitRatio = 0)
+        static QuantizationConfig W(string name, int wBits, int aBits, WeightRounding rounding, double lowBitRatio = 0, bool trip = false)
         {
             bool int4 = wBits == 4, actQuant = aBits <= 8;
             string weights = int4 ? $"4-bit asymmetric g{DefaultInt4GroupSize} weights" : "8-bit symmetric per-row weights";
@@ -127,6 +138,8 @@ public sealed record QuantizationConfig
             string activations = !actQuant ? "fp32 activations"
                 : lowBitRatio > 0 ? $"8-bit per-token activations, {lowBitRatio:P0} lowest-scoring tokens 4-bit at the FC/projection inputs"
                 : $"{aBits}-bit per-token activations";
+            if (trip) activations = (lowBitRatio > 0 ? $"{lowBitRatio:P0} lowest-scoring tokens 4-bit, the rest 8-bit" : $"{aBits}-bit")
+                + " TRIP activations (static per-tensor scales, power-of-two outlier-channel factors folded into the weights)";
             return new QuantizationConfig
             {
                 Name = name,
@@ -147,6 +160,7 @@ public sealed record QuantizationConfig
                 EightBitQkv = actQuant,
                 EightBitKvCache = actQuant,
                 LowBitTokenRatio = lowBitRatio,
+                StaticActivationScales = trip,
             };
         }
 
@@ -166,6 +180,8 @@ public sealed record QuantizationConfig
             W("W4A4-RTN", 4, 4, WeightRounding.RoundToNearest),
             W("W4A4-GPTQ", 4, 4, WeightRounding.Gptq),
             W("W4A8-MIXED", 4, 8, WeightRounding.Gptq, DefaultMixedLowBitTokenRatio),
+            W("W4A8-TRIP", 4, 8, WeightRounding.Gptq, trip: true),
+            W("W4A8-MIXED-TRIP", 4, 8, WeightRounding.Gptq, DefaultMixedLowBitTokenRatio, trip: true),
         ];
     }
 }

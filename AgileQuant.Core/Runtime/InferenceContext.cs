@@ -1,5 +1,7 @@
 using System.Numerics.Tensors;
 using AgileQuant.Core.Pruning;
+using AgileQuant.Intrinsics;
+using AgileQuant.Intrinsics.Trip;
 
 namespace AgileQuant.Core.Runtime;
 
@@ -47,6 +49,8 @@ public sealed class InferenceContext
     private bool[] _tokenMasked = [];     // (n): row is padding
     private float[] _gatherIn = [];       // (n, widest linear input): rows routed to one activation width
     private float[] _gatherOut = [];      // (n, widest linear output)
+    private int[] _tripRows = [];         // (n): rows a TRIP pass gathers
+    private readonly int _threads;        // threads of the model's kernel, for TRIP passes
 
     internal InferenceContext(TransformerModel model)
     {
@@ -75,6 +79,7 @@ public sealed class InferenceContext
         _layerLength = new int[layers];
         _layerMaskedSlots = new int[layers];
         _layerRealTokens = new int[layers];
+        _threads = model.Kernel is KernelSet set ? set.Threads : 1;
     }
 
     /// <summary>The model this context runs.</summary>
@@ -251,7 +256,7 @@ public sealed class InferenceContext
         Attend(layer, start, n);
         SelectTokens(layer, n);
         Observer?.Observe(layer, LinearSlot.AttentionOutput, _attention.AsSpan(0, n * q), n);
-        RunLinear(lw.Output, _attention, _projected, n, mixed: true);
+        RunLinear(lw.Output, _attention, _projected, n, mixed: true, survivorsOnly: true);
         TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
         if (!_config.PreNorm) lw.AttentionNorm.Forward(hidden, hidden, n);
         if (_pruner.PrunedCount > 0)
@@ -413,8 +418,13 @@ public sealed class InferenceContext
     }
 
     /// <summary>y = x·Wᵀ + b through the kernel for the layer's activation width; lower-bit tokens (mixed scheme) go through the 4-bit kernel.</summary>
-    private void RunLinear(LinearLayer linear, ReadOnlySpan<float> x, Span<float> y, int n, bool mixed)
+    private void RunLinear(LinearLayer linear, ReadOnlySpan<float> x, Span<float> y, int n, bool mixed, bool survivorsOnly = false)
     {
+        if (linear.StaticScales is StaticActivationScales scales && TripMatMul.Supports(linear.Weight))
+        {
+            RunTrip(linear, scales, x, y, n, mixed, survivorsOnly);
+            return;
+        }
         if (!mixed || linear.LowBitActivationBits == 0 || _pruner.LowBitCount == 0)
         {
             linear.Forward(_model.KernelForBits(linear.ActivationBits)!, x, y, n);
@@ -434,6 +444,29 @@ public sealed class InferenceContext
             for (int i = 0; i < n; i++)
                 if (_pruner.LowBit[i] == lowBit) _gatherOut.AsSpan(rows++ * outF, outF).CopyTo(y.Slice(i * outF, outF));
         }
+    }
+
+    /// <summary>
+    /// TRIP (METHOD.md §4): one fused pass over the rows this layer keeps (with <paramref name="survivorsOnly"/>, the rows
+    /// the pruner drops after this linear are skipped and their outputs zeroed), each quantized with the layer's static
+    /// scale at its own bit width (lower-bit rows 4-bit when <paramref name="mixed"/>).
+    /// </summary>
+    private void RunTrip(LinearLayer linear, StaticActivationScales scales, ReadOnlySpan<float> x, Span<float> y, int n, bool mixed, bool survivorsOnly)
+    {
+        int outF = linear.OutFeatures;
+        if (_tripRows.Length < n) _tripRows = new int[n];
+        ReadOnlySpan<bool> pruned = survivorsOnly && _pruner.PrunedCount > 0 ? _pruner.Pruned : default;
+        int count = 0;
+        for (int i = 0; i < n; i++)
+        {
+            if (pruned.IsEmpty || !pruned[i]) _tripRows[count++] = i;
+            else y.Slice(i * outF, outF).Clear();
+        }
+        ReadOnlySpan<bool> lowBit = mixed && linear.LowBitActivationBits == 4 && _pruner.LowBitCount > 0 ? _pruner.LowBit : default;
+        TripMatMul.Multiply(linear.Weight, x.Slice(0, n * linear.InFeatures), _tripRows.AsSpan(0, count), lowBit, scales, y, _threads);
+        if (linear.Bias is null) return;
+        foreach (int i in _tripRows.AsSpan(0, count))
+            TensorPrimitives.Add(y.Slice(i * outF, outF), linear.Bias, y.Slice(i * outF, outF));
     }
 
     private float[] ComputeLogits(int n, bool allLogits)

@@ -23,6 +23,13 @@ public sealed class LinearLayer
     /// </summary>
     public int LowBitActivationBits { get; init; }
 
+    /// <summary>
+    /// TRIP (METHOD.md §4): static per-tensor scales from calibration for this layer's input, used instead of
+    /// per-token scales by the fused gather → quantize → integer matmul → dequantize pass
+    /// (<see cref="AgileQuant.Intrinsics.Trip.TripMatMul"/>); null = dynamic per-token scales.
+    /// </summary>
+    public AgileQuant.Intrinsics.Trip.StaticActivationScales? StaticScales { get; init; }
+
     /// <summary>Output width.</summary>
     public int OutFeatures => Weight.Rows;
 

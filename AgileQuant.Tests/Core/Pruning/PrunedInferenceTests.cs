@@ -22,7 +22,8 @@ public class PrunedInferenceTests
         return new TransformerModel(loaded.Model.Weights, TestKernels.Default, new RuntimeOptions { Pruning = schedule });
     }
 
-    private static int[] RandomTokens(int count, int vocab, int seed)
+    /// <summary>BOS then <paramref name="count"/> − 1 random ids in [3, vocab), from a fixed seed.</summary>
+    internal static int[] RandomTokens(int count, int vocab, int seed)
     {
         var random = new Random(seed);
         int[] tokens = new int[count];

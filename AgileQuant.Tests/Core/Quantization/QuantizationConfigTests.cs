@@ -6,7 +6,7 @@ namespace AgileQuant.Tests.Core.Quantization;
 public class QuantizationConfigTests
 {
     private static readonly string[] ExpectedNames =
-        ["FP32", "W8A16", "W4A16-RTN", "W4A16-GPTQ", "W8A8", "W4A8-RTN", "W4A8-GPTQ", "W4A4-RTN", "W4A4-GPTQ", "W4A8-MIXED"];
+        ["FP32", "W8A16", "W4A16-RTN", "W4A16-GPTQ", "W8A8", "W4A8-RTN", "W4A8-GPTQ", "W4A4-RTN", "W4A4-GPTQ", "W4A8-MIXED", "W4A8-TRIP", "W4A8-MIXED-TRIP"];
 
     [Test]
     public void Catalog_HoldsEveryCliName()

@@ -1,0 +1,49 @@
+using System.Diagnostics;
+using AgileQuant.Core.Pruning;
+using AgileQuant.Core.Runtime;
+
+namespace AgileQuant.Benchmarks.EndToEnd;
+
+/// <summary>
+/// <c>AgileQuant.Benchmarks interleaved-prefill [rounds]</c>: the pruned-prefill cases of <see cref="PrunedPrefillBenchmarks"/>
+/// timed round-robin in one process (each round runs every case once), so load drift on a shared machine hits every
+/// case alike; prints each case's median and its ratio to the dense FP32 prefill of the same rounds.
+/// </summary>
+internal static class InterleavedPrefillComparison
+{
+    public static void Run(int rounds)
+    {
+        int layers = SyntheticLlama.Stories110M.NumLayers;
+        double[] middleOnly = new double[layers];
+        middleOnly[layers / 2] = 0.5;
+        var cases = new List<(string Name, InferenceContext Context, int[] Prompt)>();
+        var middle = ("r=0.5 at layer 6 only", new TokenPruningSchedule(middleOnly));
+        var progressive = ("progressive β=0.5 from layer 6", TokenPruningSchedule.Progressive(layers, layers / 2, 0.5));
+        foreach (string config in new[] { "FP32", "W4A8-RTN", "W4A8-TRIP" })
+        {
+            TransformerModel model = PrunedPrefillBenchmarks.CreateModel(config, threads: 2);
+            (string, TokenPruningSchedule?)[] schedules = config == "FP32" ? [("dense", null), middle, progressive] : [("dense", null), progressive];
+            foreach ((string label, TokenPruningSchedule? schedule) in schedules)
+            {
+                (InferenceContext context, int[] prompt) = PrunedPrefillBenchmarks.CreateContext(model, schedule);
+                cases.Add(($"{config}, {label}", context, prompt));
+            }
+        }
+        var seconds = cases.Select(_ => new List<double>()).ToArray();
+        for (int round = 0; round < rounds; round++)
+            for (int c = 0; c < cases.Count; c++)
+            {
+                cases[c].Context.Reset();
+                var clock = Stopwatch.StartNew();
+                cases[c].Context.Forward(cases[c].Prompt);
+                seconds[c].Add(clock.Elapsed.TotalSeconds);
+                Console.Error.WriteLine($"round {round + 1}: {cases[c].Name}: {clock.Elapsed.TotalSeconds:F2} s");
+            }
+        double Median(List<double> s) => s.Order().ElementAt(s.Count / 2);
+        double baseline = Median(seconds[0]);
+        Console.WriteLine($"| case (512-token prefill, stories110M shape, 2 threads) | median s ({rounds} rounds) | FP32 dense / case |");
+        Console.WriteLine("| --- | ---: | ---: |");
+        for (int c = 0; c < cases.Count; c++)
+            Console.WriteLine($"| {cases[c].Name} | {Median(seconds[c]):F2} | {baseline / Median(seconds[c]):F2}× |");
+    }
+}
