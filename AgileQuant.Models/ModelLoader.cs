@@ -2,6 +2,7 @@ using AgileQuant.Core;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Models.Architectures;
+using AgileQuant.Models.Gguf;
 using AgileQuant.Models.Llama2c;
 using AgileQuant.Models.QuantizedCheckpoints;
 using AgileQuant.Models.SafeTensors;
@@ -39,7 +40,7 @@ public sealed record ModelLoadOptions
 /// <param name="Model">The runnable model.</param>
 /// <param name="Tokenizer">Its tokenizer, or null when none was found or given.</param>
 /// <param name="SourcePath">Where the weights came from.</param>
-/// <param name="Format">The on-disk format (<c>llama2c</c>, <c>huggingface</c> or <c>agilequant</c>, a quantized checkpoint).</param>
+/// <param name="Format">The on-disk format (<c>llama2c</c>, <c>huggingface</c>, <c>gguf</c> or <c>agilequant</c>, a quantized checkpoint).</param>
 public sealed record LoadedModel(TransformerModel Model, Tokenizer? Tokenizer, string SourcePath, string Format);
 
 /// <summary>Loads llama2.c checkpoints and Hugging Face model directories (LLaMA, OPT, BLOOM).</summary>
@@ -50,7 +51,7 @@ public static class ModelLoader
     /// <c>tok*.bin</c> beside it) or a Hugging Face directory (<c>config.json</c> + safetensors; tokenizer:
     /// <c>tokenizer.model</c>, <c>tokenizer.json</c> or <c>vocab.json</c> + <c>merges.txt</c>), or an AgileQuant quantized
     /// checkpoint: a <c>.safetensors</c> file whose metadata has <c>agilequant.format</c> (tokenizer: as for llama2.c,
-    /// else a Hugging Face tokenizer file beside it).
+    /// else a Hugging Face tokenizer file beside it), or a LLaMA-family <c>.gguf</c> file (tokenizer: its own metadata).
     /// </summary>
     /// <exception cref="ModelFormatException">A file is missing or malformed, or tokenizer and model disagree.</exception>
     public static LoadedModel Load(string path, ModelLoadOptions? options = null)
@@ -62,6 +63,7 @@ public static class ModelLoader
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "no such file or directory");
         if (options.WeightsFile is not null) throw new AgileQuantException("--weights applies to a Hugging Face model directory, not to a single file.");
         if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return LoadQuantizedCheckpoint(path, options, kernel);
+        if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return LoadGguf(path, options, kernel);
         WeightMemoryBudget.Enforce(path, Llama2cCheckpoint.ReadConfig(path), options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
         TransformerWeights weights = Llama2cCheckpoint.Load(path);
         if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights);
@@ -125,6 +127,24 @@ public static class ModelLoader
             CheckFits(dir, tokenizer, weights.Config.VocabSize);
         }
         return new LoadedModel(model, tokenizer, path, "agilequant");
+    }
+
+    private static LoadedModel LoadGguf(string path, ModelLoadOptions options, IMatMulKernel kernel)
+    {
+        GgufFile gguf = GgufFile.Read(path);
+        TransformerConfig config = GgufModelReader.ReadConfig(gguf);
+        GgufModelReader.EnforceBudget(gguf, options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
+        TransformerWeights weights = GgufModelReader.ReadWeights(gguf, config);
+        if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights);
+        var model = new TransformerModel(weights, kernel);
+        Tokenizer? tokenizer = null;
+        if (options.TokenizerPath is not null) tokenizer = LoadTokenizer(options.TokenizerPath, config.VocabSize);
+        else if (gguf.TryGetValue("tokenizer.ggml.model", out _))
+        {
+            tokenizer = GgufTokenizerLoader.Create(gguf);
+            CheckFits(path, tokenizer, config.VocabSize);
+        }
+        return new LoadedModel(model, tokenizer, path, "gguf");
     }
 
     private static string? FindLlama2cTokenizer(string modelPath)
