@@ -18,6 +18,9 @@ public sealed record GgufWriteOptions
     /// <summary>Type of <c>token_embd.weight</c>; null: <see cref="WeightType"/>.</summary>
     public GgmlType? EmbeddingType { get; init; }
 
+    /// <summary>Type of <c>output.weight</c> (the LM head); null: <see cref="WeightType"/>.</summary>
+    public GgmlType? OutputType { get; init; }
+
     /// <summary><c>general.name</c>.</summary>
     public string Name { get; init; } = "agilequant-export";
 }
@@ -47,8 +50,8 @@ public static class GgufModelWriter
         RequireLlamaShaped(weights);
         if (vocabulary.Tokens.Count != c.VocabSize || vocabulary.Scores.Count != c.VocabSize || vocabulary.TokenTypes.Count != c.VocabSize)
             throw new AgileQuantException($"GGUF export needs one token per embedding row: expected {c.VocabSize} tokens, scores and types, found {vocabulary.Tokens.Count}, {vocabulary.Scores.Count} and {vocabulary.TokenTypes.Count}.");
-        GgmlType type = options.WeightType, embeddingType = options.EmbeddingType ?? type;
-        foreach (GgmlType t in new[] { type, embeddingType })
+        GgmlType type = options.WeightType, embeddingType = options.EmbeddingType ?? type, outputType = options.OutputType ?? type;
+        foreach (GgmlType t in new[] { type, embeddingType, outputType })
             if (t is not (GgmlType.F32 or GgmlType.F16 or GgmlType.Q8_0 or GgmlType.Q4_0))
                 throw new AgileQuantException($"GGUF export writes F32, F16, Q8_0 or Q4_0 weights, found {t}.");
 
@@ -97,7 +100,7 @@ public static class GgufModelWriter
         }
         AddVector(w, "output_norm.weight", weights.FinalNorm!.Weight);
         bool tied = weights.LmHead.Weight is Fp32Matrix head && ReferenceEquals(head.Data, weights.TokenEmbedding);
-        if (!tied) AddMatrix(w, "output.weight", weights.LmHead.Weight, type, null);
+        if (!tied) AddMatrix(w, "output.weight", weights.LmHead.Weight, outputType, null);
         w.Write(path);
     }
 
