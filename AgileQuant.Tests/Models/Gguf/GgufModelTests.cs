@@ -131,37 +131,53 @@ public class GgufModelTests
         TransformerWeights weights = SyntheticTinyModel(seed: 3);
         string path = Path.Combine(temp.FullPath, $"single-{type}.gguf");
         GgufModelWriter.Write(path, weights, GgufVocabulary.Placeholder(weights.Config.VocabSize));
-        // Re-emit every tensor, replacing blk.0.<matrix>'s first row; rows after it keep their value via re-quantization.
-        GgufFile source = GgufFile.Read(path);
-        var writer = new GgufWriter();
-        foreach (string key in source.Keys) CopyValue(writer, key, source.Metadata[key]);
-        using (GgufTensorData data = GgufTensorData.Open(source))
-            foreach (GgufTensorInfo tensor in source.Tensors)
+        // blk.0.<matrix> becomes `type`: the given first row, the other rows quantized by ggml's reference quantizer.
+        string rewritten = Rewrite(path, $"single-{type}-rewritten.gguf", tensor: (tensor, bytes) =>
+        {
+            if (tensor.Name != $"blk.0.{matrix}.weight") return (tensor.Type, bytes);
+            float[] rows = MemoryMarshal.Cast<byte, float>(bytes).ToArray();
+            int cols = (int)tensor.Shape[0], rowCount = (int)tensor.Shape[1], rowBytes = firstRow.Length;
+            var encoded = new byte[rowBytes * rowCount];
+            firstRow.CopyTo(encoded, 0);
+            for (int r = 1; r < rowCount; r++)
             {
-                byte[] bytes = data.Bytes(tensor, 0, (int)tensor.ByteSize).ToArray();
-                if (tensor.Name != $"blk.0.{matrix}.weight") { writer.AddTensor(tensor.Name, tensor.Shape, tensor.Type, s => s.Write(bytes)); continue; }
-                float[] rows = MemoryMarshal.Cast<byte, float>(bytes).ToArray();
-                int cols = (int)tensor.Shape[0], rowCount = (int)tensor.Shape[1];
-                int rowBytes = firstRow.Length;
-                var encoded = new byte[rowBytes * rowCount];
-                firstRow.CopyTo(encoded, 0);
-                for (int r = 1; r < rowCount; r++)
-                {
-                    ReadOnlySpan<float> row = rows.AsSpan(r * cols, cols);
-                    if (type == GgmlType.Q4_0) GgmlBlockCodec.QuantizeRowQ4_0(row, MemoryMarshal.Cast<byte, BlockQ4_0>(encoded.AsSpan(r * rowBytes, rowBytes)));
-                    else GgmlBlockCodec.QuantizeRowQ8_0(row, MemoryMarshal.Cast<byte, BlockQ8_0>(encoded.AsSpan(r * rowBytes, rowBytes)));
-                }
-                writer.AddTensor(tensor.Name, tensor.Shape, type, s => s.Write(encoded));
+                ReadOnlySpan<float> row = rows.AsSpan(r * cols, cols);
+                if (type == GgmlType.Q4_0) GgmlBlockCodec.QuantizeRowQ4_0(row, MemoryMarshal.Cast<byte, BlockQ4_0>(encoded.AsSpan(r * rowBytes, rowBytes)));
+                else GgmlBlockCodec.QuantizeRowQ8_0(row, MemoryMarshal.Cast<byte, BlockQ8_0>(encoded.AsSpan(r * rowBytes, rowBytes)));
             }
-        string rewritten = Path.Combine(temp.FullPath, $"single-{type}-rewritten.gguf");
-        writer.Write(rewritten);
+            return (type, encoded);
+        });
         file = GgufFile.Read(rewritten);
         return rewritten;
     }
 
-    internal static void CopyValue(GgufWriter writer, string key, GgufValue value)
+    /// <summary>
+    /// Copies the GGUF file <paramref name="source"/> to <paramref name="name"/> beside it, letting <paramref name="metadata"/>
+    /// replace or drop (null) values, <paramref name="tensor"/> replace or drop (null) tensors, and <paramref name="extra"/> add more.
+    /// </summary>
+    internal static string Rewrite(string source, string name, Func<string, object, object?>? metadata = null,
+        Func<GgufTensorInfo, byte[], (GgmlType Type, byte[] Bytes)?>? tensor = null, Action<GgufWriter>? extra = null)
     {
-        switch (value.Value)
+        GgufFile file = GgufFile.Read(source);
+        var writer = new GgufWriter();
+        foreach (string key in file.Keys)
+            if ((metadata is null ? file.Metadata[key].Value : metadata(key, file.Metadata[key].Value)) is object value) CopyValue(writer, key, value);
+        using (GgufTensorData data = GgufTensorData.Open(file))
+            foreach (GgufTensorInfo info in file.Tensors)
+            {
+                byte[] bytes = data.Bytes(info, 0, (int)info.ByteSize).ToArray();
+                if ((tensor is null ? (info.Type, bytes) : tensor(info, bytes)) is (GgmlType type, byte[] replaced))
+                    writer.AddTensor(info.Name, info.Shape, type, s => s.Write(replaced));
+            }
+        extra?.Invoke(writer);
+        string path = Path.Combine(Path.GetDirectoryName(source)!, name);
+        writer.Write(path);
+        return path;
+    }
+
+    internal static void CopyValue(GgufWriter writer, string key, object value)
+    {
+        switch (value)
         {
             case string s: writer.AddString(key, s); break;
             case uint u: writer.AddUInt32(key, u); break;
@@ -170,7 +186,7 @@ public class GgufModelTests
             case string[] strings: writer.AddArray(key, strings); break;
             case float[] floats: writer.AddArray(key, floats); break;
             case int[] ints: writer.AddArray(key, ints); break;
-            default: throw new AssertionException($"no copy for {key}: {value.TypeName}");
+            default: throw new AssertionException($"no copy for {key}: {value.GetType().Name}");
         }
     }
 
