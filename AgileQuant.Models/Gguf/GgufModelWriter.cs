@@ -56,31 +56,7 @@ public static class GgufModelWriter
                 throw new AgileQuantException($"GGUF export writes F32, F16, Q8_0 or Q4_0 weights, found {t}.");
 
         var w = new GgufWriter();
-        const string a = GgufModelReader.Architecture + ".";
-        w.AddString("general.architecture", GgufModelReader.Architecture);
-        w.AddString("general.name", options.Name);
-        w.AddUInt32("general.file_type", type switch { GgmlType.F32 => 0u, GgmlType.F16 => 1u, GgmlType.Q4_0 => 2u, _ => 7u });
-        w.AddUInt32("general.quantization_version", 2);
-        w.AddUInt32(a + "vocab_size", (uint)c.VocabSize);
-        w.AddUInt32(a + "context_length", (uint)c.MaxSequenceLength);
-        w.AddUInt32(a + "embedding_length", (uint)c.HiddenSize);
-        w.AddUInt32(a + "block_count", (uint)c.NumLayers);
-        w.AddUInt32(a + "feed_forward_length", (uint)c.IntermediateSize);
-        w.AddUInt32(a + "rope.dimension_count", (uint)c.HeadDim);
-        w.AddUInt32(a + "attention.head_count", (uint)c.NumHeads);
-        w.AddUInt32(a + "attention.head_count_kv", (uint)c.NumKvHeads);
-        w.AddFloat32(a + "attention.layer_norm_rms_epsilon", c.NormEpsilon);
-        w.AddFloat32(a + "rope.freq_base", c.RotaryTheta);
-        w.AddString("tokenizer.ggml.model", "llama");
-        w.AddArray("tokenizer.ggml.tokens", vocabulary.Tokens);
-        w.AddArray("tokenizer.ggml.scores", vocabulary.Scores);
-        w.AddArray("tokenizer.ggml.token_type", vocabulary.TokenTypes);
-        w.AddUInt32("tokenizer.ggml.bos_token_id", (uint)vocabulary.BosId);
-        w.AddUInt32("tokenizer.ggml.eos_token_id", (uint)vocabulary.EosId);
-        w.AddUInt32("tokenizer.ggml.unknown_token_id", (uint)vocabulary.UnknownId);
-        w.AddBool("tokenizer.ggml.add_bos_token", true);
-        w.AddBool("tokenizer.ggml.add_eos_token", false);
-
+        AddModelMetadata(w, c, vocabulary, type, options.Name);
         var embedding = new Fp32Matrix(weights.TokenEmbedding, c.VocabSize, c.HiddenSize);
         AddMatrix(w, "token_embd.weight", embedding, embeddingType, null);
         bool permute = c.RotaryPairing == RotaryPairing.RotateHalf;
@@ -104,6 +80,36 @@ public static class GgufModelWriter
         w.Write(path);
     }
 
+    /// <summary>The <c>general.*</c>, <c>llama.*</c> and <c>tokenizer.ggml.*</c> keys of a model of <paramref name="c"/> whose matrices are <paramref name="type"/>.</summary>
+    internal static void AddModelMetadata(GgufWriter w, TransformerConfig c, GgufVocabulary vocabulary, GgmlType type, string name)
+    {
+        const string a = GgufModelReader.Architecture + ".";
+        w.AddString("general.architecture", GgufModelReader.Architecture);
+        w.AddString("general.name", name);
+        w.AddUInt32("general.file_type", type switch { GgmlType.F32 => 0u, GgmlType.F16 => 1u, GgmlType.Q4_0 => 2u, _ => 7u });
+        w.AddUInt32("general.quantization_version", 2);
+        w.AddUInt32(a + "vocab_size", (uint)c.VocabSize);
+        w.AddUInt32(a + "context_length", (uint)c.MaxSequenceLength);
+        w.AddUInt32(a + "embedding_length", (uint)c.HiddenSize);
+        w.AddUInt32(a + "block_count", (uint)c.NumLayers);
+        w.AddUInt32(a + "feed_forward_length", (uint)c.IntermediateSize);
+        w.AddUInt32(a + "rope.dimension_count", (uint)c.HeadDim);
+        w.AddUInt32(a + "attention.head_count", (uint)c.NumHeads);
+        w.AddUInt32(a + "attention.head_count_kv", (uint)c.NumKvHeads);
+        w.AddFloat32(a + "attention.layer_norm_rms_epsilon", c.NormEpsilon);
+        w.AddFloat32(a + "rope.freq_base", c.RotaryTheta);
+        w.AddString("tokenizer.ggml.model", "llama");
+        w.AddArray("tokenizer.ggml.tokens", vocabulary.Tokens);
+        w.AddArray("tokenizer.ggml.scores", vocabulary.Scores);
+        w.AddArray("tokenizer.ggml.token_type", vocabulary.TokenTypes);
+        w.AddUInt32("tokenizer.ggml.bos_token_id", (uint)vocabulary.BosId);
+        w.AddUInt32("tokenizer.ggml.eos_token_id", (uint)vocabulary.EosId);
+        w.AddUInt32("tokenizer.ggml.unknown_token_id", (uint)vocabulary.UnknownId);
+        w.AddBool("tokenizer.ggml.add_bos_token", true);
+        w.AddBool("tokenizer.ggml.add_eos_token", false);
+
+    }
+
     /// <summary>Source row of GGUF row r for q/k of a rotate-half model: r = h·hd + 2i + j ← h·hd + j·hd/2 + i.</summary>
     private static Func<int, int> InterleavedRope(int heads, int headDim) => r =>
     {
@@ -121,12 +127,22 @@ public static class GgufModelWriter
             throw new AgileQuantException($"GGUF export supports LLaMA-shaped models (RMSNorm, rotary positions, SwiGLU, pre-norm, no biases), found a '{c.Family}' model.");
     }
 
-    private static void AddVector(GgufWriter w, string name, float[] values) =>
+    internal static void AddVector(GgufWriter w, string name, float[] values) =>
         w.AddTensor(name, [values.Length], GgmlType.F32, stream => stream.Write(MemoryMarshal.AsBytes(values.AsSpan())));
 
-    private static void AddMatrix(GgufWriter w, string name, IWeightMatrix matrix, GgmlType type, Func<int, int>? sourceRow)
+    private static void AddMatrix(GgufWriter w, string name, IWeightMatrix matrix, GgmlType type, Func<int, int>? sourceRow) =>
+        AddMatrix(w, name, matrix.Rows, matrix.Cols, type,
+            (r, row) => DequantizeRow(matrix, sourceRow?.Invoke(r) ?? r, row),
+            (r, t, bytes) => t == GgmlType.Q8_0 && TryCopyInt8Row(matrix, sourceRow?.Invoke(r) ?? r, bytes)
+                || t == GgmlType.Q4_0 && TryCopyInt4Row(matrix, sourceRow?.Invoke(r) ?? r, bytes));
+
+    /// <summary>
+    /// Adds a (rows, cols) matrix whose row r <paramref name="row"/> produces in FP32, encoded as <paramref name="type"/>
+    /// (F16 when a Q8_0/Q4_0 row is not whole 32-blocks); <paramref name="exact"/>, when given, may encode a row itself.
+    /// </summary>
+    internal static void AddMatrix(GgufWriter w, string name, int rows, int cols, GgmlType type, Action<int, Span<float>> row,
+        Func<int, GgmlType, Span<byte>, bool>? exact = null)
     {
-        int rows = matrix.Rows, cols = matrix.Cols;
         // Like llama-quantize, a row that is not whole 32-blocks falls back to F16 (e.g. ffn_down of a 172-wide MLP).
         if (type is GgmlType.Q8_0 or GgmlType.Q4_0 && cols % BlockQ8_0.Elements != 0) type = GgmlType.F16;
         w.AddTensor(name, [cols, rows], type, stream =>
@@ -138,15 +154,14 @@ public static class GgufModelWriter
                 GgmlType.Q8_0 => cols / BlockQ8_0.Elements * BlockQ8_0.Bytes,
                 _ => cols / BlockQ4_0.Elements * BlockQ4_0.Bytes,
             };
-            var row = new float[cols];       // (cols) dequantized source row
+            var values = new float[cols];    // (cols) FP32 source row
             var bytes = new byte[rowBytes];  // one GGUF row
             for (int r = 0; r < rows; r++)
             {
-                int source = sourceRow?.Invoke(r) ?? r;
-                if (!(type == GgmlType.Q8_0 && TryCopyInt8Row(matrix, source, bytes)) && !(type == GgmlType.Q4_0 && TryCopyInt4Row(matrix, source, bytes)))
+                if (exact?.Invoke(r, type, bytes) != true)
                 {
-                    DequantizeRow(matrix, source, row);
-                    EncodeRow(row, type, bytes);
+                    row(r, values);
+                    EncodeRow(values, type, bytes);
                 }
                 stream.Write(bytes);
             }
