@@ -1,9 +1,7 @@
 using System.Diagnostics;
 using AgileQuant.Core.Pruning;
-using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
-using AgileQuant.Models;
 using LLama;
 using LLama.Common;
 using LLama.Native;
@@ -62,26 +60,10 @@ public sealed class AgileQuantEngine : IEndToEndEngine
     public AgileQuantEngine(string path, int threads, string scheme, double pruneRatio)
     {
         IMatMulKernel kernel = KernelSelector.Create(new KernelOptions { Threads = threads });
-        TransformerModel model = ModelLoader.Load(path, new ModelLoadOptions { Kernel = kernel, CheckFiniteWeights = false }).Model;
-        QuantizationConfig config = QuantizationConfig.Parse(scheme);
-        RuntimeOptions options = ModelQuantizer.RuntimeOptionsFor(kernel, config);
-        TransformerWeights weights = model.Weights;
-        if (config.ActivationBits == 4)
-            weights = WithActivationBits(weights, 4);
-        int layers = weights.Config.NumLayers;
-        if (pruneRatio > 0) options = options with { Pruning = TokenPruningSchedule.Progressive(layers, layers / 2, pruneRatio) };
-        _model = new TransformerModel(weights, kernel, options);
-    }
-
-    private static TransformerWeights WithActivationBits(TransformerWeights w, int bits)
-    {
-        LinearLayer Bits(LinearLayer l) => new(l.Weight, l.Bias) { ActivationBits = bits };
-        LayerWeights[] layers = w.Layers.Select(l => new LayerWeights
-        {
-            AttentionNorm = l.AttentionNorm, Query = Bits(l.Query), Key = Bits(l.Key), Value = Bits(l.Value), Output = Bits(l.Output),
-            MlpNorm = l.MlpNorm, Gate = l.Gate is null ? null : Bits(l.Gate), Up = Bits(l.Up), Down = Bits(l.Down),
-        }).ToArray();
-        return new TransformerWeights { Config = w.Config, TokenEmbedding = w.TokenEmbedding, Layers = layers, FinalNorm = w.FinalNorm, LmHead = w.LmHead };
+        int layers = Models.Gguf.GgufModelReader.ReadConfig(Models.Gguf.GgufFile.Read(path)).NumLayers;
+        // Progressive pruning from the middle layer: 1 − β of the tokens reach the last layer.
+        TokenPruningSchedule? pruning = pruneRatio > 0 ? TokenPruningSchedule.Progressive(layers, layers / 2, pruneRatio) : null;
+        _model = Models.Gguf.GgufSchemeLoader.Load(path, scheme, kernel, pruning);
     }
 
     /// <inheritdoc />
