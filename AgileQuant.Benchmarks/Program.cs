@@ -5,12 +5,18 @@ namespace AgileQuant.Benchmarks;
 
 internal static class Program
 {
-    // `e2e-table [...]`: the AgileQuant-vs-llama.cpp table and chart (docs/benchmarks.md, .png); otherwise BenchmarkDotNet.
+    // `e2e-table [...]`: the AgileQuant-vs-llama.cpp speed table and chart (docs/benchmarks.md, .png);
+    // `e2e-quality [...]`: perplexity/KL side by side on stories260K (docs/benchmarks-quality.md); otherwise BenchmarkDotNet.
     private static void Main(string[] args)
     {
         if (args.Length > 0 && args[0] == "e2e-table")
         {
             EndToEndTable.Run(EndToEndSettings.Parse(args[1..]));
+            return;
+        }
+        if (args.Length > 0 && args[0] == "e2e-quality")
+        {
+            QualityTable.Run(args[1..]);
             return;
         }
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
