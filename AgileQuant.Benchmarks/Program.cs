@@ -1,14 +1,28 @@
+using AgileQuant.Benchmarks.EndToEnd;
 using BenchmarkDotNet.Running;
 
 namespace AgileQuant.Benchmarks;
 
 internal static class Program
 {
+    // `interleaved-prefill [rounds]`: pruned vs dense prefill, each case once per round, medians;
+    // `e2e-table [...]`: the AgileQuant-vs-llama.cpp speed table and chart (docs/benchmarks.md, .png);
+    // `e2e-quality [...]`: perplexity/KL side by side on stories260K (docs/benchmarks-quality.md); otherwise BenchmarkDotNet.
     private static void Main(string[] args)
     {
         if (args is ["interleaved-prefill", ..])
         {
             EndToEnd.InterleavedPrefillComparison.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 3);
+            return;
+        }
+        if (args.Length > 0 && args[0] == "e2e-table")
+        {
+            EndToEndTable.Run(EndToEndSettings.Parse(args[1..]));
+            return;
+        }
+        if (args.Length > 0 && args[0] == "e2e-quality")
+        {
+            QualityTable.Run(args[1..]);
             return;
         }
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

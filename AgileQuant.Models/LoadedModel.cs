@@ -72,7 +72,7 @@ public sealed class LoadedModel : IDisposable
     /// <summary>Where the weights came from (still readable after <see cref="Dispose"/>).</summary>
     public string SourcePath { get; }
 
-    /// <summary>The on-disk format: <c>llama2c</c>, <c>huggingface</c> or <c>agilequant</c> (a quantized checkpoint).</summary>
+    /// <summary>The on-disk format: <c>llama2c</c>, <c>huggingface</c>, <c>gguf</c> or <c>agilequant</c> (a quantized checkpoint).</summary>
     public string Format { get; }
 
     /// <summary>True once <see cref="Dispose"/> has been called.</summary>

@@ -3,6 +3,7 @@ using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Models.Architectures;
+using AgileQuant.Models.Gguf;
 using AgileQuant.Models.Llama2c;
 using AgileQuant.Models.QuantizedCheckpoints;
 using AgileQuant.Models.SafeTensors;
@@ -76,7 +77,7 @@ public static class ModelLoader
     /// <c>tok*.bin</c> beside it) or a Hugging Face directory (<c>config.json</c> + safetensors; tokenizer:
     /// <c>tokenizer.model</c>, <c>tokenizer.json</c> or <c>vocab.json</c> + <c>merges.txt</c>), or an AgileQuant quantized
     /// checkpoint: a <c>.safetensors</c> file whose metadata has <c>agilequant.format</c> (tokenizer: as for llama2.c,
-    /// else a Hugging Face tokenizer file beside it). <paramref name="path"/> replaces <see cref="ModelLoadOptions.Path"/>.
+    /// else a Hugging Face tokenizer file beside it), or a LLaMA-family <c>.gguf</c> file (tokenizer: its own metadata). <paramref name="path"/> replaces <see cref="ModelLoadOptions.Path"/>.
     /// </summary>
     /// <param name="path">The model file or directory.</param>
     /// <param name="options">How to load it (null: defaults).</param>
@@ -130,6 +131,7 @@ public static class ModelLoader
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "no such file or directory");
         if (options.WeightsFile is not null) throw new AgileQuantException("--weights applies to a Hugging Face model directory, not to a single file.");
         if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return LoadQuantizedCheckpoint(path, options, kernel, progress, cancel);
+        if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return LoadGguf(path, options, kernel, progress, cancel);
         WeightMemoryBudget.Enforce(path, Llama2cCheckpoint.ReadConfig(path), options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
         TransformerWeights weights = Llama2cCheckpoint.Load(path, progress, cancel);
         if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights, progress);
@@ -229,6 +231,27 @@ public static class ModelLoader
         }
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 1, 1));
         return new LoadedModel(model, tokenizer, path, "agilequant");
+    }
+
+    private static LoadedModel LoadGguf(string path, ModelLoadOptions options, IMatMulKernel kernel,
+        IProgress<ModelLoadProgress>? progress, CancellationToken cancel)
+    {
+        GgufFile gguf = GgufFile.Read(path);
+        TransformerConfig config = GgufModelReader.ReadConfig(gguf);
+        GgufModelReader.EnforceBudget(gguf, options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
+        cancel.ThrowIfCancellationRequested();
+        TransformerWeights weights = GgufModelReader.ReadWeights(gguf, config);
+        cancel.ThrowIfCancellationRequested();
+        if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights, progress);
+        var model = new TransformerModel(weights, kernel);
+        Tokenizer? tokenizer = null;
+        if (options.TokenizerPath is not null) tokenizer = LoadTokenizer(options.TokenizerPath, config.VocabSize);
+        else if (gguf.TryGetValue("tokenizer.ggml.model", out _))
+        {
+            tokenizer = GgufTokenizerLoader.Create(gguf);
+            CheckFits(path, tokenizer, config.VocabSize);
+        }
+        return new LoadedModel(model, tokenizer, path, "gguf");
     }
 
     private static string? FindLlama2cTokenizer(string modelPath)

@@ -13,8 +13,9 @@ internal static class BenchCommand
 {
     public static Command Create()
     {
-        var bench = new Command("bench", "Benchmarks: `bench kernel` times one matrix multiplication shape and format.");
+        var bench = new Command("bench", "Benchmarks: `bench kernel` times one matrix multiplication shape and format; `bench e2e` times whole synthetic models loaded from GGUF.");
         bench.Subcommands.Add(CreateKernel());
+        bench.Subcommands.Add(BenchEndToEndCommand.Create());
         return bench;
     }
 

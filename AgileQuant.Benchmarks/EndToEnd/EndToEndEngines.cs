@@ -1,0 +1,163 @@
+using System.Diagnostics;
+using AgileQuant.Core.Pruning;
+using AgileQuant.Core.Runtime;
+using AgileQuant.Intrinsics;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+
+namespace AgileQuant.Benchmarks.EndToEnd;
+
+/// <summary>One engine configuration with a model loaded: prefill and decode from an empty context.</summary>
+public interface IEndToEndEngine : IDisposable
+{
+    /// <summary>Feeds <paramref name="tokens"/> to an empty context in one batch; returns the last position's logit 0 (keeps the work alive).</summary>
+    float Prefill(int[] tokens);
+
+    /// <summary>Feeds <paramref name="first"/>, then <paramref name="steps"/> greedy tokens one at a time; returns the time of the steps.</summary>
+    TimeSpan Decode(int first, int steps);
+
+    /// <summary>Logits (vocab) of every position of <paramref name="tokens"/> fed to an empty context.</summary>
+    float[][] AllLogits(int[] tokens);
+}
+
+/// <summary>The configurations compared: ours (from the GGUF file of <see cref="FileType"/>) and llama.cpp's.</summary>
+/// <param name="Name">Row label, e.g. <c>AgileQuant W4A8</c>.</param>
+/// <param name="FileType">Which GGUF file the engine loads (F32, F16, Q8_0, Q4_0).</param>
+/// <param name="LlamaCpp">True for llama.cpp through LLamaSharp.</param>
+/// <param name="Scheme">Our quantization scheme name for the runtime options (FP32, W8A8, W4A8-RTN, W4A4-RTN).</param>
+/// <param name="PruneRatio">Token pruning β for ours (0: none).</param>
+public sealed record EngineConfig(string Name, Models.Gguf.GgmlType FileType, bool LlamaCpp, string Scheme = "FP32", double PruneRatio = 0)
+{
+    /// <summary>The eight: AgileQuant FP32, W8A8, W4A8, W4A4, W4A8 + pruning; llama.cpp F16, Q8_0, Q4_0.</summary>
+    public static IReadOnlyList<EngineConfig> All(double pruneRatio) =>
+    [
+        new("AgileQuant FP32", Models.Gguf.GgmlType.F32, false),
+        new("AgileQuant W8A8", Models.Gguf.GgmlType.Q8_0, false, "W8A8"),
+        new("AgileQuant W4A8", Models.Gguf.GgmlType.Q4_0, false, "W4A8-RTN"),
+        new("AgileQuant W4A4", Models.Gguf.GgmlType.Q4_0, false, "W4A4-RTN"),
+        new($"AgileQuant W4A8 + pruning β={pruneRatio:0.##}", Models.Gguf.GgmlType.Q4_0, false, "W4A8-RTN", pruneRatio),
+        new("llama.cpp F16", Models.Gguf.GgmlType.F16, true),
+        new("llama.cpp Q8_0", Models.Gguf.GgmlType.Q8_0, true),
+        new("llama.cpp Q4_0", Models.Gguf.GgmlType.Q4_0, true),
+    ];
+
+    /// <summary>Loads the engine from <paramref name="path"/> with <paramref name="threads"/> threads and room for <paramref name="context"/> tokens.</summary>
+    public IEndToEndEngine Load(string path, int threads, int context) => LlamaCpp
+        ? new LlamaCppEngine(path, threads, context)
+        : new AgileQuantEngine(path, threads, Scheme, PruneRatio);
+}
+
+/// <summary>
+/// Our runtime on a GGUF file: F32 → FP32; Q8_0 → W8 rows; Q4_0 → symmetric W4 groups of 32, with the scheme's
+/// activation bits (8, or 4 for W4A4), attention quantization and, optionally, progressive token pruning from the middle layer.
+/// </summary>
+public sealed class AgileQuantEngine : IEndToEndEngine
+{
+    private readonly TransformerModel _model;
+
+    /// <summary>Loads <paramref name="path"/>.</summary>
+    public AgileQuantEngine(string path, int threads, string scheme, double pruneRatio)
+    {
+        IMatMulKernel kernel = KernelSelector.Create(new KernelOptions { Threads = threads });
+        int layers = Models.Gguf.GgufModelReader.ReadConfig(Models.Gguf.GgufFile.Read(path)).NumLayers;
+        // Progressive pruning from the middle layer: 1 − β of the tokens reach the last layer.
+        TokenPruningSchedule? pruning = pruneRatio > 0 ? TokenPruningSchedule.Progressive(layers, layers / 2, pruneRatio) : null;
+        _model = Models.Gguf.GgufSchemeLoader.Load(path, scheme, kernel, pruning);
+    }
+
+    /// <inheritdoc />
+    public float Prefill(int[] tokens) => _model.CreateContext().Forward(tokens)[0];
+
+    /// <inheritdoc />
+    public TimeSpan Decode(int first, int steps)
+    {
+        InferenceContext context = _model.CreateContext();
+        float[] logits = context.Forward([first]);
+        long start = Stopwatch.GetTimestamp();
+        for (int i = 0; i < steps; i++) logits = context.Forward([Core.Generation.TokenSampler.ArgMax(logits)]);
+        return Stopwatch.GetElapsedTime(start);
+    }
+
+    /// <inheritdoc />
+    public float[][] AllLogits(int[] tokens)
+    {
+        int vocab = _model.Config.VocabSize;
+        float[] all = _model.CreateContext().Forward(tokens, allLogits: true);
+        return Enumerable.Range(0, tokens.Length).Select(p => all.AsSpan(p * vocab, vocab).ToArray()).ToArray();
+    }
+
+    /// <inheritdoc />
+    public void Dispose() { }
+}
+
+/// <summary>llama.cpp through LLamaSharp 0.30.0 (CPU backend), one context reused after clearing its KV cache.</summary>
+public sealed class LlamaCppEngine : IEndToEndEngine
+{
+    private static readonly Lock LogLock = new();
+    private static bool s_logConfigured;
+    private readonly LLamaWeights _weights;
+    private readonly LLamaContext _context;
+
+    /// <summary>Loads <paramref name="path"/> (memory-mapped, as llama.cpp does by default).</summary>
+    public LlamaCppEngine(string path, int threads, int context)
+    {
+        lock (LogLock)
+        {
+            if (!s_logConfigured)
+            {
+                NativeLibraryConfig.All.WithLogCallback((level, message) => { if (level == LLamaLogLevel.Error) Console.Error.Write("llama.cpp: " + message); });
+                s_logConfigured = true;
+            }
+        }
+        var parameters = new ModelParams(path)
+        {
+            ContextSize = (uint)context, BatchSize = (uint)context, UBatchSize = (uint)context,
+            GpuLayerCount = 0, Threads = threads, BatchThreads = threads,
+        };
+        _weights = LLamaWeights.LoadFromFile(parameters);
+        _context = _weights.CreateContext(parameters);
+    }
+
+    private float[] Run(ReadOnlySpan<int> tokens, int start, bool allLogits, out int lastIndex)
+    {
+        var batch = new LLamaBatch();
+        for (int i = 0; i < tokens.Length; i++) batch.Add(tokens[i], start + i, LLamaSeqId.Zero, allLogits || i == tokens.Length - 1);
+        DecodeResult result = _context.Decode(batch);
+        if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode returned {result}");
+        lastIndex = batch.TokenCount - 1;
+        return _context.NativeHandle.GetLogitsIth(lastIndex).ToArray();
+    }
+
+    /// <inheritdoc />
+    public float Prefill(int[] tokens)
+    {
+        _context.NativeHandle.MemoryClear(true);
+        return Run(tokens, 0, false, out _)[0];
+    }
+
+    /// <inheritdoc />
+    public TimeSpan Decode(int first, int steps)
+    {
+        _context.NativeHandle.MemoryClear(true);
+        float[] logits = Run([first], 0, false, out _);
+        long start = Stopwatch.GetTimestamp();
+        for (int i = 0; i < steps; i++) logits = Run([Core.Generation.TokenSampler.ArgMax(logits)], 1 + i, false, out _);
+        return Stopwatch.GetElapsedTime(start);
+    }
+
+    /// <inheritdoc />
+    public float[][] AllLogits(int[] tokens)
+    {
+        _context.NativeHandle.MemoryClear(true);
+        Run(tokens, 0, true, out _);
+        return Enumerable.Range(0, tokens.Length).Select(i => _context.NativeHandle.GetLogitsIth(i).ToArray()).ToArray();
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _context.Dispose();
+        _weights.Dispose();
+    }
+}

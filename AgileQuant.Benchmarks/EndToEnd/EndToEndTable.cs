@@ -1,0 +1,211 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using AgileQuant.Models.Gguf;
+
+namespace AgileQuant.Benchmarks.EndToEnd;
+
+/// <summary>Settings of one end-to-end table run (command line: <c>e2e-table --shape llama7b-4l --threads 2 ...</c>).</summary>
+public sealed record EndToEndSettings
+{
+    /// <summary>Model shapes (<see cref="SyntheticModelShape.Parse"/>).</summary>
+    public IReadOnlyList<string> Shapes { get; init; } = ["llama7b-4l"];
+
+    /// <summary>Threads for every engine.</summary>
+    public int Threads { get; init; } = 2;
+
+    /// <summary>Repetitions; each loads every engine once, in rotated order (medians are reported).</summary>
+    public int Repeats { get; init; } = 3;
+
+    /// <summary>Prefill lengths measured.</summary>
+    public IReadOnlyList<int> PrefillLengths { get; init; } = [128, 512];
+
+    /// <summary>Decode steps measured after one prompt token.</summary>
+    public int DecodeTokens { get; init; } = 64;
+
+    /// <summary>Token pruning β of the pruned configuration.</summary>
+    public double PruneRatio { get; init; } = 0.5;
+
+    /// <summary>Where the synthetic GGUF files are written (kept between runs: same seed, same bytes).</summary>
+    public string ModelDirectory { get; init; } = Path.Combine(Path.GetTempPath(), "agilequant-e2e");
+
+    /// <summary>The markdown file written; the chart is written beside it with extension <c>.png</c>.</summary>
+    public string Output { get; init; } = Path.Combine("docs", "benchmarks.md");
+
+    /// <summary>Parses <c>--shape a,b --threads n --repeats n --prefill 128,512 --decode n --prune r --models dir --out file</c>.</summary>
+    public static EndToEndSettings Parse(IReadOnlyList<string> args)
+    {
+        var s = new EndToEndSettings();
+        for (int i = 0; i < args.Count; i++)
+        {
+            string Next() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            s = args[i] switch
+            {
+                "--shape" => s with { Shapes = Next().Split(',', StringSplitOptions.RemoveEmptyEntries) },
+                "--threads" => s with { Threads = int.Parse(Next(), CultureInfo.InvariantCulture) },
+                "--repeats" => s with { Repeats = int.Parse(Next(), CultureInfo.InvariantCulture) },
+                "--prefill" => s with { PrefillLengths = Next().Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture)).ToArray() },
+                "--decode" => s with { DecodeTokens = int.Parse(Next(), CultureInfo.InvariantCulture) },
+                "--prune" => s with { PruneRatio = double.Parse(Next(), CultureInfo.InvariantCulture) },
+                "--models" => s with { ModelDirectory = Next() },
+                "--out" => s with { Output = Next() },
+                _ => throw new ArgumentException($"unknown option {args[i]}; expected --shape, --threads, --repeats, --prefill, --decode, --prune, --models, --out"),
+            };
+        }
+        return s;
+    }
+}
+
+/// <summary>One engine's medians on one shape.</summary>
+public sealed record EngineResult(EngineConfig Engine, double LoadSeconds, double MemoryMiB, IReadOnlyList<double> PrefillTokensPerSecond, double DecodeTokensPerSecond);
+
+/// <summary>
+/// The end-to-end table: for each shape, writes the synthetic model as GGUF (F32, F16, Q8_0, Q4_0), then repeats
+/// {load, prefill at each length, decode} for every engine configuration, rotating the order each repetition so that
+/// machine noise spreads over all engines, and writes medians, ratios and the issue's bars as markdown plus a PNG chart.
+/// </summary>
+public static class EndToEndTable
+{
+    /// <summary>Runs the table with <paramref name="settings"/>; returns the markdown written.</summary>
+    public static string Run(EndToEndSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        Directory.CreateDirectory(settings.ModelDirectory);
+        var sections = new List<(SyntheticModelShape Shape, IReadOnlyList<EngineResult> Results)>();
+        foreach (string shapeName in settings.Shapes)
+        {
+            SyntheticModelShape shape = SyntheticModelShape.Parse(shapeName);
+            var files = new Dictionary<GgmlType, string>();
+            foreach (GgmlType type in new[] { GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0 })
+            {
+                string path = Path.Combine(settings.ModelDirectory, $"{shape.Name}-{type}.gguf");
+                if (!File.Exists(path))
+                {
+                    Log($"writing {path}");
+                    SyntheticGgufModel.Write(path, shape, type);
+                }
+                files[type] = path;
+            }
+            sections.Add((shape, Measure(shape, files, settings)));
+        }
+        string markdown = Markdown(sections, settings);
+        string? directory = Path.GetDirectoryName(Path.GetFullPath(settings.Output));
+        if (directory is not null) Directory.CreateDirectory(directory);
+        File.WriteAllText(settings.Output, markdown);
+        EndToEndChart.Write(Path.ChangeExtension(settings.Output, ".png"), sections);
+        Log($"wrote {settings.Output} and {Path.ChangeExtension(settings.Output, ".png")}");
+        return markdown;
+    }
+
+    private static IReadOnlyList<EngineResult> Measure(SyntheticModelShape shape, Dictionary<GgmlType, string> files, EndToEndSettings s)
+    {
+        IReadOnlyList<EngineConfig> engines = EngineConfig.All(s.PruneRatio);
+        int context = Math.Max(s.PrefillLengths.Max(), s.DecodeTokens + 1);
+        var random = new Random(11);
+        int[][] prompts = s.PrefillLengths.Select(n => Enumerable.Range(0, n).Select(i => i == 0 ? 1 : random.Next(3, shape.Config.VocabSize)).ToArray()).ToArray();
+        var samples = engines.ToDictionary(e => e, _ => new List<double[]>()); // per repetition: load s, MiB, prefill t/s..., decode t/s
+        for (int rep = 0; rep < s.Repeats; rep++)
+            for (int k = 0; k < engines.Count; k++)
+            {
+                EngineConfig engine = engines[(k + rep) % engines.Count];
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                GC.Collect();
+                long before = CurrentRss();
+                long start = Stopwatch.GetTimestamp();
+                using IEndToEndEngine loaded = engine.Load(files[engine.FileType], s.Threads, context);
+                double load = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                loaded.Prefill(prompts[0][..Math.Min(8, prompts[0].Length)]); // warm-up: JIT, first-touch of mapped pages
+                var row = new List<double> { load, 0 };
+                foreach (int[] prompt in prompts)
+                {
+                    start = Stopwatch.GetTimestamp();
+                    loaded.Prefill(prompt);
+                    row.Add(prompt.Length / Stopwatch.GetElapsedTime(start).TotalSeconds);
+                }
+                row.Add(s.DecodeTokens / loaded.Decode(1, s.DecodeTokens).TotalSeconds);
+                row[1] = Math.Max(0, CurrentRss() - before) / 1048576.0; // after a full GC the baseline can exceed it: clamp
+                samples[engine].Add(row.ToArray());
+                Log($"{shape.Name} rep {rep + 1}/{s.Repeats} {engine.Name}: load {load:F2} s, prefill {string.Join(" / ", row.Skip(2).Take(prompts.Length).Select(x => x.ToString("F1", CultureInfo.InvariantCulture)))} t/s, decode {row[^1]:F2} t/s, +{row[1]:F0} MiB");
+            }
+        return engines.Select(e =>
+        {
+            double Median(int column) => MedianOf(samples[e].Select(r => r[column]));
+            return new EngineResult(e, Median(0), Median(1), Enumerable.Range(0, prompts.Length).Select(i => Median(2 + i)).ToArray(), Median(2 + prompts.Length));
+        }).ToArray();
+    }
+
+    private static double MedianOf(IEnumerable<double> values)
+    {
+        double[] sorted = values.Order().ToArray();
+        return sorted.Length == 0 ? double.NaN : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    private static long CurrentRss()
+    {
+        using Process process = Process.GetCurrentProcess();
+        process.Refresh();
+        return process.WorkingSet64;
+    }
+
+    private static string Markdown(List<(SyntheticModelShape Shape, IReadOnlyList<EngineResult> Results)> sections, EndToEndSettings s)
+    {
+        var md = new StringBuilder();
+        string F(double x) => double.IsFinite(x) ? x.ToString(x >= 100 ? "F0" : x >= 10 ? "F1" : "F2", CultureInfo.InvariantCulture) : "—";
+        md.AppendLine("# End-to-end benchmarks: AgileQuant vs llama.cpp");
+        md.AppendLine();
+        md.AppendLine($"Generated {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC by `dotnet run -c Release --project AgileQuant.Benchmarks -- e2e-table --shape {string.Join(',', s.Shapes)} --threads {s.Threads} --repeats {s.Repeats} --prune {s.PruneRatio.ToString(CultureInfo.InvariantCulture)}`.");
+        md.AppendLine($"Machine: {Environment.ProcessorCount} logical CPUs, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}; load average at the end: {LoadAverage()}.");
+        md.AppendLine($"Models: seeded random LLaMA weights at real shapes written as GGUF v3 (F32/F16/Q8_0/Q4_0); both engines load the same files. " +
+            $"{s.Threads} threads for every engine; each repetition loads every configuration once, in rotated order; medians of {s.Repeats}. " +
+            $"llama.cpp: LLamaSharp 0.30.0 + LLamaSharp.Backend.Cpu 0.30.0. Prefill: one batch of N tokens into an empty context (last-token logits). " +
+            $"Decode: {s.DecodeTokens} greedy tokens after a 1-token prompt. Memory: growth of the process working set over the load and the runs.");
+        md.AppendLine();
+        foreach ((SyntheticModelShape shape, IReadOnlyList<EngineResult> results) in sections)
+        {
+            var c = shape.Config;
+            md.AppendLine($"## {shape.Name}: dim {c.HiddenSize}, ffn {c.IntermediateSize}, {c.NumLayers} layers, {c.NumHeads} heads / {c.NumKvHeads} kv, vocab {c.VocabSize}");
+            md.AppendLine();
+            EngineResult fp32 = results.First(r => r.Engine.Name == "AgileQuant FP32");
+            EngineResult q4 = results.First(r => r.Engine.Name == "llama.cpp Q4_0");
+            int last = s.PrefillLengths.Count - 1;
+            md.Append("| engine | file | load s | memory MiB |");
+            foreach (int n in s.PrefillLengths) md.Append($" prefill {n} t/s |");
+            md.AppendLine($" decode t/s | prefill {s.PrefillLengths[last]} × FP32 | decode × FP32 | prefill {s.PrefillLengths[last]} × llama.cpp Q4_0 | decode × llama.cpp Q4_0 |");
+            md.AppendLine("|" + string.Concat(Enumerable.Repeat(" --- |", 4 + s.PrefillLengths.Count + 5)));
+            foreach (EngineResult r in results)
+            {
+                md.Append($"| {r.Engine.Name} | {r.Engine.FileType} | {F(r.LoadSeconds)} | {F(r.MemoryMiB)} |");
+                foreach (double p in r.PrefillTokensPerSecond) md.Append($" {F(p)} |");
+                md.AppendLine($" {F(r.DecodeTokensPerSecond)} | {F(r.PrefillTokensPerSecond[last] / fp32.PrefillTokensPerSecond[last])}× | {F(r.DecodeTokensPerSecond / fp32.DecodeTokensPerSecond)}× | " +
+                    $"{F(r.PrefillTokensPerSecond[last] / q4.PrefillTokensPerSecond[last])}× | {F(r.DecodeTokensPerSecond / q4.DecodeTokensPerSecond)}× |");
+            }
+            md.AppendLine();
+            EngineResult w4a8 = results.First(r => r.Engine.Name == "AgileQuant W4A8");
+            EngineResult pruned = results.First(r => r.Engine.PruneRatio > 0);
+            md.AppendLine("| the issue's bar | measured | verdict |");
+            md.AppendLine("| --- | --- | --- |");
+            void Bar(string what, double ratio, double needed) =>
+                md.AppendLine($"| {what} ≥ {F(needed)}× | {F(ratio)}× | {(ratio >= needed ? "met" : "**missed**")} |");
+            Bar("AgileQuant W4A8 decode / llama.cpp Q4_0 decode", w4a8.DecodeTokensPerSecond / q4.DecodeTokensPerSecond, 1);
+            Bar($"AgileQuant W4A8 prefill {s.PrefillLengths[last]} / llama.cpp Q4_0 prefill", w4a8.PrefillTokensPerSecond[last] / q4.PrefillTokensPerSecond[last], 1);
+            Bar("AgileQuant W4A8 decode / AgileQuant FP32 decode", w4a8.DecodeTokensPerSecond / fp32.DecodeTokensPerSecond, 6);
+            Bar($"AgileQuant W4A8 + pruning prefill {s.PrefillLengths[last]} / AgileQuant FP32 prefill", pruned.PrefillTokensPerSecond[last] / fp32.PrefillTokensPerSecond[last], 2.55);
+            md.AppendLine();
+        }
+        md.AppendLine($"![prefill and decode tokens/s]({Path.GetFileName(Path.ChangeExtension(s.Output, ".png"))})");
+        md.AppendLine();
+        md.AppendLine("Notes: absolute figures on this shared 2-core machine move with its load (quote ratios measured in the same run). " +
+            "W8A8 loads llama.cpp's block-wise Q8_0 file, re-scaled to one scale per row; W4A8/W4A4 load the Q4_0 file as symmetric 4-bit groups of 32 " +
+            "(the same weights llama.cpp runs). Where a bar is missed, what limits it is written in docs/PERFORMANCE.md: decode is bound by weight bytes " +
+            "per token over memory bandwidth, prefill by the int8 multiply-add peak (~1.98× the fp32 FMA peak here), the rest of a 2.55× prefill gain must come from pruning. " +
+            "When the load average is far above the core count, every figure is depressed and llama.cpp, whose worker threads spin-wait between operations, " +
+            "suffers most; AgileQuant FP32 memory includes the kernels' repacked copy of every FP32 matrix (about twice the weights).");
+        return md.ToString();
+    }
+
+    private static string LoadAverage() =>
+        File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
+
+    private static void Log(string message) => Console.Error.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {message}");
+}

@@ -1,0 +1,188 @@
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using AgileQuant.Intrinsics;
+using AgileQuant.Intrinsics.Formats;
+
+namespace AgileQuant.Models.Gguf;
+
+/// <summary>
+/// Turns GGUF tensors into runtime weights: F32/F16/BF16 into FP32, Q4_0 into a symmetric
+/// <see cref="PackedInt4Matrix"/> with groups of 32 (nibbles and scales carried over exactly, no FP32 detour),
+/// Q8_0 into an <see cref="Int8RowMatrix"/> (exact when every block of a row has the same scale, as the files
+/// <see cref="GgufModelWriter"/> writes from 8-bit weights; otherwise each row is re-scaled to one scale in
+/// integer-code space). Shapes are checked against the config, every scale must be finite, and every tensor
+/// must be taken exactly once (<see cref="RequireAllTaken"/>).
+/// </summary>
+internal sealed class GgufTensorConverter
+{
+    private readonly GgufTensorData _data;
+    private readonly HashSet<string> _taken = new(StringComparer.Ordinal);
+
+    public GgufTensorConverter(GgufTensorData data) => _data = data;
+
+    private string FilePath => _data.File.FilePath;
+
+    public bool Has(string name) => _data.File.FindTensor(name) is not null;
+
+    /// <summary>The tensor <paramref name="name"/> after checking it is (rows, cols), i.e. ggml shape [cols, rows] (or [cols] when rows is 0).</summary>
+    private GgufTensorInfo Find(string name, int rows, int cols)
+    {
+        GgufTensorInfo tensor = _data.File.FindTensor(name)
+            ?? throw new ModelFormatException(FilePath, name, $"missing: the metadata implies a tensor of shape {ShapeText(rows, cols)}");
+        long[] expected = rows == 0 ? [cols] : [cols, rows];
+        if (!tensor.Shape.SequenceEqual(expected))
+            throw new ModelFormatException(FilePath, name, $"expected ggml shape [{string.Join(", ", expected)}] from the metadata, found [{string.Join(", ", tensor.Shape)}]");
+        if (tensor.ElementCount > Array.MaxLength)
+            throw new ModelFormatException(FilePath, name, $"expected at most {Array.MaxLength} elements per tensor, found {tensor.ElementCount}");
+        _taken.Add(name);
+        return tensor;
+    }
+
+    private static string ShapeText(int rows, int cols) => rows == 0 ? $"[{cols}]" : $"[{cols}, {rows}] (ggml order)";
+
+    /// <summary>A vector (n) as FP32.</summary>
+    public float[] TakeVector(string name, int n) => ToFloats(Find(name, 0, n), 1, n);
+
+    /// <summary>A (rows, cols) table dequantized to FP32 (token embeddings, which are looked up, not multiplied).</summary>
+    public float[] TakeTable(string name, int rows, int cols) => ToFloats(Find(name, rows, cols), rows, cols);
+
+    /// <summary>A (rows, cols) weight in the packed format matching its ggml type.</summary>
+    public IWeightMatrix TakeMatrix(string name, int rows, int cols)
+    {
+        GgufTensorInfo tensor = Find(name, rows, cols);
+        return tensor.Type switch
+        {
+            GgmlType.Q4_0 => ToPackedInt4(tensor, rows, cols),
+            GgmlType.Q8_0 => ToInt8Rows(tensor, rows, cols),
+            _ => new Fp32Matrix(ToFloats(tensor, rows, cols), rows, cols),
+        };
+    }
+
+    /// <summary>Throws naming the first tensor no mapping took.</summary>
+    public void RequireAllTaken()
+    {
+        foreach (GgufTensorInfo tensor in _data.File.Tensors)
+            if (!_taken.Contains(tensor.Name))
+                throw new ModelFormatException(FilePath, tensor.Name,
+                    $"unexpected tensor [{string.Join(", ", tensor.Shape)}] {tensor.Type}: the metadata does not account for it (wrong block_count or a different architecture?)");
+    }
+
+    private float[] ToFloats(GgufTensorInfo tensor, int rows, int cols)
+    {
+        var values = new float[(long)Math.Max(rows, 1) * cols]; // (rows, cols)
+        int rowBytes = RowBytes(tensor, cols);
+        for (int r = 0; r < Math.Max(rows, 1); r++)
+        {
+            ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
+            Span<float> y = values.AsSpan(r * cols, cols);
+            switch (tensor.Type)
+            {
+                case GgmlType.F32: MemoryMarshal.Cast<byte, float>(row).CopyTo(y); break;
+                case GgmlType.F16: TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(row), y); break;
+                case GgmlType.BF16:
+                    ReadOnlySpan<ushort> bf16 = MemoryMarshal.Cast<byte, ushort>(row);
+                    for (int c = 0; c < cols; c++) y[c] = BitConverter.Int32BitsToSingle(bf16[c] << 16);
+                    break;
+                case GgmlType.Q8_0:
+                    RequireFiniteScales(tensor, r, MemoryMarshal.Cast<byte, BlockQ8_0>(row));
+                    GgmlBlockCodec.DequantizeRowQ8_0(MemoryMarshal.Cast<byte, BlockQ8_0>(row), y);
+                    break;
+                default:
+                    RequireFiniteScales(tensor, r, MemoryMarshal.Cast<byte, BlockQ4_0>(row));
+                    GgmlBlockCodec.DequantizeRowQ4_0(MemoryMarshal.Cast<byte, BlockQ4_0>(row), y);
+                    break;
+            }
+        }
+        return values;
+    }
+
+    /// <summary>Bytes of one row of <paramref name="cols"/> elements, refusing types this reader does not convert.</summary>
+    private int RowBytes(GgufTensorInfo tensor, int cols) => tensor.Type switch
+    {
+        GgmlType.F32 => cols * sizeof(float),
+        GgmlType.F16 or GgmlType.BF16 => cols * 2,
+        GgmlType.Q8_0 => cols / BlockQ8_0.Elements * BlockQ8_0.Bytes,
+        GgmlType.Q4_0 => cols / BlockQ4_0.Elements * BlockQ4_0.Bytes,
+        _ => throw new ModelFormatException(FilePath, tensor.Name, $"expected type F32, F16, BF16, Q8_0 or Q4_0, found {tensor.Type} (not supported)"),
+    };
+
+    // Q4_0 block b of a row → columns [32b, 32b + 32) of a PackedInt4Matrix row: our byte 16b + k holds
+    // columns 32b + 2k (low) and 32b + 2k + 1 (high); ggml's byte j holds j (low) and j + 16 (high).
+    private PackedInt4Matrix ToPackedInt4(GgufTensorInfo tensor, int rows, int cols)
+    {
+        const int groupSize = BlockQ4_0.Elements;
+        int groups = cols / groupSize, rowBytes = RowBytes(tensor, cols);
+        int packedRowBytes = (cols + PackedInt4Matrix.BlockColumns - 1) / PackedInt4Matrix.BlockColumns * (PackedInt4Matrix.BlockColumns / 2);
+        var packed = new byte[(long)rows * packedRowBytes]; // (rows, packedRowBytes), zero padding past cols
+        var scales = new float[(long)rows * groups];        // (rows, groups)
+        Span<byte> nibbles = stackalloc byte[groupSize];
+        for (int r = 0; r < rows; r++)
+        {
+            ReadOnlySpan<BlockQ4_0> blocks = MemoryMarshal.Cast<byte, BlockQ4_0>(_data.Bytes(tensor, (long)r * rowBytes, rowBytes));
+            RequireFiniteScales(tensor, r, blocks);
+            for (int b = 0; b < groups; b++)
+            {
+                ReadOnlySpan<byte> qs = MemoryMarshal.AsBytes(blocks.Slice(b, 1)).Slice(2, groupSize / 2);
+                for (int j = 0; j < groupSize / 2; j++)
+                {
+                    nibbles[j] = (byte)(qs[j] & 0xF);
+                    nibbles[j + groupSize / 2] = (byte)(qs[j] >> 4);
+                }
+                Span<byte> destination = packed.AsSpan((int)((long)r * packedRowBytes) + b * groupSize / 2, groupSize / 2);
+                for (int k = 0; k < groupSize / 2; k++) destination[k] = (byte)(nibbles[2 * k] | nibbles[2 * k + 1] << 4);
+                scales[(long)r * groups + b] = (float)blocks[b].Scale;
+            }
+        }
+        return PackedInt4Matrix.FromPacked(packed, scales, [], rows, cols, groupSize);
+    }
+
+    // Q8_0 row → one Int8RowMatrix row: codes as stored when all blocks share d; otherwise
+    // s = max_b |d_b| · max|q_b| / 127 and code = round(d_b · q / s) (integer-code rescale, error ≤ s / 2).
+    private Int8RowMatrix ToInt8Rows(GgufTensorInfo tensor, int rows, int cols)
+    {
+        int rowBytes = RowBytes(tensor, cols);
+        var codes = new sbyte[(long)rows * cols]; // (rows, cols)
+        var scales = new float[rows];            // (rows)
+        for (int r = 0; r < rows; r++)
+        {
+            ReadOnlySpan<BlockQ8_0> blocks = MemoryMarshal.Cast<byte, BlockQ8_0>(_data.Bytes(tensor, (long)r * rowBytes, rowBytes));
+            RequireFiniteScales(tensor, r, blocks);
+            Span<sbyte> rowCodes = codes.AsSpan((int)((long)r * cols), cols);
+            bool uniform = true;
+            float maxMagnitude = 0;
+            for (int b = 0; b < blocks.Length; b++)
+            {
+                uniform &= blocks[b].Scale.Equals(blocks[0].Scale);
+                ReadOnlySpan<sbyte> q = MemoryMarshal.Cast<byte, sbyte>(MemoryMarshal.AsBytes(blocks.Slice(b, 1)).Slice(2, BlockQ8_0.Elements));
+                q.CopyTo(rowCodes.Slice(b * BlockQ8_0.Elements));
+                int maxCode = 0;
+                foreach (sbyte code in q) maxCode = Math.Max(maxCode, Math.Abs((int)code));
+                maxMagnitude = MathF.Max(maxMagnitude, MathF.Abs((float)blocks[b].Scale) * maxCode);
+            }
+            if (uniform) { scales[r] = (float)blocks[0].Scale; continue; }
+            float s = maxMagnitude / 127f;
+            scales[r] = s;
+            for (int b = 0; b < blocks.Length && s > 0; b++)
+            {
+                float ratio = (float)blocks[b].Scale / s;
+                Span<sbyte> q = rowCodes.Slice(b * BlockQ8_0.Elements, BlockQ8_0.Elements);
+                for (int i = 0; i < q.Length; i++) q[i] = (sbyte)Math.Clamp(MathF.Round(q[i] * ratio), -127, 127);
+            }
+        }
+        return new Int8RowMatrix(codes, scales, rows, cols);
+    }
+
+    private void RequireFiniteScales(GgufTensorInfo tensor, int row, ReadOnlySpan<BlockQ8_0> blocks)
+    {
+        for (int b = 0; b < blocks.Length; b++)
+            if (!Half.IsFinite(blocks[b].Scale))
+                throw new ModelFormatException(FilePath, tensor.Name, $"expected finite block scales, found {blocks[b].Scale} in row {row}, block {b}");
+    }
+
+    private void RequireFiniteScales(GgufTensorInfo tensor, int row, ReadOnlySpan<BlockQ4_0> blocks)
+    {
+        for (int b = 0; b < blocks.Length; b++)
+            if (!Half.IsFinite(blocks[b].Scale))
+                throw new ModelFormatException(FilePath, tensor.Name, $"expected finite block scales, found {blocks[b].Scale} in row {row}, block {b}");
+    }
+}

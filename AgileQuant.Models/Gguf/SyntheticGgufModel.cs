@@ -1,0 +1,103 @@
+using System.Text.RegularExpressions;
+using AgileQuant.Core;
+using AgileQuant.Core.Runtime;
+
+namespace AgileQuant.Models.Gguf;
+
+/// <summary>A LLaMA shape for synthetic benchmark models: a name and the config it stands for.</summary>
+/// <param name="Name">e.g. <c>llama7b-4l</c>.</param>
+/// <param name="Config">Sizes (random weights: speed depends on shapes, not values).</param>
+public sealed record SyntheticModelShape(string Name, TransformerConfig Config)
+{
+    /// <summary>Base shapes: LLaMA-7B layers (4 by default), TinyLlama-1.1B, stories110M, and a small one for quick runs.</summary>
+    public static IReadOnlyList<string> BaseNames { get; } = ["llama7b", "tinyllama", "stories110m", "small"];
+
+    /// <summary>
+    /// Parses <c>base</c> or <c>base-Nl</c> (N layers): <c>llama7b</c> (dim 4096, ffn 11008, 32 heads, vocab 32000, 4 layers
+    /// unless given), <c>tinyllama</c> (2048, 5632, 32 heads / 4 kv heads, 22 layers), <c>stories110m</c> (768, 2048, 12 heads,
+    /// 12 layers), <c>small</c> (512, 1376, 8 heads, 4 layers, vocab 4096).
+    /// </summary>
+    /// <exception cref="AgileQuantException">Unknown base name or a layer count outside 1..1024.</exception>
+    public static SyntheticModelShape Parse(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        Match m = Regex.Match(name.Trim().ToLowerInvariant(), @"^([a-z0-9]+?)(?:-(\d{1,4})l)?$");
+        string baseName = m.Success ? m.Groups[1].Value : name;
+        (int dim, int ffn, int heads, int kvHeads, int layers, int vocab, int context) = baseName switch
+        {
+            "llama7b" => (4096, 11008, 32, 32, 4, 32000, 2048),
+            "tinyllama" => (2048, 5632, 32, 4, 22, 32000, 2048),
+            "stories110m" => (768, 2048, 12, 12, 12, 32000, 1024),
+            "small" => (512, 1376, 8, 8, 4, 4096, 1024),
+            _ => throw new AgileQuantException($"unknown model shape \"{name}\"; expected one of {string.Join(", ", BaseNames)}, optionally with -<layers>l (e.g. llama7b-4l)"),
+        };
+        if (m.Groups[2].Success)
+        {
+            layers = int.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
+            if (layers is < 1 or > 1024) throw new AgileQuantException($"layer count must be in 1..1024, found {layers}");
+        }
+        var config = new TransformerConfig
+        {
+            Family = "llama", VocabSize = vocab, HiddenSize = dim, IntermediateSize = ffn, NumLayers = layers, NumHeads = heads,
+            NumKvHeads = kvHeads, MaxSequenceLength = context, Norm = NormKind.RmsNorm, NormEpsilon = 1e-5f,
+            Positions = PositionKind.Rotary, RotaryPairing = RotaryPairing.Adjacent, Mlp = MlpKind.SwiGlu,
+        };
+        return new SyntheticModelShape($"{baseName}-{layers}l", config);
+    }
+}
+
+/// <summary>
+/// Writes seeded random LLaMA models straight to GGUF, row by row (a 4-layer LLaMA-7B-shaped F32 file is 4.3 GB and
+/// never sits in memory): weight (t, r, c) = U(−a, a), a = 1/√(fan-in), from a SplitMix64 stream keyed by
+/// (seed, tensor index, row), so every file type of one seed holds the same values before rounding; norms are 1.
+/// </summary>
+public static class SyntheticGgufModel
+{
+    /// <summary>Writes <paramref name="shape"/> with matrices and token embedding in <paramref name="type"/> to <paramref name="path"/>.</summary>
+    public static void Write(string path, SyntheticModelShape shape, GgmlType type, ulong seed = 7)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(shape);
+        TransformerConfig c = shape.Config;
+        var w = new GgufWriter();
+        GgufModelWriter.AddModelMetadata(w, c, GgufVocabulary.Placeholder(c.VocabSize), type, "synthetic-" + shape.Name);
+        int d = c.HiddenSize, f = c.IntermediateSize, kv = c.KvDim, tensorIndex = 0;
+        float[] ones = Enumerable.Repeat(1f, d).ToArray();
+        void Matrix(string name, int rows, int cols)
+        {
+            ulong key = seed * 0x9E3779B97F4A7C15UL ^ (ulong)++tensorIndex << 40;
+            float amplitude = 1f / MathF.Sqrt(cols);
+            GgufModelWriter.AddMatrix(w, name, rows, cols, type, (r, row) => Fill(key ^ (ulong)r, amplitude, row));
+        }
+        Matrix("token_embd.weight", c.VocabSize, d);
+        for (int i = 0; i < c.NumLayers; i++)
+        {
+            string p = $"blk.{i}.";
+            GgufModelWriter.AddVector(w, p + "attn_norm.weight", ones);
+            Matrix(p + "attn_q.weight", d, d);
+            Matrix(p + "attn_k.weight", kv, d);
+            Matrix(p + "attn_v.weight", kv, d);
+            Matrix(p + "attn_output.weight", d, d);
+            GgufModelWriter.AddVector(w, p + "ffn_norm.weight", ones);
+            Matrix(p + "ffn_gate.weight", f, d);
+            Matrix(p + "ffn_up.weight", f, d);
+            Matrix(p + "ffn_down.weight", d, f);
+        }
+        GgufModelWriter.AddVector(w, "output_norm.weight", ones);
+        Matrix("output.weight", c.VocabSize, d);
+        w.Write(path);
+    }
+
+    // row[i] = a · (2u − 1), u uniform in [0, 1) from SplitMix64 (Steele, Lea, Flood 2014) seeded with `state`.
+    private static void Fill(ulong state, float amplitude, Span<float> row)
+    {
+        for (int i = 0; i < row.Length; i++)
+        {
+            ulong z = state += 0x9E3779B97F4A7C15UL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            z ^= z >> 31;
+            row[i] = amplitude * ((z >> 40) * (2f / (1 << 24)) - 1f);
+        }
+    }
+}
