@@ -67,8 +67,11 @@ internal static unsafe class Fp32PanelGemm<TMicro> where TMicro : IFp32MicroKern
     /// <summary>Below this many multiply-adds a call runs on the calling thread alone.</summary>
     private const long MinParallelMacs = 1L << 18;
 
-    /// <summary>Chunks per thread, so a core slowed by other processes can hand work to the other.</summary>
-    private const int ChunksPerThread = 16;
+    /// <summary>Decode chunks per thread, so a core slowed by other processes can hand work to the other.</summary>
+    private const int StreamChunksPerThread = 8;
+
+    /// <summary>GEMM chunks per thread: finer, so the last chunk leaves the other core idle only briefly.</summary>
+    private const int GemmChunksPerThread = 16;
 
     private const int PanelRows = Fp32Matrix.PanelRows;
 
@@ -85,7 +88,7 @@ internal static unsafe class Fp32PanelGemm<TMicro> where TMicro : IFp32MicroKern
             fixed (float* xp = x)
             fixed (float* yp = y)
             {
-                int chunkCount = parallel ? Math.Min(panelCount, pool!.Threads * ChunksPerThread) : 1;
+                int chunkCount = parallel ? Math.Min(panelCount, pool!.Threads * StreamChunksPerThread) : 1;
                 job.Execute(pool, new Fp32GemmArgs(panels, xp, yp, null, w.Rows, w.Cols, tokens, panelCount), &StreamChunk, chunkCount);
             }
             return;
@@ -100,7 +103,7 @@ internal static unsafe class Fp32PanelGemm<TMicro> where TMicro : IFp32MicroKern
         {
             int packChunks = parallel ? Math.Min(depthBlocks, pool!.Threads) : 1;
             int group = GroupPanels(blockTokens);
-            int gemmChunks = parallel ? Math.Min(panelCount, Math.Max(pool!.Threads * ChunksPerThread, (panelCount + group - 1) / group)) : 1;
+            int gemmChunks = parallel ? Math.Min(panelCount, Math.Max(pool!.Threads * GemmChunksPerThread, (panelCount + group - 1) / group)) : 1;
             for (int m0 = 0; m0 < tokens; m0 += blockTokens)
             {
                 int n = Math.Min(blockTokens, tokens - m0);
@@ -232,12 +235,16 @@ internal static unsafe class Fp32PanelGemm<TMicro> where TMicro : IFp32MicroKern
                 for (int j = 0; j < tiles.Count; j++)
                 {
                     (int start, int height) = tiles[j];
+                    float* accTile = accPanel + start * PanelRows;
                     if (Sse.IsSupported)
                     {
                         int line = j * linesPerTile, lineEnd = Math.Min(line + linesPerTile, nextLines);
                         for (; line < lineEnd; line++) Sse.Prefetch1(next + line * PanelRows);
+                        // The next tile's accumulators (one line per token, from L2), so its first FMAs need not wait.
+                        if (accumulate && j + 1 < tiles.Count)
+                            for (int t = height; t < 2 * height; t++) Sse.Prefetch0(accTile + t * PanelRows);
                     }
-                    TMicro.Tile(block + (nint)start * depth, panel, depth, accPanel + start * PanelRows, PanelRows, height, accumulate);
+                    TMicro.Tile(block + (nint)start * depth, panel, depth, accTile, PanelRows, height, accumulate);
                 }
             }
         }
