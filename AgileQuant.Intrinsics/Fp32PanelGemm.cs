@@ -101,7 +101,7 @@ internal static unsafe class Fp32PanelGemm<TMicro> where TMicro : IFp32MicroKern
         fixed (float* yp = y)
         fixed (float* pp = packed)
         {
-            int packChunks = parallel ? Math.Min(depthBlocks, pool!.Threads) : 1;
+            int packChunks = parallel ? Math.Min(depthBlocks, pool!.Threads * 4) : 1;
             int group = GroupPanels(blockTokens);
             int gemmChunks = parallel ? Math.Min(panelCount, Math.Max(pool!.Threads * GemmChunksPerThread, (panelCount + group - 1) / group)) : 1;
             for (int m0 = 0; m0 < tokens; m0 += blockTokens)
