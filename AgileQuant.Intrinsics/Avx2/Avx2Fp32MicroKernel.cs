@@ -41,24 +41,38 @@ internal readonly unsafe struct Avx2Fp32MicroKernel : IFp32MicroKernel
             if (N.Value > 4) { c40 = X86.Avx.LoadVector256(y + 4 * yStride); c41 = X86.Avx.LoadVector256(y + 4 * yStride + 8); }
             if (N.Value > 5) { c50 = X86.Avx.LoadVector256(y + 5 * yStride); c51 = X86.Avx.LoadVector256(y + 5 * yStride + 8); }
         }
-        for (int k = 0; k < depth; k++, x += N.Value, panel += 16)
+        int k = 0;
+        for (; k + 2 <= depth; k += 2, x += 2 * N.Value, panel += 32) // two columns per trip: less loop overhead per FMA
         {
-            Vector256<float> w0 = X86.Avx.LoadVector256(panel);
-            Vector256<float> w1 = X86.Avx.LoadVector256(panel + 8);
-            Vector256<float> b = X86.Avx.BroadcastScalarToVector256(x);
-            c00 = X86.Fma.MultiplyAdd(b, w0, c00); c01 = X86.Fma.MultiplyAdd(b, w1, c01);
-            if (N.Value > 1) { b = X86.Avx.BroadcastScalarToVector256(x + 1); c10 = X86.Fma.MultiplyAdd(b, w0, c10); c11 = X86.Fma.MultiplyAdd(b, w1, c11); }
-            if (N.Value > 2) { b = X86.Avx.BroadcastScalarToVector256(x + 2); c20 = X86.Fma.MultiplyAdd(b, w0, c20); c21 = X86.Fma.MultiplyAdd(b, w1, c21); }
-            if (N.Value > 3) { b = X86.Avx.BroadcastScalarToVector256(x + 3); c30 = X86.Fma.MultiplyAdd(b, w0, c30); c31 = X86.Fma.MultiplyAdd(b, w1, c31); }
-            if (N.Value > 4) { b = X86.Avx.BroadcastScalarToVector256(x + 4); c40 = X86.Fma.MultiplyAdd(b, w0, c40); c41 = X86.Fma.MultiplyAdd(b, w1, c41); }
-            if (N.Value > 5) { b = X86.Avx.BroadcastScalarToVector256(x + 5); c50 = X86.Fma.MultiplyAdd(b, w0, c50); c51 = X86.Fma.MultiplyAdd(b, w1, c51); }
+            Step<N>(x, panel, ref c00, ref c01, ref c10, ref c11, ref c20, ref c21, ref c30, ref c31, ref c40, ref c41, ref c50, ref c51);
+            Step<N>(x + N.Value, panel + 16, ref c00, ref c01, ref c10, ref c11, ref c20, ref c21, ref c30, ref c31, ref c40, ref c41, ref c50, ref c51);
         }
+        if (k < depth) Step<N>(x, panel, ref c00, ref c01, ref c10, ref c11, ref c20, ref c21, ref c30, ref c31, ref c40, ref c41, ref c50, ref c51);
         X86.Avx.Store(y, c00); X86.Avx.Store(y + 8, c01);
         if (N.Value > 1) { X86.Avx.Store(y + yStride, c10); X86.Avx.Store(y + yStride + 8, c11); }
         if (N.Value > 2) { X86.Avx.Store(y + 2 * yStride, c20); X86.Avx.Store(y + 2 * yStride + 8, c21); }
         if (N.Value > 3) { X86.Avx.Store(y + 3 * yStride, c30); X86.Avx.Store(y + 3 * yStride + 8, c31); }
         if (N.Value > 4) { X86.Avx.Store(y + 4 * yStride, c40); X86.Avx.Store(y + 4 * yStride + 8, c41); }
         if (N.Value > 5) { X86.Avx.Store(y + 5 * yStride, c50); X86.Avx.Store(y + 5 * yStride + 8, c51); }
+    }
+
+    // c[t, 0..16) += x[t] · panel[0..16), t < N: one column k of the tile
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step<N>(float* x, float* panel,
+        ref Vector256<float> c00, ref Vector256<float> c01, ref Vector256<float> c10, ref Vector256<float> c11,
+        ref Vector256<float> c20, ref Vector256<float> c21, ref Vector256<float> c30, ref Vector256<float> c31,
+        ref Vector256<float> c40, ref Vector256<float> c41, ref Vector256<float> c50, ref Vector256<float> c51)
+        where N : struct, ITokenCount
+    {
+        Vector256<float> w0 = X86.Avx.LoadVector256(panel);
+        Vector256<float> w1 = X86.Avx.LoadVector256(panel + 8);
+        Vector256<float> b = X86.Avx.BroadcastScalarToVector256(x);
+        c00 = X86.Fma.MultiplyAdd(b, w0, c00); c01 = X86.Fma.MultiplyAdd(b, w1, c01);
+        if (N.Value > 1) { b = X86.Avx.BroadcastScalarToVector256(x + 1); c10 = X86.Fma.MultiplyAdd(b, w0, c10); c11 = X86.Fma.MultiplyAdd(b, w1, c11); }
+        if (N.Value > 2) { b = X86.Avx.BroadcastScalarToVector256(x + 2); c20 = X86.Fma.MultiplyAdd(b, w0, c20); c21 = X86.Fma.MultiplyAdd(b, w1, c21); }
+        if (N.Value > 3) { b = X86.Avx.BroadcastScalarToVector256(x + 3); c30 = X86.Fma.MultiplyAdd(b, w0, c30); c31 = X86.Fma.MultiplyAdd(b, w1, c31); }
+        if (N.Value > 4) { b = X86.Avx.BroadcastScalarToVector256(x + 4); c40 = X86.Fma.MultiplyAdd(b, w0, c40); c41 = X86.Fma.MultiplyAdd(b, w1, c41); }
+        if (N.Value > 5) { b = X86.Avx.BroadcastScalarToVector256(x + 5); c50 = X86.Fma.MultiplyAdd(b, w0, c50); c51 = X86.Fma.MultiplyAdd(b, w1, c51); }
     }
 
     // y[0..16) (+)= Σ_k x[k] · panel[k, 0..16): four independent FMA chains per half hide FMA latency

@@ -72,6 +72,39 @@ public sealed class Fp32KernelTests
     }
 
     [TestCaseSource(nameof(SimdKernels))]
+    public void MatchesScalarOnEveryTileRemainderAcrossDepthBlocks(IMatMulKernel kernel)
+    {
+        // Tails of 6- and 4-token tiles (some merged into two shorter tiles), 3 depth blocks (the last partial), a partial panel.
+        for (int tokens = 7; tokens <= 26; tokens++) AssertMatchesScalar(kernel, tokens, cols: 600, rows: 37, seed: 400 + tokens);
+    }
+
+    [TestCaseSource(nameof(SimdKernels))]
+    public void MatchesScalarOverSeveralTokenBlocksAndPanelGroups(IMatMulKernel kernel)
+    {
+        AssertMatchesScalar(kernel, tokens: 128, cols: 520, rows: 1000, seed: 21); // one block, many panel groups
+        AssertMatchesScalar(kernel, tokens: 401, cols: 300, rows: 70, seed: 22);   // 3 token blocks of 134, 134, 133
+    }
+
+    [TestCase(6)]
+    [TestCase(4)]
+    public void TokenTilesCoverEveryTokenOnceWithNoShortTile(int maxTokens)
+    {
+        for (int tokens = 1; tokens <= 100; tokens++)
+        {
+            var tiles = new TokenTiles(tokens, maxTokens);
+            int next = 0;
+            for (int j = 0; j < tiles.Count; j++)
+            {
+                (int start, int height) = tiles[j];
+                Assert.That(start, Is.EqualTo(next), $"tokens {tokens}, tile {j} start");
+                Assert.That(height, Is.InRange(tokens >= maxTokens ? maxTokens / 2 : 1, maxTokens), $"tokens {tokens}, tile {j} height");
+                next = start + height;
+            }
+            Assert.That(next, Is.EqualTo(tokens), $"tokens {tokens}: tiles end");
+        }
+    }
+
+    [TestCaseSource(nameof(SimdKernels))]
     public void PropagatesNaNAndInfinityLikeScalar(IMatMulKernel kernel)
     {
         const int tokens = 8, cols = 300, rows = 37;
