@@ -127,7 +127,7 @@ public static class ModelQuantizer
 
     private static IEnumerable<LinearLayer?> Linears(LayerWeights l) => [l.Query, l.Key, l.Value, l.Output, l.Gate, l.Up, l.Down];
 
-    private static LayerWeights QuantizeLayer(LayerWeights l, QuantizationConfig config, int groupSize, Dictionary<LinearSlot, HessianAccumulator>? hessians)
+    internal static LayerWeights QuantizeLayer(LayerWeights l, QuantizationConfig config, int groupSize, Dictionary<LinearSlot, HessianAccumulator>? hessians)
     {
         bool mixed = config.LowBitTokenRatio > 0;
         LinearLayer Q(LinearLayer linear, LinearSlot slot, bool mixedPoint) =>
