@@ -26,6 +26,8 @@ public sealed class EncoderContext
     private float[] _attention = [];  // (n, d)
     private float[] _projected = [];  // (n, d)
     private float[] _inner = [];      // (n, IntermediateSize)
+    private float[] _geluU = [];      // (n, IntermediateSize) GELU scratch
+    private float[] _geluT = [];      // (n, IntermediateSize) GELU scratch
     private float[] _scores = [];     // (heads, n) one score row per head
     private float[] _startAttention = []; // (heads, n): A[h, i, 0]
     private float[] _tokenScores = [];    // (n)
@@ -142,7 +144,7 @@ public sealed class EncoderContext
         Span<float> inner = _inner.AsSpan(0, n * f);
         Observer?.Observe(layer, LinearSlot.MlpInput, hidden, n);
         Linear(lw.Up, hidden, inner, n);
-        ActivationFunctions.GeluErf(inner);
+        GeluErfApproximation.Apply(inner, _geluU, _geluT);
         Observer?.Observe(layer, LinearSlot.MlpDown, inner, n);
         Linear(lw.Down, inner, _projected, n);
         TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
@@ -239,6 +241,8 @@ public sealed class EncoderContext
         Grow(ref _attention, n * d);
         Grow(ref _projected, n * d);
         Grow(ref _inner, n * _config.IntermediateSize);
+        Grow(ref _geluU, n * _config.IntermediateSize);
+        Grow(ref _geluT, n * _config.IntermediateSize);
         Grow(ref _scores, _config.NumHeads * n);
         Grow(ref _startAttention, _config.NumHeads * n);
         Grow(ref _tokenScores, n);

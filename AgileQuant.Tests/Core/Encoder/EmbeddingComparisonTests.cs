@@ -43,3 +43,21 @@ public sealed class EmbeddingComparisonTests
         Assert.That(mean[1], Is.EqualTo(2 / Math.Sqrt(5)).Within(1e-7));
     }
 }
+
+[TestFixture]
+public sealed class GeluErfApproximationTests
+{
+    [Test]
+    public void MatchesTheDoublePrecisionErfWithinTheApproximationBound()
+    {
+        float[] x = Enumerable.Range(-2000, 4001).Select(i => i / 200f).ToArray(); // −10 … 10
+        float[] y = (float[])x.Clone();
+        AgileQuant.Core.Encoder.GeluErfApproximation.Apply(y, new float[x.Length], new float[x.Length]);
+        for (int i = 0; i < x.Length; i++)
+        {
+            // reference: x·½·(1 + erf(x/√2)) with the double-precision series/continued fraction
+            double expected = x[i] * 0.5 * (1 + AgileQuant.Core.Runtime.ActivationFunctions.Erf(x[i] / Math.Sqrt(2)));
+            Assert.That(y[i], Is.EqualTo(expected).Within(1e-6 * Math.Max(1, Math.Abs(x[i]))), $"x = {x[i]}");
+        }
+    }
+}
