@@ -27,11 +27,12 @@ internal static class EncoderAccuracyCommand
         var configs = new Option<string>("--configs") { Description = "Comma-separated schemes.", DefaultValueFactory = _ => "FP32,W8A8,W4A16-GPTQ,W4A8-GPTQ,W4A4-GPTQ" };
         var ratios = new Option<string>("--ratios") { Description = "Comma-separated pruned fractions β (progressive schedule from --prune-start-layer).", DefaultValueFactory = _ => "0.25,0.5" };
         var quantizedRatios = new Option<string>("--quantized-ratios") { Description = "Comma-separated β measured with [CLS] pruning on the quantized schemes (FP32 gets every --ratios value with random and highest-score controls).", DefaultValueFactory = _ => "0.5" };
+        var smoothAlpha = new Option<double>("--smooth-alpha") { Description = "SmoothQuant migration strength α for the quantized schemes (0 = off; 0.5 = the paper's default), from the calibration lines.", DefaultValueFactory = _ => 0 };
         var startLayer = new Option<int>("--prune-start-layer") { Description = "First layer that prunes.", DefaultValueFactory = _ => 2 };
         var output = new Option<string?>("--output") { Description = "Markdown report path (rewritten after every configuration)." };
         var command = new Command("encoder-accuracy", "Accuracy of quantized / token-pruned encoder embeddings vs FP32: mean and min cosine, 10-NN overlap.")
         {
-            text, lines, calibLines, configs, ratios, quantizedRatios, startLayer, output,
+            text, lines, calibLines, configs, ratios, quantizedRatios, smoothAlpha, startLayer, output,
         };
         model.AddTo(command);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
@@ -82,7 +83,7 @@ internal static class EncoderAccuracyCommand
                 if (!ReferenceEquals(current, v.Config))
                 {
                     clock.Restart();
-                    quantized = EncoderModelOptions.Quantize(fp32, v.Config, calibration, cancel).Model;
+                    quantized = EncoderModelOptions.Quantize(fp32, v.Config, calibration, cancel, parse.GetValue(smoothAlpha)).Model;
                     current = v.Config;
                     if (v.Config.QuantizesWeights) Console.Error.WriteLine($"{v.Config.Name}: quantized in {clock.Elapsed.TotalSeconds:F1}s");
                 }

@@ -53,14 +53,13 @@ internal sealed class EncoderModelOptions
     }
 
     /// <summary>The encoder quantized to <paramref name="config"/>; GPTQ calibrates on <paramref name="calibration"/> texts.</summary>
-    public static SentenceEncoder Quantize(SentenceEncoder fp32, QuantizationConfig config, IReadOnlyList<string> calibration, CancellationToken cancel)
+    /// <remarks><paramref name="smoothAlpha"/> &gt; 0 first migrates activation outliers into the weights (<see cref="EncoderSmoothing"/>).</remarks>
+    public static SentenceEncoder Quantize(SentenceEncoder fp32, QuantizationConfig config, IReadOnlyList<string> calibration, CancellationToken cancel, double smoothAlpha = 0)
     {
         if (!config.QuantizesWeights && !config.QuantizesActivations) return fp32;
-        var options = new ModelQuantizationOptions
-        {
-            Calibration = calibration.Select(fp32.Tokenize).ToArray(),
-            CancellationToken = cancel,
-        };
-        return fp32.WithModel(EncoderQuantizer.Quantize(fp32.Model, config, options));
+        int[][] sequences = calibration.Select(fp32.Tokenize).ToArray();
+        var options = new ModelQuantizationOptions { Calibration = sequences, CancellationToken = cancel };
+        EncoderModel source = smoothAlpha > 0 ? EncoderSmoothing.Smooth(fp32.Model, sequences, smoothAlpha) : fp32.Model;
+        return fp32.WithModel(EncoderQuantizer.Quantize(source, config, options));
     }
 }

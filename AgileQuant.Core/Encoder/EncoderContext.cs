@@ -26,6 +26,7 @@ public sealed class EncoderContext
     private float[] _attention = [];  // (n, d)
     private float[] _projected = [];  // (n, d)
     private float[] _inner = [];      // (n, IntermediateSize)
+    private float[] _smoothed = [];   // (n, widest linear input) scaled inputs
     private float[] _geluU = [];      // (n, IntermediateSize) GELU scratch
     private float[] _geluT = [];      // (n, IntermediateSize) GELU scratch
     private float[] _scores = [];     // (heads, n) one score row per head
@@ -105,10 +106,11 @@ public sealed class EncoderContext
         Span<float> hidden = _hidden.AsSpan(0, n * d);
 
         // x = LN(x + O(attn(x)))
-        Observer?.Observe(layer, LinearSlot.QueryKeyValue, hidden, n);
-        Linear(lw.Query, hidden, _query, n);
-        Linear(lw.Key, hidden, _key, n);
-        Linear(lw.Value, hidden, _value, n);
+        ReadOnlySpan<float> qkvInput = Smoothed(layer, LinearSlot.QueryKeyValue, hidden, n);
+        Observer?.Observe(layer, LinearSlot.QueryKeyValue, qkvInput, n);
+        Linear(lw.Query, qkvInput, _query, n);
+        Linear(lw.Key, qkvInput, _key, n);
+        Linear(lw.Value, qkvInput, _value, n);
         AttentionQuantization aq = _model.Options.Attention;
         if (aq.QkvBits > 0)
         {
@@ -129,8 +131,9 @@ public sealed class EncoderContext
         bool prunes = ratio > 0 && n > 2;
         Attend(n, prunes);
         if (prunes) SelectTokens(layer, n, ratio, schedule!.Direction);
-        Observer?.Observe(layer, LinearSlot.AttentionOutput, _attention.AsSpan(0, n * d), n);
-        Linear(lw.Output, _attention, _projected, n);
+        ReadOnlySpan<float> attention = Smoothed(layer, LinearSlot.AttentionOutput, _attention.AsSpan(0, n * d), n);
+        Observer?.Observe(layer, LinearSlot.AttentionOutput, attention, n);
+        Linear(lw.Output, attention, _projected, n);
         TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
         lw.AttentionNorm.Forward(hidden, hidden, n);
         if (_pruner.PrunedCount > 0)
@@ -142,14 +145,28 @@ public sealed class EncoderContext
         // x = LN(x + fc2(gelu_erf(fc1(x))))
         int f = _config.IntermediateSize;
         Span<float> inner = _inner.AsSpan(0, n * f);
-        Observer?.Observe(layer, LinearSlot.MlpInput, hidden, n);
-        Linear(lw.Up, hidden, inner, n);
+        ReadOnlySpan<float> mlpInput = Smoothed(layer, LinearSlot.MlpInput, hidden, n);
+        Observer?.Observe(layer, LinearSlot.MlpInput, mlpInput, n);
+        Linear(lw.Up, mlpInput, inner, n);
         GeluErfApproximation.Apply(inner, _geluU, _geluT);
-        Observer?.Observe(layer, LinearSlot.MlpDown, inner, n);
-        Linear(lw.Down, inner, _projected, n);
+        ReadOnlySpan<float> downInput = Smoothed(layer, LinearSlot.MlpDown, inner, n);
+        Observer?.Observe(layer, LinearSlot.MlpDown, downInput, n);
+        Linear(lw.Down, downInput, _projected, n);
         TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
         lw.MlpNorm.Forward(hidden, hidden, n);
         return n;
+    }
+
+    /// <summary>x (n, width) multiplied per channel by the layer's input scales for <paramref name="slot"/>, or x itself without smoothing.</summary>
+    private ReadOnlySpan<float> Smoothed(int layer, LinearSlot slot, ReadOnlySpan<float> x, int n)
+    {
+        if (_model.Weights.InputScales is not { } all) return x;
+        float[] scales = all[layer].For(slot);
+        int width = scales.Length;
+        Grow(ref _smoothed, n * width);
+        // x'[i, c] = x[i, c] · (1/s_c)
+        for (int i = 0; i < n; i++) TensorPrimitives.Multiply(x.Slice(i * width, width), scales, _smoothed.AsSpan(i * width, width));
+        return _smoothed.AsSpan(0, n * width);
     }
 
     private void Linear(LinearLayer linear, ReadOnlySpan<float> x, Span<float> y, int n) =>

@@ -55,6 +55,7 @@ public static class EncoderQuantizer
         TokenTypeEmbedding = source.TokenTypeEmbedding,
         EmbeddingNorm = source.EmbeddingNorm,
         Layers = layers.ToArray(),
+        InputScales = source.InputScales,
     };
 
     private static Dictionary<LinearSlot, HessianAccumulator> CollectHessians(EncoderModel model, int layer, IReadOnlyList<int[]> calibration, CancellationToken cancel)

@@ -73,6 +73,12 @@ public sealed class EncoderWeights
     /// <summary>The layers, first to last.</summary>
     public required IReadOnlyList<LayerWeights> Layers { get; init; }
 
+    /// <summary>
+    /// Per layer, optional per-channel input scales (SmoothQuant-style, <see cref="EncoderSmoothing"/>): each linear input x
+    /// is multiplied by these factors 1/s before the linear, whose weight columns were multiplied by s; null for none.
+    /// </summary>
+    public IReadOnlyList<LayerInputScales>? InputScales { get; init; }
+
     /// <summary>Bytes of the layer weights as the kernels stream them, plus the FP32 embedding tables.</summary>
     public long WeightBytes
     {
@@ -109,6 +115,13 @@ public sealed class EncoderWeights
             CheckLength($"layer {i} attention LayerNorm", l.AttentionNorm.Weight.Length, d);
             CheckLength($"layer {i} output LayerNorm", l.MlpNorm.Weight.Length, d);
             if (l.Gate is not null) throw new AgileQuantException($"Layer {i}: an encoder MLP has no gate projection.");
+            if (InputScales is null) continue;
+            if (InputScales.Count != c.NumLayers) throw new AgileQuantException($"Expected input scales for {c.NumLayers} layers, found {InputScales.Count}.");
+            LayerInputScales scales = InputScales[i];
+            CheckLength($"layer {i} Q/K/V input scales", scales.QueryKeyValue.Length, d);
+            CheckLength($"layer {i} attention output input scales", scales.AttentionOutput.Length, d);
+            CheckLength($"layer {i} MLP input scales", scales.MlpInput.Length, d);
+            CheckLength($"layer {i} MLP down input scales", scales.MlpDown.Length, c.IntermediateSize);
         }
     }
 
@@ -122,4 +135,21 @@ public sealed class EncoderWeights
     {
         if (found != expected) throw new AgileQuantException($"The {what} has {found} elements, expected {expected}.");
     }
+}
+
+/// <summary>Factors 1/s that multiply each linear input of one layer, per channel (see <see cref="EncoderWeights.InputScales"/>).</summary>
+/// <param name="QueryKeyValue">(HiddenSize) for the input shared by Q, K and V.</param>
+/// <param name="AttentionOutput">(HiddenSize) for the attention output projection's input.</param>
+/// <param name="MlpInput">(HiddenSize) for fc1's input.</param>
+/// <param name="MlpDown">(IntermediateSize) for fc2's input.</param>
+public sealed record LayerInputScales(float[] QueryKeyValue, float[] AttentionOutput, float[] MlpInput, float[] MlpDown)
+{
+    /// <summary>The factors for <paramref name="slot"/>.</summary>
+    public float[] For(LinearSlot slot) => slot switch
+    {
+        LinearSlot.QueryKeyValue => QueryKeyValue,
+        LinearSlot.AttentionOutput => AttentionOutput,
+        LinearSlot.MlpInput => MlpInput,
+        _ => MlpDown,
+    };
 }

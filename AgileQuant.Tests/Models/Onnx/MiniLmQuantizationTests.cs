@@ -24,6 +24,32 @@ public sealed class MiniLmQuantizationTests
     }
 
     [Test]
+    public void SmoothingKeepsFp32AndHelpsW8A8()
+    {
+        string[] all = MiniLmPackage.WikiLines(232);
+        int[][] eval = all[..24].Select(l => MiniLmPackage.Tokens(l, 128)).ToArray();
+        int[][] calibration = all[200..].Select(l => MiniLmPackage.Tokens(l, 128)).ToArray();
+        EncoderModel smoothed = EncoderSmoothing.Smooth(MiniLmPackage.Model, calibration);
+        QuantizationConfig w8a8 = QuantizationConfig.Parse("W8A8");
+        EncoderContext fp32 = MiniLmPackage.Model.CreateContext(), sm = smoothed.CreateContext();
+        EncoderContext plain = EncoderQuantizer.Quantize(MiniLmPackage.Model, w8a8).CreateContext();
+        EncoderContext smoothW8 = EncoderQuantizer.Quantize(smoothed, w8a8).CreateContext();
+        var same = new List<double>();
+        var plainCos = new List<double>();
+        var smoothCos = new List<double>();
+        foreach (int[] ids in eval)
+        {
+            float[] reference = fp32.Embed(ids);
+            same.Add(MiniLmPackage.Cosine(reference, sm.Embed(ids)));
+            plainCos.Add(MiniLmPackage.Cosine(reference, plain.Embed(ids)));
+            smoothCos.Add(MiniLmPackage.Cosine(reference, smoothW8.Embed(ids)));
+        }
+        TestContext.Out.WriteLine($"smoothed FP32 min {same.Min():F8}; W8A8 mean {plainCos.Average():F6} min {plainCos.Min():F6}; smoothed W8A8 mean {smoothCos.Average():F6} min {smoothCos.Min():F6}");
+        Assert.That(same, Has.All.GreaterThanOrEqualTo(0.99999));
+        Assert.That(smoothCos.Average(), Is.GreaterThan(plainCos.Average()));
+    }
+
+    [Test]
     public void GptqWithoutCalibrationIsRefused()
     {
         Assert.Throws<AgileQuantException>(() => EncoderQuantizer.Quantize(MiniLmPackage.Model, QuantizationConfig.Parse("W4A8-GPTQ")));
