@@ -18,6 +18,8 @@ internal static class Program
             QuantizeCommand.Create(),
             LogitsCommand.Create(),
             BenchCommand.Create(),
+            EmbedCommand.Create(),
+            EncoderAccuracyCommand.Create(),
             InfoCommand.Create(),
             SelfTestCommand.Create(),
         };

@@ -142,7 +142,7 @@ public static class ModelQuantizer
 
     private static IEnumerable<LinearLayer?> Linears(LayerWeights l) => [l.Query, l.Key, l.Value, l.Output, l.Gate, l.Up, l.Down];
 
-    private static LayerWeights QuantizeLayer(LayerWeights l, QuantizationConfig config, int groupSize, Dictionary<LinearSlot, HessianAccumulator>? hessians,
+    internal static LayerWeights QuantizeLayer(LayerWeights l, QuantizationConfig config, int groupSize, Dictionary<LinearSlot, HessianAccumulator>? hessians,
         StaticActivationScales[]? staticScales)
     {
         bool mixed = config.LowBitTokenRatio > 0;
