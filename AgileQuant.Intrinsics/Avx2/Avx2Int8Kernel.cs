@@ -99,7 +99,7 @@ public sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
         Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default;
         for (int k = 0; k < chunks; k++)
         {
-            if (N.Value == 1 && (k & 1) == 0) X86.Sse.Prefetch0(block + (nint)k * 32 + 1024);
+            if (N.Value == 1 && (k & 1) == 0) X86.Sse.Prefetch0(block + (nint)k * 32 + 4096); // one line per 64 bytes, a page ahead
             Vector256<sbyte> w = X86.Avx.LoadVector256(block + (nint)k * 32);
             Vector256<byte> magnitude = X86.Avx2.Abs(w);
             sbyte* xk = x + k * Int8RowBlocks.ChunkColumns;
