@@ -167,7 +167,7 @@ public static class BertOnnxLoader
         /// <summary>heads from Reshape(key + bias, Concat(…, heads, head_dim)) after the key bias's Add.</summary>
         public int HeadCount(string keyBias, int d)
         {
-            OnnxNode? add = Consumers(keyBias).FirstOrDefault(n => n.OpType == "Add");
+            OnnxNode? add = Consumers(keyBias).FirstOrDefault(n => n.OpType == "Add" && n.Outputs.Count > 0);
             OnnxNode? reshape = add is null ? null : Consumers(add.Outputs[0]).FirstOrDefault(n => n.OpType == "Reshape" && n.Inputs.Count == 2);
             if (reshape is not null && _producer.TryGetValue(reshape.Inputs[1], out OnnxNode? concat) && concat.OpType == "Concat" && concat.Inputs.Count == 4
                 && _model.Find(concat.Inputs[2]) is { DataType: OnnxDataType.Int64, ElementCount: 1 } headsTensor

@@ -235,6 +235,8 @@ public sealed class OnnxModelFile
             throw new ModelFormatException(path, name, $"expected a known data type, found {dataType}");
         int typedSources = (floatData is null ? 0 : 1) + (int64Data is null ? 0 : 1) + (otherTypedData ? 1 : 0) + (rawLength >= 0 ? 1 : 0);
         if (typedSources > 1) throw new ModelFormatException(path, name, "expected the data in one field (raw_data or one typed field), found several");
+        if (otherTypedData && type is OnnxDataType.Float or OnnxDataType.Int64)
+            throw new ModelFormatException(path, name, $"expected {type} data in raw_data or {(type == OnnxDataType.Float ? "float_data" : "int64_data")}, found it in another typed field");
         if (rawLength >= 0)
         {
             if (size == 0) throw new ModelFormatException(path, name, $"expected no raw_data for {type} tensors, found {rawLength} bytes");

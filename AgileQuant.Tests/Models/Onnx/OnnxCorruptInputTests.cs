@@ -1,5 +1,6 @@
 using AgileQuant.Models;
 using AgileQuant.Models.Onnx;
+using static AgileQuant.Tests.Models.Onnx.OnnxModelBuilder;
 
 namespace AgileQuant.Tests.Models.Onnx;
 
@@ -7,46 +8,6 @@ namespace AgileQuant.Tests.Models.Onnx;
 [TestFixture]
 public sealed class OnnxCorruptInputTests
 {
-    /// <summary>Writes protocol-buffer wire format by hand (independent of the reader under test).</summary>
-    private static class Wire
-    {
-        public static byte[] Varint(ulong v)
-        {
-            var bytes = new List<byte>();
-            while (v >= 0x80) { bytes.Add((byte)(v | 0x80)); v >>= 7; }
-            bytes.Add((byte)v);
-            return bytes.ToArray();
-        }
-
-        public static byte[] Field(int number, ulong value) => [.. Varint((ulong)number << 3), .. Varint(value)];
-
-        public static byte[] Bytes(int number, byte[] payload) => [.. Varint(((ulong)number << 3) | 2), .. Varint((ulong)payload.Length), .. payload];
-
-        public static byte[] Text(int number, string s) => Bytes(number, System.Text.Encoding.UTF8.GetBytes(s));
-    }
-
-    private static byte[] Tensor(string name, long[] dims, int dataType, byte[]? raw = null, float[]? floats = null, params byte[][] extra)
-    {
-        var t = new List<byte>();
-        foreach (long d in dims) t.AddRange(Wire.Field(1, unchecked((ulong)d)));
-        t.AddRange(Wire.Field(2, (ulong)dataType));
-        t.AddRange(Wire.Text(8, name));
-        if (raw is not null) t.AddRange(Wire.Bytes(9, raw));
-        if (floats is not null) t.AddRange(Wire.Bytes(4, floats.SelectMany(BitConverter.GetBytes).ToArray()));
-        foreach (byte[] e in extra) t.AddRange(e);
-        return t.ToArray();
-    }
-
-    private static byte[] Model(params byte[][] tensors)
-    {
-        var graph = new List<byte>();
-        graph.AddRange(Wire.Bytes(1, [.. Wire.Text(1, "x"), .. Wire.Text(1, "w"), .. Wire.Text(2, "y"), .. Wire.Text(4, "MatMul")]));
-        foreach (byte[] t in tensors) graph.AddRange(Wire.Bytes(5, t));
-        return [.. Wire.Field(1, 7), .. Wire.Text(2, "test"), .. Wire.Bytes(7, graph.ToArray())];
-    }
-
-    private static byte[] FloatBytes(params float[] values) => values.SelectMany(BitConverter.GetBytes).ToArray();
-
     private static ModelFormatException Refused(byte[] bytes) =>
         Assert.Throws<ModelFormatException>(() => OnnxModelFile.Parse(bytes, "model.onnx"))!;
 
@@ -137,6 +98,22 @@ public sealed class OnnxCorruptInputTests
         Assert.That(Refused(Wire.Field(1, 7)).Message, Does.Contain("expected a graph"));
         Assert.That(Refused(Model(Tensor("w", [1], 1, raw: FloatBytes(1)), Tensor("w", [1], 1, raw: FloatBytes(2)))).Message, Does.Contain("unique"));
         Assert.That(Refused(Model(Tensor("", [1], 1, raw: FloatBytes(1)))).Message, Does.Contain("expected a name"));
+    }
+
+    [Test]
+    public void FloatOrInt64DataInAnotherTypedFieldIsRefused()
+    {
+        byte[] int32Data = Wire.Bytes(5, [1, 2]); // int32_data, packed
+        Assert.That(Refused(Model(Tensor("w", [2], 1, null, null, int32Data))).Message, Does.Contain("expected Float data in raw_data or float_data"));
+        Assert.That(Refused(Model(Tensor("s", [2], 7, null, null, int32Data))).Message, Does.Contain("expected Int64 data in raw_data or int64_data"));
+    }
+
+    [Test]
+    public void KeyBiasAddWithoutOutputsIsRefusedByTheMapping()
+    {
+        byte[] broken = TinyBert([.. TinyBertNodes()[..2], Node("Add", ["key_out", "encoder.layer.0.attention.self.key.bias"], [])]);
+        var e = Assert.Throws<ModelFormatException>(() => BertOnnxLoader.Map(OnnxModelFile.Parse(broken, "model.onnx")))!;
+        Assert.That(e.Message, Does.Contain("pass the head count explicitly"));
     }
 
     [Test]
