@@ -197,7 +197,7 @@ public static class EndToEndTable
         md.AppendLine();
         md.AppendLine("Notes: absolute figures on this shared 2-core machine move with its load (quote ratios measured in the same run). " +
             "W8A8 loads llama.cpp's block-wise Q8_0 file, re-scaled to one scale per row; W4A8/W4A4 load the Q4_0 file as symmetric 4-bit groups of 32 " +
-            "(the same weights llama.cpp runs). Where a bar is missed, what limits it is written in docs/PERFORMANCE.md: decode is bound by weight bytes " +
+            "(the same weights llama.cpp runs). Where a bar is missed, what limits it (the machine limits in ../shared/docs/PERFORMANCE.md and docs/kernels.md): decode is bound by weight bytes " +
             "per token over memory bandwidth, prefill by the int8 multiply-add peak (~1.98× the fp32 FMA peak here), the rest of a 2.55× prefill gain must come from pruning. " +
             "When the load average is far above the core count, every figure is depressed and llama.cpp, whose worker threads spin-wait between operations, " +
             "suffers most; AgileQuant FP32 memory includes the kernels' repacked copy of every FP32 matrix (about twice the weights).");
