@@ -187,8 +187,8 @@ public static class GgufModelWriter
             case Fp32Matrix fp32: fp32.Row(r).CopyTo(row); break;
             case Int8RowMatrix int8:
                 float scale = int8.Scales[r];
-                ReadOnlySpan<sbyte> codes = int8.Codes.Slice(r * int8.RowStride, int8.Cols);
-                for (int c = 0; c < row.Length; c++) row[c] = scale * codes[c];
+                // Code(r, c), not the Codes view: that view is rebuilt for the whole matrix on every read on AVX2 machines
+                for (int c = 0; c < row.Length; c++) row[c] = scale * int8.Code(r, c);
                 break;
             case PackedInt4Matrix int4:
                 for (int c = 0; c < row.Length; c++) row[c] = int4.Dequantize(r, c);
@@ -202,12 +202,11 @@ public static class GgufModelWriter
     {
         if (matrix is not Int8RowMatrix int8 || !Half.IsFinite((Half)int8.Scales[r])) return false;
         Span<BlockQ8_0> blocks = MemoryMarshal.Cast<byte, BlockQ8_0>(bytes);
-        ReadOnlySpan<sbyte> codes = int8.Codes.Slice(r * int8.RowStride, int8.Cols);
         for (int b = 0; b < blocks.Length; b++)
         {
             blocks[b].Scale = (Half)int8.Scales[r];
-            MemoryMarshal.Cast<sbyte, byte>(codes.Slice(b * BlockQ8_0.Elements, BlockQ8_0.Elements))
-                .CopyTo(MemoryMarshal.AsBytes(blocks.Slice(b, 1)).Slice(2));
+            Span<byte> qs = MemoryMarshal.AsBytes(blocks.Slice(b, 1)).Slice(2);
+            for (int j = 0; j < BlockQ8_0.Elements; j++) qs[j] = (byte)(sbyte)int8.Code(r, b * BlockQ8_0.Elements + j);
         }
         return true;
     }
