@@ -24,10 +24,7 @@ public static class EncoderQuantizer
         if (!config.QuantizesWeights && !config.QuantizesActivations) return fp32;
         if (config.LowBitTokenRatio > 0) throw new AgileQuantException($"{config.Name}: the encoder does not support lower-bit (mixed-precision) tokens.");
         if (config.StaticActivationScales) throw new AgileQuantException($"{config.Name}: the encoder does not support TRIP's static activation scales (per-token scales only).");
-        if (config.Rounding == WeightRounding.Gptq && options.Calibration.Count == 0)
-            throw new AgileQuantException($"{config.Name} uses GPTQ, which needs calibration sequences.");
-        if (config.QuantizesWeights && config.WeightBits is not (4 or 8))
-            throw new AgileQuantException($"{config.Name}: {config.WeightBits}-bit weights have no kernel format (4 or 8 are supported).");
+        ModelQuantizer.RequireCalibrationAndKernelFormat(config, options, "calibration sequences");
         RuntimeOptions runtime = ModelQuantizer.RuntimeOptionsFor(fp32.Kernel, config) with { Pruning = fp32.Options.Pruning };
         EncoderWeights source = fp32.Weights;
         LayerWeights[] layers = source.Layers.ToArray();

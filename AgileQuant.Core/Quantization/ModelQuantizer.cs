@@ -46,10 +46,7 @@ public static class ModelQuantizer
         ArgumentNullException.ThrowIfNull(config);
         options ??= new ModelQuantizationOptions();
         if (!config.QuantizesWeights && !config.QuantizesActivations) return fp32;
-        if (config.Rounding == WeightRounding.Gptq && options.Calibration.Count == 0)
-            throw new AgileQuantException($"{config.Name} uses GPTQ, which needs calibration text (e.g. --calib-text).");
-        if (config.QuantizesWeights && config.WeightBits is not (4 or 8))
-            throw new AgileQuantException($"{config.Name}: {config.WeightBits}-bit weights have no kernel format (4 or 8 are supported).");
+        RequireCalibrationAndKernelFormat(config, options, "calibration text (e.g. --calib-text)");
         if (config.StaticActivationScales && !(config.QuantizesWeights && config.QuantizesActivations))
             throw new AgileQuantException($"{config.Name}: TRIP's static scales need integer weights and activations.");
         StaticActivationScales[][]? staticScales = null;
@@ -138,6 +135,15 @@ public static class ModelQuantizer
                 Log2Softmax = config.Log2Softmax,
             },
         };
+    }
+
+    /// <summary>Refuses GPTQ without calibration data (<paramref name="calibrationKind"/> names it) and weight widths no kernel format holds.</summary>
+    internal static void RequireCalibrationAndKernelFormat(QuantizationConfig config, ModelQuantizationOptions options, string calibrationKind)
+    {
+        if (config.Rounding == WeightRounding.Gptq && options.Calibration.Count == 0)
+            throw new AgileQuantException($"{config.Name} uses GPTQ, which needs {calibrationKind}.");
+        if (config.QuantizesWeights && config.WeightBits is not (4 or 8))
+            throw new AgileQuantException($"{config.Name}: {config.WeightBits}-bit weights have no kernel format (4 or 8 are supported).");
     }
 
     private static IEnumerable<LinearLayer?> Linears(LayerWeights l) => [l.Query, l.Key, l.Value, l.Output, l.Gate, l.Up, l.Down];
