@@ -17,7 +17,8 @@ public static class ActivationRounding
         for (int r = 0; r < rows; r++)
         {
             Span<float> row = values.Slice(r * width, width);
-            float maxAbs = System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(row);
+            // MaxMagnitude returns the element itself, sign included: without Abs a row whose largest element is negative was left unrounded
+            float maxAbs = MathF.Abs(System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(row));
             if (!(maxAbs > 0) || !float.IsFinite(maxAbs)) continue; // all zero stays zero; non-finite is reported elsewhere
             float scale = maxAbs / limit, inverse = 1f / scale;
             // row[i] = scale · clamp(round(row[i] · inverse), −limit, limit), element for element the same float ops, vectorized
