@@ -18,6 +18,8 @@ internal readonly struct ThreeTokens : ITokenCount { public static int Value => 
 internal readonly struct FourTokens : ITokenCount { public static int Value => 4; }
 internal readonly struct FiveTokens : ITokenCount { public static int Value => 5; }
 internal readonly struct SixTokens : ITokenCount { public static int Value => 6; }
+internal readonly struct SevenTokens : ITokenCount { public static int Value => 7; }
+internal readonly struct EightTokens : ITokenCount { public static int Value => 8; }
 
 /// <summary>
 /// An ISA-specific FP32 micro-kernel over one 16-row panel of W:

@@ -1,4 +1,5 @@
 using AgileQuant.Intrinsics.Avx2;
+using AgileQuant.Intrinsics.Avx512;
 using AgileQuant.Intrinsics.Scalar;
 using AdvSimdKernels = AgileQuant.Intrinsics.AdvSimd;
 
@@ -13,7 +14,8 @@ public static class KernelSelector
 {
     /// <summary>The instruction set <see cref="KernelPreference.Auto"/> resolves to on this CPU and runtime.</summary>
     public static KernelPreference BestSupported =>
-        Avx2Fp32Kernel.IsSupported ? KernelPreference.Avx2
+        Avx512Int4Kernel.IsSupported ? KernelPreference.Avx512
+        : Avx2Fp32Kernel.IsSupported ? KernelPreference.Avx2
         : AdvSimdKernels.AdvSimdFp32Kernel.IsSupported ? KernelPreference.AdvSimd
         : KernelPreference.Scalar;
 
@@ -22,6 +24,7 @@ public static class KernelSelector
     {
         KernelPreference.Auto or KernelPreference.Scalar => true,
         KernelPreference.Avx2 => Avx2Fp32Kernel.IsSupported,
+        KernelPreference.Avx512 => Avx512Int4Kernel.IsSupported,
         KernelPreference.AdvSimd => AdvSimdKernels.AdvSimdFp32Kernel.IsSupported,
         _ => false,
     };
@@ -46,6 +49,7 @@ public static class KernelSelector
         IMatMulKernel[] kernels = isa switch
         {
             KernelPreference.Avx2 => [new Avx2Fp32Kernel(threads), new Avx2Int4Kernel(bits, threads), new Avx2Int8Kernel(bits, threads)],
+            KernelPreference.Avx512 => [new Avx2Fp32Kernel(threads), new Avx512Int4Kernel(bits, threads), new Avx512Int8Kernel(bits, threads)],
             KernelPreference.AdvSimd =>
             [
                 new AdvSimdKernels.AdvSimdFp32Kernel(threads), new AdvSimdKernels.AdvSimdInt4Kernel(bits, threads), new AdvSimdKernels.AdvSimdInt8Kernel(bits, threads),

@@ -1,5 +1,6 @@
 using AgileQuant.Intrinsics.AdvSimd;
 using AgileQuant.Intrinsics.Avx2;
+using AgileQuant.Intrinsics.Avx512;
 using AgileQuant.Intrinsics.Formats;
 using AgileQuant.Intrinsics.Scalar;
 using Arm = System.Runtime.Intrinsics.Arm;
@@ -72,6 +73,8 @@ public static class KernelSelfTest
         {
             if (Avx2Int8Kernel.IsSupported) yield return new Avx2Int8Kernel(bits, threads);
             if (Avx2Int4Kernel.IsSupported) yield return new Avx2Int4Kernel(bits, threads);
+            if (Avx512Int4Kernel.IsSupported) yield return new Avx512Int4Kernel(bits, threads);
+            if (Avx512Int8Kernel.IsSupported) yield return new Avx512Int8Kernel(bits, threads);
             if (!AdvSimdInt4Kernel.IsSupported) continue;
             foreach (bool dot in Arm.Dp.IsSupported ? new[] { true, false } : [false])
             {

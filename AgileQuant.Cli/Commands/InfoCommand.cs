@@ -61,6 +61,7 @@ internal static class InfoCommand
         if (Fma.IsSupported) isa.Add("FMA");
         if (AvxVnni.IsSupported) isa.Add("AVX-VNNI");
         if (Avx512F.IsSupported) isa.Add("AVX-512F");
+        if (Avx512BW.IsSupported) isa.Add("AVX-512BW");
         if (AdvSimd.IsSupported) isa.Add("AdvSimd");
         if (Dp.IsSupported) isa.Add("SDOT");
         return isa;

@@ -18,8 +18,8 @@ internal sealed class ModelOptions
 
     internal static Option<string> KernelOption()
     {
-        var option = new Option<string>("--kernel") { Description = "Instruction set of the kernels: auto (widest supported), scalar, avx2 or advsimd.", DefaultValueFactory = _ => "auto" };
-        option.AcceptOnlyFromAmong("auto", "scalar", "avx2", "advsimd");
+        var option = new Option<string>("--kernel") { Description = "Instruction set of the kernels: auto (widest supported), scalar, avx2, avx512 or advsimd.", DefaultValueFactory = _ => "auto" };
+        option.AcceptOnlyFromAmong("auto", "scalar", "avx2", "avx512", "advsimd");
         return option;
     }
 

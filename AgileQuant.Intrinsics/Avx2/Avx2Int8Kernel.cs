@@ -77,6 +77,13 @@ public sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
         }
     }
 
+    /// <summary>
+    /// <see cref="MultiplyRows"/> for another kernel: the AVX-512 kernel hands single-token calls (bandwidth-bound
+    /// GEMV) to this kernel's streaming loop, on the thread that calls it.
+    /// </summary>
+    internal void MultiplyRowsOnCallingThread(Int8RowMatrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd) =>
+        MultiplyRows(w, xq, y, rowBegin, rowEnd);
+
     /// <summary>acc[j · 8 + i] = Σ_c w_q[8b + i, c] · x_q[j, c] for one row block and n ≤ 6 tokens (stride xStride).</summary>
     internal static void BlockSums(sbyte* block, int chunks, sbyte* x, nint xStride, int n, int* acc)
     {

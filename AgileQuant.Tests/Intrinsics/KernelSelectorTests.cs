@@ -28,6 +28,7 @@ public sealed class KernelSelectorTests
     }
 
     [TestCase(KernelPreference.Avx2)]
+    [TestCase(KernelPreference.Avx512)]
     [TestCase(KernelPreference.AdvSimd)]
     public void PinnedIsaIsUsedOrRefused(KernelPreference preference)
     {
@@ -39,8 +40,26 @@ public sealed class KernelSelectorTests
         }
         KernelSet set = KernelSelector.Create(options);
         Assert.That(set.Isa, Is.EqualTo(preference));
-        Assert.That(set.KernelFor(new Fp32Matrix(new float[4], 2, 2)).Name, Does.Contain(preference.ToString().ToLowerInvariant()));
+        // The AVX-512 set keeps the AVX2 FP32 kernel; its integer kernels carry the ISA's name.
+        string isa = preference.ToString().ToLowerInvariant();
+        Assert.That(set.KernelFor(QuantizedKernelTests.Int4Weights(9, 64, groupSize: 32, asymmetric: true, seed: 1)).Name, Does.EndWith(isa).Or.Contain(isa + "-"));
+        Assert.That(set.KernelFor(QuantizedKernelTests.Int8Weights(9, 64, seed: 2)).Name, Does.EndWith(isa).Or.Contain(isa + "-"));
     }
+
+    [Test]
+    public void AutoPrefersAvx512WhereTheCpuHasIt()
+    {
+        // DOTNET_EnableAVX512=0 turns this into the AVX2 case; CI runs the kernel tests both ways.
+        KernelPreference expected = Avx512Int4KernelSupported() ? KernelPreference.Avx512
+            : KernelSelector.IsSupported(KernelPreference.Avx2) ? KernelPreference.Avx2
+            : KernelSelector.IsSupported(KernelPreference.AdvSimd) ? KernelPreference.AdvSimd
+            : KernelPreference.Scalar;
+        Assert.That(KernelSelector.BestSupported, Is.EqualTo(expected));
+    }
+
+    private static bool Avx512Int4KernelSupported() =>
+        System.Runtime.Intrinsics.X86.Avx512BW.IsSupported && System.Runtime.Intrinsics.X86.Avx512F.IsSupported
+        && System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
 
     [Test]
     public void RejectsNegativeThreadsAndUndefinedPreference()

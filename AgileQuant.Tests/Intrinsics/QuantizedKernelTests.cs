@@ -1,5 +1,6 @@
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Avx2;
+using AgileQuant.Intrinsics.Avx512;
 using AgileQuant.Intrinsics.Formats;
 using AgileQuant.Intrinsics.Quantization;
 using AgileQuant.Intrinsics.Scalar;
@@ -18,10 +19,12 @@ public sealed class QuantizedKernelTests
     /// <summary>Every SIMD int4 kernel supported here, at 1 and 2 threads and both activation widths.</summary>
     private static IEnumerable<TestCaseData> SimdInt4Kernels() =>
         SimdKernels(bits => threads => Avx2Int4Kernel.IsSupported ? new Avx2Int4Kernel(bits, threads) : null,
+            bits => threads => Avx512Int4Kernel.IsSupported ? new Avx512Int4Kernel(bits, threads) : null,
             bits => threads => AdvSimdKernels.Int4(bits, threads));
 
     private static IEnumerable<TestCaseData> SimdInt8Kernels() =>
         SimdKernels(bits => threads => Avx2Int8Kernel.IsSupported ? new Avx2Int8Kernel(bits, threads) : null,
+            bits => threads => Avx512Int8Kernel.IsSupported ? new Avx512Int8Kernel(bits, threads) : null,
             bits => threads => AdvSimdKernels.Int8(bits, threads));
 
     private static IEnumerable<TestCaseData> SimdKernels(params Func<int, Func<int, IMatMulKernel?>>[] factories)

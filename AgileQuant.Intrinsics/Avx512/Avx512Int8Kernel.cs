@@ -1,0 +1,188 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using AgileQuant.Intrinsics.Avx2;
+using AgileQuant.Intrinsics.Formats;
+using AgileQuant.Intrinsics.Quantization;
+using X86 = System.Runtime.Intrinsics.X86;
+
+namespace AgileQuant.Intrinsics.Avx512;
+
+/// <summary>
+/// AVX-512 (F + BW) W8A8 / W8A4 kernel, twin of <see cref="Scalar.ScalarInt8Kernel"/>: the GEMM tile of
+/// <see cref="Avx2Int8Kernel"/> widened to 512-bit registers. One zmm holds the same 4-column chunk of two adjacent
+/// row blocks of <see cref="Int8RowBlocks"/> (16 output rows, one int32 lane each); each broadcast int32 of 4
+/// activation codes meets it in <c>vpmaddwd</c> after both are sign-extended to int16: int32 lanes 2i and 2i + 1
+/// accumulate row i's two column pairs, summed once per tile: <c>acc = Σ_c w_q · x_q</c> (exact), then
+/// <c>y = s_x · s_w · acc</c>. GEMV (one token, bandwidth-bound) runs the AVX2 kernel's streaming loop.
+/// </summary>
+/// <remarks>
+/// Why int16 and not the AVX2 kernel's <c>vpmaddubsw(|w|, sign(x, w))</c>: AVX-512 has no <c>vpsignb</c> (the sign
+/// fix costs two operations per token), and <c>vpmaddwd</c> on int16 does the same multiply-adds per multiply-pipe
+/// slot as <c>vpmaddubsw</c> + <c>vpmaddwd</c> on int8 with nothing else per token but the broadcast and the add.
+/// The weights are widened once per chunk for all 8 tokens of a tile, the tile's activation codes once per row panel.
+/// Exact: |w| ≤ 128, |x_q| ≤ 127, int32 lanes. A tile is 16 rows × up to 8 tokens; GEMM walks row panels of 8 blocks
+/// (L2-resident) × token tiles.
+/// </remarks>
+public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
+{
+    private const int TokenTile = 8;
+
+    private const int PanelBlocks = 8;
+
+    private readonly Avx2Int8Kernel _streaming;
+
+    /// <summary>Whether this CPU and runtime allow the kernel (AVX-512 F and BW, and AVX2 enabled).</summary>
+    public static bool IsSupported => Avx2Int8Kernel.IsSupported && X86.Avx512F.IsSupported && X86.Avx512BW.IsSupported;
+
+    /// <summary>Creates the kernel; throws <see cref="PlatformNotSupportedException"/> when not <see cref="IsSupported"/>.</summary>
+    /// <param name="activationBits">8 (W8A8) or 4 (W8A4).</param>
+    /// <param name="threads">Threads per call, ≥ 1; 0 means <see cref="Environment.ProcessorCount"/>.</param>
+    public Avx512Int8Kernel(int activationBits = 8, int threads = 0) : base(activationBits, threads, IsSupported, "AVX-512 F and BW, and AVX2")
+    {
+        _streaming = new Avx2Int8Kernel(activationBits, threads: 1);
+    }
+
+    /// <inheritdoc />
+    public override string Name => $"w8a{ActivationBits}-avx512";
+
+    private protected override int GroupSize(Int8RowMatrix weights) => weights.RowStride;
+
+    private protected override ActivationOrder Order => ActivationOrder.Plain;
+
+    // Two row blocks per tile: a thread's share starts on an even block.
+    private protected override int RowBlock => 2 * Int8RowBlocks.BlockRows;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    {
+        if (xq.Tokens == 1)
+        {
+            _streaming.MultiplyRowsOnCallingThread(w, xq, y, rowBegin, rowEnd);
+            return;
+        }
+        Int8RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (AVX2 was not enabled at load).");
+        int* acc = stackalloc int[TokenTile * 2 * Int8RowBlocks.BlockRows];
+        int wideStride = blocks.Chunks * Int8RowBlocks.ChunkColumns;
+        short[] wide = WideTile(TokenTile * wideStride);
+        fixed (sbyte* codes = blocks.Codes)
+        fixed (float* scales = blocks.Scales)
+        fixed (sbyte* x = xq.Codes)
+        fixed (float* tokenScales = xq.Scales)
+        fixed (short* xWide = wide)
+        {
+            int firstBlock = rowBegin / Int8RowBlocks.BlockRows, endBlock = (rowEnd + Int8RowBlocks.BlockRows - 1) / Int8RowBlocks.BlockRows;
+            int tokens = xq.Tokens;
+            for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
+            {
+                int panelEnd = Math.Min(endBlock, panel + PanelBlocks);
+                for (int t0 = 0; t0 < tokens; t0 += TokenTile)
+                {
+                    int n = Math.Min(TokenTile, tokens - t0);
+                    for (int j = 0; j < n; j++) Widen(x + (nint)(t0 + j) * xq.Stride, xWide + (nint)j * wideStride, wideStride);
+                    for (int b = panel; b < panelEnd; b += 2)
+                    {
+                        // An odd last block pairs with itself; only its own 8 rows are stored.
+                        int upper = b + 1 < panelEnd ? b + 1 : b;
+                        PairSums(codes + (nint)b * blocks.Chunks * 32, codes + (nint)upper * blocks.Chunks * 32, blocks.Chunks, xWide, wideStride, n, acc);
+                        Vector512<float> rowScales = X86.Avx512F.InsertVector256(
+                            X86.Avx.LoadVector256(scales + b * Int8RowBlocks.BlockRows).ToVector512(), X86.Avx.LoadVector256(scales + upper * Int8RowBlocks.BlockRows), 1);
+                        int row = b * Int8RowBlocks.BlockRows;
+                        int rows = Math.Min(upper == b ? Int8RowBlocks.BlockRows : 2 * Int8RowBlocks.BlockRows, w.Rows - row);
+                        for (int j = 0; j < n; j++)
+                        {
+                            // y = s_x · s_w · acc, the scalar twin's order
+                            Vector512<float> values = Vector512.Create(tokenScales[t0 + j])
+                                * (rowScales * X86.Avx512F.ConvertToVector512Single(Vector512.Load(acc + j * 2 * Int8RowBlocks.BlockRows)));
+                            float* yRow = y + (nint)(t0 + j) * w.Rows + row;
+                            if (rows == 2 * Int8RowBlocks.BlockRows) values.Store(yRow);
+                            else for (int i = 0; i < rows; i++) yRow[i] = values.GetElement(i);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    [ThreadStatic] private static short[]? t_wideTile;
+
+    // This thread's int16 copy of one token tile's activation codes, (TokenTile, Chunks · 4), grown on demand.
+    private static short[] WideTile(int length)
+    {
+        short[]? tile = t_wideTile;
+        if (tile is null || tile.Length < length) t_wideTile = tile = GC.AllocateUninitializedArray<short>(length, pinned: true);
+        return tile;
+    }
+
+    // wide[c] = codes[c] for c < count (sign-extended; count is a multiple of 4, the codes zero padded to it).
+    private static void Widen(sbyte* codes, short* wide, int count)
+    {
+        int c = 0;
+        for (; c + 32 <= count; c += 32) X86.Avx512BW.ConvertToVector512Int16(X86.Avx.LoadVector256(codes + c)).Store(wide + c);
+        for (; c < count; c++) wide[c] = codes[c];
+    }
+
+    /// <summary>acc[j · 16 + i] = Σ_c w_q[row i of (lower, upper), c] · x[j, c] for n ≤ 8 tokens of int16 codes (stride xStride).</summary>
+    private static void PairSums(sbyte* lower, sbyte* upper, int chunks, short* x, nint xStride, int n, int* acc)
+    {
+        switch (n)
+        {
+            case 8: PairSums<EightTokens>(lower, upper, chunks, x, xStride, acc); break;
+            case 7: PairSums<SevenTokens>(lower, upper, chunks, x, xStride, acc); break;
+            case 6: PairSums<SixTokens>(lower, upper, chunks, x, xStride, acc); break;
+            case 5: PairSums<FiveTokens>(lower, upper, chunks, x, xStride, acc); break;
+            case 4: PairSums<FourTokens>(lower, upper, chunks, x, xStride, acc); break;
+            case 3: PairSums<ThreeTokens>(lower, upper, chunks, x, xStride, acc); break;
+            case 2: PairSums<TwoTokens>(lower, upper, chunks, x, xStride, acc); break;
+            default: PairSums<OneToken>(lower, upper, chunks, x, xStride, acc); break;
+        }
+    }
+
+    // Per block, int32 lanes 2i and 2i + 1 hold Σ_k (w[i, 4k] · x[4k] + w[i, 4k+1] · x[4k+1]) and the same over columns
+    // 4k+2, 4k+3 (vpmaddwd of the sign-extended chunk and the broadcast 4 int16 codes); acc[j, i] is their sum.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PairSums<N>(sbyte* lower, sbyte* upper, int chunks, short* x, nint xStride, int* acc) where N : struct, ITokenCount
+    {
+        Vector512<int> l0 = default, l1 = default, l2 = default, l3 = default, l4 = default, l5 = default, l6 = default, l7 = default;
+        Vector512<int> u0 = default, u1 = default, u2 = default, u3 = default, u4 = default, u5 = default, u6 = default, u7 = default;
+        for (int k = 0; k < chunks; k++)
+        {
+            Vector512<short> wl = X86.Avx512BW.ConvertToVector512Int16(X86.Avx.LoadVector256(lower + (nint)k * 32));
+            Vector512<short> wu = X86.Avx512BW.ConvertToVector512Int16(X86.Avx.LoadVector256(upper + (nint)k * 32));
+            short* xk = x + k * Int8RowBlocks.ChunkColumns;
+            AddChunkProducts(ref l0, ref u0, wl, wu, xk);
+            if (N.Value > 1) AddChunkProducts(ref l1, ref u1, wl, wu, xk + xStride);
+            if (N.Value > 2) AddChunkProducts(ref l2, ref u2, wl, wu, xk + 2 * xStride);
+            if (N.Value > 3) AddChunkProducts(ref l3, ref u3, wl, wu, xk + 3 * xStride);
+            if (N.Value > 4) AddChunkProducts(ref l4, ref u4, wl, wu, xk + 4 * xStride);
+            if (N.Value > 5) AddChunkProducts(ref l5, ref u5, wl, wu, xk + 5 * xStride);
+            if (N.Value > 6) AddChunkProducts(ref l6, ref u6, wl, wu, xk + 6 * xStride);
+            if (N.Value > 7) AddChunkProducts(ref l7, ref u7, wl, wu, xk + 7 * xStride);
+        }
+        StoreRowSums(l0, u0, acc);
+        if (N.Value > 1) StoreRowSums(l1, u1, acc + 16);
+        if (N.Value > 2) StoreRowSums(l2, u2, acc + 32);
+        if (N.Value > 3) StoreRowSums(l3, u3, acc + 48);
+        if (N.Value > 4) StoreRowSums(l4, u4, acc + 64);
+        if (N.Value > 5) StoreRowSums(l5, u5, acc + 80);
+        if (N.Value > 6) StoreRowSums(l6, u6, acc + 96);
+        if (N.Value > 7) StoreRowSums(l7, u7, acc + 112);
+    }
+
+    // lower, upper += vpmaddwd(w, broadcast of the 4 int16 codes at x): two column pairs per row.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddChunkProducts(ref Vector512<int> lower, ref Vector512<int> upper, Vector512<short> wLower, Vector512<short> wUpper, short* x)
+    {
+        Vector512<short> codes = Vector512.Create(*(long*)x).AsInt16();
+        lower += X86.Avx512BW.MultiplyAddAdjacent(wLower, codes);
+        upper += X86.Avx512BW.MultiplyAddAdjacent(wUpper, codes);
+    }
+
+    // acc[i] = lanes 2i + 2i+1 of lower (rows 0..7), then of upper (rows 8..15): two vpermt2d and one add.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRowSums(Vector512<int> lower, Vector512<int> upper, int* acc)
+    {
+        Vector512<int> even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        Vector512<int> odd = even + Vector512<int>.One;
+        (X86.Avx512F.PermuteVar16x32x2(lower, even, upper) + X86.Avx512F.PermuteVar16x32x2(lower, odd, upper)).Store(acc);
+    }
+}
