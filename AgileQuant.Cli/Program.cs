@@ -16,6 +16,7 @@ internal static class Program
             PerplexityCommand.Create(),
             AccuracyCommand.Create(),
             QuantizeCommand.Create(),
+            ExportGgufCommand.Create(),
             LogitsCommand.Create(),
             BenchCommand.Create(),
             EmbedCommand.Create(),

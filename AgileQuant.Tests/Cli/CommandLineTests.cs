@@ -90,4 +90,44 @@ public class CommandLineTests
         using JsonDocument infoJson = JsonDocument.Parse(info);
         Assert.That(infoJson.RootElement.GetProperty("kernels").GetArrayLength(), Is.GreaterThan(0));
     }
+
+    [Test]
+    public void ExportGgufWritesAModelThatGeneratesTheSameGreedyText()
+    {
+        string directory = Directory.CreateTempSubdirectory("agilequant-export-").FullName;
+        try
+        {
+            string gguf = Path.Combine(directory, "stories260K.f32.gguf");
+            (int code, string stdout, string stderr) = Run("export-gguf", "--model", Stories260K, "--type", "F32", "--output", gguf, "--json");
+            Assert.That(code, Is.EqualTo(0), stderr);
+            using (JsonDocument json = JsonDocument.Parse(stdout))
+            {
+                Assert.That(json.RootElement.GetProperty("vocabulary").GetString(), Is.EqualTo("sentencepiece"));
+                Assert.That(json.RootElement.GetProperty("bytes").GetInt64(), Is.EqualTo(new FileInfo(gguf).Length));
+            }
+            Assert.That(File.Exists(gguf + ".partial"), Is.False);
+
+            string[] greedy = ["--prompt", "Once upon a time", "--max-tokens", "24", "--temperature", "0", "--json"];
+            (int sourceCode, string source, string sourceErr) = Run(["generate", "--model", Stories260K, .. greedy]);
+            (int exportCode, string exported, string exportErr) = Run(["generate", "--model", gguf, .. greedy]);
+            Assert.That(sourceCode, Is.EqualTo(0), sourceErr);
+            Assert.That(exportCode, Is.EqualTo(0), exportErr);
+            using JsonDocument a = JsonDocument.Parse(source), b = JsonDocument.Parse(exported);
+            Assert.That(b.RootElement.GetProperty("text").GetString(), Is.EqualTo(a.RootElement.GetProperty("text").GetString()));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Test]
+    public void ExportGgufIntoAMissingDirectoryIsAOneLineError()
+    {
+        string target = Path.Combine(Path.GetTempPath(), "agilequant-no-such-dir-" + Guid.NewGuid().ToString("N"), "x.gguf");
+        (int code, _, string stderr) = Run("export-gguf", "--model", Stories260K, "--output", target);
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(stderr, Does.Contain("does not exist"));
+        Assert.That(stderr, Does.Not.Contain("   at "));
+    }
 }
