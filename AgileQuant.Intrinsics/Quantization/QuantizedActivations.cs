@@ -46,7 +46,18 @@ internal sealed class QuantizedActivations
     /// <summary>Quantizes x (tokens, cols) per token with <paramref name="bits"/> bits into this scratch.</summary>
     public void Quantize(ReadOnlySpan<float> x, int tokens, int cols, int bits, int groupSize, ActivationOrder order)
     {
-        Debug.Assert(groupSize % 32 == 0 && x.Length >= tokens * cols);
+        Debug.Assert(x.Length >= tokens * cols);
+        Prepare(tokens, cols, groupSize);
+        for (int t = 0; t < tokens; t++) QuantizeToken(x.Slice(t * cols, cols), t, bits, order);
+    }
+
+    /// <summary>
+    /// Sets the shape and grows the buffers for x (tokens, cols) without quantizing: then every token t is filled
+    /// by <see cref="QuantizeToken"/>, on any thread (tokens write disjoint parts).
+    /// </summary>
+    public void Prepare(int tokens, int cols, int groupSize)
+    {
+        Debug.Assert(groupSize % 32 == 0);
         int stride = (cols + 63) / 64 * 64;
         int groupCount = (cols + groupSize - 1) / groupSize;
         Tokens = tokens;
@@ -61,28 +72,31 @@ internal sealed class QuantizedActivations
             _groupSums = new int[tokens * groupCount];
             _groupSumsAsFloat = new float[tokens * groupCount];
         }
-        Span<sbyte> plain = stackalloc sbyte[64];
-        for (int t = 0; t < tokens; t++)
+    }
+
+    /// <summary>Quantizes token <paramref name="t"/> (its <see cref="Cols"/> values <paramref name="row"/>) after <see cref="Prepare"/>.</summary>
+    public void QuantizeToken(ReadOnlySpan<float> row, int t, int bits, ActivationOrder order)
+    {
+        int cols = Cols, stride = Stride, groupSize = GroupSize, groupCount = GroupCount;
+        Span<sbyte> codes = _codes.AsSpan(t * stride, stride);
+        codes[cols..].Clear();
+        _scales[t] = RowQuantizer.QuantizeSymmetric(row, bits, codes);
+        for (int g = 0; g < groupCount; g++)
         {
-            Span<sbyte> codes = _codes.AsSpan(t * stride, stride);
-            codes[cols..].Clear();
-            _scales[t] = RowQuantizer.QuantizeSymmetric(x.Slice(t * cols, cols), bits, codes);
-            for (int g = 0; g < groupCount; g++)
+            int sum = Sum(codes.Slice(g * groupSize, Math.Min(groupSize, stride - g * groupSize)));
+            _groupSums[t * groupCount + g] = sum;
+            _groupSumsAsFloat[t * groupCount + g] = sum;
+        }
+        if (order != ActivationOrder.NibblePairs) return;
+        Span<sbyte> plain = stackalloc sbyte[64];
+        for (int b = 0; b < stride; b += 64)
+        {
+            Span<sbyte> block = codes.Slice(b, 64);
+            block.CopyTo(plain);
+            for (int j = 0; j < 32; j++)
             {
-                int sum = Sum(codes.Slice(g * groupSize, Math.Min(groupSize, stride - g * groupSize)));
-                _groupSums[t * groupCount + g] = sum;
-                _groupSumsAsFloat[t * groupCount + g] = sum;
-            }
-            if (order != ActivationOrder.NibblePairs) continue;
-            for (int b = 0; b < stride; b += 64)
-            {
-                Span<sbyte> block = codes.Slice(b, 64);
-                block.CopyTo(plain);
-                for (int j = 0; j < 32; j++)
-                {
-                    block[j] = plain[2 * j];
-                    block[32 + j] = plain[2 * j + 1];
-                }
+                block[j] = plain[2 * j];
+                block[32 + j] = plain[2 * j + 1];
             }
         }
     }
