@@ -7,6 +7,7 @@ internal static class Program
 {
     // `interleaved-prefill [rounds]`: pruned vs dense prefill, each case once per round, medians;
     // `e2e-table [...]`: the AgileQuant-vs-llama.cpp speed table and chart (docs/benchmarks.md, .png);
+    // `e2e-engine [...]`: one configuration of that table, run by it as a child process (one JSON line);
     // `e2e-quality [...]`: perplexity/KL side by side on stories260K (docs/benchmarks-quality.md); otherwise BenchmarkDotNet.
     private static void Main(string[] args)
     {
@@ -18,6 +19,11 @@ internal static class Program
         if (args.Length > 0 && args[0] == "e2e-table")
         {
             EndToEndTable.Run(EndToEndSettings.Parse(args[1..]));
+            return;
+        }
+        if (args.Length > 0 && args[0] == "e2e-engine")
+        {
+            EndToEndEngineProcess.RunInThisProcess(args[1..]);
             return;
         }
         if (args.Length > 0 && args[0] == "e2e-quality")

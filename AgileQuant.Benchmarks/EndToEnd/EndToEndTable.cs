@@ -101,51 +101,39 @@ public static class EndToEndTable
     {
         IReadOnlyList<EngineConfig> engines = EngineConfig.All(s.PruneRatio);
         int context = Math.Max(s.PrefillLengths.Max(), s.DecodeTokens + 1);
-        var random = new Random(11);
-        int[][] prompts = s.PrefillLengths.Select(n => Enumerable.Range(0, n).Select(i => i == 0 ? 1 : random.Next(3, shape.Config.VocabSize)).ToArray()).ToArray();
-        var samples = engines.ToDictionary(e => e, _ => new List<double[]>()); // per repetition: load s, MiB, prefill t/s..., decode t/s
+        var samples = engines.ToDictionary(e => e, _ => new List<EngineRun>());
         for (int rep = 0; rep < s.Repeats; rep++)
             for (int k = 0; k < engines.Count; k++)
             {
-                EngineConfig engine = engines[(k + rep) % engines.Count];
-                GC.Collect();
-                GC.WaitForPendingFinalizers();
-                GC.Collect();
-                long before = CurrentRss();
-                long start = Stopwatch.GetTimestamp();
-                using IEndToEndEngine loaded = engine.Load(files[engine.FileType], s.Threads, context);
-                double load = Stopwatch.GetElapsedTime(start).TotalSeconds;
-                loaded.Prefill(prompts[0][..Math.Min(8, prompts[0].Length)]); // warm-up: JIT, first-touch of mapped pages
-                var row = new List<double> { load, 0 };
-                foreach (int[] prompt in prompts)
-                {
-                    start = Stopwatch.GetTimestamp();
-                    loaded.Prefill(prompt);
-                    row.Add(prompt.Length / Stopwatch.GetElapsedTime(start).TotalSeconds);
-                }
-                row.Add(s.DecodeTokens / loaded.Decode(1, s.DecodeTokens).TotalSeconds);
-                row[1] = Math.Max(0, CurrentRss() - before) / 1048576.0; // after a full GC the baseline can exceed it: clamp
-                samples[engine].Add(row.ToArray());
-                Log($"{shape.Name} rep {rep + 1}/{s.Repeats} {engine.Name}: load {load:F2} s, prefill {string.Join(" / ", row.Skip(2).Take(prompts.Length).Select(x => x.ToString("F1", CultureInfo.InvariantCulture)))} t/s, decode {row[^1]:F2} t/s, +{row[1]:F0} MiB");
+                int index = (k + rep) % engines.Count;
+                EngineConfig engine = engines[index];
+                // One process per configuration and repetition: its peak resident set is this configuration's alone,
+                // and no engine inherits another's heap, JIT state or page cache pressure inside the process.
+                EngineRun run = EndToEndEngineProcess.RunChild(new EngineRunRequest(files[engine.FileType], index, s.PruneRatio, s.Threads, context,
+                    s.PrefillLengths, s.DecodeTokens, shape.Config.VocabSize));
+                samples[engine].Add(run);
+                Log($"{shape.Name} rep {rep + 1}/{s.Repeats} {engine.Name}: load {run.LoadSeconds:F2} s, prefill {string.Join(" / ", run.PrefillTokensPerSecond.Select(x => x.ToString("F1", CultureInfo.InvariantCulture)))} t/s, decode {run.DecodeTokensPerSecond:F2} t/s, peak RSS {run.PeakRssMiB:F0} MiB");
             }
         return engines.Select(e =>
         {
-            double Median(int column) => MedianOf(samples[e].Select(r => r[column]));
-            return new EngineResult(e, Median(0), Median(1), Enumerable.Range(0, prompts.Length).Select(i => Median(2 + i)).ToArray(), Median(2 + prompts.Length));
+            List<EngineRun> runs = samples[e];
+            return new EngineResult(e, MedianOf(runs.Select(r => r.LoadSeconds)), MedianOf(runs.Select(r => r.PeakRssMiB)),
+                Enumerable.Range(0, s.PrefillLengths.Count).Select(i => MedianOf(runs.Select(r => r.PrefillTokensPerSecond[i]))).ToArray(),
+                MedianOf(runs.Select(r => r.DecodeTokensPerSecond)));
         }).ToArray();
+    }
+
+    /// <summary>The prompts of each prefill length: BOS then seeded random ids (the same in every process).</summary>
+    internal static int[][] Prompts(IReadOnlyList<int> lengths, int vocabSize)
+    {
+        var random = new Random(11);
+        return lengths.Select(n => Enumerable.Range(0, n).Select(i => i == 0 ? 1 : random.Next(3, vocabSize)).ToArray()).ToArray();
     }
 
     private static double MedianOf(IEnumerable<double> values)
     {
         double[] sorted = values.Order().ToArray();
         return sorted.Length == 0 ? double.NaN : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
-
-    private static long CurrentRss()
-    {
-        using Process process = Process.GetCurrentProcess();
-        process.Refresh();
-        return process.WorkingSet64;
     }
 
     private static string Markdown(List<(SyntheticModelShape Shape, IReadOnlyList<EngineResult> Results)> sections, EndToEndSettings s)
@@ -159,7 +147,7 @@ public static class EndToEndTable
         md.AppendLine($"Models: seeded random LLaMA weights at real shapes written as GGUF v3 (F32/F16/Q8_0/Q4_0); both engines load the same files. " +
             $"{s.Threads} threads for every engine; each repetition loads every configuration once, in rotated order; medians of {s.Repeats}. " +
             $"llama.cpp: LLamaSharp 0.30.0 + LLamaSharp.Backend.Cpu 0.30.0. Prefill: one batch of N tokens into an empty context (last-token logits). " +
-            $"Decode: {s.DecodeTokens} greedy tokens after a 1-token prompt. Memory: growth of the process working set over the load and the runs.");
+            $"Decode: {s.DecodeTokens} greedy tokens after a 1-token prompt. Memory: peak resident set of the process that ran the configuration (each configuration and repetition runs in its own process: runtime, weights as held, KV cache, scratch; mapped file pages count once touched).");
         md.AppendLine();
         foreach ((SyntheticModelShape shape, IReadOnlyList<EngineResult> results) in sections)
         {
@@ -169,7 +157,7 @@ public static class EndToEndTable
             EngineResult fp32 = results.First(r => r.Engine.Name == "AgileQuant FP32");
             EngineResult q4 = results.First(r => r.Engine.Name == "llama.cpp Q4_0");
             int last = s.PrefillLengths.Count - 1;
-            md.Append("| engine | file | load s | memory MiB |");
+            md.Append("| engine | file | load s | peak RSS MiB |");
             foreach (int n in s.PrefillLengths) md.Append($" prefill {n} t/s |");
             md.AppendLine($" decode t/s | prefill {s.PrefillLengths[last]} × FP32 | decode × FP32 | prefill {s.PrefillLengths[last]} × llama.cpp Q4_0 | decode × llama.cpp Q4_0 |");
             md.AppendLine("|" + string.Concat(Enumerable.Repeat(" --- |", 4 + s.PrefillLengths.Count + 5)));
@@ -207,5 +195,5 @@ public static class EndToEndTable
     private static string LoadAverage() =>
         File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
 
-    private static void Log(string message) => Console.Error.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {message}");
+    internal static void Log(string message) => Console.Error.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {message}");
 }
