@@ -363,10 +363,15 @@ public sealed class InferenceContext
             ReadOnlySpan<float> query = _query.AsSpan(i * q + head * hd, hd);
             Span<float> output = _attention.AsSpan(i * q + head * hd, hd);
             Span<float> scores = _scores.AsSpan(head * slots, visible);
-            // scores[j] = Σ_d q[d] · K[d, j], as hd AXPYs over the slot axis
-            scores.Clear();
-            for (int d = 0; d < hd; d++)
-                TensorPrimitives.MultiplyAdd(keys.AsSpan(((kvHead * hd) + d) * slots, visible), query[d], scores, scores);
+            // scores[j] = Σ_d q[d] · K[d, j], as hd AXPYs over the slot axis (fused into one pass where 256-bit vectors are native)
+            if (CachedHeadProducts.IsAccelerated)
+                CachedHeadProducts.Scores(keys.AsSpan(kvHead * hd * slots), slots, query, scores);
+            else
+            {
+                scores.Clear();
+                for (int d = 0; d < hd; d++)
+                    TensorPrimitives.MultiplyAdd(keys.AsSpan(((kvHead * hd) + d) * slots, visible), query[d], scores, scores);
+            }
             TensorPrimitives.Multiply(scores, scale, scores);
             if (_model.AlibiSlopes is not null)
                 TensorPrimitives.MultiplyAdd(_slotPositionValue[layer].AsSpan(0, visible), _model.AlibiSlopes[head], scores, scores);
@@ -383,8 +388,11 @@ public sealed class InferenceContext
             if (_collectStartAttention) _startAttention[head * n + i] = masked[0] ? 0f : scores[0];
             if (_model.Options.Attention.Log2Softmax) ActivationRounding.RoundToPowersOfTwo(scores);
             // out[d] = Σ_j p[j] · V[d, j]
-            for (int d = 0; d < hd; d++)
-                output[d] = TensorPrimitives.Dot(scores, values.AsSpan(((kvHead * hd) + d) * slots, visible));
+            if (CachedHeadProducts.IsAccelerated)
+                CachedHeadProducts.Mix(scores, values.AsSpan(kvHead * hd * slots), slots, output);
+            else
+                for (int d = 0; d < hd; d++)
+                    output[d] = TensorPrimitives.Dot(scores, values.AsSpan(((kvHead * hd) + d) * slots, visible));
         }
     }
 

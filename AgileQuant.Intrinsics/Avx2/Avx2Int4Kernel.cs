@@ -69,7 +69,7 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
             int tokens = xq.Tokens;
             if (tokens == 1)
             {
-                for (int b = firstBlock; b < endBlock; b++) BlockTile<OneToken>(tile, b, 0);
+                Avx2Int4Gemv.Multiply(blocks, w.GroupSize, packed, scales, zeroPoints, codes, segmentSums, tokenScales[0], y, firstBlock, endBlock);
                 return;
             }
             for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)

@@ -66,6 +66,7 @@ internal sealed class Int4RowBlocks
                     if (ZeroPoints is not null) ZeroPoints[at] = (byte)source.ZeroPoint(r, g);
                 }
             }
+        HalfScales = HalfCopy(Scales);
     }
 
     /// <summary>Rows of the source matrix.</summary>
@@ -89,8 +90,27 @@ internal sealed class Int4RowBlocks
     /// <summary>Scales (Blocks, GroupCount, 8).</summary>
     public float[] Scales { get; }
 
+    /// <summary>
+    /// <see cref="Scales"/> (Blocks, GroupCount, 8) as IEEE half bits, for the decode stream, when every scale is a finite
+    /// half exactly (so both copies hold the same values; GGUF Q4_0 scales are FP16); otherwise null.
+    /// </summary>
+    public ushort[]? HalfScales { get; }
+
     /// <summary>Zero points (Blocks, GroupCount, 8), or null for symmetric codes (zero point 8).</summary>
     public byte[]? ZeroPoints { get; }
+
+    // halves[i] = bits(Half(scales[i])) when every scale survives the round trip float → half → float exactly; else null.
+    private static ushort[]? HalfCopy(float[] scales)
+    {
+        var halves = GC.AllocateUninitializedArray<ushort>(scales.Length, pinned: true);
+        for (int i = 0; i < scales.Length; i++)
+        {
+            Half half = (Half)scales[i];
+            if (!Half.IsFinite(half) || (float)half != scales[i]) return null;
+            halves[i] = BitConverter.HalfToUInt16Bits(half);
+        }
+        return halves;
+    }
 
     /// <summary>The row-major layout of <see cref="PackedInt4Matrix.Packed"/> (Rows, rowBytes), rebuilt from the blocks.</summary>
     public byte[] ToRowMajor(int rowBytes)

@@ -1,0 +1,72 @@
+using AgileQuant.Intrinsics;
+using AgileQuant.Intrinsics.Avx2;
+using AgileQuant.Intrinsics.Formats;
+using AgileQuant.Intrinsics.Scalar;
+
+namespace AgileQuant.Tests.Intrinsics;
+
+/// <summary>
+/// The AVX2 one-token path (<c>Avx2Int4Gemv</c>) with both scale streams: FP32 scales, and the FP16 copy
+/// <see cref="Int4RowBlocks.HalfScales"/> built when every scale is a half exactly (negative and subnormal halves included).
+/// </summary>
+public sealed class Int4GemvTests
+{
+    [Test]
+    public void HalfScalesExistExactlyWhenEveryScaleIsAFiniteHalf()
+    {
+        if (!Avx2Int4Kernel.IsSupported) Assert.Ignore("AVX2 is not enabled here: no row-block copy is built");
+        PackedInt4Matrix half = Weights(rows: 9, cols: 70, groupSize: 32, asymmetric: false, halfScales: true, seed: 1);
+        PackedInt4Matrix single = Weights(rows: 9, cols: 70, groupSize: 32, asymmetric: false, halfScales: false, seed: 1);
+        Int4RowBlocks blocks = half.RowBlocks!;
+        Assert.That(blocks.HalfScales, Is.Not.Null);
+        Assert.That(single.RowBlocks!.HalfScales, Is.Null, "0.01 + 0.1·u is not a half");
+        for (int i = 0; i < blocks.Scales.Length; i++)
+            Assert.That((float)BitConverter.UInt16BitsToHalf(blocks.HalfScales![i]), Is.EqualTo(blocks.Scales[i]), $"scale {i}");
+    }
+
+    [TestCase(1)]
+    [TestCase(2)]
+    public void OneTokenEqualsScalarWithHalfAndSingleScales(int threads)
+    {
+        foreach (int bits in new[] { 8, 4 })
+        {
+            IMatMulKernel kernel = Avx2Int4Kernel.IsSupported ? new Avx2Int4Kernel(bits, threads) : new ScalarInt4Kernel(bits);
+            var scalar = new ScalarInt4Kernel(bits);
+            foreach ((int rows, int cols) in new[] { (1, 1), (5, 31), (9, 33), (3, 172), (21, 512), (24, 4096), (17, 11008), (64, 100) })
+                foreach (int groupSize in new[] { 32, 64, 128 })
+                    foreach (bool asymmetric in new[] { false, true })
+                        foreach (bool halfScales in new[] { true, false })
+                        {
+                            PackedInt4Matrix w = Weights(rows, cols, groupSize, asymmetric, halfScales, seed: rows * cols + groupSize);
+                            float[] x = MatMulReference.RandomValues(cols, seed: cols);
+                            var expected = new float[rows];
+                            scalar.MatMul(w, x, expected, 1);
+                            var output = new GuardedBuffer(rows, sentinel: -9876.5f, fill: float.NaN);
+                            kernel.MatMul(w, x, output.Inner, 1);
+                            string what = $"{kernel.Name} x{threads} ({rows}×{cols}, g{groupSize}, {(asymmetric ? "asymmetric" : "symmetric")}, {(halfScales ? "half" : "single")} scales)";
+                            output.AssertMarginsIntact(what);
+                            double[] tolerance = KernelSelfTest.QuantizedTolerance(x, 1, bits, rows, cols, w.Dequantize);
+                            MatMulReference.AssertClose(output.Inner, expected, tolerance, what);
+                        }
+        }
+    }
+
+    /// <summary>Random 4-bit weights; with <paramref name="halfScales"/> every scale is a half (±, some subnormal).</summary>
+    private static PackedInt4Matrix Weights(int rows, int cols, int groupSize, bool asymmetric, bool halfScales, int seed)
+    {
+        var random = new Random(seed);
+        int groups = rows * ((cols + groupSize - 1) / groupSize);
+        float[] scales = Enumerable.Range(0, groups).Select(i =>
+        {
+            float s = (float)(0.01 + 0.1 * random.NextDouble());
+            if (!halfScales) return s;
+            return i % 7 == 3 ? (float)BitConverter.UInt16BitsToHalf((ushort)(1 + random.Next(0x3FF))) // subnormal half
+                : (float)(Half)(i % 5 == 2 ? -s : s);
+        }).ToArray();
+        if (!asymmetric)
+            return PackedInt4Matrix.FromSymmetricCodes(Enumerable.Range(0, rows * cols).Select(_ => (sbyte)random.Next(-8, 8)).ToArray(), scales, rows, cols, groupSize);
+        byte[] codes = Enumerable.Range(0, rows * cols).Select(_ => (byte)random.Next(0, 16)).ToArray();
+        byte[] zeros = Enumerable.Range(0, groups).Select(_ => (byte)random.Next(0, 16)).ToArray();
+        return PackedInt4Matrix.FromAsymmetricCodes(codes, scales, zeros, rows, cols, groupSize);
+    }
+}
