@@ -17,6 +17,7 @@ namespace AgileQuant.Core.Runtime;
 public sealed class InferenceContext
 {
 
+
     private readonly TransformerModel _model;
     private readonly TransformerConfig _config;
     // Caches are head-major and transposed so attention runs over long contiguous slot vectors whatever the head size.
@@ -472,7 +473,7 @@ public sealed class InferenceContext
             else y.Slice(i * outF, outF).Clear();
         }
         ReadOnlySpan<bool> lowBit = mixed && linear.LowBitActivationBits == 4 && _pruner.LowBitCount > 0 ? _pruner.LowBit : default;
-        TripMatMul.Multiply(linear.Weight, x.Slice(0, n * linear.InFeatures), _tripRows.AsSpan(0, count), lowBit, scales, y, _threads);
+        TripMatMul.Multiply(_model.Kernel, linear.Weight, x.Slice(0, n * linear.InFeatures), _tripRows.AsSpan(0, count), lowBit, scales, y, _threads);
         if (linear.Bias is null) return;
         foreach (int i in _tripRows.AsSpan(0, count))
             TensorPrimitives.Add(y.Slice(i * outF, outF), linear.Bias, y.Slice(i * outF, outF));

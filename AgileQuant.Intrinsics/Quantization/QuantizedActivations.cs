@@ -21,6 +21,7 @@ internal sealed class QuantizedActivations
     private float[] _scales = [];
     private int[] _groupSums = [];
     private float[] _groupSumsAsFloat = [];
+    private float[] _rowScratch = [];
 
     public int Tokens { get; private set; }
     public int Cols { get; private set; }
@@ -46,7 +47,51 @@ internal sealed class QuantizedActivations
     /// <summary>Quantizes x (tokens, cols) per token with <paramref name="bits"/> bits into this scratch.</summary>
     public void Quantize(ReadOnlySpan<float> x, int tokens, int cols, int bits, int groupSize, ActivationOrder order)
     {
-        Debug.Assert(groupSize % 32 == 0 && x.Length >= tokens * cols);
+        Debug.Assert(x.Length >= tokens * cols);
+        Prepare(tokens, cols, groupSize);
+        for (int t = 0; t < tokens; t++)
+        {
+            Span<sbyte> codes = _codes.AsSpan(t * Stride, Stride);
+            codes[cols..].Clear();
+            _scales[t] = RowQuantizer.QuantizeSymmetric(x.Slice(t * cols, cols), bits, codes);
+            FinishRow(t, order);
+        }
+    }
+
+    /// <summary>
+    /// Quantizes the rows <paramref name="rows"/> of x (n, cols) with fixed scales (TRIP, METHOD.md §4) into tokens
+    /// 0..rows.Length−1 of this scratch: <c>q = clamp(round(x / s), −m, m)</c> (ties to even; 0 when s = 0), with
+    /// (s, m) = (<paramref name="fourBitScale"/>, 7) for rows flagged in <paramref name="lowBit"/> (per row of x, or empty)
+    /// and (<paramref name="eightBitScale"/>, 127) otherwise.
+    /// </summary>
+    public void QuantizeStatic(ReadOnlySpan<float> x, int cols, ReadOnlySpan<int> rows, ReadOnlySpan<bool> lowBit,
+        float eightBitScale, float fourBitScale, int groupSize, ActivationOrder order)
+    {
+        Prepare(rows.Length, cols, groupSize);
+        if (_rowScratch.Length < cols) _rowScratch = new float[cols];
+        Span<float> scaled = _rowScratch.AsSpan(0, cols); // (cols) x / s, rounded and clamped
+        for (int k = 0; k < rows.Length; k++)
+        {
+            bool low = !lowBit.IsEmpty && lowBit[rows[k]];
+            float scale = low ? fourBitScale : eightBitScale, limit = low ? 7 : 127;
+            float inverse = scale > 0 ? 1f / scale : 0f;
+            Span<sbyte> codes = _codes.AsSpan(k * Stride, Stride);
+            codes[cols..].Clear();
+            // element for element the scalar definition: round half to even, clamp, then an exact conversion (NaN → 0)
+            System.Numerics.Tensors.TensorPrimitives.Multiply(x.Slice(rows[k] * cols, cols), inverse, scaled);
+            System.Numerics.Tensors.TensorPrimitives.Round(scaled, scaled);
+            System.Numerics.Tensors.TensorPrimitives.Min(scaled, limit, scaled);
+            System.Numerics.Tensors.TensorPrimitives.Max(scaled, -limit, scaled);
+            System.Numerics.Tensors.TensorPrimitives.ConvertToInteger<float, sbyte>(scaled, codes[..cols]);
+            _scales[k] = scale;
+            FinishRow(k, order);
+        }
+    }
+
+    // sizes the scratch for (tokens, cols) with groups of groupSize columns
+    private void Prepare(int tokens, int cols, int groupSize)
+    {
+        Debug.Assert(groupSize % 32 == 0);
         int stride = (cols + 63) / 64 * 64;
         int groupCount = (cols + groupSize - 1) / groupSize;
         Tokens = tokens;
@@ -61,28 +106,29 @@ internal sealed class QuantizedActivations
             _groupSums = new int[tokens * groupCount];
             _groupSumsAsFloat = new float[tokens * groupCount];
         }
-        Span<sbyte> plain = stackalloc sbyte[64];
-        for (int t = 0; t < tokens; t++)
+    }
+
+    // group sums of token t's codes, then (NibblePairs) each 64-column block reordered to even columns, odd columns
+    private void FinishRow(int t, ActivationOrder order)
+    {
+        int stride = Stride, groupSize = GroupSize, groupCount = GroupCount;
+        Span<sbyte> codes = _codes.AsSpan(t * stride, stride);
+        for (int g = 0; g < groupCount; g++)
         {
-            Span<sbyte> codes = _codes.AsSpan(t * stride, stride);
-            codes[cols..].Clear();
-            _scales[t] = RowQuantizer.QuantizeSymmetric(x.Slice(t * cols, cols), bits, codes);
-            for (int g = 0; g < groupCount; g++)
+            int sum = Sum(codes.Slice(g * groupSize, Math.Min(groupSize, stride - g * groupSize)));
+            _groupSums[t * groupCount + g] = sum;
+            _groupSumsAsFloat[t * groupCount + g] = sum;
+        }
+        if (order != ActivationOrder.NibblePairs) return;
+        Span<sbyte> plain = stackalloc sbyte[64];
+        for (int b = 0; b < stride; b += 64)
+        {
+            Span<sbyte> block = codes.Slice(b, 64);
+            block.CopyTo(plain);
+            for (int j = 0; j < 32; j++)
             {
-                int sum = Sum(codes.Slice(g * groupSize, Math.Min(groupSize, stride - g * groupSize)));
-                _groupSums[t * groupCount + g] = sum;
-                _groupSumsAsFloat[t * groupCount + g] = sum;
-            }
-            if (order != ActivationOrder.NibblePairs) continue;
-            for (int b = 0; b < stride; b += 64)
-            {
-                Span<sbyte> block = codes.Slice(b, 64);
-                block.CopyTo(plain);
-                for (int j = 0; j < 32; j++)
-                {
-                    block[j] = plain[2 * j];
-                    block[32 + j] = plain[2 * j + 1];
-                }
+                block[j] = plain[2 * j];
+                block[32 + j] = plain[2 * j + 1];
             }
         }
     }
