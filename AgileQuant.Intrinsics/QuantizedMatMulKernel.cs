@@ -10,7 +10,7 @@ namespace AgileQuant.Intrinsics;
 /// <c>y[t, r] = s_x[t] · Σ_g s_w[r, g] · acc[t, r, g]</c>, <c>acc[t, r, g] = Σ_{c∈g} (w_q[r, c] − z[r, g]) · x_q[t, c]</c>.
 /// </summary>
 /// <typeparam name="TMatrix">The weight format the kernel multiplies by.</typeparam>
-public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel<TMatrix> where TMatrix : class, IWeightMatrix
+public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel<TMatrix>, IStaticScaleMatMulKernel where TMatrix : class, IWeightMatrix
 {
     /// <summary>Below this many multiply-adds a call runs on the calling thread alone.</summary>
     private const long MinParallelMacs = 1L << 18;
@@ -44,11 +44,28 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
         QuantizedActivations xq = QuantizedActivations.ForCurrentThread();
         xq.Prepare(tokens, w.Cols, GroupSize(w));
         fixed (float* xp = x)
-        fixed (float* yp = y)
         {
             int quantizeChunks = Pool is null || tokens < MinParallelQuantizeTokens ? 1 : Pool.Threads;
             _quantizeJob.Execute(Pool, new QuantizeArgs(xq, xp, ActivationBits, Order), &QuantizeChunk, quantizeChunks);
-            long macs = (long)tokens * w.Rows * w.Cols;
+        }
+        MultiplyQuantized(w, xq, y);
+    }
+
+    void IStaticScaleMatMulKernel.MatMulStatic(IWeightMatrix weights, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, ReadOnlySpan<bool> lowBit,
+        Trip.StaticActivationScales scales, Span<float> y)
+    {
+        var w = (TMatrix)weights;
+        QuantizedActivations xq = QuantizedActivations.ForCurrentThread();
+        xq.QuantizeStatic(x, w.Cols, rows, lowBit, scales.EightBit, scales.FourBit, GroupSize(w), Order);
+        MultiplyQuantized(w, xq, y);
+    }
+
+    // y (xq.Tokens, Rows) from the quantized activations, the weight rows split over the pool
+    private void MultiplyQuantized(TMatrix w, QuantizedActivations xq, Span<float> y)
+    {
+        fixed (float* yp = y)
+        {
+            long macs = (long)xq.Tokens * w.Rows * w.Cols;
             int blocks = (w.Rows + RowBlock - 1) / RowBlock;
             int chunkCount = Pool is null || macs < MinParallelMacs ? 1 : Math.Min(blocks, Pool.Threads * ChunksPerThread);
             _job.Execute(Pool, new RowArgs(this, w, xq, yp), &RunChunk, chunkCount);
@@ -97,4 +114,21 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
         public readonly QuantizedActivations Activations = activations;
         public readonly float* Y = y;
     }
+}
+
+/// <summary>
+/// An integer kernel that also multiplies activations quantized with fixed per-tensor scales (TRIP) instead of
+/// per-token ones, through the same packed-weight inner loops.
+/// </summary>
+internal interface IStaticScaleMatMulKernel
+{
+    /// <summary>Bits of the codes the kernel's inner loop takes (a kernel for 8 takes 4-bit codes too).</summary>
+    int ActivationBits { get; }
+
+    /// <summary>
+    /// y[k, ·] (rows.Length, Rows) = dequantized product of W and row rows[k] of x (n, Cols), that row quantized by
+    /// <see cref="Quantization.QuantizedActivations.QuantizeStatic"/>; the arguments are checked by the caller.
+    /// </summary>
+    void MatMulStatic(IWeightMatrix weights, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, ReadOnlySpan<bool> lowBit,
+        Trip.StaticActivationScales scales, Span<float> y);
 }

@@ -16,11 +16,15 @@ namespace AgileQuant.Core.Runtime;
 /// </remarks>
 public sealed class InferenceContext
 {
+
+
     private readonly TransformerModel _model;
     private readonly TransformerConfig _config;
     // Caches are head-major and transposed so attention runs over long contiguous slot vectors whatever the head size.
-    private readonly float[][] _keyCache;   // per layer: (KvHeads, HeadDim, MaxSequenceLength)
-    private readonly float[][] _valueCache; // per layer: (KvHeads, HeadDim, MaxSequenceLength)
+    // Slots past the cached tokens, up to the next whole vector, stay zero: attention tiles read whole vectors.
+    private readonly float[][] _keyCache;   // per layer: (KvHeads, HeadDim, _slotStride)
+    private readonly float[][] _valueCache; // per layer: (KvHeads, HeadDim, _slotStride)
+    private readonly int _slotStride;       // MaxSequenceLength rounded up to AttentionTiles.SlotAlignment
     private readonly int[][] _slotPosition;   // per layer: (MaxSequenceLength) model position of each cached token
     private readonly float[][] _slotPositionValue; // per layer: (MaxSequenceLength) the same as floats, for ALiBi
     private readonly bool[][] _slotMasked;    // per layer: (MaxSequenceLength) cached token is padding, never attended to
@@ -42,7 +46,7 @@ public sealed class InferenceContext
     private float[] _inner = [];      // (n, IntermediateSize)
     private float[] _gate = [];       // (n, IntermediateSize)
     private float[] _sigmoid = [];    // (n, IntermediateSize)
-    private float[] _scores = [];     // (NumHeads, MaxSequenceLength) attention scores, one row per head
+    private float[] _scores = [];     // (NumHeads, AttentionTiles.TileRows, _slotStride) scores, then probabilities, of one query tile per head
     private float[] _startAttention = []; // (NumHeads, n): A[h, i, 0], each query's attention to the start token
     private float[] _tokenScores = [];    // (n): s_i = Σ_h A[h, i, 0]
     private int[] _tokenPosition = [];    // (n): model position of each row in the current layer
@@ -57,14 +61,15 @@ public sealed class InferenceContext
         _model = model;
         _config = model.Config;
         int slots = _config.MaxSequenceLength;
-        if ((long)slots * _config.KvDim > Array.MaxLength)
+        _slotStride = (int)Math.Min(int.MaxValue, ((long)slots + AttentionTiles.SlotAlignment - 1) / AttentionTiles.SlotAlignment * AttentionTiles.SlotAlignment);
+        if ((long)_slotStride * _config.KvDim > Array.MaxLength)
             throw new AgileQuantException($"A KV cache of {slots} positions × {_config.KvDim} key/value width exceeds the largest array ({Array.MaxLength} elements); the context length is too large.");
         _keyCache = new float[_config.NumLayers][];
         _valueCache = new float[_config.NumLayers][];
         for (int l = 0; l < _config.NumLayers; l++)
         {
-            _keyCache[l] = new float[(long)slots * _config.KvDim];
-            _valueCache[l] = new float[(long)slots * _config.KvDim];
+            _keyCache[l] = new float[(long)_slotStride * _config.KvDim];
+            _valueCache[l] = new float[(long)_slotStride * _config.KvDim];
         }
         int layers = _config.NumLayers;
         _slotPosition = new int[layers][];
@@ -322,14 +327,16 @@ public sealed class InferenceContext
         return kept.Length;
     }
 
-    // cache[c, s] (KvDim, MaxSequenceLength) ← rows[i, c] (n, KvDim) for slots s = start + i
+    // cache[c, s] (KvDim, _slotStride) ← rows[i, c] (n, KvDim) for slots s = start + i; slots after them up to a whole vector ← 0
     private void StoreTransposed(float[] rows, float[] cache, int start, int n)
     {
-        int kv = _config.KvDim, slots = _config.MaxSequenceLength;
+        int kv = _config.KvDim, end = start + n;
+        int padEnd = Math.Min(AttentionTiles.PaddedWidth(end), _slotStride);
         for (int c = 0; c < kv; c++)
         {
-            Span<float> target = cache.AsSpan(c * slots + start, n);
+            Span<float> target = cache.AsSpan(c * _slotStride + start, n);
             for (int i = 0; i < n; i++) target[i] = rows[i * kv + c];
+            cache.AsSpan(c * _slotStride + end, padEnd - end).Clear();
         }
     }
 
@@ -350,50 +357,45 @@ public sealed class InferenceContext
 
     private bool _collectStartAttention;
 
-    private void AttendHead(int layer, int start, int n, int head)
+    private unsafe void AttendHead(int layer, int start, int n, int head)
     {
-        int hd = _config.HeadDim, q = _config.NumHeads * hd, slots = _config.MaxSequenceLength;
+        int hd = _config.HeadDim, q = _config.NumHeads * hd, stride = _slotStride;
         int kvHead = head / (_config.NumHeads / _config.NumKvHeads);
         float scale = 1f / MathF.Sqrt(hd);
-        float[] keys = _keyCache[layer], values = _valueCache[layer];
         bool[] masked = _slotMasked[layer];
-        for (int i = 0; i < n; i++)
-        {
-            int visible = start + i + 1; // causal: cached tokens 0..start+i
-            ReadOnlySpan<float> query = _query.AsSpan(i * q + head * hd, hd);
-            Span<float> output = _attention.AsSpan(i * q + head * hd, hd);
-            Span<float> scores = _scores.AsSpan(head * slots, visible);
-            // scores[j] = Σ_d q[d] · K[d, j], as hd AXPYs over the slot axis (fused into one pass where 256-bit vectors are native)
-            if (CachedHeadProducts.IsAccelerated)
-                CachedHeadProducts.Scores(keys.AsSpan(kvHead * hd * slots), slots, query, scores);
-            else
+        bool anyMasked = _layerMaskedSlots[layer] > 0;
+        fixed (float* keys = &_keyCache[layer][kvHead * hd * stride], values = &_valueCache[layer][kvHead * hd * stride])
+        fixed (float* queries = _query, outputs = _attention, tile = &_scores[head * AttentionTiles.TileRows * stride])
+            for (int i0 = 0; i0 < n; i0 += AttentionTiles.TileRows)
             {
-                scores.Clear();
-                for (int d = 0; d < hd; d++)
-                    TensorPrimitives.MultiplyAdd(keys.AsSpan(((kvHead * hd) + d) * slots, visible), query[d], scores, scores);
+                int rows = Math.Min(AttentionTiles.TileRows, n - i0);
+                // causal: row i sees cached tokens 0..start+i; the tile computes up to its last row's, in whole vectors
+                int width = AttentionTiles.PaddedWidth(start + i0 + rows);
+                AttentionTiles.Scores(queries + i0 * q + head * hd, q, rows, keys, stride, hd, scale, tile, stride, width);
+                for (int t = 0; t < rows; t++)
+                {
+                    int i = i0 + t, visible = start + i + 1;
+                    Span<float> row = new(tile + t * stride, width);
+                    Span<float> scores = row[..visible];
+                    row[visible..].Clear(); // zero probabilities past the causal limit
+                    if (_model.AlibiSlopes is not null)
+                        TensorPrimitives.MultiplyAdd(_slotPositionValue[layer].AsSpan(0, visible), _model.AlibiSlopes[head], scores, scores);
+                    if (anyMasked && !MaskPadding(scores, masked))
+                    {
+                        scores.Clear(); // every visible key is padding: no attention, a zero output
+                        if (_collectStartAttention) _startAttention[head * n + i] = 0f;
+                        continue;
+                    }
+                    // softmax, shifted by the maximum for stability
+                    float max = TensorPrimitives.Max(scores);
+                    TensorPrimitives.Subtract(scores, max, scores);
+                    TensorPrimitives.Exp(scores, scores);
+                    TensorPrimitives.Multiply(scores, 1f / TensorPrimitives.Sum(scores), scores);
+                    if (_collectStartAttention) _startAttention[head * n + i] = masked[0] ? 0f : scores[0];
+                    if (_model.Options.Attention.Log2Softmax) ActivationRounding.RoundToPowersOfTwo(scores);
+                }
+                AttentionTiles.WeightedValues(tile, stride, rows, values, stride, hd, outputs + i0 * q + head * hd, q, width);
             }
-            TensorPrimitives.Multiply(scores, scale, scores);
-            if (_model.AlibiSlopes is not null)
-                TensorPrimitives.MultiplyAdd(_slotPositionValue[layer].AsSpan(0, visible), _model.AlibiSlopes[head], scores, scores);
-            if (_layerMaskedSlots[layer] > 0 && !MaskPadding(scores, masked))
-            {
-                output.Clear(); // every visible key is padding: no attention
-                continue;
-            }
-            // softmax, shifted by the maximum for stability
-            float max = TensorPrimitives.Max(scores);
-            TensorPrimitives.Subtract(scores, max, scores);
-            TensorPrimitives.Exp(scores, scores);
-            TensorPrimitives.Multiply(scores, 1f / TensorPrimitives.Sum(scores), scores);
-            if (_collectStartAttention) _startAttention[head * n + i] = masked[0] ? 0f : scores[0];
-            if (_model.Options.Attention.Log2Softmax) ActivationRounding.RoundToPowersOfTwo(scores);
-            // out[d] = Σ_j p[j] · V[d, j]
-            if (CachedHeadProducts.IsAccelerated)
-                CachedHeadProducts.Mix(scores, values.AsSpan(kvHead * hd * slots), slots, output);
-            else
-                for (int d = 0; d < hd; d++)
-                    output[d] = TensorPrimitives.Dot(scores, values.AsSpan(((kvHead * hd) + d) * slots, visible));
-        }
     }
 
     /// <summary>Sets padding slots' scores to −∞; returns false when every visible slot is padding.</summary>
@@ -471,7 +473,7 @@ public sealed class InferenceContext
             else y.Slice(i * outF, outF).Clear();
         }
         ReadOnlySpan<bool> lowBit = mixed && linear.LowBitActivationBits == 4 && _pruner.LowBitCount > 0 ? _pruner.LowBit : default;
-        TripMatMul.Multiply(linear.Weight, x.Slice(0, n * linear.InFeatures), _tripRows.AsSpan(0, count), lowBit, scales, y, _threads);
+        TripMatMul.Multiply(_model.Kernel, linear.Weight, x.Slice(0, n * linear.InFeatures), _tripRows.AsSpan(0, count), lowBit, scales, y, _threads);
         if (linear.Bias is null) return;
         foreach (int i in _tripRows.AsSpan(0, count))
             TensorPrimitives.Add(y.Slice(i * outF, outF), linear.Bias, y.Slice(i * outF, outF));
@@ -513,7 +515,7 @@ public sealed class InferenceContext
             Grow(ref _gate, n * f);
             Grow(ref _sigmoid, n * f);
         }
-        Grow(ref _scores, _config.NumHeads * _config.MaxSequenceLength);
+        Grow(ref _scores, (long)_config.NumHeads * AttentionTiles.TileRows * _slotStride);
         Grow(ref _startAttention, _config.NumHeads * n);
         Grow(ref _tokenScores, n);
         if (_tokenPosition.Length < n)

@@ -21,6 +21,7 @@ internal sealed class QuantizedActivations
     private float[] _scales = [];
     private int[] _groupSums = [];
     private float[] _groupSumsAsFloat = [];
+    private float[] _rowScratch = [];
 
     public int Tokens { get; private set; }
     public int Cols { get; private set; }
@@ -52,6 +53,36 @@ internal sealed class QuantizedActivations
     }
 
     /// <summary>
+    /// Quantizes the rows <paramref name="rows"/> of x (n, cols) with fixed scales (TRIP, METHOD.md §4) into tokens
+    /// 0..rows.Length−1 of this scratch: <c>q = clamp(round(x / s), −m, m)</c> (ties to even; 0 when s = 0), with
+    /// (s, m) = (<paramref name="fourBitScale"/>, 7) for rows flagged in <paramref name="lowBit"/> (per row of x, or empty)
+    /// and (<paramref name="eightBitScale"/>, 127) otherwise.
+    /// </summary>
+    public void QuantizeStatic(ReadOnlySpan<float> x, int cols, ReadOnlySpan<int> rows, ReadOnlySpan<bool> lowBit,
+        float eightBitScale, float fourBitScale, int groupSize, ActivationOrder order)
+    {
+        Prepare(rows.Length, cols, groupSize);
+        if (_rowScratch.Length < cols) _rowScratch = new float[cols];
+        Span<float> scaled = _rowScratch.AsSpan(0, cols); // (cols) x / s, rounded and clamped
+        for (int k = 0; k < rows.Length; k++)
+        {
+            bool low = !lowBit.IsEmpty && lowBit[rows[k]];
+            float scale = low ? fourBitScale : eightBitScale, limit = low ? 7 : 127;
+            float inverse = scale > 0 ? 1f / scale : 0f;
+            Span<sbyte> codes = _codes.AsSpan(k * Stride, Stride);
+            codes[cols..].Clear();
+            // element for element the scalar definition: round half to even, clamp, then an exact conversion (NaN → 0)
+            System.Numerics.Tensors.TensorPrimitives.Multiply(x.Slice(rows[k] * cols, cols), inverse, scaled);
+            System.Numerics.Tensors.TensorPrimitives.Round(scaled, scaled);
+            System.Numerics.Tensors.TensorPrimitives.Min(scaled, limit, scaled);
+            System.Numerics.Tensors.TensorPrimitives.Max(scaled, -limit, scaled);
+            System.Numerics.Tensors.TensorPrimitives.ConvertToInteger<float, sbyte>(scaled, codes[..cols]);
+            _scales[k] = scale;
+            FinishRow(k, order);
+        }
+    }
+
+    /// <summary>
     /// Sets the shape and grows the buffers for x (tokens, cols) without quantizing: then every token t is filled
     /// by <see cref="QuantizeToken"/>, on any thread (tokens write disjoint parts).
     /// </summary>
@@ -77,10 +108,17 @@ internal sealed class QuantizedActivations
     /// <summary>Quantizes token <paramref name="t"/> (its <see cref="Cols"/> values <paramref name="row"/>) after <see cref="Prepare"/>.</summary>
     public void QuantizeToken(ReadOnlySpan<float> row, int t, int bits, ActivationOrder order)
     {
-        int cols = Cols, stride = Stride, groupSize = GroupSize, groupCount = GroupCount;
-        Span<sbyte> codes = _codes.AsSpan(t * stride, stride);
-        codes[cols..].Clear();
+        Span<sbyte> codes = _codes.AsSpan(t * Stride, Stride);
+        codes[Cols..].Clear();
         _scales[t] = RowQuantizer.QuantizeSymmetric(row, bits, codes);
+        FinishRow(t, order);
+    }
+
+    // group sums of token t's codes, then (NibblePairs) each 64-column block reordered to even columns, odd columns
+    private void FinishRow(int t, ActivationOrder order)
+    {
+        int stride = Stride, groupSize = GroupSize, groupCount = GroupCount;
+        Span<sbyte> codes = _codes.AsSpan(t * stride, stride);
         for (int g = 0; g < groupCount; g++)
         {
             int sum = Sum(codes.Slice(g * groupSize, Math.Min(groupSize, stride - g * groupSize)));

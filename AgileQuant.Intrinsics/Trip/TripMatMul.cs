@@ -70,13 +70,7 @@ public static class TripMatMul
         if (!Supports(weights))
             throw new ArgumentException($"TRIP multiplies Int8RowMatrix or PackedInt4Matrix weights, found {weights.GetType().Name}.", nameof(weights));
         int cols = weights.Cols, outF = weights.Rows;
-        if (x.Length % cols != 0) throw new ArgumentException($"x holds {x.Length} values, not whole rows of {cols}.", nameof(x));
-        int n = x.Length / cols;
-        if (y.Length < (long)n * outF) throw new ArgumentException($"Expected y of at least {n}x{outF} elements, found {y.Length}.", nameof(y));
-        if (!lowBit.IsEmpty && lowBit.Length != n) throw new ArgumentException($"Expected {n} lower-bit flags, found {lowBit.Length}.", nameof(lowBit));
-        foreach (int row in rows)
-            if ((uint)row >= (uint)n) throw new ArgumentOutOfRangeException(nameof(rows), row, $"Expected rows in [0, {n}).");
-        if (!(scales.EightBit >= 0 && scales.FourBit >= 0)) throw new ArgumentOutOfRangeException(nameof(scales), scales, "Expected non-negative scales.");
+        CheckShapes(weights, x, rows, lowBit, scales, y);
         int count = rows.Length;
         if (count == 0) return;
 
@@ -101,6 +95,71 @@ public static class TripMatMul
             ArrayPool<float>.Shared.Return(rowScales);
             ArrayPool<float>.Shared.Return(result);
         }
+    }
+
+    /// <summary>
+    /// As <see cref="Multiply(IWeightMatrix, ReadOnlySpan{float}, ReadOnlySpan{int}, ReadOnlySpan{bool}, StaticActivationScales, Span{float}, int)"/>,
+    /// through <paramref name="kernel"/>'s 8-bit-activation integer kernel for the weight format when it has one: the
+    /// gathered rows are quantized with the static scales straight into that kernel's activation layout and multiplied
+    /// by its packed weights (no int8 copy of 4-bit weights), with its threads. Same integer sums; the float epilogue
+    /// is the kernel's (GroupEpilogue order), so results may differ from the other overload in the last bits.
+    /// Without such a kernel, runs the other overload with <paramref name="threads"/>.
+    /// </summary>
+    /// <param name="kernel">The model's kernel (a <see cref="KernelSet"/> or one integer kernel).</param>
+    /// <param name="weights">W (Rows, Cols): <see cref="Int8RowMatrix"/> or <see cref="PackedInt4Matrix"/>.</param>
+    /// <param name="x">X (n, Cols), row-major.</param>
+    /// <param name="rows">Rows of X to multiply (each in [0, n)); y's other rows are not written.</param>
+    /// <param name="lowBit">Per row of X (n), or empty: true = 4-bit codes with s₄.</param>
+    /// <param name="scales">The tensor's static scales.</param>
+    /// <param name="y">Y (n, Rows), row-major.</param>
+    /// <param name="threads">Threads for the fallback pass, ≥ 1.</param>
+    public static void Multiply(IMatMulKernel kernel, IWeightMatrix weights, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, ReadOnlySpan<bool> lowBit,
+        StaticActivationScales scales, Span<float> y, int threads)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        ArgumentNullException.ThrowIfNull(weights);
+        IMatMulKernel? formatKernel = kernel is KernelSet set ? (set.Supports(weights) ? set.KernelFor(weights) : null) : kernel;
+        if (formatKernel is not IStaticScaleMatMulKernel { ActivationBits: 8 } integer || !formatKernel.Supports(weights) || !Supports(weights))
+        {
+            Multiply(weights, x, rows, lowBit, scales, y, threads);
+            return;
+        }
+        int outF = weights.Rows;
+        int n = CheckShapes(weights, x, rows, lowBit, scales, y);
+        int count = rows.Length;
+        if (count == 0) return;
+        bool identity = count == n;
+        for (int k = 0; identity && k < count; k++) identity = rows[k] == k;
+        if (identity)
+        {
+            integer.MatMulStatic(weights, x, rows, lowBit, scales, y[..(n * outF)]);
+            return;
+        }
+        float[] result = ArrayPool<float>.Shared.Rent(count * outF); // (count, Rows) before the scatter
+        try
+        {
+            integer.MatMulStatic(weights, x, rows, lowBit, scales, result.AsSpan(0, count * outF));
+            for (int k = 0; k < count; k++) result.AsSpan(k * outF, outF).CopyTo(y.Slice(rows[k] * outF, outF));
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(result);
+        }
+    }
+
+    // checks the shapes both overloads take; returns n, the rows of x
+    private static int CheckShapes(IWeightMatrix weights, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, ReadOnlySpan<bool> lowBit,
+        StaticActivationScales scales, Span<float> y)
+    {
+        int cols = weights.Cols, outF = weights.Rows;
+        if (x.Length % cols != 0) throw new ArgumentException($"x holds {x.Length} values, not whole rows of {cols}.", nameof(x));
+        int n = x.Length / cols;
+        if (y.Length < (long)n * outF) throw new ArgumentException($"Expected y of at least {n}x{outF} elements, found {y.Length}.", nameof(y));
+        if (!lowBit.IsEmpty && lowBit.Length != n) throw new ArgumentException($"Expected {n} lower-bit flags, found {lowBit.Length}.", nameof(lowBit));
+        foreach (int row in rows)
+            if ((uint)row >= (uint)n) throw new ArgumentOutOfRangeException(nameof(rows), row, $"Expected rows in [0, {n}).");
+        if (!(scales.EightBit >= 0 && scales.FourBit >= 0)) throw new ArgumentOutOfRangeException(nameof(scales), scales, "Expected non-negative scales.");
+        return n;
     }
 
     // q[k, c] = clamp(round(x[rows[k], c] / s_k)), zero padded to stride

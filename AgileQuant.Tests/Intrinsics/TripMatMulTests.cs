@@ -121,6 +121,31 @@ public class TripMatMulTests
         }
     }
 
+    [TestCaseSource(nameof(Matrices))]
+    public void KernelPassEqualsTheUnfusedSequenceUpToTheEpilogueOrder(string name, IWeightMatrix w)
+    {
+        const int n = 70;
+        float[] x = RandomValues(n * w.Cols, seed: 12, outlierEvery: 89);
+        int[] survivors = Enumerable.Range(0, n).Where(i => i % 4 != 3).ToArray(); // a pruning gather
+        int[] all = Enumerable.Range(0, n).ToArray();                             // every row: written in place
+        bool[] lowBit = Enumerable.Range(0, n).Select(i => i % 5 == 2).ToArray();
+        var scales = new StaticActivationScales(1f / 127, 1f / 7);
+        foreach (int threads in new[] { 1, 2 })
+        foreach (int[] rows in new[] { survivors, all })
+        foreach (bool[]? flags in new[] { null, lowBit })
+        {
+            IMatMulKernel kernel = KernelSelector.Create(new KernelOptions { Threads = threads });
+            float[] expected = Enumerable.Repeat(42f, n * w.Rows).ToArray();
+            float[] actual = (float[])expected.Clone();
+            Unfused(w, x, rows, flags, scales, expected);
+            TripMatMul.Multiply(kernel, w, x, rows, flags, scales, actual, threads);
+            // the integer sums are exact; the kernel's float epilogue may round differently in the last bits
+            float tolerance = 1e-5f * expected.Max(MathF.Abs);
+            Assert.That(actual, Is.EqualTo(expected).Within(tolerance), $"{name}, {threads} threads, {rows.Length} rows, lower-bit {flags is not null}");
+            if (rows == survivors) Assert.That(actual[3 * w.Rows], Is.EqualTo(42f), "rows not gathered are untouched");
+        }
+    }
+
     [Test]
     public void FusedPassApproximatesTheFloatProduct()
     {

@@ -1,0 +1,206 @@
+using System.Numerics;
+
+namespace AgileQuant.Core.Runtime;
+
+/// <summary>
+/// Register-blocked attention products over the transposed KV cache (head-major, one row of slots per head
+/// dimension): scores for a tile of query rows at once (each key vector loaded once per tile, not once per
+/// query) and probability-weighted value sums.
+/// </summary>
+/// <remarks>
+/// Every (row, slot) score and every (row, dimension) output is computed by the same per-lane operation chain
+/// whichever entry point or tile size produces it (fused multiply-adds in order of d, resp. of slot blocks, then
+/// one horizontal sum), so a row's result never depends on which other rows share its tile: a chunked prefill,
+/// a whole prefill and decode agree bit for bit. Widths are whole vectors; callers pad probabilities with zeros
+/// and keep the cache slots past the last token finite (zero).
+/// </remarks>
+internal static unsafe class AttentionTiles
+{
+    /// <summary>Query rows per tile.</summary>
+    public const int TileRows = 4;
+
+    /// <summary>Largest vector width (floats) a slot row must be padded to: cache strides are multiples of it.</summary>
+    public const int SlotAlignment = 16;
+
+    /// <summary>Floats per vector: slot widths passed to this class are multiples of it.</summary>
+    public static int VectorWidth => Vector<float>.Count;
+
+    /// <summary>Rounds <paramref name="slots"/> up to a whole number of vectors.</summary>
+    public static int PaddedWidth(int slots) => (slots + Vector<float>.Count - 1) / Vector<float>.Count * Vector<float>.Count;
+
+    // s[t, j] = scale · Σ_d q[t, d] · K[d, j]   for t < rows (1..4), j < width; q rows at qStride, K rows at kStride
+    public static void Scores(float* q, int qStride, int rows, float* k, int kStride, int headDim, float scale, float* s, int sStride, int width)
+    {
+        if (rows == TileRows) ScoresFour(q, qStride, k, kStride, headDim, scale, s, sStride, width);
+        else
+            for (int t = 0; t < rows; t++) ScoresOne(q + t * qStride, k, kStride, headDim, scale, s + t * sStride, width);
+    }
+
+    // o[t, d] = Σ_j p[t, j] · V[d, j]   for t < rows (1..4), d < headDim, j < width; p zero past each row's visible slots
+    public static void WeightedValues(float* p, int pStride, int rows, float* v, int vStride, int headDim, float* o, int oStride, int width)
+    {
+        if (rows == TileRows) WeightedValuesFour(p, pStride, v, vStride, headDim, o, oStride, width);
+        else
+            for (int t = 0; t < rows; t++) WeightedValuesOne(p + t * pStride, v, vStride, headDim, o + t * oStride, width);
+    }
+
+    private static void ScoresFour(float* q, int qStride, float* k, int kStride, int headDim, float scale, float* s, int sStride, int width)
+    {
+        int w = Vector<float>.Count;
+        float* q1 = q + qStride, q2 = q1 + qStride, q3 = q2 + qStride;
+        var scaleV = new Vector<float>(scale);
+        int j = 0;
+        for (; j + 2 * w <= width; j += 2 * w)
+        {
+            Vector<float> a00 = default, a01 = default, a10 = default, a11 = default;
+            Vector<float> a20 = default, a21 = default, a30 = default, a31 = default;
+            float* kj = k + j;
+            for (int d = 0; d < headDim; d++, kj += kStride)
+            {
+                Vector<float> k0 = Vector.Load(kj), k1 = Vector.Load(kj + w);
+                var b = new Vector<float>(q[d]);
+                a00 = Vector.FusedMultiplyAdd(k0, b, a00);
+                a01 = Vector.FusedMultiplyAdd(k1, b, a01);
+                b = new Vector<float>(q1[d]);
+                a10 = Vector.FusedMultiplyAdd(k0, b, a10);
+                a11 = Vector.FusedMultiplyAdd(k1, b, a11);
+                b = new Vector<float>(q2[d]);
+                a20 = Vector.FusedMultiplyAdd(k0, b, a20);
+                a21 = Vector.FusedMultiplyAdd(k1, b, a21);
+                b = new Vector<float>(q3[d]);
+                a30 = Vector.FusedMultiplyAdd(k0, b, a30);
+                a31 = Vector.FusedMultiplyAdd(k1, b, a31);
+            }
+            float* sj = s + j;
+            Vector.Store(a00 * scaleV, sj);
+            Vector.Store(a01 * scaleV, sj + w);
+            Vector.Store(a10 * scaleV, sj + sStride);
+            Vector.Store(a11 * scaleV, sj + sStride + w);
+            Vector.Store(a20 * scaleV, sj + 2 * sStride);
+            Vector.Store(a21 * scaleV, sj + 2 * sStride + w);
+            Vector.Store(a30 * scaleV, sj + 3 * sStride);
+            Vector.Store(a31 * scaleV, sj + 3 * sStride + w);
+        }
+        for (; j < width; j += w)
+        {
+            Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            float* kj = k + j;
+            for (int d = 0; d < headDim; d++, kj += kStride)
+            {
+                Vector<float> k0 = Vector.Load(kj);
+                a0 = Vector.FusedMultiplyAdd(k0, new Vector<float>(q[d]), a0);
+                a1 = Vector.FusedMultiplyAdd(k0, new Vector<float>(q1[d]), a1);
+                a2 = Vector.FusedMultiplyAdd(k0, new Vector<float>(q2[d]), a2);
+                a3 = Vector.FusedMultiplyAdd(k0, new Vector<float>(q3[d]), a3);
+            }
+            Vector.Store(a0 * scaleV, s + j);
+            Vector.Store(a1 * scaleV, s + sStride + j);
+            Vector.Store(a2 * scaleV, s + 2 * sStride + j);
+            Vector.Store(a3 * scaleV, s + 3 * sStride + j);
+        }
+    }
+
+    private static void ScoresOne(float* q, float* k, int kStride, int headDim, float scale, float* s, int width)
+    {
+        int w = Vector<float>.Count;
+        var scaleV = new Vector<float>(scale);
+        int j = 0;
+        for (; j + 4 * w <= width; j += 4 * w)
+        {
+            Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            float* kj = k + j;
+            for (int d = 0; d < headDim; d++, kj += kStride)
+            {
+                var b = new Vector<float>(q[d]);
+                a0 = Vector.FusedMultiplyAdd(Vector.Load(kj), b, a0);
+                a1 = Vector.FusedMultiplyAdd(Vector.Load(kj + w), b, a1);
+                a2 = Vector.FusedMultiplyAdd(Vector.Load(kj + 2 * w), b, a2);
+                a3 = Vector.FusedMultiplyAdd(Vector.Load(kj + 3 * w), b, a3);
+            }
+            Vector.Store(a0 * scaleV, s + j);
+            Vector.Store(a1 * scaleV, s + j + w);
+            Vector.Store(a2 * scaleV, s + j + 2 * w);
+            Vector.Store(a3 * scaleV, s + j + 3 * w);
+        }
+        for (; j < width; j += w)
+        {
+            Vector<float> a = default;
+            float* kj = k + j;
+            for (int d = 0; d < headDim; d++, kj += kStride)
+                a = Vector.FusedMultiplyAdd(Vector.Load(kj), new Vector<float>(q[d]), a);
+            Vector.Store(a * scaleV, s + j);
+        }
+    }
+
+    private static void WeightedValuesFour(float* p, int pStride, float* v, int vStride, int headDim, float* o, int oStride, int width)
+    {
+        int w = Vector<float>.Count;
+        float* p1 = p + pStride, p2 = p1 + pStride, p3 = p2 + pStride;
+        int d = 0;
+        for (; d + 2 <= headDim; d += 2)
+        {
+            float* v0 = v + d * vStride, v1 = v0 + vStride;
+            Vector<float> a00 = default, a01 = default, a10 = default, a11 = default;
+            Vector<float> a20 = default, a21 = default, a30 = default, a31 = default;
+            for (int j = 0; j < width; j += w)
+            {
+                Vector<float> x0 = Vector.Load(v0 + j), x1 = Vector.Load(v1 + j);
+                Vector<float> b = Vector.Load(p + j);
+                a00 = Vector.FusedMultiplyAdd(b, x0, a00);
+                a01 = Vector.FusedMultiplyAdd(b, x1, a01);
+                b = Vector.Load(p1 + j);
+                a10 = Vector.FusedMultiplyAdd(b, x0, a10);
+                a11 = Vector.FusedMultiplyAdd(b, x1, a11);
+                b = Vector.Load(p2 + j);
+                a20 = Vector.FusedMultiplyAdd(b, x0, a20);
+                a21 = Vector.FusedMultiplyAdd(b, x1, a21);
+                b = Vector.Load(p3 + j);
+                a30 = Vector.FusedMultiplyAdd(b, x0, a30);
+                a31 = Vector.FusedMultiplyAdd(b, x1, a31);
+            }
+            o[d] = Vector.Sum(a00);
+            o[d + 1] = Vector.Sum(a01);
+            o[oStride + d] = Vector.Sum(a10);
+            o[oStride + d + 1] = Vector.Sum(a11);
+            o[2 * oStride + d] = Vector.Sum(a20);
+            o[2 * oStride + d + 1] = Vector.Sum(a21);
+            o[3 * oStride + d] = Vector.Sum(a30);
+            o[3 * oStride + d + 1] = Vector.Sum(a31);
+        }
+        for (; d < headDim; d++)
+            for (int t = 0; t < TileRows; t++) o[t * oStride + d] = Dot(p + t * pStride, v + d * vStride, width);
+    }
+
+    private static void WeightedValuesOne(float* p, float* v, int vStride, int headDim, float* o, int width)
+    {
+        int w = Vector<float>.Count;
+        int d = 0;
+        for (; d + 4 <= headDim; d += 4)
+        {
+            float* v0 = v + d * vStride, v1 = v0 + vStride, v2 = v1 + vStride, v3 = v2 + vStride;
+            Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int j = 0; j < width; j += w)
+            {
+                Vector<float> b = Vector.Load(p + j);
+                a0 = Vector.FusedMultiplyAdd(b, Vector.Load(v0 + j), a0);
+                a1 = Vector.FusedMultiplyAdd(b, Vector.Load(v1 + j), a1);
+                a2 = Vector.FusedMultiplyAdd(b, Vector.Load(v2 + j), a2);
+                a3 = Vector.FusedMultiplyAdd(b, Vector.Load(v3 + j), a3);
+            }
+            o[d] = Vector.Sum(a0);
+            o[d + 1] = Vector.Sum(a1);
+            o[d + 2] = Vector.Sum(a2);
+            o[d + 3] = Vector.Sum(a3);
+        }
+        for (; d < headDim; d++) o[d] = Dot(p, v + d * vStride, width);
+    }
+
+    // Σ_j p[j] · v[j] with the lane structure of the blocked kernels
+    private static float Dot(float* p, float* v, int width)
+    {
+        Vector<float> a = default;
+        for (int j = 0; j < width; j += Vector<float>.Count)
+            a = Vector.FusedMultiplyAdd(Vector.Load(p + j), Vector.Load(v + j), a);
+        return Vector.Sum(a);
+    }
+}
