@@ -185,10 +185,13 @@ public static class EndToEndTable
         md.AppendLine();
         md.AppendLine("Notes: absolute figures on this shared 2-core machine move with its load (quote ratios measured in the same run). " +
             "W8A8 loads llama.cpp's block-wise Q8_0 file, re-scaled to one scale per row; W4A8/W4A4 load the Q4_0 file as symmetric 4-bit groups of 32 " +
-            "(the same weights llama.cpp runs). Where a bar is missed, what limits it (the machine limits in ../shared/docs/PERFORMANCE.md and docs/kernels.md): decode is bound by weight bytes " +
-            "per token over memory bandwidth, prefill by the int8 multiply-add peak (~1.98× the fp32 FMA peak here), the rest of a 2.55× prefill gain must come from pruning. " +
-            "When the load average is far above the core count, every figure is depressed and llama.cpp, whose worker threads spin-wait between operations, " +
-            "suffers most; AgileQuant FP32 memory includes the kernels' repacked copy of every FP32 matrix (about twice the weights).");
+            "(the same weights llama.cpp runs, LM head included). What limits each bar (machine limits in ../shared/docs/PERFORMANCE.md, kernels in docs/kernels.md): " +
+            "decode streams every weight once per token, so its ceiling is weight bytes per token over the memory bandwidth — the FP32 file holds about 7.1× the bytes " +
+            "of the Q4_0 file, so 6× FP32 decode needs the 4-bit path to stream at about 85% of the rate the FP32 path reaches; prefill is bound by the integer " +
+            "multiply-add rate (the int8 peak is ~1.98× the fp32 FMA peak here; the 4-bit GEMM gains more because one unpack feeds many tokens). " +
+            "When the load average is far above the core count every figure is depressed, and llama.cpp, whose worker threads spin-wait between operations, " +
+            "suffers most. Peak RSS includes the mapped file's pages touched while loading, the FP32 token-embedding table (AgileQuant dequantizes it: 500 MiB at " +
+            "vocab 32000 × 4096) and, for AgileQuant FP32, the kernels' repacked copy of every FP32 matrix.");
         return md.ToString();
     }
 
