@@ -27,10 +27,8 @@ public static class MachineLimits
         var results = new double[passes];
         for (int pass = 0; pass < passes; pass++)
         {
-            long start = Stopwatch.GetTimestamp();
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-                TensorPrimitives.Sum(data.AsSpan(t * chunk, t == threads - 1 ? count - t * chunk : chunk)));
-            results[pass] = (double)count * sizeof(float) / Stopwatch.GetElapsedTime(start).TotalSeconds / 1e9;
+            double seconds = SecondsOnThreads(threads, t => TensorPrimitives.Sum(data.AsSpan(t * chunk, t == threads - 1 ? count - t * chunk : chunk)));
+            results[pass] = (double)count * sizeof(float) / seconds / 1e9;
         }
         return Median(results);
     }
@@ -49,9 +47,8 @@ public static class MachineLimits
         var results = new double[passes];
         for (int pass = 0; pass < passes; pass++)
         {
-            long start = Stopwatch.GetTimestamp();
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t => Int8Chains(iterations, t + 1));
-            results[pass] = 2.0 * 32 * 8 * iterations * threads / Stopwatch.GetElapsedTime(start).TotalSeconds / 1e9;
+            double seconds = SecondsOnThreads(threads, t => Int8Chains(iterations, t + 1));
+            results[pass] = 2.0 * 32 * 8 * iterations * threads / seconds / 1e9;
         }
         return Median(results);
     }
@@ -79,6 +76,31 @@ public static class MachineLimits
             c7 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(a, b7), ones);
         }
         return Vector256.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7);
+    }
+
+    /// <summary>
+    /// Runs <c>work(t)</c> for t &lt; <paramref name="threads"/> on that many dedicated threads released together, and
+    /// returns the seconds until the last finishes. (Parallel.For let one thread run several shares when the thread pool
+    /// was slow to join, so a "2-thread" figure could be a 1-thread one on a busy machine.)
+    /// </summary>
+    private static double SecondsOnThreads(int threads, Action<int> work)
+    {
+        using var release = new Barrier(threads + 1);
+        var workers = new Thread[threads];
+        for (int t = 0; t < threads; t++)
+        {
+            int share = t;
+            workers[t] = new Thread(() =>
+            {
+                release.SignalAndWait();
+                work(share);
+            }) { IsBackground = true, Name = "AgileQuant machine limits" };
+            workers[t].Start();
+        }
+        release.SignalAndWait();
+        long start = Stopwatch.GetTimestamp();
+        foreach (Thread worker in workers) worker.Join();
+        return Stopwatch.GetElapsedTime(start).TotalSeconds;
     }
 
     private static double Median(double[] values)
