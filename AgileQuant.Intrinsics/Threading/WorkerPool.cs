@@ -35,6 +35,18 @@ internal sealed class WorkerPool
     private int _completed;
     private ExceptionDispatchInfo? _failure;
 
+    /// <summary>How long a worker stays awake after its last job, waiting for the next one (100 µs).</summary>
+    private static readonly long WorkerSpinTicks = Stopwatch.Frequency / 10_000;
+
+    /// <summary>How long the caller spins for the other threads' last chunks before blocking (50 µs).</summary>
+    private static readonly long CompletionSpinTicks = Stopwatch.Frequency / 20_000;
+
+    /// <summary>Pause instructions between two checks of a spin.</summary>
+    private const int SpinIterations = 20;
+
+    /// <summary>Whether waits spin first: only when every thread of the pool can have a processor of its own.</summary>
+    private readonly bool _spins;
+
     /// <summary>Total threads that run a job, the calling thread included.</summary>
     public int Threads { get; }
 
@@ -42,6 +54,7 @@ internal sealed class WorkerPool
     {
         Debug.Assert(threads >= 2);
         Threads = threads;
+        _spins = threads <= Environment.ProcessorCount;
         // A timed wait on an unset event creates its lock object now, not during some later (decode) call.
         _finished.Wait(1);
         _start = new ManualResetEventSlim[threads - 1];
@@ -87,6 +100,10 @@ internal sealed class WorkerPool
         Volatile.Write(ref _claim, (long)generation << 32);
         foreach (ManualResetEventSlim start in _start) start.Set();
         RunChunks(generation);
+        // The other threads are usually finishing their last chunk: spin for them before blocking.
+        if (_spins)
+            for (long deadline = Stopwatch.GetTimestamp() + CompletionSpinTicks; Volatile.Read(ref _completed) < chunkCount && Stopwatch.GetTimestamp() < deadline;)
+                Thread.SpinWait(SpinIterations);
         // The event is only a wake-up hint: a worker of an earlier run may set it late (after its last increment,
         // which that run's caller already saw), so completion is decided by the count alone.
         while (Volatile.Read(ref _completed) < chunkCount)
@@ -140,6 +157,11 @@ internal sealed class WorkerPool
         var start = (ManualResetEventSlim)state!;
         while (true)
         {
+            // Decode issues a job every few microseconds to a few hundred (one per linear layer, attention and norms
+            // between them): waiting awake that long lets the next job start without a kernel wake-up.
+            if (_spins)
+                for (long deadline = Stopwatch.GetTimestamp() + WorkerSpinTicks; !start.IsSet && Stopwatch.GetTimestamp() < deadline;)
+                    Thread.SpinWait(SpinIterations);
             start.Wait();
             start.Reset();
             RunChunks(Volatile.Read(ref _generation));
