@@ -14,6 +14,7 @@ namespace AgileQuant.Benchmarks.Encoder;
 /// Time per operation is per sentence (OperationsPerInvoke); sentences/s = 1 / mean.
 /// </summary>
 [MemoryDiagnoser]
+[MedianColumn]
 public class EncoderThroughputBenchmarks
 {
     private const int Tokens = 128;
