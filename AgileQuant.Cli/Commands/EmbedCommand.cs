@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using AgileQuant.Core.Encoder;
 using AgileQuant.Core.Quantization;
 using AgileQuant.Models.Embeddings;
 
@@ -12,7 +13,7 @@ internal static class EmbedCommand
     {
         var model = new EncoderModelOptions();
         var texts = new Argument<string[]>("text") { Description = "Texts to embed (default: one per line of standard input).", Arity = ArgumentArity.ZeroOrMore };
-        var quant = new Option<string>("--quant") { Description = "Quantization scheme (FP32, W8A8, W4A8-RTN, W4A8-GPTQ, ...).", DefaultValueFactory = _ => "FP32" };
+        var quant = new Option<string>("--quant") { Description = "Quantization scheme (FP32, W8A8, W8A8-GPTQ, W4A8-RTN, W4A8-GPTQ, ...).", DefaultValueFactory = _ => "FP32" };
         var calib = new Option<string?>("--calib-text") { Description = "Calibration text for GPTQ, one sentence per non-empty line." };
         var calibLines = new Option<int>("--calib-lines") { Description = "Calibration lines used from --calib-text.", DefaultValueFactory = _ => 128 };
         var similarity = new Option<bool>("--similarity") { Description = "Print the cosine-similarity matrix of the inputs instead of the vectors." };
@@ -23,7 +24,7 @@ internal static class EmbedCommand
         model.AddTo(command);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
         {
-            QuantizationConfig config = QuantizationConfig.Parse(parse.GetValue(quant)!);
+            QuantizationConfig config = EncoderSchemes.Parse(parse.GetValue(quant)!);
             string[] inputs = parse.GetValue(texts) is { Length: > 0 } given ? given : ReadStandardInput();
             if (inputs.Length == 0) throw new ArgumentException("No text to embed: pass texts as arguments or on standard input.");
             string[] calibration = parse.GetValue(calib) is { } path

@@ -16,7 +16,25 @@ namespace AgileQuant.Cli.Commands;
 /// </summary>
 internal static class EncoderAccuracyCommand
 {
-    private sealed record Variant(QuantizationConfig Config, string Pruning, double Beta, TokenScoring Scoring, PruningDirection Direction);
+    /// <summary>A quantization scheme and the SmoothQuant α applied before it (0 = none).</summary>
+    private sealed record Scheme(QuantizationConfig Config, double SmoothAlpha)
+    {
+        public string Label => SmoothAlpha > 0 ? string.Create(CultureInfo.InvariantCulture, $"{Config.Name}, smoothed α {SmoothAlpha:0.##}") : Config.Name;
+
+        public bool Quantizes => Config.QuantizesWeights || Config.QuantizesActivations;
+
+        /// <summary>"NAME" (smoothing <paramref name="defaultAlpha"/>) or "NAME@α".</summary>
+        public static Scheme Parse(string entry, double defaultAlpha)
+        {
+            int at = entry.IndexOf('@');
+            if (at < 0) return new Scheme(EncoderSchemes.Parse(entry), defaultAlpha);
+            if (!double.TryParse(entry[(at + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out double alpha) || !(alpha >= 0 && alpha < 1))
+                throw new ArgumentException($"--configs entry \"{entry}\": expected NAME or NAME@α with α in [0, 1).");
+            return new Scheme(EncoderSchemes.Parse(entry[..at]), alpha);
+        }
+    }
+
+    private sealed record Variant(Scheme Scheme, string Pruning, double Beta, TokenScoring Scoring, PruningDirection Direction);
 
     public static Command Create()
     {
@@ -24,7 +42,7 @@ internal static class EncoderAccuracyCommand
         var text = new Option<string>("--text") { Description = "Evaluation text: the first --lines non-empty lines are the sentences; calibration uses the lines after them.", Required = true };
         var lines = new Option<int>("--lines") { Description = "Sentences to evaluate.", DefaultValueFactory = _ => 2000 };
         var calibLines = new Option<int>("--calib-lines") { Description = "GPTQ calibration sentences, taken after the evaluated lines.", DefaultValueFactory = _ => 128 };
-        var configs = new Option<string>("--configs") { Description = "Comma-separated schemes.", DefaultValueFactory = _ => "FP32,W8A8,W4A16-GPTQ,W4A8-GPTQ,W4A4-GPTQ" };
+        var configs = new Option<string>("--configs") { Description = "Comma-separated schemes; NAME@α smooths that scheme with SmoothQuant α (overrides --smooth-alpha).", DefaultValueFactory = _ => "FP32,W8A8,W4A16-GPTQ,W4A8-GPTQ,W4A4-GPTQ" };
         var ratios = new Option<string>("--ratios") { Description = "Comma-separated pruned fractions β (progressive schedule from --prune-start-layer).", DefaultValueFactory = _ => "0.25,0.5" };
         var quantizedRatios = new Option<string>("--quantized-ratios") { Description = "Comma-separated β measured with [CLS] pruning on the quantized schemes (FP32 gets every --ratios value with random and highest-score controls).", DefaultValueFactory = _ => "0.5" };
         var smoothAlpha = new Option<double>("--smooth-alpha") { Description = "SmoothQuant migration strength α for the quantized schemes (0 = off; 0.5 = the paper's default), from the calibration lines.", DefaultValueFactory = _ => 0 };
@@ -47,13 +65,14 @@ internal static class EncoderAccuracyCommand
             string[] sentences = all[..lineCount], calibration = all[lineCount..];
             int[][] tokens = sentences.Select(fp32.Tokenize).ToArray();
             double[] betas = ParseRatios(parse.GetValue(ratios)!), quantizedBetas = ParseRatios(parse.GetValue(quantizedRatios)!);
-            QuantizationConfig[] schemes = parse.GetValue(configs)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Select(QuantizationConfig.Parse).ToArray();
+            double defaultAlpha = parse.GetValue(smoothAlpha);
+            Scheme[] schemes = parse.GetValue(configs)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(entry => Scheme.Parse(entry, defaultAlpha)).ToArray();
             int start = parse.GetValue(startLayer);
             var variants = new List<Variant>();
-            foreach (QuantizationConfig scheme in schemes)
+            foreach (Scheme scheme in schemes)
             {
-                bool quantizes = scheme.QuantizesWeights || scheme.QuantizesActivations;
+                bool quantizes = scheme.Quantizes;
                 if (quantizes) variants.Add(new Variant(scheme, "none", 0, TokenScoring.StartTokenAttention, PruningDirection.Lowest));
                 foreach (double beta in quantizes ? quantizedBetas : betas)
                 {
@@ -73,19 +92,19 @@ internal static class EncoderAccuracyCommand
             report.Outliers = maxima;
             (float[][] reference, _) = EmbedAll(fp32.Model, tokens, workers, cancel);
             Console.Error.WriteLine($"FP32 reference: {sentences.Length} sentences in {clock.Elapsed.TotalSeconds:F1}s");
-            report.Add(new Variant(QuantizationConfig.Parse("FP32"), "none", 0, TokenScoring.StartTokenAttention, PruningDirection.Lowest),
+            report.Add(new Variant(new Scheme(QuantizationConfig.Parse("FP32"), 0), "none", 0, TokenScoring.StartTokenAttention, PruningDirection.Lowest),
                 EmbeddingComparison.Compare(reference, reference), 1, clock.Elapsed.TotalSeconds);
-            QuantizationConfig? current = null;
+            Scheme? current = null;
             EncoderModel? quantized = null;
             foreach (Variant v in variants)
             {
                 cancel.ThrowIfCancellationRequested();
-                if (!ReferenceEquals(current, v.Config))
+                if (!ReferenceEquals(current, v.Scheme))
                 {
                     clock.Restart();
-                    quantized = EncoderModelOptions.Quantize(fp32, v.Config, calibration, cancel, parse.GetValue(smoothAlpha)).Model;
-                    current = v.Config;
-                    if (v.Config.QuantizesWeights) Console.Error.WriteLine($"{v.Config.Name}: quantized in {clock.Elapsed.TotalSeconds:F1}s");
+                    quantized = v.Scheme.Quantizes ? EncoderModelOptions.Quantize(fp32, v.Scheme.Config, calibration, cancel, v.Scheme.SmoothAlpha).Model : fp32.Model;
+                    current = v.Scheme;
+                    if (v.Scheme.Config.QuantizesWeights) Console.Error.WriteLine($"{v.Scheme.Label}: quantized in {clock.Elapsed.TotalSeconds:F1}s");
                 }
                 RuntimeOptions runtime = quantized!.Options with
                 {
@@ -96,7 +115,7 @@ internal static class EncoderAccuracyCommand
                 (float[][] embeddings, double kept) = EmbedAll(run, tokens, workers, cancel);
                 EmbeddingAgreement agreement = EmbeddingComparison.Compare(embeddings, reference);
                 report.Add(v, agreement, kept, clock.Elapsed.TotalSeconds);
-                Console.Error.WriteLine($"{v.Config.Name} pruning={v.Pruning} β={v.Beta}: mean cos {agreement.MeanCosine:F6}, min {agreement.MinCosine:F6}, 10-NN overlap {agreement.NeighbourOverlap:F4}, kept {kept:P1} ({clock.Elapsed.TotalSeconds:F1}s)");
+                Console.Error.WriteLine($"{v.Scheme.Label} pruning={v.Pruning} β={v.Beta}: mean cos {agreement.MeanCosine:F6}, min {agreement.MinCosine:F6}, 10-NN overlap {agreement.NeighbourOverlap:F4}, kept {kept:P1} ({clock.Elapsed.TotalSeconds:F1}s)");
                 report.Write();
             }
             return ExitCodes.Success;
@@ -136,7 +155,7 @@ internal static class EncoderAccuracyCommand
 
         public void Add(Variant v, EmbeddingAgreement a, double kept, double seconds) =>
             _rows.Add(string.Create(CultureInfo.InvariantCulture,
-                $"| {v.Config.Name} | {v.Pruning} | {(v.Beta > 0 ? v.Beta.ToString("0.##", CultureInfo.InvariantCulture) : "–")} | {kept:P1} | {a.MeanCosine:F6} | {a.MinCosine:F6} | {a.NeighbourOverlap:F4} | {seconds:F1} |"));
+                $"| {v.Scheme.Label} | {v.Pruning} | {(v.Beta > 0 ? v.Beta.ToString("0.##", CultureInfo.InvariantCulture) : "–")} | {kept:P1} | {a.MeanCosine:F6} | {a.MinCosine:F6} | {a.NeighbourOverlap:F4} | {seconds:F1} |"));
 
         public void Write()
         {

@@ -1,6 +1,8 @@
 using AgileQuant.Core;
 using AgileQuant.Core.Encoder;
 using AgileQuant.Core.Quantization;
+using AgileQuant.Core.Runtime;
+using AgileQuant.Intrinsics.Formats;
 using AgileQuant.Models;
 using AgileQuant.Models.Onnx;
 
@@ -47,6 +49,37 @@ public sealed class MiniLmQuantizationTests
         TestContext.Out.WriteLine($"smoothed FP32 min {same.Min():F8}; W8A8 mean {plainCos.Average():F6} min {plainCos.Min():F6}; smoothed W8A8 mean {smoothCos.Average():F6} min {smoothCos.Min():F6}");
         Assert.That(same, Has.All.GreaterThanOrEqualTo(0.99999));
         Assert.That(smoothCos.Average(), Is.GreaterThan(plainCos.Average()));
+    }
+
+    [Test]
+    public void W8A8GptqKeepsTheInt8FormatsAndBeatsRoundToNearest()
+    {
+        string[] all = MiniLmPackage.WikiLines(232);
+        int[][] eval = all[..16].Select(l => MiniLmPackage.Tokens(l, 64)).ToArray();
+        int[][] calibration = all[200..].Select(l => MiniLmPackage.Tokens(l, 128)).ToArray();
+        EncoderModel smoothed = EncoderSmoothing.Smooth(MiniLmPackage.Model, calibration, alpha: 0.7);
+        EncoderModel rtn = EncoderQuantizer.Quantize(smoothed, QuantizationConfig.Parse("W8A8"));
+        EncoderModel gptq = EncoderQuantizer.Quantize(smoothed, EncoderSchemes.W8A8Gptq, new ModelQuantizationOptions { Calibration = calibration });
+        foreach (LayerWeights layer in gptq.Weights.Layers)
+            foreach (LinearLayer linear in new[] { layer.Query, layer.Key, layer.Value, layer.Output, layer.Up, layer.Down })
+            {
+                Assert.That(linear.Weight, Is.InstanceOf<Int8RowMatrix>());
+                Assert.That(linear.ActivationBits, Is.EqualTo(8));
+            }
+        Assert.That(gptq.Weights.WeightBytes, Is.EqualTo(rtn.Weights.WeightBytes));
+        Assert.That(gptq.Options.Attention, Is.EqualTo(rtn.Options.Attention));
+        EncoderContext fp32 = MiniLmPackage.Model.CreateContext(), r = rtn.CreateContext(), g = gptq.CreateContext();
+        var rtnCos = new List<double>();
+        var gptqCos = new List<double>();
+        foreach (int[] ids in eval)
+        {
+            float[] reference = fp32.Embed(ids);
+            rtnCos.Add(MiniLmPackage.Cosine(reference, r.Embed(ids)));
+            gptqCos.Add(MiniLmPackage.Cosine(reference, g.Embed(ids)));
+        }
+        TestContext.Out.WriteLine($"smoothed (α 0.7) W8A8 mean {rtnCos.Average():F6} min {rtnCos.Min():F6}; W8A8-GPTQ mean {gptqCos.Average():F6} min {gptqCos.Min():F6}");
+        Assert.That(gptqCos.Average(), Is.GreaterThan(rtnCos.Average()));
+        Assert.That(gptqCos, Has.All.GreaterThan(0.99));
     }
 
     [Test]
