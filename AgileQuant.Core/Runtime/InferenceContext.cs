@@ -45,7 +45,6 @@ public sealed class InferenceContext
     private float[] _projected = [];  // (n, HiddenSize)
     private float[] _inner = [];      // (n, IntermediateSize)
     private float[] _gate = [];       // (n, IntermediateSize)
-    private float[] _sigmoid = [];    // (n, IntermediateSize)
     private float[] _scores = [];     // (NumHeads, AttentionTiles.TileRows, _slotStride) scores, then probabilities, of one query tile per head
     private float[] _startAttention = []; // (NumHeads, n): A[h, i, 0], each query's attention to the start token
     private float[] _tokenScores = [];    // (n): s_i = Σ_h A[h, i, 0]
@@ -245,11 +244,7 @@ public sealed class InferenceContext
         }
         if (_model.Rotary is not null)
             for (int i = 0; i < n; i++)
-            {
-                int position = _tokenPosition[i];
-                _model.Rotary.Apply(_query.AsSpan(i * q, q), position);
-                _model.Rotary.Apply(_key.AsSpan(i * kv, kv), position);
-            }
+                _model.Rotary.Apply(_query.AsSpan(i * q, q), _key.AsSpan(i * kv, kv), _tokenPosition[i]);
         if (aq.KvCacheBits > 0)
         {
             // one scale per token and key/value head
@@ -286,11 +281,8 @@ public sealed class InferenceContext
             case MlpKind.SwiGlu:
                 // inner = silu(gate) · up, silu(g) = g · σ(g)
                 Span<float> gate = _gate.AsSpan(0, n * f);
-                Span<float> sigmoid = _sigmoid.AsSpan(0, n * f);
                 RunLinear(lw.Gate!, mlpInput, gate, n, mixed: true);
-                TensorPrimitives.Sigmoid(gate, sigmoid);
-                TensorPrimitives.Multiply(gate, sigmoid, gate);
-                TensorPrimitives.Multiply(gate, inner, inner);
+                ApplySwiGlu(gate, inner);
                 break;
             case MlpKind.Relu:
                 TensorPrimitives.Max(inner, 0f, inner);
@@ -307,6 +299,21 @@ public sealed class InferenceContext
         TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
         if (!_config.PreNorm) lw.MlpNorm.Forward(hidden, hidden, n);
         return n;
+    }
+
+    /// <summary><c>inner ← g · σ(g) · inner</c> with g = <paramref name="gate"/>, in chunks that stay in L1 between the three passes.</summary>
+    private static void ApplySwiGlu(Span<float> gate, Span<float> inner)
+    {
+        const int Chunk = 1024;
+        Span<float> sigmoid = stackalloc float[Chunk];
+        for (int i = 0; i < gate.Length; i += Chunk)
+        {
+            int length = Math.Min(Chunk, gate.Length - i);
+            Span<float> g = gate.Slice(i, length), s = sigmoid[..length], x = inner.Slice(i, length);
+            TensorPrimitives.Sigmoid(g, s);
+            TensorPrimitives.Multiply(g, s, g);
+            TensorPrimitives.Multiply(g, x, x);
+        }
     }
 
     /// <summary>Compacts the residual stream and the per-row positions to the rows the pruner keeps; returns their count.</summary>
@@ -332,12 +339,18 @@ public sealed class InferenceContext
     {
         int kv = _config.KvDim, end = start + n;
         int padEnd = Math.Min(AttentionTiles.PaddedWidth(end), _slotStride);
-        for (int c = 0; c < kv; c++)
+        // 16 channels at a time: each token's 16 values are one cache line read, written to 16 slot rows in order
+        const int ChannelBlock = 16;
+        for (int c0 = 0; c0 < kv; c0 += ChannelBlock)
         {
-            Span<float> target = cache.AsSpan(c * _slotStride + start, n);
-            for (int i = 0; i < n; i++) target[i] = rows[i * kv + c];
-            cache.AsSpan(c * _slotStride + end, padEnd - end).Clear();
+            int c1 = Math.Min(kv, c0 + ChannelBlock);
+            for (int i = 0; i < n; i++)
+            {
+                ReadOnlySpan<float> source = rows.AsSpan(i * kv + c0, c1 - c0);
+                for (int c = 0; c < source.Length; c++) cache[(c0 + c) * _slotStride + start + i] = source[c];
+            }
         }
+        for (int c = 0; c < kv; c++) cache.AsSpan(c * _slotStride + end, padEnd - end).Clear();
     }
 
     // attn[i, h] = Σ_j softmax_j(q[i,h]·k[j,h']/√d + slope_h·pos_j) · v[j, h'], j over unmasked cached tokens up to i
@@ -510,11 +523,7 @@ public sealed class InferenceContext
         Grow(ref _attention, n * q);
         Grow(ref _projected, n * wide);
         Grow(ref _inner, n * f);
-        if (_config.Mlp == MlpKind.SwiGlu)
-        {
-            Grow(ref _gate, n * f);
-            Grow(ref _sigmoid, n * f);
-        }
+        if (_config.Mlp == MlpKind.SwiGlu) Grow(ref _gate, n * f);
         Grow(ref _scores, (long)_config.NumHeads * AttentionTiles.TileRows * _slotStride);
         Grow(ref _startAttention, _config.NumHeads * n);
         Grow(ref _tokenScores, n);
