@@ -256,14 +256,15 @@ public sealed class InferenceContext
         Attend(layer, start, n);
         SelectTokens(layer, n);
         Observer?.Observe(layer, LinearSlot.AttentionOutput, _attention.AsSpan(0, n * q), n);
-        RunLinear(lw.Output, _attention, _projected, n, mixed: true, survivorsOnly: true);
-        TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
-        if (!_config.PreNorm) lw.AttentionNorm.Forward(hidden, hidden, n);
+        // rows pruned here leave after the residual add, which is per row: drop them now and skip their output projection
         if (_pruner.PrunedCount > 0)
         {
             n = DropPrunedRows(n);
             hidden = _hidden.AsSpan(0, n * d);
         }
+        RunLinear(lw.Output, _attention, _projected, n, mixed: true);
+        TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
+        if (!_config.PreNorm) lw.AttentionNorm.Forward(hidden, hidden, n);
 
         // MLP block: x = x + mlp(norm(x))  (post-LN: x = norm(x + mlp(x)))
         ReadOnlySpan<float> mlpInput = hidden;
@@ -316,10 +317,10 @@ public sealed class InferenceContext
         }
     }
 
-    /// <summary>Compacts the residual stream and the per-row positions to the rows the pruner keeps; returns their count.</summary>
+    /// <summary>Compacts the residual stream, the attention outputs and the per-row positions to the rows the pruner keeps; returns their count.</summary>
     private int DropPrunedRows(int n)
     {
-        int d = _config.HiddenSize;
+        int d = _config.HiddenSize, q = _config.NumHeads * _config.HeadDim;
         _pruner.Compact();
         ReadOnlySpan<int> kept = _pruner.KeptRows;
         // rows move only towards the front (kept[k] ≥ k), so copying in ascending order never overwrites a row still needed
@@ -328,6 +329,7 @@ public sealed class InferenceContext
             int row = kept[k];
             if (row == k) continue;
             _hidden.AsSpan(row * d, d).CopyTo(_hidden.AsSpan(k * d, d));
+            _attention.AsSpan(row * q, q).CopyTo(_attention.AsSpan(k * q, q));
             _tokenPosition[k] = _tokenPosition[row];
             _tokenMasked[k] = _tokenMasked[row];
         }
@@ -441,11 +443,11 @@ public sealed class InferenceContext
     }
 
     /// <summary>y = x·Wᵀ + b through the kernel for the layer's activation width; lower-bit tokens (mixed scheme) go through the 4-bit kernel.</summary>
-    private void RunLinear(LinearLayer linear, ReadOnlySpan<float> x, Span<float> y, int n, bool mixed, bool survivorsOnly = false)
+    private void RunLinear(LinearLayer linear, ReadOnlySpan<float> x, Span<float> y, int n, bool mixed)
     {
         if (linear.StaticScales is StaticActivationScales scales && TripMatMul.Supports(linear.Weight))
         {
-            RunTrip(linear, scales, x, y, n, mixed, survivorsOnly);
+            RunTrip(linear, scales, x, y, n, mixed);
             return;
         }
         if (!mixed || linear.LowBitActivationBits == 0 || _pruner.LowBitCount == 0)
@@ -470,25 +472,18 @@ public sealed class InferenceContext
     }
 
     /// <summary>
-    /// TRIP (METHOD.md §4): one fused pass over the rows this layer keeps (with <paramref name="survivorsOnly"/>, the rows
-    /// the pruner drops after this linear are skipped and their outputs zeroed), each quantized with the layer's static
-    /// scale at its own bit width (lower-bit rows 4-bit when <paramref name="mixed"/>).
+    /// TRIP (METHOD.md §4): one fused pass over the layer's rows, each quantized with the layer's static scale at its own
+    /// bit width (lower-bit rows 4-bit when <paramref name="mixed"/>).
     /// </summary>
-    private void RunTrip(LinearLayer linear, StaticActivationScales scales, ReadOnlySpan<float> x, Span<float> y, int n, bool mixed, bool survivorsOnly)
+    private void RunTrip(LinearLayer linear, StaticActivationScales scales, ReadOnlySpan<float> x, Span<float> y, int n, bool mixed)
     {
         int outF = linear.OutFeatures;
         if (_tripRows.Length < n) _tripRows = new int[n];
-        ReadOnlySpan<bool> pruned = survivorsOnly && _pruner.PrunedCount > 0 ? _pruner.Pruned : default;
-        int count = 0;
-        for (int i = 0; i < n; i++)
-        {
-            if (pruned.IsEmpty || !pruned[i]) _tripRows[count++] = i;
-            else y.Slice(i * outF, outF).Clear();
-        }
+        for (int i = 0; i < n; i++) _tripRows[i] = i;
         ReadOnlySpan<bool> lowBit = mixed && linear.LowBitActivationBits == 4 && _pruner.LowBitCount > 0 ? _pruner.LowBit : default;
-        TripMatMul.Multiply(_model.Kernel, linear.Weight, x.Slice(0, n * linear.InFeatures), _tripRows.AsSpan(0, count), lowBit, scales, y, _threads);
+        TripMatMul.Multiply(_model.Kernel, linear.Weight, x.Slice(0, n * linear.InFeatures), _tripRows.AsSpan(0, n), lowBit, scales, y, _threads);
         if (linear.Bias is null) return;
-        foreach (int i in _tripRows.AsSpan(0, count))
+        for (int i = 0; i < n; i++)
             TensorPrimitives.Add(y.Slice(i * outF, outF), linear.Bias, y.Slice(i * outF, outF));
     }
 
