@@ -45,7 +45,6 @@ public sealed class InferenceContext
     private float[] _projected = [];  // (n, HiddenSize)
     private float[] _inner = [];      // (n, IntermediateSize)
     private float[] _gate = [];       // (n, IntermediateSize)
-    private float[] _sigmoid = [];    // (n, IntermediateSize)
     private float[] _scores = [];     // (NumHeads, AttentionTiles.TileRows, _slotStride) scores, then probabilities, of one query tile per head
     private float[] _startAttention = []; // (NumHeads, n): A[h, i, 0], each query's attention to the start token
     private float[] _tokenScores = [];    // (n): s_i = Σ_h A[h, i, 0]
@@ -245,11 +244,7 @@ public sealed class InferenceContext
         }
         if (_model.Rotary is not null)
             for (int i = 0; i < n; i++)
-            {
-                int position = _tokenPosition[i];
-                _model.Rotary.Apply(_query.AsSpan(i * q, q), position);
-                _model.Rotary.Apply(_key.AsSpan(i * kv, kv), position);
-            }
+                _model.Rotary.Apply(_query.AsSpan(i * q, q), _key.AsSpan(i * kv, kv), _tokenPosition[i]);
         if (aq.KvCacheBits > 0)
         {
             // one scale per token and key/value head
@@ -261,14 +256,15 @@ public sealed class InferenceContext
         Attend(layer, start, n);
         SelectTokens(layer, n);
         Observer?.Observe(layer, LinearSlot.AttentionOutput, _attention.AsSpan(0, n * q), n);
-        RunLinear(lw.Output, _attention, _projected, n, mixed: true, survivorsOnly: true);
-        TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
-        if (!_config.PreNorm) lw.AttentionNorm.Forward(hidden, hidden, n);
+        // rows pruned here leave after the residual add, which is per row: drop them now and skip their output projection
         if (_pruner.PrunedCount > 0)
         {
             n = DropPrunedRows(n);
             hidden = _hidden.AsSpan(0, n * d);
         }
+        RunLinear(lw.Output, _attention, _projected, n, mixed: true);
+        TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
+        if (!_config.PreNorm) lw.AttentionNorm.Forward(hidden, hidden, n);
 
         // MLP block: x = x + mlp(norm(x))  (post-LN: x = norm(x + mlp(x)))
         ReadOnlySpan<float> mlpInput = hidden;
@@ -286,11 +282,8 @@ public sealed class InferenceContext
             case MlpKind.SwiGlu:
                 // inner = silu(gate) · up, silu(g) = g · σ(g)
                 Span<float> gate = _gate.AsSpan(0, n * f);
-                Span<float> sigmoid = _sigmoid.AsSpan(0, n * f);
                 RunLinear(lw.Gate!, mlpInput, gate, n, mixed: true);
-                TensorPrimitives.Sigmoid(gate, sigmoid);
-                TensorPrimitives.Multiply(gate, sigmoid, gate);
-                TensorPrimitives.Multiply(gate, inner, inner);
+                ApplySwiGlu(gate, inner);
                 break;
             case MlpKind.Relu:
                 TensorPrimitives.Max(inner, 0f, inner);
@@ -309,10 +302,25 @@ public sealed class InferenceContext
         return n;
     }
 
-    /// <summary>Compacts the residual stream and the per-row positions to the rows the pruner keeps; returns their count.</summary>
+    /// <summary><c>inner ← g · σ(g) · inner</c> with g = <paramref name="gate"/>, in chunks that stay in L1 between the three passes.</summary>
+    private static void ApplySwiGlu(Span<float> gate, Span<float> inner)
+    {
+        const int Chunk = 1024;
+        Span<float> sigmoid = stackalloc float[Chunk];
+        for (int i = 0; i < gate.Length; i += Chunk)
+        {
+            int length = Math.Min(Chunk, gate.Length - i);
+            Span<float> g = gate.Slice(i, length), s = sigmoid[..length], x = inner.Slice(i, length);
+            TensorPrimitives.Sigmoid(g, s);
+            TensorPrimitives.Multiply(g, s, g);
+            TensorPrimitives.Multiply(g, x, x);
+        }
+    }
+
+    /// <summary>Compacts the residual stream, the attention outputs and the per-row positions to the rows the pruner keeps; returns their count.</summary>
     private int DropPrunedRows(int n)
     {
-        int d = _config.HiddenSize;
+        int d = _config.HiddenSize, q = _config.NumHeads * _config.HeadDim;
         _pruner.Compact();
         ReadOnlySpan<int> kept = _pruner.KeptRows;
         // rows move only towards the front (kept[k] ≥ k), so copying in ascending order never overwrites a row still needed
@@ -321,6 +329,7 @@ public sealed class InferenceContext
             int row = kept[k];
             if (row == k) continue;
             _hidden.AsSpan(row * d, d).CopyTo(_hidden.AsSpan(k * d, d));
+            _attention.AsSpan(row * q, q).CopyTo(_attention.AsSpan(k * q, q));
             _tokenPosition[k] = _tokenPosition[row];
             _tokenMasked[k] = _tokenMasked[row];
         }
@@ -332,12 +341,18 @@ public sealed class InferenceContext
     {
         int kv = _config.KvDim, end = start + n;
         int padEnd = Math.Min(AttentionTiles.PaddedWidth(end), _slotStride);
-        for (int c = 0; c < kv; c++)
+        // 16 channels at a time: each token's 16 values are one cache line read, written to 16 slot rows in order
+        const int ChannelBlock = 16;
+        for (int c0 = 0; c0 < kv; c0 += ChannelBlock)
         {
-            Span<float> target = cache.AsSpan(c * _slotStride + start, n);
-            for (int i = 0; i < n; i++) target[i] = rows[i * kv + c];
-            cache.AsSpan(c * _slotStride + end, padEnd - end).Clear();
+            int c1 = Math.Min(kv, c0 + ChannelBlock);
+            for (int i = 0; i < n; i++)
+            {
+                ReadOnlySpan<float> source = rows.AsSpan(i * kv + c0, c1 - c0);
+                for (int c = 0; c < source.Length; c++) cache[(c0 + c) * _slotStride + start + i] = source[c];
+            }
         }
+        for (int c = 0; c < kv; c++) cache.AsSpan(c * _slotStride + end, padEnd - end).Clear();
     }
 
     // attn[i, h] = Σ_j softmax_j(q[i,h]·k[j,h']/√d + slope_h·pos_j) · v[j, h'], j over unmasked cached tokens up to i
@@ -428,11 +443,11 @@ public sealed class InferenceContext
     }
 
     /// <summary>y = x·Wᵀ + b through the kernel for the layer's activation width; lower-bit tokens (mixed scheme) go through the 4-bit kernel.</summary>
-    private void RunLinear(LinearLayer linear, ReadOnlySpan<float> x, Span<float> y, int n, bool mixed, bool survivorsOnly = false)
+    private void RunLinear(LinearLayer linear, ReadOnlySpan<float> x, Span<float> y, int n, bool mixed)
     {
         if (linear.StaticScales is StaticActivationScales scales && TripMatMul.Supports(linear.Weight))
         {
-            RunTrip(linear, scales, x, y, n, mixed, survivorsOnly);
+            RunTrip(linear, scales, x, y, n, mixed);
             return;
         }
         if (!mixed || linear.LowBitActivationBits == 0 || _pruner.LowBitCount == 0)
@@ -457,25 +472,18 @@ public sealed class InferenceContext
     }
 
     /// <summary>
-    /// TRIP (METHOD.md §4): one fused pass over the rows this layer keeps (with <paramref name="survivorsOnly"/>, the rows
-    /// the pruner drops after this linear are skipped and their outputs zeroed), each quantized with the layer's static
-    /// scale at its own bit width (lower-bit rows 4-bit when <paramref name="mixed"/>).
+    /// TRIP (METHOD.md §4): one fused pass over the layer's rows, each quantized with the layer's static scale at its own
+    /// bit width (lower-bit rows 4-bit when <paramref name="mixed"/>).
     /// </summary>
-    private void RunTrip(LinearLayer linear, StaticActivationScales scales, ReadOnlySpan<float> x, Span<float> y, int n, bool mixed, bool survivorsOnly)
+    private void RunTrip(LinearLayer linear, StaticActivationScales scales, ReadOnlySpan<float> x, Span<float> y, int n, bool mixed)
     {
         int outF = linear.OutFeatures;
         if (_tripRows.Length < n) _tripRows = new int[n];
-        ReadOnlySpan<bool> pruned = survivorsOnly && _pruner.PrunedCount > 0 ? _pruner.Pruned : default;
-        int count = 0;
-        for (int i = 0; i < n; i++)
-        {
-            if (pruned.IsEmpty || !pruned[i]) _tripRows[count++] = i;
-            else y.Slice(i * outF, outF).Clear();
-        }
+        for (int i = 0; i < n; i++) _tripRows[i] = i;
         ReadOnlySpan<bool> lowBit = mixed && linear.LowBitActivationBits == 4 && _pruner.LowBitCount > 0 ? _pruner.LowBit : default;
-        TripMatMul.Multiply(_model.Kernel, linear.Weight, x.Slice(0, n * linear.InFeatures), _tripRows.AsSpan(0, count), lowBit, scales, y, _threads);
+        TripMatMul.Multiply(_model.Kernel, linear.Weight, x.Slice(0, n * linear.InFeatures), _tripRows.AsSpan(0, n), lowBit, scales, y, _threads);
         if (linear.Bias is null) return;
-        foreach (int i in _tripRows.AsSpan(0, count))
+        for (int i = 0; i < n; i++)
             TensorPrimitives.Add(y.Slice(i * outF, outF), linear.Bias, y.Slice(i * outF, outF));
     }
 
@@ -510,11 +518,7 @@ public sealed class InferenceContext
         Grow(ref _attention, n * q);
         Grow(ref _projected, n * wide);
         Grow(ref _inner, n * f);
-        if (_config.Mlp == MlpKind.SwiGlu)
-        {
-            Grow(ref _gate, n * f);
-            Grow(ref _sigmoid, n * f);
-        }
+        if (_config.Mlp == MlpKind.SwiGlu) Grow(ref _gate, n * f);
         Grow(ref _scores, (long)_config.NumHeads * AttentionTiles.TileRows * _slotStride);
         Grow(ref _startAttention, _config.NumHeads * n);
         Grow(ref _tokenScores, n);

@@ -21,7 +21,13 @@ public sealed class RotaryEmbedding
     }
 
     /// <summary>Rotates every head of <paramref name="vector"/> (heads·headDim) in place for position <paramref name="position"/>.</summary>
-    public void Apply(Span<float> vector, int position)
+    public void Apply(Span<float> vector, int position) => Apply(vector, [], position);
+
+    /// <summary>
+    /// Rotates every head of <paramref name="query"/> and of <paramref name="key"/> (each heads·headDim) in place for
+    /// <paramref name="position"/>, the angles' cosines and sines computed once for both.
+    /// </summary>
+    public void Apply(Span<float> query, Span<float> key, int position)
     {
         int half = _headDim / 2;
         Span<float> cos = stackalloc float[half];
@@ -32,14 +38,22 @@ public sealed class RotaryEmbedding
             cos[i] = MathF.Cos(angle);
             sin[i] = MathF.Sin(angle);
         }
+        Rotate(query, cos, sin);
+        Rotate(key, cos, sin);
+    }
+
+    // (a, b) -> (a·cos − b·sin, a·sin + b·cos) for each pair of each head
+    private void Rotate(Span<float> vector, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
+    {
+        int half = _headDim / 2;
+        bool adjacent = _pairing == RotaryPairing.Adjacent;
         for (int head = 0; head + _headDim <= vector.Length; head += _headDim)
         {
             Span<float> h = vector.Slice(head, _headDim);
             for (int i = 0; i < half; i++)
             {
-                // (a, b) -> (a·cos − b·sin, a·sin + b·cos)
-                int ia = _pairing == RotaryPairing.Adjacent ? 2 * i : i;
-                int ib = _pairing == RotaryPairing.Adjacent ? 2 * i + 1 : i + half;
+                int ia = adjacent ? 2 * i : i;
+                int ib = adjacent ? 2 * i + 1 : i + half;
                 float a = h[ia], b = h[ib];
                 h[ia] = a * cos[i] - b * sin[i];
                 h[ib] = a * sin[i] + b * cos[i];
