@@ -39,7 +39,7 @@ internal static unsafe class Avx2Int4Gemv
     public static void Multiply(Int4RowBlocks blocks, int groupSize, byte* packed, float* scales, byte* zeroPoints, sbyte* x,
         int* segmentSums, float tokenScale, float* y, int firstBlock, int endBlock)
     {
-        var stream = new Stream(blocks, groupSize, packed, zeroPoints, x, segmentSums, tokenScale, y);
+        var stream = new Int4GemvStream(blocks, groupSize, packed, zeroPoints, x, segmentSums, tokenScale, y);
         if (blocks.HalfScales is ushort[] half)
         {
             fixed (ushort* halfScales = half)
@@ -55,7 +55,7 @@ internal static unsafe class Avx2Int4Gemv
 
     // y[8b + i] = s_x · Σ_s s_w[i, g(s)] · (Σ_{c∈s} nibble[i, c] · x_q[c] − z[i, g(s)] · Σ_{c∈s} x_q[c]), b in [first, end).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Run<TScales, TZero>(in Stream s, byte* scaleBase, int firstBlock, int endBlock)
+    private static void Run<TScales, TZero>(in Int4GemvStream s, byte* scaleBase, int firstBlock, int endBlock)
         where TScales : struct, IGroupScales where TZero : struct, IZeroCorrection
     {
         Vector256<byte> lowNibbles = Vector256.Create((byte)0x0F);
@@ -171,21 +171,5 @@ internal static unsafe class Avx2Int4Gemv
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> Correction(byte* zeros, int g, int activationSum) =>
             X86.Avx2.MultiplyLow(X86.Avx2.ConvertToVector256Int32(zeros + g * Int4RowBlocks.BlockRows), Vector256.Create(activationSum));
-    }
-
-    /// <summary>Pointers and shape of one call.</summary>
-    private readonly struct Stream(Int4RowBlocks blocks, int groupSize, byte* packed, byte* zeroPoints, sbyte* codes, int* segmentSums,
-        float tokenScale, float* y)
-    {
-        public readonly byte* Packed = packed;
-        public readonly byte* ZeroPoints = zeroPoints;
-        public readonly sbyte* Codes = codes;
-        public readonly int* SegmentSums = segmentSums;
-        public readonly float* Y = y;
-        public readonly float TokenScale = tokenScale;
-        public readonly int Chunks = blocks.Chunks;
-        public readonly int Groups = blocks.GroupCount;
-        public readonly int GroupSize = groupSize;
-        public readonly int Rows = blocks.Rows;
     }
 }

@@ -233,13 +233,6 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
             }
     }
 
-    /// <summary>
-    /// <see cref="MultiplyRows"/> for another kernel: the AVX-512 kernel hands single-token calls (bandwidth-bound
-    /// GEMV) to this kernel's streaming loop, on the thread that calls it.
-    /// </summary>
-    internal void MultiplyRowsOnCallingThread(PackedInt4Matrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd) =>
-        MultiplyRows(w, xq, y, rowBegin, rowEnd);
-
     /// <summary>Pointers and shape of one call, shared by every tile.</summary>
     private readonly struct Tile(Int4RowBlocks blocks, int groupSize, byte* packed, float* scales, byte* zeroPoints, sbyte* codes, int codeStride,
         int* segmentSums, int segmentCount, float* tokenScales, float* y, int rows)

@@ -12,7 +12,7 @@ namespace AgileQuant.Intrinsics.Avx512;
 /// <see cref="Avx2Int4Kernel"/> widened to 512-bit registers. One zmm holds the same 8-column chunk of two
 /// adjacent row blocks of <see cref="Int4RowBlocks"/> (16 output rows, one int32 lane each), so every broadcast
 /// activation feeds 16 rows, and the 32 registers hold a tile of 16 rows × 8 tokens with its int16 segment sums
-/// and float accumulators. GEMV (one token, bandwidth-bound) runs the AVX2 kernel's streaming loop.
+/// and float accumulators. GEMV (one token) streams block pairs the same way (<see cref="Avx512Int4Gemv"/>).
 /// </summary>
 /// <remarks>
 /// Per 32-column segment s (inside group g), for each row lane and token t, exactly as the AVX2 kernel:
@@ -34,18 +34,13 @@ public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
     /// <summary>Columns per activation-sum segment (4 chunks; the int16 lanes' safe span).</summary>
     private const int SegmentColumns = 32;
 
-    private readonly Avx2Int4Kernel _streaming;
-
     /// <summary>Whether this CPU and runtime allow the kernel (AVX-512 F and BW, AVX2 and FMA enabled).</summary>
     public static bool IsSupported => Avx2Int4Kernel.IsSupported && X86.Avx512F.IsSupported && X86.Avx512BW.IsSupported;
 
     /// <summary>Creates the kernel; throws <see cref="PlatformNotSupportedException"/> when not <see cref="IsSupported"/>.</summary>
     /// <param name="activationBits">8 (W4A8) or 4 (W4A4).</param>
     /// <param name="threads">Threads per call, ≥ 1; 0 means <see cref="Environment.ProcessorCount"/>.</param>
-    public Avx512Int4Kernel(int activationBits = 8, int threads = 0) : base(activationBits, threads, IsSupported, "AVX-512 F and BW, AVX2 and FMA")
-    {
-        _streaming = new Avx2Int4Kernel(activationBits, threads: 1);
-    }
+    public Avx512Int4Kernel(int activationBits = 8, int threads = 0) : base(activationBits, threads, IsSupported, "AVX-512 F and BW, AVX2 and FMA") { }
 
     /// <inheritdoc />
     public override string Name => $"w4a{ActivationBits}-avx512";
@@ -60,11 +55,6 @@ public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
     {
-        if (xq.Tokens == 1)
-        {
-            _streaming.MultiplyRowsOnCallingThread(w, xq, y, rowBegin, rowEnd);
-            return;
-        }
         Int4RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (AVX2 was not enabled at load).");
         fixed (byte* packed = blocks.Packed)
         fixed (float* scales = blocks.Scales)
@@ -73,9 +63,14 @@ public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
         fixed (int* segmentSums = xq.GroupSums)
         fixed (float* tokenScales = xq.Scales)
         {
-            var tile = new Tile(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, tokenScales, y, w.Rows);
             int firstBlock = rowBegin / Int4RowBlocks.BlockRows, endBlock = (rowEnd + Int4RowBlocks.BlockRows - 1) / Int4RowBlocks.BlockRows;
             int tokens = xq.Tokens;
+            if (tokens == 1)
+            {
+                Avx512Int4Gemv.Multiply(blocks, w.GroupSize, packed, scales, zeroPoints, codes, segmentSums, tokenScales[0], y, firstBlock, endBlock);
+                return;
+            }
+            var tile = new Tile(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, tokenScales, y, w.Rows);
             for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
             {
                 int panelEnd = Math.Min(endBlock, panel + PanelBlocks);
