@@ -16,10 +16,11 @@ internal static class EmbedCommand
         var quant = new Option<string>("--quant") { Description = "Quantization scheme (FP32, W8A8, W8A8-GPTQ, W4A8-RTN, W4A8-GPTQ, ...).", DefaultValueFactory = _ => "FP32" };
         var calib = new Option<string?>("--calib-text") { Description = "Calibration text for GPTQ, one sentence per non-empty line." };
         var calibLines = new Option<int>("--calib-lines") { Description = "Calibration lines used from --calib-text.", DefaultValueFactory = _ => 128 };
+        var smoothAlpha = new Option<double>("--smooth-alpha") { Description = "SmoothQuant α applied before quantizing, from the calibration text (0 = off; docs/accuracy-encoder.md: W8A8-GPTQ with 0.7).", DefaultValueFactory = _ => 0 };
         var similarity = new Option<bool>("--similarity") { Description = "Print the cosine-similarity matrix of the inputs instead of the vectors." };
         var command = new Command("embed", "Embed sentences with a BERT-family encoder (all-MiniLM-L6-v2): mean pooling + L2 normalisation, optionally quantized.")
         {
-            texts, quant, calib, calibLines, similarity,
+            texts, quant, calib, calibLines, smoothAlpha, similarity,
         };
         model.AddTo(command);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
@@ -30,7 +31,7 @@ internal static class EmbedCommand
             string[] calibration = parse.GetValue(calib) is { } path
                 ? File.ReadLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).Take(parse.GetValue(calibLines)).ToArray()
                 : [];
-            SentenceEncoder encoder = EncoderModelOptions.Quantize(model.Load(parse), config, calibration, cancel);
+            SentenceEncoder encoder = EncoderModelOptions.Quantize(model.Load(parse), config, calibration, cancel, parse.GetValue(smoothAlpha));
             float[][] vectors = inputs.Select(t =>
             {
                 cancel.ThrowIfCancellationRequested();
