@@ -39,11 +39,16 @@ public sealed class MiniLmOnnxRuntimeReferenceTests
         return mean.Select(v => (float)(v / n / norm)).ToArray();
     }
 
+    /// <summary>
+    /// The first 50 non-empty WikiText-2 lines by default; <c>AGILEQUANT_ORT_SENTENCES=2000</c> runs the report's 2,000
+    /// (docs/accuracy-encoder.md quotes that run's printed minimum and mean).
+    /// </summary>
     [Test]
     public void Fp32EmbeddingsMatchOnnxRuntimeOnFiftySentences()
     {
-        string[] lines = MiniLmPackage.WikiLines(50);
-        Assert.That(lines, Has.Length.EqualTo(50));
+        int count = int.TryParse(Environment.GetEnvironmentVariable("AGILEQUANT_ORT_SENTENCES"), out int requested) && requested > 0 ? requested : 50;
+        string[] lines = MiniLmPackage.WikiLines(count);
+        Assert.That(lines, Has.Length.EqualTo(count));
         using var session = new InferenceSession(MiniLmPackage.ResourceViaRuntime("model.onnx"));
         EncoderContext context = MiniLmPackage.Model.CreateContext();
         var cosines = new List<double>();
@@ -52,7 +57,7 @@ public sealed class MiniLmOnnxRuntimeReferenceTests
             int[] ids = MiniLmPackage.Tokens(line, MaxTokens);
             cosines.Add(MiniLmPackage.Cosine(context.Embed(ids), ReferenceEmbedding(session, ids)));
         }
-        TestContext.Out.WriteLine($"cosine to ONNX Runtime: min {cosines.Min():F8}, mean {cosines.Average():F8}");
+        TestContext.Out.WriteLine($"cosine to ONNX Runtime over {count} sentences: min {cosines.Min():F8}, mean {cosines.Average():F8}");
         Assert.That(cosines, Has.All.GreaterThanOrEqualTo(0.99999));
     }
 
