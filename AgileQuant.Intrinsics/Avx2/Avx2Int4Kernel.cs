@@ -64,12 +64,12 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
         fixed (int* segmentSums = xq.GroupSums)
         fixed (float* tokenScales = xq.Scales)
         {
-            var tile = new Tile(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, tokenScales, y, w.Rows);
+            var tile = new Int4KernelCall(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, tokenScales, y);
             int firstBlock = rowBegin / Int4RowBlocks.BlockRows, endBlock = (rowEnd + Int4RowBlocks.BlockRows - 1) / Int4RowBlocks.BlockRows;
             int tokens = xq.Tokens;
             if (tokens == 1)
             {
-                Avx2Int4Gemv.Multiply(blocks, w.GroupSize, packed, scales, zeroPoints, codes, segmentSums, tokenScales[0], y, firstBlock, endBlock);
+                Avx2Int4Gemv.Multiply(tile, blocks.HalfScales, firstBlock, endBlock);
                 return;
             }
             for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
@@ -94,12 +94,11 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
     // y[t, 8b + i] = s_x[t] · Σ_s s_w[i, g(s)] · (Σ_{c∈s} nibble[i, c] · x_q[t, c] − z[i, g(s)] · Σ_{c∈s} x_q[t, c])
     // for the N tokens t0.. and the 8 rows of block b.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void BlockTile<N>(in Tile w, int b, int t0) where N : struct, ITokenCount
+    private static void BlockTile<N>(in Int4KernelCall w, int b, int t0) where N : struct, ITokenCount
     {
         Vector256<byte> lowNibbles = Vector256.Create((byte)0x0F);
         Vector256<short> ones = Vector256.Create((short)1);
         int chunks = w.Chunks, groups = w.Groups;
-        int chunksPerGroup = w.GroupSize / Int4RowBlocks.ChunkColumns;
         byte* chunk = w.Packed + (nint)b * chunks * 32;
         float* scales = w.Scales + (nint)b * groups * Int4RowBlocks.BlockRows;
         byte* zeros = w.ZeroPoints is null ? null : w.ZeroPoints + (nint)b * groups * Int4RowBlocks.BlockRows;
@@ -110,7 +109,7 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
         Vector256<float> f0 = default, f1 = default, f2 = default, f3 = default;
         for (int k = 0, segment = 0; k < chunks; segment++)
         {
-            int g = k / chunksPerGroup;
+            int g = segment >> w.GroupShift;
             int end = Math.Min(chunks, k + SegmentColumns / Int4RowBlocks.ChunkColumns);
             if (N.Value == 1)
             {
@@ -231,24 +230,5 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
                     : X86.Avx2.ConvertToVector256Int32(zeroPoints + ((nint)b * blocks.GroupCount + g) * Int4RowBlocks.BlockRows);
                 X86.Avx.Store(acc + segment * Int4RowBlocks.BlockRows, SegmentAccumulator(h, ones, zero, sum));
             }
-    }
-
-    /// <summary>Pointers and shape of one call, shared by every tile.</summary>
-    private readonly struct Tile(Int4RowBlocks blocks, int groupSize, byte* packed, float* scales, byte* zeroPoints, sbyte* codes, int codeStride,
-        int* segmentSums, int segmentCount, float* tokenScales, float* y, int rows)
-    {
-        public readonly byte* Packed = packed;
-        public readonly float* Scales = scales;
-        public readonly byte* ZeroPoints = zeroPoints;
-        public readonly sbyte* Codes = codes;
-        public readonly int* SegmentSums = segmentSums;
-        public readonly float* TokenScales = tokenScales;
-        public readonly float* Y = y;
-        public readonly int CodeStride = codeStride;
-        public readonly int SegmentCount = segmentCount;
-        public readonly int Chunks = blocks.Chunks;
-        public readonly int Groups = blocks.GroupCount;
-        public readonly int GroupSize = groupSize;
-        public readonly int Rows = rows;
     }
 }

@@ -1,4 +1,3 @@
-using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
@@ -30,35 +29,34 @@ internal static unsafe class Avx512Int4Gemv
     private const int PrefetchBytes = 4096;
 
     /// <summary>
-    /// y[r] for the rows of row blocks [<paramref name="firstBlock"/>, <paramref name="endBlock"/>) (<paramref name="firstBlock"/>
-    /// even) and one token of codes <paramref name="x"/> (plain order, zero padded) with per-segment code sums.
+    /// y[r] for the rows of row blocks [<paramref name="firstBlock"/>, <paramref name="endBlock"/>) and the single token of
+    /// <paramref name="call"/>; group scales from <paramref name="halfScales"/> (<see cref="Int4RowBlocks.HalfScales"/>) when
+    /// the matrix has that exact copy, else from the call's float scales.
     /// </summary>
-    public static void Multiply(Int4RowBlocks blocks, int groupSize, byte* packed, float* scales, byte* zeroPoints, sbyte* x,
-        int* segmentSums, float tokenScale, float* y, int firstBlock, int endBlock)
+    public static void Multiply(in Int4KernelCall call, ushort[]? halfScales, int firstBlock, int endBlock)
     {
-        var stream = new Int4GemvStream(blocks, groupSize, packed, zeroPoints, x, segmentSums, tokenScale, y);
-        if (blocks.HalfScales is ushort[] half)
+        if (halfScales is not null)
         {
-            fixed (ushort* halfScales = half)
+            fixed (ushort* half = halfScales)
             {
-                if (zeroPoints is null) Run<HalfScales, SymmetricZero>(stream, (byte*)halfScales, firstBlock, endBlock);
-                else Run<HalfScales, GroupZeroPoints>(stream, (byte*)halfScales, firstBlock, endBlock);
+                if (call.ZeroPoints is null) Run<HalfScales, SymmetricZero>(call, (byte*)half, firstBlock, endBlock);
+                else Run<HalfScales, GroupZeroPoints>(call, (byte*)half, firstBlock, endBlock);
             }
             return;
         }
-        if (zeroPoints is null) Run<SingleScales, SymmetricZero>(stream, (byte*)scales, firstBlock, endBlock);
-        else Run<SingleScales, GroupZeroPoints>(stream, (byte*)scales, firstBlock, endBlock);
+        if (call.ZeroPoints is null) Run<SingleScales, SymmetricZero>(call, (byte*)call.Scales, firstBlock, endBlock);
+        else Run<SingleScales, GroupZeroPoints>(call, (byte*)call.Scales, firstBlock, endBlock);
     }
 
     // y[r] = s_x · Σ_s s_w[r, g(s)] · (Σ_{c∈s} nibble[r, c] · x_q[c] − z[r, g(s)] · Σ_{c∈s} x_q[c]) for the 16 rows of blocks (b, b + 1).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Run<TScales, TZero>(in Int4GemvStream s, byte* scaleBase, int firstBlock, int endBlock)
+    private static void Run<TScales, TZero>(in Int4KernelCall s, byte* scaleBase, int firstBlock, int endBlock)
         where TScales : struct, IGroupScales where TZero : struct, IZeroCorrection
     {
         Vector512<byte> lowNibbles = Vector512.Create((byte)0x0F);
         Vector512<short> ones = Vector512.Create((short)1);
         int chunks = s.Chunks, groups = s.Groups;
-        int segmentsPerGroupShift = BitOperations.Log2((uint)(s.GroupSize / SegmentColumns));
+        int segmentsPerGroupShift = s.GroupShift;
         int fullSegments = chunks / 4, tailChunks = chunks % 4;
         nint blockBytes = (nint)chunks * 32;
         nint scaleBytesPerBlock = (nint)groups * Int4RowBlocks.BlockRows * TScales.ElementBytes;
@@ -101,7 +99,7 @@ internal static unsafe class Avx512Int4Gemv
             }
             int row = b * Int4RowBlocks.BlockRows;
             int rows = Math.Min(upper == b ? Int4RowBlocks.BlockRows : 2 * Int4RowBlocks.BlockRows, s.Rows - row);
-            Vector512<float> values = f * s.TokenScale;
+            Vector512<float> values = f * s.TokenScales[0];
             if (rows == 2 * Int4RowBlocks.BlockRows) values.Store(s.Y + row);
             else for (int i = 0; i < rows; i++) s.Y[row + i] = values.GetElement(i);
         }

@@ -65,12 +65,12 @@ public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
         {
             int firstBlock = rowBegin / Int4RowBlocks.BlockRows, endBlock = (rowEnd + Int4RowBlocks.BlockRows - 1) / Int4RowBlocks.BlockRows;
             int tokens = xq.Tokens;
+            var tile = new Int4KernelCall(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, tokenScales, y);
             if (tokens == 1)
             {
-                Avx512Int4Gemv.Multiply(blocks, w.GroupSize, packed, scales, zeroPoints, codes, segmentSums, tokenScales[0], y, firstBlock, endBlock);
+                Avx512Int4Gemv.Multiply(tile, blocks.HalfScales, firstBlock, endBlock);
                 return;
             }
-            var tile = new Tile(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, tokenScales, y, w.Rows);
             for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
             {
                 int panelEnd = Math.Min(endBlock, panel + PanelBlocks);
@@ -101,7 +101,7 @@ public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
     // y[t, 8b + i] = s_x[t] · Σ_s s_w[i, g(s)] · (Σ_{c∈s} nibble[i, c] · x_q[t, c] − z[i, g(s)] · Σ_{c∈s} x_q[t, c])
     // for the N tokens t0.. and the 16 rows of blocks (lower, upper); lanes 0..7 are block lower, 8..15 block upper.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PairTile<N>(in Tile w, int lower, int upper, int t0) where N : struct, ITokenCount
+    private static void PairTile<N>(in Int4KernelCall w, int lower, int upper, int t0) where N : struct, ITokenCount
     {
         Vector512<byte> lowNibbles = Vector512.Create((byte)0x0F);
         Vector512<short> ones = Vector512.Create((short)1);
@@ -188,26 +188,5 @@ public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
             return;
         }
         for (int i = 0; i < rows; i++) y[i] = values.GetElement(i);
-    }
-
-    /// <summary>Pointers and shape of one call, shared by every tile.</summary>
-    private readonly struct Tile(Int4RowBlocks blocks, int groupSize, byte* packed, float* scales, byte* zeroPoints, sbyte* codes, int codeStride,
-        int* segmentSums, int segmentCount, float* tokenScales, float* y, int rows)
-    {
-        public readonly byte* Packed = packed;
-        public readonly float* Scales = scales;
-        public readonly byte* ZeroPoints = zeroPoints;
-        public readonly sbyte* Codes = codes;
-        public readonly int* SegmentSums = segmentSums;
-        public readonly float* TokenScales = tokenScales;
-        public readonly float* Y = y;
-        public readonly int CodeStride = codeStride;
-        public readonly int SegmentCount = segmentCount;
-        public readonly int Chunks = blocks.Chunks;
-        public readonly int Groups = blocks.GroupCount;
-
-        /// <summary>log2(segments per group): group sizes are 32, 64 or 128 columns.</summary>
-        public readonly int GroupShift = System.Numerics.BitOperations.Log2((uint)(groupSize / SegmentColumns));
-        public readonly int Rows = rows;
     }
 }

@@ -1,0 +1,54 @@
+using AgileQuant.Intrinsics.Formats;
+
+namespace AgileQuant.Intrinsics;
+
+/// <summary>
+/// Pointers and shape of one W4 kernel call over <see cref="Int4RowBlocks"/>, shared by every tile and by the
+/// single-token streams (<see cref="Avx2.Avx2Int4Kernel"/>, <see cref="Avx2.Avx2Int4Gemv"/>, <see cref="Avx512.Avx512Int4Kernel"/>,
+/// <see cref="Avx512.Avx512Int4Gemv"/>).
+/// </summary>
+internal readonly unsafe struct Int4KernelCall(Int4RowBlocks blocks, int groupSize, byte* packed, float* scales, byte* zeroPoints, sbyte* codes,
+    int codeStride, int* segmentSums, int segmentCount, float* tokenScales, float* y)
+{
+    /// <summary>Packed nibbles (<see cref="Int4RowBlocks.Packed"/>).</summary>
+    public readonly byte* Packed = packed;
+
+    /// <summary>Float group scales (blocks, groups, 8).</summary>
+    public readonly float* Scales = scales;
+
+    /// <summary>Zero points (blocks, groups, 8), or null for symmetric codes.</summary>
+    public readonly byte* ZeroPoints = zeroPoints;
+
+    /// <summary>Activation codes (tokens, CodeStride), plain order, zero padded.</summary>
+    public readonly sbyte* Codes = codes;
+
+    /// <summary>Σ codes per (token, 32-column segment), (tokens, SegmentCount).</summary>
+    public readonly int* SegmentSums = segmentSums;
+
+    /// <summary>Activation scale s_x per token.</summary>
+    public readonly float* TokenScales = tokenScales;
+
+    /// <summary>Output (tokens, Rows).</summary>
+    public readonly float* Y = y;
+
+    /// <summary>Codes per token row.</summary>
+    public readonly int CodeStride = codeStride;
+
+    /// <summary>32-column segments per token.</summary>
+    public readonly int SegmentCount = segmentCount;
+
+    /// <summary>8-column chunks per row.</summary>
+    public readonly int Chunks = blocks.Chunks;
+
+    /// <summary>Scale groups per row.</summary>
+    public readonly int Groups = blocks.GroupCount;
+
+    /// <summary>Columns per scale group (32, 64 or 128).</summary>
+    public readonly int GroupSize = groupSize;
+
+    /// <summary>log2(segments per group): the group of segment s is <c>s &gt;&gt; GroupShift</c>.</summary>
+    public readonly int GroupShift = System.Numerics.BitOperations.Log2((uint)(groupSize / 32));
+
+    /// <summary>Rows of the matrix.</summary>
+    public readonly int Rows = blocks.Rows;
+}
