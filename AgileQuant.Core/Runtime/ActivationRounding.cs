@@ -1,3 +1,6 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+
 namespace AgileQuant.Core.Runtime;
 
 /// <summary>Rounds activations to the values their quantized codes stand for (quantize then dequantize), in place.</summary>
@@ -21,13 +24,27 @@ public static class ActivationRounding
             float maxAbs = MathF.Abs(System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(row));
             if (!(maxAbs > 0) || !float.IsFinite(maxAbs)) continue; // all zero stays zero; non-finite is reported elsewhere
             float scale = maxAbs / limit, inverse = 1f / scale;
-            // row[i] = scale · clamp(round(row[i] · inverse), −limit, limit), element for element the same float ops, vectorized
-            System.Numerics.Tensors.TensorPrimitives.Multiply(row, inverse, row);
-            System.Numerics.Tensors.TensorPrimitives.Round(row, row);
-            System.Numerics.Tensors.TensorPrimitives.Min(row, limit, row);
-            System.Numerics.Tensors.TensorPrimitives.Max(row, -limit, row);
-            System.Numerics.Tensors.TensorPrimitives.Multiply(row, scale, row);
+            RoundRow(row, inverse, limit, scale);
         }
+    }
+
+    // row[i] = scale · clamp(round(row[i] · inverse), −limit, limit)   (round half to even; one pass, the same float op per element at every width)
+    private static void RoundRow(Span<float> row, float inverse, float limit, float scale)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var inverseV = new Vector<float>(inverse);
+            var upper = new Vector<float>(limit);
+            var lower = new Vector<float>(-limit);
+            var scaleV = new Vector<float>(scale);
+            Span<Vector<float>> vectors = MemoryMarshal.Cast<float, Vector<float>>(row);
+            for (int v = 0; v < vectors.Length; v++)
+                vectors[v] = Vector.Max(Vector.Min(Vector.Round(vectors[v] * inverseV), upper), lower) * scaleV;
+            i = vectors.Length * Vector<float>.Count;
+        }
+        for (; i < row.Length; i++)
+            row[i] = MathF.Max(MathF.Min(MathF.Round(row[i] * inverse), limit), -limit) * scale;
     }
 
     /// <summary>Rounds probabilities to <c>2^−q</c>, q = clamp(round(−log2 p), 0, 15); p whose round(−log2 p) ≥ 16 become 0 (METHOD.md §1).</summary>

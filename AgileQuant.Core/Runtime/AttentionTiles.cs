@@ -1,4 +1,6 @@
 using System.Numerics;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace AgileQuant.Core.Runtime;
 
@@ -202,5 +204,49 @@ internal static unsafe class AttentionTiles
         for (int j = 0; j < width; j += Vector<float>.Count)
             a = Vector.FusedMultiplyAdd(Vector.Load(p + j), Vector.Load(v + j), a);
         return Vector.Sum(a);
+    }
+
+    /// <summary>Channels and tokens per block of <see cref="Transpose"/>'s vector path.</summary>
+    public const int TransposeBlock = 8;
+
+    /// <summary>
+    /// Writes channels [<paramref name="channelBegin"/>, <paramref name="channelEnd"/>) of the <paramref name="n"/> rows of
+    /// <paramref name="x"/> as rows of <paramref name="t"/>: 8 tokens × 8 channels per AVX block (eight 32-byte stores
+    /// into eight slot rows instead of 64 scattered 4-byte ones), the ragged edges one value at a time.
+    /// </summary>
+    // t[c, i] = x[i, c]   for i < n, channelBegin ≤ c < channelEnd; x rows at xStride, t rows at tStride
+    public static void Transpose(float* x, int xStride, int n, int channelBegin, int channelEnd, float* t, int tStride)
+    {
+        int c0 = channelBegin, i0 = 0;
+        if (Avx.IsSupported)
+            for (; c0 + TransposeBlock <= channelEnd; c0 += TransposeBlock)
+                for (i0 = 0; i0 + TransposeBlock <= n; i0 += TransposeBlock)
+                    TransposeEight(x + (nint)i0 * xStride + c0, xStride, t + (nint)c0 * tStride + i0, tStride);
+        // what the blocks left: tokens past the last whole block of the blocked channels, then every remaining channel
+        int blockedEnd = c0, blockedTokens = c0 > channelBegin ? n / TransposeBlock * TransposeBlock : 0;
+        for (int c = channelBegin; c < channelEnd; c++)
+            for (int i = c < blockedEnd ? blockedTokens : 0; i < n; i++)
+                t[(nint)c * tStride + i] = x[(nint)i * xStride + c];
+    }
+
+    // the 8 × 8 block: rows r_k = x[k, 0..7] → columns t[c, 0..7] (unpack pairs, shuffle quads, swap 128-bit halves)
+    private static void TransposeEight(float* x, int xStride, float* t, int tStride)
+    {
+        Vector256<float> r0 = Avx.LoadVector256(x), r1 = Avx.LoadVector256(x + xStride);
+        Vector256<float> r2 = Avx.LoadVector256(x + 2 * xStride), r3 = Avx.LoadVector256(x + 3 * xStride);
+        Vector256<float> r4 = Avx.LoadVector256(x + 4 * xStride), r5 = Avx.LoadVector256(x + 5 * xStride);
+        Vector256<float> r6 = Avx.LoadVector256(x + 6 * xStride), r7 = Avx.LoadVector256(x + 7 * xStride);
+        Vector256<float> t0 = Avx.UnpackLow(r0, r1), t1 = Avx.UnpackHigh(r0, r1), t2 = Avx.UnpackLow(r2, r3), t3 = Avx.UnpackHigh(r2, r3);
+        Vector256<float> t4 = Avx.UnpackLow(r4, r5), t5 = Avx.UnpackHigh(r4, r5), t6 = Avx.UnpackLow(r6, r7), t7 = Avx.UnpackHigh(r6, r7);
+        Vector256<float> u0 = Avx.Shuffle(t0, t2, 0x44), u1 = Avx.Shuffle(t0, t2, 0xEE), u2 = Avx.Shuffle(t1, t3, 0x44), u3 = Avx.Shuffle(t1, t3, 0xEE);
+        Vector256<float> u4 = Avx.Shuffle(t4, t6, 0x44), u5 = Avx.Shuffle(t4, t6, 0xEE), u6 = Avx.Shuffle(t5, t7, 0x44), u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(t, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(t + tStride, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(t + 2 * tStride, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(t + 3 * tStride, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(t + 4 * tStride, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(t + 5 * tStride, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(t + 6 * tStride, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(t + 7 * tStride, Avx.Permute2x128(u3, u7, 0x31));
     }
 }

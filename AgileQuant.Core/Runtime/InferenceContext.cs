@@ -16,15 +16,13 @@ namespace AgileQuant.Core.Runtime;
 /// </remarks>
 public sealed class InferenceContext
 {
-
-
     private readonly TransformerModel _model;
     private readonly TransformerConfig _config;
     // Caches are head-major and transposed so attention runs over long contiguous slot vectors whatever the head size.
     // Slots past the cached tokens, up to the next whole vector, stay zero: attention tiles read whole vectors.
     private readonly float[][] _keyCache;   // per layer: (KvHeads, HeadDim, _slotStride)
     private readonly float[][] _valueCache; // per layer: (KvHeads, HeadDim, _slotStride)
-    private readonly int _slotStride;       // MaxSequenceLength rounded up to AttentionTiles.SlotAlignment
+    private readonly int _slotStride;       // SlotStride(MaxSequenceLength): whole vectors, an odd number of cache lines
     private readonly int[][] _slotPosition;   // per layer: (MaxSequenceLength) model position of each cached token
     private readonly float[][] _slotPositionValue; // per layer: (MaxSequenceLength) the same as floats, for ALiBi
     private readonly bool[][] _slotMasked;    // per layer: (MaxSequenceLength) cached token is padding, never attended to
@@ -60,7 +58,7 @@ public sealed class InferenceContext
         _model = model;
         _config = model.Config;
         int slots = _config.MaxSequenceLength;
-        _slotStride = (int)Math.Min(int.MaxValue, ((long)slots + AttentionTiles.SlotAlignment - 1) / AttentionTiles.SlotAlignment * AttentionTiles.SlotAlignment);
+        _slotStride = SlotStride(slots);
         if ((long)_slotStride * _config.KvDim > Array.MaxLength)
             throw new AgileQuantException($"A KV cache of {slots} positions × {_config.KvDim} key/value width exceeds the largest array ({Array.MaxLength} elements); the context length is too large.");
         _keyCache = new float[_config.NumLayers][];
@@ -235,22 +233,7 @@ public sealed class InferenceContext
         RunLinear(lw.Query, attnInput, _query, n, mixed: false);
         RunLinear(lw.Key, attnInput, _key, n, mixed: false);
         RunLinear(lw.Value, attnInput, _value, n, mixed: false);
-        AttentionQuantization aq = _model.Options.Attention;
-        if (aq.QkvBits > 0)
-        {
-            ActivationRounding.RoundRows(_query.AsSpan(0, n * q), n, aq.QkvBits);
-            ActivationRounding.RoundRows(_key.AsSpan(0, n * kv), n, aq.QkvBits);
-            ActivationRounding.RoundRows(_value.AsSpan(0, n * kv), n, aq.QkvBits);
-        }
-        if (_model.Rotary is not null)
-            for (int i = 0; i < n; i++)
-                _model.Rotary.Apply(_query.AsSpan(i * q, q), _key.AsSpan(i * kv, kv), _tokenPosition[i]);
-        if (aq.KvCacheBits > 0)
-        {
-            // one scale per token and key/value head
-            ActivationRounding.RoundRows(_key.AsSpan(0, n * kv), n * _config.NumKvHeads, aq.KvCacheBits);
-            ActivationRounding.RoundRows(_value.AsSpan(0, n * kv), n * _config.NumKvHeads, aq.KvCacheBits);
-        }
+        RoundAndRotate(n);
         StoreTransposed(_key, _keyCache[layer], start, n);
         StoreTransposed(_value, _valueCache[layer], start, n);
         Attend(layer, start, n);
@@ -281,9 +264,8 @@ public sealed class InferenceContext
         {
             case MlpKind.SwiGlu:
                 // inner = silu(gate) · up, silu(g) = g · σ(g)
-                Span<float> gate = _gate.AsSpan(0, n * f);
-                RunLinear(lw.Gate!, mlpInput, gate, n, mixed: true);
-                ApplySwiGlu(gate, inner);
+                RunLinear(lw.Gate!, mlpInput, _gate.AsSpan(0, n * f), n, mixed: true);
+                ForRowRanges(n, (long)n * f, (begin, end) => ApplySwiGlu(_gate.AsSpan(begin * f, (end - begin) * f), _inner.AsSpan(begin * f, (end - begin) * f)));
                 break;
             case MlpKind.Relu:
                 TensorPrimitives.Max(inner, 0f, inner);
@@ -300,6 +282,58 @@ public sealed class InferenceContext
         TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
         if (!_config.PreNorm) lw.MlpNorm.Forward(hidden, hidden, n);
         return n;
+    }
+
+    /// <summary>
+    /// Per row of the chunk, in this order: q, k and v rounded to <see cref="AttentionQuantization.QkvBits"/> (a scale per
+    /// row), the rotary embedding at the row's position, k and v rounded to <see cref="AttentionQuantization.KvCacheBits"/>
+    /// (a scale per row and key/value head). Rows are independent, so row ranges run on the model's threads.
+    /// </summary>
+    private void RoundAndRotate(int n)
+    {
+        AttentionQuantization aq = _model.Options.Attention;
+        RotaryEmbedding? rotary = _model.Rotary;
+        if (aq.QkvBits == 0 && aq.KvCacheBits == 0 && rotary is null) return;
+        int q = _config.NumHeads * _config.HeadDim, kv = _config.KvDim, kvHeads = _config.NumKvHeads;
+        ForRowRanges(n, (long)n * (q + 2 * kv), (begin, end) =>
+        {
+            for (int i = begin; i < end; i++)
+            {
+                Span<float> query = _query.AsSpan(i * q, q), key = _key.AsSpan(i * kv, kv), value = _value.AsSpan(i * kv, kv);
+                if (aq.QkvBits > 0)
+                {
+                    ActivationRounding.RoundRows(query, 1, aq.QkvBits);
+                    ActivationRounding.RoundRows(key, 1, aq.QkvBits);
+                    ActivationRounding.RoundRows(value, 1, aq.QkvBits);
+                }
+                rotary?.Apply(query, key, _tokenPosition[i]);
+                if (aq.KvCacheBits > 0)
+                {
+                    // one scale per token and key/value head
+                    ActivationRounding.RoundRows(key, kvHeads, aq.KvCacheBits);
+                    ActivationRounding.RoundRows(value, kvHeads, aq.KvCacheBits);
+                }
+            }
+        });
+    }
+
+    /// <summary>Below this many elements a row-wise step runs on the calling thread: the hand-off would cost more than it saves.</summary>
+    private const long ParallelElementThreshold = 32 * 1024;
+
+    /// <summary>
+    /// Runs <paramref name="body"/>(begin, end) over [0, <paramref name="rows"/>) split into one contiguous range per
+    /// thread of the model's kernel when the step touches at least <see cref="ParallelElementThreshold"/>
+    /// <paramref name="elements"/>; else once over all rows on the calling thread (decode always).
+    /// </summary>
+    private void ForRowRanges(int rows, long elements, Action<int, int> body)
+    {
+        int parts = elements >= ParallelElementThreshold ? Math.Min(_threads, rows) : 1;
+        if (parts <= 1)
+        {
+            body(0, rows);
+            return;
+        }
+        Parallel.For(0, parts, part => body((int)((long)rows * part / parts), (int)((long)rows * (part + 1) / parts)));
     }
 
     /// <summary><c>inner ← g · σ(g) · inner</c> with g = <paramref name="gate"/>, in chunks that stay in L1 between the three passes.</summary>
@@ -341,17 +375,16 @@ public sealed class InferenceContext
     {
         int kv = _config.KvDim, end = start + n;
         int padEnd = Math.Min(AttentionTiles.PaddedWidth(end), _slotStride);
-        // 16 channels at a time: each token's 16 values are one cache line read, written to 16 slot rows in order
-        const int ChannelBlock = 16;
-        for (int c0 = 0; c0 < kv; c0 += ChannelBlock)
+        const int ChannelBlock = AttentionTiles.TransposeBlock;
+        int stride = _slotStride;
+        ForRowRanges((kv + ChannelBlock - 1) / ChannelBlock, (long)n * kv, (firstBlock, endBlock) =>
         {
-            int c1 = Math.Min(kv, c0 + ChannelBlock);
-            for (int i = 0; i < n; i++)
+            unsafe
             {
-                ReadOnlySpan<float> source = rows.AsSpan(i * kv + c0, c1 - c0);
-                for (int c = 0; c < source.Length; c++) cache[(c0 + c) * _slotStride + start + i] = source[c];
+                fixed (float* source = rows, target = cache)
+                    AttentionTiles.Transpose(source, kv, n, firstBlock * ChannelBlock, Math.Min(kv, endBlock * ChannelBlock), target + start, stride);
             }
-        }
+        });
         for (int c = 0; c < kv; c++) cache.AsSpan(c * _slotStride + end, padEnd - end).Clear();
     }
 
@@ -504,6 +537,24 @@ public sealed class InferenceContext
         float[] logits = new float[(long)rows * v];
         w.LmHead.Forward(_model.Kernel, headInput, logits, rows);
         return logits;
+    }
+
+    /// <summary>
+    /// Floats between one head dimension's slot row and the next: <paramref name="slots"/> rounded up to whole
+    /// <see cref="AttentionTiles.SlotAlignment"/> vectors, plus one more when that count is even, so the row stride is an
+    /// odd number of cache lines.
+    /// </summary>
+    /// <remarks>
+    /// Why: attention reads one cache line from each of a head's slot rows in turn (64 rows for a head of 64), and the
+    /// transposed store writes 16 rows at once. With a stride of a power-of-two number of lines (1024 slots = 4 KiB)
+    /// every one of those lines falls in the same L1 set (64 sets of 12 ways here), so they evict each other; an odd
+    /// line count spreads them over all sets.
+    /// </remarks>
+    internal static int SlotStride(int slots)
+    {
+        long aligned = ((long)slots + AttentionTiles.SlotAlignment - 1) / AttentionTiles.SlotAlignment * AttentionTiles.SlotAlignment;
+        if (aligned / AttentionTiles.SlotAlignment % 2 == 0) aligned += AttentionTiles.SlotAlignment;
+        return (int)Math.Min(int.MaxValue / AttentionTiles.SlotAlignment * AttentionTiles.SlotAlignment, aligned);
     }
 
     private void EnsureScratch(int n)

@@ -74,4 +74,27 @@ public unsafe class AttentionTilesTests
             }
         }
     }
+
+    [TestCase(1, 0, 8)]
+    [TestCase(7, 0, 40)]
+    [TestCase(8, 8, 24)]
+    [TestCase(19, 0, 21)]
+    [TestCase(35, 16, 40)]
+    public void TransposeWritesEveryChannelRowAndNothingElse(int tokens, int channelBegin, int channelEnd)
+    {
+        const int Channels = 40, SlotStride = 57, FirstSlot = 3;
+        float[] rows = RandomValues(tokens * Channels, 5); // (tokens, Channels)
+        float[] cache = new float[Channels * SlotStride];  // (Channels, SlotStride), slots FirstSlot.. written
+        cache.AsSpan().Fill(float.NaN);
+        fixed (float* x = rows, t = cache)
+            AttentionTiles.Transpose(x, Channels, tokens, channelBegin, channelEnd, t + FirstSlot, SlotStride);
+        for (int c = 0; c < Channels; c++)
+            for (int s = 0; s < SlotStride; s++)
+            {
+                bool written = c >= channelBegin && c < channelEnd && s >= FirstSlot && s < FirstSlot + tokens;
+                float value = cache[c * SlotStride + s];
+                if (written) Assert.That(value, Is.EqualTo(rows[(s - FirstSlot) * Channels + c]), $"channel {c}, slot {s}");
+                else Assert.That(value, Is.NaN, $"channel {c}, slot {s} must stay untouched");
+            }
+    }
 }
