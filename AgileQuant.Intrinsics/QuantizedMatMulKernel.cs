@@ -24,6 +24,8 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
 
     private readonly ParallelJob<QuantizeArgs> _quantizeJob = new();
 
+    private readonly ParallelJob<StaticQuantizeArgs> _staticQuantizeJob = new();
+
     /// <summary>Creates the kernel; throws <see cref="PlatformNotSupportedException"/> when <paramref name="isSupported"/> is false.</summary>
     /// <param name="activationBits">Bits per activation code: 8 (codes −127..127) or 4 (−7..7).</param>
     /// <param name="threads">Threads per call, ≥ 1; 0 means <see cref="Environment.ProcessorCount"/>.</param>
@@ -56,7 +58,14 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
     {
         var w = (TMatrix)weights;
         QuantizedActivations xq = QuantizedActivations.ForCurrentThread();
-        xq.QuantizeStatic(x, w.Cols, rows, lowBit, scales.EightBit, scales.FourBit, GroupSize(w), Order);
+        xq.Prepare(rows.Length, w.Cols, GroupSize(w));
+        fixed (float* xp = x)
+        fixed (int* rowsp = rows)
+        fixed (bool* lowBitp = lowBit)
+        {
+            int quantizeChunks = Pool is null || rows.Length < MinParallelQuantizeTokens ? 1 : Pool.Threads;
+            _staticQuantizeJob.Execute(Pool, new StaticQuantizeArgs(xq, xp, rowsp, lowBit.IsEmpty ? null : lowBitp, scales, Order), &QuantizeStaticChunk, quantizeChunks);
+        }
         MultiplyQuantized(w, xq, y);
     }
 
@@ -97,6 +106,30 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
         public readonly QuantizedActivations Activations = activations;
         public readonly float* X = x;
         public readonly int Bits = bits;
+        public readonly ActivationOrder Order = order;
+    }
+
+    // token k ← row rows[k] of x quantized with the fixed scale of its bit width (QuantizedActivations.QuantizeStatic), tokens split over the chunks
+    private static void QuantizeStaticChunk(in StaticQuantizeArgs args, int chunk, int chunkCount)
+    {
+        QuantizedActivations xq = args.Activations;
+        (int begin, int end) = ParallelJob<StaticQuantizeArgs>.Range(xq.Tokens, chunk, chunkCount);
+        for (int k = begin; k < end; k++)
+        {
+            int row = args.Rows[k];
+            bool low = args.LowBit is not null && args.LowBit[row];
+            xq.QuantizeStaticToken(new ReadOnlySpan<float>(args.X + (nint)row * xq.Cols, xq.Cols), k,
+                low ? args.Scales.FourBit : args.Scales.EightBit, low ? 4 : 8, args.Order);
+        }
+    }
+
+    private readonly struct StaticQuantizeArgs(QuantizedActivations activations, float* x, int* rows, bool* lowBit, Trip.StaticActivationScales scales, ActivationOrder order)
+    {
+        public readonly QuantizedActivations Activations = activations;
+        public readonly float* X = x;
+        public readonly int* Rows = rows;
+        public readonly bool* LowBit = lowBit; // per row of x; null: every row 8-bit
+        public readonly Trip.StaticActivationScales Scales = scales;
         public readonly ActivationOrder Order = order;
     }
 

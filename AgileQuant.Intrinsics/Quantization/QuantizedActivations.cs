@@ -21,7 +21,7 @@ internal sealed class QuantizedActivations
     private float[] _scales = [];
     private int[] _groupSums = [];
     private float[] _groupSumsAsFloat = [];
-    private float[] _rowScratch = [];
+    [ThreadStatic] private static float[]? t_rowScratch; // (Cols) one row scaled, on the thread quantizing it
 
     public int Tokens { get; private set; }
     public int Cols { get; private set; }
@@ -62,24 +62,34 @@ internal sealed class QuantizedActivations
         float eightBitScale, float fourBitScale, int groupSize, ActivationOrder order)
     {
         Prepare(rows.Length, cols, groupSize);
-        if (_rowScratch.Length < cols) _rowScratch = new float[cols];
-        Span<float> scaled = _rowScratch.AsSpan(0, cols); // (cols) x / s, rounded and clamped
         for (int k = 0; k < rows.Length; k++)
         {
             bool low = !lowBit.IsEmpty && lowBit[rows[k]];
-            float scale = low ? fourBitScale : eightBitScale, limit = low ? 7 : 127;
-            float inverse = scale > 0 ? 1f / scale : 0f;
-            Span<sbyte> codes = _codes.AsSpan(k * Stride, Stride);
-            codes[cols..].Clear();
-            // element for element the scalar definition: round half to even, clamp, then an exact conversion (NaN → 0)
-            System.Numerics.Tensors.TensorPrimitives.Multiply(x.Slice(rows[k] * cols, cols), inverse, scaled);
-            System.Numerics.Tensors.TensorPrimitives.Round(scaled, scaled);
-            System.Numerics.Tensors.TensorPrimitives.Min(scaled, limit, scaled);
-            System.Numerics.Tensors.TensorPrimitives.Max(scaled, -limit, scaled);
-            System.Numerics.Tensors.TensorPrimitives.ConvertToInteger<float, sbyte>(scaled, codes[..cols]);
-            _scales[k] = scale;
-            FinishRow(k, order);
+            QuantizeStaticToken(x.Slice(rows[k] * cols, cols), k, low ? fourBitScale : eightBitScale, low ? 4 : 8, order);
         }
+    }
+
+    /// <summary>
+    /// After <see cref="Prepare"/>, quantizes token <paramref name="t"/> (its <see cref="Cols"/> values <paramref name="row"/>)
+    /// with the fixed scale <paramref name="scale"/> at <paramref name="bits"/> (8: codes −127..127, 4: −7..7), as
+    /// <see cref="QuantizeStatic"/> does; any thread may fill its own tokens.
+    /// </summary>
+    public void QuantizeStaticToken(ReadOnlySpan<float> row, int t, float scale, int bits, ActivationOrder order)
+    {
+        float limit = bits == 4 ? 7 : 127;
+        float inverse = scale > 0 ? 1f / scale : 0f;
+        Span<sbyte> codes = _codes.AsSpan(t * Stride, Stride);
+        codes[Cols..].Clear();
+        if (t_rowScratch is null || t_rowScratch.Length < Cols) t_rowScratch = new float[Cols];
+        Span<float> scaled = t_rowScratch.AsSpan(0, Cols); // (cols) x / s, rounded and clamped
+        // element for element the scalar definition: round half to even, clamp, then an exact conversion (NaN → 0)
+        System.Numerics.Tensors.TensorPrimitives.Multiply(row, inverse, scaled);
+        System.Numerics.Tensors.TensorPrimitives.Round(scaled, scaled);
+        System.Numerics.Tensors.TensorPrimitives.Min(scaled, limit, scaled);
+        System.Numerics.Tensors.TensorPrimitives.Max(scaled, -limit, scaled);
+        System.Numerics.Tensors.TensorPrimitives.ConvertToInteger<float, sbyte>(scaled, codes[..Cols]);
+        _scales[t] = scale;
+        FinishRow(t, order);
     }
 
     /// <summary>
