@@ -52,9 +52,9 @@ internal sealed class Int4RowBlocks
         Blocks = (Rows + BlockRows - 1) / BlockRows;
         Chunks = (Cols + ChunkColumns - 1) / ChunkColumns;
         Pairs = (Blocks + 1) / 2;
-        Packed = GC.AllocateUninitializedArray<byte>(checked(Pairs * Chunks * ChunkStride), pinned: true);
-        Scales = GC.AllocateArray<float>(Pairs * GroupCount * GroupStride, pinned: true);
-        ZeroPoints = source.IsSymmetric ? null : GC.AllocateArray<byte>(Pairs * GroupCount * GroupStride, pinned: true);
+        Packed = HugePages.AllocatePinned<byte>(checked(Pairs * Chunks * ChunkStride), zeroed: false);
+        Scales = HugePages.AllocatePinned<float>(Pairs * GroupCount * GroupStride, zeroed: true);
+        ZeroPoints = source.IsSymmetric ? null : HugePages.AllocatePinned<byte>(Pairs * GroupCount * GroupStride, zeroed: true);
         Span<byte> nibbles = stackalloc byte[ChunkColumns];
         byte[] rowMajor = source.PackedArray;
         int rowBytes = source.RowBytes;
@@ -81,6 +81,10 @@ internal sealed class Int4RowBlocks
                 }
             }
         HalfScales = HalfCopy(Scales);
+        HugePages.Collapse(Packed);
+        HugePages.Collapse(Scales);
+        if (ZeroPoints is not null) HugePages.Collapse(ZeroPoints);
+        if (HalfScales is not null) HugePages.Collapse(HalfScales);
     }
 
     /// <summary>Rows of the source matrix.</summary>
@@ -128,7 +132,7 @@ internal sealed class Int4RowBlocks
     // halves[i] = bits(Half(scales[i])) when every scale survives the round trip float → half → float exactly; else null.
     private static ushort[]? HalfCopy(float[] scales)
     {
-        var halves = GC.AllocateUninitializedArray<ushort>(scales.Length, pinned: true);
+        var halves = HugePages.AllocatePinned<ushort>(scales.Length, zeroed: false);
         for (int i = 0; i < scales.Length; i++)
         {
             Half half = (Half)scales[i];
