@@ -105,7 +105,7 @@ public class QuantizedMatMulBenchmarks
 
 /// <summary>
 /// The machine's limits, measured by the same run as the kernels so their ratios can be quoted: read bandwidth
-/// (sum over a 1 GiB array; reported as GB/s) and the int8 multiply-add peak (register-resident
+/// (sum over a 1 GiB array, on ordinary and on huge pages; reported as GB/s) and the int8 multiply-add peak (register-resident
 /// <c>vpmaddubsw</c>+<c>vpmaddwd</c>+<c>vpaddd</c> chains; reported as GOPS), 1 and 2 threads.
 /// </summary>
 public class MachineLimitBenchmarks
@@ -117,6 +117,10 @@ public class MachineLimitBenchmarks
     /// <summary>One pass = one 1 GiB sum; the result is GB/s.</summary>
     [Benchmark]
     public double ReadBandwidthGBps() => MachineLimits.ReadBandwidthGBps(Threads, passes: 1);
+
+    /// <summary>One pass = one 1 GiB sum over an array on transparent huge pages where Linux allows (as the weight copies are); GB/s.</summary>
+    [Benchmark]
+    public double HugePageReadBandwidthGBps() => MachineLimits.HugePageReadBandwidthGBps(Threads, passes: 1);
 
     /// <summary>One pass of the int8 chains; the result is GOPS.</summary>
     [Benchmark]

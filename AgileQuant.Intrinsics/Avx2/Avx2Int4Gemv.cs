@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
@@ -11,8 +12,8 @@ namespace AgileQuant.Intrinsics.Avx2;
 /// blocks b, 32-column segments s. Same integer arithmetic and float order as the kernel's tiles (so the same outputs),
 /// specialized for decode: whole segments unrolled, group scales read from the 16-bit copy
 /// <see cref="Int4RowBlocks.HalfScales"/> when the matrix has one (11% fewer bytes per weight for symmetric groups of
-/// 32: 0.5625 instead of 0.625), the symmetric zero point applied as one broadcast subtraction, and the weight and
-/// scale streams prefetched one page ahead.
+/// 32: 0.5625 instead of 0.625), the symmetric zero point applied as one broadcast subtraction, both blocks of a pair
+/// read in one pass (each 64-byte line once), and the weight and scale streams prefetched one page ahead.
 /// </summary>
 /// <remarks>
 /// Decode is bound by the bytes streamed per token, not by arithmetic: with FP32 scales a symmetric group of 32 is
@@ -25,19 +26,20 @@ internal static unsafe class Avx2Int4Gemv
     /// <summary>Columns per activation-sum segment (4 chunks; the int16 lanes' safe span).</summary>
     private const int SegmentColumns = 32;
 
-    /// <summary>Bytes of packed nibbles per row block and segment (4 chunks of 32 bytes).</summary>
-    private const int SegmentBytes = SegmentColumns / Int4RowBlocks.ChunkColumns * 32;
+    /// <summary>Bytes of packed nibbles per block pair and segment (4 chunks of 64 bytes).</summary>
+    private const int SegmentBytes = SegmentColumns / Int4RowBlocks.ChunkColumns * Int4RowBlocks.ChunkStride;
 
     /// <summary>How far ahead (bytes) the weight stream is prefetched (the hardware prefetcher stops at 4 KiB pages).</summary>
     private const int PrefetchBytes = 4096;
 
     /// <summary>
-    /// y[r] for the rows of row blocks [<paramref name="firstBlock"/>, <paramref name="endBlock"/>) and the single token of
-    /// <paramref name="call"/>; group scales from <paramref name="halfScales"/> (<see cref="Int4RowBlocks.HalfScales"/>) when
-    /// the matrix has that exact copy, else from the call's float scales.
+    /// y[r] for the rows of row blocks [<paramref name="firstBlock"/>, <paramref name="endBlock"/>) (<paramref name="firstBlock"/>
+    /// even) and the single token of <paramref name="call"/>; group scales from <paramref name="halfScales"/>
+    /// (<see cref="Int4RowBlocks.HalfScales"/>) when the matrix has that exact copy, else from the call's float scales.
     /// </summary>
     public static void Multiply(in Int4KernelCall call, ushort[]? halfScales, int firstBlock, int endBlock)
     {
+        Debug.Assert(firstBlock % 2 == 0);
         if (halfScales is not null)
         {
             fixed (ushort* half = halfScales)
@@ -51,7 +53,8 @@ internal static unsafe class Avx2Int4Gemv
         else Run<SingleScales, GroupZeroPoints>(call, (byte*)call.Scales, firstBlock, endBlock);
     }
 
-    // y[8b + i] = s_x · Σ_s s_w[i, g(s)] · (Σ_{c∈s} nibble[i, c] · x_q[c] − z[i, g(s)] · Σ_{c∈s} x_q[c]), b in [first, end).
+    // y[8b + i] = s_x · Σ_s s_w[i, g(s)] · (Σ_{c∈s} nibble[i, c] · x_q[c] − z[i, g(s)] · Σ_{c∈s} x_q[c]), b in [first, end),
+    // both blocks of a pair in one pass (f0: block b, the low 32 bytes of each 64-byte chunk; f1: block b + 1, the high 32).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Run<TScales, TZero>(in Int4KernelCall s, byte* scaleBase, int firstBlock, int endBlock)
         where TScales : struct, IGroupScales where TZero : struct, IZeroCorrection
@@ -61,43 +64,66 @@ internal static unsafe class Avx2Int4Gemv
         int chunks = s.Chunks, groups = s.Groups;
         int segmentsPerGroupShift = s.GroupShift;
         int fullSegments = chunks / 4, tailChunks = chunks % 4;
-        nint scaleBytesPerBlock = (nint)groups * Int4RowBlocks.BlockRows * TScales.ElementBytes;
-        for (int b = firstBlock; b < endBlock; b++)
+        nint pairBytes = (nint)chunks * Int4RowBlocks.ChunkStride;
+        nint scaleBytesPerPair = (nint)groups * Int4RowBlocks.GroupStride * TScales.ElementBytes;
+        const int UpperScale = Int4RowBlocks.BlockRows; // entries from a pair's lower-block scales (zero points) to its upper's
+        for (int b = firstBlock; b < endBlock; b += 2)
         {
-            byte* weights = s.Packed + (nint)b * chunks * 32;
-            byte* blockScales = scaleBase + b * scaleBytesPerBlock;
-            byte* zeros = s.ZeroPoints + (nint)b * groups * Int4RowBlocks.BlockRows;
-            Vector256<float> f = default;
+            nint pair = b >> 1;
+            byte* weights = s.Packed + pair * pairBytes; // (chunks, 2 blocks, 32)
+            byte* pairScales = scaleBase + pair * scaleBytesPerPair; // (groups, 2 blocks, 8)
+            byte* zeros = s.ZeroPoints + pair * groups * Int4RowBlocks.GroupStride; // (groups, 2 blocks, 8), unused when symmetric
+            Vector256<float> f0 = default, f1 = default;
             int segment = 0;
             for (; segment < fullSegments; segment++)
             {
                 byte* chunk = weights + (nint)segment * SegmentBytes;
                 int g = segment >> segmentsPerGroupShift;
-                byte* scale = blockScales + (nint)g * Int4RowBlocks.BlockRows * TScales.ElementBytes;
+                byte* scale = pairScales + (nint)g * Int4RowBlocks.GroupStride * TScales.ElementBytes;
                 X86.Sse.Prefetch0(chunk + PrefetchBytes);
                 X86.Sse.Prefetch0(chunk + PrefetchBytes + 64);
+                X86.Sse.Prefetch0(chunk + PrefetchBytes + 128);
+                X86.Sse.Prefetch0(chunk + PrefetchBytes + 192);
                 X86.Sse.Prefetch0(scale + PrefetchBytes / 4);
                 sbyte* xs = s.Codes + segment * SegmentColumns;
-                Vector256<short> h = ChunkProducts(chunk, xs, lowNibbles) + ChunkProducts(chunk + 32, xs + 8, lowNibbles)
-                    + ChunkProducts(chunk + 64, xs + 16, lowNibbles) + ChunkProducts(chunk + 96, xs + 24, lowNibbles);
-                Vector256<int> acc = X86.Avx2.MultiplyAddAdjacent(h, ones) - TZero.Correction(zeros, g, s.SegmentSums[segment]);
-                f = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(acc), TScales.Load(scale), f);
+                Vector256<short> h0 = ChunkProducts(chunk, xs, lowNibbles) + ChunkProducts(chunk + 64, xs + 8, lowNibbles)
+                    + ChunkProducts(chunk + 128, xs + 16, lowNibbles) + ChunkProducts(chunk + 192, xs + 24, lowNibbles);
+                Vector256<short> h1 = ChunkProducts(chunk + 32, xs, lowNibbles) + ChunkProducts(chunk + 96, xs + 8, lowNibbles)
+                    + ChunkProducts(chunk + 160, xs + 16, lowNibbles) + ChunkProducts(chunk + 224, xs + 24, lowNibbles);
+                int sum = s.SegmentSums[segment];
+                f0 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(X86.Avx2.MultiplyAddAdjacent(h0, ones) - TZero.Correction(zeros, g, sum)), TScales.Load(scale), f0);
+                f1 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(X86.Avx2.MultiplyAddAdjacent(h1, ones) - TZero.Correction(zeros + UpperScale, g, sum)),
+                    TScales.Load(scale + UpperScale * TScales.ElementBytes), f1);
             }
             if (tailChunks > 0)
             {
                 byte* chunk = weights + (nint)segment * SegmentBytes;
                 int g = segment >> segmentsPerGroupShift;
+                byte* scale = pairScales + (nint)g * Int4RowBlocks.GroupStride * TScales.ElementBytes;
                 sbyte* xs = s.Codes + segment * SegmentColumns;
-                Vector256<short> h = default;
-                for (int k = 0; k < tailChunks; k++) h += ChunkProducts(chunk + k * 32, xs + k * Int4RowBlocks.ChunkColumns, lowNibbles);
-                Vector256<int> acc = X86.Avx2.MultiplyAddAdjacent(h, ones) - TZero.Correction(zeros, g, s.SegmentSums[segment]);
-                f = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(acc), TScales.Load(blockScales + (nint)g * Int4RowBlocks.BlockRows * TScales.ElementBytes), f);
+                Vector256<short> h0 = default, h1 = default;
+                for (int k = 0; k < tailChunks; k++)
+                {
+                    h0 += ChunkProducts(chunk + k * Int4RowBlocks.ChunkStride, xs + k * Int4RowBlocks.ChunkColumns, lowNibbles);
+                    h1 += ChunkProducts(chunk + k * Int4RowBlocks.ChunkStride + 32, xs + k * Int4RowBlocks.ChunkColumns, lowNibbles);
+                }
+                int sum = s.SegmentSums[segment];
+                f0 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(X86.Avx2.MultiplyAddAdjacent(h0, ones) - TZero.Correction(zeros, g, sum)), TScales.Load(scale), f0);
+                f1 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(X86.Avx2.MultiplyAddAdjacent(h1, ones) - TZero.Correction(zeros + UpperScale, g, sum)),
+                    TScales.Load(scale + UpperScale * TScales.ElementBytes), f1);
             }
-            int row = b * Int4RowBlocks.BlockRows, rows = Math.Min(Int4RowBlocks.BlockRows, s.Rows - row);
-            Vector256<float> values = f * s.TokenScales[0];
-            if (rows == Int4RowBlocks.BlockRows) X86.Avx.Store(s.Y + row, values);
-            else for (int i = 0; i < rows; i++) s.Y[row + i] = values.GetElement(i);
+            StoreBlock(s, b, f0 * s.TokenScales[0]);
+            if (b + 1 < endBlock) StoreBlock(s, b + 1, f1 * s.TokenScales[0]); // else block b + 1 is the zero padding block
         }
+    }
+
+    // y[8b .. 8b + 8) = values, the rows past the matrix's end dropped.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreBlock(in Int4KernelCall s, int b, Vector256<float> values)
+    {
+        int row = b * Int4RowBlocks.BlockRows, rows = Math.Min(Int4RowBlocks.BlockRows, s.Rows - row);
+        if (rows == Int4RowBlocks.BlockRows) X86.Avx.Store(s.Y + row, values);
+        else for (int i = 0; i < rows; i++) s.Y[row + i] = values.GetElement(i);
     }
 
     // int16 lanes: Σ nibble · x_q over one chunk of 8 rows × 8 columns, columns 0..3 (low nibbles) plus 4..7 (high), each pair ≤ 3810.
@@ -151,7 +177,7 @@ internal static unsafe class Avx2Int4Gemv
     /// <summary>The zero-point term z[i, g] · Σ_{c∈s} x_q[c] of one segment, 8 rows.</summary>
     private interface IZeroCorrection
     {
-        /// <summary>z · <paramref name="activationSum"/> for the 8 rows of group <paramref name="g"/> (zero points of the block at <paramref name="zeros"/>).</summary>
+        /// <summary>z · <paramref name="activationSum"/> for the 8 rows of group <paramref name="g"/> (the block's group 0 zero points at <paramref name="zeros"/>, groups <see cref="Int4RowBlocks.GroupStride"/> apart).</summary>
         static abstract Vector256<int> Correction(byte* zeros, int g, int activationSum);
     }
 
@@ -168,6 +194,6 @@ internal static unsafe class Avx2Int4Gemv
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> Correction(byte* zeros, int g, int activationSum) =>
-            X86.Avx2.MultiplyLow(X86.Avx2.ConvertToVector256Int32(zeros + g * Int4RowBlocks.BlockRows), Vector256.Create(activationSum));
+            X86.Avx2.MultiplyLow(X86.Avx2.ConvertToVector256Int32(zeros + g * Int4RowBlocks.GroupStride), Vector256.Create(activationSum));
     }
 }

@@ -51,7 +51,8 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
-    private protected override int RowBlock => Int4RowBlocks.BlockRows;
+    // Two row blocks: a thread's share starts on a pair of Int4RowBlocks, which the one-token stream reads together.
+    private protected override int RowBlock => 2 * Int4RowBlocks.BlockRows;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
@@ -99,9 +100,10 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
         Vector256<byte> lowNibbles = Vector256.Create((byte)0x0F);
         Vector256<short> ones = Vector256.Create((short)1);
         int chunks = w.Chunks, groups = w.Groups;
-        byte* chunk = w.Packed + (nint)b * chunks * 32;
-        float* scales = w.Scales + (nint)b * groups * Int4RowBlocks.BlockRows;
-        byte* zeros = w.ZeroPoints is null ? null : w.ZeroPoints + (nint)b * groups * Int4RowBlocks.BlockRows;
+        // Chunk k of block b at chunk + k · ChunkStride; group g's 8 scales (zero points) at scales + g · GroupStride.
+        byte* chunk = w.Packed + ((nint)(b >> 1) * chunks * Int4RowBlocks.ChunkStride + (b & 1) * 32);
+        float* scales = w.Scales + ((nint)(b >> 1) * groups * Int4RowBlocks.GroupStride + (b & 1) * Int4RowBlocks.BlockRows);
+        byte* zeros = w.ZeroPoints is null ? null : w.ZeroPoints + ((nint)(b >> 1) * groups * Int4RowBlocks.GroupStride + (b & 1) * Int4RowBlocks.BlockRows);
         sbyte* x0 = w.Codes + (nint)t0 * w.CodeStride;
         nint xs = w.CodeStride;
         int* sums0 = w.SegmentSums + (nint)t0 * w.SegmentCount;
@@ -113,23 +115,26 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
             int end = Math.Min(chunks, k + SegmentColumns / Int4RowBlocks.ChunkColumns);
             if (N.Value == 1)
             {
-                // Both 64-byte lines of this segment's weights and the scale line, one page ahead (the hardware
-                // prefetcher stops at 4 KiB page boundaries; 1 KiB ahead, one line per segment, was ~20% slower).
-                X86.Sse.Prefetch0(chunk + (nint)k * 32 + PrefetchBytes);
-                X86.Sse.Prefetch0(chunk + (nint)k * 32 + PrefetchBytes + 64);
-                X86.Sse.Prefetch0((byte*)(scales + g * Int4RowBlocks.BlockRows) + PrefetchBytes);
+                // The four 64-byte lines of this segment's weights (a pair's, half of each this block's) and the scale
+                // line, one page ahead (the hardware prefetcher stops at 4 KiB page boundaries; 1 KiB ahead, one line
+                // per segment, was ~20% slower).
+                X86.Sse.Prefetch0(chunk + (nint)k * Int4RowBlocks.ChunkStride + PrefetchBytes);
+                X86.Sse.Prefetch0(chunk + (nint)k * Int4RowBlocks.ChunkStride + PrefetchBytes + 64);
+                X86.Sse.Prefetch0(chunk + (nint)k * Int4RowBlocks.ChunkStride + PrefetchBytes + 128);
+                X86.Sse.Prefetch0(chunk + (nint)k * Int4RowBlocks.ChunkStride + PrefetchBytes + 192);
+                X86.Sse.Prefetch0((byte*)(scales + g * Int4RowBlocks.GroupStride) + PrefetchBytes);
             }
             Vector256<int> zero = zeros is null
                 ? Vector256.Create(PackedInt4Matrix.SymmetricZeroPoint)
-                : X86.Avx2.ConvertToVector256Int32(zeros + g * Int4RowBlocks.BlockRows);
-            Vector256<float> scale = X86.Avx.LoadVector256(scales + g * Int4RowBlocks.BlockRows);
+                : X86.Avx2.ConvertToVector256Int32(zeros + g * Int4RowBlocks.GroupStride);
+            Vector256<float> scale = X86.Avx.LoadVector256(scales + g * Int4RowBlocks.GroupStride);
             if (X86.AvxVnni.IsSupported)
             {
                 // vpdpbusd sums the 4 nibble · x products of each row straight into int32 lanes.
                 Vector256<int> v0 = default, v1 = default, v2 = default, v3 = default;
                 for (; k < end; k++)
                 {
-                    Vector256<byte> pairs = X86.Avx.LoadVector256(chunk + (nint)k * 32);
+                    Vector256<byte> pairs = X86.Avx.LoadVector256(chunk + (nint)k * Int4RowBlocks.ChunkStride);
                     Vector256<byte> low = pairs & lowNibbles;
                     Vector256<byte> high = X86.Avx2.ShiftRightLogical(pairs.AsUInt16(), 4).AsByte() & lowNibbles;
                     sbyte* x = x0 + k * Int4RowBlocks.ChunkColumns;
@@ -147,7 +152,7 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
             Vector256<short> h0 = default, h1 = default, h2 = default, h3 = default;
             for (; k < end; k++)
             {
-                Vector256<byte> pairs = X86.Avx.LoadVector256(chunk + (nint)k * 32);
+                Vector256<byte> pairs = X86.Avx.LoadVector256(chunk + (nint)k * Int4RowBlocks.ChunkStride);
                 Vector256<byte> low = pairs & lowNibbles;
                 Vector256<byte> high = X86.Avx2.ShiftRightLogical(pairs.AsUInt16(), 4).AsByte() & lowNibbles;
                 sbyte* x = x0 + k * Int4RowBlocks.ChunkColumns;
@@ -222,12 +227,12 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
                 Vector256<short> h = default;
                 for (; k < end; k++)
                 {
-                    Vector256<byte> pairs = X86.Avx.LoadVector256(packed + ((nint)b * blocks.Chunks + k) * 32);
+                    Vector256<byte> pairs = X86.Avx.LoadVector256(packed + blocks.BlockOffset(b) + (nint)k * Int4RowBlocks.ChunkStride);
                     h += ChunkProducts(pairs & lowNibbles, X86.Avx2.ShiftRightLogical(pairs.AsUInt16(), 4).AsByte() & lowNibbles, x + k * Int4RowBlocks.ChunkColumns);
                 }
                 Vector256<int> zero = zeroPoints is null
                     ? Vector256.Create(PackedInt4Matrix.SymmetricZeroPoint)
-                    : X86.Avx2.ConvertToVector256Int32(zeroPoints + ((nint)b * blocks.GroupCount + g) * Int4RowBlocks.BlockRows);
+                    : X86.Avx2.ConvertToVector256Int32(zeroPoints + blocks.BlockGroupIndex(b) + (nint)g * Int4RowBlocks.GroupStride);
                 X86.Avx.Store(acc + segment * Int4RowBlocks.BlockRows, SegmentAccumulator(h, ones, zero, sum));
             }
     }

@@ -11,7 +11,7 @@ namespace AgileQuant.Intrinsics.Avx512;
 /// AVX-512 (F + BW) W4A8 / W4A4 kernel, twin of <see cref="Scalar.ScalarInt4Kernel"/>: the GEMM tile of
 /// <see cref="Avx2Int4Kernel"/> widened to 512-bit registers. One zmm holds the same 8-column chunk of two
 /// adjacent row blocks of <see cref="Int4RowBlocks"/> (16 output rows, one int32 lane each), so every broadcast
-/// activation feeds 16 rows, and the 32 registers hold a tile of 16 rows × 8 tokens with its int16 segment sums
+/// activation feeds 16 rows (one aligned 64-byte load: the pair's chunks sit side by side), and the 32 registers hold a tile of 16 rows × 8 tokens with its int16 segment sums
 /// and float accumulators. GEMV (one token) streams block pairs the same way (<see cref="Avx512Int4Gemv"/>).
 /// </summary>
 /// <remarks>
@@ -79,18 +79,18 @@ public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
                     int n = Math.Min(TokenTile, tokens - t0);
                     for (int b = panel; b < panelEnd; b += 2)
                     {
-                        // An odd last block pairs with itself; only its own 8 rows are stored.
-                        int upper = b + 1 < panelEnd ? b + 1 : b;
+                        // An odd last block's partner is the zero padding block; only its own 8 rows are stored.
+                        int rows = Math.Min(b + 1 < panelEnd ? 2 * Int4RowBlocks.BlockRows : Int4RowBlocks.BlockRows, tile.Rows - b * Int4RowBlocks.BlockRows);
                         switch (n)
                         {
-                            case 8: PairTile<EightTokens>(tile, b, upper, t0); break;
-                            case 7: PairTile<SevenTokens>(tile, b, upper, t0); break;
-                            case 6: PairTile<SixTokens>(tile, b, upper, t0); break;
-                            case 5: PairTile<FiveTokens>(tile, b, upper, t0); break;
-                            case 4: PairTile<FourTokens>(tile, b, upper, t0); break;
-                            case 3: PairTile<ThreeTokens>(tile, b, upper, t0); break;
-                            case 2: PairTile<TwoTokens>(tile, b, upper, t0); break;
-                            default: PairTile<OneToken>(tile, b, upper, t0); break;
+                            case 8: PairTile<EightTokens>(tile, b, rows, t0); break;
+                            case 7: PairTile<SevenTokens>(tile, b, rows, t0); break;
+                            case 6: PairTile<SixTokens>(tile, b, rows, t0); break;
+                            case 5: PairTile<FiveTokens>(tile, b, rows, t0); break;
+                            case 4: PairTile<FourTokens>(tile, b, rows, t0); break;
+                            case 3: PairTile<ThreeTokens>(tile, b, rows, t0); break;
+                            case 2: PairTile<TwoTokens>(tile, b, rows, t0); break;
+                            default: PairTile<OneToken>(tile, b, rows, t0); break;
                         }
                     }
                 }
@@ -99,18 +99,19 @@ public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
     }
 
     // y[t, 8b + i] = s_x[t] · Σ_s s_w[i, g(s)] · (Σ_{c∈s} nibble[i, c] · x_q[t, c] − z[i, g(s)] · Σ_{c∈s} x_q[t, c])
-    // for the N tokens t0.. and the 16 rows of blocks (lower, upper); lanes 0..7 are block lower, 8..15 block upper.
+    // for the N tokens t0.. and the 16 rows of blocks (lower, lower + 1), the first `rows` of them stored;
+    // lanes 0..7 are block lower, 8..15 block lower + 1.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PairTile<N>(in Int4KernelCall w, int lower, int upper, int t0) where N : struct, ITokenCount
+    private static void PairTile<N>(in Int4KernelCall w, int lower, int rows, int t0) where N : struct, ITokenCount
     {
         Vector512<byte> lowNibbles = Vector512.Create((byte)0x0F);
         Vector512<short> ones = Vector512.Create((short)1);
         int chunks = w.Chunks, groups = w.Groups;
         int groupShift = w.GroupShift;
-        byte* chunkLower = w.Packed + (nint)lower * chunks * 32, chunkUpper = w.Packed + (nint)upper * chunks * 32;
-        float* scalesLower = w.Scales + (nint)lower * groups * Int4RowBlocks.BlockRows, scalesUpper = w.Scales + (nint)upper * groups * Int4RowBlocks.BlockRows;
-        byte* zerosLower = w.ZeroPoints is null ? null : w.ZeroPoints + (nint)lower * groups * Int4RowBlocks.BlockRows;
-        byte* zerosUpper = w.ZeroPoints is null ? null : w.ZeroPoints + (nint)upper * groups * Int4RowBlocks.BlockRows;
+        nint pair = lower >> 1;
+        byte* chunk0 = w.Packed + pair * chunks * Int4RowBlocks.ChunkStride; // (chunks, 64)
+        float* scales = w.Scales + pair * groups * Int4RowBlocks.GroupStride; // (groups, 16)
+        byte* zeros = w.ZeroPoints is null ? null : w.ZeroPoints + pair * groups * Int4RowBlocks.GroupStride; // (groups, 16)
         sbyte* x0 = w.Codes + (nint)t0 * w.CodeStride;
         nint xs = w.CodeStride;
         int* sums0 = w.SegmentSums + (nint)t0 * w.SegmentCount;
@@ -123,7 +124,7 @@ public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
             Vector512<short> h0 = default, h1 = default, h2 = default, h3 = default, h4 = default, h5 = default, h6 = default, h7 = default;
             for (; k < end; k++)
             {
-                Vector512<byte> pairs = TwoBlocks(chunkLower + (nint)k * 32, chunkUpper + (nint)k * 32);
+                Vector512<byte> pairs = Vector512.Load(chunk0 + (nint)k * Int4RowBlocks.ChunkStride);
                 Vector512<byte> low = pairs & lowNibbles;
                 Vector512<byte> high = X86.Avx512BW.ShiftRightLogical(pairs.AsUInt16(), 4).AsByte() & lowNibbles;
                 sbyte* x = x0 + k * Int4RowBlocks.ChunkColumns;
@@ -136,10 +137,10 @@ public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
                 if (N.Value > 6) h6 += ChunkProducts(low, high, x + 6 * xs);
                 if (N.Value > 7) h7 += ChunkProducts(low, high, x + 7 * xs);
             }
-            Vector512<int> zero = zerosLower is null
+            Vector512<int> zero = zeros is null
                 ? Vector512.Create(PackedInt4Matrix.SymmetricZeroPoint)
-                : X86.Avx512F.ConvertToVector512Int32(Vector128.Create(*(ulong*)(zerosLower + g * Int4RowBlocks.BlockRows), *(ulong*)(zerosUpper + g * Int4RowBlocks.BlockRows)).AsByte());
-            Vector512<float> scale = TwoBlocks((byte*)(scalesLower + g * Int4RowBlocks.BlockRows), (byte*)(scalesUpper + g * Int4RowBlocks.BlockRows)).AsSingle();
+                : X86.Avx512F.ConvertToVector512Int32(Vector128.Load(zeros + g * Int4RowBlocks.GroupStride));
+            Vector512<float> scale = Vector512.Load(scales + g * Int4RowBlocks.GroupStride);
             f0 = SegmentEpilogue(h0, ones, zero, sums0[segment], scale, f0);
             if (N.Value > 1) f1 = SegmentEpilogue(h1, ones, zero, sums0[ss + segment], scale, f1);
             if (N.Value > 2) f2 = SegmentEpilogue(h2, ones, zero, sums0[2 * ss + segment], scale, f2);
@@ -150,7 +151,6 @@ public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
             if (N.Value > 7) f7 = SegmentEpilogue(h7, ones, zero, sums0[7 * ss + segment], scale, f7);
         }
         int row = lower * Int4RowBlocks.BlockRows;
-        int rows = Math.Min(upper == lower ? Int4RowBlocks.BlockRows : 2 * Int4RowBlocks.BlockRows, w.Rows - row);
         float* y = w.Y + (nint)t0 * w.Rows + row;
         StoreRows(f0 * w.TokenScales[t0], y, rows);
         if (N.Value > 1) StoreRows(f1 * w.TokenScales[t0 + 1], y + w.Rows, rows);
@@ -161,11 +161,6 @@ public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
         if (N.Value > 6) StoreRows(f6 * w.TokenScales[t0 + 6], y + 6 * (nint)w.Rows, rows);
         if (N.Value > 7) StoreRows(f7 * w.TokenScales[t0 + 7], y + 7 * (nint)w.Rows, rows);
     }
-
-    // 64 bytes: the 32 at lower (lanes 0..7) then the 32 at upper (lanes 8..15), one load and one vinserti64x4.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> TwoBlocks(byte* lower, byte* upper) =>
-        X86.Avx512F.InsertVector256(X86.Avx.LoadVector256(lower).ToVector512(), X86.Avx.LoadVector256(upper), 1);
 
     // int16 lanes: Σ nibble · x_q over one chunk of 16 rows, columns 0..3 (low nibbles) plus 4..7 (high), each pair ≤ 3810.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -77,8 +77,8 @@ public sealed class Fp32Matrix : IWeightMatrix
     private PanelStorage BuildPanels()
     {
         int length = PanelCount * PanelRows * Cols;
-        // Pinned (never moves) and over-allocated so the panels can start on a 64-byte boundary.
-        float[] buffer = GC.AllocateUninitializedArray<float>(length + PanelAlignmentBytes / sizeof(float), pinned: true);
+        // Pinned (never moves), on huge pages where Linux allows, and over-allocated so the panels can start on a 64-byte boundary.
+        float[] buffer = HugePages.AllocatePinned<float>(length + PanelAlignmentBytes / sizeof(float), zeroed: false);
         int offset = AlignmentOffset(buffer);
         Span<float> panels = buffer.AsSpan(offset, length);
         // panels (PanelCount, Cols, 16) ← W (Rows, Cols)
@@ -93,6 +93,7 @@ public sealed class Fp32Matrix : IWeightMatrix
                 for (int c = 0; c < row.Length; c++) panel[c * PanelRows + i] = row[c];
             }
         }
+        HugePages.Collapse(buffer);
         var built = new PanelStorage(buffer, offset, length);
         return Interlocked.CompareExchange(ref _panels, built, null) ?? built;
     }

@@ -31,8 +31,8 @@ internal sealed class Int8RowBlocks
         Cols = source.Cols;
         Blocks = (Rows + BlockRows - 1) / BlockRows;
         Chunks = (Cols + ChunkColumns - 1) / ChunkColumns;
-        Codes = GC.AllocateArray<sbyte>(checked(Blocks * Chunks * 32), pinned: true);
-        Scales = GC.AllocateArray<float>(Blocks * BlockRows, pinned: true);
+        Codes = HugePages.AllocatePinned<sbyte>(checked(Blocks * Chunks * 32), zeroed: true);
+        Scales = HugePages.AllocatePinned<float>(Blocks * BlockRows, zeroed: true);
         ReadOnlySpan<sbyte> rowMajor = source.Codes;
         int stride = source.RowStride;
         for (int r = 0; r < Rows; r++)
@@ -42,6 +42,7 @@ internal sealed class Int8RowBlocks
                 Codes[((long)b * Chunks + c / ChunkColumns) * 32 + i * 4 + c % ChunkColumns] = rowMajor[r * stride + c];
             Scales[r] = source.Scales[r];
         }
+        HugePages.Collapse(Codes);
     }
 
     /// <summary>Rows of the source matrix.</summary>

@@ -17,14 +17,14 @@ public sealed class RowBlockLayoutTests
             for (int c = 0; c < cols; c++) codes[r * cols + c] = (sbyte)((r + c) % 16 - 8);
         PackedInt4Matrix w = PackedInt4Matrix.FromSymmetricCodes(codes, Enumerable.Range(1, rows).Select(i => (float)i).ToArray(), rows, cols, 32);
         Int4RowBlocks blocks = w.RowBlocks ?? IgnoreWithoutAvx2<Int4RowBlocks>();
-        Assert.That((blocks.Blocks, blocks.Chunks), Is.EqualTo((2, 2)));
-        // block 0, chunk 0, row 1: bytes 4..7 = (c0 | c4 << 4) .. (c3 | c7 << 4) with nibble(1, c) = 1 + c
+        Assert.That((blocks.Blocks, blocks.Pairs, blocks.Chunks, blocks.Packed.Length), Is.EqualTo((2, 1, 2, 2 * 64)));
+        // pair 0, chunk 0, block 0, row 1: bytes 4..7 = (c0 | c4 << 4) .. (c3 | c7 << 4) with nibble(1, c) = 1 + c
         Assert.That(blocks.Packed.AsSpan(4, 4).ToArray(), Is.EqualTo(new byte[] { 1 | 5 << 4, 2 | 6 << 4, 3 | 7 << 4, 4 | 8 << 4 }));
-        // block 0, chunk 1 (columns 8..11, then padding), row 0: high nibbles are padding zeros
-        Assert.That(blocks.Packed.AsSpan(32, 4).ToArray(), Is.EqualTo(new byte[] { 8, 9, 10, 11 }));
-        // block 1 holds row 8 and seven zero rows
-        Assert.That(blocks.Packed[64], Is.EqualTo((byte)(8 | 12 << 4)));
-        Assert.That(blocks.Packed.AsSpan(64 + 4, 28).ToArray(), Is.All.Zero);
+        // pair 0, chunk 0, block 1 (bytes 32..63) holds row 8 and seven zero rows
+        Assert.That(blocks.Packed[32], Is.EqualTo((byte)(8 | 12 << 4)));
+        Assert.That(blocks.Packed.AsSpan(32 + 4, 28).ToArray(), Is.All.Zero);
+        // pair 0, chunk 1 (columns 8..11, then padding), block 0, row 0: high nibbles are padding zeros
+        Assert.That(blocks.Packed.AsSpan(64, 4).ToArray(), Is.EqualTo(new byte[] { 8, 9, 10, 11 }));
         Assert.That(blocks.Scales.AsSpan(0, 8).ToArray(), Is.EqualTo(new float[] { 1, 2, 3, 4, 5, 6, 7, 8 }));
         Assert.That(blocks.Scales.AsSpan(8, 8).ToArray(), Is.EqualTo(new float[] { 9, 0, 0, 0, 0, 0, 0, 0 }));
     }
@@ -44,13 +44,15 @@ public sealed class RowBlockLayoutTests
                 float[] scales = MatMulReference.RandomValues(rows * groups, seed: cols);
                 PackedInt4Matrix w = PackedInt4Matrix.FromAsymmetricCodes(codes, scales, zeros, rows, cols, groupSize);
                 Int4RowBlocks blocks = w.RowBlocks ?? IgnoreWithoutAvx2<Int4RowBlocks>();
-                for (int r = 0; r < blocks.Blocks * 8; r++)
+                Assert.That(blocks.Packed.Length, Is.EqualTo(blocks.Pairs * blocks.Chunks * 64));
+                Assert.That(blocks.Scales.Length, Is.EqualTo(blocks.Pairs * groups * 16));
+                for (int r = 0; r < blocks.Pairs * 16; r++) // the zero padding block of an odd block count included
                 {
                     for (int c = 0; c < blocks.Chunks * 8; c++)
                         Assert.That(blocks.Nibble(r, c), Is.EqualTo(r < rows && c < cols ? w.Nibble(r, c) : 0), $"{rows}x{cols} ({r}, {c})");
                     for (int g = 0; g < groups; g++)
                     {
-                        int at = (r / 8 * groups + g) * 8 + r % 8;
+                        int at = blocks.ScaleIndex(r, g);
                         Assert.That(blocks.Scales[at], Is.EqualTo(r < rows ? w.Scale(r, g) : 0f));
                         Assert.That(blocks.ZeroPoints![at], Is.EqualTo(r < rows ? w.ZeroPoint(r, g) : 0));
                     }
