@@ -397,10 +397,13 @@ public sealed class InferenceContext
             ? _model.Options.LowBitTokenRatio > 0
             : schedule.RatioAt(layer) > 0 || schedule.LowBitRatioAt(layer) > 0;
         _collectStartAttention = n > 2 && selects;
-        if (n == 1 || heads == 1)
+        // heads on the model's threads: always in prefill; in decode once the cached keys and values one token reads
+        // (visible slots × heads · head size, each in its own slot row) are worth the hand-off
+        long decodeElements = (long)(start + n) * heads * _config.HeadDim;
+        if (heads == 1 || _threads == 1 || (n == 1 && decodeElements < ParallelElementThreshold))
             for (int h = 0; h < heads; h++) AttendHead(layer, start, n, h);
         else
-            Parallel.For(0, heads, h => AttendHead(layer, start, n, h));
+            Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = _threads }, h => AttendHead(layer, start, n, h));
     }
 
     private bool _collectStartAttention;
