@@ -21,7 +21,6 @@ internal sealed class QuantizedActivations
     private float[] _scales = [];
     private int[] _groupSums = [];
     private float[] _groupSumsAsFloat = [];
-    [ThreadStatic] private static float[]? t_rowScratch; // (Cols) one row scaled, on the thread quantizing it
 
     public int Tokens { get; private set; }
     public int Cols { get; private set; }
@@ -80,16 +79,47 @@ internal sealed class QuantizedActivations
         float inverse = scale > 0 ? 1f / scale : 0f;
         Span<sbyte> codes = _codes.AsSpan(t * Stride, Stride);
         codes[Cols..].Clear();
-        if (t_rowScratch is null || t_rowScratch.Length < Cols) t_rowScratch = new float[Cols];
-        Span<float> scaled = t_rowScratch.AsSpan(0, Cols); // (cols) x / s, rounded and clamped
-        // element for element the scalar definition: round half to even, clamp, then an exact conversion (NaN → 0)
-        System.Numerics.Tensors.TensorPrimitives.Multiply(row, inverse, scaled);
-        System.Numerics.Tensors.TensorPrimitives.Round(scaled, scaled);
-        System.Numerics.Tensors.TensorPrimitives.Min(scaled, limit, scaled);
-        System.Numerics.Tensors.TensorPrimitives.Max(scaled, -limit, scaled);
-        System.Numerics.Tensors.TensorPrimitives.ConvertToInteger<float, sbyte>(scaled, codes[..Cols]);
+        QuantizeStaticCodes(row, inverse, limit, codes[..Cols]);
         _scales[t] = scale;
         FinishRow(t, order);
+    }
+
+    // q[c] = clamp(round(x[c] · inverse), −limit, limit)   (round half to even; NaN → 0), the scalar definition element for element
+    private static void QuantizeStaticCodes(ReadOnlySpan<float> x, float inverse, float limit, Span<sbyte> codes)
+    {
+        int c = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            // 32 values per step: four float vectors rounded and clamped (integral, |q| ≤ 127: the conversions are exact),
+            // narrowed int32 → int16 → int8 into one vector of codes
+            var inverseV = Vector256.Create(inverse);
+            var upper = Vector256.Create(limit);
+            var lower = Vector256.Create(-limit);
+            ref float source = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
+            ref sbyte target = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(codes);
+            for (; c + 32 <= x.Length; c += 32)
+            {
+                Vector256<int> q0 = Code(Vector256.LoadUnsafe(ref source, (nuint)c), inverseV, upper, lower);
+                Vector256<int> q1 = Code(Vector256.LoadUnsafe(ref source, (nuint)c + 8), inverseV, upper, lower);
+                Vector256<int> q2 = Code(Vector256.LoadUnsafe(ref source, (nuint)c + 16), inverseV, upper, lower);
+                Vector256<int> q3 = Code(Vector256.LoadUnsafe(ref source, (nuint)c + 24), inverseV, upper, lower);
+                Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3)).AsSByte().StoreUnsafe(ref target, (nuint)c);
+            }
+        }
+        for (; c < x.Length; c++)
+        {
+            float v = MathF.Round(x[c] * inverse);
+            codes[c] = float.IsNaN(v) ? (sbyte)0 : (sbyte)MathF.Max(MathF.Min(v, limit), -limit);
+        }
+    }
+
+    // clamp(round(x · inverse), lower, upper) as int32 lanes, NaN lanes 0
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Code(Vector256<float> x, Vector256<float> inverse, Vector256<float> upper, Vector256<float> lower)
+    {
+        Vector256<float> v = Vector256.Round(x * inverse);
+        v = Vector256.ConditionalSelect(Vector256.Equals(v, v), Vector256.Max(Vector256.Min(v, upper), lower), Vector256<float>.Zero);
+        return Vector256.ConvertToInt32(v);
     }
 
     /// <summary>

@@ -193,6 +193,26 @@ public class TripMatMulTests
         Assert.That(TripMatMul.QuantizeStatic(5f, 0f, 127), Is.EqualTo(0));
     }
 
+    [TestCase(8)]
+    [TestCase(4)]
+    public void VectorizedStaticQuantizationEqualsTheScalarDefinition(int bits)
+    {
+        int limit = bits == 4 ? 7 : 127;
+        const float Scale = 0.05f;
+        var random = new Random(bits);
+        float[] special = [float.NaN, float.PositiveInfinity, float.NegativeInfinity, 0f, -0f, 2.5f * Scale, -3.5f * Scale, 1e30f, -1e30f];
+        foreach (int cols in new[] { 1, 7, 31, 32, 33, 64, 95, 200 })
+        {
+            float[] row = Enumerable.Range(0, cols).Select(c => c % 11 == 5 ? special[c / 11 % special.Length] : (float)(random.NextDouble() * 16 - 8)).ToArray();
+            var xq = new AgileQuant.Intrinsics.Quantization.QuantizedActivations();
+            xq.Prepare(1, cols, 64);
+            xq.QuantizeStaticToken(row, 0, Scale, bits, AgileQuant.Intrinsics.Quantization.ActivationOrder.Plain);
+            for (int c = 0; c < cols; c++)
+                Assert.That(xq.Codes[c], Is.EqualTo(TripMatMul.QuantizeStatic(row[c], 1f / Scale, limit)), $"{cols} columns, column {c} (x = {row[c]})");
+            Assert.That(xq.Scales[0], Is.EqualTo(Scale));
+        }
+    }
+
     [Test]
     public void BadArgumentsAreRejected()
     {
