@@ -11,7 +11,8 @@ namespace AgileQuant.Models.Gguf;
 /// Q8_0 into an <see cref="Int8RowMatrix"/> (exact when every block of a row has the same scale, as the files
 /// <see cref="GgufModelWriter"/> writes from 8-bit weights; otherwise each row is re-scaled to one scale in
 /// integer-code space). Shapes are checked against the config, every scale must be finite, and every tensor
-/// must be taken exactly once (<see cref="RequireAllTaken"/>).
+/// must be taken exactly once (<see cref="RequireAllTaken"/>). Each tensor's mapped pages are released once it is
+/// converted (<see cref="GgufTensorData.Release"/>), so loading holds at most one tensor's file bytes resident.
 /// </summary>
 internal sealed class GgufTensorConverter
 {
@@ -93,6 +94,7 @@ internal sealed class GgufTensorConverter
                     break;
             }
         }
+        _data.Release(tensor); // converted: its file pages need not stay resident
         return values;
     }
 
@@ -133,6 +135,7 @@ internal sealed class GgufTensorConverter
                 scales[(long)r * groups + b] = (float)blocks[b].Scale;
             }
         }
+        _data.Release(tensor); // converted: its file pages need not stay resident
         return PackedInt4Matrix.FromPacked(packed, scales, [], rows, cols, groupSize);
     }
 
@@ -169,6 +172,7 @@ internal sealed class GgufTensorConverter
                 for (int i = 0; i < q.Length; i++) q[i] = (sbyte)Math.Clamp(MathF.Round(q[i] * ratio), -127, 127);
             }
         }
+        _data.Release(tensor); // converted: its file pages need not stay resident
         return new Int8RowMatrix(codes, scales, rows, cols);
     }
 
