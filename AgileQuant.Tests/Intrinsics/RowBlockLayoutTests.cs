@@ -96,9 +96,10 @@ public sealed class RowBlockLayoutTests
             for (int r = 0; r < blocks.Blocks * 8; r++)
             {
                 for (int c = 0; c < blocks.Chunks * 4; c++)
-                    Assert.That(blocks.Code(r, c), Is.EqualTo(r < rows && c < cols ? w.Code(r, c) : 0), $"{rows}x{cols} ({r}, {c})");
+                    Assert.That(blocks.Code(r, c), Is.EqualTo(r < rows && c < cols ? codes[r * cols + c] : 0), $"{rows}x{cols} ({r}, {c})");
                 Assert.That(blocks.Scales[r], Is.EqualTo(r < rows ? scales[r] : 0f));
             }
+            Assert.That(w.Codes.ToArray().Where((_, i) => i % w.RowStride < cols), Is.EqualTo(codes), "the row-major view rebuilt from the blocks");
         }
     }
 
