@@ -20,13 +20,16 @@ internal static unsafe partial class MappedFilePages
     /// </summary>
     public static void Release(byte* start, long length)
     {
-        if (!OperatingSystem.IsLinux() || start == null || length <= 0) return;
+        if (!OperatingSystem.IsLinux() || s_unavailable || start == null || length <= 0) return;
         nint pageMask = Environment.SystemPageSize - 1;
         nint first = (nint)start & ~pageMask;
         nint end = ((nint)start + (nint)length + pageMask) & ~pageMask;
         // A failure (e.g. EINVAL on an unusual mapping) only means the pages stay resident until unmapped.
-        _ = Madvise(first, (nuint)(end - first), MadviseDontNeed);
+        try { _ = Madvise(first, (nuint)(end - first), MadviseDontNeed); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { s_unavailable = true; }
     }
+
+    private static bool s_unavailable; // no libc madvise to call (an unusual Linux): release nothing
 
     [LibraryImport("libc", EntryPoint = "madvise")]
     private static partial int Madvise(nint address, nuint length, int advice);
