@@ -20,9 +20,10 @@ public sealed class InferenceContext
     private readonly TransformerConfig _config;
     // Caches are head-major and transposed so attention runs over long contiguous slot vectors whatever the head size.
     // Slots past the cached tokens, up to the next whole vector, stay zero: attention tiles read whole vectors.
+    // They grow with the sequence (EnsureCacheSlots), so a context holds memory for the tokens it has seen, not the whole context length.
     private readonly float[][] _keyCache;   // per layer: (KvHeads, HeadDim, _slotStride)
     private readonly float[][] _valueCache; // per layer: (KvHeads, HeadDim, _slotStride)
-    private readonly int _slotStride;       // SlotStride(MaxSequenceLength): whole vectors, an odd number of cache lines
+    private int _slotStride;                // SlotStride(slots allocated): whole vectors, an odd number of cache lines
     private readonly int[][] _slotPosition;   // per layer: (MaxSequenceLength) model position of each cached token
     private readonly float[][] _slotPositionValue; // per layer: (MaxSequenceLength) the same as floats, for ALiBi
     private readonly bool[][] _slotMasked;    // per layer: (MaxSequenceLength) cached token is padding, never attended to
@@ -58,15 +59,14 @@ public sealed class InferenceContext
         _model = model;
         _config = model.Config;
         int slots = _config.MaxSequenceLength;
-        _slotStride = SlotStride(slots);
-        if ((long)_slotStride * _config.KvDim > Array.MaxLength)
+        if ((long)SlotStride(slots) * _config.KvDim > Array.MaxLength)
             throw new AgileQuantException($"A KV cache of {slots} positions × {_config.KvDim} key/value width exceeds the largest array ({Array.MaxLength} elements); the context length is too large.");
         _keyCache = new float[_config.NumLayers][];
         _valueCache = new float[_config.NumLayers][];
         for (int l = 0; l < _config.NumLayers; l++)
         {
-            _keyCache[l] = new float[(long)_slotStride * _config.KvDim];
-            _valueCache[l] = new float[(long)_slotStride * _config.KvDim];
+            _keyCache[l] = [];
+            _valueCache[l] = [];
         }
         int layers = _config.NumLayers;
         _slotPosition = new int[layers][];
@@ -144,6 +144,7 @@ public sealed class InferenceContext
                 throw new AgileQuantException($"Token id {tokens[i]} at index {i} is outside the vocabulary [0, {_config.VocabSize}).");
 
         int start = Length;
+        EnsureCacheSlots(start + n);
         EnsureScratch(n);
         int realInChunk = 0;
         for (int i = 0; i < n; i++)
@@ -558,6 +559,32 @@ public sealed class InferenceContext
         long aligned = ((long)slots + AttentionTiles.SlotAlignment - 1) / AttentionTiles.SlotAlignment * AttentionTiles.SlotAlignment;
         if (aligned / AttentionTiles.SlotAlignment % 2 == 0) aligned += AttentionTiles.SlotAlignment;
         return (int)Math.Min(int.MaxValue / AttentionTiles.SlotAlignment * AttentionTiles.SlotAlignment, aligned);
+    }
+
+    /// <summary>
+    /// Grows every layer's KV cache to hold at least <paramref name="slots"/> tokens: at least doubling (amortized
+    /// copies), never past the context length. Each (KvHeads · HeadDim) slot row is copied whole, its zero padding
+    /// included, so the cached values, and every result, are the same as with a cache allocated in full up front.
+    /// </summary>
+    private void EnsureCacheSlots(int slots)
+    {
+        if (slots <= _slotStride) return;
+        int stride = SlotStride(Math.Min(_config.MaxSequenceLength, Math.Max(slots, 2 * _slotStride)));
+        int kv = _config.KvDim;
+        for (int l = 0; l < _config.NumLayers; l++)
+        {
+            _keyCache[l] = Regrown(_keyCache[l], _slotStride, stride, kv);
+            _valueCache[l] = Regrown(_valueCache[l], _slotStride, stride, kv);
+        }
+        _slotStride = stride;
+    }
+
+    // grown[c, s] (rows, stride) ← cache[c, s] (rows, oldStride) for s < oldStride; 0 after
+    private static float[] Regrown(float[] cache, int oldStride, int stride, int rows)
+    {
+        var grown = new float[(long)stride * rows];
+        for (int c = 0; c < rows && oldStride > 0; c++) cache.AsSpan(c * oldStride, oldStride).CopyTo(grown.AsSpan(c * stride, oldStride));
+        return grown;
     }
 
     private void EnsureScratch(int n)

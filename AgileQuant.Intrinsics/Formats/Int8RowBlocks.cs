@@ -24,23 +24,24 @@ internal sealed class Int8RowBlocks
     /// <summary>Columns per chunk (one int32 lane of 4 codes per row).</summary>
     public const int ChunkColumns = 4;
 
-    /// <summary>Repacks <paramref name="source"/>.</summary>
-    public Int8RowBlocks(Int8RowMatrix source)
+    /// <summary>
+    /// Repacks codes (<paramref name="rows"/>, <paramref name="cols"/>), row r starting at <c>r · stride</c> of
+    /// <paramref name="rowMajor"/>, with per-row <paramref name="scales"/> (rows); the caller has checked the lengths.
+    /// </summary>
+    public Int8RowBlocks(ReadOnlySpan<sbyte> rowMajor, int stride, ReadOnlySpan<float> scales, int rows, int cols)
     {
-        Rows = source.Rows;
-        Cols = source.Cols;
+        Rows = rows;
+        Cols = cols;
         Blocks = (Rows + BlockRows - 1) / BlockRows;
         Chunks = (Cols + ChunkColumns - 1) / ChunkColumns;
         Codes = HugePages.AllocatePinned<sbyte>(checked(Blocks * Chunks * 32), zeroed: true);
         Scales = HugePages.AllocatePinned<float>(Blocks * BlockRows, zeroed: true);
-        ReadOnlySpan<sbyte> rowMajor = source.Codes;
-        int stride = source.RowStride;
         for (int r = 0; r < Rows; r++)
         {
             int b = r / BlockRows, i = r % BlockRows;
             for (int c = 0; c < Cols; c++)
                 Codes[((long)b * Chunks + c / ChunkColumns) * 32 + i * 4 + c % ChunkColumns] = rowMajor[r * stride + c];
-            Scales[r] = source.Scales[r];
+            Scales[r] = scales[r];
         }
         HugePages.Collapse(Codes);
     }

@@ -30,14 +30,17 @@ public sealed class Int8RowMatrix : IWeightMatrix
             throw new ArgumentException($"Expected {rows} row scales, found {scales.Length}.", nameof(scales));
         Rows = rows;
         Cols = cols;
+        _scales = scales.ToArray();
+        // Repacked straight from the caller's codes for the x86 kernels: the padded row-major copy is then never built
+        // (the weights are held once, with no transient copy at load) and is rebuilt from the row blocks only if
+        // something asks for it (serialization).
+        if (System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+        {
+            RowBlocks = new Int8RowBlocks(codes, cols, scales, rows, cols);
+            return;
+        }
         _codes = new sbyte[rows * stride];
         for (int r = 0; r < rows; r++) codes.Slice(r * cols, cols).CopyTo(_codes.AsSpan(r * stride, cols));
-        _scales = scales.ToArray();
-        // Repacked at load for the x86 kernels; the row-major copy is then dropped (the weights are held once) and
-        // rebuilt from the row blocks only if something asks for it (serialization).
-        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported) return;
-        RowBlocks = new Int8RowBlocks(this);
-        _codes = null;
     }
 
     /// <inheritdoc />

@@ -22,7 +22,7 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     public const int SymmetricZeroPoint = 8;
 
     private byte[]? _packed; // row-major nibbles; on AVX2 machines dropped after repacking and rebuilt on request
-    private readonly float[] _scales;
+    private float[]? _scales; // (Rows, GroupCount); on AVX2 machines dropped after repacking and rebuilt (once) on request
     private readonly byte[]? _zeroPoints;
 
     private PackedInt4Matrix(int rows, int cols, int groupSize, byte[] packed, float[] scales, byte[]? zeroPoints)
@@ -33,11 +33,13 @@ public sealed class PackedInt4Matrix : IWeightMatrix
         _packed = packed;
         _scales = scales;
         _zeroPoints = zeroPoints;
-        // Repacked at load for the x86 kernels; the row-major copy is then dropped (the weights are held once) and
-        // rebuilt from the row blocks only if something asks for it (serialization).
+        // Repacked at load for the x86 kernels; the row-major nibbles and scales are then dropped (the weights are held
+        // once: the row blocks carry the same nibbles and scale values) and rebuilt from the row blocks only if something
+        // asks for them (serialization, the scalar kernel, TRIP).
         if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported) return;
         RowBlocks = new Int4RowBlocks(this);
         _packed = null;
+        _scales = null;
     }
 
     /// <inheritdoc />
@@ -64,8 +66,11 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     /// </summary>
     public ReadOnlySpan<byte> Packed => PackedArray;
 
-    /// <summary>Scales (Rows, GroupCount), row-major.</summary>
-    public ReadOnlySpan<float> Scales => _scales;
+    /// <summary>
+    /// Scales (Rows, GroupCount), row-major. Where AVX2 is enabled the matrix keeps only its row blocks' copy, and this
+    /// row-major array is rebuilt from it on the first call and then kept.
+    /// </summary>
+    public ReadOnlySpan<float> Scales => ScaleArray;
 
     /// <summary>Zero points (Rows, GroupCount), row-major, one byte 0..15 each; empty when <see cref="IsSymmetric"/>.</summary>
     public ReadOnlySpan<byte> ZeroPoints => _zeroPoints;
@@ -150,7 +155,7 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     public int ZeroPoint(int r, int g) => _zeroPoints is null ? SymmetricZeroPoint : _zeroPoints[r * GroupCount + g];
 
     /// <summary>Scale of group g in row r.</summary>
-    public float Scale(int r, int g) => _scales[r * GroupCount + g];
+    public float Scale(int r, int g) => _scales is float[] scales ? scales[r * GroupCount + g] : RowBlocks!.Scales[RowBlocks.ScaleIndex(r, g)];
 
     /// <summary>The dequantized weight <c>Scale(r, g) · (Nibble(r, c) − ZeroPoint(r, g))</c>.</summary>
     public float Dequantize(int r, int c) => Scale(r, c / GroupSize) * (Nibble(r, c) - ZeroPoint(r, c / GroupSize));
@@ -159,8 +164,17 @@ public sealed class PackedInt4Matrix : IWeightMatrix
 
     /// <summary>The 8-row interleaved copy the AVX2 kernel streams; null where AVX2 is not enabled.</summary>
     internal Int4RowBlocks? RowBlocks { get; }
-    internal float[] ScaleArray => _scales;
+    internal float[] ScaleArray => Volatile.Read(ref _scales) ?? RebuildScales();
     internal byte[]? ZeroPointArray => _zeroPoints;
+
+    // scales[r, g] (Rows, GroupCount) ← the row blocks' copy; built once, kept (thread-safe: one copy wins)
+    private float[] RebuildScales()
+    {
+        var scales = new float[(long)Rows * GroupCount];
+        for (int r = 0; r < Rows; r++)
+            for (int g = 0; g < GroupCount; g++) scales[(long)r * GroupCount + g] = RowBlocks!.Scales[RowBlocks.ScaleIndex(r, g)];
+        return Interlocked.CompareExchange(ref _scales, scales, null) ?? scales;
+    }
 
     private static int RowBytesFor(int cols) => (cols + BlockColumns - 1) / BlockColumns * (BlockColumns / 2);
 

@@ -11,12 +11,17 @@ namespace AgileQuant.Models.Gguf;
 /// Q8_0 into an <see cref="Int8RowMatrix"/> (exact when every block of a row has the same scale, as the files
 /// <see cref="GgufModelWriter"/> writes from 8-bit weights; otherwise each row is re-scaled to one scale in
 /// integer-code space). Shapes are checked against the config, every scale must be finite, and every tensor
-/// must be taken exactly once (<see cref="RequireAllTaken"/>).
+/// must be taken exactly once (<see cref="RequireAllTaken"/>). Each tensor's mapped pages are released once it is
+/// converted (<see cref="GgufTensorData.Release"/>), so loading holds at most one tensor's file bytes resident.
 /// </summary>
 internal sealed class GgufTensorConverter
 {
     private readonly GgufTensorData _data;
     private readonly HashSet<string> _taken = new(StringComparer.Ordinal);
+    // Grow-only staging reused by every tensor (the packed formats copy what they keep): one buffer the size of the
+    // largest tensor instead of a fresh large array per tensor left for the collector.
+    private byte[] _stagedBytes = [];
+    private float[] _stagedScales = [];
 
     public GgufTensorConverter(GgufTensorData data) => _data = data;
 
@@ -93,6 +98,7 @@ internal sealed class GgufTensorConverter
                     break;
             }
         }
+        _data.Release(tensor); // converted: its file pages need not stay resident
         return values;
     }
 
@@ -113,8 +119,9 @@ internal sealed class GgufTensorConverter
         const int groupSize = BlockQ4_0.Elements;
         int groups = cols / groupSize, rowBytes = RowBytes(tensor, cols);
         int packedRowBytes = (cols + PackedInt4Matrix.BlockColumns - 1) / PackedInt4Matrix.BlockColumns * (PackedInt4Matrix.BlockColumns / 2);
-        var packed = new byte[(long)rows * packedRowBytes]; // (rows, packedRowBytes), zero padding past cols
-        var scales = new float[(long)rows * groups];        // (rows, groups)
+        Span<byte> packed = Staged(ref _stagedBytes, (long)rows * packedRowBytes); // (rows, packedRowBytes), zero padding past cols
+        Span<float> scales = Staged(ref _stagedScales, (long)rows * groups);     // (rows, groups)
+        packed.Clear();
         Span<byte> nibbles = stackalloc byte[groupSize];
         for (int r = 0; r < rows; r++)
         {
@@ -128,11 +135,12 @@ internal sealed class GgufTensorConverter
                     nibbles[j] = (byte)(qs[j] & 0xF);
                     nibbles[j + groupSize / 2] = (byte)(qs[j] >> 4);
                 }
-                Span<byte> destination = packed.AsSpan((int)((long)r * packedRowBytes) + b * groupSize / 2, groupSize / 2);
+                Span<byte> destination = packed.Slice((int)((long)r * packedRowBytes) + b * groupSize / 2, groupSize / 2);
                 for (int k = 0; k < groupSize / 2; k++) destination[k] = (byte)(nibbles[2 * k] | nibbles[2 * k + 1] << 4);
-                scales[(long)r * groups + b] = (float)blocks[b].Scale;
+                scales[r * groups + b] = (float)blocks[b].Scale;
             }
         }
+        _data.Release(tensor); // converted: its file pages need not stay resident
         return PackedInt4Matrix.FromPacked(packed, scales, [], rows, cols, groupSize);
     }
 
@@ -141,13 +149,13 @@ internal sealed class GgufTensorConverter
     private Int8RowMatrix ToInt8Rows(GgufTensorInfo tensor, int rows, int cols)
     {
         int rowBytes = RowBytes(tensor, cols);
-        var codes = new sbyte[(long)rows * cols]; // (rows, cols)
-        var scales = new float[rows];            // (rows)
+        Span<sbyte> codes = MemoryMarshal.Cast<byte, sbyte>(Staged(ref _stagedBytes, (long)rows * cols)); // (rows, cols), every code written
+        Span<float> scales = Staged(ref _stagedScales, rows);                                            // (rows)
         for (int r = 0; r < rows; r++)
         {
             ReadOnlySpan<BlockQ8_0> blocks = MemoryMarshal.Cast<byte, BlockQ8_0>(_data.Bytes(tensor, (long)r * rowBytes, rowBytes));
             RequireFiniteScales(tensor, r, blocks);
-            Span<sbyte> rowCodes = codes.AsSpan((int)((long)r * cols), cols);
+            Span<sbyte> rowCodes = codes.Slice((int)((long)r * cols), cols);
             bool uniform = true;
             float maxMagnitude = 0;
             for (int b = 0; b < blocks.Length; b++)
@@ -169,7 +177,15 @@ internal sealed class GgufTensorConverter
                 for (int i = 0; i < q.Length; i++) q[i] = (sbyte)Math.Clamp(MathF.Round(q[i] * ratio), -127, 127);
             }
         }
+        _data.Release(tensor); // converted: its file pages need not stay resident
         return new Int8RowMatrix(codes, scales, rows, cols);
+    }
+
+    // The first `length` elements of `buffer`, grown (not kept: contents are overwritten) when too short.
+    private static Span<T> Staged<T>(ref T[] buffer, long length)
+    {
+        if (buffer.LongLength < length) buffer = GC.AllocateUninitializedArray<T>((int)length); // length <= Array.MaxLength: Find checked the element count
+        return buffer.AsSpan(0, (int)length);
     }
 
     private void RequireFiniteScales(GgufTensorInfo tensor, int row, ReadOnlySpan<BlockQ8_0> blocks)

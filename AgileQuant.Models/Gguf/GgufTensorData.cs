@@ -55,13 +55,29 @@ public sealed unsafe class GgufTensorData : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">The range is not inside the tensor.</exception>
     public ReadOnlySpan<byte> Bytes(GgufTensorInfo tensor, long start, int length)
     {
+        RequireOwnTensor(tensor);
+        if (start < 0 || length < 0 || start > tensor.ByteSize - length)
+            throw new ArgumentOutOfRangeException(nameof(start), $"Expected a range inside the tensor's {tensor.ByteSize} bytes, found [{start}, {start + length}).");
+        return new ReadOnlySpan<byte>(_base + tensor.AbsoluteOffset + start, length);
+    }
+
+    /// <summary>
+    /// Tells the OS that <paramref name="tensor"/>'s bytes have been converted and are not needed now: on Linux its mapped
+    /// pages stop counting in the process's resident set (the page cache keeps them). Spans from <see cref="Bytes"/> stay
+    /// valid and read the same bytes (faulted back in from the file), so this changes memory use, never results.
+    /// </summary>
+    public void Release(GgufTensorInfo tensor)
+    {
+        RequireOwnTensor(tensor);
+        MappedFilePages.Release(_base + tensor.AbsoluteOffset, tensor.ByteSize);
+    }
+
+    private void RequireOwnTensor(GgufTensorInfo tensor)
+    {
         ArgumentNullException.ThrowIfNull(tensor);
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (!ReferenceEquals(File.FindTensor(tensor.Name), tensor))
             throw new ArgumentException($"tensor '{tensor.Name}' is not one of {File.FilePath}'s tensors", nameof(tensor));
-        if (start < 0 || length < 0 || start > tensor.ByteSize - length)
-            throw new ArgumentOutOfRangeException(nameof(start), $"Expected a range inside the tensor's {tensor.ByteSize} bytes, found [{start}, {start + length}).");
-        return new ReadOnlySpan<byte>(_base + tensor.AbsoluteOffset + start, length);
     }
 
     /// <inheritdoc />

@@ -7,7 +7,9 @@ namespace AgileQuant.Models.SafeTensors;
 /// A read-only safetensors file — memory-mapped, or read into native memory — whose header has been fully validated on
 /// <see cref="Open"/>: 8-byte little-endian header length N (at most <see cref="MaxHeaderBytes"/>),
 /// N bytes of UTF-8 JSON, then the data section, which the tensors tile exactly in offset order.
-/// Reads are thread-safe; <see cref="Dispose"/> must not race with them.
+/// Reads are thread-safe; <see cref="Dispose"/> must not race with them. Once <see cref="ReadFloat32(string, Span{float})"/>
+/// or <see cref="CopyBytes"/> has copied a mapped tensor, its pages are handed back to the OS (Linux), so a loaded model's
+/// resident set does not keep the file's bytes too; reading the tensor again faults them back in.
 /// </summary>
 public sealed unsafe class SafeTensorsFile : IDisposable
 {
@@ -189,6 +191,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         if (destination.Length != info.ByteLength)
             throw new ArgumentException($"expected a destination of {info.ByteLength} bytes for '{name}', found {destination.Length}", nameof(destination));
         GetBytes(name).CopyTo(destination);
+        ReleaseMapped(info);
     }
 
     /// <summary>The tensor converted to float32 (F32 copied, F16 widened, BF16 bit-shifted), row-major.</summary>
@@ -224,6 +227,13 @@ public sealed unsafe class SafeTensorsFile : IDisposable
                 new ReadOnlySpan<byte>(source + (long)done * elementSize, chunk * elementSize), destination.Slice(done, chunk));
             done += chunk;
         }
+        ReleaseMapped(info);
+    }
+
+    // Converted or copied: the tensor's mapped pages need not stay resident (a later read faults them back in).
+    private void ReleaseMapped(SafeTensorInfo info)
+    {
+        if (_handle is not null) MappedFilePages.Release(_base + info.DataOffset, info.ByteLength);
     }
 
     // A file truncated while mapped makes reads past its new end fault (SIGBUS on Linux), so the length is checked

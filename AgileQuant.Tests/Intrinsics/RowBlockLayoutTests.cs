@@ -53,10 +53,31 @@ public sealed class RowBlockLayoutTests
                     for (int g = 0; g < groups; g++)
                     {
                         int at = blocks.ScaleIndex(r, g);
-                        Assert.That(blocks.Scales[at], Is.EqualTo(r < rows ? w.Scale(r, g) : 0f));
+                        Assert.That(blocks.Scales[at], Is.EqualTo(r < rows ? scales[r * groups + g] : 0f));
                         Assert.That(blocks.ZeroPoints![at], Is.EqualTo(r < rows ? w.ZeroPoint(r, g) : 0));
                     }
                 }
+            }
+    }
+
+    [Test]
+    public void Int4MatrixReadsItsScalesBackFromTheRowBlocks()
+    {
+        // Where AVX2 repacks, the matrix keeps only the row blocks' scales: Scale(r, g) reads them there and Scales
+        // rebuilds the row-major array once; both must give exactly the values it was built with.
+        foreach ((int rows, int cols) in Shapes)
+            foreach (int groupSize in new[] { 32, 128 })
+            {
+                int groups = (cols + groupSize - 1) / groupSize;
+                float[] scales = MatMulReference.RandomValues(rows * groups, seed: rows + cols);
+                var codes = new sbyte[rows * cols];
+                for (int i = 0; i < codes.Length; i++) codes[i] = (sbyte)(i % 16 - 8);
+                PackedInt4Matrix w = PackedInt4Matrix.FromSymmetricCodes(codes, scales, rows, cols, groupSize);
+                for (int r = 0; r < rows; r++)
+                    for (int g = 0; g < groups; g++) Assert.That(w.Scale(r, g), Is.EqualTo(scales[r * groups + g]), $"{rows}x{cols} G{groupSize} ({r}, {g})");
+                Assert.That(w.Scales.ToArray(), Is.EqualTo(scales), $"{rows}x{cols} G{groupSize}");
+                Assert.That(w.Scales.ToArray(), Is.EqualTo(scales), "read again");
+                Assert.That(w.Dequantize(rows - 1, cols - 1), Is.EqualTo(scales[^1] * codes[^1]));
             }
     }
 
@@ -75,9 +96,10 @@ public sealed class RowBlockLayoutTests
             for (int r = 0; r < blocks.Blocks * 8; r++)
             {
                 for (int c = 0; c < blocks.Chunks * 4; c++)
-                    Assert.That(blocks.Code(r, c), Is.EqualTo(r < rows && c < cols ? w.Code(r, c) : 0), $"{rows}x{cols} ({r}, {c})");
+                    Assert.That(blocks.Code(r, c), Is.EqualTo(r < rows && c < cols ? codes[r * cols + c] : 0), $"{rows}x{cols} ({r}, {c})");
                 Assert.That(blocks.Scales[r], Is.EqualTo(r < rows ? scales[r] : 0f));
             }
+            Assert.That(w.Codes.ToArray().Where((_, i) => i % w.RowStride < cols), Is.EqualTo(codes), "the row-major view rebuilt from the blocks");
         }
     }
 
