@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+
 namespace AgileQuant.Intrinsics.Formats;
 
 /// <summary>
@@ -63,7 +65,10 @@ internal sealed class Int4RowBlocks
             for (int i = 0; i < BlockRows; i++)
             {
                 int r = b * BlockRows + i;
-                for (int k = 0; k < Chunks; k++)
+                // chunks whose 8 columns all lie inside the matrix: the row-major source holds them as one 32-bit word
+                int wholeChunks = r < Rows ? Cols / ChunkColumns : 0;
+                if (wholeChunks > 0) RepackWholeChunks(rowMajor, (long)r * rowBytes, BlockOffset(b) + i * 4, wholeChunks);
+                for (int k = wholeChunks; k < Chunks; k++)
                 {
                     for (int j = 0; j < ChunkColumns; j++)
                     {
@@ -86,6 +91,28 @@ internal sealed class Int4RowBlocks
         HugePages.Collapse(Scales);
         if (ZeroPoints is not null) HugePages.Collapse(ZeroPoints);
         if (HalfScales is not null) HugePages.Collapse(HalfScales);
+    }
+
+    // Packed[target + k · ChunkStride ..+4] ← PairNibbles(the 4 source bytes at rowMajor[source + 4k]) for k < chunks
+    private unsafe void RepackWholeChunks(byte[] rowMajor, long source, long target, int chunks)
+    {
+        fixed (byte* from = &rowMajor[source], to = &Packed[target])
+            for (int k = 0; k < chunks; k++)
+            {
+                uint word = BitConverter.IsLittleEndian ? *(uint*)(from + 4 * k) : BinaryPrimitives.ReverseEndianness(*(uint*)(from + 4 * k));
+                uint paired = PairNibbles(word);
+                *(uint*)(to + (nint)k * ChunkStride) = BitConverter.IsLittleEndian ? paired : BinaryPrimitives.ReverseEndianness(paired);
+            }
+    }
+
+    // word nibbles c0 c1 c2 c3 c4 c5 c6 c7 (nibble i at bits 4i, the row-major order) → bytes (c0|c4<<4, c1|c5<<4, c2|c6<<4, c3|c7<<4)
+    private static uint PairNibbles(uint word) => SpreadNibbles(word & 0xFFFF) | SpreadNibbles(word >> 16) << 4;
+
+    // the 4 nibbles of a 16-bit value to nibbles 0, 2, 4, 6 of 32 bits
+    private static uint SpreadNibbles(uint x)
+    {
+        x = (x | x << 8) & 0x00FF00FF;
+        return (x | x << 4) & 0x0F0F0F0F;
     }
 
     /// <summary>Rows of the source matrix.</summary>

@@ -49,7 +49,7 @@ public sealed class RowBlockLayoutTests
                 for (int r = 0; r < blocks.Pairs * 16; r++) // the zero padding block of an odd block count included
                 {
                     for (int c = 0; c < blocks.Chunks * 8; c++)
-                        Assert.That(blocks.Nibble(r, c), Is.EqualTo(r < rows && c < cols ? w.Nibble(r, c) : 0), $"{rows}x{cols} ({r}, {c})");
+                        Assert.That(blocks.Nibble(r, c), Is.EqualTo(r < rows && c < cols ? codes[r * cols + c] : 0), $"{rows}x{cols} ({r}, {c})");
                     for (int g = 0; g < groups; g++)
                     {
                         int at = blocks.ScaleIndex(r, g);
