@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using AgileQuant.Intrinsics;
@@ -130,18 +131,37 @@ internal sealed class GgufTensorConverter
             for (int b = 0; b < groups; b++)
             {
                 ReadOnlySpan<byte> qs = MemoryMarshal.AsBytes(blocks.Slice(b, 1)).Slice(2, groupSize / 2);
+                Span<byte> destination = packed.Slice((int)((long)r * packedRowBytes) + b * groupSize / 2, groupSize / 2);
+                if (Vector128.IsHardwareAccelerated)
+                {
+                    RepackQ4_0Block(qs, destination);
+                    scales[r * groups + b] = (float)blocks[b].Scale;
+                    continue;
+                }
                 for (int j = 0; j < groupSize / 2; j++)
                 {
                     nibbles[j] = (byte)(qs[j] & 0xF);
                     nibbles[j + groupSize / 2] = (byte)(qs[j] >> 4);
                 }
-                Span<byte> destination = packed.Slice((int)((long)r * packedRowBytes) + b * groupSize / 2, groupSize / 2);
                 for (int k = 0; k < groupSize / 2; k++) destination[k] = (byte)(nibbles[2 * k] | nibbles[2 * k + 1] << 4);
                 scales[r * groups + b] = (float)blocks[b].Scale;
             }
         }
         _data.Release(tensor); // converted: its file pages need not stay resident
         return PackedInt4Matrix.FromPacked(packed, scales, [], rows, cols, groupSize);
+    }
+
+    // Q4_0 qs[j] = e[j] | e[j + 16] << 4  →  row-major packed d[k] = e[2k] | e[2k + 1] << 4 (k < 16), one vector:
+    // d[0..7] pairs the low nibbles (elements 0..15), d[8..15] the high nibbles (elements 16..31)
+    private static void RepackQ4_0Block(ReadOnlySpan<byte> qs, Span<byte> destination)
+    {
+        Vector128<byte> q = Vector128.Create(qs);
+        Vector128<byte> low = q & Vector128.Create((byte)0x0F), high = Vector128.ShiftRightLogical(q, 4);
+        Vector128<byte> evens = Vector128.Create((byte)0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+        Vector128<byte> odds = evens + Vector128<byte>.One;
+        Vector128<byte> lowPairs = Vector128.Shuffle(low, evens) | Vector128.ShiftLeft(Vector128.Shuffle(low, odds), 4);
+        Vector128<byte> highPairs = Vector128.Shuffle(high, evens) | Vector128.ShiftLeft(Vector128.Shuffle(high, odds), 4);
+        Vector128.Create(lowPairs.GetLower(), highPairs.GetLower()).CopyTo(destination);
     }
 
     // Q8_0 row → one Int8RowMatrix row: codes as stored when all blocks share d; otherwise
