@@ -109,7 +109,7 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
         public readonly ActivationOrder Order = order;
     }
 
-    // token k ← row rows[k] of x quantized with the fixed scale of its bit width (QuantizedActivations.QuantizeStatic), tokens split over the chunks
+    // token k ← row rows[k] of x quantized with the fixed scale of its bit width (QuantizedActivations.QuantizeStaticToken), tokens split over the chunks
     private static void QuantizeStaticChunk(in StaticQuantizeArgs args, int chunk, int chunkCount)
     {
         QuantizedActivations xq = args.Activations;
@@ -160,7 +160,7 @@ internal interface IStaticScaleMatMulKernel
 
     /// <summary>
     /// y[k, ·] (rows.Length, Rows) = dequantized product of W and row rows[k] of x (n, Cols), that row quantized by
-    /// <see cref="Quantization.QuantizedActivations.QuantizeStatic"/>; the arguments are checked by the caller.
+    /// <see cref="Quantization.QuantizedActivations.QuantizeStaticToken"/> (with the four-bit scale where <paramref name="lowBit"/> flags it); the arguments are checked by the caller.
     /// </summary>
     void MatMulStatic(IWeightMatrix weights, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, ReadOnlySpan<bool> lowBit,
         Trip.StaticActivationScales scales, Span<float> y);

@@ -52,26 +52,10 @@ internal sealed class QuantizedActivations
     }
 
     /// <summary>
-    /// Quantizes the rows <paramref name="rows"/> of x (n, cols) with fixed scales (TRIP, METHOD.md §4) into tokens
-    /// 0..rows.Length−1 of this scratch: <c>q = clamp(round(x / s), −m, m)</c> (ties to even; 0 when s = 0), with
-    /// (s, m) = (<paramref name="fourBitScale"/>, 7) for rows flagged in <paramref name="lowBit"/> (per row of x, or empty)
-    /// and (<paramref name="eightBitScale"/>, 127) otherwise.
-    /// </summary>
-    public void QuantizeStatic(ReadOnlySpan<float> x, int cols, ReadOnlySpan<int> rows, ReadOnlySpan<bool> lowBit,
-        float eightBitScale, float fourBitScale, int groupSize, ActivationOrder order)
-    {
-        Prepare(rows.Length, cols, groupSize);
-        for (int k = 0; k < rows.Length; k++)
-        {
-            bool low = !lowBit.IsEmpty && lowBit[rows[k]];
-            QuantizeStaticToken(x.Slice(rows[k] * cols, cols), k, low ? fourBitScale : eightBitScale, low ? 4 : 8, order);
-        }
-    }
-
-    /// <summary>
     /// After <see cref="Prepare"/>, quantizes token <paramref name="t"/> (its <see cref="Cols"/> values <paramref name="row"/>)
-    /// with the fixed scale <paramref name="scale"/> at <paramref name="bits"/> (8: codes −127..127, 4: −7..7), as
-    /// <see cref="QuantizeStatic"/> does; any thread may fill its own tokens.
+    /// with a fixed scale (TRIP, METHOD.md §4): <c>q = clamp(round(x / s), −m, m)</c> (ties to even; 0 when s = 0 or x is
+    /// NaN), s = <paramref name="scale"/>, m = 127 for <paramref name="bits"/> = 8 and 7 for 4. Any thread may fill its
+    /// own tokens.
     /// </summary>
     public void QuantizeStaticToken(ReadOnlySpan<float> row, int t, float scale, int bits, ActivationOrder order)
     {
