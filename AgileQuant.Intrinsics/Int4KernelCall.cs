@@ -13,10 +13,10 @@ internal readonly unsafe struct Int4KernelCall(Int4RowBlocks blocks, int groupSi
     /// <summary>Packed nibbles (<see cref="Int4RowBlocks.Packed"/>).</summary>
     public readonly byte* Packed = packed;
 
-    /// <summary>Float group scales (blocks, groups, 8).</summary>
+    /// <summary>Float group scales (pairs, groups, 2 blocks, 8 rows): <see cref="Int4RowBlocks.Scales"/>.</summary>
     public readonly float* Scales = scales;
 
-    /// <summary>Zero points (blocks, groups, 8), or null for symmetric codes.</summary>
+    /// <summary>Zero points (pairs, groups, 2 blocks, 8 rows), or null for symmetric codes.</summary>
     public readonly byte* ZeroPoints = zeroPoints;
 
     /// <summary>Activation codes (tokens, CodeStride), plain order, zero padded.</summary>

@@ -101,9 +101,9 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
         Vector256<short> ones = Vector256.Create((short)1);
         int chunks = w.Chunks, groups = w.Groups;
         // Chunk k of block b at chunk + k · ChunkStride; group g's 8 scales (zero points) at scales + g · GroupStride.
-        byte* chunk = w.Packed + ((nint)(b >> 1) * chunks * Int4RowBlocks.ChunkStride + (b & 1) * 32);
-        float* scales = w.Scales + ((nint)(b >> 1) * groups * Int4RowBlocks.GroupStride + (b & 1) * Int4RowBlocks.BlockRows);
-        byte* zeros = w.ZeroPoints is null ? null : w.ZeroPoints + ((nint)(b >> 1) * groups * Int4RowBlocks.GroupStride + (b & 1) * Int4RowBlocks.BlockRows);
+        byte* chunk = w.Packed + Int4RowBlocks.BlockOffset(b, chunks);
+        float* scales = w.Scales + Int4RowBlocks.BlockGroupIndex(b, groups);
+        byte* zeros = w.ZeroPoints is null ? null : w.ZeroPoints + Int4RowBlocks.BlockGroupIndex(b, groups);
         sbyte* x0 = w.Codes + (nint)t0 * w.CodeStride;
         nint xs = w.CodeStride;
         int* sums0 = w.SegmentSums + (nint)t0 * w.SegmentCount;

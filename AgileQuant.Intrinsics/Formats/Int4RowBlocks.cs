@@ -11,7 +11,7 @@ namespace AgileQuant.Intrinsics.Formats;
 /// Rows are taken in blocks of <see cref="BlockRows"/> = 8 (the last block padded with zero rows), columns in
 /// chunks of 8 (the last chunk padded with zero nibbles, which meet zero activations). Blocks are stored in pairs
 /// (2p, 2p + 1), an odd count padded with a zero block: chunk k of the pair is 64 bytes, block 2p's 32 then block
-/// 2p + 1's, so row block b, chunk k is the 32 bytes at <c><see cref="BlockOffset"/>(b) + k · <see cref="ChunkStride"/></c>:
+/// 2p + 1's, so row block b, chunk k is the 32 bytes at <c><see cref="BlockOffset(int)"/>(b) + k · <see cref="ChunkStride"/></c>:
 /// <code>
 ///  byte:   0    1    2    3  |  4    5    6    7  | ... | 28   29   30   31  | 32 ... 63
 ///  row:    r0   r0   r0   r0 |  r1   r1   r1   r1 | ... | r7   r7   r7   r7  | the same for block 2p + 1
@@ -149,10 +149,16 @@ internal sealed class Int4RowBlocks
     public byte[]? ZeroPoints { get; }
 
     /// <summary>Byte offset in <see cref="Packed"/> of chunk 0 of row block <paramref name="b"/>.</summary>
-    public long BlockOffset(int b) => (long)(b >> 1) * Chunks * ChunkStride + (b & 1) * 32;
+    public long BlockOffset(int b) => BlockOffset(b, Chunks);
+
+    /// <summary>Byte offset of chunk 0 of row block <paramref name="b"/> in the packed nibbles of a matrix of <paramref name="chunks"/> chunks per row.</summary>
+    public static long BlockOffset(int b, int chunks) => (long)(b >> 1) * chunks * ChunkStride + (b & 1) * 32;
 
     /// <summary>Index in <see cref="Scales"/> (and <see cref="ZeroPoints"/>) of group 0, row 0 of row block <paramref name="b"/>.</summary>
-    public int BlockGroupIndex(int b) => (b >> 1) * GroupCount * GroupStride + (b & 1) * BlockRows;
+    public int BlockGroupIndex(int b) => BlockGroupIndex(b, GroupCount);
+
+    /// <summary>Index of group 0, row 0 of row block <paramref name="b"/> in the scales (zero points) of a matrix of <paramref name="groups"/> groups per row.</summary>
+    public static int BlockGroupIndex(int b, int groups) => (b >> 1) * groups * GroupStride + (b & 1) * BlockRows;
 
     /// <summary>Index in <see cref="Scales"/> (and <see cref="ZeroPoints"/>) of row <paramref name="r"/>, group <paramref name="g"/>.</summary>
     public int ScaleIndex(int r, int g) => BlockGroupIndex(r / BlockRows) + g * GroupStride + r % BlockRows;
