@@ -22,7 +22,7 @@ internal static class InterleavedPrefillComparison
         foreach (string config in new[] { "FP32", "W4A8-RTN", "W4A8-TRIP" })
         {
             TransformerModel model = PrunedPrefillBenchmarks.CreateModel(config, threads: 2);
-            (string, TokenPruningSchedule?)[] schedules = config == "FP32" ? [("dense", null), middle, progressive] : [("dense", null), progressive];
+            (string, TokenPruningSchedule?)[] schedules = [("dense", null), middle, progressive];
             foreach ((string label, TokenPruningSchedule? schedule) in schedules)
             {
                 (InferenceContext context, int[] prompt) = PrunedPrefillBenchmarks.CreateContext(model, schedule);
