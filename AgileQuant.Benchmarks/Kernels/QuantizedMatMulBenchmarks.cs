@@ -105,8 +105,9 @@ public class QuantizedMatMulBenchmarks
 
 /// <summary>
 /// The machine's limits, measured by the same run as the kernels so their ratios can be quoted: read bandwidth
-/// (sum over a 1 GiB array, on ordinary and on huge pages; reported as GB/s) and the int8 multiply-add peak (register-resident
-/// <c>vpmaddubsw</c>+<c>vpmaddwd</c>+<c>vpaddd</c> chains; reported as GOPS), 1 and 2 threads.
+/// (sum over a 1 GiB array, on ordinary and on huge pages; reported as GB/s), the int8 multiply-add peak (register-resident
+/// <c>vpmaddubsw</c>+<c>vpmaddwd</c>+<c>vpaddd</c> chains), the int16 one (<c>vpmaddwd</c>+<c>vpaddd</c>; both GOPS) and the
+/// FP32 FMA peak (GFLOPS), 1 and 2 threads.
 /// </summary>
 public class MachineLimitBenchmarks
 {
@@ -125,6 +126,14 @@ public class MachineLimitBenchmarks
     /// <summary>One pass of the int8 chains; the result is GOPS.</summary>
     [Benchmark]
     public double Int8PeakGops() => MachineLimits.Int8PeakGops(Threads, passes: 1);
+
+    /// <summary>One pass of the int16 (<c>vpmaddwd</c> + <c>vpaddd</c>) chains, the exact W8A8 route's ceiling; the result is GOPS.</summary>
+    [Benchmark]
+    public double Int16MultiplyAddPeakGops() => MachineLimits.Int16MultiplyAddPeakGops(Threads, passes: 1);
+
+    /// <summary>One pass of the FP32 FMA chains; the result is GFLOPS.</summary>
+    [Benchmark]
+    public double FmaPeakGflops() => MachineLimits.FmaPeakGflops(Threads, passes: 1);
 }
 
 /// <summary>Parses OUTxIN shapes.</summary>

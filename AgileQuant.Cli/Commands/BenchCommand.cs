@@ -30,7 +30,7 @@ internal static class BenchCommand
         var threads = new Option<int>("--threads") { Description = "Threads (0 = one per processor).", DefaultValueFactory = _ => 0 };
         var kernelOption = ModelOptions.KernelOption();
         var repeats = new Option<int>("--repeats") { Description = "Timed repetitions (the median is reported).", DefaultValueFactory = _ => 21 };
-        var json = new Option<bool>("--json") { Description = "Print one JSON object: seconds_median, gbps (weight bytes read per second), gops, read_gbps (this run's memory read bandwidth, GEMV: the larger of read_gbps_small_pages and read_gbps_huge_pages), int8_peak_gops (this run's int8 multiply-add peak, integer GEMM), ..." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object: seconds_median, gbps (weight bytes read per second), gops, read_gbps (this run's memory read bandwidth, GEMV: the larger of read_gbps_small_pages and read_gbps_huge_pages), int8_peak_gops (this run's int8 multiply-add peak, integer GEMM), fma_peak_gflops (FP32 FMA peak, GEMM), int16_madd_peak_gops (vpmaddwd peak, W8 GEMM), ..." };
         var command = new Command("kernel", "Time one kernel: weights of the given shape and format multiplied by random activations; reports the median, GB/s of weights and GOPS, next to the memory read bandwidth measured in the same run.");
         foreach (Option o in new Option[] { op, shape, tokens, format, threads, kernelOption, repeats, json }) command.Options.Add(o);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
@@ -75,6 +75,10 @@ internal static class BenchCommand
             double hugePageGbps = gemv ? MachineLimits.HugePageReadBandwidthGBps(kernel.Threads) : double.NaN;
             double readGbps = Math.Max(smallPageGbps, hugePageGbps);
             double peakGops = !gemv && fmt != "FP32" ? MachineLimits.Int8PeakGops(kernel.Threads) : double.NaN;
+            // GEMM bounds besides the int8 one: the FP32 FMA peak (FP32's own, and the yardstick of the integer formats'
+            // "x FP32" ratios) and, for W8 weights, the int16 multiply-add peak that an exact W8A8 GEMM without VNNI is held to.
+            double fmaPeakGflops = !gemv ? MachineLimits.FmaPeakGflops(kernel.Threads) : double.NaN;
+            double int16PeakGops = !gemv && fmt.StartsWith("W8", StringComparison.Ordinal) ? MachineLimits.Int16MultiplyAddPeakGops(kernel.Threads) : double.NaN;
             if (parse.GetValue(json))
             {
                 var fields = new Dictionary<string, object?>
@@ -91,6 +95,8 @@ internal static class BenchCommand
                     fields["anon_huge_pages_mb"] = hugePageBytes / (1024.0 * 1024.0);
                 }
                 if (double.IsFinite(peakGops)) { fields["int8_peak_gops"] = peakGops; fields["peak_fraction"] = gops / peakGops; }
+                if (double.IsFinite(fmaPeakGflops)) fields["fma_peak_gflops"] = fmaPeakGflops;
+                if (double.IsFinite(int16PeakGops)) { fields["int16_madd_peak_gops"] = int16PeakGops; fields["int16_peak_fraction"] = gops / int16PeakGops; }
                 Console.Out.WriteLine(JsonSerializer.Serialize(fields));
             }
             else
@@ -104,6 +110,8 @@ internal static class BenchCommand
                     Console.Out.WriteLine($"Memory read bandwidth in this run: {readGbps.ToString("F1", inv)} GB/s (small pages {smallPageGbps.ToString("F1", inv)}, huge pages {hugePageGbps.ToString("F1", inv)}); "
                         + $"the kernel streams weights at {(gbps / readGbps).ToString("P0", inv)} of it ({(hugePageBytes / (1024.0 * 1024.0)).ToString("F0", inv)} MiB of this process on huge pages).");
                 if (!gemv && double.IsFinite(peakGops)) Console.Out.WriteLine($"Int8 multiply-add peak in this run: {peakGops.ToString("F1", inv)} GOPS; the kernel reaches {(gops / peakGops).ToString("P0", inv)} of it.");
+                if (double.IsFinite(int16PeakGops)) Console.Out.WriteLine($"Int16 multiply-add peak (the exact W8A8 route without VNNI) in this run: {int16PeakGops.ToString("F1", inv)} GOPS; the kernel reaches {(gops / int16PeakGops).ToString("P0", inv)} of it.");
+                if (double.IsFinite(fmaPeakGflops)) Console.Out.WriteLine($"FP32 FMA peak in this run: {fmaPeakGflops.ToString("F1", inv)} GFLOPS.");
             }
             return ExitCodes.Success;
         }));

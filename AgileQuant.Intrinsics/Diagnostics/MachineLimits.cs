@@ -9,7 +9,9 @@ namespace AgileQuant.Intrinsics.Diagnostics;
 
 /// <summary>
 /// This machine's limits measured in the calling process, so kernel speeds can be quoted as ratios taken in the
-/// same run: memory read bandwidth over small and huge pages (the GEMV bound) and the AVX2 int8 multiply-add peak (the GEMM bound).
+/// same run: memory read bandwidth over small and huge pages (the GEMV bound), the AVX2 int8 multiply-add peak (the GEMM
+/// bound where one operand is unsigned, as W4's nibbles are), the int16 multiply-add peak (the bound of an exact W8A8 GEMM
+/// without VNNI: both operands signed) and the FP32 FMA peak (the FP32 GEMM's bound).
 /// </summary>
 public static class MachineLimits
 {
@@ -116,6 +118,126 @@ public static class MachineLimits
             c7 += X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(a, b7), ones);
         }
         return Vector256.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7);
+    }
+
+    /// <summary>
+    /// The FP32 FMA peak in GFLOPS (2 flops per multiply-add) on <paramref name="threads"/> threads: register-resident
+    /// <c>vfmadd231ps</c> ymm chains, 16 independent accumulators; median of <paramref name="passes"/>; NaN where FMA is not enabled.
+    /// </summary>
+    public static double FmaPeakGflops(int threads, int passes = 5)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(threads);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(passes);
+        if (!X86.Fma.IsSupported) return double.NaN;
+        const int iterations = 4_000_000;
+        var results = new double[passes];
+        for (int pass = 0; pass < passes; pass++)
+        {
+            double seconds = SecondsOnThreads(threads, t => FmaChains(iterations, t + 1));
+            results[pass] = 2.0 * 8 * 16 * iterations * threads / seconds / 1e9;
+        }
+        return Median(results);
+    }
+
+    /// <summary>
+    /// The int16 multiply-add peak in GOPS (2 ops per multiply-add) on <paramref name="threads"/> threads: register-resident
+    /// <c>vpmaddwd</c> + <c>vpaddd</c> chains (zmm where AVX-512 BW is enabled, else ymm), 16 independent accumulators;
+    /// median of <paramref name="passes"/>; NaN where AVX2 is not enabled.
+    /// </summary>
+    /// <remarks>
+    /// This is the ceiling of an exact W8A8 GEMM on a CPU without VNNI: with both operands signed 8-bit, the
+    /// <c>vpmaddubsw</c> route of <see cref="Int8PeakGops"/> needs a per-token sign fix (<c>vpsignb</c>, or a compare and
+    /// blend on AVX-512) that costs more than widening both to int16 for <c>vpmaddwd</c>; the extra <c>vpaddd</c> per
+    /// <c>vpmaddwd</c> then competes with the multiplies for issue slots. On this project's Zen 4 machine the ratio
+    /// <c>Int16MultiplyAddPeakGops / FmaPeakGflops</c> is about 1.6 (see docs/kernels.md).
+    /// </remarks>
+    public static double Int16MultiplyAddPeakGops(int threads, int passes = 5)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(threads);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(passes);
+        if (!X86.Avx2.IsSupported) return double.NaN;
+        bool zmm = X86.Avx512BW.IsSupported;
+        const int iterations = 2_000_000;
+        var results = new double[passes];
+        for (int pass = 0; pass < passes; pass++)
+        {
+            double seconds = SecondsOnThreads(threads, t => { if (zmm) Int16Chains512(iterations, t + 1); else Int16Chains256(iterations, t + 1); });
+            int multiplyAddsPerInstruction = zmm ? 32 : 16;
+            results[pass] = 2.0 * multiplyAddsPerInstruction * 16 * iterations * threads / seconds / 1e9;
+        }
+        return Median(results);
+    }
+
+    // 16 accumulators c_i += a_{i mod 2} · b_{i div 2} (ymm FMA), a changing every iteration: 16 · 8 multiply-adds.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static float FmaChains(int iterations, int seed)
+    {
+        Vector256<float> a0 = Vector256.Create(1e-3f * seed), a1 = Vector256.Create(2e-3f * seed), step = Vector256.Create(1e-9f);
+        Vector256<float> b0 = Vector256.Create(1e-7f), b1 = Vector256.Create(2e-7f), b2 = Vector256.Create(3e-7f), b3 = Vector256.Create(4e-7f);
+        Vector256<float> b4 = Vector256.Create(5e-7f), b5 = Vector256.Create(6e-7f), b6 = Vector256.Create(7e-7f), b7 = Vector256.Create(8e-7f);
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        Vector256<float> c8 = default, c9 = default, c10 = default, c11 = default, c12 = default, c13 = default, c14 = default, c15 = default;
+        for (int i = 0; i < iterations; i++)
+        {
+            c0 = X86.Fma.MultiplyAdd(a0, b0, c0); c1 = X86.Fma.MultiplyAdd(a1, b0, c1);
+            c2 = X86.Fma.MultiplyAdd(a0, b1, c2); c3 = X86.Fma.MultiplyAdd(a1, b1, c3);
+            c4 = X86.Fma.MultiplyAdd(a0, b2, c4); c5 = X86.Fma.MultiplyAdd(a1, b2, c5);
+            c6 = X86.Fma.MultiplyAdd(a0, b3, c6); c7 = X86.Fma.MultiplyAdd(a1, b3, c7);
+            c8 = X86.Fma.MultiplyAdd(a0, b4, c8); c9 = X86.Fma.MultiplyAdd(a1, b4, c9);
+            c10 = X86.Fma.MultiplyAdd(a0, b5, c10); c11 = X86.Fma.MultiplyAdd(a1, b5, c11);
+            c12 = X86.Fma.MultiplyAdd(a0, b6, c12); c13 = X86.Fma.MultiplyAdd(a1, b6, c13);
+            c14 = X86.Fma.MultiplyAdd(a0, b7, c14); c15 = X86.Fma.MultiplyAdd(a1, b7, c15);
+            a0 += step; // the products change every iteration, so the JIT cannot hoist them out of the loop
+        }
+        return Vector256.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11 + c12 + c13 + c14 + c15);
+    }
+
+    // 16 accumulators c_i += vpmaddwd(a_{i mod 2}, b_{i div 2}) (zmm), a changing every iteration: 16 · 32 multiply-adds.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static int Int16Chains512(int iterations, int seed)
+    {
+        Vector512<short> a0 = Vector512.Create((short)seed), a1 = Vector512.Create((short)(seed + 1)), step = Vector512.Create((short)1);
+        Vector512<short> b0 = Vector512.Create((short)1), b1 = Vector512.Create((short)2), b2 = Vector512.Create((short)3), b3 = Vector512.Create((short)4);
+        Vector512<short> b4 = Vector512.Create((short)5), b5 = Vector512.Create((short)6), b6 = Vector512.Create((short)7), b7 = Vector512.Create((short)8);
+        Vector512<int> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        Vector512<int> c8 = default, c9 = default, c10 = default, c11 = default, c12 = default, c13 = default, c14 = default, c15 = default;
+        for (int i = 0; i < iterations; i++)
+        {
+            c0 += X86.Avx512BW.MultiplyAddAdjacent(a0, b0); c1 += X86.Avx512BW.MultiplyAddAdjacent(a1, b0);
+            c2 += X86.Avx512BW.MultiplyAddAdjacent(a0, b1); c3 += X86.Avx512BW.MultiplyAddAdjacent(a1, b1);
+            c4 += X86.Avx512BW.MultiplyAddAdjacent(a0, b2); c5 += X86.Avx512BW.MultiplyAddAdjacent(a1, b2);
+            c6 += X86.Avx512BW.MultiplyAddAdjacent(a0, b3); c7 += X86.Avx512BW.MultiplyAddAdjacent(a1, b3);
+            c8 += X86.Avx512BW.MultiplyAddAdjacent(a0, b4); c9 += X86.Avx512BW.MultiplyAddAdjacent(a1, b4);
+            c10 += X86.Avx512BW.MultiplyAddAdjacent(a0, b5); c11 += X86.Avx512BW.MultiplyAddAdjacent(a1, b5);
+            c12 += X86.Avx512BW.MultiplyAddAdjacent(a0, b6); c13 += X86.Avx512BW.MultiplyAddAdjacent(a1, b6);
+            c14 += X86.Avx512BW.MultiplyAddAdjacent(a0, b7); c15 += X86.Avx512BW.MultiplyAddAdjacent(a1, b7);
+            a0 += step;
+        }
+        return Vector512.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11 + c12 + c13 + c14 + c15);
+    }
+
+    // The ymm form of Int16Chains512: 16 · 16 multiply-adds per iteration.
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static int Int16Chains256(int iterations, int seed)
+    {
+        Vector256<short> a0 = Vector256.Create((short)seed), a1 = Vector256.Create((short)(seed + 1)), step = Vector256.Create((short)1);
+        Vector256<short> b0 = Vector256.Create((short)1), b1 = Vector256.Create((short)2), b2 = Vector256.Create((short)3), b3 = Vector256.Create((short)4);
+        Vector256<short> b4 = Vector256.Create((short)5), b5 = Vector256.Create((short)6), b6 = Vector256.Create((short)7), b7 = Vector256.Create((short)8);
+        Vector256<int> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        Vector256<int> c8 = default, c9 = default, c10 = default, c11 = default, c12 = default, c13 = default, c14 = default, c15 = default;
+        for (int i = 0; i < iterations; i++)
+        {
+            c0 += X86.Avx2.MultiplyAddAdjacent(a0, b0); c1 += X86.Avx2.MultiplyAddAdjacent(a1, b0);
+            c2 += X86.Avx2.MultiplyAddAdjacent(a0, b1); c3 += X86.Avx2.MultiplyAddAdjacent(a1, b1);
+            c4 += X86.Avx2.MultiplyAddAdjacent(a0, b2); c5 += X86.Avx2.MultiplyAddAdjacent(a1, b2);
+            c6 += X86.Avx2.MultiplyAddAdjacent(a0, b3); c7 += X86.Avx2.MultiplyAddAdjacent(a1, b3);
+            c8 += X86.Avx2.MultiplyAddAdjacent(a0, b4); c9 += X86.Avx2.MultiplyAddAdjacent(a1, b4);
+            c10 += X86.Avx2.MultiplyAddAdjacent(a0, b5); c11 += X86.Avx2.MultiplyAddAdjacent(a1, b5);
+            c12 += X86.Avx2.MultiplyAddAdjacent(a0, b6); c13 += X86.Avx2.MultiplyAddAdjacent(a1, b6);
+            c14 += X86.Avx2.MultiplyAddAdjacent(a0, b7); c15 += X86.Avx2.MultiplyAddAdjacent(a1, b7);
+            a0 += step;
+        }
+        return Vector256.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11 + c12 + c13 + c14 + c15);
     }
 
     /// <summary>
