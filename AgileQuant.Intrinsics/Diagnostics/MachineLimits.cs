@@ -141,11 +141,11 @@ public static class MachineLimits
 
     /// <summary>
     /// The int16 multiply-add peak in GOPS (2 ops per multiply-add) on <paramref name="threads"/> threads: register-resident
-    /// <c>vpmaddwd</c> + <c>vpaddd</c> chains (zmm where AVX-512 BW is enabled, else ymm), 16 independent accumulators;
-    /// median of <paramref name="passes"/>; NaN where AVX2 is not enabled.
+    /// zmm <c>vpmaddwd</c> + <c>vpaddd</c> chains, 16 independent accumulators; median of <paramref name="passes"/>; NaN where
+    /// AVX-512 BW is not enabled (the AVX2 W8 kernel takes the <c>vpsignb</c> route instead).
     /// </summary>
     /// <remarks>
-    /// This is the ceiling of an exact W8A8 GEMM on a CPU without VNNI: with both operands signed 8-bit, the
+    /// This is the ceiling of the AVX-512 W8A8 GEMM (<see cref="Avx512.Avx512Int8Kernel"/>) on a CPU without VNNI: with both operands signed 8-bit, the
     /// <c>vpmaddubsw</c> route of <see cref="Int8PeakGops"/> needs a per-token sign fix (<c>vpsignb</c>, or a compare and
     /// blend on AVX-512) that costs more than widening both to int16 for <c>vpmaddwd</c>; the extra <c>vpaddd</c> per
     /// <c>vpmaddwd</c> then competes with the multiplies for issue slots. On this project's Zen 4 machine the ratio
@@ -155,15 +155,13 @@ public static class MachineLimits
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(threads);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(passes);
-        if (!X86.Avx2.IsSupported) return double.NaN;
-        bool zmm = X86.Avx512BW.IsSupported;
+        if (!X86.Avx512BW.IsSupported) return double.NaN;
         const int iterations = 2_000_000;
         var results = new double[passes];
         for (int pass = 0; pass < passes; pass++)
         {
-            double seconds = SecondsOnThreads(threads, t => { if (zmm) Int16Chains512(iterations, t + 1); else Int16Chains256(iterations, t + 1); });
-            int multiplyAddsPerInstruction = zmm ? 32 : 16;
-            results[pass] = 2.0 * multiplyAddsPerInstruction * 16 * iterations * threads / seconds / 1e9;
+            double seconds = SecondsOnThreads(threads, t => Int16Chains(iterations, t + 1));
+            results[pass] = 2.0 * 32 * 16 * iterations * threads / seconds / 1e9;
         }
         return Median(results);
     }
@@ -194,7 +192,7 @@ public static class MachineLimits
 
     // 16 accumulators c_i += vpmaddwd(a_{i mod 2}, b_{i div 2}) (zmm), a changing every iteration: 16 · 32 multiply-adds.
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static int Int16Chains512(int iterations, int seed)
+    private static int Int16Chains(int iterations, int seed)
     {
         Vector512<short> a0 = Vector512.Create((short)seed), a1 = Vector512.Create((short)(seed + 1)), step = Vector512.Create((short)1);
         Vector512<short> b0 = Vector512.Create((short)1), b1 = Vector512.Create((short)2), b2 = Vector512.Create((short)3), b3 = Vector512.Create((short)4);
@@ -214,30 +212,6 @@ public static class MachineLimits
             a0 += step;
         }
         return Vector512.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11 + c12 + c13 + c14 + c15);
-    }
-
-    // The ymm form of Int16Chains512: 16 · 16 multiply-adds per iteration.
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static int Int16Chains256(int iterations, int seed)
-    {
-        Vector256<short> a0 = Vector256.Create((short)seed), a1 = Vector256.Create((short)(seed + 1)), step = Vector256.Create((short)1);
-        Vector256<short> b0 = Vector256.Create((short)1), b1 = Vector256.Create((short)2), b2 = Vector256.Create((short)3), b3 = Vector256.Create((short)4);
-        Vector256<short> b4 = Vector256.Create((short)5), b5 = Vector256.Create((short)6), b6 = Vector256.Create((short)7), b7 = Vector256.Create((short)8);
-        Vector256<int> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
-        Vector256<int> c8 = default, c9 = default, c10 = default, c11 = default, c12 = default, c13 = default, c14 = default, c15 = default;
-        for (int i = 0; i < iterations; i++)
-        {
-            c0 += X86.Avx2.MultiplyAddAdjacent(a0, b0); c1 += X86.Avx2.MultiplyAddAdjacent(a1, b0);
-            c2 += X86.Avx2.MultiplyAddAdjacent(a0, b1); c3 += X86.Avx2.MultiplyAddAdjacent(a1, b1);
-            c4 += X86.Avx2.MultiplyAddAdjacent(a0, b2); c5 += X86.Avx2.MultiplyAddAdjacent(a1, b2);
-            c6 += X86.Avx2.MultiplyAddAdjacent(a0, b3); c7 += X86.Avx2.MultiplyAddAdjacent(a1, b3);
-            c8 += X86.Avx2.MultiplyAddAdjacent(a0, b4); c9 += X86.Avx2.MultiplyAddAdjacent(a1, b4);
-            c10 += X86.Avx2.MultiplyAddAdjacent(a0, b5); c11 += X86.Avx2.MultiplyAddAdjacent(a1, b5);
-            c12 += X86.Avx2.MultiplyAddAdjacent(a0, b6); c13 += X86.Avx2.MultiplyAddAdjacent(a1, b6);
-            c14 += X86.Avx2.MultiplyAddAdjacent(a0, b7); c15 += X86.Avx2.MultiplyAddAdjacent(a1, b7);
-            a0 += step;
-        }
-        return Vector256.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11 + c12 + c13 + c14 + c15);
     }
 
     /// <summary>
