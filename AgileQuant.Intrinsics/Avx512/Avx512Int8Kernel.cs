@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using AgileQuant.Intrinsics.Avx2;
@@ -29,6 +30,22 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
 
     private const int PanelBlocks = 8;
 
+    // Sign-variant route: row blocks per tile (32 rows, two zmm per token), chunks per K slice, sign patterns of 4
+    // columns, bytes per (chunk, pattern) and the fewest tokens for which building the tables pays. A slice's
+    // table, 8 chunks × 16 patterns × 128 bytes = 16 KiB, stays in L1 while every token tile passes over it.
+    private const int VariantBlocks = 4;
+
+    private const int SliceChunks = 8;
+
+    private const int Variants = 16;
+
+    private const int VariantBytes = VariantBlocks * 32;
+
+    private const int VariantMinTokens = 64;
+
+    // Pattern s as 4 bytes: byte c = −1 where bit c of s is set (activation column c negative), else +1.
+    private static readonly int[] s_signPatterns = [.. Enumerable.Range(0, Variants).Select(SignPattern)];
+
     private readonly Avx2Int8Kernel _streaming;
 
     /// <summary>Whether this CPU and runtime allow the kernel (AVX-512 F and BW, and AVX2 enabled).</summary>
@@ -49,8 +66,8 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
-    // Two row blocks per tile: a thread's share starts on an even block.
-    private protected override int RowBlock => 2 * Int8RowBlocks.BlockRows;
+    // Four row blocks per sign-variant tile (two per pair tile): a thread's share starts on a multiple of four blocks.
+    private protected override int RowBlock => VariantBlocks * Int8RowBlocks.BlockRows;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
@@ -61,9 +78,14 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
             return;
         }
         Int8RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (AVX2 was not enabled at load).");
+        if (xq.Tokens >= VariantMinTokens && !blocks.HasMinimumCode)
+        {
+            MultiplyRowsByVariants(w, blocks, xq, y, rowBegin, rowEnd);
+            return;
+        }
         int* acc = stackalloc int[TokenTile * 2 * Int8RowBlocks.BlockRows];
         int wideStride = blocks.Chunks * Int8RowBlocks.ChunkColumns;
-        short[] wide = WideTile(TokenTile * wideStride);
+        short[] wide = Scratch(ref t_wideTile, TokenTile * wideStride);
         fixed (sbyte* codes = blocks.Codes)
         fixed (float* scales = blocks.Scales)
         fixed (sbyte* x = xq.Codes)
@@ -103,15 +125,8 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
         }
     }
 
+    // This thread's int16 copy of one token tile's activation codes, (TokenTile, Chunks · 4).
     [ThreadStatic] private static short[]? t_wideTile;
-
-    // This thread's int16 copy of one token tile's activation codes, (TokenTile, Chunks · 4), grown on demand.
-    private static short[] WideTile(int length)
-    {
-        short[]? tile = t_wideTile;
-        if (tile is null || tile.Length < length) t_wideTile = tile = GC.AllocateUninitializedArray<short>(length, pinned: true);
-        return tile;
-    }
 
     // wide[c] = codes[c] for c < count (sign-extended; count is a multiple of 4, the codes zero padded to it).
     private static void Widen(sbyte* codes, short* wide, int count)
@@ -119,6 +134,216 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
         int c = 0;
         for (; c + 32 <= count; c += 32) X86.Avx512BW.ConvertToVector512Int16(X86.Avx.LoadVector256(codes + c)).Store(wide + c);
         for (; c < count; c++) wide[c] = codes[c];
+    }
+
+    private static int SignPattern(int s)
+    {
+        int pattern = 0;
+        for (int c = 0; c < Int8RowBlocks.ChunkColumns; c++) pattern |= ((s >> c & 1) != 0 ? 0xFF : 0x01) << (8 * c);
+        return pattern;
+    }
+
+    [ThreadStatic] private static int[]? t_magnitudes;
+    [ThreadStatic] private static int[]? t_variantOffsets;
+    [ThreadStatic] private static int[]? t_tileSums;
+    [ThreadStatic] private static sbyte[]? t_variantTable;
+
+    // This thread's pinned scratch in `slot`, grown on demand to at least `length` elements.
+    private static T[] Scratch<T>(ref T[]? slot, int length) where T : unmanaged
+    {
+        T[]? array = slot;
+        if (array is null || array.Length < length) slot = array = GC.AllocateUninitializedArray<T>(length, pinned: true);
+        return array;
+    }
+
+    private static T* Align64<T>(T* p) where T : unmanaged => (T*)(((nint)p + 63) & ~(nint)63);
+
+    /// <summary>
+    /// The sign-variant route, weights without −128 and ≥ 64 tokens: <c>w · x = |x| · (sign(x) · w)</c> per column, so
+    /// with the 16 sign flips of every 4-column weight chunk precomputed (per 32-row tile and 8-chunk K slice) one
+    /// <c>vpmaddubsw(|x|, table[k, s])</c> + <c>vpmaddwd(·, 1)</c> + <c>vpaddd</c> does 64 multiply-adds with no
+    /// per-token sign fix: s = the sign pattern of the token's 4 activation codes. Exact: |x| ≤ 127, |w| ≤ 127, so a
+    /// pair sums to ≤ 32258 in int16; int32 lane i = row i's 4-column sum.
+    /// </summary>
+    private static void MultiplyRowsByVariants(Int8RowMatrix w, Int8RowBlocks blocks, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    {
+        const int tileRows = VariantBlocks * Int8RowBlocks.BlockRows;
+        int tokens = xq.Tokens, chunks = blocks.Chunks, slices = 2 * ((chunks + 15) / 16);
+        Debug.Assert(xq.Stride >= slices / 2 * 64, "the activation codes are zero padded to a multiple of 64 columns");
+        int[] magnitudeArray = Scratch(ref t_magnitudes, slices * tokens * SliceChunks);
+        int[] offsetArray = Scratch(ref t_variantOffsets, slices * tokens * SliceChunks);
+        int[] sumArray = Scratch(ref t_tileSums, tokens * tileRows + 16);
+        sbyte[] tableArray = Scratch(ref t_variantTable, SliceChunks * Variants * VariantBytes + 64);
+        float* tileScales = stackalloc float[tileRows];
+        fixed (sbyte* codes = blocks.Codes)
+        fixed (float* scales = blocks.Scales)
+        fixed (sbyte* x = xq.Codes)
+        fixed (float* tokenScales = xq.Scales)
+        fixed (int* magnitudes = magnitudeArray)
+        fixed (int* offsets = offsetArray)
+        fixed (int* sumBase = sumArray)
+        fixed (sbyte* tableBase = tableArray)
+        fixed (int* patterns = s_signPatterns)
+        {
+            // (tokens, tileRows) int32 sums of one row tile, and the slice table (SliceChunks, Variants, VariantBytes), 64-byte aligned
+            int* sums = Align64(sumBase);
+            sbyte* table = Align64(tableBase);
+            SplitSigns(x, xq.Stride, tokens, slices / 2, magnitudes, offsets);
+            for (int row = rowBegin; row < rowEnd; row += tileRows)
+            {
+                int firstBlock = row / Int8RowBlocks.BlockRows;
+                for (int k0 = 0; k0 < chunks; k0 += SliceChunks)
+                {
+                    int length = Math.Min(SliceChunks, chunks - k0);
+                    BuildVariants(codes, blocks.Blocks, chunks, firstBlock, k0, length, patterns, table);
+                    nint slice = (nint)(k0 / SliceChunks) * tokens * SliceChunks;
+                    for (int t0 = 0; t0 < tokens; t0 += TokenTile)
+                        SliceSums(Math.Min(TokenTile, tokens - t0), table, length, magnitudes + slice + t0 * SliceChunks, offsets + slice + t0 * SliceChunks,
+                            sums + t0 * tileRows, k0 == 0);
+                }
+                int scaled = Math.Min(tileRows, blocks.Blocks * Int8RowBlocks.BlockRows - row);
+                for (int i = 0; i < tileRows; i++) tileScales[i] = i < scaled ? scales[row + i] : 0f;
+                Vector512<float> lowerScales = Vector512.Load(tileScales), upperScales = Vector512.Load(tileScales + 16);
+                int rows = Math.Min(tileRows, w.Rows - row);
+                for (int t = 0; t < tokens; t++)
+                {
+                    // y = s_x · s_w · acc, the scalar twin's order
+                    Vector512<float> tokenScale = Vector512.Create(tokenScales[t]);
+                    Vector512<float> lower = tokenScale * (lowerScales * X86.Avx512F.ConvertToVector512Single(Vector512.Load(sums + t * tileRows)));
+                    Vector512<float> upper = tokenScale * (upperScales * X86.Avx512F.ConvertToVector512Single(Vector512.Load(sums + t * tileRows + 16)));
+                    float* yRow = y + (nint)t * w.Rows + row;
+                    if (rows == tileRows)
+                    {
+                        lower.Store(yRow);
+                        upper.Store(yRow + 16);
+                    }
+                    else for (int i = 0; i < rows; i++) yRow[i] = i < 16 ? lower.GetElement(i) : upper.GetElement(i - 16);
+                }
+            }
+        }
+    }
+
+    // For token t and chunk k (codes x[t, 4k .. 4k+3]): magnitudes = the 4 |codes| (one byte each), offsets = s · VariantBytes
+    // with bit c of s set where code c is negative; both at ((k / 8) · tokens + t) · 8 + k % 8, so that a token tile's
+    // slice is contiguous. 16 chunks (64 codes, the zero padding included) per step.
+    private static void SplitSigns(sbyte* x, int stride, int tokens, int groups, int* magnitudes, int* offsets)
+    {
+        Vector512<uint> signBits = Vector512.Create(0x01010101u), offsetBits = Vector512.Create((uint)((Variants - 1) * VariantBytes));
+        for (int t = 0; t < tokens; t++)
+        {
+            sbyte* row = x + (nint)t * stride;
+            for (int g = 0; g < groups; g++)
+            {
+                Vector512<sbyte> code = Vector512.Load(row + g * 64);
+                Vector512<uint> magnitude = X86.Avx512BW.Abs(code).AsUInt32();
+                // sign bits 7, 15, 23, 31 → bits 0, 8, 16, 24 → (× 2^24 + 2^17 + 2^10 + 2^3, partial products on distinct bits) 24..27 → · 128
+                Vector512<uint> offset = (((code.AsUInt32() >> 7) & signBits) * 0x01020408u >> 17) & offsetBits;
+                nint first = ((nint)(2 * g) * tokens + t) * SliceChunks, second = first + (nint)tokens * SliceChunks;
+                magnitude.GetLower().Store((uint*)magnitudes + first);
+                magnitude.GetUpper().Store((uint*)magnitudes + second);
+                offset.GetLower().Store((uint*)offsets + first);
+                offset.GetUpper().Store((uint*)offsets + second);
+            }
+        }
+    }
+
+    // table[kk, s, j] (32 bytes) = chunk k0 + kk of row block firstBlock + j with column c negated where bit c of s is set
+    // (vpsignb by the ±1 pattern); blocks past the matrix are zero.
+    private static void BuildVariants(sbyte* codes, int blockCount, int chunks, int firstBlock, int k0, int length, int* patterns, sbyte* table)
+    {
+        for (int kk = 0; kk < length; kk++)
+        {
+            sbyte* chunkVariants = table + kk * Variants * VariantBytes;
+            for (int j = 0; j < VariantBlocks; j++)
+            {
+                int b = firstBlock + j;
+                Vector256<sbyte> weights = b < blockCount ? X86.Avx.LoadVector256(codes + ((nint)b * chunks + k0 + kk) * 32) : Vector256<sbyte>.Zero;
+                for (int s = 0; s < Variants; s++)
+                    X86.Avx2.Sign(weights, Vector256.Create(patterns[s]).AsSByte()).Store(chunkVariants + s * VariantBytes + j * 32);
+            }
+        }
+    }
+
+    /// <summary>sums[j · 32 + i] (+)= Σ_{kk &lt; length} row i of vpmaddwd(vpmaddubsw(|x[j, kk]|, table[kk, s[j, kk]]), 1) for n ≤ 8 tokens.</summary>
+    private static void SliceSums(int n, sbyte* table, int length, int* magnitudes, int* offsets, int* sums, bool first)
+    {
+        switch (n)
+        {
+            case 8: SliceSums<EightTokens>(table, length, magnitudes, offsets, sums, first); break;
+            case 7: SliceSums<SevenTokens>(table, length, magnitudes, offsets, sums, first); break;
+            case 6: SliceSums<SixTokens>(table, length, magnitudes, offsets, sums, first); break;
+            case 5: SliceSums<FiveTokens>(table, length, magnitudes, offsets, sums, first); break;
+            case 4: SliceSums<FourTokens>(table, length, magnitudes, offsets, sums, first); break;
+            case 3: SliceSums<ThreeTokens>(table, length, magnitudes, offsets, sums, first); break;
+            case 2: SliceSums<TwoTokens>(table, length, magnitudes, offsets, sums, first); break;
+            default: SliceSums<OneToken>(table, length, magnitudes, offsets, sums, first); break;
+        }
+    }
+
+    // Token j's accumulators: lanes of `lower` = rows 0..15 (blocks 0, 1), of `upper` = rows 16..31 (blocks 2, 3).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SliceSums<N>(sbyte* table, int length, int* magnitudes, int* offsets, int* sums, bool first) where N : struct, ITokenCount
+    {
+        const int tileRows = VariantBlocks * Int8RowBlocks.BlockRows;
+        Vector512<int> l0 = default, l1 = default, l2 = default, l3 = default, l4 = default, l5 = default, l6 = default, l7 = default;
+        Vector512<int> u0 = default, u1 = default, u2 = default, u3 = default, u4 = default, u5 = default, u6 = default, u7 = default;
+        if (!first)
+        {
+            LoadSums(out l0, out u0, sums);
+            if (N.Value > 1) LoadSums(out l1, out u1, sums + tileRows);
+            if (N.Value > 2) LoadSums(out l2, out u2, sums + 2 * tileRows);
+            if (N.Value > 3) LoadSums(out l3, out u3, sums + 3 * tileRows);
+            if (N.Value > 4) LoadSums(out l4, out u4, sums + 4 * tileRows);
+            if (N.Value > 5) LoadSums(out l5, out u5, sums + 5 * tileRows);
+            if (N.Value > 6) LoadSums(out l6, out u6, sums + 6 * tileRows);
+            if (N.Value > 7) LoadSums(out l7, out u7, sums + 7 * tileRows);
+        }
+        Vector512<short> ones = Vector512<short>.One;
+        for (int kk = 0; kk < length; kk++)
+        {
+            sbyte* chunkVariants = table + kk * Variants * VariantBytes;
+            int* m = magnitudes + kk, o = offsets + kk;
+            AddVariantProducts(ref l0, ref u0, chunkVariants, m, o, ones);
+            if (N.Value > 1) AddVariantProducts(ref l1, ref u1, chunkVariants, m + SliceChunks, o + SliceChunks, ones);
+            if (N.Value > 2) AddVariantProducts(ref l2, ref u2, chunkVariants, m + 2 * SliceChunks, o + 2 * SliceChunks, ones);
+            if (N.Value > 3) AddVariantProducts(ref l3, ref u3, chunkVariants, m + 3 * SliceChunks, o + 3 * SliceChunks, ones);
+            if (N.Value > 4) AddVariantProducts(ref l4, ref u4, chunkVariants, m + 4 * SliceChunks, o + 4 * SliceChunks, ones);
+            if (N.Value > 5) AddVariantProducts(ref l5, ref u5, chunkVariants, m + 5 * SliceChunks, o + 5 * SliceChunks, ones);
+            if (N.Value > 6) AddVariantProducts(ref l6, ref u6, chunkVariants, m + 6 * SliceChunks, o + 6 * SliceChunks, ones);
+            if (N.Value > 7) AddVariantProducts(ref l7, ref u7, chunkVariants, m + 7 * SliceChunks, o + 7 * SliceChunks, ones);
+        }
+        StoreSums(l0, u0, sums);
+        if (N.Value > 1) StoreSums(l1, u1, sums + tileRows);
+        if (N.Value > 2) StoreSums(l2, u2, sums + 2 * tileRows);
+        if (N.Value > 3) StoreSums(l3, u3, sums + 3 * tileRows);
+        if (N.Value > 4) StoreSums(l4, u4, sums + 4 * tileRows);
+        if (N.Value > 5) StoreSums(l5, u5, sums + 5 * tileRows);
+        if (N.Value > 6) StoreSums(l6, u6, sums + 6 * tileRows);
+        if (N.Value > 7) StoreSums(l7, u7, sums + 7 * tileRows);
+    }
+
+    // lower, upper += vpmaddwd(vpmaddubsw(broadcast |x| (4 bytes at m), the variant at *o), 1) for the tile's two zmm of rows.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddVariantProducts(ref Vector512<int> lower, ref Vector512<int> upper, sbyte* chunkVariants, int* m, int* o, Vector512<short> ones)
+    {
+        Vector512<byte> magnitude = Vector512.Create(*m).AsByte();
+        sbyte* variant = chunkVariants + *o;
+        lower += X86.Avx512BW.MultiplyAddAdjacent(X86.Avx512BW.MultiplyAddAdjacent(magnitude, Vector512.Load(variant)), ones);
+        upper += X86.Avx512BW.MultiplyAddAdjacent(X86.Avx512BW.MultiplyAddAdjacent(magnitude, Vector512.Load(variant + 64)), ones);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void LoadSums(out Vector512<int> lower, out Vector512<int> upper, int* sums)
+    {
+        lower = Vector512.Load(sums);
+        upper = Vector512.Load(sums + 16);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreSums(Vector512<int> lower, Vector512<int> upper, int* sums)
+    {
+        lower.Store(sums);
+        upper.Store(sums + 16);
     }
 
     /// <summary>acc[j · 16 + i] = Σ_c w_q[row i of (lower, upper), c] · x[j, c] for n ≤ 8 tokens of int16 codes (stride xStride).</summary>
