@@ -41,9 +41,9 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
 
     private const int VariantBytes = VariantBlocks * 32;
 
-    private const int VariantMinTokens = 64;
+    internal const int VariantMinTokens = 128;
 
-    // Pattern s as 4 bytes: byte c = −1 where bit c of s is set (activation column c negative), else +1.
+    // Pattern s as 4 bytes: byte c = 0xFF where bit c of s is set (activation column c negative, negate that weight column), else 0.
     private static readonly int[] s_signPatterns = [.. Enumerable.Range(0, Variants).Select(SignPattern)];
 
     private readonly Avx2Int8Kernel _streaming;
@@ -139,7 +139,7 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
     private static int SignPattern(int s)
     {
         int pattern = 0;
-        for (int c = 0; c < Int8RowBlocks.ChunkColumns; c++) pattern |= ((s >> c & 1) != 0 ? 0xFF : 0x01) << (8 * c);
+        for (int c = 0; c < Int8RowBlocks.ChunkColumns; c++) pattern |= ((s >> c & 1) != 0 ? 0xFF : 0x00) << (8 * c);
         return pattern;
     }
 
@@ -159,7 +159,7 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
     private static T* Align64<T>(T* p) where T : unmanaged => (T*)(((nint)p + 63) & ~(nint)63);
 
     /// <summary>
-    /// The sign-variant route, weights without −128 and ≥ 64 tokens: <c>w · x = |x| · (sign(x) · w)</c> per column, so
+    /// The sign-variant route, weights without −128 and ≥ <see cref="VariantMinTokens"/> tokens: <c>w · x = |x| · (sign(x) · w)</c> per column, so
     /// with the 16 sign flips of every 4-column weight chunk precomputed (per 32-row tile and 8-chunk K slice) one
     /// <c>vpmaddubsw(|x|, table[k, s])</c> + <c>vpmaddwd(·, 1)</c> + <c>vpaddd</c> does 64 multiply-adds with no
     /// per-token sign fix: s = the sign pattern of the token's 4 activation codes. Exact: |x| ≤ 127, |w| ≤ 127, so a
@@ -248,21 +248,27 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
     }
 
     // table[kk, s, j] (32 bytes) = chunk k0 + kk of row block firstBlock + j with column c negated where bit c of s is set
-    // (vpsignb by the ±1 pattern); blocks past the matrix are zero.
+    // (a select between the block pair and its negation, vpternlogd); blocks past the matrix are zero.
     private static void BuildVariants(sbyte* codes, int blockCount, int chunks, int firstBlock, int k0, int length, int* patterns, sbyte* table)
     {
         for (int kk = 0; kk < length; kk++)
         {
             sbyte* chunkVariants = table + kk * Variants * VariantBytes;
-            for (int j = 0; j < VariantBlocks; j++)
+            Vector512<sbyte> lower = BlockPair(codes, blockCount, chunks, firstBlock, k0 + kk), upper = BlockPair(codes, blockCount, chunks, firstBlock + 2, k0 + kk);
+            Vector512<sbyte> lowerNegated = -lower, upperNegated = -upper;
+            for (int s = 0; s < Variants; s++)
             {
-                int b = firstBlock + j;
-                Vector256<sbyte> weights = b < blockCount ? X86.Avx.LoadVector256(codes + ((nint)b * chunks + k0 + kk) * 32) : Vector256<sbyte>.Zero;
-                for (int s = 0; s < Variants; s++)
-                    X86.Avx2.Sign(weights, Vector256.Create(patterns[s]).AsSByte()).Store(chunkVariants + s * VariantBytes + j * 32);
+                Vector512<sbyte> negate = Vector512.Create(patterns[s]).AsSByte();
+                Vector512.ConditionalSelect(negate, lowerNegated, lower).Store(chunkVariants + s * VariantBytes);
+                Vector512.ConditionalSelect(negate, upperNegated, upper).Store(chunkVariants + s * VariantBytes + 64);
             }
         }
     }
+
+    // Chunk k of row blocks b and b + 1 (zero past the matrix) in one zmm.
+    private static Vector512<sbyte> BlockPair(sbyte* codes, int blockCount, int chunks, int b, int k) => Vector512.Create(
+        b < blockCount ? X86.Avx.LoadVector256(codes + ((nint)b * chunks + k) * 32) : Vector256<sbyte>.Zero,
+        b + 1 < blockCount ? X86.Avx.LoadVector256(codes + ((nint)(b + 1) * chunks + k) * 32) : Vector256<sbyte>.Zero);
 
     /// <summary>sums[j · 32 + i] (+)= Σ_{kk &lt; length} row i of vpmaddwd(vpmaddubsw(|x[j, kk]|, table[kk, s[j, kk]]), 1) for n ≤ 8 tokens.</summary>
     private static void SliceSums(int n, sbyte* table, int length, int* magnitudes, int* offsets, int* sums, bool first)

@@ -4,16 +4,19 @@ using AgileQuant.Intrinsics.Formats;
 namespace AgileQuant.Tests.Intrinsics;
 
 /// <summary>
-/// Both GEMM routes of <see cref="Avx512Int8Kernel"/> (sign variants: ≥ 64 tokens and no −128 code; int16 pairs otherwise)
+/// Both GEMM routes of <see cref="Avx512Int8Kernel"/> (sign variants: ≥ <see cref="Avx512Int8Kernel.VariantMinTokens"/> tokens and no −128 code; int16 pairs otherwise)
 /// against the exact integer product: with integer activations whose largest magnitude per token is the largest code
 /// (token scale 1) and weight scales 1, <c>y[t, r] = Σ_c w[r, c] · x[t, c]</c> must hold exactly (|y| &lt; 2^24).
 /// </summary>
 public sealed class Avx512Int8RouteTests
 {
-    /// <summary>(rows, cols, tokens): ragged row tiles, chunks, K slices (8 chunks) and token tiles; cols ≤ 1040 keeps sums below 2^24.</summary>
-    private static readonly (int Rows, int Cols, int Tokens)[] Shapes =
+    /// <summary>
+    /// (rows, cols, tokens past the variant route's threshold): ragged row tiles, chunks, K slices (8 chunks) and token
+    /// tiles; −1 and −120 run the pair route. cols ≤ 1040 keeps the sums below 2^24.
+    /// </summary>
+    private static readonly (int Rows, int Cols, int ExtraTokens)[] Shapes =
     [
-        (37, 100, 64), (64, 36, 67), (5, 300, 130), (100, 260, 65), (33, 4, 64), (40, 1, 70), (96, 1000, 72), (32, 64, 80), (8, 129, 9),
+        (37, 100, 0), (64, 36, 3), (5, 300, 2), (100, 260, 1), (33, 4, 0), (40, 1, 7), (96, 1000, 8), (32, 64, 16), (8, 129, -120), (20, 200, -1),
     ];
 
     private static IEnumerable<TestCaseData> Cases()
@@ -30,8 +33,9 @@ public sealed class Avx512Int8RouteTests
         if (!Avx512Int8Kernel.IsSupported) Assert.Ignore("AVX-512 F and BW are not enabled on this machine.");
         var kernel = new Avx512Int8Kernel(bits, threads);
         int maxCode = bits == 8 ? 127 : 7;
-        foreach ((int rows, int cols, int tokens) in Shapes)
+        foreach ((int rows, int cols, int extraTokens) in Shapes)
         {
+            int tokens = Avx512Int8Kernel.VariantMinTokens + extraTokens;
             var random = new Random(rows * 1000 + cols + tokens);
             sbyte[] codes = Enumerable.Range(0, rows * cols).Select(_ => (sbyte)random.Next(-127, 128)).ToArray();
             if (minimumCode) codes[random.Next(codes.Length)] = sbyte.MinValue;
@@ -46,7 +50,8 @@ public sealed class Avx512Int8RouteTests
     {
         if (!Avx512Int8Kernel.IsSupported) Assert.Ignore("AVX-512 F and BW are not enabled on this machine.");
         // |w| = |x| = 127 everywhere: every vpmaddubsw pair reaches ±32258, the int16 limit's neighbourhood.
-        const int rows = 40, cols = 1000, tokens = 72;
+        const int rows = 40, cols = 1000;
+        int tokens = Avx512Int8Kernel.VariantMinTokens + 8;
         var random = new Random(5);
         sbyte[] codes = Enumerable.Range(0, rows * cols).Select(_ => (sbyte)(random.Next(2) == 0 ? -127 : 127)).ToArray();
         float[] x = Enumerable.Range(0, tokens * cols).Select(i => (float)(i % 3 == 0 ? 127 : -127)).ToArray();
