@@ -9,20 +9,22 @@ using X86 = System.Runtime.Intrinsics.X86;
 namespace AgileQuant.Intrinsics.Avx512;
 
 /// <summary>
-/// AVX-512 (F + BW) W8A8 / W8A4 kernel, twin of <see cref="Scalar.ScalarInt8Kernel"/>: the GEMM tile of
-/// <see cref="Avx2Int8Kernel"/> widened to 512-bit registers. One zmm holds the same 4-column chunk of two adjacent
-/// row blocks of <see cref="Int8RowBlocks"/> (16 output rows, one int32 lane each); each broadcast int32 of 4
-/// activation codes meets it in <c>vpmaddwd</c> after both are sign-extended to int16: int32 lanes 2i and 2i + 1
-/// accumulate row i's two column pairs, summed once per tile: <c>acc = Σ_c w_q · x_q</c> (exact), then
-/// <c>y = s_x · s_w · acc</c>. GEMV (one token, bandwidth-bound) runs the AVX2 kernel's streaming loop.
+/// AVX-512 (F + BW) W8A8 / W8A4 kernel, twin of <see cref="Scalar.ScalarInt8Kernel"/>: <c>acc = Σ_c w_q · x_q</c>
+/// (exact int32), then <c>y = s_x · s_w · acc</c>. GEMM has two exact routes over <see cref="Int8RowBlocks"/>; GEMV
+/// (one token, bandwidth-bound) runs the AVX2 kernel's streaming loop.
 /// </summary>
 /// <remarks>
-/// Why int16 and not the AVX2 kernel's <c>vpmaddubsw(|w|, sign(x, w))</c>: AVX-512 has no <c>vpsignb</c> (the sign
-/// fix costs two operations per token), and <c>vpmaddwd</c> on int16 does the same multiply-adds per multiply-pipe
-/// slot as <c>vpmaddubsw</c> + <c>vpmaddwd</c> on int8 with nothing else per token but the broadcast and the add.
-/// The weights are widened once per chunk for all 8 tokens of a tile, the tile's activation codes once per row panel.
-/// Exact: |w| ≤ 128, |x_q| ≤ 127, int32 lanes. A tile is 16 rows × up to 8 tokens; GEMM walks row panels of 8 blocks
-/// (L2-resident) × token tiles.
+/// <para>Sign variants (≥ <see cref="VariantMinTokens"/> tokens, no weight code −128): per column
+/// <c>w · x = |x| · (sign(x) · w)</c>. For a tile of 32 rows and a K slice of 8 chunks the 16 sign flips of every
+/// 4-column weight chunk are tabled (16 KiB, L1) and each token's chunk meets the flip its 4 activation signs select in
+/// <c>vpmaddubsw(|x|, table[s])</c> + <c>vpmaddwd(·, 1)</c> + <c>vpaddd</c>: 64 multiply-adds per zmm with one add, where
+/// the int16 route needs two (Zen 4 executes both multiplies on the same two pipes, so the adds decide).
+/// Exact: |x| ≤ 127, |w| ≤ 127, pairs ≤ 32258 in int16.</para>
+/// <para>Int16 pairs (fewer tokens, or a −128 code, whose flip does not fit a byte): one zmm holds the same
+/// 4-column chunk of two adjacent row blocks (16 rows) sign-extended to int16; each broadcast of 4 int16 activation
+/// codes meets it in <c>vpmaddwd</c>: int32 lanes 2i and 2i + 1 accumulate row i's two column pairs, summed once per
+/// tile. Two chunks' products are added before they meet the accumulator. Exact: |w| ≤ 128, |x_q| ≤ 127. A tile is
+/// 16 rows × up to 8 tokens; GEMM walks row panels of 8 blocks (L2-resident) × token tiles.</para>
 /// </remarks>
 public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
 {
