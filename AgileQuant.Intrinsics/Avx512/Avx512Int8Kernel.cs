@@ -68,6 +68,28 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
+    // The call stamp of each caller's activation scratch while a MatMul on it runs (0 otherwise), so that the row
+    // chunks of one call split the activations' signs once per worker thread instead of once per chunk.
+    private static readonly ConditionalWeakTable<QuantizedActivations, StrongBox<long>> s_callStamps = [];
+
+    private static long s_lastCallStamp;
+
+    private protected override void MatMulCore(Int8RowMatrix w, ReadOnlySpan<float> x, Span<float> y, int tokens)
+    {
+        // The base class quantizes into this thread's scratch, then runs the row chunks on the pool; the static-scale
+        // path does not pass here, leaves the stamp 0 and so always splits afresh.
+        StrongBox<long> stamp = s_callStamps.GetValue(QuantizedActivations.ForCurrentThread(), _ => new StrongBox<long>());
+        Volatile.Write(ref stamp.Value, Interlocked.Increment(ref s_lastCallStamp));
+        try
+        {
+            base.MatMulCore(w, x, y, tokens);
+        }
+        finally
+        {
+            Volatile.Write(ref stamp.Value, 0);
+        }
+    }
+
     // Four row blocks per sign-variant tile (two per pair tile): a thread's share starts on a multiple of four blocks.
     private protected override int RowBlock => VariantBlocks * Int8RowBlocks.BlockRows;
 
@@ -146,6 +168,8 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
     }
 
     [ThreadStatic] private static int[]? t_magnitudes;
+    // The call stamp whose activations t_magnitudes and t_variantOffsets hold (0: unknown).
+    [ThreadStatic] private static long t_splitStamp;
     [ThreadStatic] private static int[]? t_variantOffsets;
     [ThreadStatic] private static int[]? t_tileSums;
     [ThreadStatic] private static sbyte[]? t_variantTable;
@@ -190,7 +214,12 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
             // (tokens, tileRows) int32 sums of one row tile, and the slice table (SliceChunks, Variants, VariantBytes), 64-byte aligned
             int* sums = Align64(sumBase);
             sbyte* table = Align64(tableBase);
-            SplitSigns(x, xq.Stride, tokens, slices / 2, magnitudes, offsets);
+            long stamp = s_callStamps.TryGetValue(xq, out StrongBox<long>? box) ? Volatile.Read(ref box.Value) : 0;
+            if (stamp == 0 || t_splitStamp != stamp)
+            {
+                SplitSigns(x, xq.Stride, tokens, slices / 2, magnitudes, offsets);
+                t_splitStamp = stamp;
+            }
             for (int row = rowBegin; row < rowEnd; row += tileRows)
             {
                 int firstBlock = row / Int8RowBlocks.BlockRows;

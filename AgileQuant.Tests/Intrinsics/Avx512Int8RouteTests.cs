@@ -61,6 +61,21 @@ public sealed class Avx512Int8RouteTests
         AssertExact(new Avx512Int8Kernel(8, 1), new Int8RowMatrix(positive, Enumerable.Repeat(1f, rows).ToArray(), rows, cols), sameSign, tokens, "+127 codes");
     }
 
+    [Test]
+    public void ConsecutiveCallsUseTheirOwnActivations()
+    {
+        if (!Avx512Int8Kernel.IsSupported) Assert.Ignore("AVX-512 F and BW are not enabled on this machine.");
+        // The row chunks of one call share the split of the activations' signs; the next call (same kernel, shapes and
+        // scratch) must not see the previous call's split.
+        const int rows = 96, cols = 260;
+        int tokens = Avx512Int8Kernel.VariantMinTokens + 5;
+        var random = new Random(11);
+        var w = new Int8RowMatrix(Enumerable.Range(0, rows * cols).Select(_ => (sbyte)random.Next(-127, 128)).ToArray(),
+            Enumerable.Repeat(1f, rows).ToArray(), rows, cols);
+        var kernel = new Avx512Int8Kernel(8, 2);
+        for (int call = 0; call < 3; call++) AssertExact(kernel, w, IntegerActivations(random, tokens, cols, 127), tokens, $"call {call}");
+    }
+
     // Integers in [−maxCode, maxCode], each token holding ±maxCode once so that its quantization scale is exactly 1.
     private static float[] IntegerActivations(Random random, int tokens, int cols, int maxCode)
     {
