@@ -228,9 +228,10 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
                     int length = Math.Min(SliceChunks, chunks - k0);
                     BuildVariants(codes, blocks.Blocks, chunks, firstBlock, k0, length, patterns, table);
                     nint slice = (nint)(k0 / SliceChunks) * tokens * SliceChunks;
-                    for (int t0 = 0; t0 < tokens; t0 += TokenTile)
-                        SliceSums(Math.Min(TokenTile, tokens - t0), table, length, magnitudes + slice + t0 * SliceChunks, offsets + slice + t0 * SliceChunks,
-                            sums + t0 * tileRows, k0 == 0);
+                    int fullTiles = tokens / TokenTile, rest = tokens % TokenTile, done = fullTiles * TokenTile;
+                    if (fullTiles > 0) SliceSums<EightTokens>(table, length, magnitudes + slice, offsets + slice, sums, k0 == 0, fullTiles);
+                    if (rest > 0)
+                        SliceSums(rest, table, length, magnitudes + slice + done * SliceChunks, offsets + slice + done * SliceChunks, sums + done * tileRows, k0 == 0);
                 }
                 int scaled = Math.Min(tileRows, blocks.Blocks * Int8RowBlocks.BlockRows - row);
                 for (int i = 0; i < tileRows; i++) tileScales[i] = i < scaled ? scales[row + i] : 0f;
@@ -306,57 +307,61 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
     {
         switch (n)
         {
-            case 8: SliceSums<EightTokens>(table, length, magnitudes, offsets, sums, first); break;
-            case 7: SliceSums<SevenTokens>(table, length, magnitudes, offsets, sums, first); break;
-            case 6: SliceSums<SixTokens>(table, length, magnitudes, offsets, sums, first); break;
-            case 5: SliceSums<FiveTokens>(table, length, magnitudes, offsets, sums, first); break;
-            case 4: SliceSums<FourTokens>(table, length, magnitudes, offsets, sums, first); break;
-            case 3: SliceSums<ThreeTokens>(table, length, magnitudes, offsets, sums, first); break;
-            case 2: SliceSums<TwoTokens>(table, length, magnitudes, offsets, sums, first); break;
-            default: SliceSums<OneToken>(table, length, magnitudes, offsets, sums, first); break;
+            case 8: SliceSums<EightTokens>(table, length, magnitudes, offsets, sums, first, tiles: 1); break;
+            case 7: SliceSums<SevenTokens>(table, length, magnitudes, offsets, sums, first, tiles: 1); break;
+            case 6: SliceSums<SixTokens>(table, length, magnitudes, offsets, sums, first, tiles: 1); break;
+            case 5: SliceSums<FiveTokens>(table, length, magnitudes, offsets, sums, first, tiles: 1); break;
+            case 4: SliceSums<FourTokens>(table, length, magnitudes, offsets, sums, first, tiles: 1); break;
+            case 3: SliceSums<ThreeTokens>(table, length, magnitudes, offsets, sums, first, tiles: 1); break;
+            case 2: SliceSums<TwoTokens>(table, length, magnitudes, offsets, sums, first, tiles: 1); break;
+            default: SliceSums<OneToken>(table, length, magnitudes, offsets, sums, first, tiles: 1); break;
         }
     }
 
-    // Token j's accumulators: lanes of `lower` = rows 0..15 (blocks 0, 1), of `upper` = rows 16..31 (blocks 2, 3).
+    // Token j's accumulators: lanes of `lower` = rows 0..15 (blocks 0, 1), of `upper` = rows 16..31 (blocks 2, 3); `tiles`
+    // consecutive token tiles of N (one call per slice for all full tiles).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SliceSums<N>(sbyte* table, int length, int* magnitudes, int* offsets, int* sums, bool first) where N : struct, ITokenCount
+    private static void SliceSums<N>(sbyte* table, int length, int* magnitudes, int* offsets, int* sums, bool first, int tiles) where N : struct, ITokenCount
     {
         const int tileRows = VariantBlocks * Int8RowBlocks.BlockRows;
-        Vector512<int> l0 = default, l1 = default, l2 = default, l3 = default, l4 = default, l5 = default, l6 = default, l7 = default;
-        Vector512<int> u0 = default, u1 = default, u2 = default, u3 = default, u4 = default, u5 = default, u6 = default, u7 = default;
-        if (!first)
+        for (int tile = 0; tile < tiles; tile++, magnitudes += TokenTile * SliceChunks, offsets += TokenTile * SliceChunks, sums += TokenTile * tileRows)
         {
-            LoadSums(out l0, out u0, sums);
-            if (N.Value > 1) LoadSums(out l1, out u1, sums + tileRows);
-            if (N.Value > 2) LoadSums(out l2, out u2, sums + 2 * tileRows);
-            if (N.Value > 3) LoadSums(out l3, out u3, sums + 3 * tileRows);
-            if (N.Value > 4) LoadSums(out l4, out u4, sums + 4 * tileRows);
-            if (N.Value > 5) LoadSums(out l5, out u5, sums + 5 * tileRows);
-            if (N.Value > 6) LoadSums(out l6, out u6, sums + 6 * tileRows);
-            if (N.Value > 7) LoadSums(out l7, out u7, sums + 7 * tileRows);
+            Vector512<int> l0 = default, l1 = default, l2 = default, l3 = default, l4 = default, l5 = default, l6 = default, l7 = default;
+            Vector512<int> u0 = default, u1 = default, u2 = default, u3 = default, u4 = default, u5 = default, u6 = default, u7 = default;
+            if (!first)
+            {
+                LoadSums(out l0, out u0, sums);
+                if (N.Value > 1) LoadSums(out l1, out u1, sums + tileRows);
+                if (N.Value > 2) LoadSums(out l2, out u2, sums + 2 * tileRows);
+                if (N.Value > 3) LoadSums(out l3, out u3, sums + 3 * tileRows);
+                if (N.Value > 4) LoadSums(out l4, out u4, sums + 4 * tileRows);
+                if (N.Value > 5) LoadSums(out l5, out u5, sums + 5 * tileRows);
+                if (N.Value > 6) LoadSums(out l6, out u6, sums + 6 * tileRows);
+                if (N.Value > 7) LoadSums(out l7, out u7, sums + 7 * tileRows);
+            }
+            Vector512<short> ones = Vector512<short>.One;
+            for (int kk = 0; kk < length; kk++)
+            {
+                sbyte* chunkVariants = table + kk * Variants * VariantBytes;
+                int* m = magnitudes + kk, o = offsets + kk;
+                AddVariantProducts(ref l0, ref u0, chunkVariants, m, o, ones);
+                if (N.Value > 1) AddVariantProducts(ref l1, ref u1, chunkVariants, m + SliceChunks, o + SliceChunks, ones);
+                if (N.Value > 2) AddVariantProducts(ref l2, ref u2, chunkVariants, m + 2 * SliceChunks, o + 2 * SliceChunks, ones);
+                if (N.Value > 3) AddVariantProducts(ref l3, ref u3, chunkVariants, m + 3 * SliceChunks, o + 3 * SliceChunks, ones);
+                if (N.Value > 4) AddVariantProducts(ref l4, ref u4, chunkVariants, m + 4 * SliceChunks, o + 4 * SliceChunks, ones);
+                if (N.Value > 5) AddVariantProducts(ref l5, ref u5, chunkVariants, m + 5 * SliceChunks, o + 5 * SliceChunks, ones);
+                if (N.Value > 6) AddVariantProducts(ref l6, ref u6, chunkVariants, m + 6 * SliceChunks, o + 6 * SliceChunks, ones);
+                if (N.Value > 7) AddVariantProducts(ref l7, ref u7, chunkVariants, m + 7 * SliceChunks, o + 7 * SliceChunks, ones);
+            }
+            StoreSums(l0, u0, sums);
+            if (N.Value > 1) StoreSums(l1, u1, sums + tileRows);
+            if (N.Value > 2) StoreSums(l2, u2, sums + 2 * tileRows);
+            if (N.Value > 3) StoreSums(l3, u3, sums + 3 * tileRows);
+            if (N.Value > 4) StoreSums(l4, u4, sums + 4 * tileRows);
+            if (N.Value > 5) StoreSums(l5, u5, sums + 5 * tileRows);
+            if (N.Value > 6) StoreSums(l6, u6, sums + 6 * tileRows);
+            if (N.Value > 7) StoreSums(l7, u7, sums + 7 * tileRows);
         }
-        Vector512<short> ones = Vector512<short>.One;
-        for (int kk = 0; kk < length; kk++)
-        {
-            sbyte* chunkVariants = table + kk * Variants * VariantBytes;
-            int* m = magnitudes + kk, o = offsets + kk;
-            AddVariantProducts(ref l0, ref u0, chunkVariants, m, o, ones);
-            if (N.Value > 1) AddVariantProducts(ref l1, ref u1, chunkVariants, m + SliceChunks, o + SliceChunks, ones);
-            if (N.Value > 2) AddVariantProducts(ref l2, ref u2, chunkVariants, m + 2 * SliceChunks, o + 2 * SliceChunks, ones);
-            if (N.Value > 3) AddVariantProducts(ref l3, ref u3, chunkVariants, m + 3 * SliceChunks, o + 3 * SliceChunks, ones);
-            if (N.Value > 4) AddVariantProducts(ref l4, ref u4, chunkVariants, m + 4 * SliceChunks, o + 4 * SliceChunks, ones);
-            if (N.Value > 5) AddVariantProducts(ref l5, ref u5, chunkVariants, m + 5 * SliceChunks, o + 5 * SliceChunks, ones);
-            if (N.Value > 6) AddVariantProducts(ref l6, ref u6, chunkVariants, m + 6 * SliceChunks, o + 6 * SliceChunks, ones);
-            if (N.Value > 7) AddVariantProducts(ref l7, ref u7, chunkVariants, m + 7 * SliceChunks, o + 7 * SliceChunks, ones);
-        }
-        StoreSums(l0, u0, sums);
-        if (N.Value > 1) StoreSums(l1, u1, sums + tileRows);
-        if (N.Value > 2) StoreSums(l2, u2, sums + 2 * tileRows);
-        if (N.Value > 3) StoreSums(l3, u3, sums + 3 * tileRows);
-        if (N.Value > 4) StoreSums(l4, u4, sums + 4 * tileRows);
-        if (N.Value > 5) StoreSums(l5, u5, sums + 5 * tileRows);
-        if (N.Value > 6) StoreSums(l6, u6, sums + 6 * tileRows);
-        if (N.Value > 7) StoreSums(l7, u7, sums + 7 * tileRows);
     }
 
     // lower, upper += vpmaddwd(vpmaddubsw(broadcast |x| (4 bytes at m), the variant at *o), 1) for the tile's two zmm of rows.
