@@ -43,7 +43,7 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
 
     private const int VariantBytes = VariantBlocks * 32;
 
-    internal const int VariantMinTokens = 128;
+    internal const int VariantMinTokens = 64;
 
     // Pattern s as 4 bytes: byte c = 0xFF where bit c of s is set (activation column c negative, negate that weight column), else 0.
     private static readonly int[] s_signPatterns = [.. Enumerable.Range(0, Variants).Select(SignPattern)];
