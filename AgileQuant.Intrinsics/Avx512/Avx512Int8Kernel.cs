@@ -170,7 +170,7 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
     [ThreadStatic] private static int[]? t_magnitudes;
     // The call stamp whose activations t_magnitudes and t_variantOffsets hold (0: unknown).
     [ThreadStatic] private static long t_splitStamp;
-    [ThreadStatic] private static int[]? t_variantOffsets;
+    [ThreadStatic] private static byte[]? t_variantOffsets;
     [ThreadStatic] private static int[]? t_tileSums;
     [ThreadStatic] private static sbyte[]? t_variantTable;
 
@@ -197,7 +197,7 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
         int tokens = xq.Tokens, chunks = blocks.Chunks, slices = 2 * ((chunks + 15) / 16);
         Debug.Assert(xq.Stride >= slices / 2 * 64, "the activation codes are zero padded to a multiple of 64 columns");
         int[] magnitudeArray = Scratch(ref t_magnitudes, slices * tokens * SliceChunks);
-        int[] offsetArray = Scratch(ref t_variantOffsets, slices * tokens * SliceChunks);
+        byte[] offsetArray = Scratch(ref t_variantOffsets, slices * tokens * SliceChunks);
         int[] sumArray = Scratch(ref t_tileSums, tokens * tileRows + 16);
         sbyte[] tableArray = Scratch(ref t_variantTable, SliceChunks * Variants * VariantBytes + 64);
         float* tileScales = stackalloc float[tileRows];
@@ -206,7 +206,7 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
         fixed (sbyte* x = xq.Codes)
         fixed (float* tokenScales = xq.Scales)
         fixed (int* magnitudes = magnitudeArray)
-        fixed (int* offsets = offsetArray)
+        fixed (byte* offsets = offsetArray)
         fixed (int* sumBase = sumArray)
         fixed (sbyte* tableBase = tableArray)
         fixed (int* patterns = s_signPatterns)
@@ -255,12 +255,13 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
         }
     }
 
-    // For token t and chunk k (codes x[t, 4k .. 4k+3]): magnitudes = the 4 |codes| (one byte each), offsets = s · VariantBytes
-    // with bit c of s set where code c is negative; both at ((k / 8) · tokens + t) · 8 + k % 8, so that a token tile's
-    // slice is contiguous. 16 chunks (64 codes, the zero padding included) per step.
-    private static void SplitSigns(sbyte* x, int stride, int tokens, int groups, int* magnitudes, int* offsets)
+    // For token t and chunk k (codes x[t, 4k .. 4k+3]): magnitudes = the 4 |codes| (one byte each), offsets = s · VariantBytes / 8
+    // (one byte, scaled by 8 in the address) with bit c of s set where code c is negative; both at
+    // ((k / 8) · tokens + t) · 8 + k % 8, so that a token tile's slice is contiguous. 16 chunks (64 codes, the zero
+    // padding included) per step.
+    private static void SplitSigns(sbyte* x, int stride, int tokens, int groups, int* magnitudes, byte* offsets)
     {
-        Vector512<uint> signBits = Vector512.Create(0x01010101u), offsetBits = Vector512.Create((uint)((Variants - 1) * VariantBytes));
+        Vector512<uint> signBits = Vector512.Create(0x01010101u), offsetBits = Vector512.Create((uint)((Variants - 1) * VariantBytes / 8));
         for (int t = 0; t < tokens; t++)
         {
             sbyte* row = x + (nint)t * stride;
@@ -268,13 +269,13 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
             {
                 Vector512<sbyte> code = Vector512.Load(row + g * 64);
                 Vector512<uint> magnitude = X86.Avx512BW.Abs(code).AsUInt32();
-                // sign bits 7, 15, 23, 31 → bits 0, 8, 16, 24 → (× 2^24 + 2^17 + 2^10 + 2^3, partial products on distinct bits) 24..27 → · 128
-                Vector512<uint> offset = (((code.AsUInt32() >> 7) & signBits) * 0x01020408u >> 17) & offsetBits;
+                // sign bits 7, 15, 23, 31 → bits 0, 8, 16, 24 → (× 2^24 + 2^17 + 2^10 + 2^3, partial products on distinct bits) 24..27 → · 16
+                Vector128<ulong> offset = X86.Avx512F.ConvertToVector128Byte((((code.AsUInt32() >> 7) & signBits) * 0x01020408u >> 20) & offsetBits).AsUInt64();
                 nint first = ((nint)(2 * g) * tokens + t) * SliceChunks, second = first + (nint)tokens * SliceChunks;
                 magnitude.GetLower().Store((uint*)magnitudes + first);
                 magnitude.GetUpper().Store((uint*)magnitudes + second);
-                offset.GetLower().Store((uint*)offsets + first);
-                offset.GetUpper().Store((uint*)offsets + second);
+                *(ulong*)(offsets + first) = offset.ToScalar();
+                *(ulong*)(offsets + second) = offset.GetElement(1);
             }
         }
     }
@@ -303,7 +304,7 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
         b + 1 < blockCount ? X86.Avx.LoadVector256(codes + ((nint)(b + 1) * chunks + k) * 32) : Vector256<sbyte>.Zero);
 
     /// <summary>sums[j · 32 + i] (+)= Σ_{kk &lt; length} row i of vpmaddwd(vpmaddubsw(|x[j, kk]|, table[kk, s[j, kk]]), 1) for n ≤ 8 tokens.</summary>
-    private static void SliceSums(int n, sbyte* table, int length, int* magnitudes, int* offsets, int* sums, bool first)
+    private static void SliceSums(int n, sbyte* table, int length, int* magnitudes, byte* offsets, int* sums, bool first)
     {
         switch (n)
         {
@@ -321,7 +322,7 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
     // Token j's accumulators: lanes of `lower` = rows 0..15 (blocks 0, 1), of `upper` = rows 16..31 (blocks 2, 3); `tiles`
     // consecutive token tiles of N (one call per slice for all full tiles).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SliceSums<N>(sbyte* table, int length, int* magnitudes, int* offsets, int* sums, bool first, int tiles) where N : struct, ITokenCount
+    private static void SliceSums<N>(sbyte* table, int length, int* magnitudes, byte* offsets, int* sums, bool first, int tiles) where N : struct, ITokenCount
     {
         const int tileRows = VariantBlocks * Int8RowBlocks.BlockRows;
         for (int tile = 0; tile < tiles; tile++, magnitudes += TokenTile * SliceChunks, offsets += TokenTile * SliceChunks, sums += TokenTile * tileRows)
@@ -343,7 +344,8 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
             for (int kk = 0; kk < length; kk++)
             {
                 sbyte* chunkVariants = table + kk * Variants * VariantBytes;
-                int* m = magnitudes + kk, o = offsets + kk;
+                int* m = magnitudes + kk;
+                byte* o = offsets + kk;
                 AddVariantProducts(ref l0, ref u0, chunkVariants, m, o, ones);
                 if (N.Value > 1) AddVariantProducts(ref l1, ref u1, chunkVariants, m + SliceChunks, o + SliceChunks, ones);
                 if (N.Value > 2) AddVariantProducts(ref l2, ref u2, chunkVariants, m + 2 * SliceChunks, o + 2 * SliceChunks, ones);
@@ -364,12 +366,12 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
         }
     }
 
-    // lower, upper += vpmaddwd(vpmaddubsw(broadcast |x| (4 bytes at m), the variant at *o), 1) for the tile's two zmm of rows.
+    // lower, upper += vpmaddwd(vpmaddubsw(broadcast |x| (4 bytes at m), the variant at 8 · *o), 1) for the tile's two zmm of rows.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddVariantProducts(ref Vector512<int> lower, ref Vector512<int> upper, sbyte* chunkVariants, int* m, int* o, Vector512<short> ones)
+    private static void AddVariantProducts(ref Vector512<int> lower, ref Vector512<int> upper, sbyte* chunkVariants, int* m, byte* o, Vector512<short> ones)
     {
         Vector512<byte> magnitude = Vector512.Create(*m).AsByte();
-        sbyte* variant = chunkVariants + *o;
+        sbyte* variant = chunkVariants + (nint)(*o) * 8;
         lower += X86.Avx512BW.MultiplyAddAdjacent(X86.Avx512BW.MultiplyAddAdjacent(magnitude, Vector512.Load(variant)), ones);
         upper += X86.Avx512BW.MultiplyAddAdjacent(X86.Avx512BW.MultiplyAddAdjacent(magnitude, Vector512.Load(variant + 64)), ones);
     }
