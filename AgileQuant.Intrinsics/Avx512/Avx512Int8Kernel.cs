@@ -45,7 +45,11 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
 
     internal const int VariantMinTokens = 64;
 
-    // Pattern s as 4 bytes: byte c = 0xFF where bit c of s is set (activation column c negative, negate that weight column), else 0.
+    // Most (token, chunk) entries of a worker's sign split (5 bytes each, 320 MiB): larger calls take the int16 route.
+    private const long MaxSplitEntries = 1L << 26;
+
+    // Pattern s as 4 bytes: byte c = 0xFF where bit c of s is set (activation column c negative: negate that weight
+    // column), else 0.
     private static readonly int[] s_signPatterns = [.. Enumerable.Range(0, Variants).Select(SignPattern)];
 
     private readonly Avx2Int8Kernel _streaming;
@@ -102,7 +106,7 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
             return;
         }
         Int8RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (AVX2 was not enabled at load).");
-        if (xq.Tokens >= VariantMinTokens && !blocks.HasMinimumCode)
+        if (xq.Tokens >= VariantMinTokens && !blocks.HasMinimumCode && (long)xq.Tokens * (blocks.Chunks + 15) <= MaxSplitEntries)
         {
             MultiplyRowsByVariants(w, blocks, xq, y, rowBegin, rowEnd);
             return;
@@ -185,11 +189,11 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
     private static T* Align64<T>(T* p) where T : unmanaged => (T*)(((nint)p + 63) & ~(nint)63);
 
     /// <summary>
-    /// The sign-variant route, weights without −128 and ≥ <see cref="VariantMinTokens"/> tokens: <c>w · x = |x| · (sign(x) · w)</c> per column, so
-    /// with the 16 sign flips of every 4-column weight chunk precomputed (per 32-row tile and 8-chunk K slice) one
-    /// <c>vpmaddubsw(|x|, table[k, s])</c> + <c>vpmaddwd(·, 1)</c> + <c>vpaddd</c> does 64 multiply-adds with no
-    /// per-token sign fix: s = the sign pattern of the token's 4 activation codes. Exact: |x| ≤ 127, |w| ≤ 127, so a
-    /// pair sums to ≤ 32258 in int16; int32 lane i = row i's 4-column sum.
+    /// The sign-variant route, weights without −128 and ≥ <see cref="VariantMinTokens"/> tokens:
+    /// <c>w · x = |x| · (sign(x) · w)</c> per column, so with the 16 sign flips of every 4-column weight chunk
+    /// precomputed (per 32-row tile and 8-chunk K slice) one <c>vpmaddubsw(|x|, table[k, s])</c> + <c>vpmaddwd(·, 1)</c>
+    /// + <c>vpaddd</c> does 64 multiply-adds with no per-token sign fix: s = the sign pattern of the token's 4 activation
+    /// codes. Exact: |x| ≤ 127, |w| ≤ 127, so a pair sums to ≤ 32258 in int16; int32 lane i = row i's 4-column sum.
     /// </summary>
     private static void MultiplyRowsByVariants(Int8RowMatrix w, Int8RowBlocks blocks, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
     {
