@@ -127,7 +127,7 @@ public class MachineLimitBenchmarks
     [Benchmark]
     public double Int8PeakGops() => MachineLimits.Int8PeakGops(Threads, passes: 1);
 
-    /// <summary>One pass of the int16 (<c>vpmaddwd</c> + <c>vpaddd</c>) chains, the exact W8A8 route's ceiling; the result is GOPS.</summary>
+    /// <summary>One pass of the int16 (<c>vpmaddwd</c> + <c>vpaddd</c>) chains, the W8 int16 route's ceiling; the result is GOPS.</summary>
     [Benchmark]
     public double Int16MultiplyAddPeakGops() => MachineLimits.Int16MultiplyAddPeakGops(Threads, passes: 1);
 

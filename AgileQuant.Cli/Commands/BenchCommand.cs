@@ -76,7 +76,7 @@ internal static class BenchCommand
             double readGbps = Math.Max(smallPageGbps, hugePageGbps);
             double peakGops = !gemv && fmt != "FP32" ? MachineLimits.Int8PeakGops(kernel.Threads) : double.NaN;
             // GEMM bounds besides the int8 one: the FP32 FMA peak (FP32's own, and the yardstick of the integer formats'
-            // "x FP32" ratios) and, for W8 weights, the int16 multiply-add peak that an exact W8A8 GEMM without VNNI is held to.
+            // "x FP32" ratios) and, for W8 weights, the int16 multiply-add peak that bounds the W8 kernels' int16 route.
             double fmaPeakGflops = !gemv ? MachineLimits.FmaPeakGflops(kernel.Threads) : double.NaN;
             double int16PeakGops = !gemv && fmt.StartsWith("W8", StringComparison.Ordinal) ? MachineLimits.Int16MultiplyAddPeakGops(kernel.Threads) : double.NaN;
             if (parse.GetValue(json))
@@ -110,7 +110,7 @@ internal static class BenchCommand
                     Console.Out.WriteLine($"Memory read bandwidth in this run: {readGbps.ToString("F1", inv)} GB/s (small pages {smallPageGbps.ToString("F1", inv)}, huge pages {hugePageGbps.ToString("F1", inv)}); "
                         + $"the kernel streams weights at {(gbps / readGbps).ToString("P0", inv)} of it ({(hugePageBytes / (1024.0 * 1024.0)).ToString("F0", inv)} MiB of this process on huge pages).");
                 if (!gemv && double.IsFinite(peakGops)) Console.Out.WriteLine($"Int8 multiply-add peak in this run: {peakGops.ToString("F1", inv)} GOPS; the kernel reaches {(gops / peakGops).ToString("P0", inv)} of it.");
-                if (double.IsFinite(int16PeakGops)) Console.Out.WriteLine($"Int16 multiply-add peak (the exact W8A8 route without VNNI) in this run: {int16PeakGops.ToString("F1", inv)} GOPS; the kernel reaches {(gops / int16PeakGops).ToString("P0", inv)} of it.");
+                if (double.IsFinite(int16PeakGops)) Console.Out.WriteLine($"Int16 multiply-add peak (bound of the W8 int16 route) in this run: {int16PeakGops.ToString("F1", inv)} GOPS; the kernel reaches {(gops / int16PeakGops).ToString("P0", inv)} of it.");
                 if (double.IsFinite(fmaPeakGflops)) Console.Out.WriteLine($"FP32 FMA peak in this run: {fmaPeakGflops.ToString("F1", inv)} GFLOPS.");
             }
             return ExitCodes.Success;

@@ -10,8 +10,8 @@ namespace AgileQuant.Intrinsics.Diagnostics;
 /// <summary>
 /// This machine's limits measured in the calling process, so kernel speeds can be quoted as ratios taken in the
 /// same run: memory read bandwidth over small and huge pages (the GEMV bound), the AVX2 int8 multiply-add peak (the GEMM
-/// bound where one operand is unsigned, as W4's nibbles are), the int16 multiply-add peak (the bound of an exact W8A8 GEMM
-/// without VNNI: both operands signed) and the FP32 FMA peak (the FP32 GEMM's bound).
+/// bound where one operand is unsigned: W4's nibbles, W8's sign variants), the int16 multiply-add peak (the bound of the W8
+/// int16 route) and the FP32 FMA peak (the FP32 GEMM's bound).
 /// </summary>
 public static class MachineLimits
 {
@@ -145,11 +145,11 @@ public static class MachineLimits
     /// AVX-512 BW is not enabled (the AVX2 W8 kernel takes the <c>vpsignb</c> route instead).
     /// </summary>
     /// <remarks>
-    /// This is the ceiling of the AVX-512 W8A8 GEMM (<see cref="Avx512.Avx512Int8Kernel"/>) on a CPU without VNNI: with both operands signed 8-bit, the
-    /// <c>vpmaddubsw</c> route of <see cref="Int8PeakGops"/> needs a per-token sign fix (<c>vpsignb</c>, or a compare and
-    /// blend on AVX-512) that costs more than widening both to int16 for <c>vpmaddwd</c>; the extra <c>vpaddd</c> per
-    /// <c>vpmaddwd</c> then competes with the multiplies for issue slots. On this project's Zen 4 machine the ratio
-    /// <c>Int16MultiplyAddPeakGops / FmaPeakGflops</c> is about 1.6 (see docs/kernels.md).
+    /// This bounds the int16 route of <see cref="Avx512.Avx512Int8Kernel"/> (W8 GEMM below 64 tokens, or weights with a
+    /// −128 code): both operands are widened to int16 for <c>vpmaddwd</c>, whose int32 result needs its own <c>vpaddd</c>,
+    /// and those adds compete with the multiplies for issue slots. On this project's Zen 4 machine the ratio
+    /// <c>Int16MultiplyAddPeakGops / FmaPeakGflops</c> is about 1.6, against about 2.0 for the <c>vpmaddubsw</c> route of
+    /// <see cref="Int8PeakGops"/> that the kernel's sign-variant route uses (see docs/kernels.md).
     /// </remarks>
     public static double Int16MultiplyAddPeakGops(int threads, int passes = 5)
     {

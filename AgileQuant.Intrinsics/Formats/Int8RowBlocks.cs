@@ -44,7 +44,11 @@ internal sealed class Int8RowBlocks
             Scales[r] = scales[r];
         }
         HugePages.Collapse(Codes);
+        HasMinimumCode = Codes.AsSpan().Contains(sbyte.MinValue);
     }
+
+    /// <summary>Whether any code is −128, whose negation does not fit a signed byte (kernels that flip weight signs skip such matrices).</summary>
+    public bool HasMinimumCode { get; }
 
     /// <summary>Rows of the source matrix.</summary>
     public int Rows { get; }
