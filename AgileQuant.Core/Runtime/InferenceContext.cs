@@ -52,6 +52,8 @@ public sealed class InferenceContext
     private float[] _gatherIn = [];       // (n, widest linear input): rows routed to one activation width
     private float[] _gatherOut = [];      // (n, widest linear output)
     private int[] _tripRows = [];         // (n): rows a TRIP pass gathers
+    private float[] _rotations = [];      // (positions cached, 2·HeadDim): each position's RotaryEmbedding.FillRotation, computed once per context
+    private bool[] _rotationReady = [];   // (positions cached): its rotation is filled
     private readonly int _threads;        // threads of the model's kernel, for TRIP passes
 
     internal InferenceContext(TransformerModel model)
@@ -296,8 +298,11 @@ public sealed class InferenceContext
         RotaryEmbedding? rotary = _model.Rotary;
         if (aq.QkvBits == 0 && aq.KvCacheBits == 0 && rotary is null) return;
         int q = _config.NumHeads * _config.HeadDim, kv = _config.KvDim, kvHeads = _config.NumKvHeads;
+        if (rotary is not null) PrepareRotations(rotary, n);
         ForRowRanges(n, (long)n * (q + 2 * kv), (begin, end) =>
         {
+            int length = rotary?.RotationLength ?? 0;
+            Span<float> uncached = stackalloc float[length];
             for (int i = begin; i < end; i++)
             {
                 Span<float> query = _query.AsSpan(i * q, q), key = _key.AsSpan(i * kv, kv), value = _value.AsSpan(i * kv, kv);
@@ -307,7 +312,19 @@ public sealed class InferenceContext
                     ActivationRounding.RoundRows(key, 1, aq.QkvBits);
                     ActivationRounding.RoundRows(value, 1, aq.QkvBits);
                 }
-                rotary?.Apply(query, key, _tokenPosition[i]);
+                if (rotary is not null)
+                {
+                    int position = _tokenPosition[i];
+                    scoped ReadOnlySpan<float> rotation;
+                    if ((uint)position < (uint)_rotationReady.Length) rotation = _rotations.AsSpan(position * length, length);
+                    else
+                    {
+                        rotary.FillRotation(position, uncached);
+                        rotation = uncached;
+                    }
+                    rotary.Rotate(query, rotation);
+                    rotary.Rotate(key, rotation);
+                }
                 if (aq.KvCacheBits > 0)
                 {
                     // one scale per token and key/value head
@@ -316,6 +333,29 @@ public sealed class InferenceContext
                 }
             }
         });
+    }
+
+    /// <summary>
+    /// Fills the cached rotation of every row's position below the context length (grown to cover the largest, at least
+    /// doubling), so the rows' threads only read the cache; positions past it are rotated from angles computed per row.
+    /// </summary>
+    private void PrepareRotations(RotaryEmbedding rotary, int n)
+    {
+        int length = rotary.RotationLength, limit = _config.MaxSequenceLength;
+        for (int i = 0; i < n; i++)
+        {
+            int position = _tokenPosition[i];
+            if (position >= limit) continue;
+            if (position >= _rotationReady.Length)
+            {
+                int positions = Math.Min(limit, Math.Max(position + 1, 2 * _rotationReady.Length));
+                Array.Resize(ref _rotations, positions * length);
+                Array.Resize(ref _rotationReady, positions);
+            }
+            if (_rotationReady[position]) continue;
+            rotary.FillRotation(position, _rotations.AsSpan(position * length, length));
+            _rotationReady[position] = true;
+        }
     }
 
     /// <summary>Below this many elements a row-wise step runs on the calling thread: the hand-off would cost more than it saves.</summary>
