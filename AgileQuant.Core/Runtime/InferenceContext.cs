@@ -1,4 +1,6 @@
+using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 using AgileQuant.Core.Pruning;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Trip;
@@ -229,7 +231,7 @@ public sealed class InferenceContext
         ReadOnlySpan<float> attnInput = hidden;
         if (_config.PreNorm)
         {
-            lw.AttentionNorm.Forward(hidden, _normed, n);
+            AddResidualAndNormalize(null, lw.AttentionNorm, _normed, n);
             attnInput = _normed.AsSpan(0, n * d);
         }
         Observer?.Observe(layer, LinearSlot.QueryKeyValue, attnInput, n);
@@ -237,8 +239,7 @@ public sealed class InferenceContext
         RunLinear(lw.Key, attnInput, _key, n, mixed: false);
         RunLinear(lw.Value, attnInput, _value, n, mixed: false);
         RoundAndRotate(n);
-        StoreTransposed(_key, _keyCache[layer], start, n);
-        StoreTransposed(_value, _valueCache[layer], start, n);
+        StoreTransposed(_keyCache[layer], _valueCache[layer], start, n);
         Attend(layer, start, n);
         SelectTokens(layer, n);
         Observer?.Observe(layer, LinearSlot.AttentionOutput, _attention.AsSpan(0, n * q), n);
@@ -249,16 +250,11 @@ public sealed class InferenceContext
             hidden = _hidden.AsSpan(0, n * d);
         }
         RunLinear(lw.Output, _attention, _projected, n, mixed: true);
-        TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
-        if (!_config.PreNorm) lw.AttentionNorm.Forward(hidden, hidden, n);
+        // pre-LN: x += O(…), then the MLP's input norm(x); post-LN: x = norm(x + O(…))
+        AddResidualAndNormalize(_projected, _config.PreNorm ? lw.MlpNorm : lw.AttentionNorm, _config.PreNorm ? _normed : _hidden, n);
 
         // MLP block: x = x + mlp(norm(x))  (post-LN: x = norm(x + mlp(x)))
-        ReadOnlySpan<float> mlpInput = hidden;
-        if (_config.PreNorm)
-        {
-            lw.MlpNorm.Forward(hidden, _normed, n);
-            mlpInput = _normed.AsSpan(0, n * d);
-        }
+        ReadOnlySpan<float> mlpInput = _config.PreNorm ? _normed.AsSpan(0, n * d) : hidden;
         int f = _config.IntermediateSize;
         Span<float> inner = _inner.AsSpan(0, n * f);
         Observer?.Observe(layer, LinearSlot.MlpInput, mlpInput, n);
@@ -282,9 +278,29 @@ public sealed class InferenceContext
         }
         Observer?.Observe(layer, LinearSlot.MlpDown, inner, n);
         RunLinear(lw.Down, inner, _projected, n, mixed: true);
-        TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
-        if (!_config.PreNorm) lw.MlpNorm.Forward(hidden, hidden, n);
+        AddResidualAndNormalize(_projected, _config.PreNorm ? null : lw.MlpNorm, _hidden, n);
         return n;
+    }
+
+    /// <summary>
+    /// For each of the <paramref name="n"/> rows of the residual stream x: x ← x + <paramref name="delta"/> (when given),
+    /// then <paramref name="target"/> ← norm(x) (when <paramref name="norm"/> is given; <paramref name="target"/> may be
+    /// the residual stream), a few rows at a time so each row is still in L1 for its norm, row ranges on the model's threads.
+    /// </summary>
+    private void AddResidualAndNormalize(float[]? delta, NormLayer? norm, float[] target, int n)
+    {
+        int d = _config.HiddenSize;
+        const int RowBlock = 8;
+        ForRowRanges(n, (long)n * d, (begin, end) =>
+        {
+            for (int r = begin; r < end; r += RowBlock)
+            {
+                int rows = Math.Min(RowBlock, end - r);
+                Span<float> x = _hidden.AsSpan(r * d, rows * d);
+                if (delta is not null) TensorPrimitives.Add(x, delta.AsSpan(r * d, rows * d), x);
+                norm?.Forward(x, target.AsSpan(r * d, rows * d), rows);
+            }
+        });
     }
 
     /// <summary>
@@ -387,9 +403,22 @@ public sealed class InferenceContext
             int length = Math.Min(Chunk, gate.Length - i);
             Span<float> g = gate.Slice(i, length), s = sigmoid[..length], x = inner.Slice(i, length);
             TensorPrimitives.Sigmoid(g, s);
-            TensorPrimitives.Multiply(g, s, g);
-            TensorPrimitives.Multiply(g, x, x);
+            MultiplyGated(g, s, x);
         }
+    }
+
+    // x[i] ← (g[i] · s[i]) · x[i]: the two products TensorPrimitives.Multiply would round in turn, in one pass
+    private static void MultiplyGated(ReadOnlySpan<float> g, ReadOnlySpan<float> s, Span<float> x)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            ReadOnlySpan<Vector<float>> gv = MemoryMarshal.Cast<float, Vector<float>>(g), sv = MemoryMarshal.Cast<float, Vector<float>>(s);
+            Span<Vector<float>> xv = MemoryMarshal.Cast<float, Vector<float>>(x);
+            for (int v = 0; v < xv.Length; v++) xv[v] = gv[v] * sv[v] * xv[v];
+            i = xv.Length * Vector<float>.Count;
+        }
+        for (; i < x.Length; i++) x[i] = g[i] * s[i] * x[i];
     }
 
     /// <summary>Compacts the residual stream, the attention outputs and the per-row positions to the rows the pruner keeps; returns their count.</summary>
@@ -411,22 +440,33 @@ public sealed class InferenceContext
         return kept.Length;
     }
 
-    // cache[c, s] (KvDim, _slotStride) ← rows[i, c] (n, KvDim) for slots s = start + i; slots after them up to a whole vector ← 0
-    private void StoreTransposed(float[] rows, float[] cache, int start, int n)
+    // keys[c, s] (KvDim, _slotStride) ← _key[i, c] (n, KvDim) for slots s = start + i, values likewise from _value;
+    // slots after them up to a whole vector ← 0. Both in one pass over the threads: the channel blocks of the keys, then the values'.
+    private void StoreTransposed(float[] keys, float[] values, int start, int n)
     {
         int kv = _config.KvDim, end = start + n;
         int padEnd = Math.Min(AttentionTiles.PaddedWidth(end), _slotStride);
         const int ChannelBlock = AttentionTiles.TransposeBlock;
-        int stride = _slotStride;
-        ForRowRanges((kv + ChannelBlock - 1) / ChannelBlock, (long)n * kv, (firstBlock, endBlock) =>
+        int stride = _slotStride, blocks = (kv + ChannelBlock - 1) / ChannelBlock;
+        ForRowRanges(2 * blocks, 2L * n * kv, (firstBlock, endBlock) =>
         {
-            unsafe
+            for (int tensor = 0; tensor < 2; tensor++)
             {
-                fixed (float* source = rows, target = cache)
-                    AttentionTiles.Transpose(source, kv, n, firstBlock * ChannelBlock, Math.Min(kv, endBlock * ChannelBlock), target + start, stride);
+                // this range's blocks of this tensor: [begin, stop) in channel blocks
+                int begin = Math.Clamp(firstBlock - tensor * blocks, 0, blocks), stop = Math.Clamp(endBlock - tensor * blocks, 0, blocks);
+                if (begin >= stop) continue;
+                unsafe
+                {
+                    fixed (float* source = tensor == 0 ? _key : _value, target = tensor == 0 ? keys : values)
+                        AttentionTiles.Transpose(source, kv, n, begin * ChannelBlock, Math.Min(kv, stop * ChannelBlock), target + start, stride);
+                }
             }
         });
-        for (int c = 0; c < kv; c++) cache.AsSpan(c * _slotStride + end, padEnd - end).Clear();
+        for (int c = 0; c < kv; c++)
+        {
+            keys.AsSpan(c * _slotStride + end, padEnd - end).Clear();
+            values.AsSpan(c * _slotStride + end, padEnd - end).Clear();
+        }
     }
 
     // attn[i, h] = Σ_j softmax_j(q[i,h]·k[j,h']/√d + slope_h·pos_j) · v[j, h'], j over unmasked cached tokens up to i
