@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -191,52 +192,42 @@ internal static unsafe class AttentionTiles
         for (; d + 4 <= headDim; d += 4)
         {
             float* v0 = v + d * vStride, v1 = v0 + vStride, v2 = v1 + vStride, v3 = v2 + vStride;
-            Vector<float> a00 = default, a01 = default, a02 = default, a03 = default;
-            Vector<float> a10 = default, a11 = default, a12 = default, a13 = default;
-            Vector<float> a20 = default, a21 = default, a22 = default, a23 = default;
-            Vector<float> a30 = default, a31 = default, a32 = default, a33 = default;
+            FourSums r0 = default, r1 = default, r2 = default, r3 = default;
             for (int j = 0; j < width; j += w)
             {
                 Vector<float> x0 = Vector.Load(v0 + j), x1 = Vector.Load(v1 + j), x2 = Vector.Load(v2 + j), x3 = Vector.Load(v3 + j);
-                Vector<float> b = Vector.Load(p + j);
-                a00 = Vector.FusedMultiplyAdd(b, x0, a00);
-                a01 = Vector.FusedMultiplyAdd(b, x1, a01);
-                a02 = Vector.FusedMultiplyAdd(b, x2, a02);
-                a03 = Vector.FusedMultiplyAdd(b, x3, a03);
-                b = Vector.Load(p1 + j);
-                a10 = Vector.FusedMultiplyAdd(b, x0, a10);
-                a11 = Vector.FusedMultiplyAdd(b, x1, a11);
-                a12 = Vector.FusedMultiplyAdd(b, x2, a12);
-                a13 = Vector.FusedMultiplyAdd(b, x3, a13);
-                b = Vector.Load(p2 + j);
-                a20 = Vector.FusedMultiplyAdd(b, x0, a20);
-                a21 = Vector.FusedMultiplyAdd(b, x1, a21);
-                a22 = Vector.FusedMultiplyAdd(b, x2, a22);
-                a23 = Vector.FusedMultiplyAdd(b, x3, a23);
-                b = Vector.Load(p3 + j);
-                a30 = Vector.FusedMultiplyAdd(b, x0, a30);
-                a31 = Vector.FusedMultiplyAdd(b, x1, a31);
-                a32 = Vector.FusedMultiplyAdd(b, x2, a32);
-                a33 = Vector.FusedMultiplyAdd(b, x3, a33);
+                r0 = r0.Add(Vector.Load(p + j), x0, x1, x2, x3);
+                r1 = r1.Add(Vector.Load(p1 + j), x0, x1, x2, x3);
+                r2 = r2.Add(Vector.Load(p2 + j), x0, x1, x2, x3);
+                r3 = r3.Add(Vector.Load(p3 + j), x0, x1, x2, x3);
             }
-            o[d] = Vector.Sum(a00);
-            o[d + 1] = Vector.Sum(a01);
-            o[d + 2] = Vector.Sum(a02);
-            o[d + 3] = Vector.Sum(a03);
-            o1[d] = Vector.Sum(a10);
-            o1[d + 1] = Vector.Sum(a11);
-            o1[d + 2] = Vector.Sum(a12);
-            o1[d + 3] = Vector.Sum(a13);
-            o2[d] = Vector.Sum(a20);
-            o2[d + 1] = Vector.Sum(a21);
-            o2[d + 2] = Vector.Sum(a22);
-            o2[d + 3] = Vector.Sum(a23);
-            o3[d] = Vector.Sum(a30);
-            o3[d + 1] = Vector.Sum(a31);
-            o3[d + 2] = Vector.Sum(a32);
-            o3[d + 3] = Vector.Sum(a33);
+            r0.Store(o + d);
+            r1.Store(o1 + d);
+            r2.Store(o2 + d);
+            r3.Store(o3 + d);
         }
         return d;
+    }
+
+    /// <summary>One probability row's accumulators for four head dimensions.</summary>
+    private readonly struct FourSums(Vector<float> a0, Vector<float> a1, Vector<float> a2, Vector<float> a3)
+    {
+        private readonly Vector<float> _a0 = a0, _a1 = a1, _a2 = a2, _a3 = a3;
+
+        // a_k + b · x_k, k < 4
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public FourSums Add(Vector<float> b, Vector<float> x0, Vector<float> x1, Vector<float> x2, Vector<float> x3) =>
+            new(Vector.FusedMultiplyAdd(b, x0, _a0), Vector.FusedMultiplyAdd(b, x1, _a1), Vector.FusedMultiplyAdd(b, x2, _a2), Vector.FusedMultiplyAdd(b, x3, _a3));
+
+        // o[k] = horizontal sum of a_k, k < 4
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Store(float* o)
+        {
+            o[0] = Vector.Sum(_a0);
+            o[1] = Vector.Sum(_a1);
+            o[2] = Vector.Sum(_a2);
+            o[3] = Vector.Sum(_a3);
+        }
     }
 
     private static void WeightedValuesOne(float* p, float* v, int vStride, int headDim, float* o, int width)
