@@ -46,7 +46,7 @@ public sealed class InferenceContext
     private float[] _projected = [];  // (n, HiddenSize)
     private float[] _inner = [];      // (n, IntermediateSize)
     private float[] _gate = [];       // (n, IntermediateSize)
-    private float[] _scores = [];     // (NumHeads, AttentionTiles.TileRows, _slotStride) scores, then probabilities, of one query tile per head
+    private float[] _scores = [];     // (threads, AttentionTiles.TileRows, _slotStride) scores, then probabilities, of each attention thread's query tile
     private float[] _startAttention = []; // (NumHeads, n): A[h, i, 0], each query's attention to the start token
     private float[] _tokenScores = [];    // (n): s_i = Σ_h A[h, i, 0]
     private int[] _tokenPosition = [];    // (n): model position of each row in the current layer
@@ -478,18 +478,46 @@ public sealed class InferenceContext
             ? _model.Options.LowBitTokenRatio > 0
             : schedule.RatioAt(layer) > 0 || schedule.LowBitRatioAt(layer) > 0;
         _collectStartAttention = n > 2 && selects;
-        // heads on the model's threads: always in prefill; in decode once the cached keys and values one token reads
-        // (visible slots × heads · head size, each in its own slot row) are worth the hand-off
+        // (head, row chunk) units on the model's threads: always in prefill; in decode once the cached keys and values one
+        // token reads (visible slots × heads · head size, each in its own slot row) are worth the hand-off
         long decodeElements = (long)(start + n) * heads * _config.HeadDim;
-        if (heads == 1 || _threads == 1 || (n == 1 && decodeElements < ParallelElementThreshold))
-            for (int h = 0; h < heads; h++) AttendHead(layer, start, n, h);
-        else
-            Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = _threads }, h => AttendHead(layer, start, n, h));
+        int threads = Math.Min(_threads, heads * RowChunks(n));
+        if (threads <= 1 || (n == 1 && decodeElements < ParallelElementThreshold))
+        {
+            for (int h = 0; h < heads; h++) AttendRows(layer, start, n, h, 0, n, 0);
+            return;
+        }
+        // each thread claims the next unit until none is left, the heaviest (last, causal) row chunks first, so the threads
+        // finish within about one small unit of each other instead of one whole head
+        int units = heads * RowChunks(n), next = 0;
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, worker =>
+        {
+            for (int unit; (unit = Interlocked.Increment(ref next) - 1) < units;)
+            {
+                int chunk = RowChunks(n) - 1 - unit / heads;
+                AttendRows(layer, start, n, unit % heads, RowChunkStart(n, chunk), RowChunkStart(n, chunk + 1), worker);
+            }
+        });
+    }
+
+    /// <summary>Row chunks per head in <see cref="Attend"/>: 4 once each holds at least 8 query tiles, else 1.</summary>
+    private static int RowChunks(int n) => n >= 4 * 8 * AttentionTiles.TileRows ? 4 : 1;
+
+    /// <summary>First row of chunk <paramref name="chunk"/> (of <see cref="RowChunks"/>): equal shares, whole query tiles, n at the end.</summary>
+    private static int RowChunkStart(int n, int chunk)
+    {
+        int chunks = RowChunks(n);
+        return chunk >= chunks ? n : (int)((long)n * chunk / chunks) / AttentionTiles.TileRows * AttentionTiles.TileRows;
     }
 
     private bool _collectStartAttention;
 
-    private unsafe void AttendHead(int layer, int start, int n, int head)
+    /// <summary>
+    /// Attention of head <paramref name="head"/> for chunk rows [<paramref name="rowBegin"/>, <paramref name="rowEnd"/>) (a
+    /// whole number of query tiles from row 0), using scratch tile <paramref name="worker"/> of <c>_scores</c>. A row's result
+    /// does not depend on the rows computed with it.
+    /// </summary>
+    private unsafe void AttendRows(int layer, int start, int n, int head, int rowBegin, int rowEnd, int worker)
     {
         int hd = _config.HeadDim, q = _config.NumHeads * hd, stride = _slotStride;
         int kvHead = head / (_config.NumHeads / _config.NumKvHeads);
@@ -497,10 +525,10 @@ public sealed class InferenceContext
         bool[] masked = _slotMasked[layer];
         bool anyMasked = _layerMaskedSlots[layer] > 0;
         fixed (float* keys = &_keyCache[layer][kvHead * hd * stride], values = &_valueCache[layer][kvHead * hd * stride])
-        fixed (float* queries = _query, outputs = _attention, tile = &_scores[head * AttentionTiles.TileRows * stride])
-            for (int i0 = 0; i0 < n; i0 += AttentionTiles.TileRows)
+        fixed (float* queries = _query, outputs = _attention, tile = &_scores[worker * AttentionTiles.TileRows * stride])
+            for (int i0 = rowBegin; i0 < rowEnd; i0 += AttentionTiles.TileRows)
             {
-                int rows = Math.Min(AttentionTiles.TileRows, n - i0);
+                int rows = Math.Min(AttentionTiles.TileRows, rowEnd - i0);
                 // causal: row i sees cached tokens 0..start+i; the tile computes up to its last row's, in whole vectors
                 int width = AttentionTiles.PaddedWidth(start + i0 + rows);
                 AttentionTiles.Scores(queries + i0 * q + head * hd, q, rows, keys, stride, hd, scale, tile, stride, width);
@@ -680,7 +708,7 @@ public sealed class InferenceContext
         Grow(ref _projected, n * wide);
         Grow(ref _inner, n * f);
         if (_config.Mlp == MlpKind.SwiGlu) Grow(ref _gate, n * f);
-        Grow(ref _scores, (long)_config.NumHeads * AttentionTiles.TileRows * _slotStride);
+        Grow(ref _scores, (long)Math.Max(1, _threads) * AttentionTiles.TileRows * _slotStride);
         Grow(ref _startAttention, _config.NumHeads * n);
         Grow(ref _tokenScores, n);
         if (_tokenPosition.Length < n)
