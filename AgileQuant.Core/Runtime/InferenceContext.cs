@@ -238,8 +238,7 @@ public sealed class InferenceContext
         RunLinear(lw.Query, attnInput, _query, n, mixed: false);
         RunLinear(lw.Key, attnInput, _key, n, mixed: false);
         RunLinear(lw.Value, attnInput, _value, n, mixed: false);
-        RoundAndRotate(n);
-        StoreTransposed(_keyCache[layer], _valueCache[layer], start, n);
+        RoundRotateAndCache(layer, start, n);
         Attend(layer, start, n);
         SelectTokens(layer, n);
         Observer?.Observe(layer, LinearSlot.AttentionOutput, _attention.AsSpan(0, n * q), n);
@@ -306,49 +305,74 @@ public sealed class InferenceContext
     /// <summary>
     /// Per row of the chunk, in this order: q, k and v rounded to <see cref="AttentionQuantization.QkvBits"/> (a scale per
     /// row), the rotary embedding at the row's position, k and v rounded to <see cref="AttentionQuantization.KvCacheBits"/>
-    /// (a scale per row and key/value head). Rows are independent, so row ranges run on the model's threads.
+    /// (a scale per row and key/value head); then the rows' keys and values transposed into <paramref name="layer"/>'s cache
+    /// at slots <paramref name="start"/> + i. Blocks of <see cref="AttentionTiles.TransposeBlock"/> rows, each transposed
+    /// right after its rounding while still in L1; rows are independent, so row blocks run on the model's threads.
     /// </summary>
-    private void RoundAndRotate(int n)
+    private void RoundRotateAndCache(int layer, int start, int n)
     {
         AttentionQuantization aq = _model.Options.Attention;
         RotaryEmbedding? rotary = _model.Rotary;
-        if (aq.QkvBits == 0 && aq.KvCacheBits == 0 && rotary is null) return;
-        int q = _config.NumHeads * _config.HeadDim, kv = _config.KvDim, kvHeads = _config.NumKvHeads;
+        bool transform = aq.QkvBits > 0 || aq.KvCacheBits > 0 || rotary is not null;
+        int q = _config.NumHeads * _config.HeadDim, kv = _config.KvDim;
         if (rotary is not null) PrepareRotations(rotary, n);
-        ForRowRanges(n, (long)n * (q + 2 * kv), (begin, end) =>
+        float[] keys = _keyCache[layer], values = _valueCache[layer];
+        int stride = _slotStride;
+        const int Block = AttentionTiles.TransposeBlock;
+        ForRowRanges((n + Block - 1) / Block, (long)n * (q + 2 * kv), (firstBlock, endBlock) =>
         {
-            int length = rotary?.RotationLength ?? 0;
-            Span<float> uncached = stackalloc float[length];
-            for (int i = begin; i < end; i++)
+            Span<float> uncached = stackalloc float[rotary?.RotationLength ?? 0];
+            for (int block = firstBlock; block < endBlock; block++)
             {
-                Span<float> query = _query.AsSpan(i * q, q), key = _key.AsSpan(i * kv, kv), value = _value.AsSpan(i * kv, kv);
-                if (aq.QkvBits > 0)
+                int begin = block * Block, end = Math.Min(n, begin + Block);
+                if (transform)
+                    for (int i = begin; i < end; i++) RoundAndRotateRow(i, aq, rotary, uncached);
+                // keys[c, start + i] (KvDim, _slotStride) ← _key[i, c] (n, KvDim), values likewise
+                unsafe
                 {
-                    ActivationRounding.RoundRows(query, 1, aq.QkvBits);
-                    ActivationRounding.RoundRows(key, 1, aq.QkvBits);
-                    ActivationRounding.RoundRows(value, 1, aq.QkvBits);
-                }
-                if (rotary is not null)
-                {
-                    int position = _tokenPosition[i];
-                    scoped ReadOnlySpan<float> rotation;
-                    if ((uint)position < (uint)_rotationReady.Length) rotation = _rotations.AsSpan(position * length, length);
-                    else
+                    fixed (float* keyRows = _key, valueRows = _value, keyCache = keys, valueCache = values)
                     {
-                        rotary.FillRotation(position, uncached);
-                        rotation = uncached;
+                        AttentionTiles.Transpose(keyRows + (nint)begin * kv, kv, end - begin, 0, kv, keyCache + start + begin, stride);
+                        AttentionTiles.Transpose(valueRows + (nint)begin * kv, kv, end - begin, 0, kv, valueCache + start + begin, stride);
                     }
-                    rotary.Rotate(query, rotation);
-                    rotary.Rotate(key, rotation);
-                }
-                if (aq.KvCacheBits > 0)
-                {
-                    // one scale per token and key/value head
-                    ActivationRounding.RoundRows(key, kvHeads, aq.KvCacheBits);
-                    ActivationRounding.RoundRows(value, kvHeads, aq.KvCacheBits);
                 }
             }
         });
+        // slots after the new ones, up to a whole vector ← 0: attention tiles read whole vectors
+        int end = start + n, padEnd = Math.Min(AttentionTiles.PaddedWidth(end), stride);
+        for (int c = 0; c < kv; c++)
+        {
+            keys.AsSpan(c * stride + end, padEnd - end).Clear();
+            values.AsSpan(c * stride + end, padEnd - end).Clear();
+        }
+    }
+
+    /// <summary>Row <paramref name="i"/>'s steps of <see cref="RoundRotateAndCache"/> before the cache; <paramref name="uncached"/>: room for a rotation.</summary>
+    private void RoundAndRotateRow(int i, AttentionQuantization aq, RotaryEmbedding? rotary, Span<float> uncached)
+    {
+        int q = _config.NumHeads * _config.HeadDim, kv = _config.KvDim;
+        Span<float> query = _query.AsSpan(i * q, q), key = _key.AsSpan(i * kv, kv), value = _value.AsSpan(i * kv, kv);
+        if (aq.QkvBits > 0)
+        {
+            ActivationRounding.RoundRows(query, 1, aq.QkvBits);
+            ActivationRounding.RoundRows(key, 1, aq.QkvBits);
+            ActivationRounding.RoundRows(value, 1, aq.QkvBits);
+        }
+        if (rotary is not null)
+        {
+            int position = _tokenPosition[i], length = rotary.RotationLength;
+            ReadOnlySpan<float> rotation = uncached;
+            if ((uint)position < (uint)_rotationReady.Length) rotation = _rotations.AsSpan(position * length, length);
+            else rotary.FillRotation(position, uncached);
+            rotary.Rotate(query, rotation);
+            rotary.Rotate(key, rotation);
+        }
+        if (aq.KvCacheBits > 0)
+        {
+            // one scale per token and key/value head
+            ActivationRounding.RoundRows(key, _config.NumKvHeads, aq.KvCacheBits);
+            ActivationRounding.RoundRows(value, _config.NumKvHeads, aq.KvCacheBits);
+        }
     }
 
     /// <summary>
@@ -438,35 +462,6 @@ public sealed class InferenceContext
             _tokenMasked[k] = _tokenMasked[row];
         }
         return kept.Length;
-    }
-
-    // keys[c, s] (KvDim, _slotStride) ← _key[i, c] (n, KvDim) for slots s = start + i, values likewise from _value;
-    // slots after them up to a whole vector ← 0. Both in one pass over the threads: the channel blocks of the keys, then the values'.
-    private void StoreTransposed(float[] keys, float[] values, int start, int n)
-    {
-        int kv = _config.KvDim, end = start + n;
-        int padEnd = Math.Min(AttentionTiles.PaddedWidth(end), _slotStride);
-        const int ChannelBlock = AttentionTiles.TransposeBlock;
-        int stride = _slotStride, blocks = (kv + ChannelBlock - 1) / ChannelBlock;
-        ForRowRanges(2 * blocks, 2L * n * kv, (firstBlock, endBlock) =>
-        {
-            for (int tensor = 0; tensor < 2; tensor++)
-            {
-                // this range's blocks of this tensor: [begin, stop) in channel blocks
-                int begin = Math.Clamp(firstBlock - tensor * blocks, 0, blocks), stop = Math.Clamp(endBlock - tensor * blocks, 0, blocks);
-                if (begin >= stop) continue;
-                unsafe
-                {
-                    fixed (float* source = tensor == 0 ? _key : _value, target = tensor == 0 ? keys : values)
-                        AttentionTiles.Transpose(source, kv, n, begin * ChannelBlock, Math.Min(kv, stop * ChannelBlock), target + start, stride);
-                }
-            }
-        });
-        for (int c = 0; c < kv; c++)
-        {
-            keys.AsSpan(c * _slotStride + end, padEnd - end).Clear();
-            values.AsSpan(c * _slotStride + end, padEnd - end).Clear();
-        }
     }
 
     // attn[i, h] = Σ_j softmax_j(q[i,h]·k[j,h']/√d + slope_h·pos_j) · v[j, h'], j over unmasked cached tokens up to i
