@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -134,11 +135,17 @@ internal static unsafe class AttentionTiles
         }
     }
 
+    /// <summary>
+    /// 32 vector registers (AVX-512, also for 256-bit vectors): <see cref="WeightedValuesFour"/> can hold 4 rows × 4 dimensions
+    /// of accumulators (16) plus 4 value vectors and a probability vector; with 16 registers that would spill, so it keeps 4 × 2.
+    /// </summary>
+    private static bool WideRegisterFile => Avx512F.VL.IsSupported;
+
     private static void WeightedValuesFour(float* p, int pStride, float* v, int vStride, int headDim, float* o, int oStride, int width)
     {
         int w = Vector<float>.Count;
         float* p1 = p + pStride, p2 = p1 + pStride, p3 = p2 + pStride;
-        int d = 0;
+        int d = WideRegisterFile ? WeightedValuesFourByFour(p, pStride, v, vStride, headDim, o, oStride, width) : 0;
         for (; d + 2 <= headDim; d += 2)
         {
             float* v0 = v + d * vStride, v1 = v0 + vStride;
@@ -171,6 +178,56 @@ internal static unsafe class AttentionTiles
         }
         for (; d < headDim; d++)
             for (int t = 0; t < TileRows; t++) o[t * oStride + d] = Dot(p + t * pStride, v + d * vStride, width);
+    }
+
+    // o[t, d] = Σ_j p[t, j] · V[d, j] for the 4 rows and the dimensions in whole groups of 4; returns the first dimension left.
+    // Each value vector load feeds 4 rows and each probability load 4 dimensions (8 loads per 16 FMAs instead of 6 per 8);
+    // every (t, d) is the same FMA chain over j, then one horizontal sum, as in the 4 × 2 and single-row kernels.
+    private static int WeightedValuesFourByFour(float* p, int pStride, float* v, int vStride, int headDim, float* o, int oStride, int width)
+    {
+        int w = Vector<float>.Count;
+        float* p1 = p + pStride, p2 = p1 + pStride, p3 = p2 + pStride;
+        float* o1 = o + oStride, o2 = o1 + oStride, o3 = o2 + oStride;
+        int d = 0;
+        for (; d + 4 <= headDim; d += 4)
+        {
+            float* v0 = v + d * vStride, v1 = v0 + vStride, v2 = v1 + vStride, v3 = v2 + vStride;
+            FourSums r0 = default, r1 = default, r2 = default, r3 = default;
+            for (int j = 0; j < width; j += w)
+            {
+                Vector<float> x0 = Vector.Load(v0 + j), x1 = Vector.Load(v1 + j), x2 = Vector.Load(v2 + j), x3 = Vector.Load(v3 + j);
+                r0 = r0.Add(Vector.Load(p + j), x0, x1, x2, x3);
+                r1 = r1.Add(Vector.Load(p1 + j), x0, x1, x2, x3);
+                r2 = r2.Add(Vector.Load(p2 + j), x0, x1, x2, x3);
+                r3 = r3.Add(Vector.Load(p3 + j), x0, x1, x2, x3);
+            }
+            r0.Store(o + d);
+            r1.Store(o1 + d);
+            r2.Store(o2 + d);
+            r3.Store(o3 + d);
+        }
+        return d;
+    }
+
+    /// <summary>One probability row's accumulators for four head dimensions.</summary>
+    private readonly struct FourSums(Vector<float> a0, Vector<float> a1, Vector<float> a2, Vector<float> a3)
+    {
+        private readonly Vector<float> _a0 = a0, _a1 = a1, _a2 = a2, _a3 = a3;
+
+        // a_k + b · x_k, k < 4
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public FourSums Add(Vector<float> b, Vector<float> x0, Vector<float> x1, Vector<float> x2, Vector<float> x3) =>
+            new(Vector.FusedMultiplyAdd(b, x0, _a0), Vector.FusedMultiplyAdd(b, x1, _a1), Vector.FusedMultiplyAdd(b, x2, _a2), Vector.FusedMultiplyAdd(b, x3, _a3));
+
+        // o[k] = horizontal sum of a_k, k < 4
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Store(float* o)
+        {
+            o[0] = Vector.Sum(_a0);
+            o[1] = Vector.Sum(_a1);
+            o[2] = Vector.Sum(_a2);
+            o[3] = Vector.Sum(_a3);
+        }
     }
 
     private static void WeightedValuesOne(float* p, float* v, int vStride, int headDim, float* o, int width)

@@ -1,4 +1,6 @@
+using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 using AgileQuant.Core.Pruning;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Trip;
@@ -44,7 +46,7 @@ public sealed class InferenceContext
     private float[] _projected = [];  // (n, HiddenSize)
     private float[] _inner = [];      // (n, IntermediateSize)
     private float[] _gate = [];       // (n, IntermediateSize)
-    private float[] _scores = [];     // (NumHeads, AttentionTiles.TileRows, _slotStride) scores, then probabilities, of one query tile per head
+    private float[] _scores = [];     // (threads, AttentionTiles.TileRows, _slotStride) scores, then probabilities, of each attention thread's query tile
     private float[] _startAttention = []; // (NumHeads, n): A[h, i, 0], each query's attention to the start token
     private float[] _tokenScores = [];    // (n): s_i = Σ_h A[h, i, 0]
     private int[] _tokenPosition = [];    // (n): model position of each row in the current layer
@@ -52,6 +54,8 @@ public sealed class InferenceContext
     private float[] _gatherIn = [];       // (n, widest linear input): rows routed to one activation width
     private float[] _gatherOut = [];      // (n, widest linear output)
     private int[] _tripRows = [];         // (n): rows a TRIP pass gathers
+    private float[] _rotations = [];      // (positions cached, 2·HeadDim): each position's RotaryEmbedding.FillRotation, computed once per context
+    private bool[] _rotationReady = [];   // (positions cached): its rotation is filled
     private readonly int _threads;        // threads of the model's kernel, for TRIP passes
 
     internal InferenceContext(TransformerModel model)
@@ -227,16 +231,14 @@ public sealed class InferenceContext
         ReadOnlySpan<float> attnInput = hidden;
         if (_config.PreNorm)
         {
-            lw.AttentionNorm.Forward(hidden, _normed, n);
+            AddResidualAndNormalize(null, lw.AttentionNorm, _normed, n);
             attnInput = _normed.AsSpan(0, n * d);
         }
         Observer?.Observe(layer, LinearSlot.QueryKeyValue, attnInput, n);
         RunLinear(lw.Query, attnInput, _query, n, mixed: false);
         RunLinear(lw.Key, attnInput, _key, n, mixed: false);
         RunLinear(lw.Value, attnInput, _value, n, mixed: false);
-        RoundAndRotate(n);
-        StoreTransposed(_key, _keyCache[layer], start, n);
-        StoreTransposed(_value, _valueCache[layer], start, n);
+        RoundRotateAndCache(layer, start, n);
         Attend(layer, start, n);
         SelectTokens(layer, n);
         Observer?.Observe(layer, LinearSlot.AttentionOutput, _attention.AsSpan(0, n * q), n);
@@ -247,16 +249,11 @@ public sealed class InferenceContext
             hidden = _hidden.AsSpan(0, n * d);
         }
         RunLinear(lw.Output, _attention, _projected, n, mixed: true);
-        TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
-        if (!_config.PreNorm) lw.AttentionNorm.Forward(hidden, hidden, n);
+        // pre-LN: x += O(…), then the MLP's input norm(x); post-LN: x = norm(x + O(…))
+        AddResidualAndNormalize(_projected, _config.PreNorm ? lw.MlpNorm : lw.AttentionNorm, _config.PreNorm ? _normed : _hidden, n);
 
         // MLP block: x = x + mlp(norm(x))  (post-LN: x = norm(x + mlp(x)))
-        ReadOnlySpan<float> mlpInput = hidden;
-        if (_config.PreNorm)
-        {
-            lw.MlpNorm.Forward(hidden, _normed, n);
-            mlpInput = _normed.AsSpan(0, n * d);
-        }
+        ReadOnlySpan<float> mlpInput = _config.PreNorm ? _normed.AsSpan(0, n * d) : hidden;
         int f = _config.IntermediateSize;
         Span<float> inner = _inner.AsSpan(0, n * f);
         Observer?.Observe(layer, LinearSlot.MlpInput, mlpInput, n);
@@ -280,42 +277,125 @@ public sealed class InferenceContext
         }
         Observer?.Observe(layer, LinearSlot.MlpDown, inner, n);
         RunLinear(lw.Down, inner, _projected, n, mixed: true);
-        TensorPrimitives.Add(hidden, _projected.AsSpan(0, n * d), hidden);
-        if (!_config.PreNorm) lw.MlpNorm.Forward(hidden, hidden, n);
+        AddResidualAndNormalize(_projected, _config.PreNorm ? null : lw.MlpNorm, _hidden, n);
         return n;
+    }
+
+    /// <summary>
+    /// For each of the <paramref name="n"/> rows of the residual stream x: x ← x + <paramref name="delta"/> (when given),
+    /// then <paramref name="target"/> ← norm(x) (when <paramref name="norm"/> is given; <paramref name="target"/> may be
+    /// the residual stream), a few rows at a time so each row is still in L1 for its norm, row ranges on the model's threads.
+    /// </summary>
+    private void AddResidualAndNormalize(float[]? delta, NormLayer? norm, float[] target, int n)
+    {
+        int d = _config.HiddenSize;
+        const int RowBlock = 8;
+        ForRowRanges(n, (long)n * d, (begin, end) =>
+        {
+            for (int r = begin; r < end; r += RowBlock)
+            {
+                int rows = Math.Min(RowBlock, end - r);
+                Span<float> x = _hidden.AsSpan(r * d, rows * d);
+                if (delta is not null) TensorPrimitives.Add(x, delta.AsSpan(r * d, rows * d), x);
+                norm?.Forward(x, target.AsSpan(r * d, rows * d), rows);
+            }
+        });
     }
 
     /// <summary>
     /// Per row of the chunk, in this order: q, k and v rounded to <see cref="AttentionQuantization.QkvBits"/> (a scale per
     /// row), the rotary embedding at the row's position, k and v rounded to <see cref="AttentionQuantization.KvCacheBits"/>
-    /// (a scale per row and key/value head). Rows are independent, so row ranges run on the model's threads.
+    /// (a scale per row and key/value head); then the rows' keys and values transposed into <paramref name="layer"/>'s cache
+    /// at slots <paramref name="start"/> + i. Blocks of <see cref="AttentionTiles.TransposeBlock"/> rows, each transposed
+    /// right after its rounding while still in L1; rows are independent, so row blocks run on the model's threads.
     /// </summary>
-    private void RoundAndRotate(int n)
+    private void RoundRotateAndCache(int layer, int start, int n)
     {
         AttentionQuantization aq = _model.Options.Attention;
         RotaryEmbedding? rotary = _model.Rotary;
-        if (aq.QkvBits == 0 && aq.KvCacheBits == 0 && rotary is null) return;
-        int q = _config.NumHeads * _config.HeadDim, kv = _config.KvDim, kvHeads = _config.NumKvHeads;
-        ForRowRanges(n, (long)n * (q + 2 * kv), (begin, end) =>
+        bool transform = aq.QkvBits > 0 || aq.KvCacheBits > 0 || rotary is not null;
+        int q = _config.NumHeads * _config.HeadDim, kv = _config.KvDim;
+        if (rotary is not null) PrepareRotations(rotary, n);
+        float[] keys = _keyCache[layer], values = _valueCache[layer];
+        int stride = _slotStride;
+        const int Block = AttentionTiles.TransposeBlock;
+        ForRowRanges((n + Block - 1) / Block, (long)n * (q + 2 * kv), (firstBlock, endBlock) =>
         {
-            for (int i = begin; i < end; i++)
+            Span<float> uncached = stackalloc float[rotary?.RotationLength ?? 0];
+            for (int block = firstBlock; block < endBlock; block++)
             {
-                Span<float> query = _query.AsSpan(i * q, q), key = _key.AsSpan(i * kv, kv), value = _value.AsSpan(i * kv, kv);
-                if (aq.QkvBits > 0)
+                int begin = block * Block, end = Math.Min(n, begin + Block);
+                if (transform)
+                    for (int i = begin; i < end; i++) RoundAndRotateRow(i, aq, rotary, uncached);
+                // keys[c, start + i] (KvDim, _slotStride) ← _key[i, c] (n, KvDim), values likewise
+                unsafe
                 {
-                    ActivationRounding.RoundRows(query, 1, aq.QkvBits);
-                    ActivationRounding.RoundRows(key, 1, aq.QkvBits);
-                    ActivationRounding.RoundRows(value, 1, aq.QkvBits);
-                }
-                rotary?.Apply(query, key, _tokenPosition[i]);
-                if (aq.KvCacheBits > 0)
-                {
-                    // one scale per token and key/value head
-                    ActivationRounding.RoundRows(key, kvHeads, aq.KvCacheBits);
-                    ActivationRounding.RoundRows(value, kvHeads, aq.KvCacheBits);
+                    fixed (float* keyRows = _key, valueRows = _value, keyCache = keys, valueCache = values)
+                    {
+                        AttentionTiles.Transpose(keyRows + (nint)begin * kv, kv, end - begin, 0, kv, keyCache + start + begin, stride);
+                        AttentionTiles.Transpose(valueRows + (nint)begin * kv, kv, end - begin, 0, kv, valueCache + start + begin, stride);
+                    }
                 }
             }
         });
+        // slots after the new ones, up to a whole vector ← 0: attention tiles read whole vectors
+        int end = start + n, padEnd = Math.Min(AttentionTiles.PaddedWidth(end), stride);
+        for (int c = 0; c < kv; c++)
+        {
+            keys.AsSpan(c * stride + end, padEnd - end).Clear();
+            values.AsSpan(c * stride + end, padEnd - end).Clear();
+        }
+    }
+
+    /// <summary>Row <paramref name="i"/>'s steps of <see cref="RoundRotateAndCache"/> before the cache; <paramref name="uncached"/>: room for a rotation.</summary>
+    private void RoundAndRotateRow(int i, AttentionQuantization aq, RotaryEmbedding? rotary, Span<float> uncached)
+    {
+        int q = _config.NumHeads * _config.HeadDim, kv = _config.KvDim;
+        Span<float> query = _query.AsSpan(i * q, q), key = _key.AsSpan(i * kv, kv), value = _value.AsSpan(i * kv, kv);
+        if (aq.QkvBits > 0)
+        {
+            ActivationRounding.RoundRows(query, 1, aq.QkvBits);
+            ActivationRounding.RoundRows(key, 1, aq.QkvBits);
+            ActivationRounding.RoundRows(value, 1, aq.QkvBits);
+        }
+        if (rotary is not null)
+        {
+            int position = _tokenPosition[i], length = rotary.RotationLength;
+            ReadOnlySpan<float> rotation = uncached;
+            if ((uint)position < (uint)_rotationReady.Length) rotation = _rotations.AsSpan(position * length, length);
+            else rotary.FillRotation(position, uncached);
+            rotary.Rotate(query, rotation);
+            rotary.Rotate(key, rotation);
+        }
+        if (aq.KvCacheBits > 0)
+        {
+            // one scale per token and key/value head
+            ActivationRounding.RoundRows(key, _config.NumKvHeads, aq.KvCacheBits);
+            ActivationRounding.RoundRows(value, _config.NumKvHeads, aq.KvCacheBits);
+        }
+    }
+
+    /// <summary>
+    /// Fills the cached rotation of every row's position below the context length (grown to cover the largest, at least
+    /// doubling), so the rows' threads only read the cache; positions past it are rotated from angles computed per row.
+    /// </summary>
+    private void PrepareRotations(RotaryEmbedding rotary, int n)
+    {
+        int length = rotary.RotationLength, limit = _config.MaxSequenceLength;
+        for (int i = 0; i < n; i++)
+        {
+            int position = _tokenPosition[i];
+            if (position >= limit) continue;
+            if (position >= _rotationReady.Length)
+            {
+                int positions = Math.Min(limit, Math.Max(position + 1, 2 * _rotationReady.Length));
+                Array.Resize(ref _rotations, positions * length);
+                Array.Resize(ref _rotationReady, positions);
+            }
+            if (_rotationReady[position]) continue;
+            rotary.FillRotation(position, _rotations.AsSpan(position * length, length));
+            _rotationReady[position] = true;
+        }
     }
 
     /// <summary>Below this many elements a row-wise step runs on the calling thread: the hand-off would cost more than it saves.</summary>
@@ -347,9 +427,22 @@ public sealed class InferenceContext
             int length = Math.Min(Chunk, gate.Length - i);
             Span<float> g = gate.Slice(i, length), s = sigmoid[..length], x = inner.Slice(i, length);
             TensorPrimitives.Sigmoid(g, s);
-            TensorPrimitives.Multiply(g, s, g);
-            TensorPrimitives.Multiply(g, x, x);
+            MultiplyGated(g, s, x);
         }
+    }
+
+    // x[i] ← (g[i] · s[i]) · x[i]: the two products TensorPrimitives.Multiply would round in turn, in one pass
+    private static void MultiplyGated(ReadOnlySpan<float> g, ReadOnlySpan<float> s, Span<float> x)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            ReadOnlySpan<Vector<float>> gv = MemoryMarshal.Cast<float, Vector<float>>(g), sv = MemoryMarshal.Cast<float, Vector<float>>(s);
+            Span<Vector<float>> xv = MemoryMarshal.Cast<float, Vector<float>>(x);
+            for (int v = 0; v < xv.Length; v++) xv[v] = gv[v] * sv[v] * xv[v];
+            i = xv.Length * Vector<float>.Count;
+        }
+        for (; i < x.Length; i++) x[i] = g[i] * s[i] * x[i];
     }
 
     /// <summary>Compacts the residual stream, the attention outputs and the per-row positions to the rows the pruner keeps; returns their count.</summary>
@@ -371,24 +464,6 @@ public sealed class InferenceContext
         return kept.Length;
     }
 
-    // cache[c, s] (KvDim, _slotStride) ← rows[i, c] (n, KvDim) for slots s = start + i; slots after them up to a whole vector ← 0
-    private void StoreTransposed(float[] rows, float[] cache, int start, int n)
-    {
-        int kv = _config.KvDim, end = start + n;
-        int padEnd = Math.Min(AttentionTiles.PaddedWidth(end), _slotStride);
-        const int ChannelBlock = AttentionTiles.TransposeBlock;
-        int stride = _slotStride;
-        ForRowRanges((kv + ChannelBlock - 1) / ChannelBlock, (long)n * kv, (firstBlock, endBlock) =>
-        {
-            unsafe
-            {
-                fixed (float* source = rows, target = cache)
-                    AttentionTiles.Transpose(source, kv, n, firstBlock * ChannelBlock, Math.Min(kv, endBlock * ChannelBlock), target + start, stride);
-            }
-        });
-        for (int c = 0; c < kv; c++) cache.AsSpan(c * _slotStride + end, padEnd - end).Clear();
-    }
-
     // attn[i, h] = Σ_j softmax_j(q[i,h]·k[j,h']/√d + slope_h·pos_j) · v[j, h'], j over unmasked cached tokens up to i
     private void Attend(int layer, int start, int n)
     {
@@ -398,18 +473,46 @@ public sealed class InferenceContext
             ? _model.Options.LowBitTokenRatio > 0
             : schedule.RatioAt(layer) > 0 || schedule.LowBitRatioAt(layer) > 0;
         _collectStartAttention = n > 2 && selects;
-        // heads on the model's threads: always in prefill; in decode once the cached keys and values one token reads
-        // (visible slots × heads · head size, each in its own slot row) are worth the hand-off
+        // (head, row chunk) units on the model's threads: always in prefill; in decode once the cached keys and values one
+        // token reads (visible slots × heads · head size, each in its own slot row) are worth the hand-off
         long decodeElements = (long)(start + n) * heads * _config.HeadDim;
-        if (heads == 1 || _threads == 1 || (n == 1 && decodeElements < ParallelElementThreshold))
-            for (int h = 0; h < heads; h++) AttendHead(layer, start, n, h);
-        else
-            Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = _threads }, h => AttendHead(layer, start, n, h));
+        int threads = Math.Min(_threads, heads * RowChunks(n));
+        if (threads <= 1 || (n == 1 && decodeElements < ParallelElementThreshold))
+        {
+            for (int h = 0; h < heads; h++) AttendRows(layer, start, n, h, 0, n, 0);
+            return;
+        }
+        // each thread claims the next unit until none is left, the heaviest (last, causal) row chunks first, so the threads
+        // finish within about one small unit of each other instead of one whole head
+        int units = heads * RowChunks(n), next = 0;
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, worker =>
+        {
+            for (int unit; (unit = Interlocked.Increment(ref next) - 1) < units;)
+            {
+                int chunk = RowChunks(n) - 1 - unit / heads;
+                AttendRows(layer, start, n, unit % heads, RowChunkStart(n, chunk), RowChunkStart(n, chunk + 1), worker);
+            }
+        });
+    }
+
+    /// <summary>Row chunks per head in <see cref="Attend"/>: 4 once each holds at least 8 query tiles, else 1.</summary>
+    private static int RowChunks(int n) => n >= 4 * 8 * AttentionTiles.TileRows ? 4 : 1;
+
+    /// <summary>First row of chunk <paramref name="chunk"/> (of <see cref="RowChunks"/>): equal shares, whole query tiles, n at the end.</summary>
+    private static int RowChunkStart(int n, int chunk)
+    {
+        int chunks = RowChunks(n);
+        return chunk >= chunks ? n : (int)((long)n * chunk / chunks) / AttentionTiles.TileRows * AttentionTiles.TileRows;
     }
 
     private bool _collectStartAttention;
 
-    private unsafe void AttendHead(int layer, int start, int n, int head)
+    /// <summary>
+    /// Attention of head <paramref name="head"/> for chunk rows [<paramref name="rowBegin"/>, <paramref name="rowEnd"/>) (a
+    /// whole number of query tiles from row 0), using scratch tile <paramref name="worker"/> of <c>_scores</c>. A row's result
+    /// does not depend on the rows computed with it.
+    /// </summary>
+    private unsafe void AttendRows(int layer, int start, int n, int head, int rowBegin, int rowEnd, int worker)
     {
         int hd = _config.HeadDim, q = _config.NumHeads * hd, stride = _slotStride;
         int kvHead = head / (_config.NumHeads / _config.NumKvHeads);
@@ -417,10 +520,10 @@ public sealed class InferenceContext
         bool[] masked = _slotMasked[layer];
         bool anyMasked = _layerMaskedSlots[layer] > 0;
         fixed (float* keys = &_keyCache[layer][kvHead * hd * stride], values = &_valueCache[layer][kvHead * hd * stride])
-        fixed (float* queries = _query, outputs = _attention, tile = &_scores[head * AttentionTiles.TileRows * stride])
-            for (int i0 = 0; i0 < n; i0 += AttentionTiles.TileRows)
+        fixed (float* queries = _query, outputs = _attention, tile = &_scores[worker * AttentionTiles.TileRows * stride])
+            for (int i0 = rowBegin; i0 < rowEnd; i0 += AttentionTiles.TileRows)
             {
-                int rows = Math.Min(AttentionTiles.TileRows, n - i0);
+                int rows = Math.Min(AttentionTiles.TileRows, rowEnd - i0);
                 // causal: row i sees cached tokens 0..start+i; the tile computes up to its last row's, in whole vectors
                 int width = AttentionTiles.PaddedWidth(start + i0 + rows);
                 AttentionTiles.Scores(queries + i0 * q + head * hd, q, rows, keys, stride, hd, scale, tile, stride, width);
@@ -600,7 +703,7 @@ public sealed class InferenceContext
         Grow(ref _projected, n * wide);
         Grow(ref _inner, n * f);
         if (_config.Mlp == MlpKind.SwiGlu) Grow(ref _gate, n * f);
-        Grow(ref _scores, (long)_config.NumHeads * AttentionTiles.TileRows * _slotStride);
+        Grow(ref _scores, (long)Math.Max(1, _threads) * AttentionTiles.TileRows * _slotStride);
         Grow(ref _startAttention, _config.NumHeads * n);
         Grow(ref _tokenScores, n);
         if (_tokenPosition.Length < n)

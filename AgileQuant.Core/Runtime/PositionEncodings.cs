@@ -1,3 +1,7 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
 namespace AgileQuant.Core.Runtime;
 
 /// <summary>Rotary position embeddings: rotates pairs of Q/K elements by <c>pos · θ^(−2i/d)</c>.</summary>
@@ -29,35 +33,102 @@ public sealed class RotaryEmbedding
     /// </summary>
     public void Apply(Span<float> query, Span<float> key, int position)
     {
+        Span<float> rotation = stackalloc float[RotationLength];
+        FillRotation(position, rotation);
+        Rotate(query, rotation);
+        Rotate(key, rotation);
+    }
+
+    /// <summary>Floats of one position's rotation (<see cref="FillRotation"/>): a cosine and a signed sine per head element.</summary>
+    internal int RotationLength => 2 * _headDim;
+
+    /// <summary>
+    /// Writes the rotation of <paramref name="position"/> as C (headDim) then S (headDim), with
+    /// <c>h'[j] = h[j]·C[j] + h[partner(j)]·S[j]</c>: for pair i = (a, b), C = cos θ_i at both and S = −sin θ_i at a,
+    /// +sin θ_i at b, θ_i = position · inv_freq[i].
+    /// </summary>
+    internal void FillRotation(int position, Span<float> rotation)
+    {
         int half = _headDim / 2;
-        Span<float> cos = stackalloc float[half];
-        Span<float> sin = stackalloc float[half];
+        Span<float> cos = rotation[.._headDim], sin = rotation.Slice(_headDim, _headDim);
+        bool adjacent = _pairing == RotaryPairing.Adjacent;
         for (int i = 0; i < half; i++)
         {
             float angle = position * _inverseFrequency[i];
-            cos[i] = MathF.Cos(angle);
-            sin[i] = MathF.Sin(angle);
+            float c = MathF.Cos(angle), s = MathF.Sin(angle);
+            int ia = adjacent ? 2 * i : i;
+            int ib = adjacent ? 2 * i + 1 : i + half;
+            cos[ia] = c;
+            cos[ib] = c;
+            sin[ia] = -s;
+            sin[ib] = s;
         }
-        Rotate(query, cos, sin);
-        Rotate(key, cos, sin);
     }
 
-    // (a, b) -> (a·cos − b·sin, a·sin + b·cos) for each pair of each head
-    private void Rotate(Span<float> vector, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
+    /// <summary>
+    /// Rotates every head of <paramref name="vector"/> (heads·headDim) in place by <paramref name="rotation"/> from
+    /// <see cref="FillRotation"/>: (a, b) → (a·cos − b·sin, a·sin + b·cos) for each pair, bit for bit (a·cos + b·(−sin)
+    /// and b·cos + a·sin round the same two products and add them).
+    /// </summary>
+    internal void Rotate(Span<float> vector, ReadOnlySpan<float> rotation)
     {
-        int half = _headDim / 2;
-        bool adjacent = _pairing == RotaryPairing.Adjacent;
+        if (rotation.Length < RotationLength) throw new ArgumentException($"Expected a rotation of {RotationLength} floats, found {rotation.Length}.", nameof(rotation));
+        ReadOnlySpan<float> cos = rotation[.._headDim], sin = rotation.Slice(_headDim, _headDim);
         for (int head = 0; head + _headDim <= vector.Length; head += _headDim)
         {
             Span<float> h = vector.Slice(head, _headDim);
-            for (int i = 0; i < half; i++)
+            if (_pairing == RotaryPairing.Adjacent) RotateAdjacent(h, cos, sin);
+            else RotateHalves(h, cos, sin);
+        }
+    }
+
+    // h'[j] = h[j]·C[j] + h[j ^ 1]·S[j]   (pairs (2i, 2i+1))
+    private static void RotateAdjacent(Span<float> h, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
+    {
+        int j = 0;
+        if (Avx.IsSupported)
+        {
+            ref float hr = ref MemoryMarshal.GetReference(h);
+            ref float cr = ref MemoryMarshal.GetReference(cos);
+            ref float sr = ref MemoryMarshal.GetReference(sin);
+            for (; j + Vector256<float>.Count <= h.Length; j += Vector256<float>.Count)
             {
-                int ia = adjacent ? 2 * i : i;
-                int ib = adjacent ? 2 * i + 1 : i + half;
-                float a = h[ia], b = h[ib];
-                h[ia] = a * cos[i] - b * sin[i];
-                h[ib] = a * sin[i] + b * cos[i];
+                Vector256<float> x = Vector256.LoadUnsafe(ref hr, (nuint)j);
+                Vector256<float> swapped = Avx.Permute(x, 0b10_11_00_01); // (x1, x0, x3, x2, ...)
+                Vector256<float> rotated = x * Vector256.LoadUnsafe(ref cr, (nuint)j) + swapped * Vector256.LoadUnsafe(ref sr, (nuint)j);
+                rotated.StoreUnsafe(ref hr, (nuint)j);
             }
+        }
+        for (; j < h.Length; j += 2)
+        {
+            float a = h[j], b = h[j + 1];
+            h[j] = a * cos[j] + b * sin[j];
+            h[j + 1] = b * cos[j + 1] + a * sin[j + 1];
+        }
+    }
+
+    // h'[j] = h[j]·C[j] + h[(j + d/2) mod d]·S[j]   (pairs (i, i + d/2))
+    private static void RotateHalves(Span<float> h, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
+    {
+        int half = h.Length / 2, i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            ref float hr = ref MemoryMarshal.GetReference(h);
+            ref float cr = ref MemoryMarshal.GetReference(cos);
+            ref float sr = ref MemoryMarshal.GetReference(sin);
+            for (; i + Vector256<float>.Count <= half; i += Vector256<float>.Count)
+            {
+                nuint ia = (nuint)i, ib = (nuint)(i + half);
+                Vector256<float> a = Vector256.LoadUnsafe(ref hr, ia), b = Vector256.LoadUnsafe(ref hr, ib);
+                (a * Vector256.LoadUnsafe(ref cr, ia) + b * Vector256.LoadUnsafe(ref sr, ia)).StoreUnsafe(ref hr, ia);
+                (b * Vector256.LoadUnsafe(ref cr, ib) + a * Vector256.LoadUnsafe(ref sr, ib)).StoreUnsafe(ref hr, ib);
+            }
+        }
+        for (; i < half; i++)
+        {
+            float a = h[i], b = h[i + half];
+            h[i] = a * cos[i] + b * sin[i];
+            h[i + half] = b * cos[i + half] + a * sin[i + half];
         }
     }
 }
