@@ -146,7 +146,7 @@ public static class EndToEndTable
         md.AppendLine($"Machine: {Environment.ProcessorCount} logical CPUs, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}; load average at the end: {LoadAverage()}.");
         md.AppendLine($"Models: seeded random LLaMA weights at real shapes written as GGUF v3 (F32/F16/Q8_0/Q4_0); both engines load the same files. " +
             $"{s.Threads} threads for every engine; each repetition loads every configuration once, in rotated order; medians of {s.Repeats}. " +
-            $"llama.cpp: LLamaSharp 0.30.0 + LLamaSharp.Backend.Cpu 0.30.0. Prefill: one batch of N tokens into an empty context (last-token logits). " +
+            $"llama.cpp: LLamaSharp 0.30.0 + LLamaSharp.Backend.Cpu 0.30.0. Prefill: one batch of N tokens into an empty context (last-token logits), each engine reusing one context whose KV cache is cleared, after one untimed warm-up prefill of the longest prompt. " +
             $"Decode: {s.DecodeTokens} greedy tokens after a 1-token prompt. Memory: peak resident set of the process that ran the configuration (each configuration and repetition runs in its own process: runtime, weights as held, KV cache, scratch; mapped file pages count once touched).");
         md.AppendLine();
         foreach ((SyntheticModelShape shape, IReadOnlyList<EngineResult> results) in sections)
