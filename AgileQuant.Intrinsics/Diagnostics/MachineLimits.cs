@@ -66,13 +66,8 @@ public static class MachineLimits
     private static double SumBandwidth(float[] data, int threads, int passes)
     {
         int count = data.Length, chunk = count / threads;
-        var results = new double[passes];
-        for (int pass = 0; pass < passes; pass++)
-        {
-            double seconds = SecondsOnThreads(threads, t => TensorPrimitives.Sum(data.AsSpan(t * chunk, t == threads - 1 ? count - t * chunk : chunk)));
-            results[pass] = (double)count * sizeof(float) / seconds / 1e9;
-        }
-        return Median(results);
+        return MedianGigaRate(threads, passes, (double)count * sizeof(float),
+            t => TensorPrimitives.Sum(data.AsSpan(t * chunk, t == threads - 1 ? count - t * chunk : chunk)));
     }
 
     /// <summary>
@@ -86,13 +81,7 @@ public static class MachineLimits
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(passes);
         if (!X86.Avx2.IsSupported) return double.NaN;
         const int iterations = 4_000_000;
-        var results = new double[passes];
-        for (int pass = 0; pass < passes; pass++)
-        {
-            double seconds = SecondsOnThreads(threads, t => Int8Chains(iterations, t + 1));
-            results[pass] = 2.0 * 32 * 8 * iterations * threads / seconds / 1e9;
-        }
-        return Median(results);
+        return MedianGigaRate(threads, passes, 2.0 * 32 * 8 * iterations * threads, t => Int8Chains(iterations, t + 1));
     }
 
     // 8 independent accumulators, each + vpmaddwd(vpmaddubsw(a, b_i), 1) per iteration (a changes every iteration): 8 · 32 multiply-adds.
@@ -130,13 +119,7 @@ public static class MachineLimits
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(passes);
         if (!X86.Fma.IsSupported) return double.NaN;
         const int iterations = 4_000_000;
-        var results = new double[passes];
-        for (int pass = 0; pass < passes; pass++)
-        {
-            double seconds = SecondsOnThreads(threads, t => FmaChains(iterations, t + 1));
-            results[pass] = 2.0 * 8 * 16 * iterations * threads / seconds / 1e9;
-        }
-        return Median(results);
+        return MedianGigaRate(threads, passes, 2.0 * 8 * 16 * iterations * threads, t => FmaChains(iterations, t + 1));
     }
 
     /// <summary>
@@ -157,13 +140,7 @@ public static class MachineLimits
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(passes);
         if (!X86.Avx512BW.IsSupported) return double.NaN;
         const int iterations = 2_000_000;
-        var results = new double[passes];
-        for (int pass = 0; pass < passes; pass++)
-        {
-            double seconds = SecondsOnThreads(threads, t => Int16Chains(iterations, t + 1));
-            results[pass] = 2.0 * 32 * 24 * iterations * threads / seconds / 1e9;
-        }
-        return Median(results);
+        return MedianGigaRate(threads, passes, 2.0 * 32 * 24 * iterations * threads, t => Int16Chains(iterations, t + 1));
     }
 
     // 16 accumulators c_i += a_{i mod 2} · b_{i div 2} (ymm FMA), a changing every iteration: 16 · 8 multiply-adds.
@@ -221,6 +198,15 @@ public static class MachineLimits
         return Vector512.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
     }
 
+    // Median over `passes` runs of work(t) on `threads` threads of unitsPerPass / seconds / 1e9 (GB/s, GOPS, GFLOPS).
+    private static double MedianGigaRate(int threads, int passes, double unitsPerPass, Action<int> work)
+    {
+        var results = new double[passes];
+        for (int pass = 0; pass < passes; pass++) results[pass] = unitsPerPass / SecondsOnThreads(threads, work) / 1e9;
+        Array.Sort(results);
+        return results[passes / 2];
+    }
+
     /// <summary>
     /// Runs <c>work(t)</c> for t &lt; <paramref name="threads"/> on that many dedicated threads released together, and
     /// returns the seconds until the last finishes. (Parallel.For let one thread run several shares when the thread pool
@@ -244,11 +230,5 @@ public static class MachineLimits
         long start = Stopwatch.GetTimestamp();
         foreach (Thread worker in workers) worker.Join();
         return Stopwatch.GetElapsedTime(start).TotalSeconds;
-    }
-
-    private static double Median(double[] values)
-    {
-        Array.Sort(values);
-        return values[values.Length / 2];
     }
 }

@@ -40,7 +40,7 @@ public sealed class Avx512Int8RouteTests
             sbyte[] codes = Enumerable.Range(0, rows * cols).Select(_ => (sbyte)random.Next(-127, 128)).ToArray();
             if (minimumCode) codes[random.Next(codes.Length)] = sbyte.MinValue;
             float[] x = IntegerActivations(random, tokens, cols, maxCode);
-            AssertExact(kernel, new Int8RowMatrix(codes, Enumerable.Repeat(1f, rows).ToArray(), rows, cols), x, tokens,
+            AssertExact(kernel, UnitScaleWeights(codes, rows, cols), x, tokens,
                 $"w8a{bits} x{threads} ({rows}x{cols}, {tokens} tokens{(minimumCode ? ", one -128" : "")})");
         }
     }
@@ -55,10 +55,10 @@ public sealed class Avx512Int8RouteTests
         var random = new Random(5);
         sbyte[] codes = Enumerable.Range(0, rows * cols).Select(_ => (sbyte)(random.Next(2) == 0 ? -127 : 127)).ToArray();
         float[] x = Enumerable.Range(0, tokens * cols).Select(i => (float)(i % 3 == 0 ? 127 : -127)).ToArray();
-        AssertExact(new Avx512Int8Kernel(8, 2), new Int8RowMatrix(codes, Enumerable.Repeat(1f, rows).ToArray(), rows, cols), x, tokens, "±127 codes");
+        AssertExact(new Avx512Int8Kernel(8, 2), UnitScaleWeights(codes, rows, cols), x, tokens, "±127 codes");
         float[] sameSign = Enumerable.Repeat(127f, tokens * cols).ToArray();
         sbyte[] positive = Enumerable.Repeat((sbyte)127, rows * cols).ToArray();
-        AssertExact(new Avx512Int8Kernel(8, 1), new Int8RowMatrix(positive, Enumerable.Repeat(1f, rows).ToArray(), rows, cols), sameSign, tokens, "+127 codes");
+        AssertExact(new Avx512Int8Kernel(8, 1), UnitScaleWeights(positive, rows, cols), sameSign, tokens, "+127 codes");
     }
 
     [Test]
@@ -70,11 +70,13 @@ public sealed class Avx512Int8RouteTests
         const int rows = 96, cols = 260;
         int tokens = Avx512Int8Kernel.VariantMinTokens + 5;
         var random = new Random(11);
-        var w = new Int8RowMatrix(Enumerable.Range(0, rows * cols).Select(_ => (sbyte)random.Next(-127, 128)).ToArray(),
-            Enumerable.Repeat(1f, rows).ToArray(), rows, cols);
+        Int8RowMatrix w = UnitScaleWeights(Enumerable.Range(0, rows * cols).Select(_ => (sbyte)random.Next(-127, 128)).ToArray(), rows, cols);
         var kernel = new Avx512Int8Kernel(8, 2);
         for (int call = 0; call < 3; call++) AssertExact(kernel, w, IntegerActivations(random, tokens, cols, 127), tokens, $"call {call}");
     }
+
+    // Codes (rows, cols) with every row scale 1, so the kernel's output is the integer product itself.
+    private static Int8RowMatrix UnitScaleWeights(sbyte[] codes, int rows, int cols) => new(codes, Enumerable.Repeat(1f, rows).ToArray(), rows, cols);
 
     // Integers in [−maxCode, maxCode], each token holding ±maxCode once so that its quantization scale is exactly 1.
     private static float[] IntegerActivations(Random random, int tokens, int cols, int maxCode)
