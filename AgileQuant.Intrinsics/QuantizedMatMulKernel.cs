@@ -72,6 +72,7 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
     // y (xq.Tokens, Rows) from the quantized activations, the weight rows split over the pool
     private void MultiplyQuantized(TMatrix w, QuantizedActivations xq, Span<float> y)
     {
+        PrepareActivations(w, xq);
         fixed (float* yp = y)
         {
             long macs = (long)xq.Tokens * w.Rows * w.Cols;
@@ -80,6 +81,12 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
             _job.Execute(Pool, new RowArgs(this, w, xq, yp), &RunChunk, chunkCount);
         }
     }
+
+    /// <summary>
+    /// Runs once per call on the calling thread, after the activations are quantized (per-token or static scales) and
+    /// before the row chunks: a kernel derives here what every chunk reads from the activations (default: nothing).
+    /// </summary>
+    private protected virtual void PrepareActivations(TMatrix weights, QuantizedActivations xq) { }
 
     /// <summary>Rows a thread's share is a multiple of (except at the end): the kernel's row-block height.</summary>
     private protected virtual int RowBlock => 1;

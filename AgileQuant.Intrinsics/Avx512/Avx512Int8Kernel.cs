@@ -72,26 +72,39 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
-    // The call stamp of each caller's activation scratch while a MatMul on it runs (0 otherwise), so that the row
-    // chunks of one call split the activations' signs once per worker thread instead of once per chunk.
-    private static readonly ConditionalWeakTable<QuantizedActivations, StrongBox<long>> s_callStamps = [];
+    // Each caller's sign split (SplitSigns) of the activations in its QuantizedActivations scratch, made once per call by
+    // PrepareActivations and read by every row chunk of that call.
+    private static readonly ConditionalWeakTable<QuantizedActivations, SignSplit> s_splits = [];
 
-    private static long s_lastCallStamp;
-
-    private protected override void MatMulCore(Int8RowMatrix w, ReadOnlySpan<float> x, Span<float> y, int tokens)
+    private sealed class SignSplit
     {
-        // The base class quantizes into this thread's scratch, then runs the row chunks on the pool; the static-scale
-        // path does not pass here, leaves the stamp 0 and so always splits afresh.
-        StrongBox<long> stamp = s_callStamps.GetValue(QuantizedActivations.ForCurrentThread(), _ => new StrongBox<long>());
-        Volatile.Write(ref stamp.Value, Interlocked.Increment(ref s_lastCallStamp));
-        try
+        // (slices, tokens, SliceChunks): 4 |codes| per int, and the table offset of their sign pattern per byte
+        public int[] Magnitudes = [];
+        public byte[] Offsets = [];
+    }
+
+    // Whether a call takes the sign-variant route: enough tokens to pay for the tables, no −128 code, a bounded split.
+    private static bool UsesVariants(Int8RowBlocks blocks, int tokens) =>
+        tokens >= VariantMinTokens && !blocks.HasMinimumCode && (long)tokens * (blocks.Chunks + 15) <= MaxSplitEntries;
+
+    // K slices of SliceChunks chunks, in pairs of 64 codes (SplitSigns' step).
+    private static int Slices(int chunks) => 2 * ((chunks + 15) / 16);
+
+    private protected override void PrepareActivations(Int8RowMatrix w, QuantizedActivations xq)
+    {
+        if (w.RowBlocks is not { } blocks || !UsesVariants(blocks, xq.Tokens)) return;
+        int slices = Slices(blocks.Chunks), entries = slices * xq.Tokens * SliceChunks;
+        Debug.Assert(xq.Stride >= slices / 2 * 64, "the activation codes are zero padded to a multiple of 64 columns");
+        SignSplit split = s_splits.GetValue(xq, _ => new SignSplit());
+        if (split.Magnitudes.Length < entries)
         {
-            base.MatMulCore(w, x, y, tokens);
+            split.Magnitudes = GC.AllocateUninitializedArray<int>(entries, pinned: true);
+            split.Offsets = GC.AllocateUninitializedArray<byte>(entries, pinned: true);
         }
-        finally
-        {
-            Volatile.Write(ref stamp.Value, 0);
-        }
+        fixed (sbyte* x = xq.Codes)
+        fixed (int* magnitudes = split.Magnitudes)
+        fixed (byte* offsets = split.Offsets)
+            SplitSigns(x, xq.Stride, xq.Tokens, slices / 2, magnitudes, offsets);
     }
 
     // Four row blocks per sign-variant tile (two per pair tile): a thread's share starts on a multiple of four blocks.
@@ -106,9 +119,11 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
             return;
         }
         Int8RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (AVX2 was not enabled at load).");
-        if (xq.Tokens >= VariantMinTokens && !blocks.HasMinimumCode && (long)xq.Tokens * (blocks.Chunks + 15) <= MaxSplitEntries)
+        if (UsesVariants(blocks, xq.Tokens))
         {
-            MultiplyRowsByVariants(w, blocks, xq, y, rowBegin, rowEnd);
+            // PrepareActivations made the split for this call on the calling thread
+            if (!s_splits.TryGetValue(xq, out SignSplit? split)) throw new InvalidOperationException("No sign split was prepared for these activations.");
+            MultiplyRowsByVariants(w, blocks, xq, split, y, rowBegin, rowEnd);
             return;
         }
         int* acc = stackalloc int[TokenTile * 2 * Int8RowBlocks.BlockRows];
@@ -171,10 +186,6 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
         return pattern;
     }
 
-    [ThreadStatic] private static int[]? t_magnitudes;
-    // The call stamp whose activations t_magnitudes and t_variantOffsets hold (0: unknown).
-    [ThreadStatic] private static long t_splitStamp;
-    [ThreadStatic] private static byte[]? t_variantOffsets;
     [ThreadStatic] private static int[]? t_tileSums;
     [ThreadStatic] private static sbyte[]? t_variantTable;
 
@@ -195,22 +206,18 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
     /// + <c>vpaddd</c> does 64 multiply-adds with no per-token sign fix: s = the sign pattern of the token's 4 activation
     /// codes. Exact: |x| ≤ 127, |w| ≤ 127, so a pair sums to ≤ 32258 in int16; int32 lane i = row i's 4-column sum.
     /// </summary>
-    private static void MultiplyRowsByVariants(Int8RowMatrix w, Int8RowBlocks blocks, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    private static void MultiplyRowsByVariants(Int8RowMatrix w, Int8RowBlocks blocks, QuantizedActivations xq, SignSplit split, float* y, int rowBegin, int rowEnd)
     {
         const int tileRows = VariantBlocks * Int8RowBlocks.BlockRows;
-        int tokens = xq.Tokens, chunks = blocks.Chunks, slices = 2 * ((chunks + 15) / 16);
-        Debug.Assert(xq.Stride >= slices / 2 * 64, "the activation codes are zero padded to a multiple of 64 columns");
-        int[] magnitudeArray = Scratch(ref t_magnitudes, slices * tokens * SliceChunks);
-        byte[] offsetArray = Scratch(ref t_variantOffsets, slices * tokens * SliceChunks);
+        int tokens = xq.Tokens, chunks = blocks.Chunks;
         int[] sumArray = Scratch(ref t_tileSums, tokens * tileRows + 16);
         sbyte[] tableArray = Scratch(ref t_variantTable, SliceChunks * Variants * VariantBytes + 64);
         float* tileScales = stackalloc float[tileRows];
         fixed (sbyte* codes = blocks.Codes)
         fixed (float* scales = blocks.Scales)
-        fixed (sbyte* x = xq.Codes)
         fixed (float* tokenScales = xq.Scales)
-        fixed (int* magnitudes = magnitudeArray)
-        fixed (byte* offsets = offsetArray)
+        fixed (int* magnitudes = split.Magnitudes)
+        fixed (byte* offsets = split.Offsets)
         fixed (int* sumBase = sumArray)
         fixed (sbyte* tableBase = tableArray)
         fixed (int* patterns = s_signPatterns)
@@ -218,12 +225,6 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
             // (tokens, tileRows) int32 sums of one row tile, and the slice table (SliceChunks, Variants, VariantBytes), 64-byte aligned
             int* sums = Align64(sumBase);
             sbyte* table = Align64(tableBase);
-            long stamp = s_callStamps.TryGetValue(xq, out StrongBox<long>? box) ? Volatile.Read(ref box.Value) : 0;
-            if (stamp == 0 || t_splitStamp != stamp)
-            {
-                SplitSigns(x, xq.Stride, tokens, slices / 2, magnitudes, offsets);
-                t_splitStamp = stamp;
-            }
             for (int row = rowBegin; row < rowEnd; row += tileRows)
             {
                 int firstBlock = row / Int8RowBlocks.BlockRows;
