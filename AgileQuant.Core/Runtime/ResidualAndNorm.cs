@@ -1,0 +1,42 @@
+using System.Numerics.Tensors;
+
+namespace AgileQuant.Core.Runtime;
+
+/// <summary>
+/// The residual add and the norm after it, row by row: x ← x + delta (when given), then target ← norm(x) (when given;
+/// the target may be x itself). A few rows at a time, so each row is still in L1 for its norm; row ranges on the kernels'
+/// threads.
+/// </summary>
+internal sealed class ResidualAndNorm(RowRanges rowRanges, int width) : IRowRangeStep
+{
+    private const int RowBlock = 8;
+
+    // the arguments of the call in progress
+    private float[] _residual = [];
+    private float[]? _delta;
+    private NormLayer? _norm;
+    private float[] _target = [];
+
+    /// <summary>
+    /// For each of the <paramref name="n"/> rows of <paramref name="residual"/> (n, width): x ← x + <paramref name="delta"/>
+    /// (n, width) when given, then <paramref name="target"/> (n, width) ← norm(x) when <paramref name="norm"/> is given.
+    /// </summary>
+    public void Run(float[] residual, float[]? delta, NormLayer? norm, float[] target, int n)
+    {
+        (_residual, _delta, _norm, _target) = (residual, delta, norm, target);
+        rowRanges.Run(this, n, (long)n * width);
+        (_residual, _delta, _norm, _target) = ([], null, null, []);
+    }
+
+    void IRowRangeStep.Run(int begin, int end)
+    {
+        int d = width;
+        for (int r = begin; r < end; r += RowBlock)
+        {
+            int rows = Math.Min(RowBlock, end - r);
+            Span<float> x = _residual.AsSpan(r * d, rows * d);
+            if (_delta is not null) TensorPrimitives.Add(x, _delta.AsSpan(r * d, rows * d), x);
+            _norm?.Forward(x, _target.AsSpan(r * d, rows * d), rows);
+        }
+    }
+}
