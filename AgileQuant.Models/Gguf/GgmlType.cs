@@ -2,7 +2,8 @@ namespace AgileQuant.Models.Gguf;
 
 /// <summary>
 /// Element type of a GGUF tensor (<c>enum ggml_type</c> in ggml/include/ggml.h; numbers are the on-disk codes,
-/// gaps are types ggml has removed).
+/// gaps are types ggml has removed). Block geometry, whether this library reads a type and what it becomes at load
+/// are in one table, <see cref="GgmlTypeTraits"/>.
 /// </summary>
 public enum GgmlType : uint
 {
@@ -70,56 +71,4 @@ public enum GgmlType : uint
     TQ2_0 = 35,
     /// <summary>microscaling fp4, blocks of 32.</summary>
     MXFP4 = 39,
-}
-
-/// <summary>Block geometry of each <see cref="GgmlType"/>: elements per block and bytes per block.</summary>
-public static class GgmlTypeLayout
-{
-    private const int QK_K = 256;
-
-    /// <summary>
-    /// Elements per block and bytes per block of <paramref name="type"/> (gguf-py <c>GGML_QUANT_SIZES</c>,
-    /// ggml-org/llama.cpp gguf-py/gguf/constants.py); false for a code this reader does not know.
-    /// A row of n elements takes n / elementsPerBlock * bytesPerBlock bytes.
-    /// </summary>
-    public static bool TryGetBlock(GgmlType type, out int elementsPerBlock, out int bytesPerBlock)
-    {
-        (elementsPerBlock, bytesPerBlock) = type switch
-        {
-            GgmlType.F32 => (1, 4),
-            GgmlType.F16 => (1, 2),
-            GgmlType.Q4_0 => (32, 2 + 16),
-            GgmlType.Q4_1 => (32, 2 + 2 + 16),
-            GgmlType.Q5_0 => (32, 2 + 4 + 16),
-            GgmlType.Q5_1 => (32, 2 + 2 + 4 + 16),
-            GgmlType.Q8_0 => (32, 2 + 32),
-            GgmlType.Q8_1 => (32, 2 + 2 + 32),
-            GgmlType.Q2_K => (QK_K, 2 + 2 + QK_K / 16 + QK_K / 4),
-            GgmlType.Q3_K => (QK_K, 2 + QK_K / 4 + QK_K / 8 + 12),
-            GgmlType.Q4_K => (QK_K, 2 + 2 + QK_K / 2 + 12),
-            GgmlType.Q5_K => (QK_K, 2 + 2 + QK_K / 2 + QK_K / 8 + 12),
-            GgmlType.Q6_K => (QK_K, 2 + QK_K / 2 + QK_K / 4 + QK_K / 16),
-            GgmlType.Q8_K => (QK_K, 4 + QK_K + QK_K / 8),
-            GgmlType.IQ2_XXS => (QK_K, 2 + QK_K / 4),
-            GgmlType.IQ2_XS => (QK_K, 2 + QK_K / 4 + QK_K / 32),
-            GgmlType.IQ3_XXS => (QK_K, 2 + QK_K / 4 + QK_K / 8),
-            GgmlType.IQ1_S => (QK_K, 2 + QK_K / 8 + QK_K / 16),
-            GgmlType.IQ4_NL => (32, 2 + 16),
-            GgmlType.IQ3_S => (QK_K, 2 + QK_K / 4 + QK_K / 8 + QK_K / 32 + 4),
-            GgmlType.IQ2_S => (QK_K, 2 + QK_K / 4 + QK_K / 16),
-            GgmlType.IQ4_XS => (QK_K, 2 + 2 + QK_K / 2 + QK_K / 64),
-            GgmlType.I8 => (1, 1),
-            GgmlType.I16 => (1, 2),
-            GgmlType.I32 => (1, 4),
-            GgmlType.I64 => (1, 8),
-            GgmlType.F64 => (1, 8),
-            GgmlType.IQ1_M => (QK_K, QK_K / 8 + QK_K / 16 + QK_K / 32),
-            GgmlType.BF16 => (1, 2),
-            GgmlType.TQ1_0 => (QK_K, 2 + 4 * 13),
-            GgmlType.TQ2_0 => (QK_K, 2 + 64),
-            GgmlType.MXFP4 => (32, 1 + 16),
-            _ => (0, 0),
-        };
-        return elementsPerBlock > 0;
-    }
 }

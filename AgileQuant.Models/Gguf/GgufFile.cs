@@ -272,7 +272,7 @@ public sealed class GgufFile
             }
             uint typeCode = reader.ReadUInt32($"tensor '{name}' type");
             var type = (GgmlType)typeCode;
-            if (!GgmlTypeLayout.TryGetBlock(type, out int blockElements, out int blockBytes))
+            if (GgmlTypeTraits.Find(type) is not { BlockElements: int blockElements, BlockBytes: int blockBytes })
                 throw new ModelFormatException(reader.Path, name, $"expected a known ggml type, found type code {typeCode}");
             if (shape[0] % blockElements != 0)
                 throw new ModelFormatException(reader.Path, name, $"expected the row length {shape[0]} to be a multiple of the {type} block size {blockElements}");

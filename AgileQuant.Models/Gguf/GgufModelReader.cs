@@ -13,7 +13,7 @@ namespace AgileQuant.Models.Gguf;
 /// <remarks>
 /// llama.cpp's converter permutes Hugging Face's q/k rows back to Meta's interleaved layout, where RoPE rotates
 /// adjacent pairs (x[2i], x[2i+1]); so the config says <see cref="RotaryPairing.Adjacent"/> and no row is permuted.
-/// Tensor types: F32, F16, BF16 (to FP32), Q8_0 and Q4_0 (to packed integer formats, see <see cref="GgufTensorConverter"/>).
+/// Tensor types: those <see cref="GgmlTypeTraits"/> reads, in the format its table gives (see <see cref="GgufTensorConverter"/>).
 /// </remarks>
 public static class GgufModelReader
 {
@@ -113,15 +113,17 @@ public static class GgufModelReader
     }
 
     /// <summary>
-    /// Bytes the weights of <paramref name="gguf"/> take once loaded: packed Q4_0/Q8_0 as stored (plus their FP32 scales),
-    /// F16/BF16 doubled to FP32, quantized token embeddings dequantized. Checked against a budget before any tensor is read.
+    /// Bytes the weights of <paramref name="gguf"/> take once loaded, from each type's <see cref="GgmlTypeTraits.LoadFormat"/>:
+    /// packed formats (Q4_0, Q8_0) as stored plus their FP32 scales (bounded by twice the stored bytes), FP32 ones
+    /// (F16/BF16 and the types dequantized at load) four bytes per weight, token embeddings dequantized.
+    /// Checked against a budget before any tensor is read.
     /// </summary>
     public static Int128 LoadedBytes(GgufFile gguf)
     {
         ArgumentNullException.ThrowIfNull(gguf);
         Int128 total = 0;
         foreach (GgufTensorInfo tensor in gguf.Tensors)
-            total += tensor.Name == "token_embd.weight" || tensor.Type is not (GgmlType.Q4_0 or GgmlType.Q8_0)
+            total += tensor.Name == "token_embd.weight" || GgmlTypeTraits.Find(tensor.Type)?.LoadFormat is not (GgmlLoadFormat.PackedInt4 or GgmlLoadFormat.Int8Rows)
                 ? (Int128)tensor.ElementCount * sizeof(float)
                 : tensor.ByteSize * (Int128)2;
         return total;

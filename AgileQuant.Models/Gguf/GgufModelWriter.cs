@@ -147,13 +147,7 @@ public static class GgufModelWriter
         if (type is GgmlType.Q8_0 or GgmlType.Q4_0 && cols % BlockQ8_0.Elements != 0) type = GgmlType.F16;
         w.AddTensor(name, [cols, rows], type, stream =>
         {
-            int rowBytes = type switch
-            {
-                GgmlType.F32 => cols * 4,
-                GgmlType.F16 => cols * 2,
-                GgmlType.Q8_0 => cols / BlockQ8_0.Elements * BlockQ8_0.Bytes,
-                _ => cols / BlockQ4_0.Elements * BlockQ4_0.Bytes,
-            };
+            int rowBytes = (int)GgmlTypeTraits.Find(type)!.RowBytes(cols);
             var values = new float[cols];    // (cols) FP32 source row
             var bytes = new byte[rowBytes];  // one GGUF row
             for (int r = 0; r < rows; r++)
@@ -175,7 +169,8 @@ public static class GgufModelWriter
             case GgmlType.F32: MemoryMarshal.AsBytes(row).CopyTo(bytes); break;
             case GgmlType.F16: System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(row, MemoryMarshal.Cast<byte, Half>(bytes)); break;
             case GgmlType.Q8_0: GgmlBlockCodec.QuantizeRowQ8_0(row, MemoryMarshal.Cast<byte, BlockQ8_0>(bytes)); break;
-            default: GgmlBlockCodec.QuantizeRowQ4_0(row, MemoryMarshal.Cast<byte, BlockQ4_0>(bytes)); break;
+            case GgmlType.Q4_0: GgmlBlockCodec.QuantizeRowQ4_0(row, MemoryMarshal.Cast<byte, BlockQ4_0>(bytes)); break;
+            default: throw new AgileQuantException($"GGUF export does not encode {type} rows.");
         }
     }
 

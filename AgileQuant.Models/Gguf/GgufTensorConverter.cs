@@ -1,5 +1,5 @@
+using System.Diagnostics;
 using System.Runtime.Intrinsics;
-using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
@@ -7,11 +7,14 @@ using AgileQuant.Intrinsics.Formats;
 namespace AgileQuant.Models.Gguf;
 
 /// <summary>
-/// Turns GGUF tensors into runtime weights: F32/F16/BF16 into FP32, Q4_0 into a symmetric
-/// <see cref="PackedInt4Matrix"/> with groups of 32 (nibbles and scales carried over exactly, no FP32 detour),
-/// Q8_0 into an <see cref="Int8RowMatrix"/> (exact when every block of a row has the same scale, as the files
-/// <see cref="GgufModelWriter"/> writes from 8-bit weights; otherwise each row is re-scaled to one scale in
-/// integer-code space). Shapes are checked against the config, every scale must be finite, and every tensor
+/// Turns GGUF tensors into runtime weights in the <see cref="GgmlLoadFormat"/> that <see cref="GgmlTypeTraits"/> gives
+/// their type: Q4_0 into a symmetric <see cref="PackedInt4Matrix"/> with groups of 32 (nibbles and scales carried over
+/// exactly, no FP32 detour), Q8_0 into an <see cref="Int8RowMatrix"/> (exact when every block of a row has the same
+/// scale, as the files <see cref="GgufModelWriter"/> writes from 8-bit weights; otherwise each row is re-scaled to one
+/// scale in integer-code space), every other readable type into FP32 through its reference dequantizer. For the
+/// k-quants, Q4_1/Q5_x and the i-quants that FP32 copy is an honest intermediate step (the file's values exactly, four
+/// bytes per weight), not yet packed integer formats. A type the table does not read is refused.
+/// Shapes are checked against the config, every block scale must be finite, and every tensor
 /// must be taken exactly once (<see cref="RequireAllTaken"/>). Each tensor's mapped pages are released once it is
 /// converted (<see cref="GgufTensorData.Release"/>), so loading holds at most one tensor's file bytes resident.
 /// </summary>
@@ -56,11 +59,13 @@ internal sealed class GgufTensorConverter
     public IWeightMatrix TakeMatrix(string name, int rows, int cols)
     {
         GgufTensorInfo tensor = Find(name, rows, cols);
-        return tensor.Type switch
+        return Readable(tensor).LoadFormat switch
         {
-            GgmlType.Q4_0 => ToPackedInt4(tensor, rows, cols),
-            GgmlType.Q8_0 => ToInt8Rows(tensor, rows, cols),
-            _ => new Fp32Matrix(ToFloats(tensor, rows, cols), rows, cols),
+            GgmlLoadFormat.PackedInt4 => ToPackedInt4(tensor, rows, cols),
+            GgmlLoadFormat.Int8Rows => ToInt8Rows(tensor, rows, cols),
+            GgmlLoadFormat.Fp32 => new Fp32Matrix(ToFloats(tensor, rows, cols), rows, cols),
+            GgmlLoadFormat format => throw new UnreachableException($"no conversion to {format}"),
+            null => throw new UnreachableException("Readable returned an unreadable type"),
         };
     }
 
@@ -73,50 +78,36 @@ internal sealed class GgufTensorConverter
                     $"unexpected tensor [{string.Join(", ", tensor.Shape)}] {tensor.Type}: the metadata does not account for it (wrong block_count or a different architecture?)");
     }
 
+    // Any readable type → FP32 through the table's reference dequantizer, row by row.
     private float[] ToFloats(GgufTensorInfo tensor, int rows, int cols)
     {
+        GgmlTypeTraits traits = Readable(tensor);
         var values = new float[(long)Math.Max(rows, 1) * cols]; // (rows, cols)
         int rowBytes = RowBytes(tensor, cols);
         for (int r = 0; r < Math.Max(rows, 1); r++)
         {
             ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
-            Span<float> y = values.AsSpan(r * cols, cols);
-            switch (tensor.Type)
-            {
-                case GgmlType.F32: MemoryMarshal.Cast<byte, float>(row).CopyTo(y); break;
-                case GgmlType.F16: TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(row), y); break;
-                case GgmlType.BF16:
-                    ReadOnlySpan<ushort> bf16 = MemoryMarshal.Cast<byte, ushort>(row);
-                    for (int c = 0; c < cols; c++) y[c] = BitConverter.Int32BitsToSingle(bf16[c] << 16);
-                    break;
-                case GgmlType.Q8_0:
-                    RequireFiniteScales(tensor, r, MemoryMarshal.Cast<byte, BlockQ8_0>(row));
-                    GgmlBlockCodec.DequantizeRowQ8_0(MemoryMarshal.Cast<byte, BlockQ8_0>(row), y);
-                    break;
-                default:
-                    RequireFiniteScales(tensor, r, MemoryMarshal.Cast<byte, BlockQ4_0>(row));
-                    GgmlBlockCodec.DequantizeRowQ4_0(MemoryMarshal.Cast<byte, BlockQ4_0>(row), y);
-                    break;
-            }
+            RequireFiniteScales(tensor, traits, r, row);
+            traits.DequantizeRow(row, values.AsSpan(r * cols, cols));
         }
         _data.Release(tensor); // converted: its file pages need not stay resident
         return values;
     }
 
-    /// <summary>Bytes of one row of <paramref name="cols"/> elements, refusing types this reader does not convert.</summary>
-    private int RowBytes(GgufTensorInfo tensor, int cols) => tensor.Type switch
-    {
-        GgmlType.F32 => cols * sizeof(float),
-        GgmlType.F16 or GgmlType.BF16 => cols * 2,
-        GgmlType.Q8_0 => cols / BlockQ8_0.Elements * BlockQ8_0.Bytes,
-        GgmlType.Q4_0 => cols / BlockQ4_0.Elements * BlockQ4_0.Bytes,
-        _ => throw new ModelFormatException(FilePath, tensor.Name, $"expected type F32, F16, BF16, Q8_0 or Q4_0, found {tensor.Type} (not supported)"),
-    };
+    /// <summary>The table row of <paramref name="tensor"/>'s type, refusing a type this library does not read.</summary>
+    private GgmlTypeTraits Readable(GgufTensorInfo tensor) =>
+        GgmlTypeTraits.Find(tensor.Type) is { IsReadable: true } traits ? traits
+            : throw new ModelFormatException(FilePath, tensor.Name, $"expected type {GgmlTypeTraits.ReadableTypeNames}, found {tensor.Type} (not supported)");
+
+    /// <summary>Bytes of one row of <paramref name="cols"/> elements (whole blocks: the header reader checked the row length).</summary>
+    private int RowBytes(GgufTensorInfo tensor, int cols) => (int)Readable(tensor).RowBytes(cols);
 
     // Q4_0 block b of a row → columns [32b, 32b + 32) of a PackedInt4Matrix row: our byte 16b + k holds
     // columns 32b + 2k (low) and 32b + 2k + 1 (high); ggml's byte j holds j (low) and j + 16 (high).
     private PackedInt4Matrix ToPackedInt4(GgufTensorInfo tensor, int rows, int cols)
     {
+        Debug.Assert(tensor.Type == GgmlType.Q4_0, "PackedInt4 is the load format of Q4_0 blocks only");
+        GgmlTypeTraits traits = Readable(tensor);
         const int groupSize = BlockQ4_0.Elements;
         int groups = cols / groupSize, rowBytes = RowBytes(tensor, cols);
         int packedRowBytes = (cols + PackedInt4Matrix.BlockColumns - 1) / PackedInt4Matrix.BlockColumns * (PackedInt4Matrix.BlockColumns / 2);
@@ -126,8 +117,9 @@ internal sealed class GgufTensorConverter
         Span<byte> nibbles = stackalloc byte[groupSize];
         for (int r = 0; r < rows; r++)
         {
-            ReadOnlySpan<BlockQ4_0> blocks = MemoryMarshal.Cast<byte, BlockQ4_0>(_data.Bytes(tensor, (long)r * rowBytes, rowBytes));
-            RequireFiniteScales(tensor, r, blocks);
+            ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
+            RequireFiniteScales(tensor, traits, r, row);
+            ReadOnlySpan<BlockQ4_0> blocks = MemoryMarshal.Cast<byte, BlockQ4_0>(row);
             for (int b = 0; b < groups; b++)
             {
                 ReadOnlySpan<byte> qs = MemoryMarshal.AsBytes(blocks.Slice(b, 1)).Slice(2, groupSize / 2);
@@ -168,13 +160,16 @@ internal sealed class GgufTensorConverter
     // s = max_b |d_b| · max|q_b| / 127 and code = round(d_b · q / s) (integer-code rescale, error ≤ s / 2).
     private Int8RowMatrix ToInt8Rows(GgufTensorInfo tensor, int rows, int cols)
     {
+        Debug.Assert(tensor.Type == GgmlType.Q8_0, "Int8Rows is the load format of Q8_0 blocks only");
+        GgmlTypeTraits traits = Readable(tensor);
         int rowBytes = RowBytes(tensor, cols);
         Span<sbyte> codes = MemoryMarshal.Cast<byte, sbyte>(Staged(ref _stagedBytes, (long)rows * cols)); // (rows, cols), every code written
         Span<float> scales = Staged(ref _stagedScales, rows);                                            // (rows)
         for (int r = 0; r < rows; r++)
         {
-            ReadOnlySpan<BlockQ8_0> blocks = MemoryMarshal.Cast<byte, BlockQ8_0>(_data.Bytes(tensor, (long)r * rowBytes, rowBytes));
-            RequireFiniteScales(tensor, r, blocks);
+            ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
+            RequireFiniteScales(tensor, traits, r, row);
+            ReadOnlySpan<BlockQ8_0> blocks = MemoryMarshal.Cast<byte, BlockQ8_0>(row);
             Span<sbyte> rowCodes = codes.Slice((int)((long)r * cols), cols);
             bool uniform = true;
             float maxMagnitude = 0;
@@ -208,17 +203,10 @@ internal sealed class GgufTensorConverter
         return buffer.AsSpan(0, (int)length);
     }
 
-    private void RequireFiniteScales(GgufTensorInfo tensor, int row, ReadOnlySpan<BlockQ8_0> blocks)
+    private void RequireFiniteScales(GgufTensorInfo tensor, GgmlTypeTraits traits, int row, ReadOnlySpan<byte> bytes)
     {
-        for (int b = 0; b < blocks.Length; b++)
-            if (!Half.IsFinite(blocks[b].Scale))
-                throw new ModelFormatException(FilePath, tensor.Name, $"expected finite block scales, found {blocks[b].Scale} in row {row}, block {b}");
-    }
-
-    private void RequireFiniteScales(GgufTensorInfo tensor, int row, ReadOnlySpan<BlockQ4_0> blocks)
-    {
-        for (int b = 0; b < blocks.Length; b++)
-            if (!Half.IsFinite(blocks[b].Scale))
-                throw new ModelFormatException(FilePath, tensor.Name, $"expected finite block scales, found {blocks[b].Scale} in row {row}, block {b}");
+        int block = traits.FirstNonFiniteScale(bytes, out Half value);
+        if (block >= 0)
+            throw new ModelFormatException(FilePath, tensor.Name, $"expected finite block scales, found {value} in row {row}, block {block}");
     }
 }

@@ -68,7 +68,7 @@ public sealed class GgufWriter
             throw new ArgumentException($"Expected a tensor name of at most {GgufFile.MaxTensorNameBytes} bytes, found '{name}'.", nameof(name));
         if (shape.Count is 0 or > GgufFile.MaxDimensions || shape.Any(d => d <= 0))
             throw new ArgumentException($"Expected 1..{GgufFile.MaxDimensions} positive dimensions, found [{string.Join(", ", shape)}].", nameof(shape));
-        if (!GgmlTypeLayout.TryGetBlock(type, out int blockElements, out int blockBytes) || shape[0] % blockElements != 0)
+        if (GgmlTypeTraits.Find(type) is not { BlockElements: int blockElements, BlockBytes: int blockBytes } || shape[0] % blockElements != 0)
             throw new ArgumentException($"Expected a known type whose block divides the row length {shape[0]}, found {type}.", nameof(type));
         if (!_names.Add(name)) throw new ArgumentException($"Tensor '{name}' was already added.", nameof(name));
         long elements = shape.Aggregate(1L, (a, b) => checked(a * b));

@@ -44,10 +44,11 @@ public class GgufModelCorruptInputTests
     [Test]
     public void UnsupportedTensorType_IsRefused()
     {
-        // Q4_1 blocks (32 weights, 20 bytes) where attn_v should be: a valid GGUF, but not a type we map.
-        string path = GgufModelTests.Rewrite(_good, "q4_1.gguf", tensor: (t, b) =>
-            t.Name == "blk.0.attn_v.weight" ? (GgmlType.Q4_1, new byte[t.ElementCount / 32 * 20]) : (t.Type, b));
-        Assert.That(Refused(path).Message, Does.Contain("blk.0.attn_v.weight").And.Contain("found Q4_1"));
+        // MXFP4 blocks (32 weights, 17 bytes) where attn_v should be: a valid GGUF, but not a type we read.
+        // (Q4_1, which this test used before, is read since the weight-type table gained its dequantizer.)
+        string path = GgufModelTests.Rewrite(_good, "mxfp4.gguf", tensor: (t, b) =>
+            t.Name == "blk.0.attn_v.weight" ? (GgmlType.MXFP4, new byte[t.ElementCount / 32 * 17]) : (t.Type, b));
+        Assert.That(Refused(path).Message, Does.Contain("blk.0.attn_v.weight").And.Contain("found MXFP4"));
     }
 
     [Test]

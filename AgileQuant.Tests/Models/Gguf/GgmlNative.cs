@@ -1,0 +1,90 @@
+using System.Runtime.InteropServices;
+using AgileQuant.Models.Gguf;
+using LLama.Abstractions;
+using LLama.Native;
+
+namespace AgileQuant.Tests.Models.Gguf;
+
+/// <summary>
+/// llama.cpp's own ggml reference code, the independent reference for our GGUF weight types: the type traits
+/// (<c>ggml_blck_size</c>, <c>ggml_type_size</c>, <c>ggml_type_name</c>), the file-making quantizer
+/// (<c>ggml_quantize_chunk</c>) and the dequantizers (<c>dequantize_row_*</c>, <c>ggml_fp16_to_fp32_row</c>,
+/// <c>ggml_bf16_to_fp32_row</c>), all exported by the <c>libggml-base</c> that LLamaSharp.Backend.Cpu ships.
+/// The library is the one beside the <c>libllama</c> LLamaSharp chose for this CPU (runtimes/RID/native/AVX-level/).
+/// </summary>
+internal static unsafe class GgmlNative
+{
+    private static readonly Lazy<nint> s_library = new(LoadGgmlBase);
+
+    /// <summary>Weights per block of <paramref name="type"/> as ggml counts them.</summary>
+    public static long BlockSize(GgmlType type) => ((delegate* unmanaged<int, long>)Export("ggml_blck_size"))((int)type);
+
+    /// <summary>Bytes per block of <paramref name="type"/> as ggml counts them (0 for a code ggml has removed).</summary>
+    public static long TypeSize(GgmlType type) => (long)((delegate* unmanaged<int, nuint>)Export("ggml_type_size"))((int)type);
+
+    /// <summary>ggml's name of <paramref name="type"/> (e.g. <c>q4_K</c>), or null.</summary>
+    public static string? TypeName(GgmlType type) =>
+        Marshal.PtrToStringUTF8(((delegate* unmanaged<int, nint>)Export("ggml_type_name"))((int)type));
+
+    /// <summary>
+    /// <paramref name="rows"/> rows of <paramref name="cols"/> floats quantized by ggml's file-making quantizer (what
+    /// llama-quantize calls, without an importance matrix).
+    /// </summary>
+    public static byte[] Quantize(GgmlType type, ReadOnlySpan<float> values, int rows, int cols)
+    {
+        if (values.Length != rows * cols) throw new ArgumentException($"expected {rows * cols} values, found {values.Length}", nameof(values));
+        var bytes = new byte[GgmlTypeTraits.Find(type)!.RowBytes(cols) * rows];
+        var quantize = (delegate* unmanaged<int, float*, void*, long, long, long, float*, nuint>)Export("ggml_quantize_chunk");
+        nuint written;
+        fixed (float* source = values)
+        fixed (byte* destination = bytes)
+            written = quantize((int)type, source, destination, 0, rows, cols, null);
+        if ((long)written != bytes.Length) throw new InvalidOperationException($"ggml_quantize_chunk wrote {written} bytes, expected {bytes.Length}");
+        return bytes;
+    }
+
+    /// <summary><paramref name="elements"/> values of the <paramref name="type"/> blocks in <paramref name="bytes"/>, by ggml's dequantizer.</summary>
+    public static float[] Dequantize(GgmlType type, ReadOnlySpan<byte> bytes, int elements)
+    {
+        if (bytes.Length != GgmlTypeTraits.Find(type)!.RowBytes(elements)) throw new ArgumentException($"expected the bytes of {elements} {type} elements, found {bytes.Length}", nameof(bytes));
+        var values = new float[elements];
+        if (type == GgmlType.F32)
+        {
+            bytes.CopyTo(MemoryMarshal.AsBytes(values.AsSpan())); // ggml reads F32 as stored
+            return values;
+        }
+        string function = type switch
+        {
+            GgmlType.F16 => "ggml_fp16_to_fp32_row",
+            GgmlType.BF16 => "ggml_bf16_to_fp32_row",
+            _ => "dequantize_row_" + TypeName(type),
+        };
+        var dequantize = (delegate* unmanaged<void*, float*, long, void>)Export(function);
+        fixed (byte* source = bytes)
+        fixed (float* destination = values)
+            dequantize(source, destination, elements);
+        return values;
+    }
+
+    private static nint Export(string name) => NativeLibrary.GetExport(s_library.Value, name);
+
+    private static nint LoadGgmlBase()
+    {
+        LlamaCppSession.ConfigureLogging();
+        NativeApi.llama_empty_call(); // loads libllama (and with it libggml-base) the way LLamaSharp chooses
+        INativeLibrary llama = NativeApi.GetLoadedNativeLibrary(NativeLibraryName.LLama)
+            ?? throw new InvalidOperationException("LLamaSharp reports no loaded llama library");
+        string level = llama.Metadata?.AvxLevel switch
+        {
+            AvxLevel.None => "noavx",
+            AvxLevel.Avx => "avx",
+            AvxLevel.Avx2 => "avx2",
+            AvxLevel.Avx512 => "avx512",
+            var other => throw new InvalidOperationException($"no runtime folder known for LLamaSharp's AVX level {other}"),
+        };
+        string file = OperatingSystem.IsWindows() ? "ggml-base.dll" : OperatingSystem.IsMacOS() ? "libggml-base.dylib" : "libggml-base.so";
+        string path = Path.Combine(AppContext.BaseDirectory, "runtimes", RuntimeInformation.RuntimeIdentifier, "native", level, file);
+        if (!File.Exists(path)) throw new FileNotFoundException($"LLamaSharp's ggml-base library is not at {path}", path);
+        return NativeLibrary.Load(path);
+    }
+}

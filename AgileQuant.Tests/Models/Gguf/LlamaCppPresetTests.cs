@@ -1,0 +1,124 @@
+using AgileQuant.Core.Runtime;
+using AgileQuant.Intrinsics;
+using AgileQuant.Intrinsics.Formats;
+using AgileQuant.Models;
+using AgileQuant.Models.Gguf;
+using LLama.Native;
+
+namespace AgileQuant.Tests.Models.Gguf;
+
+/// <summary>
+/// A random-weight LLaMA quantized by llama.cpp's own quantizer to each preset (<see cref="LlamaCppPresetModels"/>): every
+/// file loads in AgileQuant holding the file's values, and our FP32 logits on those values (weights dequantized) match
+/// llama.cpp's logits on the same file within the error llama.cpp's 8-bit activation rounding explains.
+/// </summary>
+/// <remarks>
+/// The tolerance. We compute in FP32 on the file's exact values; llama.cpp's CPU backend multiplies a quantized weight
+/// matrix by activations it first rounds to 8 bits, per block of 32 (q8_0/q8_1: Q4_0 … Q8_0, IQ4_NL) or of 256 (q8_K: the
+/// k-quants, IQ4_XS), with step Δ = max|x_block| / 127. Rounding errors are uniform in ±Δ/2 and independent, so a matrix
+/// output of random weights moves by a relative RMS of ε = κ / (127·√12), κ = max|x_block| / rms(x), about 2.5 for a
+/// 32-block and 3 for a 256-block of Gaussian activations: ε ≈ 0.7% with κ = 3. A logit passes R = 4·layers + 1 such
+/// roundings (the inputs of q/k/v, attention output, gate/up, down, and the head), whose errors add in quadrature to
+/// √R·ε of rms(logit), and the largest of the ~2000 compared errors is about 3.5 of those. The tolerance is twice that
+/// expectation, 2 · 3.5 · √R · ε · rms(logit), the factor 2 for activations with heavier tails than Gaussian (SwiGLU
+/// products): still far below what a wrong block layout, scale or tensor mapping gives (errors the size of the logits).
+/// The F32 file is the control: llama.cpp's only rounding there is its F16 KV cache (relative ≤ 2⁻¹¹ per K and V
+/// element, R = 2·layers), so the same formula with ε = 2⁻¹¹ bounds it.
+/// </remarks>
+[NonParallelizable]
+public class LlamaCppPresetTests
+{
+    private LlamaCppPresetModels _models = null!;
+
+    [OneTimeSetUp]
+    public void Build() => _models = new LlamaCppPresetModels(seed: 2024);
+
+    [OneTimeTearDown]
+    public void Delete() => _models.Dispose();
+
+    /// <summary>Relative RMS error of one 8-bit activation rounding, ε = κ / (127·√12) with κ = 3 (see the remarks).</summary>
+    private static readonly double ActivationRounding = 3 / (127 * Math.Sqrt(12));
+
+    /// <summary>Largest relative rounding of an F16 KV-cache element.</summary>
+    private const double HalfRounding = 1.0 / 2048;
+
+    [Test]
+    public void F32File_OurLogits_MatchLlamaCpps()
+    {
+        (double error, double rms) = CompareLogits(_models.F32Path);
+        AssertWithin(error, Tolerance(HalfRounding, 2 * _models.Weights.Config.NumLayers, rms), "F32", rms);
+    }
+
+    [TestCaseSource(typeof(LlamaCppPresetModels), nameof(LlamaCppPresetModels.Presets))]
+    public void Preset_Loads_AndOurFp32Logits_MatchLlamaCpps(LLamaFtype preset)
+    {
+        string path = _models.PathOf(preset);
+        TestContext.Out.WriteLine($"{preset}: " + string.Join(", ", GgufFile.Read(path).Tensors.GroupBy(t => t.Type).Select(g => $"{g.Key} ×{g.Count()}")));
+        (double error, double rms) = CompareLogits(path);
+        AssertWithin(error, Tolerance(ActivationRounding, 4 * _models.Weights.Config.NumLayers + 1, rms), preset.ToString(), rms);
+    }
+
+    // 2 (margin) · 3.5 (largest of ~2000 errors) · √roundings · ε · rms(logit): see the remarks.
+    private static double Tolerance(double epsilon, int roundings, double rmsLogit) => 2 * 3.5 * Math.Sqrt(roundings) * epsilon * rmsLogit;
+
+    private static void AssertWithin(double error, double tolerance, string what, double rms)
+    {
+        TestContext.Out.WriteLine($"{what}: max |ours - llama.cpp| = {error:G4}, tolerance {tolerance:G4} ({error / tolerance:P0} of it), rms(logit) {rms:G4}");
+        Assert.That(error, Is.LessThanOrEqualTo(tolerance), what);
+    }
+
+    // Loads `path` in AgileQuant, checks every matrix holds the file's values, runs FP32 on the file's values and
+    // llama.cpp on the file over the same tokens; returns max |difference| over the compared logits and llama.cpp's rms(logit).
+    private static (double MaxError, double RmsLogit) CompareLogits(string path)
+    {
+        GgufFile file = GgufFile.Read(path);
+        TransformerWeights loaded = ModelLoader.Load(path, new ModelLoadOptions { Kernel = TestKernels.Default }).Model.Weights;
+        TransformerWeights fp32;
+        using (GgufTensorData data = GgufTensorData.Open(file))
+        {
+            Fp32Matrix FileValues(string name, IWeightMatrix held)
+            {
+                GgufTensorInfo tensor = file.FindTensor(name)!;
+                float[] values = GgmlNative.Dequantize(tensor.Type, data.Bytes(tensor, 0, (int)tensor.ByteSize), (int)tensor.ElementCount);
+                GgufWeightTypeLoadingTests.AssertHolds(held, values, GgmlTypeTraits.Find(tensor.Type)!.LoadFormat!.Value, $"{Path.GetFileName(path)} {name}");
+                return new Fp32Matrix(values, held.Rows, held.Cols);
+            }
+            var layers = loaded.Layers.Select((l, i) => new LayerWeights
+            {
+                AttentionNorm = l.AttentionNorm, MlpNorm = l.MlpNorm,
+                Query = new(FileValues($"blk.{i}.attn_q.weight", l.Query.Weight)), Key = new(FileValues($"blk.{i}.attn_k.weight", l.Key.Weight)),
+                Value = new(FileValues($"blk.{i}.attn_v.weight", l.Value.Weight)), Output = new(FileValues($"blk.{i}.attn_output.weight", l.Output.Weight)),
+                Gate = new(FileValues($"blk.{i}.ffn_gate.weight", l.Gate!.Weight)), Up = new(FileValues($"blk.{i}.ffn_up.weight", l.Up.Weight)),
+                Down = new(FileValues($"blk.{i}.ffn_down.weight", l.Down.Weight)),
+            }).ToArray();
+            GgufTensorInfo embedding = file.FindTensor("token_embd.weight")!;
+            Assert.That(loaded.TokenEmbedding, Is.EqualTo(GgmlNative.Dequantize(embedding.Type, data.Bytes(embedding, 0, (int)embedding.ByteSize), (int)embedding.ElementCount)), "token_embd.weight");
+            fp32 = new TransformerWeights
+            {
+                Config = loaded.Config, TokenEmbedding = loaded.TokenEmbedding, Layers = layers, FinalNorm = loaded.FinalNorm,
+                LmHead = new(FileValues("output.weight", loaded.LmHead.Weight)),
+            };
+        }
+
+        // One prompt of 5 tokens (llama.cpp's batched path), then 3 single tokens (its decode path).
+        var random = new Random(99);
+        int[] tokens = [1, .. Enumerable.Range(0, 7).Select(_ => random.Next(3, fp32.Config.VocabSize))];
+        const int promptLength = 5;
+        int vocab = fp32.Config.VocabSize;
+        float[] ours = new TransformerModel(fp32, TestKernels.Default).CreateContext()
+            .Forward(tokens, allLogits: true); // (tokens, vocab)
+        using var llama = new LlamaCppSession(path, contextSize: 64, threads: 2);
+        Assert.That(llama.VocabSize, Is.EqualTo(vocab));
+        var theirs = new List<(int Position, float[] Logits)> { (promptLength - 1, llama.Forward(tokens[..promptLength])) };
+        for (int p = promptLength; p < tokens.Length; p++) theirs.Add((p, llama.Forward([tokens[p]])));
+
+        double error = 0, squares = 0;
+        foreach ((int position, float[] logits) in theirs)
+            for (int i = 0; i < vocab; i++)
+            {
+                error = Math.Max(error, Math.Abs(ours[position * vocab + i] - logits[i]));
+                squares += (double)logits[i] * logits[i];
+            }
+        return (error, Math.Sqrt(squares / (theirs.Count * vocab)));
+    }
+}
