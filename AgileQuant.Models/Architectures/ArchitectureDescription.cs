@@ -108,7 +108,7 @@ public abstract class ArchitectureDescription
     public abstract TransformerConfig ReadHfConfig(HfConfig config);
 
     /// <summary>
-    /// Completes <paramref name="common"/>, which <see cref="GgufModelReader.ReadConfig"/> read from the keys every
+    /// Completes <paramref name="common"/>, which <see cref="GgufModelReader.ReadConfig(GgufFile)"/> read from the keys every
     /// family shares (sizes, epsilon, RoPE base, token ids), with this family's own GGUF keys; by default nothing to add.
     /// </summary>
     /// <exception cref="ModelFormatException">A key of the family is malformed or asks for something not supported.</exception>

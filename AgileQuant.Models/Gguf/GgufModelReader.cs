@@ -24,8 +24,13 @@ public static class GgufModelReader
     public static TransformerConfig ReadConfig(GgufFile gguf)
     {
         ArgumentNullException.ThrowIfNull(gguf);
-        ArchitectureDescription family = ArchitectureRegistry.ForGguf(gguf);
-        string a = family.GgufKeyPrefix!;
+        return ReadConfig(gguf, ArchitectureRegistry.ForGguf(gguf));
+    }
+
+    /// <summary>Reads the configuration of a <paramref name="family"/> model from <paramref name="gguf"/>'s metadata.</summary>
+    internal static TransformerConfig ReadConfig(GgufFile gguf, ArchitectureDescription family)
+    {
+        string a = family.GgufKeyPrefix ?? throw new ArgumentException($"The '{family.Family}' family has no GGUF form.", nameof(family));
         if (gguf.TryGetValue(a + "rope.scaling.type", out _) && gguf.GetString(a + "rope.scaling.type") is not "none" and string scaling)
             throw new ModelFormatException(gguf.FilePath, null, $"expected no RoPE scaling, found {a}rope.scaling.type '{scaling}' (not supported)");
         if (gguf.TryGetValue(a + "expert_count", out _) && gguf.GetInteger(a + "expert_count") > 0)
@@ -73,7 +78,12 @@ public static class GgufModelReader
     {
         ArgumentNullException.ThrowIfNull(gguf);
         ArgumentNullException.ThrowIfNull(config);
-        ArchitectureDescription family = ArchitectureRegistry.ForGguf(gguf);
+        return ReadWeights(gguf, config, ArchitectureRegistry.ForGguf(gguf));
+    }
+
+    /// <summary>Reads the weights of a <paramref name="family"/> model of <paramref name="config"/> from <paramref name="gguf"/>.</summary>
+    internal static TransformerWeights ReadWeights(GgufFile gguf, TransformerConfig config, ArchitectureDescription family)
+    {
         using GgufTensorData data = GgufTensorData.Open(gguf);
         return DecoderWeightsReader.Read(family, config, family.GgufNames!, "", new TensorSource(gguf, new GgufTensorConverter(data)));
     }

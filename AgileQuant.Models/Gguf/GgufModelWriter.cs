@@ -7,7 +7,7 @@ using AgileQuant.Models.Architectures;
 
 namespace AgileQuant.Models.Gguf;
 
-/// <summary>Options for <see cref="GgufModelWriter.Write"/>.</summary>
+/// <summary>Options for <see cref="GgufModelWriter.Write(string, TransformerWeights, GgufVocabulary, GgufWriteOptions?)"/>.</summary>
 public sealed record GgufWriteOptions
 {
     /// <summary>
@@ -51,10 +51,17 @@ public static class GgufModelWriter
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(vocabulary);
+        if (!ArchitectureRegistry.TryForFamily(weights.Config.Family, out ArchitectureDescription? family)) throw NoGgufForm(weights.Config.Family);
+        Write(path, weights, family, vocabulary, options);
+    }
+
+    /// <summary>Writes <paramref name="weights"/> as a model of <paramref name="family"/>.</summary>
+    internal static void Write(string path, TransformerWeights weights, ArchitectureDescription family, GgufVocabulary vocabulary, GgufWriteOptions? options)
+    {
         options ??= new GgufWriteOptions();
         TransformerConfig c = weights.Config;
         weights.Validate();
-        ArchitectureDescription family = RequireGgufForm(weights);
+        RequireGgufForm(family, weights);
         if (vocabulary.Tokens.Count != c.VocabSize || vocabulary.Scores.Count != c.VocabSize || vocabulary.TokenTypes.Count != c.VocabSize)
             throw new AgileQuantException($"GGUF export needs one token per embedding row: expected {c.VocabSize} tokens, scores and types, found {vocabulary.Tokens.Count}, {vocabulary.Scores.Count} and {vocabulary.TokenTypes.Count}.");
         GgmlType type = options.WeightType, embeddingType = options.EmbeddingType ?? type, outputType = options.OutputType ?? type;
@@ -63,7 +70,7 @@ public static class GgufModelWriter
                 throw new AgileQuantException($"GGUF export writes F32, F16, Q8_0 or Q4_0 weights, found {t}.");
 
         var w = new GgufWriter();
-        AddModelMetadata(w, c, vocabulary, type, options.Name);
+        AddModelMetadata(w, family, c, vocabulary, type, options.Name);
         TensorNameMap names = family.GgufNames!;
         string Global(ModelTensor tensor) => names.Global(tensor)!;
         var embedding = new Fp32Matrix(weights.TokenEmbedding, c.VocabSize, c.HiddenSize);
@@ -99,9 +106,11 @@ public static class GgufModelWriter
     }
 
     /// <summary>The <c>general.*</c>, <c>{arch}.*</c> and <c>tokenizer.ggml.*</c> keys of a model of <paramref name="c"/> whose matrices are <paramref name="type"/>.</summary>
-    internal static void AddModelMetadata(GgufWriter w, TransformerConfig c, GgufVocabulary vocabulary, GgmlType type, string name)
+    internal static void AddModelMetadata(GgufWriter w, TransformerConfig c, GgufVocabulary vocabulary, GgmlType type, string name) =>
+        AddModelMetadata(w, ArchitectureRegistry.ForFamily(c.Family), c, vocabulary, type, name);
+
+    private static void AddModelMetadata(GgufWriter w, ArchitectureDescription family, TransformerConfig c, GgufVocabulary vocabulary, GgmlType type, string name)
     {
-        ArchitectureDescription family = ArchitectureRegistry.ForFamily(c.Family);
         string a = family.GgufKeyPrefix ?? throw NoGgufForm(c.Family);
         bool rotary = c.Positions == PositionKind.Rotary;
         w.AddString("general.architecture", family.GgufArchitecture!);
@@ -183,11 +192,11 @@ public static class GgufModelWriter
     private static AgileQuantException NoGgufForm(string family) =>
         new($"GGUF export writes the families llama.cpp runs ({string.Join(", ", ArchitectureRegistry.All.Where(a => a.GgufArchitecture is not null).Select(a => a.Family))}), found a '{family}' model.");
 
-    // The family of the weights, after checking that they have the shape its GGUF files have (what the reader rebuilds).
-    private static ArchitectureDescription RequireGgufForm(TransformerWeights weights)
+    // Checks that the weights have the shape the family's GGUF files have (what the reader rebuilds).
+    private static void RequireGgufForm(ArchitectureDescription family, TransformerWeights weights)
     {
         TransformerConfig c = weights.Config;
-        if (!ArchitectureRegistry.TryForFamily(c.Family, out ArchitectureDescription? family) || family.GgufNames is null) throw NoGgufForm(c.Family);
+        if (family.GgufNames is null) throw NoGgufForm(c.Family);
         string? problem =
             c.Norm != family.Norm ? $"{family.Norm} norms, found {c.Norm}"
             : c.Positions != family.Positions ? $"{family.Positions} positions, found {c.Positions}"
@@ -200,7 +209,6 @@ public static class GgufModelWriter
             : c.Norm == NormKind.RmsNorm && NormBiases(weights) ? "RMS norms without biases, found a norm bias"
             : BiasProblem(family, weights);
         if (problem is not null) throw new AgileQuantException($"GGUF export of a '{c.Family}' model needs {problem}.");
-        return family;
     }
 
     private static bool NormBiases(TransformerWeights weights) =>
