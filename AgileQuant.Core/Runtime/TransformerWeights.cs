@@ -165,7 +165,11 @@ public sealed class TransformerWeights
                 CheckLinear($"layer {i} {role.Describe()}", linear, rows, cols);
             }
             foreach (LayerTensor role in LayerTensors.Norms)
-                CheckLength($"layer {i} {role.Describe()}", l.Norm(role)!.Weight.Length, role.NormWidth(c));
+            {
+                if (!role.IsRequiredBy(c)) continue;
+                NormLayer norm = l.Norm(role) ?? throw new AgileQuantException($"Layer {i}: the configuration needs a {role.Describe()}, found none.");
+                CheckLength($"layer {i} {role.Describe()}", norm.Weight.Length, role.NormWidth(c));
+            }
         }
         CheckLinear("LM head", LmHead, c.VocabSize, c.EmbeddingWidth);
         if (c.EmbeddingWidth != c.HiddenSize && (ProjectIn is null || ProjectOut is null))

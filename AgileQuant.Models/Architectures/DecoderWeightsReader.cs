@@ -50,8 +50,8 @@ internal static class DecoderWeightsReader
             (tensor == ModelTensor.LmHead ? "" : basePrefix) + (names.Global(tensor) ?? throw NotNamed(family, tensor.ToString()));
         string StoredName(int layer, LayerTensor role) =>
             basePrefix + (names.Layer(layer, role) ?? (names.FusedWith(role) is { } fused ? names.InLayer(layer, fused.Name) : throw NotNamed(family, role.ToString())));
-        NormLayer Norm(string name) =>
-            new(c.Norm, source.Vector(name + Weight, d), c.Norm == NormKind.LayerNorm ? source.Vector(name + Bias, d) : null, c.NormEpsilon);
+        NormLayer Norm(string name, int width) =>
+            new(c.Norm, source.Vector(name + Weight, width), c.Norm == NormKind.LayerNorm ? source.Vector(name + Bias, width) : null, c.NormEpsilon);
 
         // Optional biases are all there or all absent, as the first one in layer 0 says.
         LayerTensor[] optional = LayerTensors.Linears.Where(r => r.IsRequiredBy(c) && family.Bias(r) == BiasRule.Optional).ToArray();
@@ -68,7 +68,7 @@ internal static class DecoderWeightsReader
         for (int i = 0; i < layers.Length; i++)
         {
             split.Clear();
-            layers[i] = LayerWeights.FromParts(role => Norm(StoredName(i, role)), role =>
+            layers[i] = LayerWeights.FromParts(role => role.IsRequiredBy(c) ? Norm(StoredName(i, role), role.NormWidth(c)) : null, role =>
             {
                 if (!role.IsRequiredBy(c)) return null;
                 if (names.FusedWith(role) is not { } fused)
@@ -87,10 +87,10 @@ internal static class DecoderWeightsReader
         float[]? positions = c.Positions == PositionKind.Learned
             ? source.Table(Global(ModelTensor.PositionEmbedding) + Weight, c.MaxSequenceLength + c.LearnedPositionOffset, d)
             : null;
-        NormLayer? embeddingNorm = c.EmbeddingNorm ? Norm(Global(ModelTensor.EmbeddingNorm)) : null;
+        NormLayer? embeddingNorm = c.EmbeddingNorm ? Norm(Global(ModelTensor.EmbeddingNorm), d) : null;
         bool projected = e != d;
         LinearLayer? projectIn = projected ? new LinearLayer(source.Matrix(Global(ModelTensor.ProjectIn) + Weight, d, e)) : null;
-        NormLayer? finalNorm = c.FinalNorm ? Norm(Global(ModelTensor.FinalNorm)) : null;
+        NormLayer? finalNorm = c.FinalNorm ? Norm(Global(ModelTensor.FinalNorm), d) : null;
         LinearLayer? projectOut = projected ? new LinearLayer(source.Matrix(Global(ModelTensor.ProjectOut) + Weight, e, d)) : null;
         string headName = Global(ModelTensor.LmHead) + Weight;
         IWeightMatrix head;

@@ -85,7 +85,7 @@ public static class GgufModelWriter
             {
                 if (role.IsNorm())
                 {
-                    AddNorm(w, names.Layer(i, role)!, l.Norm(role)!);
+                    if (l.Norm(role) is { } norm) AddNorm(w, names.Layer(i, role)!, norm);
                     continue;
                 }
                 if (l.Linear(role) is not { } linear) continue;
@@ -213,7 +213,7 @@ public static class GgufModelWriter
 
     private static bool NormBiases(TransformerWeights weights) =>
         weights.EmbeddingNorm?.Bias is not null || weights.FinalNorm?.Bias is not null
-        || weights.Layers.Any(l => LayerTensors.Norms.Any(role => l.Norm(role)!.Bias is not null));
+        || weights.Layers.Any(l => LayerTensors.Norms.Any(role => l.Norm(role)?.Bias is not null));
 
     // A bias the family does not have, or optional biases on some linears and not others.
     private static string? BiasProblem(ArchitectureDescription family, TransformerWeights weights)

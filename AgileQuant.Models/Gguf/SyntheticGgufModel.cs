@@ -73,9 +73,9 @@ public static class SyntheticGgufModel
         }
         Matrix(names.Global(ModelTensor.TokenEmbedding)!, c.VocabSize, d);
         for (int i = 0; i < c.NumLayers; i++)
-            foreach (LayerTensor role in LayerTensors.All)
+            foreach (LayerTensor role in LayerTensors.All.Where(r => r.IsRequiredBy(c)))
             {
-                if (role.IsNorm()) GgufModelWriter.AddVector(w, names.Layer(i, role) + ".weight", ones);
+                if (role.IsNorm()) GgufModelWriter.AddVector(w, names.Layer(i, role) + ".weight", role.NormWidth(c) == d ? ones : Enumerable.Repeat(1f, role.NormWidth(c)).ToArray());
                 else Matrix(names.Layer(i, role)!, role.Shape(c).Rows, role.Shape(c).Cols);
             }
         GgufModelWriter.AddVector(w, names.Global(ModelTensor.FinalNorm) + ".weight", ones);

@@ -130,7 +130,7 @@ public static class QuantizedCheckpointReader
                 (int rows, int cols) = role.Shape(c);
                 linearsOfLayer[role] = Linear(names.Layer(i, role)!, rows, cols, required: role.IsRequiredBy(c));
             }
-            layers[i] = LayerWeights.FromParts(role => reader.Norm(names.Layer(i, role)!, c, required: true), role => linearsOfLayer[role]);
+            layers[i] = LayerWeights.FromParts(role => reader.Norm(names.Layer(i, role)!, role.NormWidth(c), c, required: role.IsRequiredBy(c)), role => linearsOfLayer[role]);
         }
         bool projected = c.EmbeddingWidth != c.HiddenSize;
         var weights = new TransformerWeights
@@ -138,10 +138,10 @@ public static class QuantizedCheckpointReader
             Config = c,
             TokenEmbedding = embedding,
             PositionEmbedding = positions,
-            EmbeddingNorm = reader.Norm(Global(ModelTensor.EmbeddingNorm), c, required: c.EmbeddingNorm),
+            EmbeddingNorm = reader.Norm(Global(ModelTensor.EmbeddingNorm), c.HiddenSize, c, required: c.EmbeddingNorm),
             ProjectIn = Linear(Global(ModelTensor.ProjectIn), c.HiddenSize, c.EmbeddingWidth, required: projected),
             Layers = layers,
-            FinalNorm = reader.Norm(Global(ModelTensor.FinalNorm), c, required: c.FinalNorm),
+            FinalNorm = reader.Norm(Global(ModelTensor.FinalNorm), c.HiddenSize, c, required: c.FinalNorm),
             ProjectOut = Linear(Global(ModelTensor.ProjectOut), c.EmbeddingWidth, c.HiddenSize, required: projected),
             LmHead = Linear(Global(ModelTensor.LmHead), c.VocabSize, c.EmbeddingWidth, required: true, tiedTo: embedding)!,
         };
@@ -187,12 +187,12 @@ public static class QuantizedCheckpointReader
 
         public float[] Float32(string name, params long[] shape) => MemoryMarshal.Cast<byte, float>(Bytes(name, SafeTensorsDType.F32, shape)).ToArray();
 
-        public NormLayer? Norm(string name, TransformerConfig c, bool required)
+        public NormLayer? Norm(string name, int width, TransformerConfig c, bool required)
         {
             string weightName = name + ".weight";
             if (!required && !file.Contains(weightName)) return null;
-            float[] weight = Float32(weightName, c.HiddenSize);
-            float[]? bias = file.Contains(name + ".bias") ? Float32(name + ".bias", c.HiddenSize) : null;
+            float[] weight = Float32(weightName, width);
+            float[]? bias = file.Contains(name + ".bias") ? Float32(name + ".bias", width) : null;
             return new NormLayer(c.Norm, weight, bias, c.NormEpsilon);
         }
 
