@@ -98,8 +98,15 @@ public static class LayerTensors
     public static string Describe(this LayerTensor role) => role switch
     {
         LayerTensor.AttentionNorm => "attention norm",
+        LayerTensor.Query => "query",
+        LayerTensor.Key => "key",
+        LayerTensor.Value => "value",
+        LayerTensor.Output => "output",
         LayerTensor.MlpNorm => "MLP norm",
-        _ => role.ToString().ToLowerInvariant(),
+        LayerTensor.Gate => "gate",
+        LayerTensor.Up => "up",
+        LayerTensor.Down => "down",
+        _ => throw new ArgumentOutOfRangeException(nameof(role), role, "Unknown layer tensor."),
     };
 
     private static ArgumentOutOfRangeException NotALinear(LayerTensor role) => new(nameof(role), role, "Expected a linear role.");
