@@ -270,15 +270,15 @@ public static class ModelLoader
     private static LoadedModel LoadHuggingFace(string dir, ModelLoadOptions options, IMatMulKernel kernel, IProgress<ModelLoadProgress>? progress, CancellationToken cancel)
     {
         HfConfig config = HfConfig.Load(Path.Combine(dir, "config.json"));
-        IHfArchitecture architecture = HfArchitectures.For(config);
-        TransformerConfig runtimeConfig = architecture.ReadConfig(config);
+        ArchitectureDescription family = ArchitectureRegistry.ForHfConfig(config);
+        TransformerConfig runtimeConfig = family.ReadHfConfig(config);
         try { runtimeConfig.Validate(); }
         catch (AgileQuantException e) { throw new ModelFormatException(config.FilePath, null, e.Message, e); }
         WeightMemoryBudget.Enforce(config.FilePath, runtimeConfig, options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
         string weightsPath = options.WeightsFile is null ? dir : ResolveWeightsFile(dir, options.WeightsFile);
         TransformerWeights weights;
         using (SafeTensorsCheckpoint checkpoint = SafeTensorsCheckpoint.Open(weightsPath, memoryMap: options.UseMemoryMap))
-            weights = architecture.ReadWeights(runtimeConfig, new HfTensorReader(checkpoint, progress, cancel));
+            weights = HfTensorReader.ReadWeights(family, runtimeConfig, checkpoint, progress, cancel);
         if (options.CheckFiniteWeights) RequireFiniteWeights(weightsPath, weights, progress);
         var model = new TransformerModel(weights, kernel);
         Tokenizer? tokenizer = null;

@@ -44,7 +44,7 @@ public sealed class EncoderModel
         Scoring = scoring;
         ScoringSeed = scoringSeed;
         for (int l = 0; l < weights.Layers.Count; l++)
-            foreach (LinearLayer linear in Linears(weights.Layers[l]))
+            foreach ((_, LinearLayer linear) in weights.Layers[l].Linears)
             {
                 IMatMulKernel? k = KernelForBits(linear.ActivationBits);
                 if (k is null || !k.Supports(linear.Weight))
@@ -78,6 +78,4 @@ public sealed class EncoderModel
     public EncoderContext CreateContext() => new(this);
 
     internal IMatMulKernel? KernelForBits(int bits) => bits == 4 ? Options.FourBitActivationKernel : Kernel;
-
-    internal static IEnumerable<LinearLayer> Linears(LayerWeights l) => [l.Query, l.Key, l.Value, l.Output, l.Up, l.Down];
 }

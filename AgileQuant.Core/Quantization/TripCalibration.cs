@@ -140,20 +140,27 @@ public static class TripCalibration
         {
             LayerWeights w = fp32.Weights.Layers[l];
             LayerChannelFactors f = factors[l];
-            float[] qkvIn = InputFactors(c, f, LinearSlot.QueryKeyValue), outIn = InputFactors(c, f, LinearSlot.AttentionOutput);
-            float[] mlpIn = InputFactors(c, f, LinearSlot.MlpInput), downIn = InputFactors(c, f, LinearSlot.MlpDown);
-            layers[l] = new LayerWeights
-            {
-                AttentionNorm = DivideNorm(w.AttentionNorm, f.QueryKeyValue),
-                Query = MultiplyColumns(w.Query, qkvIn),
-                Key = MultiplyColumns(w.Key, qkvIn),
-                Value = DivideRows(MultiplyColumns(w.Value, qkvIn), f.AttentionOutput),
-                Output = MultiplyColumns(w.Output, outIn),
-                MlpNorm = DivideNorm(w.MlpNorm, f.MlpInput),
-                Gate = w.Gate is null ? null : MultiplyColumns(w.Gate, mlpIn),
-                Up = DivideRows(MultiplyColumns(w.Up, mlpIn), f.MlpDown),
-                Down = MultiplyColumns(w.Down, downIn),
-            };
+            float[][] inputFactors = new float[ChannelRangeObserver.SlotCount][]; // by LinearSlot
+            for (int s = 0; s < inputFactors.Length; s++) inputFactors[s] = InputFactors(c, f, (LinearSlot)s);
+            // A norm's output is the next linears' input, so their factors divide it; V's and up's output rows carry the
+            // factors of the input they feed (o_proj's, down_proj's).
+            layers[l] = w.Map(
+                (role, norm) => DivideNorm(norm, role switch
+                {
+                    LayerTensor.AttentionNorm => f.QueryKeyValue,
+                    LayerTensor.MlpNorm => f.MlpInput,
+                    _ => throw new AgileQuantException($"TRIP cannot fold factors into the {role.Describe()}."),
+                }),
+                (role, linear) =>
+                {
+                    LinearLayer scaled = MultiplyColumns(linear, inputFactors[(int)role.InputSlot()]);
+                    return role switch
+                    {
+                        LayerTensor.Value => DivideRows(scaled, f.AttentionOutput),
+                        LayerTensor.Up => DivideRows(scaled, f.MlpDown),
+                        _ => scaled,
+                    };
+                });
         }
         TransformerWeights weights = ModelQuantizer.With(fp32.Weights, layers);
         return new TransformerModel(weights, fp32.Kernel, fp32.Options);

@@ -56,7 +56,10 @@ public enum MlpKind
 /// </summary>
 public sealed record TransformerConfig
 {
-    /// <summary>Family name for display (<c>llama</c>, <c>opt</c>, <c>bloom</c>).</summary>
+    /// <summary>
+    /// The family (<c>llama</c>, <c>opt</c>, <c>bloom</c>): the name of its architecture description, which the file
+    /// readers and writers of AgileQuant.Models look up (an unknown family is refused there).
+    /// </summary>
     public required string Family { get; init; }
 
     /// <summary>Vocabulary size (rows of the embedding table and of the LM head).</summary>

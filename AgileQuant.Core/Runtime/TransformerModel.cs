@@ -47,9 +47,8 @@ public sealed class TransformerModel
         int layerIndex = 0;
         foreach (LayerWeights l in weights.Layers)
         {
-            foreach (LinearLayer? linear in new[] { l.Query, l.Key, l.Value, l.Output, l.Gate, l.Up, l.Down })
+            foreach ((_, LinearLayer linear) in l.Linears)
             {
-                if (linear is null) continue;
                 foreach (int bits in new[] { linear.ActivationBits, linear.LowBitActivationBits })
                 {
                     if (bits == 0) continue;

@@ -3,10 +3,11 @@ using AgileQuant.Core;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
+using AgileQuant.Models.Architectures;
 
 namespace AgileQuant.Models.Gguf;
 
-/// <summary>Options for <see cref="GgufModelWriter.Write"/>.</summary>
+/// <summary>Options for <see cref="GgufModelWriter.Write(string, TransformerWeights, GgufVocabulary, GgufWriteOptions?)"/>.</summary>
 public sealed record GgufWriteOptions
 {
     /// <summary>
@@ -26,28 +27,41 @@ public sealed record GgufWriteOptions
 }
 
 /// <summary>
-/// Writes a LLaMA-family model as a GGUF v3 file llama.cpp loads: <c>llama.*</c> hyper-parameters, a
-/// <c>tokenizer.ggml.*</c> SentencePiece vocabulary, and the tensors under llama.cpp's names.
+/// Writes a model of any family with a GGUF form (<see cref="ArchitectureDescription.GgufArchitecture"/>) as a GGUF v3 file
+/// llama.cpp loads: the family's <c>{arch}.*</c> hyper-parameters, a <c>tokenizer.ggml.*</c> SentencePiece vocabulary,
+/// and the tensors under the family's GGUF names.
 /// </summary>
 /// <remarks>
-/// Q/K rows of a <see cref="RotaryPairing.RotateHalf"/> model (Hugging Face) are permuted to the interleaved layout
-/// GGUF uses (llama.cpp convert_hf_to_gguf.py <c>LlamaModel.permute</c>): GGUF row <c>h·hd + 2i + j</c> = source row
-/// <c>h·hd + j·hd/2 + i</c>. Exact mappings: <see cref="PackedInt4Matrix"/> symmetric (any group size) → Q4_0 and
-/// <see cref="Int8RowMatrix"/> → Q8_0 keep every code, only scales round to fp16; every other source/target pair
-/// dequantizes a row and quantizes it with ggml's reference quantizer (<see cref="GgmlBlockCodec"/>).
+/// Q/K rows (and biases) whose <see cref="RotaryPairing"/> differs from the family's GGUF layout are permuted to it
+/// (llama.cpp convert_hf_to_gguf.py <c>LlamaModel.permute</c>: for LLaMA, Hugging Face's rotate-half row
+/// <c>h·hd + j·hd/2 + i</c> becomes GGUF row <c>h·hd + 2i + j</c>); linears the family stores fused are joined.
+/// Exact mappings: <see cref="PackedInt4Matrix"/> symmetric (any group size) → Q4_0 and <see cref="Int8RowMatrix"/> → Q8_0
+/// keep every code, only scales round to fp16; every other source/target pair dequantizes a row and quantizes it with
+/// ggml's reference quantizer (<see cref="GgmlBlockCodec"/>).
 /// </remarks>
 public static class GgufModelWriter
 {
+    private const string Weight = ".weight", Bias = ".bias";
+
     /// <summary>Writes <paramref name="weights"/> with <paramref name="vocabulary"/> to <paramref name="path"/>.</summary>
-    /// <exception cref="AgileQuantException">The model is not LLaMA-shaped (RMSNorm, rotary, SwiGLU, pre-norm, no biases) or the vocabulary size differs.</exception>
+    /// <exception cref="AgileQuantException">The model's family has no GGUF form, the model is not shaped as its family's GGUF files
+    /// are (norm, positions, MLP, pre-norm, biases), or the vocabulary size differs.</exception>
     public static void Write(string path, TransformerWeights weights, GgufVocabulary vocabulary, GgufWriteOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(vocabulary);
+        if (!ArchitectureRegistry.TryForFamily(weights.Config.Family, out ArchitectureDescription? family)) throw NoGgufForm(weights.Config.Family);
+        Write(path, weights, family, vocabulary, options);
+    }
+
+    /// <summary>Writes <paramref name="weights"/> as a model of <paramref name="family"/>.</summary>
+    internal static void Write(string path, TransformerWeights weights, ArchitectureDescription family, GgufVocabulary vocabulary, GgufWriteOptions? options)
+    {
         options ??= new GgufWriteOptions();
         TransformerConfig c = weights.Config;
-        RequireLlamaShaped(weights);
+        weights.Validate();
+        RequireGgufForm(family, weights);
         if (vocabulary.Tokens.Count != c.VocabSize || vocabulary.Scores.Count != c.VocabSize || vocabulary.TokenTypes.Count != c.VocabSize)
             throw new AgileQuantException($"GGUF export needs one token per embedding row: expected {c.VocabSize} tokens, scores and types, found {vocabulary.Tokens.Count}, {vocabulary.Scores.Count} and {vocabulary.TokenTypes.Count}.");
         GgmlType type = options.WeightType, embeddingType = options.EmbeddingType ?? type, outputType = options.OutputType ?? type;
@@ -56,35 +70,50 @@ public static class GgufModelWriter
                 throw new AgileQuantException($"GGUF export writes F32, F16, Q8_0 or Q4_0 weights, found {t}.");
 
         var w = new GgufWriter();
-        AddModelMetadata(w, c, vocabulary, type, options.Name);
+        AddModelMetadata(w, family, c, vocabulary, type, options.Name);
+        TensorNameMap names = family.GgufNames!;
+        string Global(ModelTensor tensor) => names.Global(tensor)!;
         var embedding = new Fp32Matrix(weights.TokenEmbedding, c.VocabSize, c.HiddenSize);
-        AddMatrix(w, "token_embd.weight", embedding, embeddingType, null);
-        bool permute = c.RotaryPairing == RotaryPairing.RotateHalf;
+        AddMatrix(w, Global(ModelTensor.TokenEmbedding) + Weight, embedding, embeddingType, null);
+        if (weights.PositionEmbedding is { } positions)
+            AddMatrix(w, Global(ModelTensor.PositionEmbedding) + Weight, new Fp32Matrix(positions, positions.Length / c.HiddenSize, c.HiddenSize), GgmlType.F32, null);
+        if (weights.EmbeddingNorm is { } embeddingNorm) AddNorm(w, Global(ModelTensor.EmbeddingNorm), embeddingNorm);
         for (int i = 0; i < c.NumLayers; i++)
         {
             LayerWeights l = weights.Layers[i];
-            string p = $"blk.{i}.";
-            AddVector(w, p + "attn_norm.weight", l.AttentionNorm.Weight);
-            AddMatrix(w, p + "attn_q.weight", l.Query.Weight, type, permute ? InterleavedRope(c.NumHeads, c.HeadDim) : null);
-            AddMatrix(w, p + "attn_k.weight", l.Key.Weight, type, permute ? InterleavedRope(c.NumKvHeads, c.HeadDim) : null);
-            AddMatrix(w, p + "attn_v.weight", l.Value.Weight, type, null);
-            AddMatrix(w, p + "attn_output.weight", l.Output.Weight, type, null);
-            AddVector(w, p + "ffn_norm.weight", l.MlpNorm.Weight);
-            AddMatrix(w, p + "ffn_gate.weight", l.Gate!.Weight, type, null);
-            AddMatrix(w, p + "ffn_up.weight", l.Up.Weight, type, null);
-            AddMatrix(w, p + "ffn_down.weight", l.Down.Weight, type, null);
+            foreach (LayerTensor role in LayerTensors.All)
+            {
+                if (role.IsNorm())
+                {
+                    if (l.Norm(role) is { } norm) AddNorm(w, names.Layer(i, role)!, norm);
+                    continue;
+                }
+                if (l.Linear(role) is not { } linear) continue;
+                if (names.FusedWith(role) is { } fused)
+                {
+                    if (role == fused.Parts[0]) AddFused(w, names.InLayer(i, fused.Name), fused, l, c, family.GgufRotaryPairing, type);
+                    continue;
+                }
+                Func<int, int>? sourceRow = PairingPermutation(role, c, family.GgufRotaryPairing);
+                AddMatrix(w, names.Layer(i, role)! + Weight, linear.Weight, type, sourceRow);
+                if (linear.Bias is { } bias) AddVector(w, names.Layer(i, role)! + Bias, Permuted(bias, sourceRow));
+            }
         }
-        AddVector(w, "output_norm.weight", weights.FinalNorm!.Weight);
+        AddNorm(w, Global(ModelTensor.FinalNorm), weights.FinalNorm!);
         bool tied = weights.LmHead.Weight is Fp32Matrix head && ReferenceEquals(head.Data, weights.TokenEmbedding);
-        if (!tied) AddMatrix(w, "output.weight", weights.LmHead.Weight, outputType, null);
+        if (!tied) AddMatrix(w, Global(ModelTensor.LmHead) + Weight, weights.LmHead.Weight, outputType, null);
         w.Write(path);
     }
 
-    /// <summary>The <c>general.*</c>, <c>llama.*</c> and <c>tokenizer.ggml.*</c> keys of a model of <paramref name="c"/> whose matrices are <paramref name="type"/>.</summary>
-    internal static void AddModelMetadata(GgufWriter w, TransformerConfig c, GgufVocabulary vocabulary, GgmlType type, string name)
+    /// <summary>The <c>general.*</c>, <c>{arch}.*</c> and <c>tokenizer.ggml.*</c> keys of a model of <paramref name="c"/> whose matrices are <paramref name="type"/>.</summary>
+    internal static void AddModelMetadata(GgufWriter w, TransformerConfig c, GgufVocabulary vocabulary, GgmlType type, string name) =>
+        AddModelMetadata(w, ArchitectureRegistry.ForFamily(c.Family), c, vocabulary, type, name);
+
+    private static void AddModelMetadata(GgufWriter w, ArchitectureDescription family, TransformerConfig c, GgufVocabulary vocabulary, GgmlType type, string name)
     {
-        const string a = GgufModelReader.Architecture + ".";
-        w.AddString("general.architecture", GgufModelReader.Architecture);
+        string a = family.GgufKeyPrefix ?? throw NoGgufForm(c.Family);
+        bool rotary = c.Positions == PositionKind.Rotary;
+        w.AddString("general.architecture", family.GgufArchitecture!);
         w.AddString("general.name", name);
         w.AddUInt32("general.file_type", type switch { GgmlType.F32 => 0u, GgmlType.F16 => 1u, GgmlType.Q4_0 => 2u, _ => 7u });
         w.AddUInt32("general.quantization_version", 2);
@@ -93,11 +122,12 @@ public static class GgufModelWriter
         w.AddUInt32(a + "embedding_length", (uint)c.HiddenSize);
         w.AddUInt32(a + "block_count", (uint)c.NumLayers);
         w.AddUInt32(a + "feed_forward_length", (uint)c.IntermediateSize);
-        w.AddUInt32(a + "rope.dimension_count", (uint)c.HeadDim);
+        if (rotary) w.AddUInt32(a + "rope.dimension_count", (uint)c.HeadDim);
         w.AddUInt32(a + "attention.head_count", (uint)c.NumHeads);
         w.AddUInt32(a + "attention.head_count_kv", (uint)c.NumKvHeads);
-        w.AddFloat32(a + "attention.layer_norm_rms_epsilon", c.NormEpsilon);
-        w.AddFloat32(a + "rope.freq_base", c.RotaryTheta);
+        w.AddFloat32(a + GgufModelReader.NormEpsilonKey(c.Norm), c.NormEpsilon);
+        if (rotary) w.AddFloat32(a + "rope.freq_base", c.RotaryTheta);
+        family.WriteGgufConfig(w, c);
         w.AddString("tokenizer.ggml.model", "llama");
         w.AddArray("tokenizer.ggml.tokens", vocabulary.Tokens);
         w.AddArray("tokenizer.ggml.scores", vocabulary.Scores);
@@ -110,31 +140,114 @@ public static class GgufModelWriter
 
     }
 
-    /// <summary>Source row of GGUF row r for q/k of a rotate-half model: r = h·hd + 2i + j ← h·hd + j·hd/2 + i.</summary>
-    private static Func<int, int> InterleavedRope(int heads, int headDim) => r =>
+    /// <summary>
+    /// Source row of GGUF row r of Q or K when the model's <see cref="RotaryPairing"/> differs from <paramref name="target"/>, else null.
+    /// Within a head of hd rows, rotate-half row j·hd/2 + i pairs with adjacent row 2i + j (i &lt; hd/2, j ∈ {0, 1}).
+    /// </summary>
+    private static Func<int, int>? PairingPermutation(LayerTensor role, TransformerConfig c, RotaryPairing target)
     {
-        int h = r / headDim, within = r % headDim;
-        return h * headDim + (within & 1) * (headDim / 2) + within / 2;
-    };
+        if (role is not (LayerTensor.Query or LayerTensor.Key) || c.Positions != PositionKind.Rotary || c.RotaryPairing == target) return null;
+        int hd = c.HeadDim, half = hd / 2;
+        return target == RotaryPairing.Adjacent
+            ? r => r / hd * hd + (r % hd & 1) * half + r % hd / 2
+            : r => r / hd * hd + r % hd % half * 2 + r % hd / half;
+    }
 
-    private static void RequireLlamaShaped(TransformerWeights weights)
+    private static float[] Permuted(float[] values, Func<int, int>? sourceRow) =>
+        sourceRow is null ? values : Enumerable.Range(0, values.Length).Select(r => values[sourceRow(r)]).ToArray();
+
+    // The fused tensor `name` of layer l: its parts' rows (each permuted as it would be alone) in the fused layout.
+    private static void AddFused(GgufWriter w, string name, FusedTensor fused, LayerWeights l, TransformerConfig c, RotaryPairing target, GgmlType type)
+    {
+        LinearLayer[] parts = fused.Parts.Select(p => l.Linear(p)!).ToArray();
+        Func<int, int>?[] permutations = fused.Parts.Select(p => PairingPermutation(p, c, target)).ToArray();
+        int[] partRows = parts.Select(p => p.OutFeatures).ToArray();
+        int rows = partRows.Sum(), cols = parts[0].InFeatures;
+        (LinearLayer Part, int Row) Source(int r)
+        {
+            (int part, int row) = fused.Locate(r, partRows, c.HeadDim);
+            return (parts[part], permutations[part]?.Invoke(row) ?? row);
+        }
+        AddMatrix(w, name + Weight, rows, cols, type, r =>
+        {
+            (LinearLayer part, int row) = Source(r);
+            return (part.Weight, row);
+        });
+        if (parts[0].Bias is null) return;
+        var bias = new float[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            (LinearLayer part, int row) = Source(r);
+            bias[r] = part.Bias![row];
+        }
+        AddVector(w, name + Bias, bias);
+    }
+
+    private static void AddNorm(GgufWriter w, string name, NormLayer norm)
+    {
+        AddVector(w, name + Weight, norm.Weight);
+        if (norm.Bias is not null) AddVector(w, name + Bias, norm.Bias);
+    }
+
+    private static AgileQuantException NoGgufForm(string family) =>
+        new($"GGUF export writes the families llama.cpp runs ({string.Join(", ", ArchitectureRegistry.All.Where(a => a.GgufArchitecture is not null).Select(a => a.Family))}), found a '{family}' model.");
+
+    // Checks that the weights have the shape the family's GGUF files have (what the reader rebuilds).
+    private static void RequireGgufForm(ArchitectureDescription family, TransformerWeights weights)
     {
         TransformerConfig c = weights.Config;
-        bool biases = weights.Layers.Any(l => new[] { l.Query, l.Key, l.Value, l.Output, l.Gate, l.Up, l.Down }.Any(x => x?.Bias is not null));
-        if (c.Norm != NormKind.RmsNorm || c.Positions != PositionKind.Rotary || c.Mlp != MlpKind.SwiGlu || !c.PreNorm || !c.FinalNorm
-            || c.EmbeddingNorm || c.EmbeddingWidth != c.HiddenSize || weights.ProjectIn is not null || weights.ProjectOut is not null || biases
-            || weights.Layers.Any(l => l.Gate is null || l.AttentionNorm.Bias is not null || l.MlpNorm.Bias is not null))
-            throw new AgileQuantException($"GGUF export supports LLaMA-shaped models (RMSNorm, rotary positions, SwiGLU, pre-norm, no biases), found a '{c.Family}' model.");
+        if (family.GgufNames is null) throw NoGgufForm(c.Family);
+        string? problem =
+            c.Norm != family.Norm ? $"{family.Norm} norms, found {c.Norm}"
+            : c.Positions != family.Positions ? $"{family.Positions} positions, found {c.Positions}"
+            : c.Mlp != family.Mlp ? $"a {family.Mlp} MLP, found {c.Mlp}"
+            : !c.PreNorm || !c.FinalNorm ? "pre-norm blocks and a final norm, found a post-norm model or one without a final norm"
+            : c.EmbeddingNorm != family.EmbeddingNorm ? (family.EmbeddingNorm ? "an embedding norm, found none" : "no embedding norm, found one")
+            : c.EmbeddingWidth != c.HiddenSize || weights.ProjectIn is not null || weights.ProjectOut is not null ? "no embedding projections, found project_in/project_out"
+            : family.Head == HeadTying.Tied && !(weights.LmHead.Weight is Fp32Matrix head && ReferenceEquals(head.Data, weights.TokenEmbedding))
+                ? "its head tied to the token embedding, found a separate one"
+            : c.Norm == NormKind.RmsNorm && NormBiases(weights) ? "RMS norms without biases, found a norm bias"
+            : BiasProblem(family, weights);
+        if (problem is not null) throw new AgileQuantException($"GGUF export of a '{c.Family}' model needs {problem}.");
+    }
+
+    private static bool NormBiases(TransformerWeights weights) =>
+        weights.EmbeddingNorm?.Bias is not null || weights.FinalNorm?.Bias is not null
+        || weights.Layers.Any(l => LayerTensors.Norms.Any(role => l.Norm(role)?.Bias is not null));
+
+    // A bias the family does not have, or optional biases on some linears and not others.
+    private static string? BiasProblem(ArchitectureDescription family, TransformerWeights weights)
+    {
+        bool? optional = null;
+        foreach (LayerWeights l in weights.Layers)
+            foreach ((LayerTensor role, LinearLayer linear) in l.Linears)
+            {
+                bool has = linear.Bias is not null;
+                switch (family.Bias(role))
+                {
+                    case BiasRule.None when has: return $"no bias on the {role.Describe()} projection, found one";
+                    case BiasRule.Always when !has: return $"a bias on every {role.Describe()} projection, found none";
+                    case BiasRule.Optional when (optional ??= has) != has: return "biases on all of its optional-bias projections or on none, found some";
+                }
+            }
+        return null;
     }
 
     internal static void AddVector(GgufWriter w, string name, float[] values) =>
         w.AddTensor(name, [values.Length], GgmlType.F32, stream => stream.Write(MemoryMarshal.AsBytes(values.AsSpan())));
 
     private static void AddMatrix(GgufWriter w, string name, IWeightMatrix matrix, GgmlType type, Func<int, int>? sourceRow) =>
-        AddMatrix(w, name, matrix.Rows, matrix.Cols, type,
-            (r, row) => DequantizeRow(matrix, sourceRow?.Invoke(r) ?? r, row),
-            (r, t, bytes) => t == GgmlType.Q8_0 && TryCopyInt8Row(matrix, sourceRow?.Invoke(r) ?? r, bytes)
-                || t == GgmlType.Q4_0 && TryCopyInt4Row(matrix, sourceRow?.Invoke(r) ?? r, bytes));
+        AddMatrix(w, name, matrix.Rows, matrix.Cols, type, r => (matrix, sourceRow?.Invoke(r) ?? r));
+
+    // GGUF row r is row `Row` of `Matrix` (a permuted row, or a part of a fused tensor).
+    private static void AddMatrix(GgufWriter w, string name, int rows, int cols, GgmlType type, Func<int, (IWeightMatrix Matrix, int Row)> source) =>
+        AddMatrix(w, name, rows, cols, type,
+            (r, row) => { (IWeightMatrix m, int sr) = source(r); DequantizeRow(m, sr, row); },
+            (r, t, bytes) =>
+            {
+                (IWeightMatrix m, int sr) = source(r);
+                return t == GgmlType.Q8_0 && TryCopyInt8Row(m, sr, bytes) || t == GgmlType.Q4_0 && TryCopyInt4Row(m, sr, bytes);
+            });
 
     /// <summary>
     /// Adds a (rows, cols) matrix whose row r <paramref name="row"/> produces in FP32, encoded as <paramref name="type"/>

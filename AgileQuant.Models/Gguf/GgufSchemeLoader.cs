@@ -31,12 +31,7 @@ public static class GgufSchemeLoader
     /// <summary>The same weights with every decoder linear's activations quantized to <paramref name="bits"/>.</summary>
     private static TransformerWeights WithActivationBits(TransformerWeights w, int bits)
     {
-        LinearLayer Bits(LinearLayer l) => new(l.Weight, l.Bias) { ActivationBits = bits };
-        LayerWeights[] layers = w.Layers.Select(l => new LayerWeights
-        {
-            AttentionNorm = l.AttentionNorm, Query = Bits(l.Query), Key = Bits(l.Key), Value = Bits(l.Value), Output = Bits(l.Output),
-            MlpNorm = l.MlpNorm, Gate = l.Gate is null ? null : Bits(l.Gate), Up = Bits(l.Up), Down = Bits(l.Down),
-        }).ToArray();
+        LayerWeights[] layers = w.Layers.Select(l => l.MapLinears((_, linear) => new LinearLayer(linear.Weight, linear.Bias) { ActivationBits = bits })).ToArray();
         return new TransformerWeights { Config = w.Config, TokenEmbedding = w.TokenEmbedding, Layers = layers, FinalNorm = w.FinalNorm, LmHead = w.LmHead };
     }
 }

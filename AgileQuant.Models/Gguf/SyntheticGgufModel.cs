@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using AgileQuant.Core;
 using AgileQuant.Core.Runtime;
+using AgileQuant.Models.Architectures;
 
 namespace AgileQuant.Models.Gguf;
 
@@ -61,30 +62,24 @@ public static class SyntheticGgufModel
         TransformerConfig c = shape.Config;
         var w = new GgufWriter();
         GgufModelWriter.AddModelMetadata(w, c, GgufVocabulary.Placeholder(c.VocabSize), type, "synthetic-" + shape.Name);
-        int d = c.HiddenSize, f = c.IntermediateSize, kv = c.KvDim, tensorIndex = 0;
+        TensorNameMap names = ArchitectureRegistry.ForFamily(c.Family).GgufNames!;
+        int d = c.HiddenSize, tensorIndex = 0;
         float[] ones = Enumerable.Repeat(1f, d).ToArray();
         void Matrix(string name, int rows, int cols)
         {
             ulong key = seed * 0x9E3779B97F4A7C15UL ^ (ulong)++tensorIndex << 40;
             float amplitude = 1f / MathF.Sqrt(cols);
-            GgufModelWriter.AddMatrix(w, name, rows, cols, type, (r, row) => Fill(key ^ (ulong)r, amplitude, row));
+            GgufModelWriter.AddMatrix(w, name + ".weight", rows, cols, type, (r, row) => Fill(key ^ (ulong)r, amplitude, row));
         }
-        Matrix("token_embd.weight", c.VocabSize, d);
+        Matrix(names.Global(ModelTensor.TokenEmbedding)!, c.VocabSize, d);
         for (int i = 0; i < c.NumLayers; i++)
-        {
-            string p = $"blk.{i}.";
-            GgufModelWriter.AddVector(w, p + "attn_norm.weight", ones);
-            Matrix(p + "attn_q.weight", d, d);
-            Matrix(p + "attn_k.weight", kv, d);
-            Matrix(p + "attn_v.weight", kv, d);
-            Matrix(p + "attn_output.weight", d, d);
-            GgufModelWriter.AddVector(w, p + "ffn_norm.weight", ones);
-            Matrix(p + "ffn_gate.weight", f, d);
-            Matrix(p + "ffn_up.weight", f, d);
-            Matrix(p + "ffn_down.weight", d, f);
-        }
-        GgufModelWriter.AddVector(w, "output_norm.weight", ones);
-        Matrix("output.weight", c.VocabSize, d);
+            foreach (LayerTensor role in LayerTensors.All.Where(r => r.IsRequiredBy(c)))
+            {
+                if (role.IsNorm()) GgufModelWriter.AddVector(w, names.Layer(i, role) + ".weight", role.NormWidth(c) == d ? ones : Enumerable.Repeat(1f, role.NormWidth(c)).ToArray());
+                else Matrix(names.Layer(i, role)!, role.Shape(c).Rows, role.Shape(c).Cols);
+            }
+        GgufModelWriter.AddVector(w, names.Global(ModelTensor.FinalNorm) + ".weight", ones);
+        Matrix(names.Global(ModelTensor.LmHead)!, c.VocabSize, d);
         w.Write(path);
     }
 

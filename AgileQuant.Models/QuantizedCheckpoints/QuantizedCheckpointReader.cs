@@ -5,6 +5,7 @@ using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
+using AgileQuant.Models.Architectures;
 using AgileQuant.Models.SafeTensors;
 using static AgileQuant.Models.QuantizedCheckpoints.QuantizedCheckpointLayout;
 
@@ -85,6 +86,11 @@ public static class QuantizedCheckpointReader
         TransformerConfig c = ParseJson<TransformerConfig>(file, TransformerConfigKey);
         try { c.Validate(); }
         catch (AgileQuantException e) { throw new ModelFormatException(file.FilePath, null, $"{TransformerConfigKey}: {e.Message}", e); }
+        if (!ArchitectureRegistry.TryForFamily(c.Family, out ArchitectureDescription? family))
+            throw new ModelFormatException(file.FilePath, null,
+                $"expected the Family in {TransformerConfigKey} to be one of {string.Join(", ", ArchitectureRegistry.All.Select(a => a.Family))}, found '{c.Family}'");
+        TensorNameMap names = family.CheckpointNames;
+        string Global(ModelTensor tensor) => names.Global(tensor)!;
         // Every layer stores at least its two norm weights: a config claiming more layers is refused before allocating them.
         if (c.NumLayers > file.Tensors.Count / 2)
             throw new ModelFormatException(file.FilePath, null, $"expected at most {file.Tensors.Count / 2} layers for the {file.Tensors.Count} tensors in the file, found NumLayers = {c.NumLayers} in {TransformerConfigKey}");
@@ -106,31 +112,25 @@ public static class QuantizedCheckpointReader
             used.Add(name);
             if (!scheme.QuantizesWeights && entry.Format != Fp32Format)
                 throw new ModelFormatException(file.FilePath, name, $"expected f32 weights under the scheme {scheme.Name}, found {entry.Format}");
-            return reader.Linear(name, entry, entry.ActivationBits ?? DefaultActivationBits(scheme), rows, cols, tiedTo);
+            return reader.Linear(name, entry, entry.ActivationBits ?? DefaultActivationBits(scheme), rows, cols, tiedTo, Global(ModelTensor.LmHead));
         }
 
-        float[] embedding = reader.Float32(TokenEmbedding, c.VocabSize, c.EmbeddingWidth);
+        string embeddingName = Global(ModelTensor.TokenEmbedding), positionName = Global(ModelTensor.PositionEmbedding);
+        float[] embedding = reader.Float32(embeddingName, c.VocabSize, c.EmbeddingWidth);
         float[]? positions = null;
-        if (c.Positions == PositionKind.Learned || file.Contains(PositionEmbedding))
-            positions = reader.Float32(PositionEmbedding, reader.Rows(PositionEmbedding, c.HiddenSize), c.HiddenSize);
+        if (c.Positions == PositionKind.Learned || file.Contains(positionName))
+            positions = reader.Float32(positionName, reader.Rows(positionName, c.HiddenSize), c.HiddenSize);
         var layers = new LayerWeights[c.NumLayers];
+        var linearsOfLayer = new Dictionary<LayerTensor, LinearLayer?>();
         for (int i = 0; i < layers.Length; i++)
         {
-            var linearsOfLayer = new Dictionary<string, LinearLayer?>(StringComparer.Ordinal);
-            foreach (var (part, _, rows, cols) in LayerLinears(c))
-                linearsOfLayer[part] = Linear(Layer(i, part), rows, cols, required: part != Gate || c.Mlp == MlpKind.SwiGlu);
-            layers[i] = new LayerWeights
+            // The linears first: a config claiming more layers than the file has is named by its first missing linear entry.
+            foreach (LayerTensor role in LayerTensors.Linears)
             {
-                AttentionNorm = reader.Norm(Layer(i, AttentionNorm), c, required: true)!,
-                Query = linearsOfLayer[Query]!,
-                Key = linearsOfLayer[Key]!,
-                Value = linearsOfLayer[Value]!,
-                Output = linearsOfLayer[Output]!,
-                MlpNorm = reader.Norm(Layer(i, MlpNorm), c, required: true)!,
-                Gate = linearsOfLayer[Gate],
-                Up = linearsOfLayer[Up]!,
-                Down = linearsOfLayer[Down]!,
-            };
+                (int rows, int cols) = role.Shape(c);
+                linearsOfLayer[role] = Linear(names.Layer(i, role)!, rows, cols, required: role.IsRequiredBy(c));
+            }
+            layers[i] = LayerWeights.FromParts(role => reader.Norm(names.Layer(i, role)!, role.NormWidth(c), c, required: role.IsRequiredBy(c)), role => linearsOfLayer[role]);
         }
         bool projected = c.EmbeddingWidth != c.HiddenSize;
         var weights = new TransformerWeights
@@ -138,12 +138,12 @@ public static class QuantizedCheckpointReader
             Config = c,
             TokenEmbedding = embedding,
             PositionEmbedding = positions,
-            EmbeddingNorm = reader.Norm(EmbeddingNorm, c, required: c.EmbeddingNorm),
-            ProjectIn = Linear(ProjectIn, c.HiddenSize, c.EmbeddingWidth, required: projected),
+            EmbeddingNorm = reader.Norm(Global(ModelTensor.EmbeddingNorm), c.HiddenSize, c, required: c.EmbeddingNorm),
+            ProjectIn = Linear(Global(ModelTensor.ProjectIn), c.HiddenSize, c.EmbeddingWidth, required: projected),
             Layers = layers,
-            FinalNorm = reader.Norm(FinalNorm, c, required: c.FinalNorm),
-            ProjectOut = Linear(ProjectOut, c.EmbeddingWidth, c.HiddenSize, required: projected),
-            LmHead = Linear(LmHead, c.VocabSize, c.EmbeddingWidth, required: true, tiedTo: embedding)!,
+            FinalNorm = reader.Norm(Global(ModelTensor.FinalNorm), c.HiddenSize, c, required: c.FinalNorm),
+            ProjectOut = Linear(Global(ModelTensor.ProjectOut), c.EmbeddingWidth, c.HiddenSize, required: projected),
+            LmHead = Linear(Global(ModelTensor.LmHead), c.VocabSize, c.EmbeddingWidth, required: true, tiedTo: embedding)!,
         };
         string? strayLinear = linears.Keys.FirstOrDefault(k => !used.Contains(k));
         if (strayLinear is not null)
@@ -187,23 +187,23 @@ public static class QuantizedCheckpointReader
 
         public float[] Float32(string name, params long[] shape) => MemoryMarshal.Cast<byte, float>(Bytes(name, SafeTensorsDType.F32, shape)).ToArray();
 
-        public NormLayer? Norm(string name, TransformerConfig c, bool required)
+        public NormLayer? Norm(string name, int width, TransformerConfig c, bool required)
         {
             string weightName = name + ".weight";
             if (!required && !file.Contains(weightName)) return null;
-            float[] weight = Float32(weightName, c.HiddenSize);
-            float[]? bias = file.Contains(name + ".bias") ? Float32(name + ".bias", c.HiddenSize) : null;
+            float[] weight = Float32(weightName, width);
+            float[]? bias = file.Contains(name + ".bias") ? Float32(name + ".bias", width) : null;
             return new NormLayer(c.Norm, weight, bias, c.NormEpsilon);
         }
 
-        public LinearLayer Linear(string name, LinearEntry entry, int activationBits, int rows, int cols, float[]? tiedTo)
+        public LinearLayer Linear(string name, LinearEntry entry, int activationBits, int rows, int cols, float[]? tiedTo, string headName)
         {
             if (activationBits is < 2 or > 32)
                 throw new ModelFormatException(file.FilePath, name, $"expected activation_bits in 2..32, found {activationBits}");
             if (entry.LowBitActivationBits != 0 && (entry.LowBitActivationBits < 2 || entry.LowBitActivationBits > activationBits))
                 throw new ModelFormatException(file.FilePath, name, $"expected low_bit_activation_bits 0 or in 2..{activationBits}, found {entry.LowBitActivationBits}");
             if (entry.Tied && (tiedTo is null || entry.Format != Fp32Format))
-                throw new ModelFormatException(file.FilePath, name, $"expected \"tied\" only on an f32 {LmHead}, found it on {name} ({entry.Format})");
+                throw new ModelFormatException(file.FilePath, name, $"expected \"tied\" only on an f32 {headName}, found it on {name} ({entry.Format})");
             IWeightMatrix weight = entry.Format switch
             {
                 Fp32Format => new Fp32Matrix(entry.Tied ? tiedTo! : Float32(name + ".weight", rows, cols), rows, cols),

@@ -4,6 +4,7 @@ using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
+using AgileQuant.Models.Architectures;
 using AgileQuant.Models.SafeTensors;
 using static AgileQuant.Models.QuantizedCheckpoints.QuantizedCheckpointLayout;
 
@@ -55,7 +56,7 @@ public static class QuantizedCheckpointWriter
     /// </summary>
     /// <exception cref="ArgumentException">An unknown scheme name, a reserved metadata key, a weight format this
     /// file cannot hold, or a norm whose kind or epsilon differs from the config's.</exception>
-    /// <exception cref="AgileQuantException">The weights do not fit their config.</exception>
+    /// <exception cref="AgileQuantException">The weights do not fit their config, or its family is not in <see cref="ArchitectureRegistry"/>.</exception>
     public static void Write(string path, TransformerWeights weights, string configName, IReadOnlyDictionary<string, string>? extraMetadata = null)
     {
         ArgumentNullException.ThrowIfNull(weights);
@@ -83,6 +84,8 @@ public static class QuantizedCheckpointWriter
                 $"Expected a quantization scheme name ({string.Join(", ", QuantizationConfig.All.Select(c => c.Name))}), found \"{configName}\".", nameof(configName));
         weights.Validate();
         TransformerConfig c = weights.Config;
+        TensorNameMap names = Names(c.Family);
+        string Global(ModelTensor tensor) => names.Global(tensor)!;
 
         var writer = new SafeTensorsWriter();
         var linears = new SortedDictionary<string, LinearEntry>(StringComparer.Ordinal);
@@ -104,22 +107,21 @@ public static class QuantizedCheckpointWriter
                 LowBitTokenRatio = runtime.LowBitTokenRatio,
             }, Json));
 
-        writer.AddFloat32(TokenEmbedding, [c.VocabSize, c.EmbeddingWidth], weights.TokenEmbedding);
+        writer.AddFloat32(Global(ModelTensor.TokenEmbedding), [c.VocabSize, c.EmbeddingWidth], weights.TokenEmbedding);
         if (weights.PositionEmbedding is { } positions)
-            writer.AddFloat32(PositionEmbedding, [positions.Length / c.HiddenSize, c.HiddenSize], positions);
-        AddNorm(writer, c, EmbeddingNorm, weights.EmbeddingNorm);
+            writer.AddFloat32(Global(ModelTensor.PositionEmbedding), [positions.Length / c.HiddenSize, c.HiddenSize], positions);
+        AddNorm(writer, c, Global(ModelTensor.EmbeddingNorm), weights.EmbeddingNorm);
         int defaultBits = DefaultActivationBits(scheme);
-        AddLinear(writer, linears, ProjectIn, weights.ProjectIn, defaultBits, null);
+        AddLinear(writer, linears, Global(ModelTensor.ProjectIn), weights.ProjectIn, defaultBits, null);
         for (int i = 0; i < weights.Layers.Count; i++)
         {
             LayerWeights layer = weights.Layers[i];
-            AddNorm(writer, c, Layer(i, AttentionNorm), layer.AttentionNorm);
-            AddNorm(writer, c, Layer(i, MlpNorm), layer.MlpNorm);
-            foreach (var (part, get, _, _) in LayerLinears(c)) AddLinear(writer, linears, Layer(i, part), get(layer), defaultBits, null);
+            foreach (LayerTensor role in LayerTensors.Norms) AddNorm(writer, c, names.Layer(i, role)!, layer.Norm(role));
+            foreach (LayerTensor role in LayerTensors.Linears) AddLinear(writer, linears, names.Layer(i, role)!, layer.Linear(role), defaultBits, null);
         }
-        AddNorm(writer, c, FinalNorm, weights.FinalNorm);
-        AddLinear(writer, linears, ProjectOut, weights.ProjectOut, defaultBits, null);
-        AddLinear(writer, linears, LmHead, weights.LmHead, defaultBits, weights.TokenEmbedding);
+        AddNorm(writer, c, Global(ModelTensor.FinalNorm), weights.FinalNorm);
+        AddLinear(writer, linears, Global(ModelTensor.ProjectOut), weights.ProjectOut, defaultBits, null);
+        AddLinear(writer, linears, Global(ModelTensor.LmHead), weights.LmHead, defaultBits, weights.TokenEmbedding);
         writer.SetMetadata(LinearsKey, JsonSerializer.Serialize(linears, Json));
         writer.Write(path);
     }

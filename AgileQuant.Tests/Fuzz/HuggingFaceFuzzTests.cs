@@ -80,7 +80,7 @@ public sealed class HuggingFaceFuzzTests() : TemporaryDirectoryFixture("aq-fuzz-
             FuzzRunner.ThroughFile(path, p =>
             {
                 HfConfig config = HfConfig.Load(p);
-                TransformerConfig runtime = HfArchitectures.For(config).ReadConfig(config);
+                TransformerConfig runtime = ArchitectureRegistry.ForHfConfig(config).ReadHfConfig(config);
                 runtime.Validate();
                 WeightMemoryBudget.Enforce(p, runtime, Budget);
             }),

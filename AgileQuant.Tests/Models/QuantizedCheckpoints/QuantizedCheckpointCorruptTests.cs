@@ -62,6 +62,8 @@ public class QuantizedCheckpointCorruptTests
             "agilequant.transformer_config", "SlidingWindow");
         yield return Case(new("ConfigUnknownEnum", Metadata: EditJson("agilequant.transformer_config", j => j["Norm"] = "BatchNorm")), null,
             "agilequant.transformer_config", "Norm");
+        yield return Case(new("ConfigUnknownFamily", Metadata: EditJson("agilequant.transformer_config", j => j["Family"] = "falcon")), null,
+            "agilequant.transformer_config", "found 'falcon'");
         yield return Case(new("ConfigInvalidSizes", Metadata: EditJson("agilequant.transformer_config", j => j["NumHeads"] = 5)), null,
             "agilequant.transformer_config", "multiple of the head count 5");
         yield return Case(new("ConfigWithMoreLayersThanTensors", Metadata: EditJson("agilequant.transformer_config", j => j["NumLayers"] = 3)), "blk.2.attn_q",
