@@ -36,6 +36,7 @@ public static class GgufTokenizerLoader
         IReadOnlyList<int>? types = gguf.TryGetValue("tokenizer.ggml.token_type", out _) ? gguf.GetArray<int>("tokenizer.ggml.token_type") : null;
         if (types is not null && types.Count != tokens.Count && model != "llama")
             throw new ModelFormatException(gguf.FilePath, null, $"expected {tokens.Count} token types (one per token), found {types.Count}");
+        if (types is not null && types.Count == tokens.Count) types = TokenTypesAsLlamaCppReadsThem(gguf, tokens, types);
         switch (model)
         {
             case "llama":
@@ -105,8 +106,11 @@ public static class GgufTokenizerLoader
     }
 
     /// <summary>
-    /// The special tokens <paramref name="gguf"/> declares: <c>tokenizer.ggml.{bos,eos,eot,eom,unknown,padding}_token_id</c>
-    /// and every CONTROL, USER_DEFINED and UNKNOWN-type token by its text.
+    /// The special tokens <paramref name="gguf"/> declares: <c>tokenizer.ggml.{bos,eos,eot,eom,unknown,padding}_token_id</c>;
+    /// every CONTROL, USER_DEFINED and UNKNOWN-type token by its text (types as llama.cpp corrects them); where the file
+    /// declares no end-of-turn or end-of-message id, the first token of llama.cpp's texts for it (<c>&lt;|eot_id|&gt;</c>,
+    /// <c>&lt;|im_end|&gt;</c>, <c>&lt;end_of_turn&gt;</c>, …; llama.cpp takes whichever its hash map yields first); and as
+    /// further end-of-generation tokens those llama.cpp's end-of-generation texts name.
     /// </summary>
     /// <exception cref="ModelFormatException">The token list is missing or a declared id is out of range.</exception>
     public static SpecialTokens ReadSpecialTokens(GgufFile gguf)
@@ -114,6 +118,7 @@ public static class GgufTokenizerLoader
         ArgumentNullException.ThrowIfNull(gguf);
         IReadOnlyList<string> tokens = gguf.GetArray<string>("tokenizer.ggml.tokens");
         IReadOnlyList<int>? types = gguf.TryGetValue("tokenizer.ggml.token_type", out _) ? gguf.GetArray<int>("tokenizer.ggml.token_type") : null;
+        if (types is not null && types.Count == tokens.Count) types = TokenTypesAsLlamaCppReadsThem(gguf, tokens, types);
         var byText = new Dictionary<string, int>(StringComparer.Ordinal);
         if (types is not null)
             for (int id = 0; id < Math.Min(tokens.Count, types.Count); id++)
@@ -124,17 +129,77 @@ public static class GgufTokenizerLoader
             int id = TokenId(gguf, key, -1);
             return id < tokens.Count ? id : throw new ModelFormatException(gguf.FilePath, null, $"metadata '{key}': expected a token id in 0..{tokens.Count - 1}, found {id}");
         }
+        int? ByText(IEnumerable<string> texts) => texts.Select(t => byText.TryGetValue(t, out int id) ? id : (int?)null).FirstOrDefault(id => id is not null);
         return new SpecialTokens
         {
             Bos = Declared("tokenizer.ggml.bos_token_id") ?? (gguf.GetString("tokenizer.ggml.model") == "bert" ? Declared("tokenizer.ggml.cls_token_id") : null),
             Eos = Declared("tokenizer.ggml.eos_token_id"),
-            Eot = Declared("tokenizer.ggml.eot_token_id"),
-            Eom = Declared("tokenizer.ggml.eom_token_id"),
+            Eot = Declared("tokenizer.ggml.eot_token_id") ?? ByText(LlamaCppControlTexts[0].Texts),
+            Eom = Declared("tokenizer.ggml.eom_token_id") ?? ByText(LlamaCppControlTexts[1].Texts),
             Unknown = Declared("tokenizer.ggml.unknown_token_id"),
             Padding = Declared("tokenizer.ggml.padding_token_id"),
             ByText = byText,
+            OtherEndOfGeneration = LlamaCppEndOfGenerationTexts.Where(byText.ContainsKey).Select(t => byText[t])
+                .Where(id => types is null || types[id] == (int)TokenType.Control).ToArray(),
         };
     }
+
+    /// <summary>
+    /// The token types after llama.cpp's corrections by token text (<c>llama_vocab::impl::load</c>): end-of-turn,
+    /// end-of-generation and fill-in-the-middle tokens that conversion left USER_DEFINED or NORMAL become CONTROL (so
+    /// they are parsed from text only when asked), unless the file declares that kind's id; gpt-oss's channel tokens
+    /// become USER_DEFINED; and the two workarounds for vocabularies where <c>&lt;|end|&gt;</c> or <c>&lt;/s&gt;</c> are
+    /// not end tokens.
+    /// </summary>
+    private static IReadOnlyList<int> TokenTypesAsLlamaCppReadsThem(GgufFile gguf, IReadOnlyList<string> tokens, IReadOnlyList<int> types)
+    {
+        int[] corrected = [.. types];
+        var idByText = new Dictionary<string, int>(tokens.Count, StringComparer.Ordinal);
+        for (int id = 0; id < tokens.Count; id++) idByText.TryAdd(tokens[id], id);
+        void SetControl(string text)
+        {
+            if (idByText.TryGetValue(text, out int id)) corrected[id] = (int)TokenType.Control;
+        }
+        void SetType(string text, TokenType type)
+        {
+            if (idByText.TryGetValue(text, out int id)) corrected[id] = (int)type;
+        }
+        foreach ((string[] keys, string[] texts) in LlamaCppControlTexts)
+            if (!keys.Any(key => gguf.TryGetValue(key, out _)))
+                foreach (string text in texts) SetControl(text);
+        foreach (string text in LlamaCppEndOfGenerationTexts) SetControl(text);
+        foreach (string text in (string[])["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"]) SetType(text, TokenType.UserDefined);
+        if ((idByText.ContainsKey("<|return|>") && idByText.ContainsKey("<|call|>") || idByText.ContainsKey("<|calls|>") && idByText.ContainsKey("<|flush|>")))
+            SetType("<|end|>", TokenType.UserDefined);
+        if (idByText.ContainsKey("<|tool_response>")) SetType("</s>", TokenType.Normal);
+        return corrected;
+    }
+
+    // llama.cpp (src/llama-vocab.cpp, commit 00ad355): texts it takes for an end-of-turn, end-of-message or
+    // fill-in-the-middle token when the file declares none of that kind (keys), and marks CONTROL.
+    private static readonly (string[] Keys, string[] Texts)[] LlamaCppControlTexts =
+    [
+        (["tokenizer.ggml.eot_token_id"], ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>",
+            "[EOT]", "<\uFF5Cend\u2581of\u2581sentence\uFF5C>", "<end_of_utterance>"]),
+        (["tokenizer.ggml.eom_token_id"], ["<|eom_id|>"]),
+        (["tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"],
+            ["<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<\uFF5Cfim\u2581begin\uFF5C>", "<PRE>", "\u2581<PRE>", "<|code_prefix|>", "<|prefix|>"]),
+        (["tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.suffix_token_id"],
+            ["<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<\uFF5Cfim\u2581hole\uFF5C>", "<SUF>", "\u2581<SUF>", "<|code_suffix|>", "<|suffix|>"]),
+        (["tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.middle_token_id"],
+            ["<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<\uFF5Cfim\u2581end\uFF5C>", "<MID>", "\u2581<MID>", "<|code_middle|>", "<|middle|>"]),
+        (["tokenizer.ggml.fim_pad_token_id"], ["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"]),
+        (["tokenizer.ggml.fim_rep_token_id"], ["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"]),
+        (["tokenizer.ggml.fim_sep_token_id"], ["<|file_sep|>"]),
+    ];
+
+    // llama.cpp's end-of-generation texts (same source), marked CONTROL whatever the file says.
+    private static readonly string[] LlamaCppEndOfGenerationTexts =
+    [
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>", "<|endoftext|>", "</s>",
+        "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+        "<\uFF5Cend\u2581of\u2581sentence\uFF5C>", "[e~[",
+    ];
 
     private static int TokenId(GgufFile gguf, string key, int fallback)
     {

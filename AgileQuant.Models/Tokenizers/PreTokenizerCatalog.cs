@@ -52,6 +52,9 @@ public sealed class PreTokenizerDescription
     /// <summary>Astral code point ranges the row's letter class lists by name (matched as a cased BMP letter).</summary>
     internal IReadOnlyList<(int First, int Last)> AstralLetterRanges { get; }
 
+    /// <summary>This row's pre-tokenizer on its own (no added tokens cut out).</summary>
+    public IsolatedSplitPreTokenizer CreatePreTokenizer() => new(this, null);
+
     /// <inheritdoc/>
     public override string ToString() => Name;
 }

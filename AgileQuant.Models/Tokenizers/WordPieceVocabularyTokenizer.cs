@@ -8,7 +8,9 @@ namespace AgileQuant.Models.Tokenizers;
 /// <summary>
 /// WordPiece over a vocabulary whose word-initial pieces start with <c>▁</c> (U+2581) and whose continuing pieces are
 /// bare: the form of GGUF <c>tokenizer.ggml.model = "bert"</c>, encoded as llama.cpp's WPM tokenizer does
-/// (src/llama-vocab.cpp, <c>llm_tokenizer_wpm_session</c>). The text is decomposed (NFD) when accents are stripped;
+/// (src/llama-vocab.cpp, <c>llm_tokenizer_wpm_session</c>). When accents are stripped each code point becomes the first
+/// code point of its canonical decomposition (llama.cpp's NFD table: a Hangul syllable keeps its leading consonant, where
+/// Hugging Face's BERT keeps all its jamo);
 /// whitespace ends a word; control and format characters, U+FFFD and (when stripping accents) marks are dropped; letters
 /// are lower-cased when asked; each punctuation character, ASCII symbol and CJK ideograph is a word of its own. Each
 /// word, with a <c>▁</c> before it, is cut into the longest pieces of the vocabulary from the left; a word that cannot
@@ -122,8 +124,17 @@ public sealed class WordPieceVocabularyTokenizer : Tokenizer
         {
             if (Rune.DecodeFromUtf16(text[i..], out Rune rune, out int consumed) != OperationStatus.Done) rune = Rune.ReplacementChar;
             decomposed.Clear();
-            if (_stripAccents) CanonicalDecomposition.Decompose(rune.Value, decomposed);
-            else decomposed.Add(rune.Value);
+            if (_stripAccents)
+            {
+                // llama.cpp's NFD table keeps the first code point of each decomposition: the rest are marks (dropped
+                // below anyway) except in Hangul, where a syllable keeps its leading consonant only.
+                CanonicalDecomposition.Decompose(rune.Value, decomposed);
+                decomposed.RemoveRange(1, decomposed.Count - 1);
+            }
+            else
+            {
+                decomposed.Add(rune.Value);
+            }
             foreach (int codePoint in decomposed)
             {
                 var c = new Rune(codePoint);

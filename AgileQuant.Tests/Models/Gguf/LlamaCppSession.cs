@@ -15,18 +15,7 @@ internal sealed class LlamaCppSession : IDisposable
 
     public LlamaCppSession(string path, int contextSize, int threads)
     {
-        lock (LogLock)
-        {
-            // Before the native library loads: keep llama.cpp's load log out of the test output unless it errs.
-            if (!s_logConfigured)
-            {
-                NativeLibraryConfig.All.WithLogCallback((level, message) =>
-                {
-                    if (level == LLamaLogLevel.Error) TestContext.Progress.Write("llama.cpp: " + message);
-                });
-                s_logConfigured = true;
-            }
-        }
+        ConfigureLogging();
         var parameters = new ModelParams(path)
         {
             ContextSize = (uint)contextSize,
@@ -38,6 +27,20 @@ internal sealed class LlamaCppSession : IDisposable
         };
         _weights = LLamaWeights.LoadFromFile(parameters);
         _context = _weights.CreateContext(parameters);
+    }
+
+    /// <summary>Before the native library loads: keeps llama.cpp's load log out of the test output unless it errs (every user of llama.cpp calls this first).</summary>
+    internal static void ConfigureLogging()
+    {
+        lock (LogLock)
+        {
+            if (s_logConfigured) return;
+            NativeLibraryConfig.All.WithLogCallback((level, message) =>
+            {
+                if (level == LLamaLogLevel.Error) TestContext.Progress.Write("llama.cpp: " + message);
+            });
+            s_logConfigured = true;
+        }
     }
 
     public int VocabSize => _context.Vocab.Count;
