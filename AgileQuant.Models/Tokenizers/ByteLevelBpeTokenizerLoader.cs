@@ -10,7 +10,7 @@ namespace AgileQuant.Models.Tokenizers;
 /// <see cref="PreTokenizerCatalog"/>, from <c>vocab.json</c> + <c>merges.txt</c> (GPT-2's pre-tokenizer), from a
 /// Hugging Face <c>tokenizer.json</c>, or from a token list and merge list (GGUF <c>tokenizer.ggml.*</c>).
 /// </summary>
-public static partial class ByteLevelBpeTokenizerLoader
+public static class ByteLevelBpeTokenizerLoader
 {
     /// <summary>
     /// The GPT-2 pre-tokenization pattern (openai/gpt-2 src/encoder.py; Hugging Face ByteLevel pre-tokenizer):
@@ -20,9 +20,6 @@ public static partial class ByteLevelBpeTokenizerLoader
     public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
     private const long MaxJsonBytes = 1L << 30;
-
-    [GeneratedRegex(Gpt2Pattern, RegexOptions.CultureInvariant)]
-    private static partial Regex Gpt2Regex();
 
     /// <summary>
     /// Loads <c>vocab.json</c> (object token → id) and <c>merges.txt</c> (one "left right" pair per line,
@@ -191,7 +188,7 @@ public static partial class ByteLevelBpeTokenizerLoader
     /// <exception cref="ModelFormatException">There are no merges, a merge is malformed, repeated or names an unknown token.</exception>
     public static BpeTokenizer Create(string sourcePath, IReadOnlyDictionary<string, int> vocabulary, IReadOnlyList<string> merges,
         IReadOnlyDictionary<string, int>? specialTokens, string? beginningOfSentenceToken) =>
-        CreateCore(sourcePath, vocabulary, merges, specialTokens, beginningOfSentenceToken, new RegexPreTokenizer(Gpt2Regex(), specialTokens), null);
+        CreateCore(sourcePath, vocabulary, merges, specialTokens, beginningOfSentenceToken, new RegexPreTokenizer(PreTokenizerCatalog.Gpt2.Regexes[0], specialTokens), null);
 
     /// <summary>
     /// Builds a byte-level BPE with <paramref name="preTokenizer"/>, cutting <paramref name="added"/> tokens out of the

@@ -32,11 +32,16 @@ public static class HfTokenizerLoader
     /// <param name="addBos">Whether encoding prepends BOS; null follows the post-processor and tokenizer_config.json.</param>
     /// <param name="parseSpecialTokens">Whether special added tokens written in the text encode as their ids.</param>
     /// <exception cref="ModelFormatException">The file is missing, malformed or of an unsupported kind.</exception>
-    public static Tokenizer LoadTokenizerJson(string path, bool? addBos = null, bool parseSpecialTokens = false)
+    public static Tokenizer LoadTokenizerJson(string path, bool? addBos = null, bool parseSpecialTokens = false) =>
+        LoadTokenizerJsonFile(path, addBos, parseSpecialTokens).Tokenizer;
+
+    /// <summary>A tokenizer.json and the special tokens it and the tokenizer_config.json / generation_config.json beside it declare.</summary>
+    internal static LoadedTokenizer LoadTokenizerJsonFile(string path, bool? addBos, bool parseSpecialTokens)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        string config = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "tokenizer_config.json");
-        return LoadJson(path, ReadConfig(config), addBos, parseSpecialTokens).Tokenizer;
+        string directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        LoadedTokenizer loaded = LoadJson(path, ReadConfig(Path.Combine(directory, "tokenizer_config.json")), addBos, parseSpecialTokens);
+        return loaded with { Special = loaded.Special with { OtherEndOfGeneration = ReadGenerationEos(Path.Combine(directory, "generation_config.json")) } };
     }
 
     /// <summary>The tokenizer of a directory and the special tokens its files declare.</summary>
@@ -54,11 +59,7 @@ public static class HfTokenizerLoader
         }
 
         string tokenizerJson = Path.Combine(directory, "tokenizer.json");
-        if (File.Exists(tokenizerJson))
-        {
-            LoadedTokenizer loaded = LoadJson(tokenizerJson, config, addBos, parseSpecialTokens);
-            return loaded with { Special = loaded.Special with { OtherEndOfGeneration = generationEos } };
-        }
+        if (File.Exists(tokenizerJson)) return LoadTokenizerJsonFile(tokenizerJson, addBos, parseSpecialTokens);
 
         string vocab = Path.Combine(directory, "vocab.json"), merges = Path.Combine(directory, "merges.txt");
         if (File.Exists(vocab) && File.Exists(merges))

@@ -8,7 +8,7 @@ namespace AgileQuant.Models.Tokenizers;
 /// <summary>
 /// A byte-level BPE whose pieces found whole in the vocabulary become that token without merging (Hugging Face's BPE
 /// <c>ignore_merges</c>, llama.cpp's <c>ignore_merges</c> for <c>llama-bpe</c>; tiktoken encodes this way). Llama 3's
-/// merges alone do not rebuild 588 of its tokens (" Việt" would come out as " Vi", "ệ", "t"). Every other piece is
+/// merges alone do not rebuild some of its tokens (" Việt" would come out as " Vi", "ệ", "t"). Every other piece is
 /// merged by the inner <see cref="BpeTokenizer"/>, which also holds the pre-tokenizer, the normalizer, the added tokens
 /// and the decoding.
 /// </summary>

@@ -33,10 +33,7 @@ public static class TokenizerFile
                 GgufFile gguf = GgufFile.Read(path);
                 return new LoadedTokenizer(GgufTokenizerLoader.Create(gguf, addBos, parseSpecialTokens), GgufTokenizerLoader.ReadSpecialTokens(gguf), "gguf");
             case ".json":
-                string directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
-                if (Path.GetFileName(path) == "tokenizer.json" && !File.Exists(Path.Combine(directory, HfLlamaTokenizerLoader.ModelFileName)))
-                    return HfTokenizerLoader.LoadDirectory(directory, addBos, parseSpecialTokens);
-                return new LoadedTokenizer(HfTokenizerLoader.LoadTokenizerJson(path, addBos, parseSpecialTokens), new SpecialTokens(), "tokenizer.json");
+                return HfTokenizerLoader.LoadTokenizerJsonFile(path, addBos, parseSpecialTokens);
             case ".model":
                 SpmVocabularyTokenizer spm = SpmVocabularyTokenizer.LoadSentencePieceModel(path, addBos ?? true, parseSpecialTokens);
                 return new LoadedTokenizer(spm, new SpecialTokens { Bos = spm.BosId, Eos = spm.EosId }, "sentencepiece");
