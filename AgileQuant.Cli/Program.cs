@@ -21,6 +21,7 @@ internal static class Program
             BenchCommand.Create(),
             EmbedCommand.Create(),
             EncoderAccuracyCommand.Create(),
+            TokenizeCommand.Create(),
             InfoCommand.Create(),
             SelfTestCommand.Create(),
         };

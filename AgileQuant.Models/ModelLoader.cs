@@ -183,7 +183,7 @@ public static class ModelLoader
         Tokenizer tokenizer = Path.GetExtension(path).ToLowerInvariant() switch
         {
             ".model" => SpmVocabularyTokenizer.LoadSentencePieceModel(path),
-            ".json" => ByteLevelBpeTokenizerLoader.FromTokenizerJson(path),
+            ".json" => HfTokenizerLoader.LoadTokenizerJson(path),
             ".gguf" => GgufTokenizerLoader.Load(path),
             _ => throw new ModelFormatException(path, null, "unknown tokenizer format: expected a llama2.c .bin, a SentencePiece .model, a tokenizer.json or a .gguf vocabulary"),
         };
@@ -198,6 +198,7 @@ public static class ModelLoader
         {
             ScoredMergeTokenizer scored => scored.VocabSize,
             BpeTokenizer bpe => bpe.Vocabulary.Count,
+            IgnoreMergesBpeTokenizer wholeWords => wholeWords.Vocabulary.Count,
             LlamaTokenizer spm => spm.Vocabulary.Count,
             _ => -1,
         };

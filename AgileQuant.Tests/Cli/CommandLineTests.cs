@@ -13,7 +13,7 @@ public class CommandLineTests
     private static string Stories260K => SharedAssets.InRepo("assets/models/stories260K/stories260K.bin");
     private static string StoriesText => SharedAssets.InRepo("assets/text/tinystories_valid_first100.txt");
 
-    private static (int ExitCode, string Stdout, string Stderr) Run(params string[] args)
+    internal static (int ExitCode, string Stdout, string Stderr) Run(params string[] args)
     {
         string tool = Path.Combine(AppContext.BaseDirectory, OperatingSystem.IsWindows() ? "agilequant.exe" : "agilequant");
         var start = new ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
