@@ -241,13 +241,13 @@ public static class ModelLoader
         GgufModelReader.EnforceBudget(gguf, options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
         cancel.ThrowIfCancellationRequested();
         TransformerWeights weights = GgufModelReader.ReadWeights(gguf, config);
-        // Converting produced about the weights' size again in short-lived arrays (staging, the row-major copies the
-        // packed formats drop once repacked): collect them now, so that inference reuses that memory rather than
-        // growing the resident set on top of it before the collector's next turn (W4A8 llama7b-4l e2e peak 1793 -> 1585 MiB).
-        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
         cancel.ThrowIfCancellationRequested();
         if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights, progress);
-        var model = new TransformerModel(weights, kernel);
+        var model = new TransformerModel(weights, kernel); // repacks the packed formats for the kernels
+        // Converting and repacking produced about the weights' size again in short-lived arrays (staging, the row-major
+        // copies the packed formats drop once repacked): collect them now, so that inference reuses that memory rather
+        // than growing the resident set on top of it before the collector's next turn (docs/benchmarks.md, peak memory).
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
         Tokenizer? tokenizer = null;
         if (options.TokenizerPath is not null) tokenizer = LoadTokenizer(options.TokenizerPath, config.VocabSize);
         else if (gguf.TryGetValue("tokenizer.ggml.model", out _))
