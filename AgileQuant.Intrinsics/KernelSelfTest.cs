@@ -1,9 +1,5 @@
-using AgileQuant.Intrinsics.AdvSimd;
-using AgileQuant.Intrinsics.Avx2;
-using AgileQuant.Intrinsics.Avx512;
 using AgileQuant.Intrinsics.Formats;
 using AgileQuant.Intrinsics.Scalar;
-using Arm = System.Runtime.Intrinsics.Arm;
 
 namespace AgileQuant.Intrinsics;
 
@@ -17,11 +13,11 @@ namespace AgileQuant.Intrinsics;
 public sealed record KernelSelfTestResult(string Kernel, string Shape, bool Passed, double MaxError, double Tolerance);
 
 /// <summary>
-/// Runs every kernel this CPU and runtime support against its scalar twin on seeded data (odd shapes,
-/// short last groups, 1..13 and 72 tokens), e.g. for <c>agilequant selftest</c> under qemu-aarch64. Outputs
-/// must agree within <c>1e-6 · √Cols · Σ_c |x[t, c] · W[r, c]|</c> (for integer kernels: quantized x,
-/// dequantized W), i.e. up to float rounding.
-/// On ARM with SDOT it also forces the paths for cores without it (SMLAL / packed 4-bit multiplier).
+/// Runs every SIMD path of the <see cref="KernelCatalog"/> that this CPU and runtime support against its scalar twin
+/// on seeded data (odd shapes, short last groups, 1..13 and 72 tokens), e.g. for <c>agilequant selftest</c> under
+/// qemu-aarch64. Outputs must agree within <c>1e-6 · √Cols · Σ_c |x[t, c] · W[r, c]|</c> (for integer kernels:
+/// quantized x, dequantized W), i.e. up to float rounding. Entries add paths the CPU would not pick itself (on ARM
+/// with SDOT, the SMLAL / packed 4-bit multiplier paths of cores without it).
 /// </summary>
 public static class KernelSelfTest
 {
@@ -38,55 +34,74 @@ public static class KernelSelfTest
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(threads);
         var results = new List<KernelSelfTestResult>();
-        foreach (IMatMulKernel kernel in SimdKernels(threads))
+        foreach ((IMatMulKernel kernel, int bits) in SimdKernels(threads))
+        {
+            IMatMulKernel twin = ScalarTwin(kernel, bits);
             foreach ((int tokens, int cols, int rows) in Shapes)
             {
                 var random = new Random(HashCode.Combine(seed, tokens, cols, rows));
                 float[] x = Values(random, tokens * cols);
-                switch (kernel)
+                string shape = $"tokens {tokens}, cols {cols}, rows {rows}";
+                switch (twin)
                 {
-                    case Fp32PanelKernel:
+                    case ScalarFp32Kernel:
                         float[] w = Values(random, rows * cols);
-                        results.Add(Compare(kernel, new ScalarFp32Kernel(), new Fp32Matrix(w, rows, cols), x, tokens, $"tokens {tokens}, cols {cols}, rows {rows}", FloatTolerance(x, w, tokens, rows, cols)));
+                        results.Add(Compare(kernel, twin, new Fp32Matrix(w, rows, cols), x, tokens, shape, FloatTolerance(x, w, tokens, rows, cols)));
                         break;
-                    case QuantizedMatMulKernel<Int8RowMatrix> int8:
+                    case ScalarInt8Kernel:
                         Int8RowMatrix w8 = Int8Weights(random, rows, cols, smallestCode: tokens >= SymmetricInt8FromTokens ? -127 : -128);
-                        results.Add(Compare(kernel, new ScalarInt8Kernel(int8.ActivationBits), w8, x, tokens, $"tokens {tokens}, cols {cols}, rows {rows}",
-                            QuantizedTolerance(x, tokens, int8.ActivationBits, rows, cols, (r, c) => w8.Scales[r] * w8.Code(r, c))));
+                        results.Add(Compare(kernel, twin, w8, x, tokens, shape, QuantizedTolerance(x, tokens, bits, rows, cols, (r, c) => w8.Scales[r] * w8.Code(r, c))));
                         break;
-                    case QuantizedMatMulKernel<PackedInt4Matrix> int4:
+                    case ScalarInt4Kernel:
                         foreach ((int groupSize, bool asymmetric) in new[] { (32, false), (128, true), (64, true) })
                         {
                             PackedInt4Matrix w4 = Int4Weights(random, rows, cols, groupSize, asymmetric);
-                            results.Add(Compare(kernel, new ScalarInt4Kernel(int4.ActivationBits), w4, x, tokens,
-                                $"tokens {tokens}, cols {cols}, rows {rows}, g{groupSize} {(asymmetric ? "asym" : "sym")}",
-                                QuantizedTolerance(x, tokens, int4.ActivationBits, rows, cols, w4.Dequantize)));
+                            results.Add(Compare(kernel, twin, w4, x, tokens, $"{shape}, g{groupSize} {(asymmetric ? "asym" : "sym")}",
+                                QuantizedTolerance(x, tokens, bits, rows, cols, w4.Dequantize)));
                         }
                         break;
+                    default:
+                        throw new NotSupportedException($"The self-test has no data for the weight format of {twin.Name} (kernel {kernel.Name}).");
                 }
             }
+        }
         return results;
     }
 
-    /// <summary>Every SIMD kernel supported here, each activation width, and on ARM both SDOT and non-SDOT paths.</summary>
-    private static IEnumerable<IMatMulKernel> SimdKernels(int threads)
+    /// <summary>
+    /// Every SIMD path of every catalog entry supported here (<see cref="KernelCatalogEntry.CreateSelfTestKernels"/>),
+    /// at each activation width; a kernel two entries share (the AVX2 FP32 kernel) or that ignores the width (FP32) once.
+    /// </summary>
+    internal static IEnumerable<(IMatMulKernel Kernel, int ActivationBits)> SimdKernels(int threads)
     {
-        if (Avx2Fp32Kernel.IsSupported) yield return new Avx2Fp32Kernel(threads);
-        if (AdvSimdFp32Kernel.IsSupported) yield return new AdvSimdFp32Kernel(threads);
-        foreach (int bits in new[] { 8, 4 })
+        var seen = new HashSet<string>();
+        foreach (KernelCatalogEntry entry in KernelCatalog.Entries)
         {
-            if (Avx2Int8Kernel.IsSupported) yield return new Avx2Int8Kernel(bits, threads);
-            if (Avx2Int4Kernel.IsSupported) yield return new Avx2Int4Kernel(bits, threads);
-            if (Avx512Int4Kernel.IsSupported) yield return new Avx512Int4Kernel(bits, threads);
-            if (Avx512Int8Kernel.IsSupported) yield return new Avx512Int8Kernel(bits, threads);
-            if (!AdvSimdInt4Kernel.IsSupported) continue;
-            foreach (bool dot in Arm.Dp.IsSupported ? new[] { true, false } : [false])
-            {
-                yield return new AdvSimdInt8Kernel(bits, threads, dot);
-                yield return new AdvSimdInt4Kernel(bits, threads, dot);
-            }
+            if (entry == KernelCatalog.Scalar || !entry.IsSupported) continue;
+            foreach (int bits in new[] { 8, 4 })
+                foreach (IMatMulKernel kernel in entry.CreateSelfTestKernels(bits, threads))
+                    if (seen.Add(kernel.Name)) yield return (kernel, bits);
         }
     }
+
+    /// <summary>The scalar kernel of the weight format <paramref name="kernel"/> multiplies by, at <paramref name="activationBits"/>.</summary>
+    internal static IMatMulKernel ScalarTwin(IMatMulKernel kernel, int activationBits)
+    {
+        IReadOnlyList<IMatMulKernel> scalar = KernelCatalog.Scalar.CreateKernels(activationBits, threads: 1);
+        foreach (IWeightMatrix probe in FormatProbes)
+            if (kernel.Supports(probe))
+                return scalar.FirstOrDefault(twin => twin.Supports(probe))
+                    ?? throw new NotSupportedException($"No scalar kernel multiplies {probe.GetType().Name}, the format of {kernel.Name}.");
+        throw new NotSupportedException($"Kernel {kernel.Name} multiplies none of the weight formats {string.Join(", ", FormatProbes.Select(p => p.GetType().Name))}.");
+    }
+
+    // One 1x1 matrix of each weight format, to ask a kernel which format it takes.
+    private static readonly IWeightMatrix[] FormatProbes =
+    [
+        new Fp32Matrix([0f], 1, 1),
+        new Int8RowMatrix([(sbyte)0], [1f], 1, 1),
+        PackedInt4Matrix.FromSymmetricCodes([(sbyte)0], [1f], 1, 1, 32),
+    ];
 
     private static KernelSelfTestResult Compare(IMatMulKernel kernel, IMatMulKernel scalar, IWeightMatrix w, float[] x, int tokens, string shape, double[] tolerance)
     {

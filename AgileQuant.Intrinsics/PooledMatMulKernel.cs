@@ -40,8 +40,23 @@ public abstract class PooledMatMulKernel<TMatrix> : IMatMulKernel where TMatrix 
     {
         TMatrix w = MatMulArguments.Validate<TMatrix>(Name, weights, x.Length, y.Length, tokens);
         if (tokens == 0) return;
+        PrepareWeights(w);
         MatMulCore(w, x[..(tokens * w.Cols)], y[..(tokens * w.Rows)], tokens);
     }
+
+    /// <inheritdoc />
+    public void Prepare(IWeightMatrix weights)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        if (weights is TMatrix w) PrepareWeights(w);
+    }
+
+    /// <summary>
+    /// Repacks <paramref name="weights"/> into the layout this kernel streams, once per matrix (later calls return at
+    /// once): at model build (<see cref="Prepare"/>) and, for matrices never prepared, on the calling thread before a
+    /// multiplication's chunks start. Default: nothing (the kernel reads the stored layout).
+    /// </summary>
+    private protected virtual void PrepareWeights(TMatrix weights) { }
 
     /// <summary>Y (tokens, Rows) = X (tokens, Cols) · Wᵀ with arguments already checked and tokens ≥ 1.</summary>
     private protected abstract void MatMulCore(TMatrix w, ReadOnlySpan<float> x, Span<float> y, int tokens);

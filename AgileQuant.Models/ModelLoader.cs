@@ -30,14 +30,12 @@ public sealed record ModelLoadOptions
     /// <summary>For a Hugging Face directory: which weights file to read (e.g. <c>model.f16.safetensors</c>).</summary>
     public string? WeightsFile { get; init; }
 
-    /// <summary>Instruction set and thread count of the kernels chosen at load (ignored when <see cref="Kernel"/> is set).</summary>
+    /// <summary>
+    /// The kernels chosen at load (<see cref="KernelSelector.Create"/>): instruction set (default: the widest this CPU
+    /// supports), threads per matrix multiplication (default 0: one per processor) and activation bits. The one place to
+    /// choose kernel and threads.
+    /// </summary>
     public KernelOptions KernelOptions { get; init; } = new();
-
-    /// <summary>Threads per matrix multiplication, overriding <see cref="KernelOptions"/>' (null: keep it; 0: one per processor).</summary>
-    public int? Threads { get; init; }
-
-    /// <summary>A kernel to run the model with instead of choosing one from <see cref="KernelOptions"/> (the kernel override).</summary>
-    public IMatMulKernel? Kernel { get; init; }
 
     /// <summary>
     /// Read safetensors files through a read-only memory map (default), or, when false, with ordinary reads into
@@ -64,9 +62,6 @@ public sealed record ModelLoadOptions
 
     /// <summary>Check every weight for NaN and infinity after loading (<see cref="WeightsHealthCheck"/>); on by default.</summary>
     public bool CheckFiniteWeights { get; init; } = true;
-
-    /// <summary>The kernel options with <see cref="Threads"/> applied.</summary>
-    internal KernelOptions EffectiveKernelOptions => Threads is int threads ? KernelOptions with { Threads = threads } : KernelOptions;
 }
 
 /// <summary>Loads llama2.c checkpoints and Hugging Face model directories (LLaMA, OPT, BLOOM).</summary>
@@ -105,7 +100,9 @@ public static class ModelLoader
     {
         ArgumentNullException.ThrowIfNull(options);
         if (string.IsNullOrEmpty(options.Path)) throw new ArgumentException("ModelLoadOptions.Path must name the model file or directory.", nameof(options));
-        if (options.Threads is < 0) throw new ArgumentOutOfRangeException(nameof(options), options.Threads, "ModelLoadOptions.Threads must be ≥ 0.");
+        ArgumentNullException.ThrowIfNull(options.KernelOptions, nameof(options));
+        if (options.KernelOptions.Threads < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), options.KernelOptions.Threads, "ModelLoadOptions.KernelOptions.Threads must be ≥ 0.");
         cancellationToken.ThrowIfCancellationRequested();
         LoadedModel loaded = LoadAsStored(options.Path, options, progress, cancellationToken);
         return options.Quantization is null ? loaded : Quantize(loaded, options, progress, cancellationToken);
@@ -126,7 +123,7 @@ public static class ModelLoader
 
     private static LoadedModel LoadAsStored(string path, ModelLoadOptions options, IProgress<ModelLoadProgress>? progress, CancellationToken cancel)
     {
-        IMatMulKernel kernel = options.Kernel ?? KernelSelector.Create(options.EffectiveKernelOptions);
+        KernelSet kernel = KernelSelector.Create(options.KernelOptions);
         if (Directory.Exists(path)) return LoadHuggingFace(path, options, kernel, progress, cancel);
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "no such file or directory");
         if (options.WeightsFile is not null) throw new AgileQuantException("--weights applies to a Hugging Face model directory, not to a single file.");
@@ -242,13 +239,13 @@ public static class ModelLoader
         GgufModelReader.EnforceBudget(gguf, options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
         cancel.ThrowIfCancellationRequested();
         TransformerWeights weights = GgufModelReader.ReadWeights(gguf, config);
-        // Converting produced about the weights' size again in short-lived arrays (staging, the row-major copies the
-        // packed formats drop once repacked): collect them now, so that inference reuses that memory rather than
-        // growing the resident set on top of it before the collector's next turn (W4A8 llama7b-4l e2e peak 1793 -> 1585 MiB).
-        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
         cancel.ThrowIfCancellationRequested();
         if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights, progress);
-        var model = new TransformerModel(weights, kernel);
+        var model = new TransformerModel(weights, kernel); // repacks the packed formats for the kernels
+        // Converting and repacking produced about the weights' size again in short-lived arrays (staging, the row-major
+        // copies the packed formats drop once repacked): collect them now, so that inference reuses that memory rather
+        // than growing the resident set on top of it before the collector's next turn (docs/benchmarks.md, peak memory).
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
         Tokenizer? tokenizer = null;
         if (options.TokenizerPath is not null) tokenizer = LoadTokenizer(options.TokenizerPath, config.VocabSize);
         else if (gguf.TryGetValue("tokenizer.ggml.model", out _))

@@ -30,8 +30,9 @@ public static class QualityTable
         string output = Arg("--out", Path.Combine("docs", "benchmarks-quality.md"));
         int threads = int.Parse(Arg("--threads", "2"), CultureInfo.InvariantCulture);
 
-        IMatMulKernel kernel = KernelSelector.Create(new KernelOptions { Threads = threads });
-        LoadedModel loaded = ModelLoader.Load(modelPath, new ModelLoadOptions { Kernel = kernel });
+        var kernelOptions = new KernelOptions { Threads = threads };
+        IMatMulKernel kernel = KernelSelector.Create(kernelOptions);
+        LoadedModel loaded = ModelLoader.Load(modelPath, new ModelLoadOptions { KernelOptions = kernelOptions });
         var tokenizer = (ScoredMergeTokenizer)(loaded.Tokenizer ?? throw new ArgumentException($"no tokenizer beside {modelPath}"));
         int[][] documents = TextCorpus.SplitDocuments(File.ReadAllText(textPath), "<|endoftext|>")
             .Select(d => tokenizer.EncodeToIds(d).Take(maxTokens).ToArray()).Where(d => d.Length > 1).Take(docs).ToArray();

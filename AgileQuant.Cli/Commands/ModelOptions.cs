@@ -16,10 +16,12 @@ internal sealed class ModelOptions
     public Option<int> Threads { get; } = new("--threads") { Description = "Threads per matrix multiplication (0 = one per processor).", DefaultValueFactory = _ => 0 };
     public Option<string> Kernel { get; } = KernelOption();
 
+    /// <summary>The <c>--kernel</c> option: <c>auto</c> or a name from the kernel catalog.</summary>
     internal static Option<string> KernelOption()
     {
-        var option = new Option<string>("--kernel") { Description = "Instruction set of the kernels: auto (widest supported), scalar, avx2, avx512 or advsimd.", DefaultValueFactory = _ => "auto" };
-        option.AcceptOnlyFromAmong("auto", "scalar", "avx2", "avx512", "advsimd");
+        string entries = string.Join(", ", KernelCatalog.Entries.Select(e => $"{e.Name} ({e.Description})"));
+        var option = new Option<string>("--kernel") { Description = $"Instruction set of the kernels: auto (widest supported), {entries}.", DefaultValueFactory = _ => "auto" };
+        option.AcceptOnlyFromAmong(["auto", .. KernelCatalog.Entries.Select(e => e.Name)]);
         return option;
     }
 
@@ -27,7 +29,10 @@ internal sealed class ModelOptions
     {
         int t = parse.GetValue(threads);
         if (t < 0) throw new ArgumentOutOfRangeException("--threads", t, "--threads must be ≥ 0.");
-        return new KernelOptions { Preference = Enum.Parse<KernelPreference>(parse.GetValue(kernel)!, ignoreCase: true), Threads = t };
+        string name = parse.GetValue(kernel)!;
+        if (!KernelCatalog.TryParse(name, out KernelPreference preference))
+            throw new ArgumentException($"--kernel expected auto or one of {string.Join(", ", KernelCatalog.Entries.Select(e => e.Name))}, found '{name}'.", "--kernel");
+        return new KernelOptions { Preference = preference, Threads = t };
     }
 
     public void AddTo(Command command)

@@ -49,6 +49,7 @@ public sealed class EncoderModel
                 IMatMulKernel? k = KernelForBits(linear.ActivationBits);
                 if (k is null || !k.Supports(linear.Weight))
                     throw new AgileQuantException($"Layer {l}: no kernel multiplies a {linear.Weight.GetType().Name} with {linear.ActivationBits}-bit activations (kernel '{(k ?? kernel).Name}').");
+                k.Prepare(linear.Weight); // repacked into the kernel's layout now, not on the first token
             }
     }
 

@@ -55,6 +55,7 @@ public sealed class TransformerModel
                     IMatMulKernel? k = KernelForBits(bits);
                     if (k is null || !k.Supports(linear.Weight))
                         throw new AgileQuantException($"Layer {layerIndex}: no kernel multiplies a {linear.Weight.GetType().Name} with {bits}-bit activations (kernel '{(k ?? kernel).Name}').");
+                    k.Prepare(linear.Weight); // repacked into the kernel's layout now, not on the first token
                 }
             }
             layerIndex++;

@@ -47,7 +47,7 @@ public sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt4M
 
     private protected override ActivationOrder Order => ActivationOrder.NibblePairs;
 
-    private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
         int groups = w.GroupCount;
         int* acc = stackalloc int[groups];

@@ -34,7 +34,7 @@ public sealed unsafe class AdvSimdInt8Kernel : QuantizedMatMulKernel<Int8RowMatr
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
-    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
         Span<int> acc = stackalloc int[1];
         fixed (sbyte* codes = w.CodeArray)

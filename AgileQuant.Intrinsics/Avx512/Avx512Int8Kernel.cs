@@ -72,9 +72,9 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
-    // Each caller's sign split (SplitSigns) of the activations in its QuantizedActivations scratch, made once per call by
-    // PrepareActivations and read by every row chunk of that call.
-    private static readonly ConditionalWeakTable<QuantizedActivations, SignSplit> s_splits = [];
+    // The calling thread's sign split (SplitSigns) of its activations, made once per call by PrepareActivations and handed
+    // to every row chunk of that call as its call state (the thread makes its next call only after this one returns).
+    [ThreadStatic] private static SignSplit? t_split;
 
     private sealed class SignSplit
     {
@@ -90,12 +90,16 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
     // K slices of SliceChunks chunks, in pairs of 64 codes (SplitSigns' step).
     private static int Slices(int chunks) => 2 * ((chunks + 15) / 16);
 
-    private protected override void PrepareActivations(Int8RowMatrix w, QuantizedActivations xq)
+    // The matrix is streamed as Int8RowBlocks: repacked once, when the model is built or on the first multiplication.
+    private protected override void PrepareWeights(Int8RowMatrix weights) => weights.RepackToRowBlocks();
+
+    // The sign-variant route's call state: the activations split into |codes| and sign-pattern offsets; null for the other routes.
+    private protected override object? PrepareActivations(Int8RowMatrix w, QuantizedActivations xq)
     {
-        if (w.RowBlocks is not { } blocks || !UsesVariants(blocks, xq.Tokens)) return;
+        if (w.RowBlocks is not { } blocks || !UsesVariants(blocks, xq.Tokens)) return null;
         int slices = Slices(blocks.Chunks), entries = slices * xq.Tokens * SliceChunks;
         Debug.Assert(xq.Stride >= slices / 2 * 64, "the activation codes are zero padded to a multiple of 64 columns");
-        SignSplit split = s_splits.GetValue(xq, _ => new SignSplit());
+        SignSplit split = t_split ??= new SignSplit();
         if (split.Magnitudes.Length < entries)
         {
             split.Magnitudes = GC.AllocateUninitializedArray<int>(entries, pinned: true);
@@ -105,24 +109,25 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
         fixed (int* magnitudes = split.Magnitudes)
         fixed (byte* offsets = split.Offsets)
             SplitSigns(x, xq.Stride, xq.Tokens, slices / 2, magnitudes, offsets);
+        return split;
     }
 
     // Four row blocks per sign-variant tile (two per pair tile): a thread's share starts on a multiple of four blocks.
     private protected override int RowBlock => VariantBlocks * Int8RowBlocks.BlockRows;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
         if (xq.Tokens == 1)
         {
             _streaming.MultiplyRowsOnCallingThread(w, xq, y, rowBegin, rowEnd);
             return;
         }
-        Int8RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (AVX2 was not enabled at load).");
+        Int8RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (PrepareWeights did not run).");
         if (UsesVariants(blocks, xq.Tokens))
         {
             // PrepareActivations made the split for this call on the calling thread
-            if (!s_splits.TryGetValue(xq, out SignSplit? split)) throw new InvalidOperationException("No sign split was prepared for these activations.");
+            var split = callState as SignSplit ?? throw new InvalidOperationException("No sign split was prepared for this call.");
             MultiplyRowsByVariants(w, blocks, xq, split, y, rowBegin, rowEnd);
             return;
         }

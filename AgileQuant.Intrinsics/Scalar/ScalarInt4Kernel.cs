@@ -20,7 +20,7 @@ public sealed unsafe class ScalarInt4Kernel : QuantizedMatMulKernel<PackedInt4Ma
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
-    private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
         Span<int> acc = stackalloc int[w.GroupCount];
         for (int r = rowBegin; r < rowEnd; r++)

@@ -19,7 +19,7 @@ public sealed unsafe class ScalarInt8Kernel : QuantizedMatMulKernel<Int8RowMatri
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
-    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
         Span<int> acc = stackalloc int[1];
         for (int r = rowBegin; r < rowEnd; r++)

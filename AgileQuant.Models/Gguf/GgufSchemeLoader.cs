@@ -22,7 +22,9 @@ public static class GgufSchemeLoader
         ArgumentNullException.ThrowIfNull(scheme);
         ArgumentNullException.ThrowIfNull(kernel);
         QuantizationConfig config = QuantizationConfig.Parse(scheme);
-        TransformerModel model = ModelLoader.Load(path, new ModelLoadOptions { Kernel = kernel, CheckFiniteWeights = false }).Model;
+        // loaded with kernels of the same instruction set, so the weights are repacked for `kernel` before the load's collection
+        KernelOptions loadKernels = kernel is KernelSet set ? set.Options : new KernelOptions();
+        TransformerModel model = ModelLoader.Load(path, new ModelLoadOptions { KernelOptions = loadKernels, CheckFiniteWeights = false }).Model;
         RuntimeOptions options = ModelQuantizer.RuntimeOptionsFor(kernel, config) with { Pruning = pruning };
         TransformerWeights weights = config.QuantizesActivations && config.ActivationBits != 8 ? WithActivationBits(model.Weights, config.ActivationBits) : model.Weights;
         return new TransformerModel(weights, kernel, options);

@@ -33,7 +33,7 @@ public sealed class GgufModelFuzzTests() : TemporaryDirectoryFixture("aq-fuzz-gg
         var options = new FuzzOptions(FuzzCampaign.Iterations(), BaseSeed: 7_100, FuzzCampaign.PerInputLimit, StackProbability: 0.5);
         // Header edits (first 8 KiB: counts, metadata values, tensor infos) and edits anywhere (block scales, codes, norms).
         FuzzReport report = FuzzRunner.Run(Seeds(Temp.FullPath), [new ByteMutator(input => Math.Min(input.Length, 8192)), new ByteMutator()],
-            FuzzRunner.ThroughFile(path, p => ModelLoader.Load(p, new ModelLoadOptions { Kernel = TestKernels.Default })),
+            FuzzRunner.ThroughFile(path, p => ModelLoader.Load(p, new ModelLoadOptions())),
             e => e is ModelFormatException m && m.FilePath == path, options,
             message => FuzzRunner.MaskMessage(message.Replace(path, "<file>")));
         FuzzCampaign.Check("GGUF model", report);

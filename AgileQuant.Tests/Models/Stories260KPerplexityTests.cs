@@ -11,7 +11,7 @@ namespace AgileQuant.Tests.Models;
 public class Stories260KPerplexityTests
 {
     private static LoadedModel Loaded() => ModelLoader.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin"),
-        new ModelLoadOptions { Kernel = TestKernels.Default });
+        new ModelLoadOptions());
 
     private static IReadOnlyList<IReadOnlyList<int>> Stories(LoadedModel loaded)
     {

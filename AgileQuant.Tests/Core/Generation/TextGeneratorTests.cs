@@ -10,7 +10,7 @@ namespace AgileQuant.Tests.Core.Generation;
 [TestFixture]
 public class TextGeneratorTests
 {
-    private static LoadedModel Bundled() => ModelLoader.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions { Kernel = TestKernels.Default });
+    private static LoadedModel Bundled() => ModelLoader.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions());
 
     private static async Task<(string Text, List<int> Tokens, FinishReason? Finish)> Collect(IAsyncEnumerable<GenerationUpdate> stream)
     {

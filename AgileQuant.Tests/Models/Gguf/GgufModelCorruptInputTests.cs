@@ -25,13 +25,13 @@ public class GgufModelCorruptInputTests
 
     private static ModelFormatException Refused(string path)
     {
-        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(path, new ModelLoadOptions { Kernel = TestKernels.Default }))!;
+        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(path, new ModelLoadOptions()))!;
         Assert.That(e.Message, Does.Contain(Path.GetFileName(path)));
         return e;
     }
 
     [Test]
-    public void GoodModel_Loads() => Assert.That(ModelLoader.Load(_good, new ModelLoadOptions { Kernel = TestKernels.Default }).Model.Config.NumLayers, Is.EqualTo(1));
+    public void GoodModel_Loads() => Assert.That(ModelLoader.Load(_good, new ModelLoadOptions()).Model.Config.NumLayers, Is.EqualTo(1));
 
     [Test]
     public void Truncated_IsRefused_NamingTheTensorThatRunsPastTheEnd()
@@ -102,7 +102,7 @@ public class GgufModelCorruptInputTests
     [Test]
     public void AbsurdSizes_AreRefusedByTheBudget_BeforeAnyTensorIsRead()
     {
-        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(_good, new ModelLoadOptions { Kernel = TestKernels.Default, MaxWeightBytes = 1000 }))!;
+        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(_good, new ModelLoadOptions { MaxWeightBytes = 1000 }))!;
         Assert.That(e.Message, Does.Contain("loading budget of 1000 bytes"));
     }
 

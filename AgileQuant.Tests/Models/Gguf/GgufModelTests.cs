@@ -23,11 +23,11 @@ public class GgufModelTests
         // adjacent-pair RoPE: the golden logits come from HF's own modeling code.
         string dir = SharedAssets.Require("fixtures/llama_tiny_gqa");
         using var temp = new TemporaryDirectory("aq-gguf-");
-        LoadedModel hf = ModelLoader.Load(dir, new ModelLoadOptions { Kernel = TestKernels.Default });
+        LoadedModel hf = ModelLoader.Load(dir, new ModelLoadOptions());
         string path = Path.Combine(temp.FullPath, "tiny.gguf");
         GgufModelWriter.Write(path, hf.Model.Weights, GgufVocabulary.Placeholder(hf.Model.Config.VocabSize));
 
-        LoadedModel gguf = ModelLoader.Load(path, new ModelLoadOptions { Kernel = TestKernels.Default });
+        LoadedModel gguf = ModelLoader.Load(path, new ModelLoadOptions());
         Assert.That(gguf.Format, Is.EqualTo("gguf"));
         Assert.That(gguf.Model.Config.RotaryPairing, Is.EqualTo(RotaryPairing.Adjacent));
         JsonElement json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "reference.json"))).RootElement;
@@ -44,12 +44,12 @@ public class GgufModelTests
     public void Llama2cExport_F32_ReadsBackIdentically_AndRewritesByteForByte()
     {
         using var temp = new TemporaryDirectory("aq-gguf-");
-        LoadedModel source = ModelLoader.Load(Stories260K, new ModelLoadOptions { Kernel = TestKernels.Default });
+        LoadedModel source = ModelLoader.Load(Stories260K, new ModelLoadOptions());
         var tokenizer = (ScoredMergeTokenizer)source.Tokenizer!;
         string first = Path.Combine(temp.FullPath, "a.gguf"), second = Path.Combine(temp.FullPath, "b.gguf");
         GgufModelWriter.Write(first, source.Model.Weights, GgufVocabulary.FromTokenizer(tokenizer, source.Model.Config.VocabSize));
 
-        LoadedModel read = ModelLoader.Load(first, new ModelLoadOptions { Kernel = TestKernels.Default });
+        LoadedModel read = ModelLoader.Load(first, new ModelLoadOptions());
         Assert.That(read.Model.Config with { Family = "llama" }, Is.EqualTo(source.Model.Config with { Family = "llama" }));
         AssertSameWeights(read.Model.Weights, source.Model.Weights);
         var readTokenizer = (ScoredMergeTokenizer)read.Tokenizer!;

@@ -87,7 +87,7 @@ public class QuantizedCheckpointRoundTripTests
         string path = Path.Combine(dir.FullPath, $"stories260K.{scheme}.safetensors");
         QuantizedCheckpointWriter.Write(path, quantized, scheme);
 
-        LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions { Kernel = Kernel });
+        LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions());
 
         AssertIdentical(quantized.Weights, loaded.Model.Weights);
         Assert.That(loaded.Model.Options.Attention, Is.EqualTo(quantized.Options.Attention));
@@ -112,7 +112,7 @@ public class QuantizedCheckpointRoundTripTests
         string path = Path.Combine(dir.FullPath, "tiny.safetensors");
         QuantizedCheckpointWriter.Write(path, original, "W4A8-RTN");
 
-        LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions { Kernel = Kernel });
+        LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions());
 
         Assert.That(loaded.Model.Options.Attention, Is.EqualTo(runtime.Attention));
         Assert.That(loaded.Model.Options.LowBitTokenRatio, Is.EqualTo(0.5));
