@@ -72,7 +72,7 @@ public class LlamaCppPresetTests
     private static (double MaxError, double RmsLogit) CompareLogits(string path)
     {
         GgufFile file = GgufFile.Read(path);
-        TransformerWeights loaded = ModelLoader.Load(path, new ModelLoadOptions { Kernel = TestKernels.Default }).Model.Weights;
+        TransformerWeights loaded = ModelLoader.Load(path, new ModelLoadOptions()).Model.Weights;
         TransformerWeights fp32;
         using (GgufTensorData data = GgufTensorData.Open(file))
         {
