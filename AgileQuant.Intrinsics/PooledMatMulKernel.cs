@@ -8,7 +8,7 @@ namespace AgileQuant.Intrinsics;
 /// slices of x and y to the format-specific implementation.
 /// </summary>
 /// <typeparam name="TMatrix">The weight format the kernel multiplies by.</typeparam>
-public abstract class PooledMatMulKernel<TMatrix> : IMatMulKernel where TMatrix : class, IWeightMatrix
+internal abstract class PooledMatMulKernel<TMatrix> : IMatMulKernel where TMatrix : class, IWeightMatrix
 {
     /// <summary>Creates the kernel; throws <see cref="PlatformNotSupportedException"/> when <paramref name="isSupported"/> is false.</summary>
     /// <param name="threads">Threads per call, ≥ 1; 0 means <see cref="Environment.ProcessorCount"/>.</param>

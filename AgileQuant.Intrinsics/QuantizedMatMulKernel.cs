@@ -15,7 +15,7 @@ namespace AgileQuant.Intrinsics;
 /// go through the same packed-weight inner loops; otherwise, or for the other integer format, the reference pass runs.
 /// </remarks>
 /// <typeparam name="TMatrix">The weight format the kernel multiplies by.</typeparam>
-public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel<TMatrix>, IStaticScaleMatMulKernel, ITripKernel where TMatrix : class, IWeightMatrix
+internal abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel<TMatrix>, IStaticScaleMatMulKernel, ITripKernel where TMatrix : class, IWeightMatrix
 {
     /// <summary>Below this many multiply-adds a call runs on the calling thread alone.</summary>
     private const long MinParallelMacs = 1L << 18;

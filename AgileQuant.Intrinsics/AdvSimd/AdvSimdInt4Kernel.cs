@@ -16,7 +16,7 @@ namespace AgileQuant.Intrinsics.AdvSimd;
 /// accumulate, then <c>raw = Σ nibble · (x_q + 8) − 8 · Σ nibble</c>. Per group
 /// <c>acc = raw − z · Σ x_q</c>, then the shared float epilogue.
 /// </summary>
-public sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
+internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
 {
     private readonly Int4DotPath _path;
 

@@ -10,7 +10,7 @@ namespace AgileQuant.Intrinsics.AdvSimd;
 /// <c>acc = Σ_c w_q · x_q</c> by SDOT where available, else SMULL / SMULL2 (int16 products ≤ 128·127)
 /// pairwise-added into int32 lanes (SADALP); then <c>y = s_x · s_w · acc</c>.
 /// </summary>
-public sealed unsafe class AdvSimdInt8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
+internal sealed unsafe class AdvSimdInt8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
 {
     private readonly bool _useDotProduct;
 

@@ -21,7 +21,7 @@ namespace AgileQuant.Intrinsics.Avx2;
 /// row block × up to 4 tokens; GEMM walks row panels of 8 blocks (≤ 64 rows, L2-resident) × token tiles
 /// (L1-resident), GEMV streams the weights once with software prefetch one page ahead.
 /// </remarks>
-public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
+internal sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
 {
     /// <summary>Tokens that share one unpack of a weight chunk.</summary>
     private const int TokenTile = 4;

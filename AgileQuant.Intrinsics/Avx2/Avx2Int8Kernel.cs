@@ -18,7 +18,7 @@ namespace AgileQuant.Intrinsics.Avx2;
 /// ≤ 2·128·127 = 32512 &lt; 2^15; each pair is widened to int32 at once. A tile is one row block × up to 6 tokens;
 /// GEMM walks row panels of 8 blocks (L2-resident) × token tiles, GEMV streams the weights once with prefetch.
 /// </remarks>
-public sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
+internal sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
 {
     private const int TokenTile = 6;
 

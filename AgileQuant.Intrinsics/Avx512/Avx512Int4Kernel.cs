@@ -23,7 +23,7 @@ namespace AgileQuant.Intrinsics.Avx512;
 /// front end was (about 37 instructions per 256 multiply-adds); a zmm instruction does twice the work for one
 /// dispatch slot, and 32 registers let 8 tokens share one unpack of 16 rows' nibbles.
 /// </remarks>
-public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
+internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
 {
     /// <summary>Tokens that share one unpack of a weight chunk.</summary>
     private const int TokenTile = 8;

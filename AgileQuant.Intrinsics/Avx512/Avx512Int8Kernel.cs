@@ -26,7 +26,7 @@ namespace AgileQuant.Intrinsics.Avx512;
 /// tile. Two chunks' products are added before they meet the accumulator. Exact: |w| ≤ 128, |x_q| ≤ 127. A tile is
 /// 16 rows × up to 8 tokens; GEMM walks row panels of 8 blocks (L2-resident) × token tiles.</para>
 /// </remarks>
-public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
+internal sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
 {
     private const int TokenTile = 8;
 

@@ -12,7 +12,7 @@ namespace AgileQuant.Intrinsics.Quantization;
 /// Rounding is to nearest, ties to even, of <c>x[c] · (qmax / max)</c>. An all-zero row gets scale 0 and
 /// codes 0. Codes never reach −128, which the AVX2 sign trick (<c>vpsignb</c>) relies on.
 /// </remarks>
-public static class RowQuantizer
+internal static class RowQuantizer
 {
     /// <summary>Largest code magnitude for <paramref name="bits"/>: 127 (8) or 7 (4).</summary>
     public static int MaxCode(int bits) => bits switch
