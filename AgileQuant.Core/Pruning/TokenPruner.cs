@@ -11,7 +11,7 @@ namespace AgileQuant.Core.Pruning;
 /// ties by index), then marks the lowest-scoring unpruned candidates lower-bit until <c>floor(b·n)</c> unpruned rows
 /// are lower-bit (rows marked by earlier layers stay marked).
 /// </remarks>
-public sealed class TokenPruner
+internal sealed class TokenPruner
 {
     private int[] _original = [];  // (capacity): original chunk index of each current row
     private bool[] _lowBit = [];   // (capacity): row uses the lower-bit activation width

@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 namespace AgileQuant.Core.Runtime;
 
 /// <summary>Rounds activations to the values their quantized codes stand for (quantize then dequantize), in place.</summary>
-public static class ActivationRounding
+internal static class ActivationRounding
 {
     /// <summary>
     /// Splits <paramref name="values"/> into <paramref name="rows"/> equal rows and rounds each symmetrically:

@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 namespace AgileQuant.Core.Runtime;
 
 /// <summary>Rotary position embeddings: rotates pairs of Q/K elements by <c>pos · θ^(−2i/d)</c>.</summary>
-public sealed class RotaryEmbedding
+internal sealed class RotaryEmbedding
 {
     private readonly int _headDim;
     private readonly RotaryPairing _pairing;
@@ -134,7 +134,7 @@ public sealed class RotaryEmbedding
 }
 
 /// <summary>ALiBi head slopes (Press et al.), as BLOOM computes them, including head counts that are not a power of two.</summary>
-public static class AlibiSlopes
+internal static class AlibiSlopes
 {
     /// <summary>
     /// Slopes for <paramref name="numHeads"/> heads: with p the largest power of two ≤ n, heads 0..p−1 get
