@@ -63,7 +63,7 @@ public sealed class AgileQuantEngine : IEndToEndEngine
         int layers = Models.Gguf.GgufModelReader.ReadConfig(Models.Gguf.GgufFile.Read(path)).NumLayers;
         // Progressive pruning from the middle layer: 1 − β of the tokens reach the last layer.
         TokenPruningSchedule? pruning = pruneRatio > 0 ? TokenPruningSchedule.Progressive(layers, layers / 2, pruneRatio) : null;
-        _model = Models.Gguf.GgufSchemeLoader.Load(path, scheme, kernel, pruning);
+        _model = Cli.Bench.GgufSchemeLoader.Load(path, scheme, kernel, pruning);
     }
 
     // One context reused after a Reset (cleared KV cache), as the llama.cpp engine reuses its context: a fresh context

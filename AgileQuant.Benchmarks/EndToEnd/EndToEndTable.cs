@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using AgileQuant.Cli.Bench;
 using AgileQuant.Models.Gguf;
 
 namespace AgileQuant.Benchmarks.EndToEnd;

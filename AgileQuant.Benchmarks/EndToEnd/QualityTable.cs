@@ -5,6 +5,7 @@ using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Models;
+using AgileQuant.Cli.Bench;
 using AgileQuant.Models.Gguf;
 using AgileQuant.Models.Tokenizers;
 

@@ -7,6 +7,7 @@ using AgileQuant.Core.Generation;
 using AgileQuant.Core.Pruning;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
+using AgileQuant.Cli.Bench;
 using AgileQuant.Models.Gguf;
 
 namespace AgileQuant.Cli.Commands;

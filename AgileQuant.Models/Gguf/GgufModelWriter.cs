@@ -106,7 +106,8 @@ public static class GgufModelWriter
     }
 
     /// <summary>The <c>general.*</c>, <c>{arch}.*</c> and <c>tokenizer.ggml.*</c> keys of a model of <paramref name="c"/> whose matrices are <paramref name="type"/>.</summary>
-    internal static void AddModelMetadata(GgufWriter w, TransformerConfig c, GgufVocabulary vocabulary, GgmlType type, string name) =>
+    /// <exception cref="AgileQuantException">The model's family has no GGUF form.</exception>
+    public static void AddModelMetadata(GgufWriter w, TransformerConfig c, GgufVocabulary vocabulary, GgmlType type, string name) =>
         AddModelMetadata(w, ArchitectureRegistry.ForFamily(c.Family), c, vocabulary, type, name);
 
     private static void AddModelMetadata(GgufWriter w, ArchitectureDescription family, TransformerConfig c, GgufVocabulary vocabulary, GgmlType type, string name)
@@ -233,7 +234,8 @@ public static class GgufModelWriter
         return null;
     }
 
-    internal static void AddVector(GgufWriter w, string name, float[] values) =>
+    /// <summary>Adds <paramref name="values"/> as an F32 vector named <paramref name="name"/> (a norm's weight or a bias).</summary>
+    public static void AddVector(GgufWriter w, string name, float[] values) =>
         w.AddTensor(name, [values.Length], GgmlType.F32, stream => stream.Write(MemoryMarshal.AsBytes(values.AsSpan())));
 
     private static void AddMatrix(GgufWriter w, string name, IWeightMatrix matrix, GgmlType type, Func<int, int>? sourceRow) =>
@@ -250,11 +252,19 @@ public static class GgufModelWriter
             });
 
     /// <summary>
+    /// Adds a (rows, cols) matrix row by row, so it never sits in memory whole: <paramref name="row"/> fills row r in FP32,
+    /// which is encoded as <paramref name="type"/> (F32, F16, Q8_0 or Q4_0; F16 when a Q8_0/Q4_0 row is not whole 32-blocks;
+    /// any other type makes <see cref="GgufWriter.Write(string)"/> throw <see cref="AgileQuantException"/>).
+    /// </summary>
+    public static void AddMatrix(GgufWriter w, string name, int rows, int cols, GgmlType type, Action<int, Span<float>> row) =>
+        AddMatrix(w, name, rows, cols, type, row, null);
+
+    /// <summary>
     /// Adds a (rows, cols) matrix whose row r <paramref name="row"/> produces in FP32, encoded as <paramref name="type"/>
     /// (F16 when a Q8_0/Q4_0 row is not whole 32-blocks); <paramref name="exact"/>, when given, may encode a row itself.
     /// </summary>
     internal static void AddMatrix(GgufWriter w, string name, int rows, int cols, GgmlType type, Action<int, Span<float>> row,
-        Func<int, GgmlType, Span<byte>, bool>? exact = null)
+        Func<int, GgmlType, Span<byte>, bool>? exact)
     {
         // Like llama-quantize, a row that is not whole 32-blocks falls back to F16 (e.g. ffn_down of a 172-wide MLP).
         if (type is GgmlType.Q8_0 or GgmlType.Q4_0 && cols % BlockQ8_0.Elements != 0) type = GgmlType.F16;

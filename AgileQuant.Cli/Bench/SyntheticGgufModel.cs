@@ -2,13 +2,14 @@ using System.Text.RegularExpressions;
 using AgileQuant.Core;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Models.Architectures;
+using AgileQuant.Models.Gguf;
 
-namespace AgileQuant.Models.Gguf;
+namespace AgileQuant.Cli.Bench;
 
 /// <summary>A LLaMA shape for synthetic benchmark models: a name and the config it stands for.</summary>
 /// <param name="Name">e.g. <c>llama7b-4l</c>.</param>
 /// <param name="Config">Sizes (random weights: speed depends on shapes, not values).</param>
-public sealed record SyntheticModelShape(string Name, TransformerConfig Config)
+internal sealed record SyntheticModelShape(string Name, TransformerConfig Config)
 {
     /// <summary>Base shapes: LLaMA-7B layers (4 by default), TinyLlama-1.1B, stories110M, and a small one for quick runs.</summary>
     public static IReadOnlyList<string> BaseNames { get; } = ["llama7b", "tinyllama", "stories110m", "small"];
@@ -52,7 +53,7 @@ public sealed record SyntheticModelShape(string Name, TransformerConfig Config)
 /// never sits in memory): weight (t, r, c) = U(−a, a), a = 1/√(fan-in), from a SplitMix64 stream keyed by
 /// (seed, tensor index, row), so every file type of one seed holds the same values before rounding; norms are 1.
 /// </summary>
-public static class SyntheticGgufModel
+internal static class SyntheticGgufModel
 {
     /// <summary>Writes <paramref name="shape"/> with matrices and token embedding in <paramref name="type"/> to <paramref name="path"/>.</summary>
     public static void Write(string path, SyntheticModelShape shape, GgmlType type, ulong seed = 7)

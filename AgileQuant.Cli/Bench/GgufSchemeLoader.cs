@@ -2,8 +2,9 @@ using AgileQuant.Core.Pruning;
 using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
+using AgileQuant.Models;
 
-namespace AgileQuant.Models.Gguf;
+namespace AgileQuant.Cli.Bench;
 
 /// <summary>
 /// Runs the weights of a GGUF file under one of our named schemes: the file decides the weight format (F32/F16 → FP32,
@@ -11,7 +12,7 @@ namespace AgileQuant.Models.Gguf;
 /// and KV-cache quantization — and an optional token-pruning schedule. This is how the same file runs in both
 /// engines of the end-to-end comparison.
 /// </summary>
-public static class GgufSchemeLoader
+internal static class GgufSchemeLoader
 {
     /// <summary>Loads <paramref name="path"/> and applies <paramref name="scheme"/> (a <see cref="QuantizationConfig"/> name) and <paramref name="pruning"/>.</summary>
     /// <exception cref="ModelFormatException">The file is not a valid LLaMA GGUF model.</exception>
