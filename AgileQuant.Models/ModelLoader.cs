@@ -126,7 +126,7 @@ public static class ModelLoader
         KernelSet kernel = KernelSelector.Create(options.KernelOptions);
         if (Directory.Exists(path)) return LoadHuggingFace(path, options, kernel, progress, cancel);
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "no such file or directory");
-        if (options.WeightsFile is not null) throw new AgileQuantException("--weights applies to a Hugging Face model directory, not to a single file.");
+        if (options.WeightsFile is not null) throw new AgileQuantException("ModelLoadOptions.WeightsFile applies to a Hugging Face model directory, not to a single file.");
         if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return LoadQuantizedCheckpoint(path, options, kernel, progress, cancel);
         if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return LoadGguf(path, options, kernel, progress, cancel);
         WeightMemoryBudget.Enforce(path, Llama2cCheckpoint.ReadConfig(path), options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
@@ -304,7 +304,7 @@ public static class ModelLoader
     private static string ResolveWeightsFile(string dir, string weightsFile)
     {
         string path = Path.IsPathRooted(weightsFile) ? weightsFile : Path.Combine(dir, weightsFile);
-        if (!File.Exists(path)) throw new ModelFormatException(path, null, "the weights file given with --weights does not exist");
+        if (!File.Exists(path)) throw new ModelFormatException(path, null, "the weights file named by ModelLoadOptions.WeightsFile does not exist");
         return path;
     }
 }

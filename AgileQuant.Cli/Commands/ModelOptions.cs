@@ -47,6 +47,8 @@ internal sealed class ModelOptions
     public LoadedModel Load(ParseResult parse, CancellationToken cancel = default)
     {
         string path = parse.GetValue(Model)!;
+        if (parse.GetValue(Weights) is not null && File.Exists(path)) // the library names ModelLoadOptions.WeightsFile; say it in flags
+            throw new AgileQuantException("--weights applies to a Hugging Face model directory, not to a single file.");
         var started = System.Diagnostics.Stopwatch.StartNew();
         LoadedModel loaded;
         using (var bar = new ProgressLine("loading"))

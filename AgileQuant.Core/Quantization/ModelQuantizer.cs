@@ -46,14 +46,14 @@ public static class ModelQuantizer
         ArgumentNullException.ThrowIfNull(config);
         options ??= new ModelQuantizationOptions();
         if (!config.QuantizesWeights && !config.QuantizesActivations) return fp32;
-        RequireCalibrationAndKernelFormat(config, options, "calibration text (e.g. --calib-text)");
+        RequireCalibrationAndKernelFormat(config, options, "calibration sequences (ModelQuantizationOptions.Calibration)");
         if (config.StaticActivationScales && !(config.QuantizesWeights && config.QuantizesActivations))
             throw new AgileQuantException($"{config.Name}: TRIP's static scales need integer weights and activations.");
         StaticActivationScales[][]? staticScales = null;
         if (config.StaticActivationScales)
         {
             if (options.Calibration.Count == 0)
-                throw new AgileQuantException($"{config.Name} uses TRIP, whose static activation scales need calibration text (e.g. --calib-text).");
+                throw new AgileQuantException($"{config.Name} uses TRIP, whose static activation scales need calibration sequences (ModelQuantizationOptions.Calibration).");
             // one FP32 pass: per-channel ranges → outlier factors folded into the FP32 weights → per-tensor scales of the folded inputs
             ChannelRangeObserver ranges = TripCalibration.ObserveRanges(fp32, options.Calibration, options.CancellationToken);
             LayerChannelFactors[] factors = TripCalibration.ChooseFactors(fp32.Config, ranges, config.TripOutlierMultiple);
