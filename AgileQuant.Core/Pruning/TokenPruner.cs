@@ -2,7 +2,7 @@ namespace AgileQuant.Core.Pruning;
 
 /// <summary>
 /// Tracks the tokens of one prefill chunk through the layers: which original tokens still have rows, which of
-/// them are lower-bit, and which rows a layer prunes (METHOD.md §3). Rows stay in original order. Not thread-safe.
+/// them are lower-bit, and which rows a layer prunes (docs/method.md §3). Rows stay in original order. Not thread-safe.
 /// </summary>
 /// <remarks>
 /// Score of row i: <c>s_i = Σ_h A[h, i, 0]</c>. Candidates are all rows but the start token (row 0 when the chunk

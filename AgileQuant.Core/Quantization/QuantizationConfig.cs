@@ -17,7 +17,7 @@ public enum WeightRounding
 
 /// <summary>
 /// A named end-to-end quantization scheme ("W4A8-GPTQ" = 4-bit weights rounded by GPTQ, 8-bit activations at
-/// every point of METHOD.md §2). Bits of 16 or more mean "not quantized" (computed in fp32).
+/// every point of docs/method.md §2). Bits of 16 or more mean "not quantized" (computed in fp32).
 /// </summary>
 public sealed record QuantizationConfig
 {
@@ -59,12 +59,12 @@ public sealed record QuantizationConfig
 
     /// <summary>
     /// Fraction of prefill tokens (lowest start-token attention) whose activations drop to 4 bits at the three
-    /// "A8 or A4" points (METHOD.md §2–3); 0 = none.
+    /// "A8 or A4" points (docs/method.md §2–3); 0 = none.
     /// </summary>
     public double LowBitTokenRatio { get; init; }
 
     /// <summary>
-    /// TRIP (METHOD.md §4): linear inputs use static per-tensor scales from calibration (min/max observer) instead of
+    /// TRIP (docs/method.md §4): linear inputs use static per-tensor scales from calibration (min/max observer) instead of
     /// per-token scales, with power-of-two factors for outlier channels folded into the weights
     /// (<see cref="TripCalibration"/>), run as one fused gather → quantize → integer matmul → dequantize pass.
     /// Needs calibration text whatever the weight rounding.
@@ -129,7 +129,7 @@ public sealed record QuantizationConfig
     private static QuantizationConfig[] BuildCatalog()
     {
         // 8-bit weights: symmetric per output row (int8 kernels). 4-bit weights: asymmetric groups of 32
-        // (beat symmetric on stories260K, METHOD.md §1). Quantized activations bring the attention options of §2.
+        // (beat symmetric on stories260K, docs/method.md §1). Quantized activations bring the attention options of §2.
         static QuantizationConfig W(string name, int wBits, int aBits, WeightRounding rounding, double lowBitRatio = 0, bool trip = false)
         {
             bool int4 = wBits == 4, actQuant = aBits <= 8;

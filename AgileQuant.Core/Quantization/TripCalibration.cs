@@ -5,7 +5,7 @@ using AgileQuant.Intrinsics.Trip;
 namespace AgileQuant.Core.Quantization;
 
 /// <summary>
-/// Per-channel power-of-two factors α_c of one layer's four linear inputs (TRIP, METHOD.md §4); null where a point
+/// Per-channel power-of-two factors α_c of one layer's four linear inputs (TRIP, docs/method.md §4); null where a point
 /// has no foldable predecessor (factors of 1). The activation channel c is divided by α_c and the weight column c of
 /// the linears reading it multiplied by α_c, so the FP32 function is unchanged.
 /// </summary>
@@ -16,7 +16,7 @@ namespace AgileQuant.Core.Quantization;
 public sealed record LayerChannelFactors(float[]? QueryKeyValue, float[]? AttentionOutput, float[]? MlpInput, float[]? MlpDown);
 
 /// <summary>
-/// TRIP calibration (METHOD.md §1, §4): one pass of calibration text through the FP32 model records each linear
+/// TRIP calibration (docs/method.md §1, §4): one pass of calibration text through the FP32 model records each linear
 /// input's per-channel min/max; outlier channels get power-of-two factors (FQ-ViT style) folded into the weights;
 /// each input's static per-tensor scale is the min/max observer's scale of the folded activations.
 /// </summary>

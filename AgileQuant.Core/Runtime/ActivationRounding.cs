@@ -47,7 +47,7 @@ internal static class ActivationRounding
             row[i] = MathF.Max(MathF.Min(MathF.Round(row[i] * inverse), limit), -limit) * scale;
     }
 
-    /// <summary>Rounds probabilities to <c>2^−q</c>, q = clamp(round(−log2 p), 0, 15); p whose round(−log2 p) ≥ 16 become 0 (METHOD.md §1).</summary>
+    /// <summary>Rounds probabilities to <c>2^−q</c>, q = clamp(round(−log2 p), 0, 15); p whose round(−log2 p) ≥ 16 become 0 (docs/method.md §1).</summary>
     public static void RoundToPowersOfTwo(Span<float> probabilities)
     {
         for (int i = 0; i < probabilities.Length; i++)

@@ -9,7 +9,7 @@ using AgileQuant.Tests.Core.Pruning;
 
 namespace AgileQuant.Tests.Core.Quantization;
 
-/// <summary>TRIP (METHOD.md §4): folded outlier factors, static scales from calibration, the fused pass in the runtime.</summary>
+/// <summary>TRIP (docs/method.md §4): folded outlier factors, static scales from calibration, the fused pass in the runtime.</summary>
 [TestFixture]
 public class TripCalibrationTests
 {
