@@ -22,7 +22,7 @@ internal abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKern
 
     private const int ChunksPerThread = 8;
 
-    /// <summary>From this many tokens on, the activations are quantized on the pool too (512 tokens × 4096 values take ~1 ms on one core).</summary>
+    /// <summary>From this many tokens on, the activations are quantized on the pool too (a long prefill's take long enough on one core to be worth splitting: docs/kernels.md).</summary>
     private const int MinParallelQuantizeTokens = 16;
 
     private readonly ParallelJob<RowArgs> _job = new();

@@ -30,7 +30,7 @@ public sealed record LayerChannelFactors(float[]? QueryKeyValue, float[]? Attent
 /// </remarks>
 public static class TripCalibration
 {
-    /// <summary>T: channels whose range exceeds T × the median channel range are outliers (2 measured best on stories260K: W4A8-TRIP RTN KL 0.088 vs 0.097 with T = 4, which folds nothing there, and 0.098 with T = 1.5).</summary>
+    /// <summary>T: channels whose range exceeds T × the median channel range are outliers (2 measured best on stories260K against 1.5 and 4: docs/method.md §5).</summary>
     public const float OutlierMultiple = 2f;
 
     /// <summary>K: factors are at most 2^K.</summary>

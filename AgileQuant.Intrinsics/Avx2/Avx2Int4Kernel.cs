@@ -120,7 +120,7 @@ internal sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
             {
                 // The four 64-byte lines of this segment's weights (a pair's, half of each this block's) and the scale
                 // line, one page ahead (the hardware prefetcher stops at 4 KiB page boundaries; 1 KiB ahead, one line
-                // per segment, was ~20% slower).
+                // per segment, was slower: docs/kernels.md, "GEMV prefetch").
                 X86.Sse.Prefetch0(chunk + (nint)k * Int4RowBlocks.ChunkStride + PrefetchBytes);
                 X86.Sse.Prefetch0(chunk + (nint)k * Int4RowBlocks.ChunkStride + PrefetchBytes + 64);
                 X86.Sse.Prefetch0(chunk + (nint)k * Int4RowBlocks.ChunkStride + PrefetchBytes + 128);

@@ -424,7 +424,7 @@ internal sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMat
         Vector512<int> l0 = default, l1 = default, l2 = default, l3 = default, l4 = default, l5 = default, l6 = default, l7 = default;
         Vector512<int> u0 = default, u1 = default, u2 = default, u3 = default, u4 = default, u5 = default, u6 = default, u7 = default;
         // Two chunks per step, their products summed before they meet the accumulator (acc += p_k + p_k+1): the same
-        // count of vpaddd, but Zen 4 then keeps its two multiply pipes busier (≈ +8% over one add per product).
+        // count of vpaddd, but Zen 4 then keeps its two multiply pipes busier (faster than one add per product: docs/kernels.md).
         int k = 0;
         for (; k + 1 < chunks; k += 2)
         {
