@@ -7,7 +7,7 @@ namespace AgileQuant.Models.Architectures;
 /// whose rows are laid out per head as [heads, 3, head_dim] (split at load into Q, K, V), GELU (tanh), biases
 /// everywhere, head tied to the token embedding. No GGUF form yet: llama.cpp's <c>bloom</c> is not registered here.
 /// </summary>
-public sealed class BloomArchitecture : ArchitectureDescription
+internal sealed class BloomArchitecture : ArchitectureDescription
 {
     /// <inheritdoc />
     public override string Family => "bloom";

@@ -8,7 +8,7 @@ namespace AgileQuant.Models.Architectures;
 /// that is tied when the file omits it. Hugging Face Q/K rows are rotate-half; GGUF's are permuted back to Meta's
 /// adjacent pairs.
 /// </summary>
-public sealed class LlamaArchitecture : ArchitectureDescription
+internal sealed class LlamaArchitecture : ArchitectureDescription
 {
     /// <inheritdoc />
     public override string Family => "llama";

@@ -7,7 +7,7 @@ namespace AgileQuant.Models.Architectures;
 /// offset 2, pre-LN (<c>do_layer_norm_before</c>) or post-LN blocks, ReLU MLP, biases on every attention/MLP linear,
 /// project_in/project_out when <c>word_embed_proj_dim</c> differs from <c>hidden_size</c>, head tied to the token embedding.
 /// </summary>
-public sealed class OptArchitecture : ArchitectureDescription
+internal sealed class OptArchitecture : ArchitectureDescription
 {
     /// <inheritdoc />
     public override string Family => "opt";
