@@ -23,6 +23,7 @@ internal static class Program
             EncoderAccuracyCommand.Create(),
             InfoCommand.Create(),
             SelfTestCommand.Create(),
+            StressCommand.Create(),
         };
         root.Options.Add(CliErrors.VerboseOption);
         ProgressLine.Suppressed = args.Contains("--json");
