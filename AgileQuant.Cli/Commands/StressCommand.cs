@@ -79,8 +79,8 @@ internal static class StressCommand
         var decode = new Option<int>("--decode") { Description = "Greedy decode steps after each load.", DefaultValueFactory = _ => 4 };
         var write = new Option<string?>("--write-reference") { Description = "Write the first load's digest, tokens and logits to this JSON file (on the reference machine)." };
         var reference = new Option<string?>("--reference") { Description = "Compare every load with this JSON file from --write-reference." };
-        // Another instruction set sums floats in another order, so a few activation codes round the other way and move
-        // the logits by a few percent (2.5% on the Q8_0 file of docs/arm64-emulation.md); a wrong weight moves them by far more.
+        // Another instruction set sums floats in another order, so a few activation codes may round the other way and move
+        // the logits by a few percent (measured in docs/arm64-emulation.md); a wrong weight moves them by far more.
         var tolerance = new Option<double>("--tolerance") { Description = "Largest |logit - reference logit| allowed, as a fraction of the step's largest |reference logit|.", DefaultValueFactory = _ => 0.1 };
         var garbage = new Option<bool>("--allocate-garbage") { Description = "Allocate short-lived small objects on another thread throughout, so that collections (frequent with a small DOTNET_GCgen0size) stop and compact the loads at many points." };
         var kernel = ModelOptions.KernelOption();
