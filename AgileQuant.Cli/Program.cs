@@ -24,6 +24,7 @@ internal static class Program
             TokenizeCommand.Create(),
             InfoCommand.Create(),
             SelfTestCommand.Create(),
+            StressCommand.Create(),
         };
         root.Options.Add(CliErrors.VerboseOption);
         ProgressLine.Suppressed = args.Contains("--json");

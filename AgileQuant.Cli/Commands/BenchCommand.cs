@@ -119,7 +119,7 @@ internal static class BenchCommand
         return command;
     }
 
-    private static (int Rows, int Cols) ParseShape(string text)
+    internal static (int Rows, int Cols) ParseShape(string text)
     {
         string[] parts = text.ToLowerInvariant().Split('x');
         if (parts.Length != 2 || !int.TryParse(parts[0], out int rows) || !int.TryParse(parts[1], out int cols) || rows <= 0 || cols <= 0)
@@ -127,7 +127,7 @@ internal static class BenchCommand
         return (rows, cols);
     }
 
-    private static IWeightMatrix Make(string format, int rows, int cols, Random random)
+    internal static IWeightMatrix Make(string format, int rows, int cols, Random random)
     {
         long count = (long)rows * cols;
         if (count > int.MaxValue / 2) throw new AgileQuantException($"Shape {rows}x{cols} is too large for this benchmark.");
