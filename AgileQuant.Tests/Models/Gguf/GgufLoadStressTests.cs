@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using AgileQuant.Cli.Bench;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
