@@ -13,6 +13,7 @@ internal static class Program
         {
             DemoCommand.Create(),
             GenerateCommand.Create(),
+            ChatCommand.Create(),
             PerplexityCommand.Create(),
             AccuracyCommand.Create(),
             QuantizeCommand.Create(),

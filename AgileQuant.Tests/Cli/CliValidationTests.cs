@@ -37,6 +37,7 @@ public class CliValidationTests
         AssertOneLineError(Run("generate", "--model", MissingModel, "--prompt", "x", "--min-p", "2"), 1, "--min-p");
         AssertOneLineError(Run("generate", "--model", MissingModel, "--prompt", "x", "--repeat-penalty", "0"), 1, "--repeat-penalty");
         AssertOneLineError(Run("generate", "--model", MissingModel, "--prompt", "x", "--threads", "-2"), 1, "--threads must be ≥ 0");
+        AssertOneLineError(Run("chat", "--model", MissingModel, "--frequency-penalty", "9"), 1, "--frequency-penalty");
     }
 
     [Test]
@@ -183,5 +184,6 @@ public class CliValidationTests
         var generate = Run("generate", "--help");
         foreach (string option in new[] { "--prompt-file", "--min-p", "--repeat-penalty", "--frequency-penalty", "--presence-penalty", "--stop", "--seed" })
             Assert.That(generate.Stdout, Does.Contain(option));
+        Assert.That(Run("chat", "--help").Stdout, Does.Contain("/reset").And.Contain("--system"));
     }
 }
