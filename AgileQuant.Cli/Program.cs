@@ -14,6 +14,7 @@ internal static class Program
             DemoCommand.Create(),
             GenerateCommand.Create(),
             ChatCommand.Create(),
+            ServeCommand.Create(),
             PerplexityCommand.Create(),
             AccuracyCommand.Create(),
             QuantizeCommand.Create(),

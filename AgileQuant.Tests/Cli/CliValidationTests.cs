@@ -185,5 +185,6 @@ public class CliValidationTests
         foreach (string option in new[] { "--prompt-file", "--min-p", "--repeat-penalty", "--frequency-penalty", "--presence-penalty", "--stop", "--seed" })
             Assert.That(generate.Stdout, Does.Contain(option));
         Assert.That(Run("chat", "--help").Stdout, Does.Contain("/reset").And.Contain("--system"));
+        Assert.That(Run("serve", "--help").Stdout, Does.Contain("/v1/chat/completions").And.Contain("--port"));
     }
 }
