@@ -13,6 +13,8 @@ internal static class Program
         {
             DemoCommand.Create(),
             GenerateCommand.Create(),
+            ChatCommand.Create(),
+            ServeCommand.Create(),
             PerplexityCommand.Create(),
             AccuracyCommand.Create(),
             QuantizeCommand.Create(),
@@ -28,7 +30,8 @@ internal static class Program
         };
         root.Options.Add(CliErrors.VerboseOption);
         ProgressLine.Suppressed = args.Contains("--json");
-        ParseResult parse = root.Parse(args);
+        // @FILE response files keep quoted tokens whole and cannot include each other (ResponseFiles).
+        ParseResult parse = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = ResponseFiles.TryReadTokens });
         if (parse.Errors.Count > 0)
         {
             foreach (var error in parse.Errors) Console.Error.WriteLine("agilequant: " + error.Message);

@@ -17,6 +17,7 @@ public sealed class LoadedModel : IDisposable
     private Tokenizer? _tokenizer;
     private IReadOnlyList<IDisposable> _owned;
     private int _disposed;
+    private readonly IReadOnlyList<int>? _endTokenIds;
 
     /// <summary>Wraps a model that owns nothing beyond its managed weights.</summary>
     /// <param name="model">The runnable model.</param>
@@ -75,6 +76,20 @@ public sealed class LoadedModel : IDisposable
     /// <summary>The on-disk format: <c>llama2c</c>, <c>huggingface</c>, <c>gguf</c> or <c>agilequant</c> (a quantized checkpoint).</summary>
     public string Format { get; }
 
+    /// <summary>
+    /// The token ids that end generation, as the model declares them: its EOS, and for llama2.c checkpoints also BOS
+    /// (llama2.c's <c>run.c</c> stops there: its models start the next story with BOS); for Hugging Face folders the
+    /// <c>eos_token_id</c> of <c>generation_config.json</c> too. Unset: the model's EOS.
+    /// </summary>
+    public IReadOnlyList<int> EndTokenIds
+    {
+        get => _endTokenIds ?? [Model.Config.EosTokenId];
+        init => _endTokenIds = value is null ? null : [.. value.Distinct()];
+    }
+
+    /// <summary>The files the tokenizer was read from (null: none, or it came from inside the model file, as a GGUF vocabulary does).</summary>
+    public TokenizerSource? TokenizerSource { get; init; }
+
     /// <summary>True once <see cref="Dispose"/> has been called.</summary>
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
@@ -100,3 +115,8 @@ public sealed class LoadedModel : IDisposable
         foreach (IDisposable resource in owned) resource.Dispose();
     }
 }
+
+/// <summary>Where a <see cref="LoadedModel"/>'s tokenizer was read from.</summary>
+/// <param name="Paths">The tokenizer file, or the tokenizer files of a Hugging Face folder.</param>
+/// <param name="IsDirectory">True when <paramref name="Paths"/> are a Hugging Face folder's tokenizer files, read together.</param>
+public sealed record TokenizerSource(IReadOnlyList<string> Paths, bool IsDirectory);

@@ -137,7 +137,12 @@ public static class ModelLoader
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 0, 1));
         Tokenizer? tokenizer = tokenizerPath is null ? null : LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 1, 1));
-        return new LoadedModel(model, tokenizer, path, "llama2c");
+        // llama2.c's run.c ends generation at BOS (id 1), which its models write to start the next story.
+        return new LoadedModel(model, tokenizer, path, "llama2c")
+        {
+            EndTokenIds = [weights.Config.EosTokenId, weights.Config.BosTokenId],
+            TokenizerSource = tokenizerPath is null ? null : new TokenizerSource([Path.GetFullPath(tokenizerPath)], false),
+        };
     }
 
     private static LoadedModel Quantize(LoadedModel loaded, ModelLoadOptions options, IProgress<ModelLoadProgress>? progress, CancellationToken cancel)
@@ -159,7 +164,11 @@ public static class ModelLoader
             };
             progress?.Report(new ModelLoadProgress(ModelLoadStage.Quantizing, 0, layers));
             TransformerModel quantized = ModelQuantizer.Quantize(loaded.Model, options.Quantization!, quantization);
-            return new LoadedModel(quantized, loaded.Tokenizer, loaded.SourcePath, loaded.Format);
+            return new LoadedModel(quantized, loaded.Tokenizer, loaded.SourcePath, loaded.Format)
+            {
+                EndTokenIds = loaded.EndTokenIds,
+                TokenizerSource = loaded.TokenizerSource,
+            };
         }
     }
 
@@ -189,7 +198,7 @@ public static class ModelLoader
     }
 
     /// <summary>Refuses a tokenizer that can produce ids outside a <paramref name="vocabSize"/>-token model (it may have fewer, e.g. padded vocabularies).</summary>
-    private static void CheckFits(string path, Tokenizer tokenizer, int vocabSize)
+    internal static void CheckFits(string path, Tokenizer tokenizer, int vocabSize)
     {
         int size = tokenizer switch
         {
@@ -217,18 +226,62 @@ public static class ModelLoader
         // The scheme also decides the runtime beyond the weights: 4-bit-activation kernel, attention quantization, mixed tokens.
         RuntimeOptions runtime = QuantizedCheckpointReader.RuntimeOptionsFor(checkpoint, kernel);
         var model = new TransformerModel(weights, kernel, runtime);
-        string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
+        // The tokenizer: the one given, else the one the checkpoint carries, else one beside it (as for llama2.c, or Hugging Face files).
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        string? tokenizerPath = options.TokenizerPath ?? (checkpoint.Tokenizer is null ? FindLlama2cTokenizer(path) : null);
         Tokenizer? tokenizer = null;
+        TokenizerSource? source = null;
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 0, 1));
-        if (tokenizerPath is not null) tokenizer = LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
-        else if (new[] { "tokenizer.model", "tokenizer.json", "vocab.json" }.Any(f => File.Exists(Path.Combine(dir, f))))
+        if (tokenizerPath is not null)
+        {
+            tokenizer = LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
+            source = new TokenizerSource([Path.GetFullPath(tokenizerPath)], false);
+        }
+        else if (checkpoint.Tokenizer is { } carried) tokenizer = carried.Load(path, weights.Config.VocabSize);
+        else if (HfTokenizerFiles(dir) is { Count: > 0 } files)
         {
             tokenizer = HfTokenizerLoader.LoadFromDirectory(dir);
             CheckFits(dir, tokenizer, weights.Config.VocabSize);
+            source = new TokenizerSource(files, true);
         }
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 1, 1));
-        return new LoadedModel(model, tokenizer, path, "agilequant");
+        return new LoadedModel(model, tokenizer, path, "agilequant")
+        {
+            EndTokenIds = checkpoint.Tokenizer?.EndTokenIds ?? [weights.Config.EosTokenId],
+            TokenizerSource = source,
+        };
+    }
+
+    /// <summary>The Hugging Face tokenizer files present in <paramref name="dir"/> (none when it has no tokenizer.model, tokenizer.json or vocab.json).</summary>
+    private static IReadOnlyList<string> HfTokenizerFiles(string dir)
+    {
+        if (!new[] { "tokenizer.model", "tokenizer.json", "vocab.json" }.Any(f => File.Exists(Path.Combine(dir, f)))) return [];
+        return new[] { "tokenizer_config.json", "tokenizer.model", "tokenizer.json", "vocab.json", "merges.txt" }
+            .Select(f => Path.Combine(Path.GetFullPath(dir), f)).Where(File.Exists).ToArray();
+    }
+
+    /// <summary>EOS, plus the <c>eos_token_id</c> (a number or a list) of <c>generation_config.json</c> when the folder has one.</summary>
+    private static IReadOnlyList<int> HfEndTokens(string dir, TransformerConfig config)
+    {
+        var ids = new List<int> { config.EosTokenId };
+        string path = Path.Combine(dir, "generation_config.json");
+        if (!File.Exists(path)) return ids;
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path));
+            if (doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object && doc.RootElement.TryGetProperty("eos_token_id", out var eos))
+            {
+                IEnumerable<System.Text.Json.JsonElement> values = eos.ValueKind == System.Text.Json.JsonValueKind.Array ? eos.EnumerateArray() : [eos];
+                foreach (var value in values)
+                    if (value.ValueKind == System.Text.Json.JsonValueKind.Number && value.TryGetInt32(out int id) && (uint)id < (uint)config.VocabSize) ids.Add(id);
+            }
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new ModelFormatException(path, null, $"expected well-formed JSON, found an error: {e.Message}", e);
+        }
+        return ids;
+
     }
 
     private static LoadedModel LoadGguf(string path, ModelLoadOptions options, IMatMulKernel kernel,
@@ -247,13 +300,18 @@ public static class ModelLoader
         // than growing the resident set on top of it before the collector's next turn (docs/benchmarks.md, peak memory).
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
         Tokenizer? tokenizer = null;
-        if (options.TokenizerPath is not null) tokenizer = LoadTokenizer(options.TokenizerPath, config.VocabSize);
+        TokenizerSource? source = null;
+        if (options.TokenizerPath is not null)
+        {
+            tokenizer = LoadTokenizer(options.TokenizerPath, config.VocabSize);
+            source = new TokenizerSource([Path.GetFullPath(options.TokenizerPath)], false);
+        }
         else if (gguf.TryGetValue("tokenizer.ggml.model", out _))
         {
             tokenizer = GgufTokenizerLoader.Create(gguf);
             CheckFits(path, tokenizer, config.VocabSize);
         }
-        return new LoadedModel(model, tokenizer, path, "gguf");
+        return new LoadedModel(model, tokenizer, path, "gguf") { TokenizerSource = source };
     }
 
     private static string? FindLlama2cTokenizer(string modelPath)
@@ -280,15 +338,21 @@ public static class ModelLoader
         if (options.CheckFiniteWeights) RequireFiniteWeights(weightsPath, weights, progress);
         var model = new TransformerModel(weights, kernel);
         Tokenizer? tokenizer = null;
+        TokenizerSource? source = null;
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 0, 1));
-        if (options.TokenizerPath is not null) tokenizer = LoadTokenizer(options.TokenizerPath, runtimeConfig.VocabSize);
-        else if (new[] { "tokenizer.model", "tokenizer.json", "vocab.json" }.Any(f => File.Exists(Path.Combine(dir, f))))
+        if (options.TokenizerPath is not null)
+        {
+            tokenizer = LoadTokenizer(options.TokenizerPath, runtimeConfig.VocabSize);
+            source = new TokenizerSource([Path.GetFullPath(options.TokenizerPath)], false);
+        }
+        else if (HfTokenizerFiles(dir) is { Count: > 0 } files)
         {
             tokenizer = HfTokenizerLoader.LoadFromDirectory(dir);
             CheckFits(dir, tokenizer, runtimeConfig.VocabSize);
+            source = new TokenizerSource(files, true);
         }
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 1, 1));
-        return new LoadedModel(model, tokenizer, weightsPath, "huggingface");
+        return new LoadedModel(model, tokenizer, weightsPath, "huggingface") { EndTokenIds = HfEndTokens(dir, runtimeConfig), TokenizerSource = source };
     }
 
     private static void RequireFiniteWeights(string path, TransformerWeights weights, IProgress<ModelLoadProgress>? progress)

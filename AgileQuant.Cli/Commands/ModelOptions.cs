@@ -28,12 +28,24 @@ internal sealed class ModelOptions
     internal static KernelOptions ReadKernelOptions(ParseResult parse, Option<string> kernel, Option<int> threads)
     {
         int t = parse.GetValue(threads);
-        if (t < 0) throw new ArgumentOutOfRangeException("--threads", t, "--threads must be ≥ 0.");
+        if (t < 0) throw new InvalidOptionException($"--threads must be ≥ 0 (0 = one per processor), found {t}.");
+        if (t > Environment.ProcessorCount)
+        {
+            // More threads than processors only adds switching: capped, and said once per process.
+            if (Interlocked.Exchange(ref _threadsCapWarned, 1) == 0)
+                Console.Error.WriteLine($"agilequant: warning: --threads {t} is more than the {Environment.ProcessorCount} processors here; using {Environment.ProcessorCount}.");
+            t = Environment.ProcessorCount;
+        }
         string name = parse.GetValue(kernel)!;
         if (!KernelCatalog.TryParse(name, out KernelPreference preference))
-            throw new ArgumentException($"--kernel expected auto or one of {string.Join(", ", KernelCatalog.Entries.Select(e => e.Name))}, found '{name}'.", "--kernel");
+            throw new InvalidOptionException($"--kernel expected auto or one of {string.Join(", ", KernelCatalog.Entries.Select(e => e.Name))}, found '{name}'.");
         return new KernelOptions { Preference = preference, Threads = t };
     }
+
+    private static int _threadsCapWarned;
+
+    /// <summary>Checks the kernel and thread options before anything is loaded.</summary>
+    public void Validate(ParseResult parse) => ReadKernelOptions(parse, Kernel, Threads);
 
     public void AddTo(Command command)
     {

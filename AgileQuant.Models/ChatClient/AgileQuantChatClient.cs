@@ -12,7 +12,7 @@ namespace AgileQuant.Models.ChatClient;
 /// An <see cref="IChatClient"/> over a local <see cref="TransformerModel"/>: formats the conversation with a
 /// <see cref="ChatTemplate"/>, generates the reply token by token and streams it. Safe for concurrent use:
 /// the weights are shared read-only and every call runs in its own <see cref="InferenceContext"/> (KV cache).
-/// Tools, response formats and penalties in <see cref="ChatOptions"/> are ignored.
+/// Tools and response formats in <see cref="ChatOptions"/> are ignored.
 /// </summary>
 public sealed class AgileQuantChatClient : IChatClient
 {
@@ -77,21 +77,30 @@ public sealed class AgileQuantChatClient : IChatClient
     }
 
     /// <summary>
-    /// Maps <see cref="ChatOptions"/> onto generation settings: <c>Temperature</c>, <c>TopK</c>, <c>TopP</c> and
-    /// <c>Seed</c> onto the sampler (unset ones from <see cref="AgileQuantChatClientOptions.DefaultSampling"/>; a seed
-    /// outside the <see cref="int"/> range is folded into it), <c>MaxOutputTokens</c>, and <c>StopSequences</c>
-    /// (added to the template's own).
+    /// Maps <see cref="ChatOptions"/> onto generation settings: <c>Temperature</c>, <c>TopK</c>, <c>TopP</c>,
+    /// <c>FrequencyPenalty</c>, <c>PresencePenalty</c> and <c>Seed</c> onto the sampler, and from
+    /// <c>AdditionalProperties</c> <c>min_p</c>, <c>repetition_penalty</c> (or llama.cpp's <c>repeat_penalty</c>) and
+    /// <c>repeat_last_n</c> (the penalty window); unset ones from <see cref="AgileQuantChatClientOptions.DefaultSampling"/>
+    /// (a seed outside the <see cref="int"/> range is folded into it); <c>MaxOutputTokens</c>; <c>StopSequences</c>
+    /// (added to the template's own); the end tokens of <see cref="AgileQuantChatClientOptions.EndTokenIds"/>.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">A value is out of range (negative temperature, top-p outside (0, 1], …).</exception>
+    /// <exception cref="ArgumentException">An additional property named above is not a number.</exception>
     public GenerationOptions ToGenerationOptions(ChatOptions? options)
     {
         SamplingOptions defaults = _options.DefaultSampling;
+        AdditionalPropertiesDictionary? extra = options?.AdditionalProperties;
         var sampling = new SamplingOptions
         {
             Temperature = options?.Temperature ?? defaults.Temperature,
             TopK = options?.TopK ?? defaults.TopK,
             TopP = options?.TopP ?? defaults.TopP,
-            Seed = options?.Seed is long seed ? FoldSeed(seed) : defaults.Seed,
+            MinP = Number(extra, "min_p") ?? defaults.MinP,
+            RepetitionPenalty = Number(extra, "repetition_penalty") ?? Number(extra, "repeat_penalty") ?? defaults.RepetitionPenalty,
+            FrequencyPenalty = options?.FrequencyPenalty ?? defaults.FrequencyPenalty,
+            PresencePenalty = options?.PresencePenalty ?? defaults.PresencePenalty,
+            PenaltyWindow = Number(extra, "repeat_last_n") is float window ? (int)window : defaults.PenaltyWindow,
+            Seed = options?.Seed is long seed ? SamplingOptions.FoldSeed(seed) : defaults.Seed,
         };
         sampling.Validate();
         int maxTokens = options?.MaxOutputTokens ?? _options.DefaultMaxOutputTokens;
@@ -101,6 +110,23 @@ public sealed class AgileQuantChatClient : IChatClient
             Sampling = sampling,
             MaxTokens = maxTokens,
             StopSequences = [.. Template.StopSequences, .. options?.StopSequences ?? []],
+            EndTokenIds = _options.EndTokenIds,
+        };
+    }
+
+    /// <summary>A numeric additional property (any number type, or a JSON number as deserializers leave it), or null when absent.</summary>
+    private static float? Number(AdditionalPropertiesDictionary? extra, string key)
+    {
+        if (extra is null || !extra.TryGetValue(key, out object? value) || value is null) return null;
+        return value switch
+        {
+            float f => f,
+            double d => (float)d,
+            int i => i,
+            long l => l,
+            decimal m => (float)m,
+            System.Text.Json.JsonElement { ValueKind: System.Text.Json.JsonValueKind.Number } json => (float)json.GetDouble(),
+            _ => throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{key}\"] must be a number, found {value.GetType().Name} \"{value}\".", nameof(ChatOptions.AdditionalProperties)),
         };
     }
 
@@ -176,7 +202,4 @@ public sealed class AgileQuantChatClient : IChatClient
         ModelId = Metadata.DefaultModelId,
         CreatedAt = created,
     };
-
-    /// <summary>The sampler's seed is 32-bit: values in range pass unchanged, others are folded (<c>low ^ high</c>).</summary>
-    private static int FoldSeed(long seed) => seed is >= int.MinValue and <= int.MaxValue ? (int)seed : unchecked((int)seed ^ (int)(seed >> 32));
 }

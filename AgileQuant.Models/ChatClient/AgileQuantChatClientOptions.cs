@@ -14,6 +14,12 @@ public sealed record AgileQuantChatClientOptions
     /// <summary>Most tokens generated when a call sets no <c>MaxOutputTokens</c>.</summary>
     public int DefaultMaxOutputTokens { get; init; } = 256;
 
-    /// <summary>Sampling when a call sets none of temperature, top-k, top-p or seed (default: greedy).</summary>
+    /// <summary>Sampling for whatever a call's <c>ChatOptions</c> leaves unset (temperature, top-k, top-p, min-p, penalties, seed; default: greedy).</summary>
     public SamplingOptions DefaultSampling { get; init; } = SamplingOptions.Greedy;
+
+    /// <summary>
+    /// The tokens that end a reply besides the template's stop texts; null: the model's EOS. <c>LoadedModel.AsChatClient</c>
+    /// fills in the model's declared end tokens (<see cref="LoadedModel.EndTokenIds"/>).
+    /// </summary>
+    public IReadOnlyList<int>? EndTokenIds { get; init; }
 }

@@ -60,8 +60,9 @@ internal static class QuantizedCheckpointLayout
     public const string QuantizationConfigKey = "agilequant.quantization_config";
     public const string LinearsKey = "agilequant.linears";
     public const string RuntimeKey = "agilequant.runtime";
+    public const string TokenizerKey = "agilequant.tokenizer";
 
-    public static readonly string[] ReservedKeys = [FormatKey, TransformerConfigKey, QuantizationConfigKey, LinearsKey, RuntimeKey];
+    public static readonly string[] ReservedKeys = [FormatKey, TransformerConfigKey, QuantizationConfigKey, LinearsKey, RuntimeKey, TokenizerKey];
 
     public const string Fp32Format = "f32";
     public const string Int8RowFormat = "int8_row";

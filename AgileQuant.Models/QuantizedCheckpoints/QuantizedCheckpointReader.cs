@@ -19,6 +19,9 @@ public sealed record QuantizedCheckpoint(TransformerWeights Weights, string Conf
 {
     /// <summary>The recorded <c>agilequant.runtime</c> entry, or null when the file has none (the scheme's defaults apply).</summary>
     internal RuntimeEntry? Runtime { get; init; }
+
+    /// <summary>The tokenizer the checkpoint carries (<c>agilequant.tokenizer</c>), or null when it carries none.</summary>
+    public EmbeddedTokenizer? Tokenizer { get; init; }
 }
 
 /// <summary>
@@ -145,13 +148,29 @@ public static class QuantizedCheckpointReader
             ProjectOut = Linear(Global(ModelTensor.ProjectOut), c.EmbeddingWidth, c.HiddenSize, required: projected),
             LmHead = Linear(Global(ModelTensor.LmHead), c.VocabSize, c.EmbeddingWidth, required: true, tiedTo: embedding)!,
         };
+        EmbeddedTokenizer? tokenizer = file.Metadata.ContainsKey(TokenizerKey) ? ReadTokenizer(file, reader, c.VocabSize) : null;
         string? strayLinear = linears.Keys.FirstOrDefault(k => !used.Contains(k));
         if (strayLinear is not null)
             throw new ModelFormatException(file.FilePath, strayLinear, $"expected only the linears of a {c.NumLayers}-layer {c.Family} model in {LinearsKey}, found this one too");
         reader.RequireAllRead();
         try { weights.Validate(); }
         catch (AgileQuantException e) { throw new ModelFormatException(file.FilePath, null, e.Message, e); }
-        return new QuantizedCheckpoint(weights, scheme.Name, metadata) { Runtime = runtime };
+        return new QuantizedCheckpoint(weights, scheme.Name, metadata) { Runtime = runtime, Tokenizer = tokenizer };
+    }
+
+    private static EmbeddedTokenizer ReadTokenizer(SafeTensorsFile file, TensorReader reader, int vocabSize)
+    {
+        TokenizerEntry entry = ParseJson<TokenizerEntry>(file, TokenizerKey);
+        if (entry.Layout is not (TokenizerEntry.FileLayout or TokenizerEntry.DirectoryLayout) || entry.Files is null || entry.EndTokenIds is null)
+            throw new ModelFormatException(file.FilePath, null, $"expected {TokenizerKey} with layout \"file\" or \"directory\", files and end_token_ids, found {file.Metadata[TokenizerKey]}");
+        foreach (int id in entry.EndTokenIds)
+            if ((uint)id >= (uint)vocabSize)
+                throw new ModelFormatException(file.FilePath, null, $"expected end_token_ids in {TokenizerKey} inside the vocabulary [0, {vocabSize}), found {id}");
+        var files = new EmbeddedTokenizerFile[entry.Files.Length];
+        for (int i = 0; i < files.Length; i++) files[i] = new EmbeddedTokenizerFile(entry.Files[i] ?? "", reader.Bytes(TokenizerEntry.TensorName(i)));
+        var tokenizer = new EmbeddedTokenizer(files, entry.Layout == TokenizerEntry.DirectoryLayout, entry.EndTokenIds);
+        tokenizer.Validate(file.FilePath);
+        return tokenizer;
     }
 
     private static string RequireMetadata(SafeTensorsFile file, string key) =>
@@ -183,6 +202,14 @@ public static class QuantizedCheckpointReader
             if (info.Rank != 2 || info.Shape[1] != cols || info.Shape[0] < 1 || info.Shape[0] > int.MaxValue)
                 throw new ModelFormatException(file.FilePath, name, $"expected shape [rows, {cols}], found {info.ShapeText}");
             return (int)info.Shape[0];
+        }
+
+        /// <summary>A one-dimensional U8 tensor's bytes, copied.</summary>
+        public byte[] Bytes(string name)
+        {
+            SafeTensorInfo info = Info(name, SafeTensorsDType.U8);
+            if (info.Rank != 1) throw new ModelFormatException(file.FilePath, name, $"expected shape [bytes], found {info.ShapeText}");
+            return file.GetBytes(name).ToArray();
         }
 
         public float[] Float32(string name, params long[] shape) => MemoryMarshal.Cast<byte, float>(Bytes(name, SafeTensorsDType.F32, shape)).ToArray();

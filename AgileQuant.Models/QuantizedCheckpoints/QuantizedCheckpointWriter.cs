@@ -24,7 +24,10 @@ namespace AgileQuant.Models.QuantizedCheckpoints;
 /// (absent: the scheme's defaults apply on load);
 /// <c>agilequant.linears</c> = a JSON object mapping each linear's name (below) to
 /// <c>{"format", "group_size", "symmetric", "activation_bits", "low_bit_activation_bits", "bias", "tied"}</c>,
-/// format being <c>f32</c>, <c>int8_row</c> or <c>int4_group</c>; members at their default (0, false; activation_bits equal to the scheme's, 8 when its activations stay floating point) are omitted. Caller keys are added beside these.</para>
+/// format being <c>f32</c>, <c>int8_row</c> or <c>int4_group</c>; members at their default (0, false; activation_bits equal to the scheme's, 8 when its activations stay floating point) are omitted;
+/// <c>agilequant.tokenizer</c> (written when the checkpoint carries its tokenizer, <see cref="EmbeddedTokenizer"/>) =
+/// <c>{"layout": "file" | "directory", "files": [names], "end_token_ids": [ids]}</c>, file i stored byte for byte as the
+/// U8 tensor <c>tokenizer_file.{i}</c> (bytes). Caller keys are added beside these.</para>
 /// <para><b>Names</b> (GGUF-style, short: on a small model the header is a visible part of the file).
 /// Embeddings: <c>token_embd</c> F32 (vocab, embedding width); <c>position_embd</c> F32 (positions, hidden) for
 /// learned positions. Norms <c>token_embd_norm</c>, <c>blk.{i}.attn_norm</c>, <c>blk.{i}.ffn_norm</c>,
@@ -60,7 +63,7 @@ public static class QuantizedCheckpointWriter
     public static void Write(string path, TransformerWeights weights, string configName, IReadOnlyDictionary<string, string>? extraMetadata = null)
     {
         ArgumentNullException.ThrowIfNull(weights);
-        Write(path, weights, null, configName, extraMetadata);
+        Write(path, weights, null, configName, extraMetadata, null);
     }
 
     /// <summary>
@@ -72,10 +75,23 @@ public static class QuantizedCheckpointWriter
     public static void Write(string path, TransformerModel model, string configName, IReadOnlyDictionary<string, string>? extraMetadata = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        Write(path, model.Weights, model.Options, configName, extraMetadata);
+        Write(path, model.Weights, model.Options, configName, extraMetadata, null);
     }
 
-    private static void Write(string path, TransformerWeights weights, RuntimeOptions? runtime, string configName, IReadOnlyDictionary<string, string>? extraMetadata)
+    /// <summary>
+    /// As <see cref="Write(string, TransformerModel, string, IReadOnlyDictionary{string, string}?)"/>, and carries
+    /// <paramref name="tokenizer"/> (its files and end tokens), so that the checkpoint loads and generates on its own.
+    /// </summary>
+    /// <exception cref="ArgumentException">As for the other overloads.</exception>
+    /// <exception cref="ModelFormatException">A tokenizer file name is not a plain file name, repeats, or a file is empty.</exception>
+    public static void Write(string path, TransformerModel model, string configName, IReadOnlyDictionary<string, string>? extraMetadata, EmbeddedTokenizer? tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        Write(path, model.Weights, model.Options, configName, extraMetadata, tokenizer);
+    }
+
+    private static void Write(string path, TransformerWeights weights, RuntimeOptions? runtime, string configName, IReadOnlyDictionary<string, string>? extraMetadata,
+        EmbeddedTokenizer? tokenizer)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(configName);
@@ -123,6 +139,13 @@ public static class QuantizedCheckpointWriter
         AddLinear(writer, linears, Global(ModelTensor.ProjectOut), weights.ProjectOut, defaultBits, null);
         AddLinear(writer, linears, Global(ModelTensor.LmHead), weights.LmHead, defaultBits, weights.TokenEmbedding);
         writer.SetMetadata(LinearsKey, JsonSerializer.Serialize(linears, Json));
+        if (tokenizer is not null)
+        {
+            tokenizer.Validate(path);
+            writer.SetMetadata(TokenizerKey, TokenizerEntry.Serialize(tokenizer));
+            for (int i = 0; i < tokenizer.Files.Count; i++)
+                writer.AddUInt8(TokenizerEntry.TensorName(i), [tokenizer.Files[i].Contents.Length], tokenizer.Files[i].Contents);
+        }
         writer.Write(path);
     }
 

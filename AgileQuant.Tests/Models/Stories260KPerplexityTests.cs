@@ -10,7 +10,7 @@ namespace AgileQuant.Tests.Models;
 [TestFixture]
 public class Stories260KPerplexityTests
 {
-    private static LoadedModel Loaded() => ModelLoader.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin"),
+    private static LoadedModel Loaded() => ModelLoader.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"),
         new ModelLoadOptions());
 
     private static IReadOnlyList<IReadOnlyList<int>> Stories(LoadedModel loaded)

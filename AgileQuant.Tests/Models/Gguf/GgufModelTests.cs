@@ -14,7 +14,7 @@ namespace AgileQuant.Tests.Models.Gguf;
 /// <summary>GGUF models: export from every loadable format, read back, the Q4_0/Q8_0 mappings, and the Hugging Face fixture's golden logits.</summary>
 public class GgufModelTests
 {
-    private static string Stories260K => SharedAssets.Require("assets/models/stories260K/stories260K.bin");
+    private static string Stories260K => SharedAssets.InRepo("assets/models/stories260K/stories260K.bin");
 
     [Test]
     public void HfFixture_ExportedAsF32_MatchesHuggingFaceLogits()

@@ -61,7 +61,7 @@ public class QuantizedCheckpointRoundTripTests
     [TestCase(4, true, "W4A8-RTN")]
     public void Stories260KRoundToNearestRoundTrips(int bits, bool symmetric, string scheme)
     {
-        TransformerWeights fp32 = Llama2cCheckpoint.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin"));
+        TransformerWeights fp32 = Llama2cCheckpoint.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"));
         TransformerWeights quantized = QuantizedTestModels.RoundToNearest(fp32, bits, symmetric);
         using var dir = new TemporaryDirectory("aq-qckpt-");
         string path = Path.Combine(dir.FullPath, "stories260K.q.safetensors");
@@ -81,7 +81,7 @@ public class QuantizedCheckpointRoundTripTests
     [TestCase("W4A16-RTN")]
     public void ModelQuantizerOutputReloadsThroughModelLoader(string scheme)
     {
-        var fp32 = new TransformerModel(Llama2cCheckpoint.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin")), Kernel);
+        var fp32 = new TransformerModel(Llama2cCheckpoint.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin")), Kernel);
         TransformerModel quantized = ModelQuantizer.Quantize(fp32, QuantizationConfig.Parse(scheme));
         using var dir = new TemporaryDirectory("aq-qckpt-");
         string path = Path.Combine(dir.FullPath, $"stories260K.{scheme}.safetensors");
