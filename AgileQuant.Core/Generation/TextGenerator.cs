@@ -53,6 +53,9 @@ public sealed class TextGenerator
         return _tokenizer.EncodeToIds(prompt);
     }
 
+    // The GenerateAsync overloads keep the optional parameters they shipped with; the token-list overload with
+    // progress is the one added since, and its cancellation token is required so that no call is ambiguous.
+#pragma warning disable RS0026, RS0027
     /// <summary>Streams generated text; the last update carries the <see cref="FinishReason"/>.</summary>
     /// <exception cref="AgileQuantException">The prompt does not fit the context, or holds ids outside the vocabulary.</exception>
     /// <exception cref="OperationCanceledException">Cancelled; the model stays usable.</exception>
@@ -79,7 +82,8 @@ public sealed class TextGenerator
     /// <summary>Generates to completion from an already-tokenized prompt; the result carries the <see cref="GenerationTimings"/>.</summary>
     /// <exception cref="AgileQuantException">The prompt does not fit the context, or holds ids outside the vocabulary.</exception>
     /// <exception cref="OperationCanceledException">Cancelled; the model stays usable.</exception>
-    public async Task<GenerationResult> GenerateAsync(IReadOnlyList<int> promptIds, GenerationOptions? options, IProgress<GenerationUpdate>? progress, CancellationToken cancellationToken = default)
+    public async Task<GenerationResult> GenerateAsync(IReadOnlyList<int> promptIds, GenerationOptions? options, IProgress<GenerationUpdate>? progress, CancellationToken cancellationToken)
+#pragma warning restore RS0026, RS0027
     {
         ArgumentNullException.ThrowIfNull(promptIds);
         var text = new System.Text.StringBuilder();

@@ -60,6 +60,8 @@ public static class QuantizedCheckpointWriter
     /// <exception cref="ArgumentException">An unknown scheme name, a reserved metadata key, a weight format this
     /// file cannot hold, or a norm whose kind or epsilon differs from the config's.</exception>
     /// <exception cref="AgileQuantException">The weights do not fit their config, or its family is not in <see cref="ArchitectureRegistry"/>.</exception>
+    // The two shipped overloads keep their optional metadata parameter; the tokenizer overload added since takes every argument.
+#pragma warning disable RS0026, RS0027
     public static void Write(string path, TransformerWeights weights, string configName, IReadOnlyDictionary<string, string>? extraMetadata = null)
     {
         ArgumentNullException.ThrowIfNull(weights);
@@ -85,6 +87,7 @@ public static class QuantizedCheckpointWriter
     /// <exception cref="ArgumentException">As for the other overloads.</exception>
     /// <exception cref="ModelFormatException">A tokenizer file name is not a plain file name, repeats, or a file is empty.</exception>
     public static void Write(string path, TransformerModel model, string configName, IReadOnlyDictionary<string, string>? extraMetadata, EmbeddedTokenizer? tokenizer)
+#pragma warning restore RS0026, RS0027
     {
         ArgumentNullException.ThrowIfNull(model);
         Write(path, model.Weights, model.Options, configName, extraMetadata, tokenizer);

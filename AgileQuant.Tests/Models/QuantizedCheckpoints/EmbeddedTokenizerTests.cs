@@ -10,7 +10,7 @@ namespace AgileQuant.Tests.Models.QuantizedCheckpoints;
 [TestFixture]
 public class EmbeddedTokenizerTests
 {
-    private static LoadedModel Stories() => ModelLoader.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions { Kernel = TestKernels.Default });
+    private static LoadedModel Stories() => ModelLoader.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions());
 
     [Test]
     public void TheCheckpointCarriesTheTokenizerFileAndEndTokensAndLoadsAlone()
@@ -27,7 +27,7 @@ public class EmbeddedTokenizerTests
         Assert.That(checkpoint.Tokenizer.Files.Single().Contents, Is.EqualTo(File.ReadAllBytes(SharedAssets.InRepo("assets/models/stories260K/tok512.bin"))));
         Assert.That(checkpoint.Tokenizer.EndTokenIds, Is.EqualTo(new[] { 2, 1 }));
 
-        using LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions { Kernel = TestKernels.Default });
+        using LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions());
         Assert.That(loaded.Tokenizer, Is.Not.Null, "no tokenizer file beside the checkpoint: the carried one is used");
         Assert.That(loaded.Tokenizer!.EncodeToIds("Once upon a time"), Is.EqualTo(source.Tokenizer!.EncodeToIds("Once upon a time")));
         Assert.That(loaded.EndTokenIds, Is.EqualTo(new[] { 2, 1 }));
