@@ -242,8 +242,13 @@ public abstract class ArchitectureDescription
         int defaultHeadDim = 0, bool llama3 = false)
     {
         ArgumentNullException.ThrowIfNull(c);
-        int heads = c.GetInt("num_attention_heads"), hidden = c.GetInt("hidden_size");
-        int headDim = c.GetInt("head_dim", defaultHeadDim > 0 ? defaultHeadDim : hidden / Math.Max(1, heads));
+        int heads = c.GetInt("num_attention_heads"), hidden = c.GetInt("hidden_size"), kvHeads = c.GetInt("num_key_value_heads", heads);
+        if (heads <= 0) throw new ModelFormatException(c.FilePath, null, $"field 'num_attention_heads': expected a positive head count, found {heads}");
+        if (!c.Has("head_dim") && defaultHeadDim == 0 && hidden % heads != 0)
+            throw new ModelFormatException(c.FilePath, null, $"field 'num_attention_heads' = {heads} does not divide 'hidden_size' = {hidden}, and no 'head_dim' gives the head size");
+        if (kvHeads <= 0 || heads % kvHeads != 0)
+            throw new ModelFormatException(c.FilePath, null, $"fields 'num_key_value_heads' = {kvHeads} and 'num_attention_heads' = {heads}: expected a positive key/value head count that divides the head count");
+        int headDim = c.GetInt("head_dim", defaultHeadDim > 0 ? defaultHeadDim : hidden / heads);
         if (headDim <= 0) throw new ModelFormatException(c.FilePath, null, $"field 'head_dim': expected a positive integer, found {headDim}");
         (float ropeTheta, float linear, RotaryFrequencyFactors? factors) = ReadRope(c, headDim, theta, llama3);
         return new TransformerConfig
@@ -254,7 +259,7 @@ public abstract class ArchitectureDescription
             IntermediateSize = c.GetInt("intermediate_size"),
             NumLayers = c.GetInt("num_hidden_layers"),
             NumHeads = heads,
-            NumKvHeads = c.GetInt("num_key_value_heads", heads),
+            NumKvHeads = kvHeads,
             HeadSize = (long)headDim * heads == hidden ? 0 : headDim,
             MaxSequenceLength = c.GetInt("max_position_embeddings", maxPositions),
             Norm = Norm,

@@ -37,6 +37,12 @@ public static class GgufModelReader
         int heads = PositiveInt(gguf, a + "attention.head_count");
         int hidden = PositiveInt(gguf, a + "embedding_length");
         int headSize = HeadSize(gguf, a, hidden, heads);
+        if (headSize == 0 && hidden % heads != 0)
+            throw new ModelFormatException(gguf.FilePath, null,
+                $"metadata '{a}attention.head_count' = {heads} does not divide '{a}embedding_length' = {hidden}, and no '{a}attention.key_length' gives the head size");
+        int kvHeads = gguf.TryGetValue(a + "attention.head_count_kv", out _) ? PositiveInt(gguf, a + "attention.head_count_kv") : heads;
+        if (heads % kvHeads != 0)
+            throw new ModelFormatException(gguf.FilePath, null, $"metadata '{a}attention.head_count_kv' = {kvHeads} does not divide '{a}attention.head_count' = {heads}");
         string embeddingName = family.GgufNames!.Global(ModelTensor.TokenEmbedding) + ".weight";
         GgufTensorInfo? embedding = gguf.FindTensor(embeddingName);
         int vocab = gguf.TryGetValue(a + "vocab_size", out _) ? PositiveInt(gguf, a + "vocab_size")
@@ -51,7 +57,7 @@ public static class GgufModelReader
             IntermediateSize = PositiveInt(gguf, a + "feed_forward_length"),
             NumLayers = PositiveInt(gguf, a + "block_count"),
             NumHeads = heads,
-            NumKvHeads = gguf.TryGetValue(a + "attention.head_count_kv", out _) ? PositiveInt(gguf, a + "attention.head_count_kv") : heads,
+            NumKvHeads = kvHeads,
             MaxSequenceLength = PositiveInt(gguf, a + "context_length"),
             Norm = family.Norm,
             NormEpsilon = (float)PositiveFloat(gguf, a + NormEpsilonKey(family.Norm), 1e-5),

@@ -12,14 +12,18 @@ internal static class HfTestCheckpoint
     /// Writes <paramref name="weights"/> to <paramref name="path"/> as a Hugging Face checkpoint would hold them under
     /// <paramref name="family"/>'s names after <paramref name="prefix"/>, norms as the family stores them (Gemma: w of 1 + w)
     /// (fused tensors joined here, independently of the reader's split); a tied head is stored as a copy when
-    /// <paramref name="storeTiedHead"/> and the family drops such copies.
+    /// <paramref name="storeTiedHead"/> and the family drops such copies; a tensor whose name <paramref name="omit"/> accepts is left out.
     /// </summary>
-    public static void Write(string path, ArchitectureDescription family, TransformerWeights weights, string prefix, bool storeTiedHead)
+    public static void Write(string path, ArchitectureDescription family, TransformerWeights weights, string prefix, bool storeTiedHead,
+        Func<string, bool>? omit = null)
     {
         TransformerConfig c = weights.Config;
         TensorNameMap names = family.HfNames;
         var writer = new SafeTensorsWriter();
-        void Tensor(string tensor, float[] values, params long[] shape) => writer.AddFloat32(tensor, shape, values);
+        void Tensor(string tensor, float[] values, params long[] shape)
+        {
+            if (omit?.Invoke(tensor) != true) writer.AddFloat32(tensor, shape, values);
+        }
         void Norm(string tensor, NormLayer norm)
         {
             // Gemma's checkpoints store w of (1 + w): exact for weights in [0.5, 2], as the random ones are
