@@ -8,7 +8,7 @@ namespace AgileQuant.Core.Pruning;
 /// Score of row i: <c>s_i = Σ_h A[h, i, 0]</c>. Candidates are all rows but the start token (row 0 when the chunk
 /// begins the sequence), the last row, and rows whose score is NaN: in a sliding-window layer, a row farther than the
 /// window from the start token cannot attend to it, so it has no score there and is neither pruned nor marked lower-bit
-/// by that layer (docs/accuracy-pruning.md). A layer prunes the first <c>floor(r·n)</c> candidates in pruning order
+/// by that layer (docs/architecture.md, "Token pruning with sliding-window layers"). A layer prunes the first <c>floor(r·n)</c> candidates in pruning order
 /// (score ascending for <see cref="PruningDirection.Lowest"/>, descending for <see cref="PruningDirection.Highest"/>,
 /// ties by index), then marks the lowest-scoring unpruned candidates lower-bit until <c>floor(b·n)</c> unpruned rows
 /// are lower-bit (rows marked by earlier layers stay marked).

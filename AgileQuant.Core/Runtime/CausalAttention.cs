@@ -43,7 +43,7 @@ internal sealed unsafe class CausalAttention : IChunkedWork
     /// <paramref name="start"/> + i of <paramref name="layer"/> (already stored), into <paramref name="output"/>
     /// (n, NumHeads·HeadDim). When <paramref name="startAttention"/> is not empty, fills it (NumHeads, n) with A[h, i, 0]:
     /// 0 where the start slot is padding or every visible slot is, NaN where the start slot lies outside the row's
-    /// sliding window (the row cannot be ranked by it; docs/accuracy-pruning.md).
+    /// sliding window (the row cannot be ranked by it; docs/architecture.md, "Token pruning with sliding-window layers").
     /// </summary>
     // out[i, h] = Σ_j softmax_j(cap(q[i, h]·k[j, h']·scale) + slope_h·pos_j) · v[j, h'], j over unmasked cached tokens up to
     // start + i (and, in a sliding-window layer, at positions p_j > p_i − window)

@@ -11,7 +11,7 @@ namespace AgileQuant.Tests.Models.Architectures;
 /// The paper's schemes and token pruning on every family's seeded random model (<see cref="FamilyTestModel"/>): each
 /// scheme quantizes every decoder linear to its packed format, runs, and keeps the logits within the bound its rounding
 /// implies of FP32's; the quantized model survives its checkpoint; a pruning schedule prunes on every family, and in a
-/// sliding-window layer only rows that can see the start token are candidates (docs/accuracy-pruning.md).
+/// sliding-window layer only rows that can see the start token are candidates (docs/architecture.md, "Token pruning with sliding-window layers").
 /// </summary>
 /// <remarks>
 /// The bound. Each quantized linear multiplies weights rounded to b_w bits (per row or per group: the relative RMS error of
