@@ -139,9 +139,10 @@ internal sealed unsafe class CausalAttention : IChunkedWork
                 if (_softcap > 0) ActivationFunctions.SoftCap(scores, _softcap);
                 if (_alibiSlopes is not null)
                     TensorPrimitives.MultiplyAdd(_positionValues.AsSpan(0, visible), _alibiSlopes[head], scores, scores);
-                // slots at positions ≤ p_i − window are outside the sliding window
-                float windowLimit = _window > 0 ? _positionValues[start + i] - _window : float.NegativeInfinity;
-                if ((_anyMasked || _window > 0) && !MaskInvisible(scores, _anyMasked ? masked : null, _positionValues, windowLimit))
+                // slots at positions ≤ p_i − window are outside the sliding window (none while p_i < window: positions are ≥ 0)
+                float position = _positionValues[start + i];
+                float windowLimit = _window > 0 && position >= _window ? position - _window : float.NegativeInfinity;
+                if ((_anyMasked || windowLimit >= 0) && !MaskInvisible(scores, _anyMasked ? masked : null, _positionValues, windowLimit))
                 {
                     scores.Clear(); // every visible key is padding: no attention, a zero output
                     if (_startAttention != null) _startAttention[head * n + i] = 0f;

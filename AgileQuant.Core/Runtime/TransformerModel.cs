@@ -71,9 +71,6 @@ public sealed class TransformerModel
         if (c.Positions == PositionKind.Alibi) AlibiSlopes = Runtime.AlibiSlopes.Compute(c.NumHeads);
     }
 
-    /// <summary>The rotary embedding of <paramref name="layer"/> (local or global), or null without rotary positions.</summary>
-    internal RotaryEmbedding? RotaryFor(int layer) => Config.IsLocalLayer(layer) ? LocalRotary : Rotary;
-
     /// <summary>The kernel for linears whose inputs are quantized to <paramref name="bits"/> (4 → the 4-bit kernel; otherwise the main one).</summary>
     internal IMatMulKernel? KernelForBits(int bits) => bits == 4 ? Options.FourBitActivationKernel : Kernel;
 

@@ -81,7 +81,15 @@ public sealed class Phi3Architecture : ArchitectureDescription
     }
 
     /// <inheritdoc />
-    public override TransformerConfig ReadGgufConfig(GgufFile gguf, TransformerConfig common) => WithGgufSlidingWindow(gguf, common, pattern: 0, fallback: 0);
+    public override TransformerConfig ReadGgufConfig(GgufFile gguf, TransformerConfig common)
+    {
+        ArgumentNullException.ThrowIfNull(gguf);
+        // llama.cpp's converter stores the 128k models' LongRoPE factors as these tensors
+        foreach (string name in new[] { "rope_factors_long.weight", "rope_factors_short.weight" })
+            if (gguf.FindTensor(name) is not null)
+                throw new ModelFormatException(gguf.FilePath, name, "Phi-3's LongRoPE scaling (short and long frequency factors) is not supported");
+        return WithGgufSlidingWindow(gguf, common, pattern: 0, fallback: 0);
+    }
 
     /// <inheritdoc />
     public override void WriteGgufConfig(GgufWriter writer, TransformerConfig config) => WriteGgufSlidingWindow(writer, config, pattern: 0);

@@ -115,6 +115,14 @@ public class FamilyCorruptMetadataTests
     }
 
     [Test]
+    public void Gguf_Phi3LongRopeFactors_AreRefused_NamingTheTensor()
+    {
+        string path = GgufModelTests.Rewrite(Gguf("phi3"), "phi3-longrope.gguf",
+            extra: w => w.AddTensor("rope_factors_long.weight", [32], GgmlType.F32, s => s.Write(MemoryMarshal.AsBytes(Enumerable.Repeat(2f, 32).ToArray().AsSpan()))));
+        AssertRefusedInOneLine(path, "rope_factors_long.weight", "LongRoPE");
+    }
+
+    [Test]
     public void Gguf_Gemma2SoftcapOfZero_IsRefused_NamingTheKey()
     {
         string path = GgufModelTests.Rewrite(Gguf("gemma2"), "gemma2-cap0.gguf", metadata: (k, v) => k == "gemma2.attn_logit_softcapping" ? 0f : v);
