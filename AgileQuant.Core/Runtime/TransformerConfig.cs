@@ -91,7 +91,7 @@ public sealed record RotaryFrequencyFactors(IReadOnlyList<float> Factors)
 public sealed record TransformerConfig
 {
     /// <summary>
-    /// The family (<c>llama</c>, <c>opt</c>, <c>bloom</c>): the name of its architecture description, which the file
+    /// The family (<c>llama</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>gemma2</c>, <c>gemma3</c>, <c>opt</c>, <c>bloom</c>): the name of its architecture description, which the file
     /// readers and writers of AgileQuant.Models look up (an unknown family is refused there).
     /// </summary>
     public required string Family { get; init; }
