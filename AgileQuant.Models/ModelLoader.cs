@@ -64,7 +64,7 @@ public sealed record ModelLoadOptions
     public bool CheckFiniteWeights { get; init; } = true;
 }
 
-/// <summary>Loads llama2.c checkpoints and Hugging Face model directories (LLaMA, OPT, BLOOM).</summary>
+/// <summary>Loads llama2.c checkpoints, Hugging Face model directories and GGUF files of every family in <see cref="Architectures.ArchitectureRegistry"/>, and AgileQuant quantized checkpoints.</summary>
 public static class ModelLoader
 {
     /// <summary>

@@ -76,7 +76,7 @@ public static class TripCalibration
         ArgumentNullException.ThrowIfNull(ranges);
         var result = new LayerChannelFactors[config.NumLayers];
         int hd = config.HeadDim, groupHeads = config.NumHeads / config.NumKvHeads;
-        bool foldDown = config.Mlp is MlpKind.SwiGlu or MlpKind.Relu;
+        bool foldDown = config.Mlp is MlpKind.SwiGlu or MlpKind.GeGlu or MlpKind.Relu; // down's input is linear (gated) or positively homogeneous in up's output
         for (int l = 0; l < config.NumLayers; l++)
         {
             // o_proj channel (h, d) reads V channel (h / groupHeads, d): one factor per KV channel, from its widest head
@@ -149,6 +149,8 @@ public static class TripCalibration
                 {
                     LayerTensor.AttentionNorm => f.QueryKeyValue,
                     LayerTensor.MlpNorm => f.MlpInput,
+                    // per-head q/k norms and post-norms read no factored channels: q, k and the block outputs are unchanged
+                    LayerTensor.QueryNorm or LayerTensor.KeyNorm or LayerTensor.PostAttentionNorm or LayerTensor.PostMlpNorm => null,
                     _ => throw new AgileQuantException($"TRIP cannot fold factors into the {role.Describe()}."),
                 }),
                 (role, linear) =>

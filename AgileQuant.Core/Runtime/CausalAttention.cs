@@ -6,15 +6,18 @@ namespace AgileQuant.Core.Runtime;
 
 /// <summary>
 /// Multi-head causal attention of a chunk's queries over one layer's <see cref="KvCache"/>: scores a tile of query rows
-/// at a time (<see cref="AttentionTiles"/>), adds ALiBi, masks padding, softmax (optionally rounded to powers of two),
-/// and weights the values; (head, row chunk) units on the kernels' threads. Each query's attention to the start token,
-/// A[h, i, 0], goes to the caller when asked for (token pruning ranks rows by it). One per inference context.
+/// at a time (<see cref="AttentionTiles"/>), soft-caps them (Gemma 2), adds ALiBi, masks padding and the slots outside a
+/// sliding window, softmax (optionally rounded to powers of two), and weights the values; (head, row chunk) units on the
+/// kernels' threads. Each query's attention to the start token, A[h, i, 0], goes to the caller when asked for (token
+/// pruning ranks rows by it). One per inference context.
 /// </summary>
 internal sealed unsafe class CausalAttention : IChunkedWork
 {
     private readonly TransformerConfig _config;
     private readonly float[]? _alibiSlopes;  // (NumHeads), or null
     private readonly bool _log2Softmax;
+    private readonly float _scale;           // multiplier of q·k: AttentionScale, or 1/√HeadDim
+    private readonly float _softcap;         // c in c·tanh(s/c), 0 = none
     private readonly KernelThreads _threads;
     private float[] _scores = [];            // (threads, AttentionTiles.TileRows, SlotStride) scores, then probabilities, of each thread's query tile
 
@@ -23,13 +26,15 @@ internal sealed unsafe class CausalAttention : IChunkedWork
     private float[] _positionValues = [];
     private bool[] _masked = [];
     private bool _anyMasked;
-    private int _start, _n, _stride, _nextUnit;
+    private int _start, _n, _stride, _window, _nextUnit;
 
     public CausalAttention(TransformerModel model, KernelThreads threads)
     {
         _config = model.Config;
         _alibiSlopes = model.AlibiSlopes;
         _log2Softmax = model.Options.Attention.Log2Softmax;
+        _scale = _config.AttentionScale > 0 ? _config.AttentionScale : 1f / MathF.Sqrt(_config.HeadDim);
+        _softcap = _config.AttentionLogitSoftcap;
         _threads = threads;
     }
 
@@ -37,9 +42,11 @@ internal sealed unsafe class CausalAttention : IChunkedWork
     /// Attention of the <paramref name="n"/> rows of <paramref name="query"/> (n, NumHeads·HeadDim), row i at cache slot
     /// <paramref name="start"/> + i of <paramref name="layer"/> (already stored), into <paramref name="output"/>
     /// (n, NumHeads·HeadDim). When <paramref name="startAttention"/> is not empty, fills it (NumHeads, n) with A[h, i, 0]:
-    /// 0 where the start slot is padding or every visible slot is.
+    /// 0 where the start slot is padding or every visible slot is, NaN where the start slot lies outside the row's
+    /// sliding window (the row cannot be ranked by it; docs/architecture.md, "Token pruning with sliding-window layers").
     /// </summary>
-    // out[i, h] = Σ_j softmax_j(q[i, h]·k[j, h']/√d + slope_h·pos_j) · v[j, h'], j over unmasked cached tokens up to start + i
+    // out[i, h] = Σ_j softmax_j(cap(q[i, h]·k[j, h']·scale) + slope_h·pos_j) · v[j, h'], j over unmasked cached tokens up to
+    // start + i (and, in a sliding-window layer, at positions p_j > p_i − window)
     public void Attend(KvCache cache, int layer, int start, int n, ReadOnlySpan<float> query, Span<float> output, Span<float> startAttention)
     {
         int heads = _config.NumHeads, stride = cache.SlotStride, width = heads * _config.HeadDim;
@@ -61,6 +68,7 @@ internal sealed unsafe class CausalAttention : IChunkedWork
             _tiles = scores;
             (_positionValues, _masked, _anyMasked) = (cache.PositionValues(layer), cache.Masked(layer), cache.HasPadding(layer));
             (_start, _n, _stride) = (start, n, stride);
+            _window = _config.IsLocalLayer(layer) ? _config.SlidingWindow : 0;
             try
             {
                 if (threads <= 1 || (n == 1 && decodeElements < RowRanges.ParallelElementThreshold))
@@ -112,7 +120,7 @@ internal sealed unsafe class CausalAttention : IChunkedWork
     {
         int hd = _config.HeadDim, q = _config.NumHeads * hd, stride = _stride, start = _start, n = _n;
         int kvHead = head / (_config.NumHeads / _config.NumKvHeads);
-        float scale = 1f / MathF.Sqrt(hd);
+        float scale = _scale;
         float* keys = _keys + kvHead * hd * stride, values = _values + kvHead * hd * stride;
         float* tile = _tiles + worker * AttentionTiles.TileRows * stride;
         bool[] masked = _masked;
@@ -128,9 +136,13 @@ internal sealed unsafe class CausalAttention : IChunkedWork
                 Span<float> row = new(tile + t * stride, width);
                 Span<float> scores = row[..visible];
                 row[visible..].Clear(); // zero probabilities past the causal limit
+                if (_softcap > 0) ActivationFunctions.SoftCap(scores, _softcap);
                 if (_alibiSlopes is not null)
                     TensorPrimitives.MultiplyAdd(_positionValues.AsSpan(0, visible), _alibiSlopes[head], scores, scores);
-                if (_anyMasked && !MaskPadding(scores, masked))
+                // slots at positions ≤ p_i − window are outside the sliding window (none while p_i < window: positions are ≥ 0)
+                float position = _positionValues[start + i];
+                float windowLimit = _window > 0 && position >= _window ? position - _window : float.NegativeInfinity;
+                if ((_anyMasked || windowLimit >= 0) && !MaskInvisible(scores, _anyMasked ? masked : null, _positionValues, windowLimit))
                 {
                     scores.Clear(); // every visible key is padding: no attention, a zero output
                     if (_startAttention != null) _startAttention[head * n + i] = 0f;
@@ -141,20 +153,24 @@ internal sealed unsafe class CausalAttention : IChunkedWork
                 TensorPrimitives.Subtract(scores, max, scores);
                 TensorPrimitives.Exp(scores, scores);
                 TensorPrimitives.Multiply(scores, 1f / TensorPrimitives.Sum(scores), scores);
-                if (_startAttention != null) _startAttention[head * n + i] = masked[0] ? 0f : scores[0];
+                if (_startAttention != null)
+                    _startAttention[head * n + i] = _positionValues[0] <= windowLimit ? float.NaN : masked[0] ? 0f : scores[0];
                 if (_log2Softmax) ActivationRounding.RoundToPowersOfTwo(scores);
             }
             AttentionTiles.WeightedValues(tile, stride, rows, values, stride, hd, _outputs + i0 * q + head * hd, q, width);
         }
     }
 
-    /// <summary>Sets padding slots' scores to −∞; returns false when every visible slot is padding.</summary>
-    private static bool MaskPadding(Span<float> scores, bool[] masked)
+    /// <summary>
+    /// Sets to −∞ the scores of padding slots (<paramref name="masked"/>, when given) and of slots at positions at or below
+    /// <paramref name="windowLimit"/> (outside a sliding window; −∞ for none); returns false when no slot is left.
+    /// </summary>
+    private static bool MaskInvisible(Span<float> scores, bool[]? masked, float[] positions, float windowLimit)
     {
         bool anyVisible = false;
         for (int j = 0; j < scores.Length; j++)
         {
-            if (masked[j]) scores[j] = float.NegativeInfinity;
+            if (masked?[j] == true || positions[j] <= windowLimit) scores[j] = float.NegativeInfinity;
             else anyVisible = true;
         }
         return anyVisible;

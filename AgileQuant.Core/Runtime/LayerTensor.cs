@@ -20,8 +20,17 @@ public enum LayerTensor
     /// <summary>Value projection (KvDim, HiddenSize).</summary>
     Value,
 
+    /// <summary>Per-head RMSNorm of the query before RoPE (Qwen3, Gemma 3): (HeadDim), shared by the heads.</summary>
+    QueryNorm,
+
+    /// <summary>Per-head RMSNorm of the key before RoPE (Qwen3, Gemma 3): (HeadDim), shared by the heads.</summary>
+    KeyNorm,
+
     /// <summary>Attention output projection (HiddenSize, NumHeads·HeadDim).</summary>
     Output,
+
+    /// <summary>Norm of the attention output before its residual add (Gemma's post-attention norm): (HiddenSize).</summary>
+    PostAttentionNorm,
 
     /// <summary>Norm before the MLP (pre-LN) or after the MLP residual (post-LN): (HiddenSize).</summary>
     MlpNorm,
@@ -34,6 +43,9 @@ public enum LayerTensor
 
     /// <summary>Down projection / fc2 (HiddenSize, IntermediateSize).</summary>
     Down,
+
+    /// <summary>Norm of the MLP output before its residual add (Gemma's post-feed-forward norm): (HiddenSize).</summary>
+    PostMlpNorm,
 }
 
 /// <summary>What the runtime knows about each <see cref="LayerTensor"/>: linear or norm, shape, which activation input it reads.</summary>
@@ -49,16 +61,26 @@ public static class LayerTensors
     public static IReadOnlyList<LayerTensor> Norms { get; } = All.Where(IsNorm).ToArray();
 
     /// <summary>Whether <paramref name="role"/> is a norm (a weight vector, and a bias for LayerNorm).</summary>
-    public static bool IsNorm(this LayerTensor role) => role is LayerTensor.AttentionNorm or LayerTensor.MlpNorm;
+    public static bool IsNorm(this LayerTensor role) =>
+        role is LayerTensor.AttentionNorm or LayerTensor.QueryNorm or LayerTensor.KeyNorm or LayerTensor.PostAttentionNorm or LayerTensor.MlpNorm or LayerTensor.PostMlpNorm;
 
     /// <summary>Whether <paramref name="role"/> is a linear layer (a weight matrix and an optional bias).</summary>
     public static bool IsLinear(this LayerTensor role) => !role.IsNorm();
 
-    /// <summary>Whether a layer of <paramref name="config"/> must have <paramref name="role"/> (the gate only for a gated MLP).</summary>
+    /// <summary>
+    /// Whether a layer of <paramref name="config"/> has <paramref name="role"/>: the gate only for a gated MLP, the per-head
+    /// query/key norms only with <see cref="TransformerConfig.QueryKeyNorm"/>, the post-norms only with <see cref="TransformerConfig.PostNorms"/>.
+    /// </summary>
     public static bool IsRequiredBy(this LayerTensor role, TransformerConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        return role != LayerTensor.Gate || config.Mlp == MlpKind.SwiGlu;
+        return role switch
+        {
+            LayerTensor.Gate => config.Mlp.IsGated(),
+            LayerTensor.QueryNorm or LayerTensor.KeyNorm => config.QueryKeyNorm,
+            LayerTensor.PostAttentionNorm or LayerTensor.PostMlpNorm => config.PostNorms,
+            _ => true,
+        };
     }
 
     /// <summary>(rows = out, cols = in) of the linear <paramref name="role"/> in a model of <paramref name="config"/>.</summary>
@@ -81,7 +103,11 @@ public static class LayerTensors
     public static int NormWidth(this LayerTensor role, TransformerConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        return role.IsNorm() ? config.HiddenSize : throw new ArgumentOutOfRangeException(nameof(role), role, "Expected a norm role.");
+        return role switch
+        {
+            LayerTensor.QueryNorm or LayerTensor.KeyNorm => config.HeadDim,
+            _ => role.IsNorm() ? config.HiddenSize : throw new ArgumentOutOfRangeException(nameof(role), role, "Expected a norm role."),
+        };
     }
 
     /// <summary>The activation input that the linear <paramref name="role"/> reads (shared inputs share a slot).</summary>
@@ -101,11 +127,15 @@ public static class LayerTensors
         LayerTensor.Query => "query",
         LayerTensor.Key => "key",
         LayerTensor.Value => "value",
+        LayerTensor.QueryNorm => "query norm",
+        LayerTensor.KeyNorm => "key norm",
         LayerTensor.Output => "output",
+        LayerTensor.PostAttentionNorm => "post-attention norm",
         LayerTensor.MlpNorm => "MLP norm",
         LayerTensor.Gate => "gate",
         LayerTensor.Up => "up",
         LayerTensor.Down => "down",
+        LayerTensor.PostMlpNorm => "post-MLP norm",
         _ => throw new ArgumentOutOfRangeException(nameof(role), role, "Unknown layer tensor."),
     };
 

@@ -17,8 +17,11 @@ public sealed class TransformerModel
     /// <summary>The matrix kernel every linear layer runs through.</summary>
     public IMatMulKernel Kernel { get; }
 
-    /// <summary>Rotary embedding, for <see cref="PositionKind.Rotary"/> models.</summary>
+    /// <summary>Rotary embedding of the global layers (every layer unless the local ones have their own), for <see cref="PositionKind.Rotary"/> models.</summary>
     internal RotaryEmbedding? Rotary { get; }
+
+    /// <summary>Rotary embedding of the sliding-window layers: their own base, unscaled (<see cref="TransformerConfig.LocalRotaryTheta"/>), else <see cref="Rotary"/>.</summary>
+    internal RotaryEmbedding? LocalRotary { get; }
 
     /// <summary>Per-head ALiBi slopes, for <see cref="PositionKind.Alibi"/> models.</summary>
     internal float[]? AlibiSlopes { get; }
@@ -61,7 +64,11 @@ public sealed class TransformerModel
             layerIndex++;
         }
         TransformerConfig c = weights.Config;
-        if (c.Positions == PositionKind.Rotary) Rotary = new RotaryEmbedding(c.HeadDim, c.RotaryTheta, c.RotaryPairing);
+        if (c.Positions == PositionKind.Rotary)
+        {
+            Rotary = new RotaryEmbedding(c.HeadDim, c.RotaryTheta, c.RotaryPairing, c.RotaryScalingFactor, c.RotaryFrequencyFactors?.Factors);
+            LocalRotary = c.LocalRotaryTheta > 0 ? new RotaryEmbedding(c.HeadDim, c.LocalRotaryTheta, c.RotaryPairing) : Rotary;
+        }
         if (c.Positions == PositionKind.Alibi) AlibiSlopes = Runtime.AlibiSlopes.Compute(c.NumHeads);
     }
 

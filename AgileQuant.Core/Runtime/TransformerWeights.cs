@@ -15,13 +15,22 @@ public sealed class LayerWeights
     /// <summary>Value projection (KvDim, HiddenSize).</summary>
     public required LinearLayer Value { get; init; }
 
+    /// <summary>Per-head RMSNorm of the query (HeadDim), or null (<see cref="TransformerConfig.QueryKeyNorm"/>).</summary>
+    public NormLayer? QueryNorm { get; init; }
+
+    /// <summary>Per-head RMSNorm of the key (HeadDim), or null (<see cref="TransformerConfig.QueryKeyNorm"/>).</summary>
+    public NormLayer? KeyNorm { get; init; }
+
     /// <summary>Attention output projection (HiddenSize, NumHeads·HeadDim).</summary>
     public required LinearLayer Output { get; init; }
+
+    /// <summary>Norm of the attention output before the residual add, or null (<see cref="TransformerConfig.PostNorms"/>).</summary>
+    public NormLayer? PostAttentionNorm { get; init; }
 
     /// <summary>Norm before the MLP (pre-LN) or after the MLP residual (post-LN).</summary>
     public required NormLayer MlpNorm { get; init; }
 
-    /// <summary>SwiGLU gate projection (IntermediateSize, HiddenSize); null for non-gated MLPs.</summary>
+    /// <summary>Gate projection of a gated MLP (SwiGLU, GeGLU) (IntermediateSize, HiddenSize); null for non-gated MLPs.</summary>
     public LinearLayer? Gate { get; init; }
 
     /// <summary>Up projection / fc1 (IntermediateSize, HiddenSize).</summary>
@@ -30,11 +39,18 @@ public sealed class LayerWeights
     /// <summary>Down projection / fc2 (HiddenSize, IntermediateSize).</summary>
     public required LinearLayer Down { get; init; }
 
-    /// <summary>The norm in the place of <paramref name="role"/>; null when <paramref name="role"/> is a linear.</summary>
+    /// <summary>Norm of the MLP output before the residual add, or null (<see cref="TransformerConfig.PostNorms"/>).</summary>
+    public NormLayer? PostMlpNorm { get; init; }
+
+    /// <summary>The norm in the place of <paramref name="role"/>; null when the layer has none there or <paramref name="role"/> is a linear.</summary>
     public NormLayer? Norm(LayerTensor role) => role switch
     {
         LayerTensor.AttentionNorm => AttentionNorm,
+        LayerTensor.QueryNorm => QueryNorm,
+        LayerTensor.KeyNorm => KeyNorm,
+        LayerTensor.PostAttentionNorm => PostAttentionNorm,
         LayerTensor.MlpNorm => MlpNorm,
+        LayerTensor.PostMlpNorm => PostMlpNorm,
         _ => null,
     };
 
@@ -76,11 +92,15 @@ public sealed class LayerWeights
             Query = Required(linear(LayerTensor.Query), LayerTensor.Query),
             Key = Required(linear(LayerTensor.Key), LayerTensor.Key),
             Value = Required(linear(LayerTensor.Value), LayerTensor.Value),
+            QueryNorm = norm(LayerTensor.QueryNorm),
+            KeyNorm = norm(LayerTensor.KeyNorm),
             Output = Required(linear(LayerTensor.Output), LayerTensor.Output),
+            PostAttentionNorm = norm(LayerTensor.PostAttentionNorm),
             MlpNorm = Required(norm(LayerTensor.MlpNorm), LayerTensor.MlpNorm),
             Gate = linear(LayerTensor.Gate),
             Up = Required(linear(LayerTensor.Up), LayerTensor.Up),
             Down = Required(linear(LayerTensor.Down), LayerTensor.Down),
+            PostMlpNorm = norm(LayerTensor.PostMlpNorm),
         };
     }
 

@@ -1,3 +1,4 @@
+using AgileQuant.Core;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Models.Gguf;
 
@@ -17,6 +18,66 @@ public enum BiasRule
     /// says (LLaMA's <c>attention_bias</c>).
     /// </summary>
     Optional,
+}
+
+/// <summary>
+/// The features of a <see cref="TransformerConfig"/> beyond the sizes and the family's fixed choices that a file format
+/// must state; a family's GGUF form states some of them (<see cref="ArchitectureDescription.GgufFeatures"/>), and the GGUF
+/// writer refuses a model that uses one its family's files cannot state.
+/// </summary>
+[Flags]
+public enum ConfigFeatures
+{
+    /// <summary>None.</summary>
+    None = 0,
+
+    /// <summary>A head size other than HiddenSize / NumHeads (GGUF <c>attention.key_length</c>).</summary>
+    HeadSize = 1 << 0,
+
+    /// <summary>Linear RoPE scaling (GGUF <c>rope.scaling.type</c> <c>linear</c>, <c>rope.scaling.factor</c>).</summary>
+    RotaryScaling = 1 << 1,
+
+    /// <summary>Per-dimension RoPE frequency factors (Llama 3.1's scaling; GGUF tensor <c>rope_freqs</c>).</summary>
+    RotaryFrequencyFactors = 1 << 2,
+
+    /// <summary>Sliding-window layers (GGUF <c>attention.sliding_window</c>).</summary>
+    SlidingWindow = 1 << 3,
+
+    /// <summary>A rotary base of their own for the sliding-window layers (Gemma 3).</summary>
+    LocalRotaryTheta = 1 << 4,
+
+    /// <summary>Attention logit soft-capping (Gemma 2).</summary>
+    AttentionLogitSoftcap = 1 << 5,
+
+    /// <summary>Final logit soft-capping (Gemma 2).</summary>
+    FinalLogitSoftcap = 1 << 6,
+
+    /// <summary>Embeddings scaled by √HiddenSize (Gemma).</summary>
+    EmbeddingScale = 1 << 7,
+
+    /// <summary>An attention scale other than 1/√HeadDim (Gemma's <c>query_pre_attn_scalar</c>).</summary>
+    AttentionScale = 1 << 8,
+}
+
+/// <summary>What <see cref="ConfigFeatures"/> a configuration uses.</summary>
+public static class ConfigFeatureSet
+{
+    /// <summary>The features <paramref name="c"/> uses.</summary>
+    public static ConfigFeatures Of(TransformerConfig c)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        var used = ConfigFeatures.None;
+        if (c.HeadSize > 0 && c.HeadSize * c.NumHeads != c.HiddenSize) used |= ConfigFeatures.HeadSize;
+        if (c.RotaryScalingFactor != 1f) used |= ConfigFeatures.RotaryScaling;
+        if (c.RotaryFrequencyFactors is not null) used |= ConfigFeatures.RotaryFrequencyFactors;
+        if (c.SlidingWindow > 0) used |= ConfigFeatures.SlidingWindow;
+        if (c.LocalRotaryTheta > 0) used |= ConfigFeatures.LocalRotaryTheta;
+        if (c.AttentionLogitSoftcap > 0) used |= ConfigFeatures.AttentionLogitSoftcap;
+        if (c.FinalLogitSoftcap > 0) used |= ConfigFeatures.FinalLogitSoftcap;
+        if (c.EmbeddingScale != 1f) used |= ConfigFeatures.EmbeddingScale;
+        if (c.AttentionScale > 0) used |= ConfigFeatures.AttentionScale;
+        return used;
+    }
 }
 
 /// <summary>How the language-model head relates to the token embedding.</summary>
@@ -89,6 +150,22 @@ public abstract class ArchitectureDescription
     /// <summary>Whether a norm follows the token embedding (BLOOM).</summary>
     public virtual bool EmbeddingNorm => false;
 
+    /// <summary>Whether each head's query and key are RMS-normalised before RoPE (Qwen3, Gemma 3; <see cref="TransformerConfig.QueryKeyNorm"/>).</summary>
+    public virtual bool QueryKeyNorm => false;
+
+    /// <summary>Whether the attention and MLP outputs are normalised before their residual adds (Gemma; <see cref="TransformerConfig.PostNorms"/>).</summary>
+    public virtual bool PostNorms => false;
+
+    /// <summary>
+    /// Added to every norm weight read from a Hugging Face checkpoint of the family: Gemma stores w for RMSNorm's
+    /// <c>(1 + w)</c>, and the runtime holds <c>1 + w</c> (computed in FP32 once, as Hugging Face does per call), as GGUF
+    /// files of Gemma do (llama.cpp's converter adds the 1). 0 for the others.
+    /// </summary>
+    public virtual float HfNormWeightOffset => 0f;
+
+    /// <summary>The <see cref="ConfigFeatures"/> this family's GGUF files state; the GGUF writer refuses a model using any other.</summary>
+    public virtual ConfigFeatures GgufFeatures => ConfigFeatures.None;
+
     /// <summary>
     /// How the Q and K rows of this family's GGUF files pair elements for RoPE. Hugging Face checkpoints are always
     /// <see cref="RotaryPairing.RotateHalf"/>; llama.cpp's converter permutes LLaMA's back to Meta's
@@ -114,11 +191,152 @@ public abstract class ArchitectureDescription
     /// <exception cref="ModelFormatException">A key of the family is malformed or asks for something not supported.</exception>
     public virtual TransformerConfig ReadGgufConfig(GgufFile gguf, TransformerConfig common) => common;
 
-    /// <summary>Adds this family's own GGUF keys for <paramref name="config"/> after the shared ones <see cref="GgufModelWriter"/> writes; by default none.</summary>
+    /// <summary>
+    /// Adds this family's own GGUF keys for <paramref name="config"/> after the shared ones <see cref="GgufModelWriter"/> writes;
+    /// by default none. Throws <see cref="Core.AgileQuantException"/> when a value of <paramref name="config"/> is one the
+    /// family's GGUF files (as llama.cpp reads them) cannot state.
+    /// </summary>
     public virtual void WriteGgufConfig(GgufWriter writer, TransformerConfig config)
     {
     }
 
     /// <summary>The description's name.</summary>
     public override string ToString() => Family;
+
+    /// <summary>
+    /// <paramref name="common"/> with the sliding window of GGUF key <c>{arch}.attention.sliding_window</c> (<paramref name="fallback"/>
+    /// when absent) on the layers of <paramref name="pattern"/> (<see cref="TransformerConfig.SlidingWindowPattern"/>).
+    /// </summary>
+    private protected TransformerConfig WithGgufSlidingWindow(GgufFile gguf, TransformerConfig common, int pattern, int fallback)
+    {
+        ArgumentNullException.ThrowIfNull(gguf);
+        ArgumentNullException.ThrowIfNull(common);
+        int window = GgufModelReader.NonNegativeInt(gguf, GgufKeyPrefix + "attention.sliding_window", fallback);
+        return common with { SlidingWindow = window, SlidingWindowPattern = window > 0 ? pattern : 0 };
+    }
+
+    /// <summary>
+    /// Writes <c>{arch}.attention.sliding_window</c> when <paramref name="config"/> has a window; throws unless its layers are
+    /// those of <paramref name="pattern"/>, the only arrangement llama.cpp gives the family's files.
+    /// </summary>
+    private protected void WriteGgufSlidingWindow(GgufWriter writer, TransformerConfig config, int pattern)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.SlidingWindow == 0) return;
+        if (config.SlidingWindowPattern != pattern)
+            throw new AgileQuantException(
+                $"GGUF export of a '{Family}' model states a sliding window with the layer pattern {pattern} (llama.cpp's for {GgufArchitecture}), found the pattern {config.SlidingWindowPattern}.");
+        writer.AddUInt32(GgufKeyPrefix + "attention.sliding_window", (uint)config.SlidingWindow);
+    }
+
+    /// <summary>
+    /// The <c>config.json</c> keys LLaMA introduced and the later decoder families keep (Mistral, Qwen, Phi-3, Gemma):
+    /// <c>vocab_size</c>, <c>hidden_size</c>, <c>intermediate_size</c>, <c>num_hidden_layers</c>, <c>num_attention_heads</c>,
+    /// <c>num_key_value_heads</c> (default: the head count), <c>head_dim</c>, <c>max_position_embeddings</c>,
+    /// <c>rms_norm_eps</c>, <c>rope_theta</c> / <c>rope_scaling</c> (<see cref="ReadRope"/>), <c>bos_token_id</c>,
+    /// <c>eos_token_id</c>; the family's norm, rotary positions (rotate-half rows), MLP, q/k norms and post-norms. The
+    /// defaults are the family's config class's.
+    /// </summary>
+    internal TransformerConfig ReadRotaryHfConfig(HfConfig c, int maxPositions, float normEpsilon, float theta, int bos, int eos,
+        int defaultHeadDim = 0, bool llama3 = false)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        int heads = c.GetInt("num_attention_heads"), hidden = c.GetInt("hidden_size"), kvHeads = c.GetInt("num_key_value_heads", heads);
+        if (heads <= 0) throw new ModelFormatException(c.FilePath, null, $"field 'num_attention_heads': expected a positive head count, found {heads}");
+        if (!c.Has("head_dim") && defaultHeadDim == 0 && hidden % heads != 0)
+            throw new ModelFormatException(c.FilePath, null, $"field 'num_attention_heads' = {heads} does not divide 'hidden_size' = {hidden}, and no 'head_dim' gives the head size");
+        if (kvHeads <= 0 || heads % kvHeads != 0)
+            throw new ModelFormatException(c.FilePath, null, $"fields 'num_key_value_heads' = {kvHeads} and 'num_attention_heads' = {heads}: expected a positive key/value head count that divides the head count");
+        int headDim = c.GetInt("head_dim", defaultHeadDim > 0 ? defaultHeadDim : hidden / heads);
+        if (headDim <= 0) throw new ModelFormatException(c.FilePath, null, $"field 'head_dim': expected a positive integer, found {headDim}");
+        (float ropeTheta, float linear, RotaryFrequencyFactors? factors) = ReadRope(c, headDim, theta, llama3);
+        return new TransformerConfig
+        {
+            Family = Family,
+            VocabSize = c.GetInt("vocab_size"),
+            HiddenSize = hidden,
+            IntermediateSize = c.GetInt("intermediate_size"),
+            NumLayers = c.GetInt("num_hidden_layers"),
+            NumHeads = heads,
+            NumKvHeads = kvHeads,
+            HeadSize = (long)headDim * heads == hidden ? 0 : headDim,
+            MaxSequenceLength = c.GetInt("max_position_embeddings", maxPositions),
+            Norm = Norm,
+            NormEpsilon = c.GetFloat("rms_norm_eps", normEpsilon),
+            Positions = Positions,
+            RotaryPairing = RotaryPairing.RotateHalf,
+            RotaryTheta = ropeTheta,
+            RotaryScalingFactor = linear,
+            RotaryFrequencyFactors = factors,
+            Mlp = Mlp,
+            QueryKeyNorm = QueryKeyNorm,
+            PostNorms = PostNorms,
+            BosTokenId = c.GetFirstInt("bos_token_id", bos),
+            EosTokenId = c.GetFirstInt("eos_token_id", eos),
+        };
+    }
+
+    /// <summary>
+    /// Which layers of a <c>config.json</c> use the sliding window, as <see cref="TransformerConfig.SlidingWindowPattern"/>:
+    /// from <c>layer_types</c> (<c>sliding_attention</c> / <c>full_attention</c> per layer) when present, which must follow
+    /// one such pattern; else <c>sliding_window_pattern</c>; else <paramref name="defaultPattern"/>. Null when
+    /// <c>layer_types</c> has no sliding layer.
+    /// </summary>
+    private protected static int? ReadSlidingWindowPattern(HfConfig c, int layers, int defaultPattern)
+    {
+        IReadOnlyList<string>? types = c.GetStringList("layer_types");
+        if (types is null) return c.GetInt("sliding_window_pattern", defaultPattern);
+        if (types.Count != layers || types.Any(t => t is not ("sliding_attention" or "full_attention")))
+            throw new ModelFormatException(c.FilePath, null,
+                $"field 'layer_types': expected {layers} entries of 'sliding_attention' or 'full_attention', found {types.Count}: {string.Join(", ", types.Distinct().Take(3))}");
+        if (types.All(t => t == "full_attention")) return null;
+        for (int pattern = 0; pattern <= layers + 1; pattern++)
+        {
+            int n = pattern;
+            if (n != 1 && Enumerable.Range(0, layers).All(l => (n == 0 || l % n < n - 1) == (types[l] == "sliding_attention"))) return n;
+        }
+        throw new ModelFormatException(c.FilePath, null,
+            "field 'layer_types': expected sliding-window layers with every n-th layer global (as Gemma's), found another arrangement (not supported)");
+    }
+
+    /// <summary>
+    /// The RoPE base and scaling of a <c>config.json</c>: <c>rope_theta</c> and <c>rope_scaling</c> (or the flat
+    /// <c>rope_parameters</c> newer transformers write), as <c>(θ, linear factor, frequency factors)</c>. Types:
+    /// <c>default</c>; <c>linear</c> (<c>factor</c>); <c>llama3</c> (<c>factor</c>, <c>low_freq_factor</c>, <c>high_freq_factor</c>,
+    /// <c>original_max_position_embeddings</c>) when <paramref name="llama3"/>; any other is refused naming the key.
+    /// </summary>
+    private protected static (float Theta, float LinearFactor, RotaryFrequencyFactors? Factors) ReadRope(HfConfig c, int headDim, float defaultTheta, bool llama3)
+    {
+        HfConfig? parameters = c.Section("rope_parameters");
+        HfConfig? scaling = parameters ?? c.Section("rope_scaling");
+        float theta = (parameters ?? c).GetFloat("rope_theta", defaultTheta);
+        if (!(theta > 0)) throw new ModelFormatException(c.FilePath, null, $"field '{(parameters ?? c).KeyName("rope_theta")}': expected a positive number, found {theta}");
+        if (scaling is null) return (theta, 1f, null);
+        string typeKey = scaling.Has("rope_type") ? "rope_type" : "type";
+        string type = scaling.GetString(typeKey);
+        string supported = llama3 ? "'default', 'linear' or 'llama3'" : "'default' or 'linear'";
+        float Factor()
+        {
+            float factor = scaling.GetFloat("factor", float.NaN);
+            return factor >= 1 ? factor
+                : throw new ModelFormatException(c.FilePath, null, $"field '{scaling.KeyName("factor")}': expected a RoPE scaling factor ≥ 1, found {factor}");
+        }
+        switch (type)
+        {
+            case "default":
+                return (theta, 1f, null);
+            case "linear":
+                return (theta, Factor(), null);
+            case "llama3" when llama3:
+                float factor = Factor(), low = scaling.GetFloat("low_freq_factor", 1f), high = scaling.GetFloat("high_freq_factor", 4f);
+                int original = scaling.GetInt("original_max_position_embeddings", 8192);
+                if (!(low > 0 && high > low) || original <= 0)
+                    throw new ModelFormatException(c.FilePath, null,
+                        $"fields '{scaling.KeyName("low_freq_factor")}', 'high_freq_factor', 'original_max_position_embeddings': expected 0 < low < high and a positive context, found {low}, {high} and {original}");
+                return (theta, 1f, RotaryFrequencyFactors.Llama3(headDim, theta, factor, low, high, original));
+            default:
+                throw new ModelFormatException(c.FilePath, null, $"'{scaling.KeyName(typeKey)}' is '{type}', but only {supported} RoPE scaling is supported");
+        }
+    }
 }

@@ -16,6 +16,11 @@ public static class ArchitectureRegistry
         new LlamaArchitecture(),
         new OptArchitecture(),
         new BloomArchitecture(),
+        new Qwen2Architecture(),
+        new Qwen3Architecture(),
+        new Phi3Architecture(),
+        new Gemma2Architecture(),
+        new Gemma3Architecture(),
     ];
 
     /// <summary>The family named <paramref name="family"/> (<see cref="Core.Runtime.TransformerConfig.Family"/>), if supported.</summary>

@@ -7,6 +7,9 @@ namespace AgileQuant.Models.Architectures;
 /// <summary>The tensors of one file by name, each taken with the shape the config implies; one implementation per format.</summary>
 internal interface ITensorSource
 {
+    /// <summary>The file (or checkpoint directory) the tensors come from, as errors name it.</summary>
+    string SourcePath { get; }
+
     /// <summary>Whether the file holds <paramref name="name"/>.</summary>
     bool Has(string name);
 
@@ -42,7 +45,9 @@ internal static class DecoderWeightsReader
     /// <param name="names">The format's names.</param>
     /// <param name="basePrefix">Prefix of every name but the LM head (Hugging Face's base-model prefix); empty otherwise.</param>
     /// <param name="source">The file.</param>
-    public static TransformerWeights Read(ArchitectureDescription family, TransformerConfig config, TensorNameMap names, string basePrefix, ITensorSource source)
+    /// <param name="normWeightOffset">Added to every norm weight (Gemma's Hugging Face <c>(1 + w)</c> norms: <see cref="ArchitectureDescription.HfNormWeightOffset"/>); 0 otherwise.</param>
+    public static TransformerWeights Read(ArchitectureDescription family, TransformerConfig config, TensorNameMap names, string basePrefix, ITensorSource source,
+        float normWeightOffset = 0f)
     {
         TransformerConfig c = config;
         int d = c.HiddenSize, e = c.EmbeddingWidth, v = c.VocabSize;
@@ -50,8 +55,12 @@ internal static class DecoderWeightsReader
             (tensor == ModelTensor.LmHead ? "" : basePrefix) + (names.Global(tensor) ?? throw NotNamed(family, tensor.ToString()));
         string StoredName(int layer, LayerTensor role) =>
             basePrefix + (names.Layer(layer, role) ?? (names.FusedWith(role) is { } fused ? names.InLayer(layer, fused.Name) : throw NotNamed(family, role.ToString())));
-        NormLayer Norm(string name, int width) =>
-            new(c.Norm, source.Vector(name + Weight, width), c.Norm == NormKind.LayerNorm ? source.Vector(name + Bias, width) : null, c.NormEpsilon);
+        NormLayer Norm(string name, int width)
+        {
+            float[] weight = source.Vector(name + Weight, width);
+            if (normWeightOffset != 0) System.Numerics.Tensors.TensorPrimitives.Add(weight, normWeightOffset, weight); // 1 + w, in FP32
+            return new(c.Norm, weight, c.Norm == NormKind.LayerNorm ? source.Vector(name + Bias, width) : null, c.NormEpsilon);
+        }
 
         // Optional biases are all there or all absent, as the first one in layer 0 says.
         LayerTensor[] optional = LayerTensors.Linears.Where(r => r.IsRequiredBy(c) && family.Bias(r) == BiasRule.Optional).ToArray();
@@ -100,6 +109,8 @@ internal static class DecoderWeightsReader
             if (source.Has(headName)) source.Table(headName, v, e); // a stored copy of the tied head: shape-checked, then dropped
             head = source.TiedHead(embeddingName, embedding, v, e);
         }
+        if (names.Global(ModelTensor.RotaryFrequencies) is { } frequencies && source.Has(basePrefix + frequencies + Weight))
+            CheckRotaryFrequencies(source, basePrefix + frequencies + Weight, c);
         source.RequireAllTaken();
         return new TransformerWeights
         {
@@ -138,6 +149,18 @@ internal static class DecoderWeightsReader
         }
         for (int p = 0; p < parts.Length; p++)
             into[fused.Parts[p]] = new LinearLayer(new Fp32Matrix(parts[p], partRows[p], cols), fusedBias is null ? null : partBiases[p]);
+    }
+
+    // A stored rope_freqs must hold the configuration's frequency factors, bit for bit (the runtime rotates by the config's).
+    private static void CheckRotaryFrequencies(ITensorSource source, string name, TransformerConfig c)
+    {
+        float[] stored = source.Vector(name, c.HeadDim / 2);
+        if (c.RotaryFrequencyFactors is not { } factors)
+            throw new ModelFormatException(source.SourcePath, name, "expected no RoPE frequency factors (the configuration has no RoPE scaling that uses them), found this tensor");
+        for (int i = 0; i < stored.Length; i++)
+            if (BitConverter.SingleToInt32Bits(stored[i]) != BitConverter.SingleToInt32Bits(factors.Factors[i]))
+                throw new ModelFormatException(source.SourcePath, name,
+                    $"expected the configuration's RoPE frequency factors, found {stored[i]} at element {i} where the configuration has {factors.Factors[i]}");
     }
 
     private static InvalidOperationException NotNamed(ArchitectureDescription family, string tensor) =>

@@ -42,8 +42,11 @@ internal sealed class HfTensorReader : ITensorSource
         ArgumentNullException.ThrowIfNull(config);
         var tensors = new HfTensorReader(checkpoint, family.HfIgnoredSuffixes, progress, cancellationToken);
         string basePrefix = tensors.ResolvePrefix(family.HfNames.Global(ModelTensor.TokenEmbedding) + ".weight", [.. family.HfBasePrefixes]);
-        return DecoderWeightsReader.Read(family, config, family.HfNames, basePrefix, tensors);
+        return DecoderWeightsReader.Read(family, config, family.HfNames, basePrefix, tensors, family.HfNormWeightOffset);
     }
+
+    /// <summary>The checkpoint's path.</summary>
+    public string SourcePath => _checkpoint.SourcePath;
 
     /// <summary>Whether the checkpoint holds <paramref name="name"/>.</summary>
     public bool Has(string name) => _checkpoint.Contains(name);

@@ -1,20 +1,27 @@
 using AgileQuant.Core.Runtime;
+using AgileQuant.Models.Gguf;
 
 namespace AgileQuant.Models.Architectures;
 
 /// <summary>
-/// LLaMA (Hugging Face <c>LlamaForCausalLM</c>, GGUF <c>llama</c>): RMSNorm, RoPE, SwiGLU, grouped-query attention,
-/// biases only on the attention projections and only when the checkpoint has them (<c>attention_bias</c>), a head
-/// that is tied when the file omits it. Hugging Face Q/K rows are rotate-half; GGUF's are permuted back to Meta's
-/// adjacent pairs.
+/// LLaMA, Llama 2 and 3.x and Mistral (Hugging Face <c>LlamaForCausalLM</c> / <c>MistralForCausalLM</c>, GGUF <c>llama</c>):
+/// RMSNorm, RoPE (<c>rope_theta</c>; <c>linear</c> or Llama 3.1's <c>llama3</c> scaling, which GGUF stores as the
+/// <c>rope_freqs</c> tensor), SwiGLU, grouped-query attention, biases only on the attention projections and only when the
+/// checkpoint has them (<c>attention_bias</c>), a head that is tied when the file omits it (Llama 3.2), Mistral's sliding
+/// window where its config sets one. Hugging Face Q/K rows are rotate-half; GGUF's are permuted back to Meta's adjacent
+/// pairs (llama.cpp's converter, <c>LlamaModel.permute</c>).
 /// </summary>
+/// <remarks>
+/// llama.cpp runs <c>llama</c> without a sliding window; the window Mistral v0.1 sets (4096) is written to and read from
+/// <c>llama.attention.sliding_window</c>, which llama.cpp ignores, so the two agree up to that many tokens.
+/// </remarks>
 internal sealed class LlamaArchitecture : ArchitectureDescription
 {
     /// <inheritdoc />
     public override string Family => "llama";
 
     /// <inheritdoc />
-    public override IReadOnlyList<string> HfModelTypes { get; } = ["llama"];
+    public override IReadOnlyList<string> HfModelTypes { get; } = ["llama", "mistral"];
 
     /// <inheritdoc />
     public override string? GgufArchitecture => "llama";
@@ -23,7 +30,13 @@ internal sealed class LlamaArchitecture : ArchitectureDescription
     public override IReadOnlyList<string> HfBasePrefixes { get; } = ["model.", ""];
 
     /// <inheritdoc />
-    public override TensorNameMap HfNames { get; } = new()
+    public override TensorNameMap HfNames => LlamaStyleHfNames;
+
+    /// <summary>
+    /// The Hugging Face names of <c>LlamaForCausalLM</c>, which Mistral, Qwen2/3 and Gemma keep (the latter adding their
+    /// norms): <c>embed_tokens</c>, <c>layers.{0}.self_attn.q_proj</c>, ..., <c>norm</c>, <c>lm_head</c>.
+    /// </summary>
+    internal static TensorNameMap LlamaStyleHfNames { get; } = new()
     {
         LayerPrefix = "layers.{0}.",
         Globals = new Dictionary<ModelTensor, string>
@@ -50,6 +63,16 @@ internal sealed class LlamaArchitecture : ArchitectureDescription
     public override IReadOnlyList<string> HfIgnoredSuffixes { get; } = [".rotary_emb.inv_freq"];
 
     /// <inheritdoc />
+    public override TensorNameMap? GgufNames { get; } = TensorNameMap.Gguf with
+    {
+        Globals = new Dictionary<ModelTensor, string>(TensorNameMap.Gguf.Globals) { [ModelTensor.RotaryFrequencies] = "rope_freqs" },
+    };
+
+    /// <inheritdoc />
+    public override ConfigFeatures GgufFeatures =>
+        ConfigFeatures.HeadSize | ConfigFeatures.RotaryScaling | ConfigFeatures.RotaryFrequencyFactors | ConfigFeatures.SlidingWindow;
+
+    /// <inheritdoc />
     public override NormKind Norm => NormKind.RmsNorm;
 
     /// <inheritdoc />
@@ -72,27 +95,16 @@ internal sealed class LlamaArchitecture : ArchitectureDescription
     public override TransformerConfig ReadHfConfig(HfConfig c)
     {
         ArgumentNullException.ThrowIfNull(c);
-        c.RequireAbsent("rope_scaling", "RoPE scaling is not supported yet");
         c.RequireAbsentOrEqual("hidden_act", "silu");
-        int heads = c.GetInt("num_attention_heads");
-        return new TransformerConfig
+        return ReadRotaryHfConfig(c, maxPositions: 2048, normEpsilon: 1e-6f, theta: 10000f, bos: 1, eos: 2, llama3: true) with
         {
-            Family = Family,
-            VocabSize = c.GetInt("vocab_size"),
-            HiddenSize = c.GetInt("hidden_size"),
-            IntermediateSize = c.GetInt("intermediate_size"),
-            NumLayers = c.GetInt("num_hidden_layers"),
-            NumHeads = heads,
-            NumKvHeads = c.GetInt("num_key_value_heads", heads),
-            MaxSequenceLength = c.GetInt("max_position_embeddings", 2048),
-            Norm = Norm,
-            NormEpsilon = c.GetFloat("rms_norm_eps", 1e-6f),
-            Positions = Positions,
-            RotaryPairing = RotaryPairing.RotateHalf,
-            RotaryTheta = c.GetFloat("rope_theta", 10000f),
-            Mlp = Mlp,
-            BosTokenId = c.GetInt("bos_token_id", 1),
-            EosTokenId = c.GetInt("eos_token_id", 2),
+            SlidingWindow = c.GetInt("sliding_window", 0), // Mistral; null or absent: none
         };
     }
+
+    /// <inheritdoc />
+    public override TransformerConfig ReadGgufConfig(GgufFile gguf, TransformerConfig common) => WithGgufSlidingWindow(gguf, common, pattern: 0, fallback: 0);
+
+    /// <inheritdoc />
+    public override void WriteGgufConfig(GgufWriter writer, TransformerConfig config) => WriteGgufSlidingWindow(writer, config, pattern: 0);
 }

@@ -26,6 +26,13 @@ public enum ModelTensor
 
     /// <summary>Language-model head (VocabSize, EmbeddingWidth).</summary>
     LmHead,
+
+    /// <summary>
+    /// Per-dimension RoPE frequency factors (HeadDim / 2) as llama.cpp stores Llama 3.1's scaling (<c>rope_freqs</c>); the
+    /// runtime takes them from the configuration (<see cref="TransformerConfig.RotaryFrequencyFactors"/>), and a stored copy
+    /// is checked against it.
+    /// </summary>
+    RotaryFrequencies,
 }
 
 /// <summary>How the rows of one stored tensor that fuses several linears of a layer are laid out.</summary>
@@ -121,11 +128,15 @@ public sealed record TensorNameMap
             [LayerTensor.Query] = "attn_q",
             [LayerTensor.Key] = "attn_k",
             [LayerTensor.Value] = "attn_v",
+            [LayerTensor.QueryNorm] = "attn_q_norm",
+            [LayerTensor.KeyNorm] = "attn_k_norm",
             [LayerTensor.Output] = "attn_output",
+            [LayerTensor.PostAttentionNorm] = "post_attention_norm",
             [LayerTensor.MlpNorm] = "ffn_norm",
             [LayerTensor.Gate] = "ffn_gate",
             [LayerTensor.Up] = "ffn_up",
             [LayerTensor.Down] = "ffn_down",
+            [LayerTensor.PostMlpNorm] = "post_ffw_norm",
         },
     };
 

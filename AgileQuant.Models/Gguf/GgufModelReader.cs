@@ -31,12 +31,18 @@ public static class GgufModelReader
     internal static TransformerConfig ReadConfig(GgufFile gguf, ArchitectureDescription family)
     {
         string a = family.GgufKeyPrefix ?? throw new ArgumentException($"The '{family.Family}' family has no GGUF form.", nameof(family));
-        if (gguf.TryGetValue(a + "rope.scaling.type", out _) && gguf.GetString(a + "rope.scaling.type") is not "none" and string scaling)
-            throw new ModelFormatException(gguf.FilePath, null, $"expected no RoPE scaling, found {a}rope.scaling.type '{scaling}' (not supported)");
+        float ropeScaling = RotaryScalingFactor(gguf, a);
         if (gguf.TryGetValue(a + "expert_count", out _) && gguf.GetInteger(a + "expert_count") > 0)
             throw new ModelFormatException(gguf.FilePath, null, $"expected a dense model, found {a}expert_count {gguf.GetInteger(a + "expert_count")} (mixture of experts is not supported)");
         int heads = PositiveInt(gguf, a + "attention.head_count");
         int hidden = PositiveInt(gguf, a + "embedding_length");
+        int headSize = HeadSize(gguf, a, hidden, heads);
+        if (headSize == 0 && hidden % heads != 0)
+            throw new ModelFormatException(gguf.FilePath, null,
+                $"metadata '{a}attention.head_count' = {heads} does not divide '{a}embedding_length' = {hidden}, and no '{a}attention.key_length' gives the head size");
+        int kvHeads = gguf.TryGetValue(a + "attention.head_count_kv", out _) ? PositiveInt(gguf, a + "attention.head_count_kv") : heads;
+        if (heads % kvHeads != 0)
+            throw new ModelFormatException(gguf.FilePath, null, $"metadata '{a}attention.head_count_kv' = {kvHeads} does not divide '{a}attention.head_count' = {heads}");
         string embeddingName = family.GgufNames!.Global(ModelTensor.TokenEmbedding) + ".weight";
         GgufTensorInfo? embedding = gguf.FindTensor(embeddingName);
         int vocab = gguf.TryGetValue(a + "vocab_size", out _) ? PositiveInt(gguf, a + "vocab_size")
@@ -51,25 +57,83 @@ public static class GgufModelReader
             IntermediateSize = PositiveInt(gguf, a + "feed_forward_length"),
             NumLayers = PositiveInt(gguf, a + "block_count"),
             NumHeads = heads,
-            NumKvHeads = gguf.TryGetValue(a + "attention.head_count_kv", out _) ? PositiveInt(gguf, a + "attention.head_count_kv") : heads,
+            NumKvHeads = kvHeads,
             MaxSequenceLength = PositiveInt(gguf, a + "context_length"),
             Norm = family.Norm,
             NormEpsilon = (float)PositiveFloat(gguf, a + NormEpsilonKey(family.Norm), 1e-5),
             Positions = family.Positions,
             RotaryPairing = family.GgufRotaryPairing,
             RotaryTheta = (float)PositiveFloat(gguf, a + "rope.freq_base", 10000),
+            RotaryScalingFactor = ropeScaling,
             Mlp = family.Mlp,
             EmbeddingNorm = family.EmbeddingNorm,
+            HeadSize = headSize,
+            QueryKeyNorm = family.QueryKeyNorm,
+            PostNorms = family.PostNorms,
             BosTokenId = TokenId(gguf, "tokenizer.ggml.bos_token_id", 1),
             EosTokenId = TokenId(gguf, "tokenizer.ggml.eos_token_id", 2),
         };
         config = family.ReadGgufConfig(gguf, config);
+        if (family.GgufNames!.Global(ModelTensor.RotaryFrequencies) is { } frequencies && gguf.FindTensor(frequencies + ".weight") is { } stored)
+            config = config with { RotaryFrequencyFactors = ReadFrequencyFactors(gguf, stored, config) };
         try { config.Validate(); }
         catch (AgileQuantException e) { throw new ModelFormatException(gguf.FilePath, null, e.Message, e); }
         if (config.Positions == PositionKind.Rotary && gguf.TryGetValue(a + "rope.dimension_count", out _) && gguf.GetInteger(a + "rope.dimension_count") != config.HeadDim)
             throw new ModelFormatException(gguf.FilePath, null,
                 $"expected {a}rope.dimension_count equal to the head size {config.HeadDim}, found {gguf.GetInteger(a + "rope.dimension_count")} (partial rotary is not supported)");
         return config;
+    }
+
+    /// <summary>
+    /// The linear RoPE scaling factor as llama.cpp reads it: <c>rope.scaling.factor</c> (or the older <c>rope.scale_linear</c>;
+    /// 0 = none) under <c>rope.scaling.type</c> <c>linear</c> (the default) or <c>none</c>; other types are refused.
+    /// </summary>
+    private static float RotaryScalingFactor(GgufFile gguf, string a)
+    {
+        string? type = gguf.TryGetValue(a + "rope.scaling.type", out _) ? gguf.GetString(a + "rope.scaling.type") : null;
+        if (type is not (null or "none" or "linear"))
+            throw new ModelFormatException(gguf.FilePath, null, $"expected RoPE scaling 'none' or 'linear', found {a}rope.scaling.type '{type}' (not supported)");
+        string? key = new[] { a + "rope.scaling.factor", a + "rope.scale_linear" }.FirstOrDefault(k => gguf.TryGetValue(k, out _));
+        double factor = key is null ? 0 : gguf.GetFloat(key);
+        if (key is not null && !(factor >= 0 && double.IsFinite(factor) && factor < float.MaxValue))
+            throw new ModelFormatException(gguf.FilePath, null, $"metadata '{key}': expected a positive finite number (or 0 for none), found {factor}");
+        if (factor is 0 or 1) return 1f;
+        return type == "none"
+            ? throw new ModelFormatException(gguf.FilePath, null, $"contradictory RoPE scaling: {a}rope.scaling.type is 'none' but {key} is {factor}")
+            : (float)factor;
+    }
+
+    /// <summary>
+    /// The head size from <c>attention.key_length</c> / <c>value_length</c> (llama.cpp's n_embd_head_k/v, default
+    /// hidden / heads) as <see cref="TransformerConfig.HeadSize"/>: 0 when it is the default.
+    /// </summary>
+    private static int HeadSize(GgufFile gguf, string a, int hidden, int heads)
+    {
+        int? Length(string key) => gguf.TryGetValue(a + key, out _) ? PositiveInt(gguf, a + key) : null;
+        int? keyLength = Length("attention.key_length"), valueLength = Length("attention.value_length");
+        int size = keyLength ?? valueLength ?? 0;
+        if (keyLength is not null && valueLength is not null && keyLength != valueLength)
+            throw new ModelFormatException(gguf.FilePath, null,
+                $"expected {a}attention.key_length equal to {a}attention.value_length, found {keyLength} and {valueLength} (different key and value head sizes are not supported)");
+        if (size == 0 || (long)size * heads == hidden) return 0;
+        if (keyLength is null || valueLength is null)
+            throw new ModelFormatException(gguf.FilePath, null,
+                $"expected both {a}attention.key_length and {a}attention.value_length for a head size {size} other than {a}embedding_length / head_count, found only one");
+        return size;
+    }
+
+    /// <summary>The per-dimension RoPE frequency factors of the <c>rope_freqs</c> tensor: F32, HeadDim / 2 of them, finite and positive.</summary>
+    private static RotaryFrequencyFactors ReadFrequencyFactors(GgufFile gguf, GgufTensorInfo tensor, TransformerConfig config)
+    {
+        int half = config.HeadDim / 2;
+        if (tensor.Type != GgmlType.F32 || tensor.Shape.Count != 1 || tensor.Shape[0] != half)
+            throw new ModelFormatException(gguf.FilePath, tensor.Name, $"expected F32 [{half}] (one factor per rotated pair of the head size {config.HeadDim}), found {tensor.Type} [{string.Join(", ", tensor.Shape)}]");
+        var factors = new float[half];
+        gguf.ReadTensorData(tensor, System.Runtime.InteropServices.MemoryMarshal.AsBytes(factors.AsSpan()));
+        for (int i = 0; i < half; i++)
+            if (!(float.IsFinite(factors[i]) && factors[i] > 0))
+                throw new ModelFormatException(gguf.FilePath, tensor.Name, $"expected positive finite RoPE frequency factors, found {factors[i]} at element {i}");
+        return new RotaryFrequencyFactors(factors);
     }
 
     /// <summary>Maps <paramref name="gguf"/>'s file and reads every tensor <paramref name="config"/> implies under the family's GGUF names; no other tensor may be present.</summary>
@@ -122,6 +186,8 @@ public static class GgufModelReader
     /// <summary>GGUF tensors for <see cref="DecoderWeightsReader"/>, converted by <see cref="GgufTensorConverter"/>.</summary>
     private sealed class TensorSource(GgufFile gguf, GgufTensorConverter converter) : ITensorSource
     {
+        public string SourcePath => gguf.FilePath;
+
         public bool Has(string name) => converter.Has(name);
 
         public IWeightMatrix Matrix(string name, int rows, int cols) => converter.TakeMatrix(name, rows, cols);
@@ -146,6 +212,20 @@ public static class GgufModelReader
             : throw new ModelFormatException(gguf.FilePath, null, $"metadata '{key}': expected an integer in 1..{int.MaxValue}, found {value}");
     }
 
+    /// <summary>The integer <paramref name="key"/> in 0..int.MaxValue, or <paramref name="fallback"/> when absent.</summary>
+    internal static int NonNegativeInt(GgufFile gguf, string key, int fallback)
+    {
+        if (!gguf.TryGetValue(key, out _)) return fallback;
+        long value = gguf.GetInteger(key);
+        return value is >= 0 and <= int.MaxValue ? (int)value
+            : throw new ModelFormatException(gguf.FilePath, null, $"metadata '{key}': expected an integer in 0..{int.MaxValue}, found {value}");
+    }
+
+    /// <summary>The float <paramref name="key"/>, 0 or positive and finite (0 = none), or <paramref name="fallback"/> when absent.</summary>
+    internal static double NonNegativeFloat(GgufFile gguf, string key, double fallback) =>
+        gguf.TryGetValue(key, out _) && gguf.GetFloat(key) == 0 ? 0 : PositiveFloat(gguf, key, fallback);
+
+    /// <summary>The float <paramref name="key"/>, positive and finite, or <paramref name="fallback"/> when absent.</summary>
     internal static double PositiveFloat(GgufFile gguf, string key, double fallback)
     {
         if (!gguf.TryGetValue(key, out _)) return fallback;

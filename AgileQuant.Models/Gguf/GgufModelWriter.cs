@@ -78,6 +78,7 @@ public static class GgufModelWriter
         if (weights.PositionEmbedding is { } positions)
             AddMatrix(w, Global(ModelTensor.PositionEmbedding) + Weight, new Fp32Matrix(positions, positions.Length / c.HiddenSize, c.HiddenSize), GgmlType.F32, null);
         if (weights.EmbeddingNorm is { } embeddingNorm) AddNorm(w, Global(ModelTensor.EmbeddingNorm), embeddingNorm);
+        if (c.RotaryFrequencyFactors is { } factors) AddVector(w, Global(ModelTensor.RotaryFrequencies) + Weight, [.. factors.Factors]);
         for (int i = 0; i < c.NumLayers; i++)
         {
             LayerWeights l = weights.Layers[i];
@@ -85,7 +86,8 @@ public static class GgufModelWriter
             {
                 if (role.IsNorm())
                 {
-                    if (l.Norm(role) is { } norm) AddNorm(w, names.Layer(i, role)!, norm);
+                    // per-head q/k norm weights follow their head's rows when those are permuted
+                    if (l.Norm(role) is { } norm) AddNorm(w, names.Layer(i, role)!, norm, PairingPermutation(role, c, family.GgufRotaryPairing));
                     continue;
                 }
                 if (l.Linear(role) is not { } linear) continue;
@@ -126,8 +128,18 @@ public static class GgufModelWriter
         if (rotary) w.AddUInt32(a + "rope.dimension_count", (uint)c.HeadDim);
         w.AddUInt32(a + "attention.head_count", (uint)c.NumHeads);
         w.AddUInt32(a + "attention.head_count_kv", (uint)c.NumKvHeads);
+        if (c.HeadDim * c.NumHeads != c.HiddenSize)
+        {
+            w.AddUInt32(a + "attention.key_length", (uint)c.HeadDim);
+            w.AddUInt32(a + "attention.value_length", (uint)c.HeadDim);
+        }
         w.AddFloat32(a + GgufModelReader.NormEpsilonKey(c.Norm), c.NormEpsilon);
         if (rotary) w.AddFloat32(a + "rope.freq_base", c.RotaryTheta);
+        if (rotary && c.RotaryScalingFactor != 1f)
+        {
+            w.AddString(a + "rope.scaling.type", "linear");
+            w.AddFloat32(a + "rope.scaling.factor", c.RotaryScalingFactor);
+        }
         family.WriteGgufConfig(w, c);
         w.AddString("tokenizer.ggml.model", "llama");
         w.AddArray("tokenizer.ggml.tokens", vocabulary.Tokens);
@@ -142,12 +154,14 @@ public static class GgufModelWriter
     }
 
     /// <summary>
-    /// Source row of GGUF row r of Q or K when the model's <see cref="RotaryPairing"/> differs from <paramref name="target"/>, else null.
-    /// Within a head of hd rows, rotate-half row j·hd/2 + i pairs with adjacent row 2i + j (i &lt; hd/2, j ∈ {0, 1}).
+    /// Source row of GGUF row r of Q or K (or element r of a per-head Q/K norm weight) when the model's <see cref="RotaryPairing"/>
+    /// differs from <paramref name="target"/>, else null. Within a head of hd rows, rotate-half row j·hd/2 + i pairs with
+    /// adjacent row 2i + j (i &lt; hd/2, j ∈ {0, 1}).
     /// </summary>
     private static Func<int, int>? PairingPermutation(LayerTensor role, TransformerConfig c, RotaryPairing target)
     {
-        if (role is not (LayerTensor.Query or LayerTensor.Key) || c.Positions != PositionKind.Rotary || c.RotaryPairing == target) return null;
+        if (role is not (LayerTensor.Query or LayerTensor.Key or LayerTensor.QueryNorm or LayerTensor.KeyNorm)
+            || c.Positions != PositionKind.Rotary || c.RotaryPairing == target) return null;
         int hd = c.HeadDim, half = hd / 2;
         return target == RotaryPairing.Adjacent
             ? r => r / hd * hd + (r % hd & 1) * half + r % hd / 2
@@ -184,10 +198,10 @@ public static class GgufModelWriter
         AddVector(w, name + Bias, bias);
     }
 
-    private static void AddNorm(GgufWriter w, string name, NormLayer norm)
+    private static void AddNorm(GgufWriter w, string name, NormLayer norm, Func<int, int>? sourceElement = null)
     {
-        AddVector(w, name + Weight, norm.Weight);
-        if (norm.Bias is not null) AddVector(w, name + Bias, norm.Bias);
+        AddVector(w, name + Weight, Permuted(norm.Weight, sourceElement));
+        if (norm.Bias is not null) AddVector(w, name + Bias, Permuted(norm.Bias, sourceElement));
     }
 
     private static AgileQuantException NoGgufForm(string family) =>
@@ -204,6 +218,10 @@ public static class GgufModelWriter
             : c.Mlp != family.Mlp ? $"a {family.Mlp} MLP, found {c.Mlp}"
             : !c.PreNorm || !c.FinalNorm ? "pre-norm blocks and a final norm, found a post-norm model or one without a final norm"
             : c.EmbeddingNorm != family.EmbeddingNorm ? (family.EmbeddingNorm ? "an embedding norm, found none" : "no embedding norm, found one")
+            : c.QueryKeyNorm != family.QueryKeyNorm ? (family.QueryKeyNorm ? "per-head query/key norms, found none" : "no per-head query/key norms, found them")
+            : c.PostNorms != family.PostNorms ? (family.PostNorms ? "post-attention and post-MLP norms, found none" : "no post-norms, found them")
+            : (ConfigFeatureSet.Of(c) & ~family.GgufFeatures) is var unstated and not ConfigFeatures.None
+                ? $"only what its GGUF files state, found {unstated} (its GGUF files have no key for it)"
             : c.EmbeddingWidth != c.HiddenSize || weights.ProjectIn is not null || weights.ProjectOut is not null ? "no embedding projections, found project_in/project_out"
             : family.Head == HeadTying.Tied && !(weights.LmHead.Weight is Fp32Matrix head && ReferenceEquals(head.Data, weights.TokenEmbedding))
                 ? "its head tied to the token embedding, found a separate one"

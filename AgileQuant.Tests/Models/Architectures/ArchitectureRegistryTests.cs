@@ -65,10 +65,11 @@ public class ArchitectureRegistryTests
     [TestCaseSource(nameof(AllFamilies))]
     public void EveryFormat_NamesEveryTensorOnce(ArchitectureDescription family)
     {
+        TransformerConfig config = RandomModel(family, seed: 0).Config;
         foreach ((string format, TensorNameMap? names) in new[] { ("hf", family.HfNames), ("gguf", family.GgufNames), ("checkpoint", family.CheckpointNames) })
         {
             if (names is null) continue;
-            foreach (LayerTensor role in LayerTensors.All.Where(r => r.IsNorm() || r != LayerTensor.Gate || family.Mlp == MlpKind.SwiGlu))
+            foreach (LayerTensor role in LayerTensors.All.Where(r => r.IsRequiredBy(config)))
                 Assert.That(names.Stores(role), $"{format} names no {role}");
             string[] layerNames = [.. names.Layers.Values, .. names.Fused.Select(f => f.Name)];
             Assert.That(layerNames, Is.Unique, format);
@@ -222,12 +223,13 @@ public class ArchitectureRegistryTests
             Family = family.Family, VocabSize = 260, HiddenSize = 32, IntermediateSize = 48, NumLayers = 2, NumHeads = 4, NumKvHeads = interleaved ? 4 : 2,
             MaxSequenceLength = 16, Norm = family.Norm, NormEpsilon = 1e-5f, Positions = family.Positions, RotaryPairing = pairing, RotaryTheta = 500f,
             LearnedPositionOffset = family.Positions == PositionKind.Learned ? 2 : 0, Mlp = family.Mlp, EmbeddingNorm = family.EmbeddingNorm,
-            EmbeddingSize = projected ? 24 : 0,
+            EmbeddingSize = projected ? 24 : 0, QueryKeyNorm = family.QueryKeyNorm, PostNorms = family.PostNorms,
         };
+        c = WithTraitsOfItsGgufFiles(family, c);
         int d = c.HiddenSize, e = c.EmbeddingWidth;
-        NormLayer Norm() => new(c.Norm, Values(d, 1), c.Norm == NormKind.LayerNorm ? Values(d) : null, c.NormEpsilon);
+        NormLayer Norm(int width) => new(c.Norm, Values(width, 1), c.Norm == NormKind.LayerNorm ? Values(width) : null, c.NormEpsilon);
         bool Bias(LayerTensor role) => family.Bias(role) == BiasRule.Always || family.Bias(role) == BiasRule.Optional && optionalBiases;
-        LayerWeights Layer() => LayerWeights.FromParts(_ => Norm(), role =>
+        LayerWeights Layer() => LayerWeights.FromParts(role => role.IsRequiredBy(c) ? Norm(role.NormWidth(c)) : null, role =>
         {
             if (!role.IsRequiredBy(c)) return null;
             (int rows, int cols) = role.Shape(c);
@@ -240,78 +242,34 @@ public class ArchitectureRegistryTests
             Config = c,
             TokenEmbedding = embedding,
             PositionEmbedding = c.Positions == PositionKind.Learned ? Values((c.MaxSequenceLength + c.LearnedPositionOffset) * d) : null,
-            EmbeddingNorm = c.EmbeddingNorm ? Norm() : null,
+            EmbeddingNorm = c.EmbeddingNorm ? Norm(d) : null,
             ProjectIn = projected ? new LinearLayer(new Fp32Matrix(Values(d * e), d, e)) : null,
             Layers = [Layer(), Layer()],
-            FinalNorm = Norm(),
+            FinalNorm = Norm(d),
             ProjectOut = projected ? new LinearLayer(new Fp32Matrix(Values(e * d), e, d)) : null,
             LmHead = new LinearLayer(new Fp32Matrix(tied ? embedding : Values(c.VocabSize * e), c.VocabSize, e)),
         };
     }
 
     /// <summary>
-    /// Writes <paramref name="weights"/> as a Hugging Face checkpoint would hold them under <paramref name="family"/>'s names
-    /// (fused tensors joined here, independently of the reader's split); a tied head is stored as a copy when
-    /// <paramref name="storeTiedHead"/> and the family drops such copies.
+    /// <paramref name="c"/> with what llama.cpp applies to every GGUF file of the family (Gemma 2: soft-caps and sliding-window
+    /// layers, Gemma 3: sliding-window layers with their own rotary base; both: the √d embedding scale).
     /// </summary>
+    private static TransformerConfig WithTraitsOfItsGgufFiles(ArchitectureDescription family, TransformerConfig c) => family switch
+    {
+        Gemma2Architecture => c with
+        {
+            SlidingWindow = 8, SlidingWindowPattern = 2, AttentionLogitSoftcap = 50f, FinalLogitSoftcap = 30f, EmbeddingScale = MathF.Sqrt(c.HiddenSize),
+        },
+        Gemma3Architecture => c with { SlidingWindow = 8, SlidingWindowPattern = 6, LocalRotaryTheta = 10000f, EmbeddingScale = MathF.Sqrt(c.HiddenSize) },
+        _ => c,
+    };
+
     private string WriteHf(ArchitectureDescription family, TransformerWeights weights, string prefix, string name, bool storeTiedHead)
     {
-        TransformerConfig c = weights.Config;
-        TensorNameMap names = family.HfNames;
-        var writer = new SafeTensorsWriter();
-        void Tensor(string tensor, float[] values, params long[] shape) => writer.AddFloat32(tensor, shape, values);
-        void Norm(string tensor, NormLayer norm)
-        {
-            Tensor(tensor + ".weight", norm.Weight, norm.Weight.Length);
-            if (norm.Bias is not null) Tensor(tensor + ".bias", norm.Bias, norm.Bias.Length);
-        }
-        void Linear(string tensor, LinearLayer linear)
-        {
-            var w = (Fp32Matrix)linear.Weight;
-            Tensor(tensor + ".weight", w.Data, w.Rows, w.Cols);
-            if (linear.Bias is not null) Tensor(tensor + ".bias", linear.Bias, linear.Bias.Length);
-        }
-        string Global(ModelTensor tensor) => prefix + names.Global(tensor);
-        Tensor(Global(ModelTensor.TokenEmbedding) + ".weight", weights.TokenEmbedding, c.VocabSize, c.EmbeddingWidth);
-        if (weights.PositionEmbedding is { } positions) Tensor(Global(ModelTensor.PositionEmbedding) + ".weight", positions, positions.Length / c.HiddenSize, c.HiddenSize);
-        if (weights.EmbeddingNorm is { } embeddingNorm) Norm(Global(ModelTensor.EmbeddingNorm), embeddingNorm);
-        if (weights.ProjectIn is { } projectIn) Linear(Global(ModelTensor.ProjectIn), projectIn);
-        if (weights.ProjectOut is { } projectOut) Linear(Global(ModelTensor.ProjectOut), projectOut);
-        Norm(Global(ModelTensor.FinalNorm), weights.FinalNorm!);
-        bool tied = ReferenceEquals(((Fp32Matrix)weights.LmHead.Weight).Data, weights.TokenEmbedding);
-        if (!tied || storeTiedHead && family.Head == HeadTying.Tied) Linear(names.Global(ModelTensor.LmHead)!, weights.LmHead);
-        for (int i = 0; i < c.NumLayers; i++)
-        {
-            LayerWeights l = weights.Layers[i];
-            foreach (LayerTensor role in LayerTensors.All)
-            {
-                if (names.Layer(i, role) is not { } tensor) continue;
-                if (role.IsNorm()) Norm(prefix + tensor, l.Norm(role)!);
-                else if (l.Linear(role) is { } linear) Linear(prefix + tensor, linear);
-            }
-            foreach (FusedTensor fused in names.Fused)
-                Linear(prefix + names.InLayer(i, fused.Name), Join(fused, fused.Parts.Select(p => l.Linear(p)!).ToArray(), c.HeadDim));
-        }
         string path = Path.Combine(_temp.FullPath, name);
-        writer.Write(path);
+        HfTestCheckpoint.Write(path, family, weights, prefix, storeTiedHead);
         return path;
-    }
-
-    // The parts' rows one after another, or per head (BLOOM: [heads, parts, head_dim]).
-    private static LinearLayer Join(FusedTensor fused, LinearLayer[] parts, int headDim)
-    {
-        int cols = parts[0].InFeatures;
-        var rows = new List<(float[] Row, float Bias)>();
-        (float[], float) Row(LinearLayer part, int r) => (((Fp32Matrix)part.Weight).Row(r).ToArray(), part.Bias?[r] ?? 0);
-        if (fused.Layout == FusedLayout.Concatenated)
-            foreach (LinearLayer part in parts)
-                for (int r = 0; r < part.OutFeatures; r++) rows.Add(Row(part, r));
-        else
-            for (int h = 0; h < parts[0].OutFeatures / headDim; h++)
-                foreach (LinearLayer part in parts)
-                    for (int j = 0; j < headDim; j++) rows.Add(Row(part, h * headDim + j));
-        float[] weight = rows.SelectMany(r => r.Row).ToArray();
-        return new LinearLayer(new Fp32Matrix(weight, rows.Count, cols), parts[0].Bias is null ? null : rows.Select(r => r.Bias).ToArray());
     }
 
     private static void AssertSameWeights(TransformerWeights actual, TransformerWeights expected, string what)

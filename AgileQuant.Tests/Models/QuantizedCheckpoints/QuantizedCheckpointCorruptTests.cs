@@ -58,8 +58,8 @@ public class QuantizedCheckpointCorruptTests
             "expected well-formed JSON in agilequant.transformer_config");
         yield return Case(new("ConfigMissingAField", Metadata: EditJson("agilequant.transformer_config", j => j.Remove("HiddenSize"))), null,
             "agilequant.transformer_config", "HiddenSize");
-        yield return Case(new("ConfigUnknownField", Metadata: EditJson("agilequant.transformer_config", j => j["SlidingWindow"] = 64)), null,
-            "agilequant.transformer_config", "SlidingWindow");
+        yield return Case(new("ConfigUnknownField", Metadata: EditJson("agilequant.transformer_config", j => j["AttentionSinkTokens"] = 64)), null,
+            "agilequant.transformer_config", "AttentionSinkTokens");
         yield return Case(new("ConfigUnknownEnum", Metadata: EditJson("agilequant.transformer_config", j => j["Norm"] = "BatchNorm")), null,
             "agilequant.transformer_config", "Norm");
         yield return Case(new("ConfigUnknownFamily", Metadata: EditJson("agilequant.transformer_config", j => j["Family"] = "falcon")), null,
