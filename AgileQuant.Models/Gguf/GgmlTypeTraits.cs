@@ -81,6 +81,9 @@ public sealed class GgmlTypeTraits
     /// <summary>For <see cref="GgmlLoadFormat.SuperBlockInt4"/>: the scheme and the decoder of the type's blocks; else null.</summary>
     internal GgmlSuperBlockDecoding? SuperBlockDecoding { get; }
 
+    /// <summary>For <see cref="GgmlLoadFormat.SuperBlockInt4"/>: how the type's codes and scales are read (e.g. Q4_K: sub-blocks of 32 with 6-bit scales and minimums in super-blocks of 256); else null.</summary>
+    public SuperBlockInt4Scheme? SuperBlockScheme => SuperBlockDecoding?.Scheme;
+
     /// <summary>Bytes of a row of <paramref name="elements"/> weights: elements / <see cref="BlockElements"/> · <see cref="BlockBytes"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="elements"/> is negative or not whole blocks.</exception>
     public long RowBytes(long elements)
