@@ -72,6 +72,11 @@ public sealed unsafe class Avx512SuperBlockInt4Kernel : SuperBlockInt4MatMulKern
         Vector256<sbyte> twice = Vector256.Create(codebook, codebook);
         Vector512<sbyte> values = Vector512.Create(twice, twice); // the codebook in every 128-bit lane (vpshufb looks up per lane)
         Vector512<byte> magnitudes = Vector512.Abs(values).AsByte();
+        if (call.Tokens == 1)
+        {
+            for (int p = firstPair; p < endPair; p++) Stream<TCodes, TSub, TCorr>(call, p, values, magnitudes);
+            return;
+        }
         for (int panel = firstPair; panel < endPair; panel += PanelPairs)
         {
             int panelEnd = Math.Min(endPair, panel + PanelPairs);
@@ -119,8 +124,6 @@ public sealed unsafe class Avx512SuperBlockInt4Kernel : SuperBlockInt4MatMulKern
             for (int sEnd = s + perSuper; s < sEnd; s++)
             {
                 byte* sub = chunks + (nint)s * TSub.Value * ChunkStride;
-                if (N.Value == 1)
-                    for (int line = 0; line < TSub.Value; line++) X86.Sse.Prefetch0(sub + PrefetchBytes + line * ChunkStride);
                 Vector512<short> sc = ScalePairs(subScales + s * PairRows);
                 Vector512<short> h0 = default, h1 = default, h2 = default, h3 = default, h4 = default, h5 = default, h6 = default, h7 = default;
                 for (int k = 0; k < TSub.Value; k++)
@@ -194,6 +197,80 @@ public sealed unsafe class Avx512SuperBlockInt4Kernel : SuperBlockInt4MatMulKern
         if (N.Value > 5) StoreRows(f5 * w.TokenScales[t0 + 5], y + 5 * (nint)w.Rows, rows);
         if (N.Value > 6) StoreRows(f6 * w.TokenScales[t0 + 6], y + 6 * (nint)w.Rows, rows);
         if (N.Value > 7) StoreRows(f7 * w.TokenScales[t0 + 7], y + 7 * (nint)w.Rows, rows);
+    }
+
+    // The one-token path of Tile (the same sums and epilogue, so the same outputs), the chunks of a sub-block unrolled: each
+    // 64-byte line of the pair is read once, prefetched one page ahead.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Stream<TCodes, TSub, TCorr>(in SuperBlockInt4Call w, int pair, Vector512<sbyte> values, Vector512<byte> magnitudes)
+        where TCodes : struct, ICodes where TSub : struct, ISubBlockChunks where TCorr : struct, ICorrectionTerm
+    {
+        const int PairRows = SuperBlockInt4Matrix.PairRows, ChunkStride = SuperBlockInt4Matrix.ChunkStride, ChunkColumns = SuperBlockInt4Matrix.ChunkColumns;
+        byte* sub = w.Packed + (nint)pair * w.Chunks * ChunkStride;   // (chunks, 64), advanced one sub-block at a time
+        sbyte* scales = w.SubScales + (nint)pair * w.SubBlocks * PairRows;
+        nint superAt = (nint)pair * w.SuperBlocks * PairRows;
+        ushort* d = w.SuperScales + superAt;
+        ushort* e = w.CorrectionScales + superAt;
+        sbyte* corrections = w.Corrections + superAt * w.CorrectionPairs * 2;
+        sbyte* x = w.Codes;
+        short* sums = w.SubSums;
+        int perSuper = w.SubBlocksPerSuperBlock, correctionPairs = w.CorrectionPairs;
+        Vector512<float> f = default;
+        for (int b = 0; b < w.SuperBlocks; b++)
+        {
+            Vector512<int> i = default;
+            for (int s = 0; s < perSuper; s++, sub += TSub.Value * ChunkStride, x += TSub.Value * ChunkColumns, scales += PairRows)
+            {
+                X86.Sse.Prefetch0(sub + PrefetchBytes);
+                X86.Sse.Prefetch0(sub + PrefetchBytes + ChunkStride);
+                if (TSub.Value == 4)
+                {
+                    X86.Sse.Prefetch0(sub + PrefetchBytes + 2 * ChunkStride);
+                    X86.Sse.Prefetch0(sub + PrefetchBytes + 3 * ChunkStride);
+                }
+                Vector512<short> sc = ScalePairs(scales);
+                if (TCodes.WidenEachChunk)
+                {
+                    i += LineSum<TCodes>(sub, x, sc, values, magnitudes) + LineSum<TCodes>(sub + ChunkStride, x + ChunkColumns, sc, values, magnitudes);
+                    if (TSub.Value == 4)
+                        i += LineSum<TCodes>(sub + 2 * ChunkStride, x + 2 * ChunkColumns, sc, values, magnitudes)
+                            + LineSum<TCodes>(sub + 3 * ChunkStride, x + 3 * ChunkColumns, sc, values, magnitudes);
+                    continue;
+                }
+                Vector512<short> h = LineProducts<TCodes>(sub, x, values, magnitudes) + LineProducts<TCodes>(sub + ChunkStride, x + ChunkColumns, values, magnitudes);
+                if (TSub.Value == 4)
+                    h += LineProducts<TCodes>(sub + 2 * ChunkStride, x + 2 * ChunkColumns, values, magnitudes)
+                        + LineProducts<TCodes>(sub + 3 * ChunkStride, x + 3 * ChunkColumns, values, magnitudes);
+                i += X86.Avx512BW.MultiplyAddAdjacent(h, sc);
+            }
+            f = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i),
+                HalfBits.Widen(X86.Avx512F.ConvertToVector512Int32(Vector256.Load(d + b * PairRows))), f);
+            if (TCorr.Present)
+                f = CorrectionEpilogue(corrections + (nint)b * correctionPairs * 2 * PairRows, correctionPairs, sums + b * perSuper,
+                    HalfBits.Widen(X86.Avx512F.ConvertToVector512Int32(Vector256.Load(e + b * PairRows))), f);
+        }
+        int rows = w.RowsOfPair(pair);
+        StoreRows(f * w.TokenScales[0], w.Y + pair * PairRows, rows);
+    }
+
+    // ChunkProducts of the chunk at `chunk` (loaded and unpacked here).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> LineProducts<TCodes>(byte* chunk, sbyte* x, Vector512<sbyte> values, Vector512<byte> magnitudes) where TCodes : struct, ICodes
+    {
+        Vector512<byte> lowNibbles = Vector512.Create((byte)0x0F);
+        Vector512<byte> pairs = Vector512.Load(chunk);
+        Vector512<byte> low = pairs & lowNibbles, high = X86.Avx512BW.ShiftRightLogical(pairs.AsUInt16(), 4).AsByte() & lowNibbles;
+        return ChunkProducts<TCodes>(TCodes.Weights(low, magnitudes), TCodes.Signs(low, values), TCodes.Weights(high, magnitudes), TCodes.Signs(high, values), x);
+    }
+
+    // ChunkSum of the chunk at `chunk` (loaded and unpacked here).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> LineSum<TCodes>(byte* chunk, sbyte* x, Vector512<short> sc, Vector512<sbyte> values, Vector512<byte> magnitudes) where TCodes : struct, ICodes
+    {
+        Vector512<byte> lowNibbles = Vector512.Create((byte)0x0F);
+        Vector512<byte> pairs = Vector512.Load(chunk);
+        Vector512<byte> low = pairs & lowNibbles, high = X86.Avx512BW.ShiftRightLogical(pairs.AsUInt16(), 4).AsByte() & lowNibbles;
+        return ChunkSum<TCodes>(TCodes.Weights(low, magnitudes), TCodes.Signs(low, values), TCodes.Weights(high, magnitudes), TCodes.Signs(high, values), x, sc);
     }
 
     // int16 lanes: Σ u(q) · x_q over one chunk of 16 rows, columns 0..3 (low nibbles) plus 4..7 (high).
