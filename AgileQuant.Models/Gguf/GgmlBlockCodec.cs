@@ -10,7 +10,7 @@ namespace AgileQuant.Models.Gguf;
 /// float operations in the same order, so each output is bit-identical to ggml's (GgmlTypeTraitsTests compares them
 /// with llama.cpp's own <c>dequantize_row_*</c>).
 /// </summary>
-public static unsafe class GgmlBlockCodec
+public static unsafe partial class GgmlBlockCodec
 {
     /// <summary>
     /// Quantizes a row x (n, a multiple of 32) into n / 32 Q8_0 blocks:

@@ -10,8 +10,9 @@ namespace AgileQuant.Models.Gguf;
 /// sub-block scales and minimums and fp16 super-block scales into it (the row of <see cref="GgmlTypeTraits"/> that loads
 /// as <see cref="GgmlLoadFormat.SuperBlockInt4"/> names one). Layouts: ggml-org/llama.cpp ggml/src/ggml-common.h and
 /// <c>dequantize_row_*</c> in ggml/src/ggml-quants.c (read at commit 01243c5), as in <see cref="GgmlBlockCodec"/>.
+/// Partial: a new type's decoding may live in the type's own file (docs/architecture.md, "How to add a weight type").
 /// </summary>
-internal sealed unsafe class GgmlSuperBlockDecoding
+internal sealed unsafe partial class GgmlSuperBlockDecoding
 {
     /// <summary>Fills <paramref name="destination"/> (one row) from the ggml blocks of that row.</summary>
     public delegate void RowDecoder(ReadOnlySpan<byte> row, SuperBlockRow destination);
