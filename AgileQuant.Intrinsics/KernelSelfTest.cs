@@ -60,6 +60,9 @@ public static class KernelSelfTest
                                 QuantizedTolerance(x, tokens, bits, rows, cols, w4.Dequantize)));
                         }
                         break;
+                    case ScalarSuperBlockInt4Kernel:
+                        results.AddRange(SuperBlockInt4SelfTest.Run(kernel, twin, random, tokens, cols, rows, shape));
+                        break;
                     default:
                         throw new NotSupportedException($"The self-test has no data for the weight format of {twin.Name} (kernel {kernel.Name}).");
                 }
@@ -101,9 +104,10 @@ public static class KernelSelfTest
         new Fp32Matrix([0f], 1, 1),
         new Int8RowMatrix([(sbyte)0], [1f], 1, 1),
         PackedInt4Matrix.FromSymmetricCodes([(sbyte)0], [1f], 1, 1, 32),
+        SuperBlockInt4SelfTest.Probe,
     ];
 
-    private static KernelSelfTestResult Compare(IMatMulKernel kernel, IMatMulKernel scalar, IWeightMatrix w, float[] x, int tokens, string shape, double[] tolerance)
+    internal static KernelSelfTestResult Compare(IMatMulKernel kernel, IMatMulKernel scalar, IWeightMatrix w, float[] x, int tokens, string shape, double[] tolerance)
     {
         var expected = new float[tokens * w.Rows];
         // One guard element past the end: a kernel must not write beyond (tokens, Rows).
@@ -158,7 +162,7 @@ public static class KernelSelfTest
         return tolerance;
     }
 
-    private static float[] Values(Random random, int count)
+    internal static float[] Values(Random random, int count)
     {
         var values = new float[count];
         for (int i = 0; i < count; i++) values[i] = (float)(random.NextDouble() * 2 - 1);

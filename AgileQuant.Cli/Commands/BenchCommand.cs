@@ -5,6 +5,7 @@ using AgileQuant.Core;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Diagnostics;
 using AgileQuant.Intrinsics.Formats;
+using AgileQuant.Models.Gguf;
 
 namespace AgileQuant.Cli.Commands;
 
@@ -25,8 +26,14 @@ internal static class BenchCommand
         op.AcceptOnlyFromAmong("gemv", "gemm");
         var shape = new Option<string>("--shape") { Description = "OUTxIN, e.g. 4096x11008.", Required = true };
         var tokens = new Option<int>("--tokens") { Description = "Tokens for gemm.", DefaultValueFactory = _ => 128 };
-        var format = new Option<string>("--format") { Description = "FP32, W8A8, W4A8 or W4A4 (4-bit: asymmetric groups of 32).", DefaultValueFactory = _ => "W4A8" };
-        format.AcceptOnlyFromAmong("FP32", "W8A8", "W4A8", "W4A4", "fp32", "w8a8", "w4a8", "w4a4");
+        var format = new Option<string>("--format")
+        {
+            Description = "FP32, W8A8, W4A8 or W4A4 (4-bit: asymmetric groups of 32 with float scales), or a GGUF weight type as it loads, with 8-bit activations: "
+                + "Q4_0 (symmetric groups of 32, fp16 scales), Q4_1, Q4_K, Q3_K, Q2_K, IQ4_NL, IQ4_XS (super-block 4-bit formats).",
+            DefaultValueFactory = _ => "W4A8",
+        };
+        string[] formats = ["FP32", "W8A8", "W4A8", "W4A4", "Q4_0", .. SuperBlockTypes];
+        format.AcceptOnlyFromAmong([.. formats, .. formats.Select(f => f.ToLowerInvariant())]);
         var threads = new Option<int>("--threads") { Description = "Threads (0 = one per processor).", DefaultValueFactory = _ => 0 };
         var kernelOption = ModelOptions.KernelOption();
         var repeats = new Option<int>("--repeats") { Description = "Timed repetitions (the median is reported).", DefaultValueFactory = _ => 21 };
@@ -119,6 +126,30 @@ internal static class BenchCommand
         return command;
     }
 
+    // What a GGUF Q4_0 tensor loads as: symmetric codes in groups of 32 with fp16 scales (so the decode stream reads the half copy).
+    private static PackedInt4Matrix GgufQ4_0(int rows, int cols, Random random)
+    {
+        if (cols % 32 != 0) throw new AgileQuantException($"Q4_0 rows are whole blocks of 32 columns; --shape has {cols}.");
+        var codes = new sbyte[(long)rows * cols];
+        for (long i = 0; i < codes.Length; i++) codes[i] = (sbyte)random.Next(-8, 8);
+        float[] scales = Enumerable.Range(0, rows * (cols / 32)).Select(_ => (float)(Half)(0.01f + 0.01f * random.NextSingle())).ToArray();
+        return PackedInt4Matrix.FromSymmetricCodes(codes, scales, rows, cols, 32);
+    }
+
+    // What a GGUF tensor of `type` loads as: random codes, sub-block scales (and minimums) within the type's ranges, fp16 super-block scales.
+    private static SuperBlockInt4Matrix SuperBlocks(GgmlType type, int rows, int cols, Random random)
+    {
+        SuperBlockInt4Scheme scheme = GgmlTypeTraits.Find(type)!.SuperBlockScheme!;
+        if (cols % scheme.SuperBlockSize != 0) throw new AgileQuantException($"{type} rows are whole blocks of {scheme.SuperBlockSize} columns; --shape has {cols}.");
+        var packed = new byte[(long)rows * cols / 2];
+        random.NextBytes(packed);
+        int subBlocks = rows * (cols / scheme.SubBlockSize), superBlocks = rows * (cols / scheme.SuperBlockSize);
+        sbyte[] subScales = Enumerable.Range(0, subBlocks).Select(_ => (sbyte)(scheme.SuperBlockSize == scheme.SubBlockSize ? 1 : random.Next(-31, 32))).ToArray();
+        byte[] subMins = scheme.HasMins ? Enumerable.Range(0, subBlocks).Select(_ => (byte)random.Next(64)).ToArray() : [];
+        Half[] Halves(int n) => Enumerable.Range(0, n).Select(_ => (Half)(0.001f + 0.001f * random.NextSingle())).ToArray();
+        return SuperBlockInt4Matrix.Create(scheme, rows, cols, packed, Halves(superBlocks), scheme.HasMins ? Halves(superBlocks) : [], subScales, subMins);
+    }
+
     internal static (int Rows, int Cols) ParseShape(string text)
     {
         string[] parts = text.ToLowerInvariant().Split('x');
@@ -127,8 +158,13 @@ internal static class BenchCommand
         return (rows, cols);
     }
 
+    /// <summary>The GGUF types <c>--format</c> takes that load as <see cref="SuperBlockInt4Matrix"/>.</summary>
+    private static readonly string[] SuperBlockTypes = ["Q4_1", "Q4_K", "Q3_K", "Q2_K", "IQ4_NL", "IQ4_XS"];
+
     internal static IWeightMatrix Make(string format, int rows, int cols, Random random)
     {
+        if (format == "Q4_0") return GgufQ4_0(rows, cols, random);
+        if (SuperBlockTypes.Contains(format)) return SuperBlocks(Enum.Parse<GgmlType>(format), rows, cols, random);
         long count = (long)rows * cols;
         if (count > int.MaxValue / 2) throw new AgileQuantException($"Shape {rows}x{cols} is too large for this benchmark.");
         int groups = (cols + 31) / 32;

@@ -104,7 +104,7 @@ internal sealed class Int4RowBlocks
     }
 
     // word nibbles c0 c1 c2 c3 c4 c5 c6 c7 (nibble i at bits 4i, the row-major order) → bytes (c0|c4<<4, c1|c5<<4, c2|c6<<4, c3|c7<<4)
-    private static uint PairNibbles(uint word) => SpreadNibbles(word & 0xFFFF) | SpreadNibbles(word >> 16) << 4;
+    internal static uint PairNibbles(uint word) => SpreadNibbles(word & 0xFFFF) | SpreadNibbles(word >> 16) << 4;
 
     // the 4 nibbles of a 16-bit value to nibbles 0, 2, 4, 6 of 32 bits
     private static uint SpreadNibbles(uint x)

@@ -297,7 +297,7 @@ internal static unsafe partial class GgmlBlockCodec
     }
 
     // Q4_K/Q5_K: the 6-bit (scale, min) of sub-block s from the 12 packed bytes b (layout in BlockQ4_K's summary).
-    private static (int Scale, int Min) KQuantScaleMin(ReadOnlySpan<byte> b, int s) => s < 4
+    internal static (int Scale, int Min) KQuantScaleMin(ReadOnlySpan<byte> b, int s) => s < 4
         ? (b[s] & 63, b[s + 4] & 63)
         : ((b[s + 4] & 0xF) | (b[s - 4] >> 6) << 4, (b[s + 4] >> 4) | (b[s] >> 6) << 4);
 

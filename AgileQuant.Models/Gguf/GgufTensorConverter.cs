@@ -11,9 +11,10 @@ namespace AgileQuant.Models.Gguf;
 /// their type: Q4_0 into a symmetric <see cref="PackedInt4Matrix"/> with groups of 32 (nibbles and scales carried over
 /// exactly, no FP32 detour), Q8_0 into an <see cref="Int8RowMatrix"/> (exact when every block of a row has the same
 /// scale, as the files <see cref="GgufModelWriter"/> writes from 8-bit weights; otherwise each row is re-scaled to one
-/// scale in integer-code space), every other readable type into FP32 through its reference dequantizer. For the
-/// k-quants, Q4_1/Q5_x and the i-quants that FP32 copy is an honest intermediate step (the file's values exactly, four
-/// bytes per weight), not yet packed integer formats. A type the table does not read is refused.
+/// scale in integer-code space), Q4_1, Q2_K, Q3_K, Q4_K, IQ4_NL and IQ4_XS into a <see cref="SuperBlockInt4Matrix"/>
+/// (codes and scales carried over exactly by the type's <see cref="GgmlSuperBlockDecoding"/>), every other readable type
+/// into FP32 through its reference dequantizer (for Q5_x, Q5_K and Q6_K an intermediate step: the file's values exactly,
+/// four bytes per weight). A type the table does not read is refused.
 /// Shapes are checked against the config, every block scale must be finite, and every tensor
 /// must be taken exactly once (<see cref="RequireAllTaken"/>). Each tensor's mapped pages are released once it is
 /// converted (<see cref="GgufTensorData.Release"/>), so loading holds at most one tensor's file bytes resident.
@@ -26,6 +27,9 @@ internal sealed class GgufTensorConverter
     // largest tensor instead of a fresh large array per tensor left for the collector.
     private byte[] _stagedBytes = [];
     private float[] _stagedScales = [];
+    private Half[] _stagedHalves = [];
+    private sbyte[] _stagedSubScales = [];
+    private byte[] _stagedSubMins = [];
 
     public GgufTensorConverter(GgufTensorData data) => _data = data;
 
@@ -63,6 +67,7 @@ internal sealed class GgufTensorConverter
         {
             GgmlLoadFormat.PackedInt4 => ToPackedInt4(tensor, rows, cols),
             GgmlLoadFormat.Int8Rows => ToInt8Rows(tensor, rows, cols),
+            GgmlLoadFormat.SuperBlockInt4 => ToSuperBlockInt4(tensor, rows, cols),
             GgmlLoadFormat.Fp32 => new Fp32Matrix(ToFloats(tensor, rows, cols), rows, cols),
             GgmlLoadFormat format => throw new UnreachableException($"no conversion to {format}"),
             null => throw new UnreachableException("Readable returned an unreadable type"),
@@ -145,7 +150,7 @@ internal sealed class GgufTensorConverter
 
     // Q4_0 qs[j] = e[j] | e[j + 16] << 4  →  row-major packed d[k] = e[2k] | e[2k + 1] << 4 (k < 16), one vector:
     // d[0..7] pairs the low nibbles (elements 0..15), d[8..15] the high nibbles (elements 16..31)
-    private static void RepackQ4_0Block(ReadOnlySpan<byte> qs, Span<byte> destination)
+    internal static void RepackQ4_0Block(ReadOnlySpan<byte> qs, Span<byte> destination)
     {
         Vector128<byte> q = Vector128.Create(qs);
         Vector128<byte> low = q & Vector128.Create((byte)0x0F), high = Vector128.ShiftRightLogical(q, 4);
@@ -194,6 +199,31 @@ internal sealed class GgufTensorConverter
         }
         _data.Release(tensor); // converted: its file pages need not stay resident
         return new Int8RowMatrix(codes, scales, rows, cols);
+    }
+
+    // A row of blocks → one row of a SuperBlockInt4Matrix through the type's decoder (GgmlSuperBlockDecoding): codes,
+    // integer sub-block scales and minimums, fp16 super-block scales, all as stored.
+    private SuperBlockInt4Matrix ToSuperBlockInt4(GgufTensorInfo tensor, int rows, int cols)
+    {
+        GgmlTypeTraits traits = Readable(tensor);
+        GgmlSuperBlockDecoding decoding = traits.SuperBlockDecoding ?? throw new UnreachableException($"{tensor.Type} loads as SuperBlockInt4 without a decoder");
+        SuperBlockInt4Scheme scheme = decoding.Scheme;
+        int rowBytes = RowBytes(tensor, cols), superBlocks = cols / scheme.SuperBlockSize, subBlocks = cols / scheme.SubBlockSize;
+        int minSuper = scheme.HasMins ? superBlocks : 0, minSub = scheme.HasMins ? subBlocks : 0;
+        Span<byte> packed = Staged(ref _stagedBytes, (long)rows * cols / 2);                   // (rows, cols / 2)
+        Span<Half> halves = Staged(ref _stagedHalves, (long)rows * (superBlocks + minSuper)); // d (rows, superBlocks), then dmin
+        Span<sbyte> subScales = Staged(ref _stagedSubScales, (long)rows * subBlocks);        // (rows, subBlocks)
+        Span<byte> subMins = Staged(ref _stagedSubMins, (long)rows * minSub);                // (rows, subBlocks) or empty
+        Span<Half> superScales = halves[..(rows * superBlocks)], superMins = halves[(rows * superBlocks)..];
+        for (int r = 0; r < rows; r++)
+        {
+            ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
+            RequireFiniteScales(tensor, traits, r, row);
+            decoding.DecodeRow(row, new SuperBlockRow(packed.Slice(r * (cols / 2), cols / 2), superScales.Slice(r * superBlocks, superBlocks),
+                superMins.Slice(r * minSuper, minSuper), subScales.Slice(r * subBlocks, subBlocks), subMins.Slice(r * minSub, minSub)));
+        }
+        _data.Release(tensor); // converted: its file pages need not stay resident
+        return SuperBlockInt4Matrix.Create(scheme, rows, cols, packed, superScales, superMins, subScales, subMins);
     }
 
     // The first `length` elements of `buffer`, grown (not kept: contents are overwritten) when too short.

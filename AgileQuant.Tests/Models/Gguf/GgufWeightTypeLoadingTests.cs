@@ -138,7 +138,7 @@ public class GgufWeightTypeLoadingTests
             return (type, GgmlNative.Quantize(type, MemoryMarshal.Cast<byte, float>(bytes), (int)(t.ElementCount / t.Shape[0]), (int)t.Shape[0]));
         });
 
-    // How each load format must hold the file's values: FP32 and packed int4 exactly, Q8_0's rows within half a row step.
+    // How each load format must hold the file's values: FP32, packed int4 and super-block int4 exactly, Q8_0's rows within half a row step.
     internal static void AssertHolds(IWeightMatrix matrix, float[] expected, GgmlLoadFormat format, string what)
     {
         int rows = matrix.Rows, cols = matrix.Cols;
@@ -156,6 +156,14 @@ public class GgufWeightTypeLoadingTests
                     for (int c = 0; c < cols; c++)
                         if (!BitEqual(int4.Dequantize(r, c), expected[r * cols + c]))
                             Assert.Fail($"{what}: ({r}, {c}) holds {int4.Dequantize(r, c)}, the file {expected[r * cols + c]}");
+                break;
+            case GgmlLoadFormat.SuperBlockInt4:
+                Assert.That(matrix, Is.InstanceOf<SuperBlockInt4Matrix>(), what);
+                var superBlocks = (SuperBlockInt4Matrix)matrix;
+                for (int r = 0; r < rows; r++)
+                    for (int c = 0; c < cols; c++)
+                        if (!BitEqual(superBlocks.Dequantize(r, c), expected[r * cols + c]))
+                            Assert.Fail($"{what}: ({r}, {c}) holds {superBlocks.Dequantize(r, c)}, the file {expected[r * cols + c]}");
                 break;
             case GgmlLoadFormat.Int8Rows:
                 Assert.That(matrix, Is.InstanceOf<Int8RowMatrix>(), what);
