@@ -5,6 +5,27 @@ using AgileQuant.Intrinsics.Scalar;
 
 namespace AgileQuant.Intrinsics;
 
+/// <summary>Which instruction set the kernels use: one member per <see cref="KernelCatalogEntry"/> (kept beside the catalog, so a new entry is declared in this file).</summary>
+public enum KernelPreference
+{
+    /// <summary>The widest instruction set this CPU and runtime support (AVX-512, then AVX2, then AdvSimd, then scalar).</summary>
+    Auto,
+
+    /// <summary>Portable scalar kernels: the specification every SIMD kernel is tested against.</summary>
+    Scalar,
+
+    /// <summary>x86-64 AVX2 + FMA kernels.</summary>
+    Avx2,
+
+    /// <summary>64-bit ARM AdvSimd (NEON) kernels.</summary>
+    AdvSimd,
+
+    /// <summary>
+    /// x86-64 AVX-512 (F + BW) integer GEMM kernels, with the AVX2 kernels for FP32 and for single-token GEMV.
+    /// </summary>
+    Avx512,
+}
+
 /// <summary>
 /// One instruction set's kernels, a row of the <see cref="KernelCatalog"/>: the CPU feature test that says they can
 /// run here, the kernel for each weight format, and the paths the self-test checks against the scalar twins.

@@ -1,26 +1,5 @@
 namespace AgileQuant.Intrinsics;
 
-/// <summary>Which instruction set the kernels use.</summary>
-public enum KernelPreference
-{
-    /// <summary>The widest instruction set this CPU and runtime support (AVX-512, then AVX2, then AdvSimd, then scalar).</summary>
-    Auto,
-
-    /// <summary>Portable scalar kernels: the specification every SIMD kernel is tested against.</summary>
-    Scalar,
-
-    /// <summary>x86-64 AVX2 + FMA kernels.</summary>
-    Avx2,
-
-    /// <summary>64-bit ARM AdvSimd (NEON) kernels.</summary>
-    AdvSimd,
-
-    /// <summary>
-    /// x86-64 AVX-512 (F + BW) integer GEMM kernels, with the AVX2 kernels for FP32 and for single-token GEMV.
-    /// </summary>
-    Avx512,
-}
-
 /// <summary>Options for <see cref="KernelSelector.Create"/>.</summary>
 public sealed record KernelOptions
 {
