@@ -27,12 +27,25 @@ internal sealed class ModelOptions
 
     internal static KernelOptions ReadKernelOptions(ParseResult parse, Option<string> kernel, Option<int> threads)
     {
-        int t = parse.GetValue(threads);
-        if (t < 0) throw new ArgumentOutOfRangeException("--threads", t, "--threads must be ≥ 0.");
+        int t = ReadThreads(parse, threads);
         string name = parse.GetValue(kernel)!;
         if (!KernelCatalog.TryParse(name, out KernelPreference preference))
             throw new ArgumentException($"--kernel expected auto or one of {string.Join(", ", KernelCatalog.Entries.Select(e => e.Name))}, found '{name}'.", "--kernel");
         return new KernelOptions { Preference = preference, Threads = t };
+    }
+
+    /// <summary>
+    /// The thread count of <paramref name="threads"/> (0: one per processor), refused when negative and capped at
+    /// <see cref="KernelSelector.MaxThreads"/> with a warning on stderr: each thread is created, so a huge count would
+    /// otherwise exhaust memory before any work.
+    /// </summary>
+    internal static int ReadThreads(ParseResult parse, Option<int> threads)
+    {
+        int t = parse.GetValue(threads);
+        if (t < 0) throw new ArgumentOutOfRangeException(threads.Name, t, $"{threads.Name} must be ≥ 0.");
+        if (t <= KernelSelector.MaxThreads) return t;
+        Console.Error.WriteLine($"agilequant: warning: {threads.Name} {t} is more than {KernelSelector.MaxThreads} (four per processor); using {KernelSelector.MaxThreads}.");
+        return KernelSelector.MaxThreads;
     }
 
     public void AddTo(Command command)
