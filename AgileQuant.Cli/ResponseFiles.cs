@@ -57,7 +57,17 @@ internal static class ResponseFiles
             Add(expansion.Arguments, arg);
             return;
         }
-        string path = arg[1..], fullPath = Path.GetFullPath(path);
+        string path = arg[1..], fullPath;
+        try
+        {
+            fullPath = Path.GetFullPath(path);
+        }
+        catch (Exception e) when (e is ArgumentException or IOException)
+        {
+            // A NUL byte or an over-long name: still one line, naming where it came from.
+            throw new AgileQuantException($"Response file path '{Printable(path)}' is not a valid path: {e.Message}"
+                + (open.Count > 0 ? $" (named in {open[^1]})." : ""));
+        }
         string chain = string.Join(" → ", open.Append(fullPath).Select(p => "@" + Path.GetFileName(p)));
         if (open.Contains(fullPath, StringComparer.Ordinal))
             throw new AgileQuantException($"Response file {fullPath} includes itself ({chain}).");
@@ -76,6 +86,10 @@ internal static class ResponseFiles
         }
         open.RemoveAt(open.Count - 1);
     }
+
+    // Control characters (a NUL, a line break) shown as \uXXXX, so the error stays one readable line.
+    private static string Printable(string text) =>
+        string.Concat(text.Select(c => char.IsControl(c) ? $"\\u{(int)c:X4}" : c.ToString()));
 
     private static void Add(List<string> expanded, string arg)
     {

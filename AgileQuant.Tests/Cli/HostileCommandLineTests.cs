@@ -1,5 +1,7 @@
+using System.Text;
 using System.Text.Json;
 using AgileQuant.Cli;
+using AgileQuant.Core;
 using AgileQuant.Intrinsics;
 using AgileQuant.Tests.Models;
 using AgileQuant.Tests.Models.SafeTensors;
@@ -93,6 +95,15 @@ public sealed class HostileCommandLineTests() : TemporaryDirectoryFixture("aq-cl
         Assert.That(code, Is.EqualTo(0), stderr);
         Assert.That(stdout.Trim().Split('\n'), Has.Length.EqualTo(1), "one --text, so one line of ids");
         Assert.That(stdout, Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void ResponseFileNamingAPathWithANulByteIsOneLine()
+    {
+        // Found by ResponseFileFuzzTests: Path.GetFullPath threw ArgumentException, which the tool did not catch.
+        string path = Temp.Write("nul.rsp", Encoding.UTF8.GetBytes("info @bad\0name\n"));
+        var e = Assert.Throws<AgileQuantException>(() => ResponseFiles.Expand(["@" + path]))!;
+        Assert.That(e.Message, Does.Contain("'bad\\u0000name' is not a valid path").And.Contain("named in " + path).And.Not.Contain('\n'));
     }
 
     [Test]
