@@ -1,5 +1,6 @@
 using System.CommandLine;
 using AgileQuant.Cli.Commands;
+using AgileQuant.Core;
 
 namespace AgileQuant.Cli;
 
@@ -29,9 +30,19 @@ internal static class Program
             StressCommand.Create(),
         };
         root.Options.Add(CliErrors.VerboseOption);
-        ProgressLine.Suppressed = args.Contains("--json");
-        // @FILE response files keep quoted tokens whole and cannot include each other (ResponseFiles).
-        ParseResult parse = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = ResponseFiles.TryReadTokens });
+        List<string> arguments;
+        try
+        {
+            arguments = ResponseFiles.Expand(args);
+        }
+        catch (AgileQuantException e)
+        {
+            Console.Error.WriteLine("agilequant: error: " + e.Message);
+            return ExitCodes.InvalidInput;
+        }
+        ProgressLine.Suppressed = arguments.Contains("--json");
+        // Response files are already expanded: what is left that starts with '@' is an argument, not a file.
+        ParseResult parse = root.Parse(arguments, new ParserConfiguration { ResponseFileTokenReplacer = null });
         if (parse.Errors.Count > 0)
         {
             foreach (var error in parse.Errors) Console.Error.WriteLine("agilequant: " + error.Message);

@@ -1,122 +1,100 @@
-using System.Text;
+using System.CommandLine.Parsing;
+using AgileQuant.Core;
+using AgileQuant.Models;
 
 namespace AgileQuant.Cli;
 
 /// <summary>
-/// <c>@FILE</c> on the command line: the file's tokens replace it. Tokens are separated by white space; a token in
-/// double or single quotes is kept whole (a quoted prompt stays one argument), <c>\"</c> and <c>\\</c> escape inside
-/// double quotes, and a line starting with <c>#</c> is a comment. A response file cannot name another (<c>@</c> at the
-/// start of one of its tokens is refused), so expansion cannot recurse. The file must be UTF-8.
+/// Expands <c>@FILE</c> arguments (response files) before the command line is parsed, in place of System.CommandLine's own
+/// expansion, which follows a file that includes itself until the stack overflows. Each line of a response file is split
+/// as a command line is (double quotes keep a prompt with spaces whole; a line starting with <c>#</c> is a comment), and
+/// an <c>@FILE</c> on it is expanded in turn, at most <see cref="MaxDepth"/> files deep and never into a file already
+/// being expanded. Files are read through the readers' guarded path (regular files only, at most
+/// <see cref="GuardedFile.ResponseFileBytes"/> bytes). Arguments after <c>--</c> are never expanded.
 /// </summary>
 internal static class ResponseFiles
 {
-    /// <summary>System.CommandLine's response-file hook (<see cref="System.CommandLine.Parsing.TryReplaceToken"/>).</summary>
-    public static bool TryReadTokens(string tokenToReplace, out IReadOnlyList<string>? replacementTokens, out string? errorMessage)
+    /// <summary>Most response files open at once (one including the next).</summary>
+    public const int MaxDepth = 8;
+
+    /// <summary>Most arguments a command line may expand to.</summary>
+    public const int MaxArguments = 1 << 16;
+
+    /// <summary>Most response files read for one command line (a file may name another many times).</summary>
+    public const int MaxFilesRead = 1024;
+
+    /// <summary>The arguments with every <c>@FILE</c> replaced by the arguments in that file.</summary>
+    /// <exception cref="AgileQuantException">A response file is missing, special, too large, too deep, includes itself, or expands to too many arguments.</exception>
+    public static List<string> Expand(IReadOnlyList<string> args)
     {
-        replacementTokens = null;
-        string path = tokenToReplace;
+        ArgumentNullException.ThrowIfNull(args);
+        var expansion = new Expansion();
+        bool literal = false;
+        foreach (string arg in args)
+        {
+            if (!literal && arg == "--") literal = true;
+            if (literal) Add(expansion.Arguments, arg);
+            else Expand(arg, expansion);
+        }
+        return expansion.Arguments;
+    }
+
+    /// <summary>The arguments so far, the files being expanded (outermost first), and how many files were read.</summary>
+    private sealed class Expansion
+    {
+        public List<string> Arguments { get; } = [];
+
+        public List<string> Open { get; } = [];
+
+        public int FilesRead { get; set; }
+    }
+
+    private static void Expand(string arg, Expansion expansion)
+    {
+        List<string> open = expansion.Open;
+        if (arg.Length < 2 || arg[0] != '@')
+        {
+            Add(expansion.Arguments, arg);
+            return;
+        }
+        string path = arg[1..], fullPath;
         try
         {
-            string text = Utf8Text.ReadFile(path, "response file");
-            List<string> tokens = Split(text, path);
-            string? nested = tokens.FirstOrDefault(t => t.StartsWith('@'));
-            if (nested is not null)
-            {
-                errorMessage = $"response file {path} names another response file ({nested}); response files cannot include each other.";
-                return false;
-            }
-            replacementTokens = tokens;
-            errorMessage = null;
-            return true;
+            fullPath = Path.GetFullPath(path);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOptionException)
+        catch (Exception e) when (e is ArgumentException or IOException)
         {
-            errorMessage = e is InvalidOptionException ? e.Message : $"cannot read response file {path}: {e.Message}";
-            return false;
+            // A NUL byte or an over-long name: still one line, naming where it came from.
+            throw new AgileQuantException($"Response file path '{Printable(path)}' is not a valid path: {e.Message}"
+                + (open.Count > 0 ? $" (named in {open[^1]})." : ""));
         }
-    }
-
-    /// <summary>Splits response-file text into tokens (quotes kept whole, # comment lines skipped).</summary>
-    internal static List<string> Split(string text, string path)
-    {
-        var tokens = new List<string>();
-        foreach (string rawLine in text.Split('\n'))
+        string chain = string.Join(" → ", open.Append(fullPath).Select(p => "@" + Path.GetFileName(p)));
+        if (open.Contains(fullPath, StringComparer.Ordinal))
+            throw new AgileQuantException($"Response file {fullPath} includes itself ({chain}).");
+        if (open.Count == MaxDepth)
+            throw new AgileQuantException($"Response file {fullPath} is nested more than {MaxDepth} files deep ({chain}).");
+        if (!File.Exists(fullPath) && !Directory.Exists(fullPath))
+            throw new AgileQuantException($"Response file not found: {fullPath}" + (open.Count > 0 ? $" (named in {open[^1]})." : "."));
+        if (++expansion.FilesRead > MaxFilesRead)
+            throw new AgileQuantException($"The command line names more than {MaxFilesRead} response files ({chain}).");
+        open.Add(fullPath);
+        foreach (string line in GuardedFile.ReadAllLines(fullPath, GuardedFile.ResponseFileBytes))
         {
-            string line = rawLine.TrimEnd('\r');
-            if (line.TrimStart().StartsWith('#')) continue;
-            var current = new StringBuilder();
-            bool inToken = false;
-            for (int i = 0; i < line.Length; i++)
-            {
-                char c = line[i];
-                if (c is '"' or '\'')
-                {
-                    char quote = c;
-                    int start = i++;
-                    inToken = true;
-                    for (; i < line.Length && line[i] != quote; i++)
-                    {
-                        if (quote == '"' && line[i] == '\\' && i + 1 < line.Length && line[i + 1] is '"' or '\\') i++;
-                        current.Append(line[i]);
-                    }
-                    if (i == line.Length) throw new InvalidOptionException($"response file {path}: the quote opened at column {start + 1} of a line is not closed on that line.");
-                }
-                else if (char.IsWhiteSpace(c))
-                {
-                    if (inToken) { tokens.Add(current.ToString()); current.Clear(); inToken = false; }
-                }
-                else
-                {
-                    current.Append(c);
-                    inToken = true;
-                }
-            }
-            if (inToken) tokens.Add(current.ToString());
+            string trimmed = line.Trim();
+            if (trimmed.Length == 0 || trimmed[0] == '#') continue;
+            foreach (string word in CommandLineParser.SplitCommandLine(trimmed)) Expand(word, expansion);
         }
-        return tokens;
+        open.RemoveAt(open.Count - 1);
     }
-}
 
-/// <summary>Reads text that must be UTF-8, refusing invalid bytes with a message instead of replacing them.</summary>
-internal static class Utf8Text
-{
-    private static readonly UTF8Encoding Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+    // Control characters (a NUL, a line break) shown as \uXXXX, so the error stays one readable line.
+    private static string Printable(string text) =>
+        string.Concat(text.Select(c => char.IsControl(c) ? $"\\u{(int)c:X4}" : c.ToString()));
 
-    /// <summary>The file's text; <paramref name="what"/> names it in errors (e.g. <c>--prompt-file</c>).</summary>
-    public static string ReadFile(string path, string what)
+    private static void Add(List<string> expanded, string arg)
     {
-        if (!File.Exists(path)) throw new InvalidOptionException($"{what} {path} does not exist.");
-        return Decode(File.ReadAllBytes(path), $"{what} {path}");
+        if (expanded.Count == MaxArguments)
+            throw new AgileQuantException($"The command line expands to more than {MaxArguments} arguments (through its response files).");
+        expanded.Add(arg);
     }
-
-    /// <summary>Standard input's bytes as text.</summary>
-    public static string ReadStandardInput()
-    {
-        using Stream input = Console.OpenStandardInput();
-        using var buffer = new MemoryStream();
-        input.CopyTo(buffer);
-        return Decode(buffer.ToArray(), "standard input");
-    }
-
-    /// <summary>Decodes strictly; a leading byte-order mark is dropped.</summary>
-    public static string Decode(byte[] bytes, string source)
-    {
-        ReadOnlySpan<byte> span = bytes;
-        if (span.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF])) span = span[3..];
-        try
-        {
-            return Strict.GetString(span);
-        }
-        catch (DecoderFallbackException e)
-        {
-            int at = e.Index >= 0 ? e.Index : 0;
-            throw new InvalidOptionException($"{source} is not valid UTF-8 text (invalid byte 0x{(at < span.Length ? span[at] : 0):X2} at offset {at}).");
-        }
-    }
-
-    /// <summary>Refuses a command-line value holding U+FFFD: the runtime puts it where the argument's bytes were not UTF-8.</summary>
-    public static string RequireValidArgument(string value, string option) =>
-        value.Contains('\uFFFD')
-            ? throw new InvalidOptionException($"{option} is not valid UTF-8 text (it holds U+FFFD, the replacement for invalid bytes); pass the text with --prompt-file in UTF-8.")
-            : value;
 }

@@ -6,7 +6,10 @@ public sealed record KernelOptions
     /// <summary>Instruction set to use; <see cref="KernelPreference.Auto"/> picks the widest supported one.</summary>
     public KernelPreference Preference { get; init; } = KernelPreference.Auto;
 
-    /// <summary>Threads per matrix multiplication (calling thread included); 0 = <see cref="Environment.ProcessorCount"/>.</summary>
+    /// <summary>
+    /// Threads per matrix multiplication (calling thread included); 0 = <see cref="Environment.ProcessorCount"/>. Values above
+    /// <see cref="KernelSelector.MaxThreads"/> are capped to it.
+    /// </summary>
     public int Threads { get; init; }
 
     /// <summary>Bits per activation code for the integer kernels: 8 (W4A8, W8A8) or 4 (W4A4, W8A4).</summary>

@@ -10,12 +10,18 @@ public static class KernelSelector
     /// <summary>The instruction set <see cref="KernelPreference.Auto"/> resolves to on this CPU and runtime.</summary>
     public static KernelPreference BestSupported => KernelCatalog.BestSupported.Preference;
 
+    /// <summary>
+    /// Most threads a kernel set runs: four per processor. More only add switching, and each is a thread of its own, so a
+    /// larger <see cref="KernelOptions.Threads"/> (a typo, or a hostile setting) is capped here instead of failing to create them.
+    /// </summary>
+    public static int MaxThreads => 4 * Environment.ProcessorCount;
+
     /// <summary>Whether <paramref name="preference"/> can run here (Auto and Scalar always can).</summary>
     public static bool IsSupported(KernelPreference preference) =>
         preference == KernelPreference.Auto || KernelCatalog.Entries.Any(entry => entry.Preference == preference && entry.IsSupported);
 
     /// <summary>
-    /// Creates the kernels for <paramref name="options"/> (default: Auto, one thread per processor).
+    /// Creates the kernels for <paramref name="options"/> (default: Auto, one thread per processor; at most <see cref="MaxThreads"/>).
     /// Throws <see cref="PlatformNotSupportedException"/> when a pinned instruction set is not supported here.
     /// </summary>
     public static KernelSet Create(KernelOptions? options = null)
@@ -29,7 +35,7 @@ public static class KernelSelector
         KernelCatalogEntry entry = options.Preference == KernelPreference.Auto ? KernelCatalog.BestSupported : KernelCatalog.Find(options.Preference);
         if (!entry.IsSupported)
             throw new PlatformNotSupportedException($"Kernel preference {entry.Preference} ({entry.Description}) is not supported by this CPU or runtime (best supported: {BestSupported}).");
-        int threads = options.Threads == 0 ? Environment.ProcessorCount : options.Threads;
+        int threads = options.Threads == 0 ? Environment.ProcessorCount : Math.Min(options.Threads, MaxThreads);
         return new KernelSet(entry, threads, options.ActivationBits, [.. entry.CreateKernels(options.ActivationBits, threads)]);
     }
 }

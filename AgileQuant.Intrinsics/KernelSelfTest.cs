@@ -29,10 +29,11 @@ public static class KernelSelfTest
     // AVX-512 kernel's sign-variant GEMM route (≥ 64 tokens, no −128 code) runs; the shorter shapes keep −128 in range.
     private const int SymmetricInt8FromTokens = 64;
 
-    /// <summary>Runs the self-test with <paramref name="threads"/> threads per kernel and data from <paramref name="seed"/>.</summary>
+    /// <summary>Runs the self-test with <paramref name="threads"/> threads per kernel (at most <see cref="KernelSelector.MaxThreads"/>) and data from <paramref name="seed"/>.</summary>
     public static IReadOnlyList<KernelSelfTestResult> Run(int threads = 2, int seed = 1234)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(threads);
+        threads = Math.Min(threads, KernelSelector.MaxThreads);
         var results = new List<KernelSelfTestResult>();
         foreach ((IMatMulKernel kernel, int bits) in SimdKernels(threads))
         {

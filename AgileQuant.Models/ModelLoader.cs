@@ -129,11 +129,15 @@ public static class ModelLoader
         if (options.WeightsFile is not null) throw new AgileQuantException("ModelLoadOptions.WeightsFile applies to a Hugging Face model directory, not to a single file.");
         if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return LoadQuantizedCheckpoint(path, options, kernel, progress, cancel);
         if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return LoadGguf(path, options, kernel, progress, cancel);
-        WeightMemoryBudget.Enforce(path, Llama2cCheckpoint.ReadConfig(path), options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
+        TransformerConfig header = Llama2cCheckpoint.ReadConfig(path);
+        WeightMemoryBudget.Enforce(path, header, options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
+        string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
+        if (header.VocabSize < Llama2cTokenizer.MinVocabSize && tokenizerPath?.EndsWith(".bin", StringComparison.OrdinalIgnoreCase) == true)
+            throw new ModelFormatException(path, null,
+                $"header field vocab_size is {header.VocabSize}, but a llama2.c tokenizer ({tokenizerPath}) has at least {Llama2cTokenizer.MinVocabSize} tokens (256 bytes and 3 specials)");
         TransformerWeights weights = Llama2cCheckpoint.Load(path, progress, cancel);
         if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights, progress);
         var model = new TransformerModel(weights, kernel);
-        string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 0, 1));
         Tokenizer? tokenizer = tokenizerPath is null ? null : LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 1, 1));
@@ -185,7 +189,9 @@ public static class ModelLoader
     public static Tokenizer LoadTokenizer(string path, int vocabSize)
     {
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "tokenizer file not found");
-        if (path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase)) return Llama2cTokenizer.Load(path, vocabSize);
+        if (path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
+            return vocabSize >= Llama2cTokenizer.MinVocabSize ? Llama2cTokenizer.Load(path, vocabSize)
+                : throw new ModelFormatException(path, null, $"a llama2.c tokenizer has at least {Llama2cTokenizer.MinVocabSize} tokens (256 bytes and 3 specials), but the model's vocabulary has {vocabSize}");
         Tokenizer tokenizer = Path.GetExtension(path).ToLowerInvariant() switch
         {
             ".model" => SpmVocabularyTokenizer.LoadSentencePieceModel(path),
@@ -328,6 +334,7 @@ public static class ModelLoader
         HfConfig config = HfConfig.Load(Path.Combine(dir, "config.json"));
         ArchitectureDescription family = ArchitectureRegistry.ForHfConfig(config);
         TransformerConfig runtimeConfig = family.ReadHfConfig(config);
+        ConfigValueChecks.Require(config.FilePath, runtimeConfig, config.ValueKeys());
         try { runtimeConfig.Validate(); }
         catch (AgileQuantException e) { throw new ModelFormatException(config.FilePath, null, e.Message, e); }
         WeightMemoryBudget.Enforce(config.FilePath, runtimeConfig, options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);

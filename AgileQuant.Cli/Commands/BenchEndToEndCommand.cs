@@ -54,7 +54,7 @@ internal static class BenchEndToEndCommand
                 throw new AgileQuantException($"the shape's context is {model.Config.MaxSequenceLength} tokens.");
             string directory = parse.GetValue(models)!;
             Directory.CreateDirectory(directory);
-            var kernelOptions = new KernelOptions { Threads = parse.GetValue(threads) };
+            var kernelOptions = new KernelOptions { Threads = ModelOptions.ReadThreads(parse, threads) };
             var random = new Random(11);
             int[][] prompts = lengths.Select(n => Enumerable.Range(0, n).Select(i => i == 0 ? 1 : random.Next(3, model.Config.VocabSize)).ToArray()).ToArray();
             var samples = names.ToDictionary(n => n, _ => new List<double[]>());

@@ -36,7 +36,7 @@ internal static class DemoCommand
             Console.WriteLine();
             GenerateCommand.PrintTimings(loadSeconds, story);
             Console.WriteLine();
-            PerplexityResult ppl = PerplexityCommand.Evaluate(loaded.Model, loaded.Tokenizer!, File.ReadAllText(textPath), "<|endoftext|>", PerplexityProtocol.Document, c.MaxSequenceLength, cancel);
+            PerplexityResult ppl = PerplexityCommand.Evaluate(loaded.Model, loaded.Tokenizer!, GuardedFile.ReadAllText(textPath, GuardedFile.TextCorpusBytes), "<|endoftext|>", PerplexityProtocol.Document, c.MaxSequenceLength, cancel);
             Console.WriteLine($"Perplexity on the bundled TinyStories slice ({ppl.Sequences} stories, {ppl.ScoredTokens:N0} scored tokens, per-document protocol): {ppl.Perplexity:F4}");
             return ExitCodes.Success;
         }));

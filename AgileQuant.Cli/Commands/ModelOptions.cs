@@ -27,15 +27,7 @@ internal sealed class ModelOptions
 
     internal static KernelOptions ReadKernelOptions(ParseResult parse, Option<string> kernel, Option<int> threads)
     {
-        int t = parse.GetValue(threads);
-        if (t < 0) throw new InvalidOptionException($"--threads must be ≥ 0 (0 = one per processor), found {t}.");
-        if (t > Environment.ProcessorCount)
-        {
-            // More threads than processors only adds switching: capped, and said once per process.
-            if (Interlocked.Exchange(ref _threadsCapWarned, 1) == 0)
-                Console.Error.WriteLine($"agilequant: warning: --threads {t} is more than the {Environment.ProcessorCount} processors here; using {Environment.ProcessorCount}.");
-            t = Environment.ProcessorCount;
-        }
+        int t = ReadThreads(parse, threads);
         string name = parse.GetValue(kernel)!;
         if (!KernelCatalog.TryParse(name, out KernelPreference preference))
             throw new InvalidOptionException($"--kernel expected auto or one of {string.Join(", ", KernelCatalog.Entries.Select(e => e.Name))}, found '{name}'.");
@@ -46,6 +38,21 @@ internal sealed class ModelOptions
 
     /// <summary>Checks the kernel and thread options before anything is loaded.</summary>
     public void Validate(ParseResult parse) => ReadKernelOptions(parse, Kernel, Threads);
+
+    /// <summary>
+    /// The thread count of <paramref name="threads"/> (0: one per processor), refused when negative and capped at the
+    /// processor count with a warning on stderr, said once per process: more threads than processors only adds switching,
+    /// and each thread is created, so a huge count would otherwise exhaust memory before any work.
+    /// </summary>
+    internal static int ReadThreads(ParseResult parse, Option<int> threads)
+    {
+        int t = parse.GetValue(threads);
+        if (t < 0) throw new InvalidOptionException($"{threads.Name} must be ≥ 0 (0 = one per processor), found {t}.");
+        if (t <= Environment.ProcessorCount) return t;
+        if (Interlocked.Exchange(ref _threadsCapWarned, 1) == 0)
+            Console.Error.WriteLine($"agilequant: warning: {threads.Name} {t} is more than the {Environment.ProcessorCount} processors here; using {Environment.ProcessorCount}.");
+        return Environment.ProcessorCount;
+    }
 
     public void AddTo(Command command)
     {

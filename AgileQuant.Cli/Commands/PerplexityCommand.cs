@@ -120,7 +120,7 @@ internal static class PerplexityCommand
     internal static string ReadText(string path, string option)
     {
         if (!File.Exists(path)) throw new AgileQuantException($"{option}: file not found: {path}");
-        return File.ReadAllText(path);
+        return GuardedFile.ReadAllText(path, GuardedFile.TextCorpusBytes);
     }
 
     /// <summary>Splits, skips, takes and tokenizes documents (BOS each), showing progress.</summary>

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text;
 using System.Text.Json;
+using AgileQuant.Models;
 using AgileQuant.Models.Tokenizers;
 
 namespace AgileQuant.Cli.Commands;
@@ -55,6 +56,6 @@ internal static class TokenizeCommand
     private static string ReadText(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"--text-file: no file at {path}.", path);
-        return File.ReadAllText(path, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true));
+        return GuardedFile.ReadAllText(path, GuardedFile.TextCorpusBytes, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true));
     }
 }

@@ -16,8 +16,8 @@ internal sealed class KvCache
     private readonly TransformerConfig _config;
     private readonly float[][] _keys;            // per layer: (KvDim, SlotStride), channel c of slot s at c · SlotStride + s
     private readonly float[][] _values;          // per layer: (KvDim, SlotStride)
-    private readonly float[][] _slotPositionValue; // per layer: (MaxSequenceLength) model position of each cached token, a float for ALiBi
-    private readonly bool[][] _slotMasked;       // per layer: (MaxSequenceLength) cached token is padding, never attended to
+    private readonly float[][] _slotPositionValue; // per layer: (capacity) model position of each cached token, a float for ALiBi
+    private readonly bool[][] _slotMasked;       // per layer: (capacity) cached token is padding, never attended to
     private readonly int[] _layerLength;         // (NumLayers): tokens cached in each layer
     private readonly int[] _layerMaskedSlots;    // (NumLayers): how many of them are padding
     private readonly int[] _layerRealTokens;     // (NumLayers): how many are not: the layer's next renumbered position
@@ -37,8 +37,8 @@ internal sealed class KvCache
         {
             _keys[l] = [];
             _values[l] = [];
-            _slotPositionValue[l] = new float[slots];
-            _slotMasked[l] = new bool[slots];
+            _slotPositionValue[l] = []; // grown with the rows (EnsureSlots): a declared context length sizes nothing up front
+            _slotMasked[l] = [];
         }
         _layerLength = new int[layers];
         _layerMaskedSlots = new int[layers];
@@ -63,10 +63,10 @@ internal sealed class KvCache
     /// <summary>Values of <paramref name="layer"/> (KvDim, <see cref="SlotStride"/>).</summary>
     public float[] Values(int layer) => _values[layer];
 
-    /// <summary>Model position of each of <paramref name="layer"/>'s slots as a float (MaxSequenceLength), for ALiBi.</summary>
+    /// <summary>Model position of each of <paramref name="layer"/>'s slots as a float (at least the slots taken), for ALiBi.</summary>
     public float[] PositionValues(int layer) => _slotPositionValue[layer];
 
-    /// <summary>Padding flag of each of <paramref name="layer"/>'s slots (MaxSequenceLength).</summary>
+    /// <summary>Padding flag of each of <paramref name="layer"/>'s slots (at least the slots taken).</summary>
     public bool[] Masked(int layer) => _slotMasked[layer];
 
     /// <summary>Whether any slot of <paramref name="layer"/> holds padding.</summary>
@@ -154,6 +154,8 @@ internal sealed class KvCache
         {
             _keys[l] = Regrown(_keys[l], SlotStride, stride, kv);
             _values[l] = Regrown(_values[l], SlotStride, stride, kv);
+            Array.Resize(ref _slotPositionValue[l], stride);
+            Array.Resize(ref _slotMasked[l], stride);
         }
         SlotStride = stride;
     }

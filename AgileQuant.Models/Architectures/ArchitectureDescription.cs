@@ -311,7 +311,8 @@ public abstract class ArchitectureDescription
         HfConfig? parameters = c.Section("rope_parameters");
         HfConfig? scaling = parameters ?? c.Section("rope_scaling");
         float theta = (parameters ?? c).GetFloat("rope_theta", defaultTheta);
-        if (!(theta > 0)) throw new ModelFormatException(c.FilePath, null, $"field '{(parameters ?? c).KeyName("rope_theta")}': expected a positive number, found {theta}");
+        if (!(float.IsFinite(theta) && theta > 0 && theta <= ConfigValueChecks.MaxRotaryBase))
+            throw new ModelFormatException(c.FilePath, null, $"{(parameters ?? c).KeyName("rope_theta")}: expected a finite RoPE base in (0, {ConfigValueChecks.MaxRotaryBase:0e0}], found {theta}");
         if (scaling is null) return (theta, 1f, null);
         string typeKey = scaling.Has("rope_type") ? "rope_type" : "type";
         string type = scaling.GetString(typeKey);

@@ -30,15 +30,17 @@ public sealed class HfConfig
         ModelType = parent.ModelType;
     }
 
+    /// <summary>Most bytes of a config.json.</summary>
+    internal const long MaxConfigBytes = 4_000_000;
+
     /// <summary>Reads and parses <paramref name="path"/>.</summary>
     public static HfConfig Load(string path)
     {
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "config.json not found: a Hugging Face model directory needs one");
-        var info = new FileInfo(path);
-        if (info.Length > 4_000_000) throw new ModelFormatException(path, null, $"expected a config of at most 4 MB, found {info.Length} bytes");
+        byte[] json = GuardedFile.ReadAllBytes(path, MaxConfigBytes);
         try
         {
-            using JsonDocument doc = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { MaxDepth = 64 });
+            using JsonDocument doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 64 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new ModelFormatException(path, null, $"expected a JSON object, found {doc.RootElement.ValueKind}");
             RequireValidText(path, doc.RootElement);
             return new HfConfig(path, doc.RootElement.Clone());
@@ -76,6 +78,17 @@ public sealed class HfConfig
         {
             throw new ModelFormatException(path, null, $"expected valid UTF-8 text in every name and string, found invalid text ({e.Message})", e);
         }
+    }
+
+    /// <summary>The keys of this file that the values <see cref="ConfigValueChecks"/> checks came from (the first present of each family's spellings).</summary>
+    internal ConfigKeys ValueKeys()
+    {
+        string First(string fallback, params string[] keys) => keys.FirstOrDefault(Has) ?? fallback;
+        return new ConfigKeys(
+            First("the norm epsilon", "rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps"),
+            First("the RoPE base", "rope_theta"),
+            First("the context length", "max_position_embeddings", "seq_length", "n_positions"),
+            "the family's learned-position offset");
     }
 
     /// <summary>Whether <paramref name="key"/> is present and not null.</summary>

@@ -73,9 +73,12 @@ public static class GgufModelReader
             BosTokenId = TokenId(gguf, "tokenizer.ggml.bos_token_id", 1),
             EosTokenId = TokenId(gguf, "tokenizer.ggml.eos_token_id", 2),
         };
+        RequireLayerTensors(gguf, family, config.NumLayers, a + "block_count");
         config = family.ReadGgufConfig(gguf, config);
         if (family.GgufNames!.Global(ModelTensor.RotaryFrequencies) is { } frequencies && gguf.FindTensor(frequencies + ".weight") is { } stored)
             config = config with { RotaryFrequencyFactors = ReadFrequencyFactors(gguf, stored, config) };
+        ConfigValueChecks.Require(gguf.FilePath, config,
+            new ConfigKeys($"metadata '{a}{NormEpsilonKey(family.Norm)}'", $"metadata '{a}rope.freq_base'", $"metadata '{a}context_length'", "the family's learned-position offset"));
         try { config.Validate(); }
         catch (AgileQuantException e) { throw new ModelFormatException(gguf.FilePath, null, e.Message, e); }
         if (config.Positions == PositionKind.Rotary && gguf.TryGetValue(a + "rope.dimension_count", out _) && gguf.GetInteger(a + "rope.dimension_count") != config.HeadDim)
@@ -203,6 +206,18 @@ public static class GgufModelReader
                 : new Fp32Matrix(embedding, rows, cols);
 
         public void RequireAllTaken() => converter.RequireAllTaken();
+    }
+
+    /// <summary>
+    /// Refuses a layer count that the tensors do not back before it sizes anything: every layer stores tensors under its
+    /// prefix (<c>blk.N.</c>), so there can be no more layers than tensors, and the last one must have some.
+    /// </summary>
+    private static void RequireLayerTensors(GgufFile gguf, ArchitectureDescription family, int layers, string key)
+    {
+        string lastLayer = family.GgufNames!.InLayer(layers - 1, "");
+        if (layers > gguf.Tensors.Count || !gguf.Tensors.Any(t => t.Name.StartsWith(lastLayer, StringComparison.Ordinal)))
+            throw new ModelFormatException(gguf.FilePath, null,
+                $"metadata '{key}': {layers} layers, but the file has no tensor of layer {layers - 1} ('{lastLayer}*'; {gguf.Tensors.Count} tensors in all)");
     }
 
     internal static int PositiveInt(GgufFile gguf, string key)

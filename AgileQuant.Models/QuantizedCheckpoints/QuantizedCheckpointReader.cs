@@ -87,6 +87,7 @@ public static class QuantizedCheckpointReader
             throw new ModelFormatException(file.FilePath, null,
                 $"expected {QuantizationConfigKey} to be one of {string.Join(", ", QuantizationConfig.All.Select(c => c.Name))}, found \"{schemeName}\"");
         TransformerConfig c = ParseJson<TransformerConfig>(file, TransformerConfigKey);
+        ConfigValueChecks.Require(file.FilePath, c, ConfigKeys.Properties(TransformerConfigKey));
         try { c.Validate(); }
         catch (AgileQuantException e) { throw new ModelFormatException(file.FilePath, null, $"{TransformerConfigKey}: {e.Message}", e); }
         if (!ArchitectureRegistry.TryForFamily(c.Family, out ArchitectureDescription? family))
@@ -112,6 +113,9 @@ public static class QuantizedCheckpointReader
                 if (required) throw new ModelFormatException(file.FilePath, name, $"expected an entry for this linear in {LinearsKey}, found none");
                 return null;
             }
+            // The declared structure decides which linears exist: one the config does not call for (a gate under a ReLU MLP) is refused, not carried along.
+            if (!required)
+                throw new ModelFormatException(file.FilePath, name, $"expected no such linear in {LinearsKey} for the config in {TransformerConfigKey} ({c.Family}, {c.Mlp} MLP), found one");
             used.Add(name);
             if (!scheme.QuantizesWeights && entry.Format != Fp32Format)
                 throw new ModelFormatException(file.FilePath, name, $"expected f32 weights under the scheme {scheme.Name}, found {entry.Format}");
@@ -121,8 +125,14 @@ public static class QuantizedCheckpointReader
         string embeddingName = Global(ModelTensor.TokenEmbedding), positionName = Global(ModelTensor.PositionEmbedding);
         float[] embedding = reader.Float32(embeddingName, c.VocabSize, c.EmbeddingWidth);
         float[]? positions = null;
-        if (c.Positions == PositionKind.Learned || file.Contains(positionName))
-            positions = reader.Float32(positionName, reader.Rows(positionName, c.HiddenSize), c.HiddenSize);
+        if (c.Positions == PositionKind.Learned) // with other positions, a stored table is an extra tensor (RequireAllRead)
+        {
+            int rows = reader.Rows(positionName, c.HiddenSize);
+            if (rows < (long)c.MaxSequenceLength + c.LearnedPositionOffset)
+                throw new ModelFormatException(file.FilePath, positionName,
+                    $"expected at least {(long)c.MaxSequenceLength + c.LearnedPositionOffset} rows (MaxSequenceLength {c.MaxSequenceLength} + LearnedPositionOffset {c.LearnedPositionOffset}), found {rows}");
+            positions = reader.Float32(positionName, rows, c.HiddenSize);
+        }
         var layers = new LayerWeights[c.NumLayers];
         var linearsOfLayer = new Dictionary<LayerTensor, LinearLayer?>();
         for (int i = 0; i < layers.Length; i++)
@@ -217,8 +227,13 @@ public static class QuantizedCheckpointReader
         public NormLayer? Norm(string name, int width, TransformerConfig c, bool required)
         {
             string weightName = name + ".weight";
-            if (!required && !file.Contains(weightName)) return null;
+            if (!required)
+                return file.Contains(weightName) || file.Contains(name + ".bias")
+                    ? throw new ModelFormatException(file.FilePath, weightName, $"expected no such norm for the config in {TransformerConfigKey}, found one")
+                    : null;
             float[] weight = Float32(weightName, width);
+            if (c.Norm == NormKind.RmsNorm && file.Contains(name + ".bias"))
+                throw new ModelFormatException(file.FilePath, name + ".bias", "expected no bias on an RMSNorm, found one");
             float[]? bias = file.Contains(name + ".bias") ? Float32(name + ".bias", width) : null;
             return new NormLayer(c.Norm, weight, bias, c.NormEpsilon);
         }

@@ -151,6 +151,11 @@ public static class ByteLevelBpeTokenizerLoader
             {
                 throw new ModelFormatException(path, null, $"expected a Split pattern .NET can compile, found '{patterns[i]}': {e.Message}", e);
             }
+            catch (RegexMatchTimeoutException e)
+            {
+                throw new ModelFormatException(path, null,
+                    $"expected a Split pattern that matches in bounded time, found '{patterns[i]}', which ran past {e.MatchTimeout.TotalSeconds} s on a {e.Input.Length}-character probe text (catastrophic backtracking)", e);
+            }
         }
         return new PreTokenizerDescription("tokenizer.json", [], regexes, [.. patterns]);
     }
@@ -275,12 +280,10 @@ public static class ByteLevelBpeTokenizerLoader
     internal static JsonDocument ParseJson(string path)
     {
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "expected a JSON file, found no file");
+        byte[] json = GuardedFile.ReadAllBytes(path, MaxJsonBytes);
         try
         {
-            if (new FileInfo(path).Length > MaxJsonBytes)
-                throw new ModelFormatException(path, null, $"expected at most {MaxJsonBytes} bytes of JSON, found more");
-            using FileStream stream = File.OpenRead(path);
-            JsonDocument doc = JsonDocument.Parse(stream, new JsonDocumentOptions { MaxDepth = 64 });
+            JsonDocument doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 64 });
             try
             {
                 // Names and strings are decoded lazily (invalid UTF-8 would surface later as InvalidOperationException).
@@ -297,22 +300,11 @@ public static class ByteLevelBpeTokenizerLoader
         {
             throw new ModelFormatException(path, null, "expected valid JSON: " + e.Message, e);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException(path, null, "could not read the file: " + e.Message, e);
-        }
     }
 
     private static IEnumerable<string> ReadLines(string path)
     {
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "expected a merges file, found no file");
-        try
-        {
-            return File.ReadAllLines(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException(path, null, "could not read the file: " + e.Message, e);
-        }
+        return GuardedFile.ReadAllLines(path, MaxJsonBytes);
     }
 }

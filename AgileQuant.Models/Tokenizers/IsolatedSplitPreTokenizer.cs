@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
+using AgileQuant.Core;
 using Microsoft.ML.Tokenizers;
 
 namespace AgileQuant.Models.Tokenizers;
@@ -101,10 +102,23 @@ public sealed class IsolatedSplitPreTokenizer : PreTokenizer
     }
 
     /// <inheritdoc/>
-    /// <exception cref="RegexMatchTimeoutException">A regex ran past <see cref="PreTokenizerCatalog.MatchTimeout"/> on one piece.</exception>
+    /// <exception cref="AgileQuantException">A regex ran past <see cref="PreTokenizerCatalog.MatchTimeout"/> on one piece.</exception>
     public override IEnumerable<(int Offset, int Length)> PreTokenize(ReadOnlySpan<char> text) => Split(text);
 
     private List<(int Offset, int Length)> Split(ReadOnlySpan<char> text)
+    {
+        try
+        {
+            return SplitAll(text);
+        }
+        catch (RegexMatchTimeoutException e)
+        {
+            throw new AgileQuantException(
+                $"The pre-tokenizer regex '{e.Pattern}' ran past {e.MatchTimeout.TotalSeconds} s on one piece of a {text.Length}-character text (it backtracks catastrophically on this input).", e);
+        }
+    }
+
+    private List<(int Offset, int Length)> SplitAll(ReadOnlySpan<char> text)
     {
         var pieces = new List<(int Offset, int Length)>(text.Length / 4 + 1);
         if (_addedTokens is null)

@@ -200,6 +200,30 @@ public static partial class PreTokenizerCatalog
     /// <summary>Every <c>tokenizer.ggml.pre</c> value the catalog knows, for error messages.</summary>
     public static IEnumerable<string> Names => ByName.Keys.Order(StringComparer.Ordinal);
 
-    /// <summary>Compiles a tokenizer.json regex that matches no row (already rewritten for .NET) with the catalog's options and timeout.</summary>
-    internal static Regex Compile(string pattern) => new(pattern, Options | RegexOptions.Compiled, MatchTimeout);
+    /// <summary>
+    /// Compiles a tokenizer.json regex that matches no row (already rewritten for .NET) with the catalog's options and timeout,
+    /// after running it over <see cref="BacktrackingProbes"/>: short texts on which a pattern that backtracks exponentially
+    /// (<c>(a+)+$</c>) runs past <see cref="ProbeTimeout"/>, so such a file is refused when loaded rather than when encoding.
+    /// A pattern that passes the probes but backtracks on some other text is still stopped by <see cref="MatchTimeout"/>.
+    /// </summary>
+    /// <remarks>
+    /// The backtracking engine is kept (not <see cref="RegexOptions.NonBacktracking"/>, which would bound every pattern in
+    /// linear time) because the non-backtracking engine does not support the lookarounds most Split patterns use, and is
+    /// not guaranteed to return the same matches: a different split would silently change the token ids.
+    /// </remarks>
+    /// <exception cref="ArgumentException">The pattern does not compile.</exception>
+    /// <exception cref="RegexMatchTimeoutException">The pattern ran past <see cref="ProbeTimeout"/> on a probe text.</exception>
+    internal static Regex Compile(string pattern)
+    {
+        var probe = new Regex(pattern, Options, ProbeTimeout);
+        foreach (string text in BacktrackingProbes) _ = probe.Count(text);
+        return new Regex(pattern, Options | RegexOptions.Compiled, MatchTimeout);
+    }
+
+    /// <summary>Time a backtracking tokenizer.json regex may take on one probe text before the file is refused.</summary>
+    internal static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(1);
+
+    /// <summary>Runs of each kind of character the patterns match, ended by one that fails them: 2^40 paths for a nested quantifier.</summary>
+    internal static readonly string[] BacktrackingProbes =
+        [.. "aA1 !\n\t\u00E9\u4E2D.'_-".Select(c => new string(c, 40) + "\u0001"), string.Concat(Enumerable.Repeat("a ", 20)) + "\u0001", string.Concat(Enumerable.Repeat("ab1", 14)) + "!"];
 }

@@ -78,7 +78,7 @@ public class CliValidationTests
     }
 
     [Test]
-    public void ResponseFilesKeepAQuotedPromptWholeAndCannotRecurse()
+    public void ResponseFilesKeepAQuotedPromptWholeAndNeverIncludeThemselves()
     {
         using var dir = new TemporaryDirectory("aq-cli-");
         string args = Path.Combine(dir.FullPath, "args.rsp");
@@ -92,11 +92,18 @@ public class CliValidationTests
             Assert.That(a.RootElement.GetProperty("prompt_tokens").GetInt32(), Is.EqualTo(b.RootElement.GetProperty("prompt_tokens").GetInt32()), "the quoted prompt stayed one argument");
         }
 
+        // A response file may name another (to ResponseFiles.MaxDepth deep), never itself.
         string outer = Path.Combine(dir.FullPath, "outer.rsp");
         File.WriteAllText(outer, "@" + args + "\n");
         var nested = Run("generate", "@" + outer);
-        Assert.That(nested.ExitCode, Is.EqualTo(2), nested.Stderr);
-        Assert.That(nested.Stderr, Does.Contain("cannot include each other"));
+        Assert.That(nested.ExitCode, Is.EqualTo(0), nested.Stderr);
+        using (JsonDocument a = JsonDocument.Parse(nested.Stdout), b = JsonDocument.Parse(direct.Stdout))
+            Assert.That(a.RootElement.GetProperty("text").GetString(), Is.EqualTo(b.RootElement.GetProperty("text").GetString()));
+        string self = Path.Combine(dir.FullPath, "self.rsp");
+        File.WriteAllText(self, "@" + self + "\n");
+        var recursive = Run("generate", "@" + self);
+        Assert.That(recursive.ExitCode, Is.EqualTo(1), recursive.Stderr);
+        Assert.That(recursive.Stderr, Does.Contain("includes itself"));
     }
 
     [Test]
