@@ -19,6 +19,9 @@ internal static class CatalogKernels
     /// <inheritdoc cref="Fp32"/>
     public static readonly IWeightMatrix Int4 = PackedInt4Matrix.FromSymmetricCodes([(sbyte)0], [1f], 1, 1, 32);
 
+    /// <inheritdoc cref="Fp32"/>
+    public static readonly IWeightMatrix GroupedInt8 = GroupedInt8Matrix.FromGroupScales([(sbyte)0], [1f], [], 1, 1, 32);
+
     /// <summary>The SIMD kernels that multiply <paramref name="format"/>'s format, at <paramref name="activationBits"/> (integer kernels) and <paramref name="threads"/>.</summary>
     public static IEnumerable<IMatMulKernel> Simd(IWeightMatrix format, int activationBits, int threads) =>
         KernelSelfTest.SimdKernels(threads)
