@@ -93,7 +93,7 @@ public static class GgufModelReader
 
     /// <summary>
     /// Bytes the weights of <paramref name="gguf"/> take once loaded, from each type's <see cref="GgmlTypeTraits.LoadFormat"/>:
-    /// packed formats (Q4_0, Q8_0) as stored plus their FP32 scales (bounded by twice the stored bytes), FP32 ones
+    /// packed formats (Q4_0, and the Q5/Q6/Q8 types as grouped int8) with their FP32 scales (bounded by twice the stored bytes), FP32 ones
     /// (F16/BF16 and the types dequantized at load) four bytes per weight, token embeddings dequantized.
     /// Checked against a budget before any tensor is read.
     /// </summary>
@@ -102,7 +102,7 @@ public static class GgufModelReader
         ArgumentNullException.ThrowIfNull(gguf);
         Int128 total = 0;
         foreach (GgufTensorInfo tensor in gguf.Tensors)
-            total += tensor.Name == "token_embd.weight" || GgmlTypeTraits.Find(tensor.Type)?.LoadFormat is not (GgmlLoadFormat.PackedInt4 or GgmlLoadFormat.Int8Rows)
+            total += tensor.Name == "token_embd.weight" || GgmlTypeTraits.Find(tensor.Type)?.LoadFormat is not (GgmlLoadFormat.PackedInt4 or GgmlLoadFormat.GroupedInt8)
                 ? (Int128)tensor.ElementCount * sizeof(float)
                 : tensor.ByteSize * (Int128)2;
         return total;
@@ -132,7 +132,7 @@ public static class GgufModelReader
 
         // Tied models omit output.weight: the head multiplies by the embedding in its stored format.
         public IWeightMatrix TiedHead(string embeddingName, float[] embedding, int rows, int cols) =>
-            GgmlTypeTraits.Find(gguf.FindTensor(embeddingName)!.Type)?.LoadFormat is GgmlLoadFormat.PackedInt4 or GgmlLoadFormat.Int8Rows
+            GgmlTypeTraits.Find(gguf.FindTensor(embeddingName)!.Type)?.LoadFormat is GgmlLoadFormat.PackedInt4 or GgmlLoadFormat.GroupedInt8
                 ? converter.TakeMatrix(embeddingName, rows, cols)
                 : new Fp32Matrix(embedding, rows, cols);
 
