@@ -78,6 +78,20 @@ internal sealed class WeightsDigest
                 Add(m.Scales);
                 Add(m.ZeroPoints);
                 break;
+            case GroupedInt8Matrix m:
+                Mix((ulong)m.GroupSize);
+                Add(MemoryMarshal.AsBytes(m.Codes));
+                Add(m.Scales);
+                Add(MemoryMarshal.AsBytes(m.SubScales));
+                Add(m.Offsets);
+                Add(MemoryMarshal.AsBytes(m.SubOffsets));
+                break;
+            case SuperBlockInt4Matrix m:
+                // Every element's value, bit for bit: codes, sub-block and super-block scales all enter it.
+                for (int r = 0; r < m.Rows; r++)
+                    for (int c = 0; c < m.Cols; c++)
+                        Mix(BitConverter.SingleToUInt32Bits(m.Dequantize(r, c)));
+                break;
             default: throw new NotSupportedException($"no digest for weight format {w.GetType().Name}");
         }
         Add(linear.Bias);

@@ -64,6 +64,13 @@ public static class KernelSelfTest
                     case ScalarSuperBlockInt4Kernel:
                         results.AddRange(SuperBlockInt4SelfTest.Run(kernel, twin, random, tokens, cols, rows, shape));
                         break;
+                    case ScalarGroupedInt8Kernel:
+                        foreach (GroupedInt8Layout layout in Enum.GetValues<GroupedInt8Layout>())
+                        {
+                            GroupedInt8Matrix wg = GroupedInt8Weights(random, rows, cols, layout, symmetricCodes: tokens >= SymmetricInt8FromTokens);
+                            results.Add(Compare(kernel, twin, wg, x, tokens, $"{shape}, {layout}", QuantizedTolerance(x, tokens, bits, rows, cols, wg.Dequantize)));
+                        }
+                        break;
                     default:
                         throw new NotSupportedException($"The self-test has no data for the weight format of {twin.Name} (kernel {kernel.Name}).");
                 }
@@ -106,6 +113,7 @@ public static class KernelSelfTest
         new Int8RowMatrix([(sbyte)0], [1f], 1, 1),
         PackedInt4Matrix.FromSymmetricCodes([(sbyte)0], [1f], 1, 1, 32),
         SuperBlockInt4SelfTest.Probe,
+        GroupedInt8Matrix.FromGroupScales([(sbyte)0], [1f], [], 1, 1, 32),
     ];
 
     internal static KernelSelfTestResult Compare(IMatMulKernel kernel, IMatMulKernel scalar, IWeightMatrix w, float[] x, int tokens, string shape, double[] tolerance)
@@ -179,6 +187,44 @@ public static class KernelSelfTest
         return new Int8RowMatrix(codes, scales, rows, cols);
     }
 
+    /// <summary>
+    /// Grouped 8-bit weights laid out as <paramref name="layout"/> (the GGUF type each mirrors), codes in its range:
+    /// Q8_0's −128..127 (−127..127 when <paramref name="symmetricCodes"/>, so the AVX-512 sign-variant route runs), Q6_K's
+    /// −32..31 with int8 sub-scales −128..127, Q5_K's 0..31 with 6-bit sub-scales and sub-offsets, Q5_1's 0..31 with a float
+    /// scale and offset per group (not halves: the float encoding), and groups of 16 with float scales.
+    /// </summary>
+    internal static GroupedInt8Matrix GroupedInt8Weights(Random random, int rows, int cols, GroupedInt8Layout layout, bool symmetricCodes)
+    {
+        int groupSize = layout is GroupedInt8Layout.Q6KLike or GroupedInt8Layout.Groups16Float ? 16 : 32;
+        int groups = (cols + groupSize - 1) / groupSize;
+        (int low, int high) = layout switch
+        {
+            GroupedInt8Layout.Q8Like or GroupedInt8Layout.Groups16Float => (symmetricCodes ? -127 : -128, 127),
+            GroupedInt8Layout.Q6KLike => (-32, 31),
+            _ => (0, 31),
+        };
+        var codes = new sbyte[rows * cols];
+        for (int i = 0; i < codes.Length; i++) codes[i] = (sbyte)random.Next(low, high + 1);
+        float[] Floats(int count, double scale) => Enumerable.Range(0, count).Select(_ => (float)(scale * (0.2 + random.NextDouble()))).ToArray();
+        sbyte[] Bytes(int count, int min, int max) => Enumerable.Range(0, count).Select(_ => (sbyte)random.Next(min, max + 1)).ToArray();
+        switch (layout)
+        {
+            case GroupedInt8Layout.Q8Like:
+                return GroupedInt8Matrix.FromGroupScales(codes, Floats(rows * groups, 0.01).Select(s => (float)(Half)s).ToArray(), [], rows, cols, groupSize);
+            case GroupedInt8Layout.Q6KLike:
+                int supers16 = (groups + 15) / 16;
+                return GroupedInt8Matrix.FromSuperBlockScales(codes, Floats(rows * supers16, 1e-4), Bytes(rows * groups, -128, 127), [], [], rows, cols, groupSize, 16);
+            case GroupedInt8Layout.Q5KLike:
+                int supers8 = (groups + 7) / 8;
+                return GroupedInt8Matrix.FromSuperBlockScales(codes, Floats(rows * supers8, 1e-3), Bytes(rows * groups, 0, 63),
+                    Floats(rows * supers8, 1e-3), Bytes(rows * groups, 0, 63), rows, cols, groupSize, 8);
+            case GroupedInt8Layout.Q51Like:
+                return GroupedInt8Matrix.FromGroupScales(codes, Floats(rows * groups, 0.01), Floats(rows * groups, 0.15), rows, cols, groupSize);
+            default:
+                return GroupedInt8Matrix.FromGroupScales(codes, Floats(rows * groups, 0.01), [], rows, cols, groupSize);
+        }
+    }
+
     private static PackedInt4Matrix Int4Weights(Random random, int rows, int cols, int groupSize, bool asymmetric)
     {
         int groups = rows * ((cols + groupSize - 1) / groupSize);
@@ -196,4 +242,23 @@ public static class KernelSelfTest
         for (int i = 0; i < groups; i++) zeros[i] = (byte)random.Next(0, 16);
         return PackedInt4Matrix.FromAsymmetricCodes(codes, scales, zeros, rows, cols, groupSize);
     }
+}
+
+/// <summary>The grouped 8-bit layouts the self-test and the kernel tests multiply (<see cref="KernelSelfTest.GroupedInt8Weights"/>).</summary>
+internal enum GroupedInt8Layout
+{
+    /// <summary>Groups of 32, half scales, codes −128..127 (GGUF Q8_0).</summary>
+    Q8Like,
+
+    /// <summary>Groups of 16, float super-scale per 16 groups × int8 sub-scales, codes −32..31 (Q6_K).</summary>
+    Q6KLike,
+
+    /// <summary>Groups of 32, super-block scales and offsets with 6-bit subs, codes 0..31 (Q5_K).</summary>
+    Q5KLike,
+
+    /// <summary>Groups of 32, float scales and offsets, codes 0..31 (Q5_1, with scales that are not halves).</summary>
+    Q51Like,
+
+    /// <summary>Groups of 16, float scales, codes −128..127.</summary>
+    Groups16Float,
 }

@@ -8,9 +8,9 @@ namespace AgileQuant.Cli.Bench;
 
 /// <summary>
 /// Runs the weights of a GGUF file under one of our named schemes: the file decides the weight format (F32/F16 → FP32,
-/// Q8_0 → W8 rows, Q4_0 → symmetric W4 groups of 32), the scheme the rest — activation bits (4 for W4A4), attention
-/// and KV-cache quantization — and an optional token-pruning schedule. This is how the same file runs in both
-/// engines of the end-to-end comparison.
+/// Q8_0/Q5_0/Q5_1/Q5_K/Q6_K → grouped W8, Q4_0 → symmetric W4 groups of 32, the other types FP32 for now), the scheme
+/// the rest — activation bits (4 for W4A4), attention and KV-cache quantization — and an optional token-pruning
+/// schedule. This is how the same file runs in both engines of the end-to-end comparison.
 /// </summary>
 internal static class GgufSchemeLoader
 {

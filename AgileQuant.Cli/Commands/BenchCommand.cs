@@ -29,10 +29,11 @@ internal static class BenchCommand
         var format = new Option<string>("--format")
         {
             Description = "FP32, W8A8, W4A8 or W4A4 (4-bit: asymmetric groups of 32 with float scales), or a GGUF weight type as it loads, with 8-bit activations: "
-                + "Q4_0 (symmetric groups of 32, fp16 scales), Q4_1, Q4_K, Q3_K, Q2_K, IQ4_NL, IQ4_XS (super-block 4-bit formats).",
+                + "Q4_0 (symmetric groups of 32, fp16 scales), Q4_1, Q4_K, Q3_K, Q2_K, IQ4_NL, IQ4_XS (super-block 4-bit formats), "
+                + "Q8_0, Q6_K, Q5_K, Q5_1, Q5_0 (grouped 8-bit weights).",
             DefaultValueFactory = _ => "W4A8",
         };
-        string[] formats = ["FP32", "W8A8", "W4A8", "W4A4", "Q4_0", .. SuperBlockTypes];
+        string[] formats = ["FP32", "W8A8", "W4A8", "W4A4", "Q4_0", .. SuperBlockTypes, .. GroupedInt8Types];
         format.AcceptOnlyFromAmong([.. formats, .. formats.Select(f => f.ToLowerInvariant())]);
         var threads = new Option<int>("--threads") { Description = "Threads (0 = one per processor).", DefaultValueFactory = _ => 0 };
         var kernelOption = ModelOptions.KernelOption();
@@ -86,7 +87,7 @@ internal static class BenchCommand
             // GEMM bounds besides the int8 one: the FP32 FMA peak (FP32's own, and the yardstick of the integer formats'
             // "x FP32" ratios) and, for W8 weights, the int16 multiply-add peak that bounds the W8 kernels' int16 route.
             double fmaPeakGflops = !gemv ? MachineLimits.FmaPeakGflops(kernel.Threads) : double.NaN;
-            double int16PeakGops = !gemv && fmt.StartsWith("W8", StringComparison.Ordinal) ? MachineLimits.Int16MultiplyAddPeakGops(kernel.Threads) : double.NaN;
+            double int16PeakGops = !gemv && (fmt.StartsWith("W8", StringComparison.Ordinal) || fmt.StartsWith('Q')) ? MachineLimits.Int16MultiplyAddPeakGops(kernel.Threads) : double.NaN;
             if (parse.GetValue(json))
             {
                 var fields = new Dictionary<string, object?>
@@ -158,8 +159,36 @@ internal static class BenchCommand
         return (rows, cols);
     }
 
+    // Grouped 8-bit weights in the layout of the GGUF type `format` (codes in its range, half scales where the type's are,
+    // super-block scales for the k-quants), so the kernels stream the bytes they stream for a file of that type.
+    private static GroupedInt8Matrix GroupedWeights(string format, int rows, int cols, Random random)
+    {
+        (int low, int high, int groupSize, int perSuper, bool offsets) = format switch
+        {
+            "Q8_0" => (-127, 127, 32, 1, false),
+            "Q6_K" => (-32, 31, 16, 16, false),
+            "Q5_K" => (0, 31, 32, 8, true),
+            "Q5_1" => (0, 31, 32, 1, true),
+            _ => (-16, 15, 32, 1, false),
+        };
+        if (perSuper > 1 && cols % (groupSize * perSuper) != 0)
+            throw new AgileQuantException($"--format {format} needs rows of whole 256-column super-blocks, found {cols} columns.");
+        var codes = new sbyte[(long)rows * cols];
+        for (long i = 0; i < codes.Length; i++) codes[i] = (sbyte)random.Next(low, high + 1);
+        int groups = (cols + groupSize - 1) / groupSize, supers = (groups + perSuper - 1) / perSuper;
+        float[] Halves(int n) => Enumerable.Range(0, n).Select(_ => (float)(Half)(0.001f + 0.01f * random.NextSingle())).ToArray();
+        sbyte[] Subs(int n) => Enumerable.Range(0, n).Select(_ => (sbyte)random.Next(1, 64)).ToArray();
+        return perSuper == 1
+            ? GroupedInt8Matrix.FromGroupScales(codes, Halves(rows * groups), offsets ? Halves(rows * groups) : [], rows, cols, groupSize)
+            : GroupedInt8Matrix.FromSuperBlockScales(codes, Halves(rows * supers), Subs(rows * groups), offsets ? Halves(rows * supers) : [], offsets ? Subs(rows * groups) : [],
+                rows, cols, groupSize, perSuper);
+    }
+
     /// <summary>The GGUF types <c>--format</c> takes that load as <see cref="SuperBlockInt4Matrix"/>.</summary>
     private static readonly string[] SuperBlockTypes = ["Q4_1", "Q4_K", "Q3_K", "Q2_K", "IQ4_NL", "IQ4_XS"];
+
+    /// <summary>The GGUF types <c>--format</c> takes that load as <see cref="GroupedInt8Matrix"/>.</summary>
+    private static readonly string[] GroupedInt8Types = ["Q8_0", "Q6_K", "Q5_K", "Q5_1", "Q5_0"];
 
     internal static IWeightMatrix Make(string format, int rows, int cols, Random random)
     {
@@ -173,6 +202,8 @@ internal static class BenchCommand
         {
             case "FP32":
                 return new Fp32Matrix(Enumerable.Range(0, (int)count).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray(), rows, cols);
+            case "Q8_0" or "Q6_K" or "Q5_K" or "Q5_1" or "Q5_0":
+                return GroupedWeights(format, rows, cols, random);
             case "W8A8":
                 var codes8 = new sbyte[count];
                 for (long i = 0; i < count; i++) codes8[i] = (sbyte)random.Next(-127, 128);

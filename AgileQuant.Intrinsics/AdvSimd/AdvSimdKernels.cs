@@ -15,12 +15,13 @@ internal sealed class AdvSimdKernels : KernelCatalogEntry
     public override string Description => "64-bit ARM AdvSimd (NEON), SDOT where the core has it";
 
     /// <inheritdoc />
-    public override bool IsSupported => AdvSimdFp32Kernel.IsSupported && AdvSimdInt4Kernel.IsSupported && AdvSimdInt8Kernel.IsSupported && AdvSimdSuperBlockInt4Kernel.IsSupported;
+    public override bool IsSupported => AdvSimdFp32Kernel.IsSupported && AdvSimdInt4Kernel.IsSupported && AdvSimdInt8Kernel.IsSupported && AdvSimdSuperBlockInt4Kernel.IsSupported && AdvSimdGroupedInt8Kernel.IsSupported;
 
     /// <inheritdoc />
     public override IReadOnlyList<IMatMulKernel> CreateKernels(int activationBits, int threads) =>
         [new AdvSimdFp32Kernel(threads), new AdvSimdInt4Kernel(activationBits, threads), new AdvSimdInt8Kernel(activationBits, threads),
-         new AdvSimdSuperBlockInt4Kernel(activationBits, threads)];
+         new AdvSimdSuperBlockInt4Kernel(activationBits, threads),
+         new AdvSimdGroupedInt8Kernel(activationBits, threads)];
 
     /// <inheritdoc />
     public override IEnumerable<IMatMulKernel> CreateSelfTestKernels(int activationBits, int threads)
@@ -31,6 +32,7 @@ internal sealed class AdvSimdKernels : KernelCatalogEntry
             yield return new AdvSimdInt8Kernel(activationBits, threads, dot);
             yield return new AdvSimdInt4Kernel(activationBits, threads, dot);
             yield return new AdvSimdSuperBlockInt4Kernel(activationBits, threads, dot);
+            yield return new AdvSimdGroupedInt8Kernel(activationBits, threads, dot);
         }
     }
 }

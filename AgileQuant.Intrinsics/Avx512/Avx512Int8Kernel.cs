@@ -35,22 +35,22 @@ internal sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMat
     // Sign-variant route: row blocks per tile (32 rows, two zmm per token), chunks per K slice, sign patterns of 4
     // columns, bytes per (chunk, pattern) and the fewest tokens for which building the tables pays. A slice's
     // table, 8 chunks × 16 patterns × 128 bytes = 16 KiB, stays in L1 while every token tile passes over it.
-    private const int VariantBlocks = 4;
+    internal const int VariantBlocks = 4;
 
-    private const int SliceChunks = 8;
+    internal const int SliceChunks = 8;
 
-    private const int Variants = 16;
+    internal const int Variants = 16;
 
-    private const int VariantBytes = VariantBlocks * 32;
+    internal const int VariantBytes = VariantBlocks * 32;
 
     internal const int VariantMinTokens = 64;
 
     // Most (token, chunk) entries of a worker's sign split (5 bytes each, 320 MiB): larger calls take the int16 route.
-    private const long MaxSplitEntries = 1L << 26;
+    internal const long MaxSplitEntries = 1L << 26;
 
     // Pattern s as 4 bytes: byte c = 0xFF where bit c of s is set (activation column c negative: negate that weight
     // column), else 0.
-    private static readonly int[] s_signPatterns = [.. Enumerable.Range(0, Variants).Select(SignPattern)];
+    internal static readonly int[] s_signPatterns = [.. Enumerable.Range(0, Variants).Select(SignPattern)];
 
     private readonly Avx2Int8Kernel _streaming;
 
@@ -76,7 +76,7 @@ internal sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMat
     // to every row chunk of that call as its call state (the thread makes its next call only after this one returns).
     [ThreadStatic] private static SignSplit? t_split;
 
-    private sealed class SignSplit
+    internal sealed class SignSplit
     {
         // (slices, tokens, SliceChunks): 4 |codes| per int, and the table offset of their sign pattern per byte
         public int[] Magnitudes = [];
@@ -88,16 +88,19 @@ internal sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMat
         tokens >= VariantMinTokens && !blocks.HasMinimumCode && (long)tokens * (blocks.Chunks + 15) <= MaxSplitEntries;
 
     // K slices of SliceChunks chunks, in pairs of 64 codes (SplitSigns' step).
-    private static int Slices(int chunks) => 2 * ((chunks + 15) / 16);
+    internal static int Slices(int chunks) => 2 * ((chunks + 15) / 16);
 
     // The matrix is streamed as Int8RowBlocks: repacked once, when the model is built or on the first multiplication.
     private protected override void PrepareWeights(Int8RowMatrix weights) => weights.RepackToRowBlocks();
 
     // The sign-variant route's call state: the activations split into |codes| and sign-pattern offsets; null for the other routes.
-    private protected override object? PrepareActivations(Int8RowMatrix w, QuantizedActivations xq)
+    private protected override object? PrepareActivations(Int8RowMatrix w, QuantizedActivations xq) =>
+        w.RowBlocks is { } blocks && UsesVariants(blocks, xq.Tokens) ? SplitActivationSigns(xq, blocks.Chunks) : null;
+
+    /// <summary>The calling thread's split of <paramref name="xq"/> over <paramref name="chunks"/> 4-column chunks into |codes| and sign-pattern offsets (<see cref="SplitSigns"/>), reused by its next call.</summary>
+    internal static SignSplit SplitActivationSigns(QuantizedActivations xq, int chunks)
     {
-        if (w.RowBlocks is not { } blocks || !UsesVariants(blocks, xq.Tokens)) return null;
-        int slices = Slices(blocks.Chunks), entries = slices * xq.Tokens * SliceChunks;
+        int slices = Slices(chunks), entries = slices * xq.Tokens * SliceChunks;
         Debug.Assert(xq.Stride >= slices / 2 * 64, "the activation codes are zero padded to a multiple of 64 columns");
         SignSplit split = t_split ??= new SignSplit();
         if (split.Magnitudes.Length < entries)
@@ -195,14 +198,14 @@ internal sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMat
     [ThreadStatic] private static sbyte[]? t_variantTable;
 
     // This thread's pinned scratch in `slot`, grown on demand to at least `length` elements.
-    private static T[] Scratch<T>(ref T[]? slot, int length) where T : unmanaged
+    internal static T[] Scratch<T>(ref T[]? slot, int length) where T : unmanaged
     {
         T[]? array = slot;
         if (array is null || array.Length < length) slot = array = GC.AllocateUninitializedArray<T>(length, pinned: true);
         return array;
     }
 
-    private static T* Align64<T>(T* p) where T : unmanaged => (T*)(((nint)p + 63) & ~(nint)63);
+    internal static T* Align64<T>(T* p) where T : unmanaged => (T*)(((nint)p + 63) & ~(nint)63);
 
     /// <summary>
     /// The sign-variant route, weights without −128 and ≥ <see cref="VariantMinTokens"/> tokens:
@@ -269,7 +272,7 @@ internal sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMat
     // (one byte, scaled by 8 in the address) with bit c of s set where code c is negative; both at
     // ((k / 8) · tokens + t) · 8 + k % 8, so that a token tile's slice is contiguous. 16 chunks (64 codes, the zero
     // padding included) per step.
-    private static void SplitSigns(sbyte* x, int stride, int tokens, int groups, int* magnitudes, byte* offsets)
+    internal static void SplitSigns(sbyte* x, int stride, int tokens, int groups, int* magnitudes, byte* offsets)
     {
         Vector512<uint> signBits = Vector512.Create(0x01010101u), offsetBits = Vector512.Create((uint)((Variants - 1) * VariantBytes / 8));
         for (int t = 0; t < tokens; t++)
@@ -292,7 +295,7 @@ internal sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMat
 
     // table[kk, s, j] (32 bytes) = chunk k0 + kk of row block firstBlock + j with column c negated where bit c of s is set
     // (a select between the block pair and its negation, vpternlogd); blocks past the matrix are zero.
-    private static void BuildVariants(sbyte* codes, int blockCount, int chunks, int firstBlock, int k0, int length, int* patterns, sbyte* table)
+    internal static void BuildVariants(sbyte* codes, int blockCount, int chunks, int firstBlock, int k0, int length, int* patterns, sbyte* table)
     {
         for (int kk = 0; kk < length; kk++)
         {
@@ -378,7 +381,7 @@ internal sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMat
 
     // lower, upper += vpmaddwd(vpmaddubsw(broadcast |x| (4 bytes at m), the variant at 8 · *o), 1) for the tile's two zmm of rows.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddVariantProducts(ref Vector512<int> lower, ref Vector512<int> upper, sbyte* chunkVariants, int* m, byte* o, Vector512<short> ones)
+    internal static void AddVariantProducts(ref Vector512<int> lower, ref Vector512<int> upper, sbyte* chunkVariants, int* m, byte* o, Vector512<short> ones)
     {
         Vector512<byte> magnitude = Vector512.Create(*m).AsByte();
         sbyte* variant = chunkVariants + (nint)(*o) * 8;

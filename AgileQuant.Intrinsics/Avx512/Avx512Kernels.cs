@@ -15,10 +15,11 @@ internal sealed class Avx512Kernels : KernelCatalogEntry
     public override string Description => "x86-64 AVX-512 F + BW, with AVX2 + FMA";
 
     /// <inheritdoc />
-    public override bool IsSupported => Avx2Fp32Kernel.IsSupported && Avx512Int4Kernel.IsSupported && Avx512Int8Kernel.IsSupported && Avx512SuperBlockInt4Kernel.IsSupported;
+    public override bool IsSupported => Avx2Fp32Kernel.IsSupported && Avx512Int4Kernel.IsSupported && Avx512Int8Kernel.IsSupported && Avx512SuperBlockInt4Kernel.IsSupported && Avx512GroupedInt8Kernel.IsSupported;
 
     /// <inheritdoc />
     public override IReadOnlyList<IMatMulKernel> CreateKernels(int activationBits, int threads) =>
         [new Avx2Fp32Kernel(threads), new Avx512Int4Kernel(activationBits, threads), new Avx512Int8Kernel(activationBits, threads),
-         new Avx512SuperBlockInt4Kernel(activationBits, threads)];
+         new Avx512SuperBlockInt4Kernel(activationBits, threads),
+         new Avx512GroupedInt8Kernel(activationBits, threads)];
 }

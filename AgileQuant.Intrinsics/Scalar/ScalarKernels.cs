@@ -14,5 +14,5 @@ internal sealed class ScalarKernels : KernelCatalogEntry
 
     /// <inheritdoc />
     public override IReadOnlyList<IMatMulKernel> CreateKernels(int activationBits, int threads) =>
-        [new ScalarFp32Kernel(), new ScalarInt4Kernel(activationBits), new ScalarInt8Kernel(activationBits), new ScalarSuperBlockInt4Kernel(activationBits)];
+        [new ScalarFp32Kernel(), new ScalarInt4Kernel(activationBits), new ScalarInt8Kernel(activationBits), new ScalarSuperBlockInt4Kernel(activationBits), new ScalarGroupedInt8Kernel(activationBits)];
 }

@@ -41,10 +41,7 @@ internal static unsafe partial class GgmlBlockCodec
         for (int b = 0; b < blocks.Length; b++)
         {
             ReadOnlySpan<float> v = x.Slice(b * BlockQ4_0.Elements, BlockQ4_0.Elements);
-            float amax = 0, max = 0;
-            foreach (float value in v)
-                if (amax < MathF.Abs(value)) { amax = MathF.Abs(value); max = value; }
-            float d = max / -8f;
+            float d = LargestMagnitude(v) / -8f;
             float id = d != 0 ? 1f / d : 0f;
             blocks[b].Scale = (Half)d;
             for (int j = 0; j < BlockQ4_0.Elements / 2; j++)
@@ -275,9 +272,9 @@ internal static unsafe partial class GgmlBlockCodec
     }
 
     // Q5_0/Q5_1: the four high-bit bytes as one little-endian word; bit i is bit 4 of weight i.
-    private static uint HighBitWord(in byte first) => BinaryPrimitives.ReadUInt32LittleEndian(MemoryMarshal.CreateReadOnlySpan(in first, 4));
+    internal static uint HighBitWord(in byte first) => BinaryPrimitives.ReadUInt32LittleEndian(MemoryMarshal.CreateReadOnlySpan(in first, 4));
 
-    private static int FifthBit(uint word, int i) => (int)(word >> i & 1) << 4;
+    internal static int FifthBit(uint word, int i) => (int)(word >> i & 1) << 4;
 
     // One Q4_K/Q5_K super-block w (256): weight 64p + 32k + l = d · sc_s · q − dmin · m_s, s = 2p + k, q = nibble k of
     // nibbles[32p + l] plus, for Q5_K (highBits not empty), bit s of highBits[l] as 16.

@@ -9,7 +9,7 @@ public enum GgmlLoadFormat
 {
     /// <summary>
     /// An <see cref="Fp32Matrix"/> holding the values of the type's reference dequantizer. For F32/F16/BF16 that is the
-    /// tensor itself; for the quantized types that have no packed integer format yet it is an intermediate step (correct
+    /// tensor itself; for the quantized types without an integer format of their own it is an intermediate step (correct
     /// values, four bytes per weight).
     /// </summary>
     Fp32,
@@ -18,11 +18,12 @@ public enum GgmlLoadFormat
     PackedInt4,
 
     /// <summary>
-    /// An <see cref="Int8RowMatrix"/>: Q8_0's codes, exact when every block of a row has the same scale, otherwise
-    /// re-scaled to one scale per row in integer-code space.
+    /// A <see cref="GroupedInt8Matrix"/> holding the file's values exactly: int8 codes with the blocks' scales (and
+    /// minimums) per group: Q8_0 <c>d · q</c>, Q5_0 <c>d · (q − 16)</c>, Q5_1 <c>d · q + m</c> per 32 columns; Q5_K
+    /// <c>d · sc · q − dmin · m</c> per 32 and Q6_K <c>d · sc · (q − 32)</c> per 16, their 6/8-bit sub-scales kept as
+    /// int8 under the super-block's float (docs/kernels.md, "Grouped 8-bit weights").
     /// </summary>
-    Int8Rows,
-
+    GroupedInt8,
     /// <summary>
     /// A <see cref="SuperBlockInt4Matrix"/>: the 4-bit (or narrower) codes, integer sub-block scales and minimums and fp16
     /// super-block scales carried over exactly (Q4_1, Q2_K, Q3_K, Q4_K, IQ4_NL, IQ4_XS), as the row's
@@ -137,15 +138,15 @@ public sealed class GgmlTypeTraits
         Read(GgmlType.F16, 1, 2, GgmlLoadFormat.Fp32, [], (x, y) => TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(x), y)),
         Read(GgmlType.Q4_0, BlockQ4_0.Elements, BlockQ4_0.Bytes, GgmlLoadFormat.PackedInt4, [0], Blocks<BlockQ4_0>(GgmlBlockCodec.DequantizeRowQ4_0)),
         SuperBlocks(GgmlType.Q4_1, BlockQ4_1.Elements, BlockQ4_1.Bytes, [0, 2], Blocks<BlockQ4_1>(GgmlBlockCodec.DequantizeRowQ4_1), GgmlSuperBlockDecoding.Q4_1),
-        Read(GgmlType.Q5_0, BlockQ5_0.Elements, BlockQ5_0.Bytes, GgmlLoadFormat.Fp32, [0], Blocks<BlockQ5_0>(GgmlBlockCodec.DequantizeRowQ5_0)),
-        Read(GgmlType.Q5_1, BlockQ5_1.Elements, BlockQ5_1.Bytes, GgmlLoadFormat.Fp32, [0, 2], Blocks<BlockQ5_1>(GgmlBlockCodec.DequantizeRowQ5_1)),
-        Read(GgmlType.Q8_0, BlockQ8_0.Elements, BlockQ8_0.Bytes, GgmlLoadFormat.Int8Rows, [0], Blocks<BlockQ8_0>(GgmlBlockCodec.DequantizeRowQ8_0)),
+        Read(GgmlType.Q5_0, BlockQ5_0.Elements, BlockQ5_0.Bytes, GgmlLoadFormat.GroupedInt8, [0], Blocks<BlockQ5_0>(GgmlBlockCodec.DequantizeRowQ5_0)),
+        Read(GgmlType.Q5_1, BlockQ5_1.Elements, BlockQ5_1.Bytes, GgmlLoadFormat.GroupedInt8, [0, 2], Blocks<BlockQ5_1>(GgmlBlockCodec.DequantizeRowQ5_1)),
+        Read(GgmlType.Q8_0, BlockQ8_0.Elements, BlockQ8_0.Bytes, GgmlLoadFormat.GroupedInt8, [0], Blocks<BlockQ8_0>(GgmlBlockCodec.DequantizeRowQ8_0)),
         Layout(GgmlType.Q8_1, 32, 2 + 2 + 32),
         SuperBlocks(GgmlType.Q2_K, BlockQ2_K.Elements, BlockQ2_K.Bytes, [80, 82], Blocks<BlockQ2_K>(GgmlBlockCodec.DequantizeRowQ2_K), GgmlSuperBlockDecoding.Q2_K),
         SuperBlocks(GgmlType.Q3_K, BlockQ3_K.Elements, BlockQ3_K.Bytes, [108], Blocks<BlockQ3_K>(GgmlBlockCodec.DequantizeRowQ3_K), GgmlSuperBlockDecoding.Q3_K),
         SuperBlocks(GgmlType.Q4_K, BlockQ4_K.Elements, BlockQ4_K.Bytes, [0, 2], Blocks<BlockQ4_K>(GgmlBlockCodec.DequantizeRowQ4_K), GgmlSuperBlockDecoding.Q4_K),
-        Read(GgmlType.Q5_K, BlockQ5_K.Elements, BlockQ5_K.Bytes, GgmlLoadFormat.Fp32, [0, 2], Blocks<BlockQ5_K>(GgmlBlockCodec.DequantizeRowQ5_K)),
-        Read(GgmlType.Q6_K, BlockQ6_K.Elements, BlockQ6_K.Bytes, GgmlLoadFormat.Fp32, [208], Blocks<BlockQ6_K>(GgmlBlockCodec.DequantizeRowQ6_K)),
+        Read(GgmlType.Q5_K, BlockQ5_K.Elements, BlockQ5_K.Bytes, GgmlLoadFormat.GroupedInt8, [0, 2], Blocks<BlockQ5_K>(GgmlBlockCodec.DequantizeRowQ5_K)),
+        Read(GgmlType.Q6_K, BlockQ6_K.Elements, BlockQ6_K.Bytes, GgmlLoadFormat.GroupedInt8, [208], Blocks<BlockQ6_K>(GgmlBlockCodec.DequantizeRowQ6_K)),
         Layout(GgmlType.Q8_K, QK_K, 4 + QK_K + QK_K / 8),
         Layout(GgmlType.IQ2_XXS, QK_K, 2 + QK_K / 4),
         Layout(GgmlType.IQ2_XS, QK_K, 2 + QK_K / 4 + QK_K / 32),

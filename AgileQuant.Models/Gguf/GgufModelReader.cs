@@ -160,7 +160,7 @@ public static class GgufModelReader
 
     /// <summary>
     /// Bytes the weights of <paramref name="gguf"/> take once loaded, from each type's <see cref="GgmlTypeTraits.LoadFormat"/>:
-    /// packed formats (Q4_0, Q8_0, the super-block 4-bit types) as stored plus their wider scales and padding (bounded by twice the stored bytes), FP32 ones
+    /// packed formats (Q4_0, the super-block 4-bit types, and the Q5/Q6/Q8 types as grouped int8) as stored plus their wider scales and padding (bounded by twice the stored bytes), FP32 ones
     /// (F16/BF16 and the types dequantized at load) four bytes per weight, token embeddings dequantized.
     /// Checked against a budget before any tensor is read.
     /// </summary>

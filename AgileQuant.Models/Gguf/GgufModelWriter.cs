@@ -11,8 +11,9 @@ namespace AgileQuant.Models.Gguf;
 public sealed record GgufWriteOptions
 {
     /// <summary>
-    /// Type of the weight matrices and the token embedding: F32, F16, Q8_0 or Q4_0 (norms stay F32; a matrix whose
-    /// rows are not a multiple of 32 is written F16 under Q8_0/Q4_0, as llama-quantize falls back).
+    /// Type of the weight matrices and the token embedding: F32, F16, Q8_0, Q4_0, Q4_K or Q6_K (norms stay F32). A matrix
+    /// whose rows the type's blocks do not divide falls back as llama-quantize does: Q4_K to Q5_0 and Q6_K to Q8_0 for rows
+    /// that are not a multiple of 256, then to F16 for rows that are not a multiple of 32.
     /// </summary>
     public GgmlType WeightType { get; init; } = GgmlType.F32;
 
@@ -36,8 +37,9 @@ public sealed record GgufWriteOptions
 /// (llama.cpp convert_hf_to_gguf.py <c>LlamaModel.permute</c>: for LLaMA, Hugging Face's rotate-half row
 /// <c>h·hd + j·hd/2 + i</c> becomes GGUF row <c>h·hd + 2i + j</c>); linears the family stores fused are joined.
 /// Exact mappings: <see cref="PackedInt4Matrix"/> symmetric (any group size) → Q4_0 and <see cref="Int8RowMatrix"/> → Q8_0
-/// keep every code, only scales round to fp16; every other source/target pair dequantizes a row and quantizes it with
-/// ggml's reference quantizer (<see cref="GgmlBlockCodec"/>).
+/// keep every code, only scales round to fp16; a <see cref="GroupedInt8Matrix"/> read from Q8_0 or Q6_K is written back to
+/// its type block for block. Every other source/target pair dequantizes a row and quantizes it with ggml's reference
+/// quantizer (<see cref="GgmlBlockCodec"/>: Q8_0, Q4_0, Q4_K, Q6_K and the Q5_0 fallback).
 /// </remarks>
 public static class GgufModelWriter
 {
@@ -66,8 +68,8 @@ public static class GgufModelWriter
             throw new AgileQuantException($"GGUF export needs one token per embedding row: expected {c.VocabSize} tokens, scores and types, found {vocabulary.Tokens.Count}, {vocabulary.Scores.Count} and {vocabulary.TokenTypes.Count}.");
         GgmlType type = options.WeightType, embeddingType = options.EmbeddingType ?? type, outputType = options.OutputType ?? type;
         foreach (GgmlType t in new[] { type, embeddingType, outputType })
-            if (t is not (GgmlType.F32 or GgmlType.F16 or GgmlType.Q8_0 or GgmlType.Q4_0))
-                throw new AgileQuantException($"GGUF export writes F32, F16, Q8_0 or Q4_0 weights, found {t}.");
+            if (t is not (GgmlType.F32 or GgmlType.F16 or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K))
+                throw new AgileQuantException($"GGUF export writes F32, F16, Q8_0, Q4_0, Q4_K or Q6_K weights, found {t}.");
 
         var w = new GgufWriter();
         AddModelMetadata(w, family, c, vocabulary, type, options.Name);
@@ -118,7 +120,8 @@ public static class GgufModelWriter
         bool rotary = c.Positions == PositionKind.Rotary;
         w.AddString("general.architecture", family.GgufArchitecture!);
         w.AddString("general.name", name);
-        w.AddUInt32("general.file_type", type switch { GgmlType.F32 => 0u, GgmlType.F16 => 1u, GgmlType.Q4_0 => 2u, _ => 7u });
+        // llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_Q4_0, MOSTLY_Q8_0, MOSTLY_Q4_K_S (mostly Q4_K), MOSTLY_Q6_K
+        w.AddUInt32("general.file_type", type switch { GgmlType.F32 => 0u, GgmlType.F16 => 1u, GgmlType.Q4_0 => 2u, GgmlType.Q4_K => 14u, GgmlType.Q6_K => 18u, _ => 7u });
         w.AddUInt32("general.quantization_version", 2);
         w.AddUInt32(a + "vocab_size", (uint)c.VocabSize);
         w.AddUInt32(a + "context_length", (uint)c.MaxSequenceLength);
@@ -266,7 +269,9 @@ public static class GgufModelWriter
             (r, t, bytes) =>
             {
                 (IWeightMatrix m, int sr) = source(r);
-                return t == GgmlType.Q8_0 && TryCopyInt8Row(m, sr, bytes) || t == GgmlType.Q4_0 && TryCopyInt4Row(m, sr, bytes);
+                return t == GgmlType.Q8_0 && (TryCopyInt8Row(m, sr, bytes) || TryCopyGroupedRowQ8_0(m, sr, bytes))
+                    || t == GgmlType.Q4_0 && TryCopyInt4Row(m, sr, bytes)
+                    || t == GgmlType.Q6_K && TryCopyGroupedRowQ6_K(m, sr, bytes);
             });
 
     /// <summary>
@@ -279,13 +284,13 @@ public static class GgufModelWriter
 
     /// <summary>
     /// Adds a (rows, cols) matrix whose row r <paramref name="row"/> produces in FP32, encoded as <paramref name="type"/>
-    /// (F16 when a Q8_0/Q4_0 row is not whole 32-blocks); <paramref name="exact"/>, when given, may encode a row itself.
+    /// (or its fallback where the type's blocks do not divide the rows, <see cref="FallbackType"/>); <paramref name="exact"/>,
+    /// when given, may encode a row itself.
     /// </summary>
     internal static void AddMatrix(GgufWriter w, string name, int rows, int cols, GgmlType type, Action<int, Span<float>> row,
         Func<int, GgmlType, Span<byte>, bool>? exact)
     {
-        // Like llama-quantize, a row that is not whole 32-blocks falls back to F16 (e.g. ffn_down of a 172-wide MLP).
-        if (type is GgmlType.Q8_0 or GgmlType.Q4_0 && cols % BlockQ8_0.Elements != 0) type = GgmlType.F16;
+        type = FallbackType(type, cols);
         w.AddTensor(name, [cols, rows], type, stream =>
         {
             int rowBytes = (int)GgmlTypeTraits.Find(type)!.RowBytes(cols);
@@ -303,6 +308,17 @@ public static class GgufModelWriter
         });
     }
 
+    /// <summary>
+    /// The type a row of <paramref name="cols"/> weights is written as under <paramref name="type"/>: as llama-quantize
+    /// (llama_tensor_get_type), rows that are not whole 256-blocks take Q5_0 for Q4_K and Q8_0 for Q6_K, and rows that are
+    /// not whole 32-blocks then F16 (e.g. stories260K's 64-wide rows and its 172-wide ffn_down).
+    /// </summary>
+    internal static GgmlType FallbackType(GgmlType type, int cols)
+    {
+        if (type is GgmlType.Q4_K or GgmlType.Q6_K && cols % BlockQ6_K.Elements != 0) type = type == GgmlType.Q4_K ? GgmlType.Q5_0 : GgmlType.Q8_0;
+        return type is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 && cols % BlockQ8_0.Elements != 0 ? GgmlType.F16 : type;
+    }
+
     private static void EncodeRow(ReadOnlySpan<float> row, GgmlType type, Span<byte> bytes)
     {
         switch (type)
@@ -311,6 +327,9 @@ public static class GgufModelWriter
             case GgmlType.F16: System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(row, MemoryMarshal.Cast<byte, Half>(bytes)); break;
             case GgmlType.Q8_0: GgmlBlockCodec.QuantizeRowQ8_0(row, MemoryMarshal.Cast<byte, BlockQ8_0>(bytes)); break;
             case GgmlType.Q4_0: GgmlBlockCodec.QuantizeRowQ4_0(row, MemoryMarshal.Cast<byte, BlockQ4_0>(bytes)); break;
+            case GgmlType.Q5_0: GgmlBlockCodec.QuantizeRowQ5_0(row, MemoryMarshal.Cast<byte, BlockQ5_0>(bytes)); break;
+            case GgmlType.Q4_K: GgmlBlockCodec.QuantizeRowQ4_K(row, MemoryMarshal.Cast<byte, BlockQ4_K>(bytes)); break;
+            case GgmlType.Q6_K: GgmlBlockCodec.QuantizeRowQ6_K(row, MemoryMarshal.Cast<byte, BlockQ6_K>(bytes)); break;
             default: throw new AgileQuantException($"GGUF export does not encode {type} rows.");
         }
     }
@@ -329,6 +348,9 @@ public static class GgufModelWriter
             case PackedInt4Matrix int4:
                 for (int c = 0; c < row.Length; c++) row[c] = int4.Dequantize(r, c);
                 break;
+            case GroupedInt8Matrix grouped:
+                for (int c = 0; c < row.Length; c++) row[c] = grouped.Dequantize(r, c);
+                break;
             default: throw new AgileQuantException($"GGUF export does not know the weight format {matrix.GetType().Name}.");
         }
     }
@@ -346,6 +368,57 @@ public static class GgufModelWriter
         }
         return true;
     }
+
+    // GroupedInt8Matrix row with groups of 32, no offsets and half scales (as read from Q8_0) → the same Q8_0 blocks.
+    private static bool TryCopyGroupedRowQ8_0(IWeightMatrix matrix, int r, Span<byte> bytes)
+    {
+        if (matrix is not GroupedInt8Matrix { GroupSize: BlockQ8_0.Elements, HasOffsets: false, HasSuperBlockScales: false } grouped) return false;
+        for (int g = 0; g < grouped.GroupCount; g++)
+            if (!IsHalf(grouped.Scale(r, g))) return false;
+        Span<BlockQ8_0> blocks = MemoryMarshal.Cast<byte, BlockQ8_0>(bytes);
+        for (int b = 0; b < blocks.Length; b++)
+        {
+            blocks[b].Scale = (Half)grouped.Scale(r, b);
+            Span<byte> qs = MemoryMarshal.AsBytes(blocks.Slice(b, 1)).Slice(2);
+            for (int j = 0; j < BlockQ8_0.Elements; j++) qs[j] = (byte)(sbyte)grouped.Code(r, b * BlockQ8_0.Elements + j);
+        }
+        return true;
+    }
+
+    // GroupedInt8Matrix row shaped as Q6_K (groups of 16 under a half super-scale per 256, int8 sub-scales, codes −32..31,
+    // no offsets) → the same Q6_K blocks: d = the super-scale, sc = the sub-scales, q = code + 32 (layout on BlockQ6_K).
+    private static unsafe bool TryCopyGroupedRowQ6_K(IWeightMatrix matrix, int r, Span<byte> bytes)
+    {
+        if (matrix is not GroupedInt8Matrix { GroupSize: 16, GroupsPerSuperBlock: 16, HasSuperBlockScales: true, HasOffsets: false } grouped
+            || grouped.Cols % BlockQ6_K.Elements != 0) return false;
+        int supers = grouped.SuperBlockCount;
+        ReadOnlySpan<float> superScales = grouped.Scales.Slice(r * supers, supers);
+        foreach (float d in superScales)
+            if (!IsHalf(d)) return false;
+        for (int c = 0; c < grouped.Cols; c++)
+            if (grouped.Code(r, c) is < -32 or > 31) return false;
+        Span<BlockQ6_K> blocks = MemoryMarshal.Cast<byte, BlockQ6_K>(bytes);
+        ReadOnlySpan<sbyte> sub = grouped.SubScales.Slice(r * grouped.GroupCount, grouped.GroupCount);
+        for (int b = 0; b < blocks.Length; b++)
+        {
+            ref BlockQ6_K block = ref blocks[b];
+            block.Scale = (Half)superScales[b];
+            for (int j = 0; j < 16; j++) block.Scales[j] = sub[16 * b + j];
+            for (int h = 0; h < 2; h++)
+                for (int l = 0; l < 32; l++)
+                {
+                    int at = BlockQ6_K.Elements * b + 128 * h + l;
+                    int q1 = grouped.Code(r, at) + 32, q2 = grouped.Code(r, at + 32) + 32, q3 = grouped.Code(r, at + 64) + 32, q4 = grouped.Code(r, at + 96) + 32;
+                    block.Low[64 * h + l] = (byte)(q1 & 0xF | (q3 & 0xF) << 4);
+                    block.Low[64 * h + l + 32] = (byte)(q2 & 0xF | (q4 & 0xF) << 4);
+                    block.High[32 * h + l] = (byte)(q1 >> 4 | (q2 >> 4) << 2 | (q3 >> 4) << 4 | (q4 >> 4) << 6);
+                }
+        }
+        return true;
+    }
+
+    // A finite half whose widening is the same float (sign of zero included).
+    private static bool IsHalf(float value) => Half.IsFinite((Half)value) && BitConverter.SingleToInt32Bits((float)(Half)value) == BitConverter.SingleToInt32Bits(value);
 
     // Symmetric PackedInt4Matrix row → Q4_0 blocks: nibble q (= code + 8) kept, block b takes group (32b / G)'s scale.
     private static bool TryCopyInt4Row(IWeightMatrix matrix, int r, Span<byte> bytes)

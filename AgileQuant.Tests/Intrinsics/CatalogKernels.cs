@@ -21,6 +21,7 @@ internal static class CatalogKernels
 
     /// <inheritdoc cref="Fp32"/>
     public static readonly IWeightMatrix SuperBlockInt4 = SuperBlockInt4SelfTest.Probe;
+    public static readonly IWeightMatrix GroupedInt8 = GroupedInt8Matrix.FromGroupScales([(sbyte)0], [1f], [], 1, 1, 32);
 
     /// <summary>The SIMD kernels that multiply <paramref name="format"/>'s format, at <paramref name="activationBits"/> (integer kernels) and <paramref name="threads"/>.</summary>
     public static IEnumerable<IMatMulKernel> Simd(IWeightMatrix format, int activationBits, int threads) =>

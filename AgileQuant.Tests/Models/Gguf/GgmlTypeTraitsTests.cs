@@ -45,7 +45,7 @@ public class GgmlTypeTraitsTests
         {
             GgmlLoadFormat? expected = !ReadableTypes.Contains(traits.Type) ? null
                 : traits.Type == GgmlType.Q4_0 ? GgmlLoadFormat.PackedInt4
-                : traits.Type == GgmlType.Q8_0 ? GgmlLoadFormat.Int8Rows
+                : traits.Type is GgmlType.Q8_0 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q5_K or GgmlType.Q6_K ? GgmlLoadFormat.GroupedInt8
                 : SuperBlockInt4Types.Contains(traits.Type) ? GgmlLoadFormat.SuperBlockInt4
                 : GgmlLoadFormat.Fp32;
             Assert.That(traits.LoadFormat, Is.EqualTo(expected), traits.Type.ToString());

@@ -145,6 +145,11 @@ public class GgufLoadStressTests
                 var a4 = (PackedInt4Matrix)actual;
                 Assert.That(a4.Packed.SequenceEqual(e.Packed) && a4.Scales.SequenceEqual(e.Scales), Is.True, $"{label}: Q4_0 nibbles and scales");
                 break;
+            case GroupedInt8Matrix e:
+                var ag = (GroupedInt8Matrix)actual;
+                Assert.That(ag.Codes.SequenceEqual(e.Codes) && ag.Scales.SequenceEqual(e.Scales) && ag.SubScales.SequenceEqual(e.SubScales)
+                    && ag.Offsets.SequenceEqual(e.Offsets) && ag.SubOffsets.SequenceEqual(e.SubOffsets), Is.True, $"{label}: Q8_0 codes and scales");
+                break;
             default:
                 Assert.Fail($"{label}: unexpected format {expected.GetType().Name}");
                 break;

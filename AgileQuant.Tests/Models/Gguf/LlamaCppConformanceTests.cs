@@ -28,7 +28,7 @@ public class LlamaCppConformanceTests
         LoadedModel hf = ModelLoader.Load(dir, new ModelLoadOptions());
         string path = Path.Combine(temp.FullPath, $"tiny-{type}.gguf");
         // Q8_0 from our W8 weights (one scale per row, every block carries it) and an F32 head: both engines then hold
-        // the very same weights; ggml's own block-wise Q8_0 would be re-scaled per row by our reader.
+        // the very same weights (our reader keeps every block's scale, so ggml's own block-wise Q8_0 would too).
         TransformerWeights source = type == GgmlType.Q8_0
             ? ModelQuantizer.Quantize(hf.Model, QuantizationConfig.Parse("W8A8")).Weights
             : hf.Model.Weights;

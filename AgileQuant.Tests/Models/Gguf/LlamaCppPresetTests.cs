@@ -37,7 +37,7 @@ public class LlamaCppPresetTests
     public void Delete() => _models.Dispose();
 
     /// <summary>Relative RMS error of one 8-bit activation rounding, ε = κ / (127·√12) with κ = 3 (see the remarks).</summary>
-    private static readonly double ActivationRounding = 3 / (127 * Math.Sqrt(12));
+    internal static readonly double ActivationRounding = 3 / (127 * Math.Sqrt(12));
 
     /// <summary>Largest relative rounding of an F16 KV-cache element.</summary>
     private const double HalfRounding = 1.0 / 2048;
@@ -158,9 +158,9 @@ public class LlamaCppPresetTests
     }
 
     // 2 (margin) · 3.5 (largest of ~2000 errors) · √roundings · ε · rms(logit): see the remarks.
-    private static double Tolerance(double epsilon, int roundings, double rmsLogit) => 2 * 3.5 * Math.Sqrt(roundings) * epsilon * rmsLogit;
+    internal static double Tolerance(double epsilon, int roundings, double rmsLogit) => 2 * 3.5 * Math.Sqrt(roundings) * epsilon * rmsLogit;
 
-    private static void AssertWithin(double error, double tolerance, string what, double rms)
+    internal static void AssertWithin(double error, double tolerance, string what, double rms)
     {
         TestContext.Out.WriteLine($"{what}: max |ours - llama.cpp| = {error:G4}, tolerance {tolerance:G4} ({error / tolerance:P0} of it), rms(logit) {rms:G4}");
         Assert.That(error, Is.LessThanOrEqualTo(tolerance), what);
@@ -168,7 +168,7 @@ public class LlamaCppPresetTests
 
     // Loads `path` in AgileQuant, checks every matrix holds the file's values, runs FP32 on the file's values and
     // llama.cpp on the file over the same tokens; returns max |difference| over the compared logits and llama.cpp's rms(logit).
-    private static (double MaxError, double RmsLogit) CompareLogits(string path)
+    internal static (double MaxError, double RmsLogit) CompareLogits(string path)
     {
         GgufFile file = GgufFile.Read(path);
         TransformerWeights loaded = ModelLoader.Load(path, new ModelLoadOptions()).Model.Weights;
