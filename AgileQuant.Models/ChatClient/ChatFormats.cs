@@ -40,7 +40,7 @@ internal static class ChatFormats
     [
         new("phi4", t => Has(t, "<|im_start|>", "<|im_sep|>"), null),
         new("smolvlm", t => Has(t, "<|im_start|>", "<end_of_utterance>"), null),
-        new("chatml", t => Has(t, "<|im_start|>"), t => new ChatMLChatTemplate(t is null ? null : ChatMLDefaultSystemPrompt(t))),
+        new("chatml", t => Has(t, "<|im_start|>"), t => new ChatMLChatTemplate(t is null ? null : ChatMLDefaultSystemPrompt(t), t is not null && Has(t, "</think>", "reasoning_content"))),
         new("mistral-v7", t => IsInst(t) && Has(t, "[SYSTEM_PROMPT]"), _ => new MistralV7ChatTemplate()),
         new("mistral-v1", t => IsOfficialMistral(t) && Has(t, " [INST]"), _ => new MistralChatTemplate("mistral-v1")),
         new("mistral-v3-tekken", t => IsOfficialMistral(t) && Has(t, "\"[INST]\""), _ => new MistralChatTemplate("mistral-v3-tekken")),
@@ -153,14 +153,28 @@ internal abstract class SpecialTokenChatTemplate(string name) : ChatTemplate
     protected static string TrimmedContentOf(ChatMessage message) => message.Text.Trim();
 }
 
-/// <summary>ChatML (Qwen2/2.5/3 and many others): <c>&lt;|im_start|&gt;{role}\n{content}&lt;|im_end|&gt;\n</c>, with the template's default system turn when the conversation has none.</summary>
-internal sealed class ChatMLChatTemplate(string? defaultSystemPrompt) : SpecialTokenChatTemplate("chatml")
+/// <summary>
+/// ChatML (Qwen2/2.5/3 and many others): <c>&lt;|im_start|&gt;{role}\n{content}&lt;|im_end|&gt;\n</c>, with the template's
+/// default system turn when the conversation has none; for reasoning templates (Qwen3), replies before the last user
+/// message keep only the text after their <c>&lt;/think&gt;</c>, as the template writes them.
+/// </summary>
+internal sealed class ChatMLChatTemplate(string? defaultSystemPrompt, bool dropsEarlierReasoning) : SpecialTokenChatTemplate("chatml")
 {
     protected override void Format(IReadOnlyList<ChatMessage> messages, StringBuilder text)
     {
         if (defaultSystemPrompt is not null && (messages.Count == 0 || messages[0].Role != ChatRole.System))
             text.Append("<|im_start|>system\n").Append(defaultSystemPrompt).Append("<|im_end|>\n");
-        foreach (ChatMessage m in messages) text.Append("<|im_start|>").Append(RoleOf(m)).Append('\n').Append(ContentOf(m)).Append("<|im_end|>\n");
+        int lastUser = -1;
+        for (int i = 0; i < messages.Count; i++) if (messages[i].Role == ChatRole.User) lastUser = i;
+        for (int i = 0; i < messages.Count; i++)
+        {
+            ChatMessage m = messages[i];
+            string content = ContentOf(m);
+            int think = content.LastIndexOf("</think>", StringComparison.Ordinal);
+            if (dropsEarlierReasoning && m.Role == ChatRole.Assistant && i < lastUser && think >= 0)
+                content = content[(think + "</think>".Length)..].TrimStart('\n');
+            text.Append("<|im_start|>").Append(RoleOf(m)).Append('\n').Append(content).Append("<|im_end|>\n");
+        }
         text.Append("<|im_start|>assistant\n");
     }
 }

@@ -198,6 +198,18 @@ public class ChatFormatTests
     }
 
     [Test]
+    public void Qwen3Template_DropsTheReasoningOfEarlierReplies()
+    {
+        // The qwen3 template, read by hand: an assistant turn before the last user query is written as
+        // message.content.split('</think>')[-1].lstrip('\n'); Qwen2.5's template has no such step.
+        (string, string)[] conversation = [("user", "What is 2+2?"), ("assistant", "<think>\nTwo and two.\n</think>\n\n4."), ("user", "And 3+3?")];
+        Assert.That(Render(ChatTemplate.FromTemplateText(ReadShared("qwen3").Template), conversation), Is.EqualTo(
+            "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n4.<|im_end|>\n<|im_start|>user\nAnd 3+3?<|im_end|>\n<|im_start|>assistant\n"));
+        Assert.That(Render(ChatTemplate.FromTemplateText(ReadShared("qwen2_5-instruct-hf").Template), conversation),
+            Does.Contain("<think>\nTwo and two.\n</think>\n\n4."));
+    }
+
+    [Test]
     public void Llama2ChatTemplate_IsTheShippedLlama2Format()
     {
         const string llama2Chat =
