@@ -18,6 +18,8 @@ public sealed class LoadedModel : IDisposable
     private IReadOnlyList<IDisposable> _owned;
     private int _disposed;
     private readonly IReadOnlyList<int>? _endTokenIds;
+    private readonly Func<Tokenizer>? _specialTokenTokenizerFactory;
+    private readonly Lazy<Tokenizer>? _specialTokenTokenizer;
 
     /// <summary>Wraps a model that owns nothing beyond its managed weights.</summary>
     /// <param name="model">The runnable model.</param>
@@ -86,6 +88,34 @@ public sealed class LoadedModel : IDisposable
         get => _endTokenIds ?? [Model.Config.EosTokenId];
         init => _endTokenIds = value is null ? null : [.. value.Distinct()];
     }
+
+    /// <summary>
+    /// The chat template the model's files carry (the Jinja text of GGUF <c>tokenizer.chat_template</c>, or of a Hugging
+    /// Face folder's <c>chat_template.jinja</c> / <c>tokenizer_config.json</c> <c>chat_template</c>), or null when they carry
+    /// none. <c>AsChatClient</c> formats conversations in the format it recognises in it (<c>ChatTemplate.FromTemplateText</c>).
+    /// </summary>
+    public string? ChatTemplateText { get; init; }
+
+    /// <summary>Where <see cref="ChatTemplateText"/> was read (file and key), for error messages.</summary>
+    internal string? ChatTemplateOrigin { get; init; }
+
+    /// <summary>
+    /// Builds the model's tokenizer with special tokens parsed from text (for chat prompts that spell them, as llama.cpp
+    /// tokenizes them); null when the tokenizer has no such variant. Built on first use.
+    /// </summary>
+    internal Func<Tokenizer>? SpecialTokenTokenizerFactory
+    {
+        get => _specialTokenTokenizerFactory;
+        init
+        {
+            _specialTokenTokenizerFactory = value;
+            _specialTokenTokenizer = value is null ? null : new Lazy<Tokenizer>(value, LazyThreadSafetyMode.ExecutionAndPublication);
+        }
+    }
+
+    /// <summary>The tokenizer with special tokens parsed (<see cref="SpecialTokenTokenizerFactory"/>), or <see cref="Tokenizer"/> when there is none.</summary>
+    /// <exception cref="ObjectDisposedException">After <see cref="Dispose"/>.</exception>
+    internal Tokenizer? PromptTokenizer => _specialTokenTokenizer is { } lazy && Tokenizer is not null ? lazy.Value : Tokenizer;
 
     /// <summary>The files the tokenizer was read from (null: none, or it came from inside the model file, as a GGUF vocabulary does).</summary>
     public TokenizerSource? TokenizerSource { get; init; }

@@ -3,6 +3,7 @@ using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Models.Architectures;
+using AgileQuant.Models.ChatClient;
 using AgileQuant.Models.Gguf;
 using AgileQuant.Models.Llama2c;
 using AgileQuant.Models.QuantizedCheckpoints;
@@ -172,6 +173,9 @@ public static class ModelLoader
             {
                 EndTokenIds = loaded.EndTokenIds,
                 TokenizerSource = loaded.TokenizerSource,
+                ChatTemplateText = loaded.ChatTemplateText,
+                ChatTemplateOrigin = loaded.ChatTemplateOrigin,
+                SpecialTokenTokenizerFactory = loaded.SpecialTokenTokenizerFactory,
             };
         }
     }
@@ -307,18 +311,38 @@ public static class ModelLoader
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
         Tokenizer? tokenizer = null;
         TokenizerSource? source = null;
+        Func<Tokenizer>? parsingSpecialTokens = null;
+        IReadOnlyList<int> endTokens = [config.EosTokenId];
         if (options.TokenizerPath is not null)
         {
             tokenizer = LoadTokenizer(options.TokenizerPath, config.VocabSize);
             source = new TokenizerSource([Path.GetFullPath(options.TokenizerPath)], false);
+            parsingSpecialTokens = SpecialTokenTokenizer(options.TokenizerPath);
         }
         else if (gguf.TryGetValue("tokenizer.ggml.model", out _))
         {
             tokenizer = GgufTokenizerLoader.Create(gguf);
             CheckFits(path, tokenizer, config.VocabSize);
+            parsingSpecialTokens = () => GgufTokenizerLoader.Create(gguf, parseSpecialTokens: true);
+            // Every end-of-generation token llama.cpp takes from the vocabulary (EOS, EOT, EOM, <|im_end|>, <end_of_turn>, …).
+            endTokens = [config.EosTokenId, .. GgufTokenizerLoader.ReadSpecialTokens(gguf).EndOfGeneration];
         }
-        return new LoadedModel(model, tokenizer, path, "gguf") { TokenizerSource = source };
+        bool hasTemplate = gguf.TryGetValue(ModelChatTemplate.GgufKey, out _);
+        return new LoadedModel(model, tokenizer, path, "gguf")
+        {
+            TokenizerSource = source,
+            EndTokenIds = endTokens,
+            ChatTemplateText = hasTemplate ? gguf.GetString(ModelChatTemplate.GgufKey) : null,
+            ChatTemplateOrigin = hasTemplate ? $"{path}: metadata '{ModelChatTemplate.GgufKey}'" : null,
+            SpecialTokenTokenizerFactory = parsingSpecialTokens,
+        };
     }
+
+    /// <summary>Builds the tokenizer at <paramref name="path"/> with special tokens parsed, for chat prompts (null for llama2.c tokenizers, which have none to parse).</summary>
+    private static Func<Tokenizer>? SpecialTokenTokenizer(string path) =>
+        Directory.Exists(path) || Path.GetExtension(path).ToLowerInvariant() is ".gguf" or ".json" or ".model"
+            ? () => TokenizerFile.Load(path, parseSpecialTokens: true).Tokenizer
+            : null;
 
     private static string? FindLlama2cTokenizer(string modelPath)
     {
@@ -346,20 +370,35 @@ public static class ModelLoader
         var model = new TransformerModel(weights, kernel);
         Tokenizer? tokenizer = null;
         TokenizerSource? source = null;
+        Func<Tokenizer>? parsingSpecialTokens = null;
+        IReadOnlyList<int> endTokens = HfEndTokens(dir, runtimeConfig);
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 0, 1));
         if (options.TokenizerPath is not null)
         {
             tokenizer = LoadTokenizer(options.TokenizerPath, runtimeConfig.VocabSize);
             source = new TokenizerSource([Path.GetFullPath(options.TokenizerPath)], false);
+            parsingSpecialTokens = SpecialTokenTokenizer(options.TokenizerPath);
         }
         else if (HfTokenizerFiles(dir) is { Count: > 0 } files)
         {
-            tokenizer = HfTokenizerLoader.LoadFromDirectory(dir);
+            LoadedTokenizer loadedTokenizer = HfTokenizerLoader.LoadDirectory(dir, addBos: null, parseSpecialTokens: false);
+            tokenizer = loadedTokenizer.Tokenizer;
             CheckFits(dir, tokenizer, runtimeConfig.VocabSize);
             source = new TokenizerSource(files, true);
+            parsingSpecialTokens = () => HfTokenizerLoader.LoadFromDirectory(dir, parseSpecialTokens: true);
+            // tokenizer_config.json's eos_token too (e.g. <|eot_id|>, <|im_end|>, <end_of_turn>, where config.json names another EOS).
+            endTokens = [.. endTokens, .. loadedTokenizer.Special.EndOfGeneration.Where(id => (uint)id < (uint)runtimeConfig.VocabSize)];
         }
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 1, 1));
-        return new LoadedModel(model, tokenizer, weightsPath, "huggingface") { EndTokenIds = HfEndTokens(dir, runtimeConfig), TokenizerSource = source };
+        (string Text, string Origin)? template = ModelChatTemplate.ReadHfDirectory(dir);
+        return new LoadedModel(model, tokenizer, weightsPath, "huggingface")
+        {
+            EndTokenIds = endTokens,
+            TokenizerSource = source,
+            ChatTemplateText = template?.Text,
+            ChatTemplateOrigin = template?.Origin,
+            SpecialTokenTokenizerFactory = parsingSpecialTokens,
+        };
     }
 
     private static void RequireFiniteWeights(string path, TransformerWeights weights, IProgress<ModelLoadProgress>? progress)

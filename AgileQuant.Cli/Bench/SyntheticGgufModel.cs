@@ -55,14 +55,19 @@ internal sealed record SyntheticModelShape(string Name, TransformerConfig Config
 /// </summary>
 internal static class SyntheticGgufModel
 {
-    /// <summary>Writes <paramref name="shape"/> with matrices and token embedding in <paramref name="type"/> to <paramref name="path"/>.</summary>
-    public static void Write(string path, SyntheticModelShape shape, GgmlType type, ulong seed = 7)
+    /// <summary>
+    /// Writes <paramref name="shape"/> with matrices and token embedding in <paramref name="type"/> to <paramref name="path"/>;
+    /// the vocabulary is <paramref name="vocabulary"/> (default: placeholder pieces), and <paramref name="metadata"/> adds keys
+    /// (e.g. <c>tokenizer.chat_template</c>).
+    /// </summary>
+    public static void Write(string path, SyntheticModelShape shape, GgmlType type, ulong seed = 7, GgufVocabulary? vocabulary = null, Action<GgufWriter>? metadata = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(shape);
         TransformerConfig c = shape.Config;
         var w = new GgufWriter();
-        GgufModelWriter.AddModelMetadata(w, c, GgufVocabulary.Placeholder(c.VocabSize), type, "synthetic-" + shape.Name);
+        GgufModelWriter.AddModelMetadata(w, c, vocabulary ?? GgufVocabulary.Placeholder(c.VocabSize), type, "synthetic-" + shape.Name);
+        metadata?.Invoke(w);
         TensorNameMap names = ArchitectureRegistry.ForFamily(c.Family).GgufNames!;
         int d = c.HiddenSize, tensorIndex = 0;
         float[] ones = Enumerable.Repeat(1f, d).ToArray();

@@ -9,7 +9,7 @@ namespace AgileQuant.Cli.Commands;
 
 /// <summary>
 /// <c>agilequant chat</c>: an interactive conversation in the terminal through the model's chat template
-/// (<see cref="ChatTemplate.ForModel"/>): replies streamed as they are generated, the history kept within the context
+/// (<see cref="ChatTemplate.FromTemplateText"/> on the model's own, else <see cref="ChatTemplate.ForModel"/>; <c>--chat-template</c> names one): replies streamed as they are generated, the history kept within the context
 /// (the oldest exchanges dropped when it is full), <c>/reset</c> and <c>/exit</c>, Ctrl+C stops the current reply only.
 /// </summary>
 /// <remarks>
@@ -26,17 +26,21 @@ internal static class ChatCommand
         var model = new ModelOptions();
         var system = new Option<string?>("--system") { Description = "System prompt: instructions the template puts before the conversation." };
         var sampling = new SamplingCliOptions("Most tokens per reply (default 256).");
+        var template = new ChatTemplateOption("Format the conversation in this chat format instead of the model's own template.");
         var command = new Command("chat",
-            "Chat with a model in the terminal, using its chat template (Llama-2 [INST] for LLaMA models with the 32k SentencePiece vocabulary, plain User:/Assistant: lines otherwise). "
+            "Chat with a model in the terminal, in the format of its own chat template (GGUF tokenizer.chat_template, Hugging Face chat_template: ChatML, Llama 3, Llama 2 [INST], Mistral, Phi-3, Gemma), "
+            + "else Llama-2 [INST] for LLaMA models with the 32k SentencePiece vocabulary and plain User:/Assistant: lines otherwise; --chat-template picks a format by name. Replies end at every end token the model declares. "
             + "Type a message and Enter; /reset clears the history, /exit (or end of input) quits; Ctrl+C stops the reply being written (at the prompt it quits). "
             + "The history is kept within the context: the oldest exchanges are dropped when it is full. Samples with llama.cpp's defaults unless --temperature 0.");
         model.AddTo(command);
         command.Options.Add(system);
+        template.AddTo(command);
         sampling.AddTo(command);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
         {
             GenerationOptions options = sampling.Read(parse);
             string? systemPrompt = parse.GetValue(system) is { } s ? Utf8Text.RequireValidArgument(s, "--system") : null;
+            ChatTemplate? chatTemplate = template.Read(parse);
             model.Validate(parse);
             using LoadedModel loaded = model.Load(parse, cancel);
             ModelOptions.RequireTokenizer(loaded);
@@ -44,6 +48,7 @@ internal static class ChatCommand
             {
                 DefaultSampling = options.Sampling,
                 DefaultMaxOutputTokens = options.MaxTokens,
+                Template = chatTemplate,
             });
             return new ChatLoop(client, systemPrompt, options).Run();
         }));

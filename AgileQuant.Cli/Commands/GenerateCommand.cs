@@ -2,6 +2,8 @@ using System.CommandLine;
 using AgileQuant.Core.Generation;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Models;
+using AgileQuant.Models.ChatClient;
+using Microsoft.Extensions.AI;
 using Microsoft.ML.Tokenizers;
 
 namespace AgileQuant.Cli.Commands;
@@ -14,6 +16,7 @@ internal static class GenerateCommand
         var model = new ModelOptions();
         var prompt = new PromptOptions();
         var sampling = new SamplingCliOptions();
+        var template = new ChatTemplateOption("Send the prompt as one user message in this chat format (model: the format of the model's own chat template) and generate the reply.");
         var json = new Option<bool>("--json")
         {
             Description = "Print one JSON object when done instead of streaming: text (the continuation), prompt_tokens, generated_tokens, finish (stop | length | context), "
@@ -22,16 +25,20 @@ internal static class GenerateCommand
         var command = new Command("generate",
             "Generate text from a prompt, streamed to stdout as it is produced (the prompt echoed first); timings on stderr. "
             + "Samples with llama.cpp's defaults unless --temperature 0 (greedy); stops at the model's end tokens, a --stop text, --max-tokens or a full context. "
-            + "A prompt longer than the context keeps its last tokens (BOS kept), with a warning.");
+            + "A prompt longer than the context keeps its last tokens (BOS kept), with a warning. "
+            + "--chat-template sends the prompt as a user message in a chat format (model: the model's own template).");
         model.AddTo(command);
         prompt.AddTo(command);
         sampling.AddTo(command);
+        template.AddTo(command);
         command.Options.Add(json);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
         {
             // Everything the command line says is checked before the model loads or anything is printed.
             GenerationOptions options = sampling.Read(parse);
             string text = prompt.Read(parse);
+            bool modelTemplate = parse.GetValue(template.Option) == "model";
+            ChatTemplate? chatTemplate = modelTemplate ? null : template.Read(parse);
             model.Validate(parse);
             bool asJson = parse.GetValue(json);
 
@@ -41,7 +48,18 @@ internal static class GenerateCommand
             Tokenizer tokenizer = ModelOptions.RequireTokenizer(loaded);
             options = options with { EndTokenIds = loaded.EndTokenIds };
             var generator = new TextGenerator(loaded.Model, tokenizer);
-            IReadOnlyList<int> promptIds = FitToContext(generator.EncodePrompt(text), loaded.Model.Config, options.MaxTokens, out bool truncated);
+            IReadOnlyList<int> encoded;
+            if (modelTemplate || chatTemplate is not null)
+            {
+                // The prompt as the user's turn of a conversation, in the model's chat format; the reply ends at its end tokens.
+                using AgileQuantChatClient chat = loaded.AsChatClient(new AgileQuantChatClientOptions { Template = chatTemplate });
+                ChatMessage[] conversation = [new ChatMessage(ChatRole.User, text)];
+                encoded = chat.EncodePrompt(conversation);
+                text = string.Concat(chat.Template.FormatSegments(conversation));
+                options = options with { StopSequences = [.. chat.Template.StopSequences, .. options.StopSequences] };
+            }
+            else encoded = generator.EncodePrompt(text);
+            IReadOnlyList<int> promptIds = FitToContext(encoded, loaded.Model.Config, options.MaxTokens, out bool truncated);
 
             var clock = System.Diagnostics.Stopwatch.StartNew();
             GenerationResult result;

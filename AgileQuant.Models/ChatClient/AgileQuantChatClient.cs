@@ -23,9 +23,29 @@ public sealed class AgileQuantChatClient : IChatClient
     private readonly AgileQuantChatClientOptions _options;
     private readonly LoadedModel? _owner;
 
-    /// <summary>Creates a client; <paramref name="tokenizer"/> must produce ids inside the model's vocabulary.</summary>
+    /// <summary>
+    /// Creates a client; <paramref name="tokenizer"/> must produce ids inside the model's vocabulary. The template is
+    /// <see cref="AgileQuantChatClientOptions.Template"/>, else <see cref="ChatTemplate.ForModel"/>'s. Templates that spell
+    /// special tokens (<see cref="ChatTemplate.FromName"/>: <c>chatml</c>, <c>llama3</c>, …) need a tokenizer that parses
+    /// them (<c>TokenizerFile.Load(path, parseSpecialTokens: true)</c>); <c>LoadedModel.AsChatClient</c> arranges that itself.
+    /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><see cref="AgileQuantChatClientOptions.DefaultMaxOutputTokens"/> is negative or the default sampling is out of range.</exception>
     public AgileQuantChatClient(TransformerModel model, Tokenizer tokenizer, AgileQuantChatClientOptions? options = null)
+        : this(model, tokenizer, modelTemplate: null, options)
+    {
+    }
+
+    /// <summary>
+    /// A client over <paramref name="owner"/>'s model: every call fails with <see cref="ObjectDisposedException"/> once it is
+    /// disposed. Without <see cref="AgileQuantChatClientOptions.Template"/>, the format of the model's own template
+    /// (<see cref="LoadedModel.ChatTemplateText"/>) when it carries one.
+    /// </summary>
+    /// <exception cref="AgileQuantException">The model's template is in no format AgileQuant writes (the message names it and where it was read).</exception>
+    internal AgileQuantChatClient(LoadedModel owner, Tokenizer tokenizer, AgileQuantChatClientOptions? options)
+        : this(owner.Model, tokenizer, options?.Template is null && owner.ChatTemplateText is string text
+            ? ModelChatTemplate.Recognise(text, owner.ChatTemplateOrigin ?? owner.SourcePath) : null, options) => _owner = owner;
+
+    private AgileQuantChatClient(TransformerModel model, Tokenizer tokenizer, ChatTemplate? modelTemplate, AgileQuantChatClientOptions? options)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -37,13 +57,9 @@ public sealed class AgileQuantChatClient : IChatClient
         Tokenizer = tokenizer;
         _options = options;
         _generator = new TextGenerator(model, tokenizer);
-        Template = options.Template ?? ChatTemplate.ForModel(model.Config, tokenizer);
+        Template = options.Template ?? modelTemplate ?? ChatTemplate.ForModel(model.Config, tokenizer);
         Metadata = new ChatClientMetadata(ProviderName, null, options.ModelId ?? ProviderName);
     }
-
-    /// <summary>A client over <paramref name="owner"/>'s model: every call fails with <see cref="ObjectDisposedException"/> once it is disposed.</summary>
-    internal AgileQuantChatClient(LoadedModel owner, Tokenizer tokenizer, AgileQuantChatClientOptions? options)
-        : this(owner.Model, tokenizer, options) => _owner = owner;
 
     /// <summary>The model every call runs (shared, never modified).</summary>
     public TransformerModel Model { get; }
@@ -58,8 +74,10 @@ public sealed class AgileQuantChatClient : IChatClient
     public ChatClientMetadata Metadata { get; }
 
     /// <summary>
-    /// Encodes a conversation as the model sees it: each template segment encoded (BOS added by the tokenizer where
-    /// its model expects it), the model's EOS token after every segment but the last.
+    /// Encodes a conversation as the model sees it. A template that spells special tokens (<c>chatml</c>, <c>llama3</c>, …)
+    /// gives one text, encoded with those tokens parsed, as llama.cpp and Hugging Face tokenize chat prompts (BOS added by
+    /// the tokenizer where its model expects it); otherwise each template segment is encoded as plain text, the model's
+    /// EOS token after every segment but the last.
     /// </summary>
     public IReadOnlyList<int> EncodePrompt(IEnumerable<ChatMessage> messages, ChatOptions? options = null)
     {
@@ -67,6 +85,7 @@ public sealed class AgileQuantChatClient : IChatClient
         List<ChatMessage> conversation = [.. messages];
         if (!string.IsNullOrWhiteSpace(options?.Instructions)) conversation.Insert(0, new ChatMessage(ChatRole.System, options.Instructions));
         IReadOnlyList<string> segments = Template.FormatSegments(conversation);
+        if (Template.WritesSpecialTokens) return (_owner?.PromptTokenizer ?? Tokenizer).EncodeToIds(string.Concat(segments));
         var ids = new List<int>();
         for (int i = 0; i < segments.Count; i++)
         {

@@ -15,7 +15,7 @@ public class CliValidationTests
     private static string MissingModel => Path.Combine(Path.GetTempPath(), "agilequant-no-such-model-" + Guid.NewGuid().ToString("N") + ".bin");
 
     /// <summary>Asserts the exit code and that stderr holds exactly one line (besides the loader's report) containing <paramref name="expected"/>.</summary>
-    private static void AssertOneLineError((int Code, string Stdout, string Stderr) run, int code, string expected)
+    internal static void AssertOneLineError((int Code, string Stdout, string Stderr) run, int code, string expected)
     {
         Assert.That(run.Code, Is.EqualTo(code), run.Stderr);
         string[] lines = ErrorLines(run.Stderr).Where(l => !l.StartsWith("Run 'agilequant", StringComparison.Ordinal)).ToArray();
