@@ -62,6 +62,9 @@ public sealed class TransformerModel
                 }
             }
             layerIndex++;
+            // A repack drops the row-major copy it replaces; collecting after each layer returns that memory before the next
+            // layer's copies are made, so the weights are held about once at the peak, not twice (docs/architecture.md, "Loading").
+            if (RepacksWeights(l)) GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: false);
         }
         TransformerConfig c = weights.Config;
         if (c.Positions == PositionKind.Rotary)
@@ -71,6 +74,9 @@ public sealed class TransformerModel
         }
         if (c.Positions == PositionKind.Alibi) AlibiSlopes = Runtime.AlibiSlopes.Compute(c.NumHeads);
     }
+
+    // Whether preparing the layer replaced stored weights with a kernel layout (packed integer formats; FP32 is used as stored).
+    private static bool RepacksWeights(LayerWeights layer) => layer.Linears.Any(entry => entry.Linear.Weight is not AgileQuant.Intrinsics.Formats.Fp32Matrix);
 
     /// <summary>The kernel for linears whose inputs are quantized to <paramref name="bits"/> (4 → the 4-bit kernel; otherwise the main one).</summary>
     internal IMatMulKernel? KernelForBits(int bits) => bits == 4 ? Options.FourBitActivationKernel : Kernel;
