@@ -65,6 +65,15 @@ public sealed record ModelLoadOptions
     /// <summary>Check every weight for NaN and infinity after loading (<see cref="WeightsHealthCheck"/>); on by default.</summary>
     public bool CheckFiniteWeights { get; init; } = true;
 
+    /// <summary>
+    /// How contexts of the loaded model store keys and values (<see cref="RuntimeOptions.KvCache"/>); null keeps the
+    /// default: exact (FP32, or a quantized scheme's own KV codes).
+    /// </summary>
+    public KvCacheType? KvCache { get; init; }
+
+    /// <summary>Most tokens a context of the loaded model holds (<see cref="RuntimeOptions.ContextLength"/>); null: the model's own context length.</summary>
+    public int? ContextLength { get; init; }
+
     /// <summary>The kernel options with <see cref="Threads"/> applied.</summary>
     internal KernelOptions EffectiveKernelOptions => Threads is int threads ? KernelOptions with { Threads = threads } : KernelOptions;
 }
@@ -106,9 +115,24 @@ public static class ModelLoader
         ArgumentNullException.ThrowIfNull(options);
         if (string.IsNullOrEmpty(options.Path)) throw new ArgumentException("ModelLoadOptions.Path must name the model file or directory.", nameof(options));
         if (options.Threads is < 0) throw new ArgumentOutOfRangeException(nameof(options), options.Threads, "ModelLoadOptions.Threads must be ≥ 0.");
+        if (options.ContextLength is <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ContextLength, "ModelLoadOptions.ContextLength must be positive.");
         cancellationToken.ThrowIfCancellationRequested();
         LoadedModel loaded = LoadAsStored(options.Path, options, progress, cancellationToken);
-        return options.Quantization is null ? loaded : Quantize(loaded, options, progress, cancellationToken);
+        if (options.Quantization is not null) loaded = Quantize(loaded, options, progress, cancellationToken);
+        return WithContextOptions(loaded, options);
+    }
+
+    /// <summary><paramref name="loaded"/> with the options' KV cache type and context length, when they set any.</summary>
+    private static LoadedModel WithContextOptions(LoadedModel loaded, ModelLoadOptions options)
+    {
+        if (options.KvCache is null && options.ContextLength is null) return loaded;
+        TransformerModel model = loaded.Model;
+        RuntimeOptions runtime = model.Options with
+        {
+            KvCache = options.KvCache ?? model.Options.KvCache,
+            ContextLength = options.ContextLength ?? model.Options.ContextLength,
+        };
+        return new LoadedModel(new TransformerModel(model.Weights, model.Kernel, runtime), loaded.Tokenizer, loaded.SourcePath, loaded.Format);
     }
 
     /// <summary>

@@ -3,8 +3,9 @@ namespace AgileQuant.Core.Runtime;
 /// <summary>
 /// Puts a chunk's projections in place for attention. Per row, in this order: q, k and v rounded to
 /// <see cref="AttentionQuantization.QkvBits"/> (a scale per row), the rotary embedding at the row's position, k and v
-/// rounded to <see cref="AttentionQuantization.KvCacheBits"/> (a scale per row and key/value head); then the rows' keys and
-/// values stored in the layer's cache. Blocks of <see cref="AttentionTiles.TransposeBlock"/> rows, each stored right after
+/// rounded to <see cref="AttentionQuantization.KvCacheBits"/> (a scale per row and key/value head; when the cache stores
+/// that rounding's codes, the cache rounds them as it stores them); then the rows' keys and values stored in the layer's
+/// cache in its format. Blocks of <see cref="AttentionTiles.TransposeBlock"/> rows, each stored right after
 /// its rounding while still in L1; rows are independent, so row blocks run on the kernels' threads.
 /// </summary>
 internal sealed class RotateAndStore : IRowRangeStep
@@ -22,11 +23,15 @@ internal sealed class RotateAndStore : IRowRangeStep
 
     // the call in progress: the layer, its first new slot, the chunk's rows
     private int _layer, _start, _rows;
+    private readonly bool _roundKv;     // the KV rounding happens here, not in the cache's own codes
+    private readonly int _contextLength;
 
     public RotateAndStore(TransformerModel model, ForwardScratch scratch, KvCache cache, RowRanges rowRanges)
     {
         _config = model.Config;
         _quantization = model.Options.Attention;
+        _roundKv = _quantization.KvCacheBits > 0 && cache.Layout != KvStorage.CacheLayout.SchemeCodes;
+        _contextLength = model.ContextLength;
         _rotary = model.Rotary;
         _scratch = scratch;
         _cache = cache;
@@ -44,13 +49,13 @@ internal sealed class RotateAndStore : IRowRangeStep
         if (_rotary is not null) PrepareRotations(_rotary, n);
         (_layer, _start, _rows) = (layer, start, n);
         _rowRanges.Run(this, (n + Block - 1) / Block, (long)n * (q + 2 * kv));
-        _cache.ClearTail(layer, start + n);
+        _cache.Storage.FinishLayer(layer, start, n, _scratch.Key);
     }
 
     void IRowRangeStep.Run(int firstBlock, int endBlock)
     {
         AttentionQuantization aq = _quantization;
-        bool transform = aq.QkvBits > 0 || aq.KvCacheBits > 0 || _rotary is not null;
+        bool transform = aq.QkvBits > 0 || _roundKv || _rotary is not null;
         int kv = _config.KvDim, n = _rows;
         Span<float> uncached = stackalloc float[_rotary?.RotationLength ?? 0];
         for (int block = firstBlock; block < endBlock; block++)
@@ -61,7 +66,7 @@ internal sealed class RotateAndStore : IRowRangeStep
             unsafe
             {
                 fixed (float* keyRows = _scratch.Key, valueRows = _scratch.Value)
-                    _cache.Store(_layer, _start + begin, keyRows + (nint)begin * kv, valueRows + (nint)begin * kv, end - begin);
+                    _cache.Storage.Store(_layer, _start + begin, keyRows + (nint)begin * kv, valueRows + (nint)begin * kv, end - begin);
             }
         }
     }
@@ -87,7 +92,7 @@ internal sealed class RotateAndStore : IRowRangeStep
             _rotary.Rotate(query, rotation);
             _rotary.Rotate(key, rotation);
         }
-        if (aq.KvCacheBits > 0)
+        if (_roundKv)
         {
             // one scale per token and key/value head
             ActivationRounding.RoundRows(key, _config.NumKvHeads, aq.KvCacheBits);
@@ -101,7 +106,7 @@ internal sealed class RotateAndStore : IRowRangeStep
     /// </summary>
     private void PrepareRotations(RotaryEmbedding rotary, int n)
     {
-        int length = rotary.RotationLength, limit = _config.MaxSequenceLength;
+        int length = rotary.RotationLength, limit = _contextLength;
         for (int i = 0; i < n; i++)
         {
             int position = _scratch.Position[i];

@@ -119,6 +119,13 @@ public sealed record TransformerConfig
     /// <summary>Id of the end-of-sequence token.</summary>
     public int EosTokenId { get; init; } = 2;
 
+    /// <summary>
+    /// Per layer (NumLayers entries): how many of the latest cached tokens a query attends to, itself included, or 0 for
+    /// all of them; null: every layer attends to every cached token. Mistral uses one window in every layer, Gemma 2 one in
+    /// every other layer. Counted in the layer's cache slots (after token pruning, the tokens that reached the layer).
+    /// </summary>
+    public IReadOnlyList<int>? SlidingWindows { get; init; }
+
     /// <summary>Width of one attention head.</summary>
     public int HeadDim => HiddenSize / NumHeads;
 
@@ -140,7 +147,12 @@ public sealed record TransformerConfig
         Require(MaxSequenceLength > 0, $"maximum sequence length must be positive, found {MaxSequenceLength}");
         Require(Positions != PositionKind.Rotary || HeadDim % 2 == 0, $"rotary embeddings need an even head size, found {HeadDim}");
         Require(EmbeddingSize >= 0, $"embedding size must not be negative, found {EmbeddingSize}");
+        Require(SlidingWindows is null || SlidingWindows.Count == NumLayers, $"sliding windows must have one entry per layer ({NumLayers}), found {SlidingWindows?.Count}");
+        Require(SlidingWindows is null || SlidingWindows.All(w => w >= 0), "sliding windows must not be negative");
     }
+
+    /// <summary>The sliding window of <paramref name="layer"/> in cache slots, or 0 when it attends to every cached token.</summary>
+    internal int SlidingWindowAt(int layer) => SlidingWindows is { } windows ? windows[layer] : 0;
 
     private static void Require(bool condition, string problem)
     {
