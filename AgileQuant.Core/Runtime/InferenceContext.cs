@@ -48,7 +48,7 @@ public sealed class InferenceContext
     }
 
     /// <summary>The attention that reads <paramref name="layout"/>; the scalar twins of its kernels with the scalar kernel set.</summary>
-    private static ICausalAttention CreateAttention(TransformerModel model, CacheLayout layout, Intrinsics.Threading.KernelThreads threads)
+    internal static ICausalAttention CreateAttention(TransformerModel model, CacheLayout layout, Intrinsics.Threading.KernelThreads threads)
     {
         bool simd = model.Kernel is not KernelSet { Isa: KernelPreference.Scalar };
         return layout switch

@@ -5,8 +5,9 @@ using AgileQuant.Core.Runtime.KvStorage.X86;
 namespace AgileQuant.Core.Runtime.KvStorage;
 
 /// <summary>
-/// Integer dot products of one quantization block, the inner step of attention over <see cref="Q8Rows"/> and
-/// <see cref="Q4Rows{TRotation}"/> keys: int8 query codes against int8 or packed 4-bit key codes, exact in int32. Blocks of 32 take
+/// Integer dot products of one quantization block, the inner step of attention over quantized keys: int8 query codes
+/// against the int8 or packed 4-bit codes of per-token key rows (<see cref="Q8Rows"/>, <see cref="Q4Rows{TRotation}"/>),
+/// int16 query codes against per-channel key groups (<see cref="Q8ChannelKeys"/>, <see cref="Q4ChannelKeys"/>); exact in int32. Blocks of 32 take
 /// the SIMD paths (<see cref="X86BlockDot"/>, <see cref="ArmBlockDot"/>, then portable 128-bit vectors); every other size,
 /// and <c>simd: false</c>, the scalar twins, which are the specification (results are equal: the sums are exact).
 /// </summary>
@@ -37,6 +38,45 @@ internal static unsafe class BlockDot
             if (Vector128.IsHardwareAccelerated) return Nibbles32Portable(q, packed);
         }
         return NibblesScalar(q, packed, n);
+    }
+
+    // Σ_{i<n} q[i]·k[i]   q int16, k int8 codes
+    public static int Int16Signed(short* q, sbyte* k, int n, bool simd)
+    {
+        if (simd && n == 32)
+        {
+            if (X86BlockDot.IsSupported) return X86BlockDot.Int16Signed32(q, k);
+            if (ArmBlockDot.IsSupported) return ArmBlockDot.Int16Signed32(q, k);
+        }
+        return Int16SignedScalar(q, k, n);
+    }
+
+    // Σ_{i<n} q[i]·c[i]   q int16; c 4-bit codes, byte j of the block = c[j] | c[j + n/2] << 4
+    public static int Int16Nibbles(short* q, byte* packed, int n, bool simd)
+    {
+        if (simd && n == 32)
+        {
+            if (X86BlockDot.IsSupported) return X86BlockDot.Int16Nibbles32(q, packed);
+            if (ArmBlockDot.IsSupported) return ArmBlockDot.Int16Nibbles32(q, packed);
+        }
+        return Int16NibblesScalar(q, packed, n);
+    }
+
+    /// <summary>Scalar twin of <see cref="Int16Signed"/>.</summary>
+    public static int Int16SignedScalar(short* q, sbyte* k, int n)
+    {
+        int sum = 0;
+        for (int i = 0; i < n; i++) sum += q[i] * k[i];
+        return sum;
+    }
+
+    /// <summary>Scalar twin of <see cref="Int16Nibbles"/>.</summary>
+    public static int Int16NibblesScalar(short* q, byte* packed, int n)
+    {
+        int half = n / 2, sum = 0;
+        for (int j = 0; j < half; j++)
+            sum += q[j] * (packed[j] & 0x0F) + q[j + half] * (packed[j] >> 4);
+        return sum;
     }
 
     /// <summary>Scalar twin of <see cref="Signed"/>.</summary>

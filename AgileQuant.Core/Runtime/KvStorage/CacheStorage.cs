@@ -56,6 +56,12 @@ internal abstract unsafe class CacheStorage
     /// </summary>
     public virtual void FinishLayer(int layer, int start, int n, float[] keyRows) { }
 
+    /// <summary>
+    /// Writes the key and value that slot <paramref name="slot"/> of head <paramref name="kvHead"/> in <paramref name="layer"/>
+    /// stands for (headDim each), as attention reads them; <paramref name="layerLength"/>: the layer's tokens stored.
+    /// </summary>
+    public abstract void Decode(int layer, int kvHead, int slot, int layerLength, Span<float> key, Span<float> value);
+
     /// <summary>Remembers what <see cref="Rollback"/> restores (the storage's own state beyond the slots).</summary>
     public virtual void Checkpoint() { }
 

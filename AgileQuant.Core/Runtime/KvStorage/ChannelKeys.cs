@@ -11,8 +11,8 @@ namespace AgileQuant.Core.Runtime.KvStorage;
 /// </summary>
 /// <remarks>
 /// Scores run on integers: per group, each query is multiplied by the channel scales and rounded per block of
-/// <see cref="KvBlocks.Size"/> channels to int8 (<see cref="Q8Rows.RoundQuery"/>), and a key row's score is
-/// Σ_b d_b · Σ c_q · c_k (<see cref="BlockDot.Signed"/>). Per-token blocks (llama.cpp's q8_0 for keys) against these:
+/// <see cref="KvBlocks.Size"/> channels to int16 (<see cref="ChannelQuery"/>), and a key row's score is
+/// Σ_b d_b · Σ c_q · c_k (<see cref="BlockDot.Int16Signed"/>). Per-token blocks (llama.cpp's q8_0 for keys) against these:
 /// docs/accuracy.md, "KV cache".
 /// </remarks>
 [SkipLocalsInit]
@@ -24,7 +24,7 @@ internal unsafe struct Q8ChannelKeys : IKeyFormat
 
     public static int QueryBytes(int headDim) => headDim * sizeof(float);
 
-    public static int GroupQueryBytes(int headDim) => KvBlocks.QueryScalesOffset(headDim) + headDim / KvBlocks.Size(headDim) * sizeof(float);
+    public static int GroupQueryBytes(int headDim) => ChannelQuery.ScalesOffset(headDim) + headDim / KvBlocks.Size(headDim) * sizeof(float);
 
     // prepared = scale · q (FP32: the partial group's fp16 rows are scored with it as it is)
     public static void PrepareQuery(float* q, float scale, byte* prepared, int headDim) =>
@@ -67,10 +67,10 @@ internal unsafe struct Q8ChannelKeys : IKeyFormat
     public static void ScoreGroupScalar(byte* group, int first, int slots, byte* queries, byte* groupQueries, int count, float* s, int sStride, int headDim) =>
         Score(group, first, slots, queries, groupQueries, count, s, sStride, headDim, simd: false);
 
-    // per query: q'[c] = q[c] · d[c] rounded per block; s[t] = Σ_b fl(d_q[b]) · Σ_i c_q[i] · c_k[t, i], blocks in order
+    // per query: q'[c] = q[c] · d[c] rounded per block to int16; s[t] = Σ_b d_q[b] · Σ_i c_q[i] · c_k[t, i], blocks in order
     private static void Score(byte* group, int first, int slots, byte* queries, byte* groupQueries, int count, float* s, int sStride, int headDim, bool simd)
     {
-        int block = KvBlocks.Size(headDim), blocks = headDim / block, offset = KvBlocks.QueryScalesOffset(headDim), queryBytes = GroupQueryBytes(headDim);
+        int block = KvBlocks.Size(headDim), blocks = headDim / block, offset = ChannelQuery.ScalesOffset(headDim), queryBytes = GroupQueryBytes(headDim);
         var scales = (Half*)(group + GroupSlots * headDim);
         for (int c = 0; c < count; c++)
             ChannelQuery.Prepare((float*)(queries + c * QueryBytes(headDim)), scales, null, groupQueries + c * queryBytes, headDim);
@@ -83,7 +83,7 @@ internal unsafe struct Q8ChannelKeys : IKeyFormat
                 var queryScales = (float*)(q + offset);
                 float sum = 0;
                 for (int b = 0; b < blocks; b++)
-                    sum = MathF.FusedMultiplyAdd(BlockDot.Signed((sbyte*)q + b * block, key + b * block, block, simd), queryScales[b], sum);
+                    sum = MathF.FusedMultiplyAdd(BlockDot.Int16Signed((short*)q + b * block, key + b * block, block, simd), queryScales[b], sum);
                 s[c * sStride + t] = sum;
             }
         }
@@ -98,8 +98,8 @@ internal unsafe struct Q8ChannelKeys : IKeyFormat
 /// stands for m + d · c, m = min rounded down, d = (max − m) / 15 rounded up to fp16, c ∈ [0, 15].
 /// </summary>
 /// <remarks>
-/// A group's query is q'[c] = q[c] · d[c] rounded per block to int8, plus the constant Σ_c q[c] · m[c] (FP32); a key row's
-/// score is that constant plus Σ_b d_b · Σ c_q · c_k (<see cref="BlockDot.Nibbles"/>).
+/// A group's query is q'[c] = q[c] · d[c] rounded per block to int16 (<see cref="ChannelQuery"/>), plus the constant
+/// Σ_c q[c] · m[c] (FP32); a key row's score is that constant plus Σ_b d_b · Σ c_q · c_k (<see cref="BlockDot.Int16Nibbles"/>).
 /// </remarks>
 [SkipLocalsInit]
 internal unsafe struct Q4ChannelKeys : IKeyFormat
@@ -110,8 +110,8 @@ internal unsafe struct Q4ChannelKeys : IKeyFormat
 
     public static int QueryBytes(int headDim) => headDim * sizeof(float);
 
-    // int8 codes, padded to whole floats, the blocks' FP32 scales, then the FP32 constant Σ q · m
-    public static int GroupQueryBytes(int headDim) => KvBlocks.QueryScalesOffset(headDim) + (headDim / KvBlocks.Size(headDim) + 1) * sizeof(float);
+    // int16 codes, padded to whole floats, the blocks' FP32 scales, then the FP32 constant Σ q · m
+    public static int GroupQueryBytes(int headDim) => ChannelQuery.ScalesOffset(headDim) + (headDim / KvBlocks.Size(headDim) + 1) * sizeof(float);
 
     public static void PrepareQuery(float* q, float scale, byte* prepared, int headDim) =>
         TensorPrimitives.Multiply(new ReadOnlySpan<float>(q, headDim), scale, new Span<float>((float*)prepared, headDim));
@@ -172,10 +172,10 @@ internal unsafe struct Q4ChannelKeys : IKeyFormat
     public static void ScoreGroupScalar(byte* group, int first, int slots, byte* queries, byte* groupQueries, int count, float* s, int sStride, int headDim) =>
         Score(group, first, slots, queries, groupQueries, count, s, sStride, headDim, simd: false);
 
-    // per query: q'[c] = q[c] · d[c] rounded per block, K = Σ_c q[c] · m[c]; s[t] = K + Σ_b fl(d_q[b]) · Σ_i c_q[i] · c_k[t, i]
+    // per query: q'[c] = q[c] · d[c] rounded per block to int16, K = Σ_c q[c] · m[c]; s[t] = K + Σ_b d_q[b] · Σ_i c_q[i] · c_k[t, i]
     private static void Score(byte* group, int first, int slots, byte* queries, byte* groupQueries, int count, float* s, int sStride, int headDim, bool simd)
     {
-        int block = KvBlocks.Size(headDim), blocks = headDim / block, offset = KvBlocks.QueryScalesOffset(headDim), queryBytes = GroupQueryBytes(headDim);
+        int block = KvBlocks.Size(headDim), blocks = headDim / block, offset = ChannelQuery.ScalesOffset(headDim), queryBytes = GroupQueryBytes(headDim);
         int rowBytes = headDim / 2;
         var scales = (Half*)(group + GroupSlots * rowBytes);
         Half* minimums = scales + headDim;
@@ -190,20 +190,28 @@ internal unsafe struct Q4ChannelKeys : IKeyFormat
                 var queryScales = (float*)(q + offset);
                 float sum = queryScales[blocks];
                 for (int b = 0; b < blocks; b++)
-                    sum = MathF.FusedMultiplyAdd(BlockDot.Nibbles((sbyte*)q + b * block, key + b * block / 2, block, simd), queryScales[b], sum);
+                    sum = MathF.FusedMultiplyAdd(BlockDot.Int16Nibbles((short*)q + b * block, key + b * block / 2, block, simd), queryScales[b], sum);
                 s[c * sStride + t] = sum;
             }
         }
     }
 }
 
-/// <summary>A query prepared against one group of per-channel keys (<see cref="Q8ChannelKeys"/>, <see cref="Q4ChannelKeys"/>).</summary>
+/// <summary>
+/// A query prepared against one group of per-channel keys (<see cref="Q8ChannelKeys"/>, <see cref="Q4ChannelKeys"/>):
+/// q'[c] = q[c] · d[c] rounded per block of <see cref="KvBlocks.Size"/> channels to int16 (step max|q'| / 32767), so that
+/// the channel scales, which differ by the keys' outlier channels, cost the query no precision worth counting (an int8
+/// query would lose the small channels to the block's largest).
+/// </summary>
 [SkipLocalsInit]
 internal static unsafe class ChannelQuery
 {
+    /// <summary>Bytes from the start of a prepared query to its per-block scales: the int16 codes, padded to whole floats.</summary>
+    public static int ScalesOffset(int headDim) => (2 * headDim + 3) & ~3;
+
     /// <summary>
-    /// prepared ← q'[c] = q[c] · d[c] rounded per block to int8 (<see cref="Q8Rows.RoundQuery"/>); with minimums, the FP32
-    /// constant Σ_c q[c] · m[c] after the blocks' scales.
+    /// prepared ← the int16 codes of q'[c] = q[c] · d[c] per block, then the blocks' FP32 steps; with minimums, then the
+    /// FP32 constant Σ_c q[c] · m[c].
     /// </summary>
     public static void Prepare(float* q, Half* scales, Half* minimums, byte* prepared, int headDim)
     {
@@ -214,8 +222,18 @@ internal static unsafe class ChannelQuery
             scaled[i] = q[i] * (float)scales[i];
             if (minimums != null) constant = MathF.FusedMultiplyAdd(q[i], (float)minimums[i], constant);
         }
-        int block = KvBlocks.Size(headDim);
-        Q8Rows.RoundQuery(scaled, 1f, prepared, headDim, block);
-        if (minimums != null) ((float*)(prepared + KvBlocks.QueryScalesOffset(headDim)))[headDim / block] = constant;
+        int block = KvBlocks.Size(headDim), blocks = headDim / block;
+        var codes = (short*)prepared;
+        var steps = (float*)(prepared + ScalesOffset(headDim));
+        for (int b = 0; b < blocks; b++)
+        {
+            var values = new ReadOnlySpan<float>(scaled + b * block, block);
+            float max = MathF.Abs(TensorPrimitives.MaxMagnitude(values));
+            bool usable = max > 0 && float.IsFinite(max);
+            steps[b] = usable ? max / 32767f : float.IsFinite(max) ? 0f : float.NaN;
+            float inverse = usable ? 32767f / max : 0f;
+            for (int i = 0; i < block; i++) codes[b * block + i] = (short)Math.Clamp(MathF.Round(values[i] * inverse), -32767f, 32767f);
+        }
+        if (minimums != null) steps[blocks] = constant;
     }
 }

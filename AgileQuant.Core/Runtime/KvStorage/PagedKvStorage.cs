@@ -140,6 +140,23 @@ internal sealed unsafe class PagedKvStorage<TKeys, TValues> : CacheStorage where
         if (end % g != 0) _partialBuffer[layer] = tailBuffer;
     }
 
+    public override void Decode(int layer, int kvHead, int slot, int layerLength, Span<float> key, Span<float> value)
+    {
+        int hd = _config.HeadDim, groupStart = slot / _group * _group;
+        fixed (float* k = key, v = value)
+        {
+            TValues.Decode(ValueRow(layer, kvHead, slot), v, hd);
+            if (groupStart + _group > layerLength)
+            {
+                KvVectors.HalfToSingle(PartialKey(layer, kvHead, slot), k, hd);
+                return;
+            }
+            float[] rows = new float[_group * hd];
+            fixed (float* r = rows) TKeys.DecodeGroup(KeyGroup(layer, kvHead, slot), r, hd);
+            rows.AsSpan((slot - groupStart) * hd, hd).CopyTo(key);
+        }
+    }
+
     public override void Checkpoint() => _partialBuffer.CopyTo(_savedPartialBuffer, 0);
 
     public override void Rollback() => _savedPartialBuffer.CopyTo(_partialBuffer, 0);

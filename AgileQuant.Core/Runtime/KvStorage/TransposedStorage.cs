@@ -106,6 +106,18 @@ internal sealed unsafe class TransposedStorage : CacheStorage
         }
     }
 
+    public override void Decode(int layer, int kvHead, int slot, int layerLength, Span<float> key, Span<float> value)
+    {
+        int hd = _config.HeadDim, stride = SlotStride;
+        for (int d = 0; d < hd; d++)
+        {
+            int at = (kvHead * hd + d) * stride + slot;
+            (key[d], value[d]) = HoldsCodes
+                ? (_keyCodes[layer][at] * _keyScales[layer][kvHead * stride + slot], _valueCodes[layer][at] * _valueScales[layer][kvHead * stride + slot])
+                : (_keys[layer][at], _values[layer][at]);
+        }
+    }
+
     // zero the slots from the chunk's end up to a whole vector: attention tiles read whole vectors
     public override void FinishLayer(int layer, int start, int n, float[] keyRows)
     {
