@@ -23,14 +23,17 @@ internal sealed record MarkdownSection(string Begin, string End)
     }
 
     /// <summary>
-    /// The text in <paramref name="path"/> from the first <see cref="Begin"/> to the last <see cref="End"/> (markers included,
-    /// every such section), followed by a line break; "" when there is none, for a command that rewrites the rest of the file.
+    /// The text in <paramref name="path"/> from the first line starting with <see cref="Begin"/> to the end of the last line
+    /// starting with <see cref="End"/> (markers included, every such section: the markers may be the prefixes of several
+    /// sections'), followed by a line break; "" when there is none, for a command that rewrites the rest of the file.
     /// </summary>
     public string Existing(string path)
     {
         if (!File.Exists(path)) return "";
         string text = File.ReadAllText(path);
         int begin = text.IndexOf(Begin, StringComparison.Ordinal), end = text.LastIndexOf(End, StringComparison.Ordinal);
-        return begin >= 0 && end > begin ? text[begin..(end + End.Length)] + Environment.NewLine : "";
+        if (begin < 0 || end <= begin) return "";
+        int lineEnd = text.IndexOf('\n', end);
+        return text[begin..(lineEnd < 0 ? text.Length : lineEnd)].TrimEnd('\r') + Environment.NewLine;
     }
 }

@@ -92,7 +92,7 @@ public static class EndToEndTable
         string? directory = Path.GetDirectoryName(Path.GetFullPath(settings.Output));
         if (directory is not null) Directory.CreateDirectory(directory);
         // the KV cache and depth sections (e2e-kv) stay after the regenerated table
-        File.WriteAllText(settings.Output, markdown + KvDepthComparison.Section.Existing(settings.Output));
+        File.WriteAllText(settings.Output, markdown + KvDepthComparison.AllSections.Existing(settings.Output));
         EndToEndChart.Write(Path.ChangeExtension(settings.Output, ".png"), sections);
         Log($"wrote {settings.Output} and {Path.ChangeExtension(settings.Output, ".png")}");
         return markdown;

@@ -96,11 +96,9 @@ public sealed record KvDepthRun(double LoadSeconds, double PrefillTokensPerSecon
 /// </summary>
 public static class KvDepthComparison
 {
-    /// <summary>The first line of the section in the markdown file.</summary>
-    public const string Begin = "<!-- KV cache and depth section: written by `AgileQuant.Benchmarks e2e-kv` -->";
-
-    /// <summary>The line after the section.</summary>
-    public const string End = "<!-- end of the KV cache and depth section -->";
+    // how the marker lines of every shape's section start (one section per shape, so runs on several shapes coexist)
+    private const string BeginPrefix = "<!-- KV cache and depth section";
+    private const string EndPrefix = "<!-- end of the KV cache and depth section";
 
     private static readonly EngineConfig Ours = new("AgileQuant W4A8", GgmlType.Q4_0, false, "W4A8-RTN");
     private static readonly EngineConfig Theirs = new("llama.cpp Q4_0", GgmlType.Q4_0, true);
@@ -129,7 +127,7 @@ public static class KvDepthComparison
                     $"decode {string.Join(" / ", run.DecodeTokensPerSecond.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))} t/s, peak RSS {run.PeakRssMiB:F0} MiB");
             }
         string section = Markdown(shape, settings, engines.Select(e => (e.Engine, e.Kv, Median(samples[e]))).ToArray(), args);
-        Section.WriteInto(settings.Output, section);
+        SectionOf(shape.Name).WriteInto(settings.Output, section);
         EndToEndTable.Log($"wrote the KV section of {settings.Output}");
         return section;
     }
@@ -182,7 +180,7 @@ public static class KvDepthComparison
         var md = new StringBuilder();
         string F(double x) => double.IsFinite(x) ? x.ToString(x >= 100 ? "F0" : x >= 10 ? "F1" : "F2", CultureInfo.InvariantCulture) : "—";
         var c = shape.Config;
-        md.AppendLine(Begin);
+        md.AppendLine(SectionOf(shape.Name).Begin);
         md.AppendLine($"## KV cache types and decode at depth: {shape.Name} (dim {c.HiddenSize}, {c.NumLayers} layers, {c.NumHeads} heads / {c.NumKvHeads} kv)");
         md.AppendLine();
         md.AppendLine($"Generated {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC by `dotnet run -c Release --project AgileQuant.Benchmarks -- e2e-kv {string.Join(' ', args)}`; " +
@@ -216,12 +214,16 @@ public static class KvDepthComparison
             for (int d = 0; d < s.EffectiveDepths.Count; d++)
                 Bar($"decode at depth {s.EffectiveDepths[d]}, KV {kv}: ours / llama.cpp", ours.DecodeTokensPerSecond[d] / theirs.DecodeTokensPerSecond[d], 1.2);
         }
-        md.AppendLine(End);
+        md.AppendLine(SectionOf(shape.Name).End);
         return md.ToString();
     }
 
-    /// <summary>Where the section sits in docs/benchmarks.md (kept by <see cref="EndToEndTable"/> when it rewrites the file).</summary>
-    internal static MarkdownSection Section { get; } = new(Begin, End);
+    /// <summary>Where the section of <paramref name="shape"/> sits in docs/benchmarks.md.</summary>
+    internal static MarkdownSection SectionOf(string shape) =>
+        new($"{BeginPrefix}, {shape}: written by `AgileQuant.Benchmarks e2e-kv` -->", $"{EndPrefix}, {shape} -->");
+
+    /// <summary>Every shape's section, from the first to the last (kept by <see cref="EndToEndTable"/> when it rewrites the file).</summary>
+    internal static MarkdownSection AllSections { get; } = new(BeginPrefix, EndPrefix);
 
     private static string LoadAverage() =>
         File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
