@@ -13,14 +13,16 @@ public enum KvCacheType
     F16,
 
     /// <summary>
-    /// int8 codes with one fp16 scale per block of 32 values along the head dimension (llama.cpp's q8_0 layout; a head
-    /// narrower than 32 or not a multiple of it uses blocks of gcd(head size, 32)); error at most half a step per value.
+    /// int8 codes, error at most half a step per value: values with one fp16 scale per block of 32 along the head dimension
+    /// (llama.cpp's q8_0 layout; a head narrower than 32 or not a multiple of it uses blocks of gcd(head size, 32)), keys
+    /// with one fp16 scale per channel over each group of 32 tokens (KIVI: key outliers sit in fixed channels).
     /// </summary>
     Q8,
 
     /// <summary>
-    /// 4-bit codes with an fp16 scale and minimum per block of 32 values along the head dimension, each block rotated by a
-    /// normalized Walsh–Hadamard transform first (QuaRot) so that one outlier channel does not set the step of its block.
+    /// 4-bit codes with an fp16 scale and minimum: values per block of 32 along the head dimension, each block rotated by a
+    /// normalized Walsh–Hadamard transform first (QuaRot) so that one outlier channel does not set the step of its block;
+    /// keys per channel over each group of 16 tokens (KIVI).
     /// </summary>
     Q4,
 }
