@@ -34,12 +34,13 @@ internal sealed class KvCacheAccuracyReport(LoadedModel loaded, int calibDocs, i
         var sb = new StringBuilder();
         TransformerConfig c = loaded.Model.Config;
         bool wiki = _rows.Count > 0 && _rows[0].Wiki is not null;
+        string Scored(EvaluationReport e) => e.Result.ScoredTokens.ToString("N0", inv);
         sb.AppendLine(Begin);
         sb.AppendLine("## KV cache");
         sb.AppendLine();
         sb.AppendLine($"Each configuration with its exact KV cache (auto: FP32, or the scheme's own 8-bit codes) and stored as each KV type (`--kv-type`). " +
-            $"TinyStories stories {calibDocs + 1}–{calibDocs + storyCount} per document (GPTQ calibrated on stories 1–{calibDocs})" +
-            (wiki ? $", WikiText-2 as one stream in {wikiWindow}-token windows" : "") + ". " +
+            $"TinyStories stories {calibDocs + 1}–{calibDocs + storyCount} per document ({Scored(_rows[0].Stories)} scored tokens; GPTQ calibrated on stories 1–{calibDocs})" +
+            (wiki ? $", WikiText-2 as one stream in {wikiWindow}-token windows ({Scored(_rows[0].Wiki!)} scored tokens)" : "") + ". " +
             "Δ = perplexity change over the same configuration with the exact cache (what the KV type adds on top of the weight scheme; the issue's targets: " +
             "f16 ≤ +0.01%, q8 ≤ +0.1%, q4 ≤ +2%). KL and top-1 against FP32 with the exact cache. KV bytes per token: keys and values of all " +
             $"{c.NumLayers} layers ({c.NumKvHeads} key/value heads of {c.HeadDim}), averaged over a key group. A scheme that rounds the cache to 8 bits " +
