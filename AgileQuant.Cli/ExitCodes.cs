@@ -27,7 +27,7 @@ internal static class ExitCodes
           0   success
           1   input refused (missing or malformed file, bad value, prompt too long)
           2   command line not understood (unknown command or option, missing required option)
-          3   a check failed (selftest found a kernel that disagrees with its scalar twin)
+          3   a check failed (selftest: a kernel disagrees with its scalar twin; stress: a run failed or differed)
           70  internal error (a bug: rerun with --verbose for the stack trace and report it)
           130 cancelled (Ctrl+C)
         """;

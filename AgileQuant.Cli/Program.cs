@@ -1,5 +1,6 @@
 using System.CommandLine;
 using AgileQuant.Cli.Commands;
+using AgileQuant.Core;
 
 namespace AgileQuant.Cli;
 
@@ -13,6 +14,8 @@ internal static class Program
         {
             DemoCommand.Create(),
             GenerateCommand.Create(),
+            ChatCommand.Create(),
+            ServeCommand.Create(),
             PerplexityCommand.Create(),
             AccuracyCommand.Create(),
             QuantizeCommand.Create(),
@@ -21,12 +24,25 @@ internal static class Program
             BenchCommand.Create(),
             EmbedCommand.Create(),
             EncoderAccuracyCommand.Create(),
+            TokenizeCommand.Create(),
             InfoCommand.Create(),
             SelfTestCommand.Create(),
+            StressCommand.Create(),
         };
         root.Options.Add(CliErrors.VerboseOption);
-        ProgressLine.Suppressed = args.Contains("--json");
-        ParseResult parse = root.Parse(args);
+        List<string> arguments;
+        try
+        {
+            arguments = ResponseFiles.Expand(args);
+        }
+        catch (AgileQuantException e)
+        {
+            Console.Error.WriteLine("agilequant: error: " + e.Message);
+            return ExitCodes.InvalidInput;
+        }
+        ProgressLine.Suppressed = arguments.Contains("--json");
+        // Response files are already expanded: what is left that starts with '@' is an argument, not a file.
+        ParseResult parse = root.Parse(arguments, new ParserConfiguration { ResponseFileTokenReplacer = null });
         if (parse.Errors.Count > 0)
         {
             foreach (var error in parse.Errors) Console.Error.WriteLine("agilequant: " + error.Message);

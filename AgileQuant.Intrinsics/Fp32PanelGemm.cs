@@ -93,6 +93,7 @@ internal static unsafe class Fp32PanelGemm<TMicro> where TMicro : IFp32MicroKern
                 int chunkCount = parallel ? Math.Min(panelCount, pool!.Threads * StreamChunksPerThread) : 1;
                 job.Execute(pool, new Fp32GemmArgs(panels, xp, yp, null, w.Rows, w.Cols, tokens, panelCount), &StreamChunk, chunkCount);
             }
+            GC.KeepAlive(w); // `panels` points into w's pinned panel array, which is freed once w is unreachable
             return;
         }
         int blocks = (tokens + TokenBlock - 1) / TokenBlock;
@@ -114,6 +115,7 @@ internal static unsafe class Fp32PanelGemm<TMicro> where TMicro : IFp32MicroKern
                 job.Execute(pool, args, &GemmChunk, gemmChunks);
             }
         }
+        GC.KeepAlive(w);
     }
 
     /// <summary>Panels per group so that the group's (panels, tokens, 16) accumulators fit <see cref="GroupAccumulatorBytes"/>.</summary>

@@ -6,7 +6,7 @@ namespace AgileQuant.Intrinsics;
 /// Base of the SIMD FP32 kernels: <c>Y (tokens, Rows) = X (tokens, Cols) · Wᵀ</c> over the panel copy of
 /// an <see cref="Fp32Matrix"/>, split over a reusable worker pool by 16-row panels.
 /// </summary>
-public abstract class Fp32PanelKernel : PooledMatMulKernel<Fp32Matrix>
+internal abstract class Fp32PanelKernel : PooledMatMulKernel<Fp32Matrix>
 {
     private readonly Threading.ParallelJob<Fp32GemmArgs> _job = new();
 

@@ -40,4 +40,14 @@ public interface IMatMulKernel
     /// <param name="y">Y (tokens, Rows), row-major; overwritten.</param>
     /// <param name="tokens">Number of rows in X and Y.</param>
     void MatMul(IWeightMatrix weights, ReadOnlySpan<float> x, Span<float> y, int tokens);
+
+    /// <summary>
+    /// Readies <paramref name="weights"/> for this kernel once, when a model is built: a kernel that streams its own
+    /// layout of the format repacks the matrix into it where that copy replaces the stored one (the row-major copy is
+    /// then dropped, so the weights are held once). Idempotent and thread-safe; a matrix never prepared is prepared on
+    /// its first multiplication. The default does nothing (kernels that read the stored layout, or whose layout is an
+    /// extra copy built on first use, as the FP32 panels).
+    /// </summary>
+    /// <param name="weights">W (Rows, Cols), in a format this kernel <see cref="Supports"/> (others are ignored).</param>
+    void Prepare(IWeightMatrix weights) { }
 }

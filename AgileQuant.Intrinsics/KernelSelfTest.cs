@@ -1,9 +1,5 @@
-using AgileQuant.Intrinsics.AdvSimd;
-using AgileQuant.Intrinsics.Avx2;
-using AgileQuant.Intrinsics.Avx512;
 using AgileQuant.Intrinsics.Formats;
 using AgileQuant.Intrinsics.Scalar;
-using Arm = System.Runtime.Intrinsics.Arm;
 
 namespace AgileQuant.Intrinsics;
 
@@ -17,11 +13,11 @@ namespace AgileQuant.Intrinsics;
 public sealed record KernelSelfTestResult(string Kernel, string Shape, bool Passed, double MaxError, double Tolerance);
 
 /// <summary>
-/// Runs every kernel this CPU and runtime support against its scalar twin on seeded data (odd shapes,
-/// short last groups, 1..13 and 72 tokens), e.g. for <c>agilequant selftest</c> under qemu-aarch64. Outputs
-/// must agree within <c>1e-6 · √Cols · Σ_c |x[t, c] · W[r, c]|</c> (for integer kernels: quantized x,
-/// dequantized W), i.e. up to float rounding.
-/// On ARM with SDOT it also forces the paths for cores without it (SMLAL / packed 4-bit multiplier).
+/// Runs every SIMD path of the <see cref="KernelCatalog"/> that this CPU and runtime support against its scalar twin
+/// on seeded data (odd shapes, short last groups, 1..13 and 72 tokens), e.g. for <c>agilequant selftest</c> under
+/// qemu-aarch64. Outputs must agree within <c>1e-6 · √Cols · Σ_c |x[t, c] · W[r, c]|</c> (for integer kernels:
+/// quantized x, dequantized W), i.e. up to float rounding. Entries add paths the CPU would not pick itself (on ARM
+/// with SDOT, the SMLAL / packed 4-bit multiplier paths of cores without it).
 /// </summary>
 public static class KernelSelfTest
 {
@@ -33,62 +29,94 @@ public static class KernelSelfTest
     // AVX-512 kernel's sign-variant GEMM route (≥ 64 tokens, no −128 code) runs; the shorter shapes keep −128 in range.
     private const int SymmetricInt8FromTokens = 64;
 
-    /// <summary>Runs the self-test with <paramref name="threads"/> threads per kernel and data from <paramref name="seed"/>.</summary>
+    /// <summary>Runs the self-test with <paramref name="threads"/> threads per kernel (at most <see cref="KernelSelector.MaxThreads"/>) and data from <paramref name="seed"/>.</summary>
     public static IReadOnlyList<KernelSelfTestResult> Run(int threads = 2, int seed = 1234)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(threads);
+        threads = Math.Min(threads, KernelSelector.MaxThreads);
         var results = new List<KernelSelfTestResult>();
-        foreach (IMatMulKernel kernel in SimdKernels(threads))
+        foreach ((IMatMulKernel kernel, int bits) in SimdKernels(threads))
+        {
+            IMatMulKernel twin = ScalarTwin(kernel, bits);
             foreach ((int tokens, int cols, int rows) in Shapes)
             {
                 var random = new Random(HashCode.Combine(seed, tokens, cols, rows));
                 float[] x = Values(random, tokens * cols);
-                switch (kernel)
+                string shape = $"tokens {tokens}, cols {cols}, rows {rows}";
+                switch (twin)
                 {
-                    case Fp32PanelKernel:
+                    case ScalarFp32Kernel:
                         float[] w = Values(random, rows * cols);
-                        results.Add(Compare(kernel, new ScalarFp32Kernel(), new Fp32Matrix(w, rows, cols), x, tokens, $"tokens {tokens}, cols {cols}, rows {rows}", FloatTolerance(x, w, tokens, rows, cols)));
+                        results.Add(Compare(kernel, twin, new Fp32Matrix(w, rows, cols), x, tokens, shape, FloatTolerance(x, w, tokens, rows, cols)));
                         break;
-                    case QuantizedMatMulKernel<Int8RowMatrix> int8:
+                    case ScalarInt8Kernel:
                         Int8RowMatrix w8 = Int8Weights(random, rows, cols, smallestCode: tokens >= SymmetricInt8FromTokens ? -127 : -128);
-                        results.Add(Compare(kernel, new ScalarInt8Kernel(int8.ActivationBits), w8, x, tokens, $"tokens {tokens}, cols {cols}, rows {rows}",
-                            QuantizedTolerance(x, tokens, int8.ActivationBits, rows, cols, (r, c) => w8.Scales[r] * w8.Code(r, c))));
+                        results.Add(Compare(kernel, twin, w8, x, tokens, shape, QuantizedTolerance(x, tokens, bits, rows, cols, (r, c) => w8.Scales[r] * w8.Code(r, c))));
                         break;
-                    case QuantizedMatMulKernel<PackedInt4Matrix> int4:
+                    case ScalarInt4Kernel:
                         foreach ((int groupSize, bool asymmetric) in new[] { (32, false), (128, true), (64, true) })
                         {
                             PackedInt4Matrix w4 = Int4Weights(random, rows, cols, groupSize, asymmetric);
-                            results.Add(Compare(kernel, new ScalarInt4Kernel(int4.ActivationBits), w4, x, tokens,
-                                $"tokens {tokens}, cols {cols}, rows {rows}, g{groupSize} {(asymmetric ? "asym" : "sym")}",
-                                QuantizedTolerance(x, tokens, int4.ActivationBits, rows, cols, w4.Dequantize)));
+                            results.Add(Compare(kernel, twin, w4, x, tokens, $"{shape}, g{groupSize} {(asymmetric ? "asym" : "sym")}",
+                                QuantizedTolerance(x, tokens, bits, rows, cols, w4.Dequantize)));
                         }
                         break;
+                    case ScalarSuperBlockInt4Kernel:
+                        results.AddRange(SuperBlockInt4SelfTest.Run(kernel, twin, random, tokens, cols, rows, shape));
+                        break;
+                    case ScalarGroupedInt8Kernel:
+                        foreach (GroupedInt8Layout layout in Enum.GetValues<GroupedInt8Layout>())
+                        {
+                            GroupedInt8Matrix wg = GroupedInt8Weights(random, rows, cols, layout, symmetricCodes: tokens >= SymmetricInt8FromTokens);
+                            results.Add(Compare(kernel, twin, wg, x, tokens, $"{shape}, {layout}", QuantizedTolerance(x, tokens, bits, rows, cols, wg.Dequantize)));
+                        }
+                        break;
+                    default:
+                        throw new NotSupportedException($"The self-test has no data for the weight format of {twin.Name} (kernel {kernel.Name}).");
                 }
             }
+        }
         return results;
     }
 
-    /// <summary>Every SIMD kernel supported here, each activation width, and on ARM both SDOT and non-SDOT paths.</summary>
-    private static IEnumerable<IMatMulKernel> SimdKernels(int threads)
+    /// <summary>
+    /// Every SIMD path of every catalog entry supported here (<see cref="KernelCatalogEntry.CreateSelfTestKernels"/>),
+    /// at each activation width; a kernel two entries share (the AVX2 FP32 kernel) or that ignores the width (FP32) once.
+    /// </summary>
+    internal static IEnumerable<(IMatMulKernel Kernel, int ActivationBits)> SimdKernels(int threads)
     {
-        if (Avx2Fp32Kernel.IsSupported) yield return new Avx2Fp32Kernel(threads);
-        if (AdvSimdFp32Kernel.IsSupported) yield return new AdvSimdFp32Kernel(threads);
-        foreach (int bits in new[] { 8, 4 })
+        var seen = new HashSet<string>();
+        foreach (KernelCatalogEntry entry in KernelCatalog.Entries)
         {
-            if (Avx2Int8Kernel.IsSupported) yield return new Avx2Int8Kernel(bits, threads);
-            if (Avx2Int4Kernel.IsSupported) yield return new Avx2Int4Kernel(bits, threads);
-            if (Avx512Int4Kernel.IsSupported) yield return new Avx512Int4Kernel(bits, threads);
-            if (Avx512Int8Kernel.IsSupported) yield return new Avx512Int8Kernel(bits, threads);
-            if (!AdvSimdInt4Kernel.IsSupported) continue;
-            foreach (bool dot in Arm.Dp.IsSupported ? new[] { true, false } : [false])
-            {
-                yield return new AdvSimdInt8Kernel(bits, threads, dot);
-                yield return new AdvSimdInt4Kernel(bits, threads, dot);
-            }
+            if (entry == KernelCatalog.Scalar || !entry.IsSupported) continue;
+            foreach (int bits in new[] { 8, 4 })
+                foreach (IMatMulKernel kernel in entry.CreateSelfTestKernels(bits, threads))
+                    if (seen.Add(kernel.Name)) yield return (kernel, bits);
         }
     }
 
-    private static KernelSelfTestResult Compare(IMatMulKernel kernel, IMatMulKernel scalar, IWeightMatrix w, float[] x, int tokens, string shape, double[] tolerance)
+    /// <summary>The scalar kernel of the weight format <paramref name="kernel"/> multiplies by, at <paramref name="activationBits"/>.</summary>
+    internal static IMatMulKernel ScalarTwin(IMatMulKernel kernel, int activationBits)
+    {
+        IReadOnlyList<IMatMulKernel> scalar = KernelCatalog.Scalar.CreateKernels(activationBits, threads: 1);
+        foreach (IWeightMatrix probe in FormatProbes)
+            if (kernel.Supports(probe))
+                return scalar.FirstOrDefault(twin => twin.Supports(probe))
+                    ?? throw new NotSupportedException($"No scalar kernel multiplies {probe.GetType().Name}, the format of {kernel.Name}.");
+        throw new NotSupportedException($"Kernel {kernel.Name} multiplies none of the weight formats {string.Join(", ", FormatProbes.Select(p => p.GetType().Name))}.");
+    }
+
+    // One 1x1 matrix of each weight format, to ask a kernel which format it takes.
+    private static readonly IWeightMatrix[] FormatProbes =
+    [
+        new Fp32Matrix([0f], 1, 1),
+        new Int8RowMatrix([(sbyte)0], [1f], 1, 1),
+        PackedInt4Matrix.FromSymmetricCodes([(sbyte)0], [1f], 1, 1, 32),
+        SuperBlockInt4SelfTest.Probe,
+        GroupedInt8Matrix.FromGroupScales([(sbyte)0], [1f], [], 1, 1, 32),
+    ];
+
+    internal static KernelSelfTestResult Compare(IMatMulKernel kernel, IMatMulKernel scalar, IWeightMatrix w, float[] x, int tokens, string shape, double[] tolerance)
     {
         var expected = new float[tokens * w.Rows];
         // One guard element past the end: a kernel must not write beyond (tokens, Rows).
@@ -143,7 +171,7 @@ public static class KernelSelfTest
         return tolerance;
     }
 
-    private static float[] Values(Random random, int count)
+    internal static float[] Values(Random random, int count)
     {
         var values = new float[count];
         for (int i = 0; i < count; i++) values[i] = (float)(random.NextDouble() * 2 - 1);
@@ -157,6 +185,44 @@ public static class KernelSelfTest
         var scales = new float[rows];
         for (int r = 0; r < rows; r++) scales[r] = (float)(0.001 + 0.01 * random.NextDouble());
         return new Int8RowMatrix(codes, scales, rows, cols);
+    }
+
+    /// <summary>
+    /// Grouped 8-bit weights laid out as <paramref name="layout"/> (the GGUF type each mirrors), codes in its range:
+    /// Q8_0's −128..127 (−127..127 when <paramref name="symmetricCodes"/>, so the AVX-512 sign-variant route runs), Q6_K's
+    /// −32..31 with int8 sub-scales −128..127, Q5_K's 0..31 with 6-bit sub-scales and sub-offsets, Q5_1's 0..31 with a float
+    /// scale and offset per group (not halves: the float encoding), and groups of 16 with float scales.
+    /// </summary>
+    internal static GroupedInt8Matrix GroupedInt8Weights(Random random, int rows, int cols, GroupedInt8Layout layout, bool symmetricCodes)
+    {
+        int groupSize = layout is GroupedInt8Layout.Q6KLike or GroupedInt8Layout.Groups16Float ? 16 : 32;
+        int groups = (cols + groupSize - 1) / groupSize;
+        (int low, int high) = layout switch
+        {
+            GroupedInt8Layout.Q8Like or GroupedInt8Layout.Groups16Float => (symmetricCodes ? -127 : -128, 127),
+            GroupedInt8Layout.Q6KLike => (-32, 31),
+            _ => (0, 31),
+        };
+        var codes = new sbyte[rows * cols];
+        for (int i = 0; i < codes.Length; i++) codes[i] = (sbyte)random.Next(low, high + 1);
+        float[] Floats(int count, double scale) => Enumerable.Range(0, count).Select(_ => (float)(scale * (0.2 + random.NextDouble()))).ToArray();
+        sbyte[] Bytes(int count, int min, int max) => Enumerable.Range(0, count).Select(_ => (sbyte)random.Next(min, max + 1)).ToArray();
+        switch (layout)
+        {
+            case GroupedInt8Layout.Q8Like:
+                return GroupedInt8Matrix.FromGroupScales(codes, Floats(rows * groups, 0.01).Select(s => (float)(Half)s).ToArray(), [], rows, cols, groupSize);
+            case GroupedInt8Layout.Q6KLike:
+                int supers16 = (groups + 15) / 16;
+                return GroupedInt8Matrix.FromSuperBlockScales(codes, Floats(rows * supers16, 1e-4), Bytes(rows * groups, -128, 127), [], [], rows, cols, groupSize, 16);
+            case GroupedInt8Layout.Q5KLike:
+                int supers8 = (groups + 7) / 8;
+                return GroupedInt8Matrix.FromSuperBlockScales(codes, Floats(rows * supers8, 1e-3), Bytes(rows * groups, 0, 63),
+                    Floats(rows * supers8, 1e-3), Bytes(rows * groups, 0, 63), rows, cols, groupSize, 8);
+            case GroupedInt8Layout.Q51Like:
+                return GroupedInt8Matrix.FromGroupScales(codes, Floats(rows * groups, 0.01), Floats(rows * groups, 0.15), rows, cols, groupSize);
+            default:
+                return GroupedInt8Matrix.FromGroupScales(codes, Floats(rows * groups, 0.01), [], rows, cols, groupSize);
+        }
     }
 
     private static PackedInt4Matrix Int4Weights(Random random, int rows, int cols, int groupSize, bool asymmetric)
@@ -176,4 +242,23 @@ public static class KernelSelfTest
         for (int i = 0; i < groups; i++) zeros[i] = (byte)random.Next(0, 16);
         return PackedInt4Matrix.FromAsymmetricCodes(codes, scales, zeros, rows, cols, groupSize);
     }
+}
+
+/// <summary>The grouped 8-bit layouts the self-test and the kernel tests multiply (<see cref="KernelSelfTest.GroupedInt8Weights"/>).</summary>
+internal enum GroupedInt8Layout
+{
+    /// <summary>Groups of 32, half scales, codes −128..127 (GGUF Q8_0).</summary>
+    Q8Like,
+
+    /// <summary>Groups of 16, float super-scale per 16 groups × int8 sub-scales, codes −32..31 (Q6_K).</summary>
+    Q6KLike,
+
+    /// <summary>Groups of 32, super-block scales and offsets with 6-bit subs, codes 0..31 (Q5_K).</summary>
+    Q5KLike,
+
+    /// <summary>Groups of 32, float scales and offsets, codes 0..31 (Q5_1, with scales that are not halves).</summary>
+    Q51Like,
+
+    /// <summary>Groups of 16, float scales, codes −128..127.</summary>
+    Groups16Float,
 }

@@ -8,7 +8,7 @@ namespace AgileQuant.Intrinsics;
 /// slices of x and y to the format-specific implementation.
 /// </summary>
 /// <typeparam name="TMatrix">The weight format the kernel multiplies by.</typeparam>
-public abstract class PooledMatMulKernel<TMatrix> : IMatMulKernel where TMatrix : class, IWeightMatrix
+internal abstract class PooledMatMulKernel<TMatrix> : IMatMulKernel where TMatrix : class, IWeightMatrix
 {
     /// <summary>Creates the kernel; throws <see cref="PlatformNotSupportedException"/> when <paramref name="isSupported"/> is false.</summary>
     /// <param name="threads">Threads per call, ≥ 1; 0 means <see cref="Environment.ProcessorCount"/>.</param>
@@ -40,8 +40,23 @@ public abstract class PooledMatMulKernel<TMatrix> : IMatMulKernel where TMatrix 
     {
         TMatrix w = MatMulArguments.Validate<TMatrix>(Name, weights, x.Length, y.Length, tokens);
         if (tokens == 0) return;
+        PrepareWeights(w);
         MatMulCore(w, x[..(tokens * w.Cols)], y[..(tokens * w.Rows)], tokens);
     }
+
+    /// <inheritdoc />
+    public void Prepare(IWeightMatrix weights)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        if (weights is TMatrix w) PrepareWeights(w);
+    }
+
+    /// <summary>
+    /// Repacks <paramref name="weights"/> into the layout this kernel streams, once per matrix (later calls return at
+    /// once): at model build (<see cref="Prepare"/>) and, for matrices never prepared, on the calling thread before a
+    /// multiplication's chunks start. Default: nothing (the kernel reads the stored layout).
+    /// </summary>
+    private protected virtual void PrepareWeights(TMatrix weights) { }
 
     /// <summary>Y (tokens, Rows) = X (tokens, Cols) · Wᵀ with arguments already checked and tokens ≥ 1.</summary>
     private protected abstract void MatMulCore(TMatrix w, ReadOnlySpan<float> x, Span<float> y, int tokens);

@@ -1,5 +1,6 @@
 using AgileQuant.Intrinsics.Quantization;
 using AgileQuant.Intrinsics.Threading;
+using AgileQuant.Intrinsics.Trip;
 
 namespace AgileQuant.Intrinsics;
 
@@ -9,15 +10,19 @@ namespace AgileQuant.Intrinsics;
 /// exact int32 accumulation per weight group, and dequantizes:
 /// <c>y[t, r] = s_x[t] · Σ_g s_w[r, g] · acc[t, r, g]</c>, <c>acc[t, r, g] = Σ_{c∈g} (w_q[r, c] − z[r, g]) · x_q[t, c]</c>.
 /// </summary>
+/// <remarks>
+/// It also offers TRIP (<see cref="ITripKernel"/>): with 8-bit activations, rows quantized with static per-tensor scales
+/// go through the same packed-weight inner loops; otherwise, or for the other integer format, the reference pass runs.
+/// </remarks>
 /// <typeparam name="TMatrix">The weight format the kernel multiplies by.</typeparam>
-public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel<TMatrix>, IStaticScaleMatMulKernel where TMatrix : class, IWeightMatrix
+internal abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel<TMatrix>, IStaticScaleMatMulKernel, ITripKernel where TMatrix : class, IWeightMatrix
 {
     /// <summary>Below this many multiply-adds a call runs on the calling thread alone.</summary>
     private const long MinParallelMacs = 1L << 18;
 
     private const int ChunksPerThread = 8;
 
-    /// <summary>From this many tokens on, the activations are quantized on the pool too (512 tokens × 4096 values take ~1 ms on one core).</summary>
+    /// <summary>From this many tokens on, the activations are quantized on the pool too (a long prefill's take long enough on one core to be worth splitting: docs/kernels.md).</summary>
     private const int MinParallelQuantizeTokens = 16;
 
     private readonly ParallelJob<RowArgs> _job = new();
@@ -53,10 +58,22 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
         MultiplyQuantized(w, xq, y);
     }
 
+    /// <inheritdoc />
+    public bool SupportsTrip(IWeightMatrix weights) => TripMatMul.Supports(weights);
+
+    /// <inheritdoc />
+    public void MatMulTrip(IWeightMatrix weights, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, ReadOnlySpan<bool> lowBit,
+        StaticActivationScales scales, Span<float> y)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        TripMatMul.Route(this, weights, x, rows, lowBit, scales, y, Threads);
+    }
+
     void IStaticScaleMatMulKernel.MatMulStatic(IWeightMatrix weights, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, ReadOnlySpan<bool> lowBit,
-        Trip.StaticActivationScales scales, Span<float> y)
+        StaticActivationScales scales, Span<float> y)
     {
         var w = (TMatrix)weights;
+        PrepareWeights(w);
         QuantizedActivations xq = QuantizedActivations.ForCurrentThread();
         xq.Prepare(rows.Length, w.Cols, GroupSize(w));
         fixed (float* xp = x)
@@ -72,21 +89,22 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
     // y (xq.Tokens, Rows) from the quantized activations, the weight rows split over the pool
     private void MultiplyQuantized(TMatrix w, QuantizedActivations xq, Span<float> y)
     {
-        PrepareActivations(w, xq);
+        object? callState = PrepareActivations(w, xq);
         fixed (float* yp = y)
         {
             long macs = (long)xq.Tokens * w.Rows * w.Cols;
             int blocks = (w.Rows + RowBlock - 1) / RowBlock;
             int chunkCount = Pool is null || macs < MinParallelMacs ? 1 : Math.Min(blocks, Pool.Threads * ChunksPerThread);
-            _job.Execute(Pool, new RowArgs(this, w, xq, yp), &RunChunk, chunkCount);
+            _job.Execute(Pool, new RowArgs(this, w, xq, callState, yp), &RunChunk, chunkCount);
         }
     }
 
     /// <summary>
     /// Runs once per call on the calling thread, after the activations are quantized (per-token or static scales) and
-    /// before the row chunks: a kernel derives here what every chunk reads from the activations (default: nothing).
+    /// before the row chunks: a kernel derives here what every chunk of this call reads besides the activations, and
+    /// returns it; each <see cref="MultiplyRows"/> of the call receives it (default: nothing, null).
     /// </summary>
-    private protected virtual void PrepareActivations(TMatrix weights, QuantizedActivations xq) { }
+    private protected virtual object? PrepareActivations(TMatrix weights, QuantizedActivations xq) => null;
 
     /// <summary>Rows a thread's share is a multiple of (except at the end): the kernel's row-block height.</summary>
     private protected virtual int RowBlock => 1;
@@ -97,8 +115,11 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
     /// <summary>Order in which the quantized activations must be laid out.</summary>
     private protected abstract ActivationOrder Order { get; }
 
-    /// <summary>Computes y[t, r] for every token and rows [rowBegin, rowEnd); y is (tokens, Rows).</summary>
-    private protected abstract void MultiplyRows(TMatrix weights, QuantizedActivations xq, float* y, int rowBegin, int rowEnd);
+    /// <summary>
+    /// Computes y[t, r] for every token and rows [rowBegin, rowEnd); y is (tokens, Rows). <paramref name="callState"/> is
+    /// what <see cref="PrepareActivations"/> returned for this call.
+    /// </summary>
+    private protected abstract void MultiplyRows(TMatrix weights, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd);
 
     private static void QuantizeChunk(in QuantizeArgs args, int chunk, int chunkCount)
     {
@@ -130,13 +151,13 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
         }
     }
 
-    private readonly struct StaticQuantizeArgs(QuantizedActivations activations, float* x, int* rows, bool* lowBit, Trip.StaticActivationScales scales, ActivationOrder order)
+    private readonly struct StaticQuantizeArgs(QuantizedActivations activations, float* x, int* rows, bool* lowBit, StaticActivationScales scales, ActivationOrder order)
     {
         public readonly QuantizedActivations Activations = activations;
         public readonly float* X = x;
         public readonly int* Rows = rows;
         public readonly bool* LowBit = lowBit; // per row of x; null: every row 8-bit
-        public readonly Trip.StaticActivationScales Scales = scales;
+        public readonly StaticActivationScales Scales = scales;
         public readonly ActivationOrder Order = order;
     }
 
@@ -144,14 +165,15 @@ public abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKernel
     {
         int block = args.Kernel.RowBlock, rows = args.Weights.Rows;
         (int begin, int end) = ParallelJob<RowArgs>.Range((rows + block - 1) / block, chunk, chunkCount);
-        args.Kernel.MultiplyRows(args.Weights, args.Activations, args.Y, begin * block, Math.Min(rows, end * block));
+        args.Kernel.MultiplyRows(args.Weights, args.Activations, args.CallState, args.Y, begin * block, Math.Min(rows, end * block));
     }
 
-    private protected readonly struct RowArgs(QuantizedMatMulKernel<TMatrix> kernel, TMatrix weights, QuantizedActivations activations, float* y)
+    private protected readonly struct RowArgs(QuantizedMatMulKernel<TMatrix> kernel, TMatrix weights, QuantizedActivations activations, object? callState, float* y)
     {
         public readonly QuantizedMatMulKernel<TMatrix> Kernel = kernel;
         public readonly TMatrix Weights = weights;
         public readonly QuantizedActivations Activations = activations;
+        public readonly object? CallState = callState; // what PrepareActivations returned for this call
         public readonly float* Y = y;
     }
 }
@@ -170,5 +192,5 @@ internal interface IStaticScaleMatMulKernel
     /// <see cref="Quantization.QuantizedActivations.QuantizeStaticToken"/> (with the four-bit scale where <paramref name="lowBit"/> flags it); the arguments are checked by the caller.
     /// </summary>
     void MatMulStatic(IWeightMatrix weights, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, ReadOnlySpan<bool> lowBit,
-        Trip.StaticActivationScales scales, Span<float> y);
+        StaticActivationScales scales, Span<float> y);
 }

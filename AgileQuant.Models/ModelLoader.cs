@@ -3,6 +3,7 @@ using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Models.Architectures;
+using AgileQuant.Models.ChatClient;
 using AgileQuant.Models.Gguf;
 using AgileQuant.Models.Llama2c;
 using AgileQuant.Models.QuantizedCheckpoints;
@@ -30,14 +31,12 @@ public sealed record ModelLoadOptions
     /// <summary>For a Hugging Face directory: which weights file to read (e.g. <c>model.f16.safetensors</c>).</summary>
     public string? WeightsFile { get; init; }
 
-    /// <summary>Instruction set and thread count of the kernels chosen at load (ignored when <see cref="Kernel"/> is set).</summary>
+    /// <summary>
+    /// The kernels chosen at load (<see cref="KernelSelector.Create"/>): instruction set (default: the widest this CPU
+    /// supports), threads per matrix multiplication (default 0: one per processor) and activation bits. The one place to
+    /// choose kernel and threads.
+    /// </summary>
     public KernelOptions KernelOptions { get; init; } = new();
-
-    /// <summary>Threads per matrix multiplication, overriding <see cref="KernelOptions"/>' (null: keep it; 0: one per processor).</summary>
-    public int? Threads { get; init; }
-
-    /// <summary>A kernel to run the model with instead of choosing one from <see cref="KernelOptions"/> (the kernel override).</summary>
-    public IMatMulKernel? Kernel { get; init; }
 
     /// <summary>
     /// Read safetensors files through a read-only memory map (default), or, when false, with ordinary reads into
@@ -73,12 +72,9 @@ public sealed record ModelLoadOptions
 
     /// <summary>Most tokens a context of the loaded model holds (<see cref="RuntimeOptions.ContextLength"/>); null: the model's own context length.</summary>
     public int? ContextLength { get; init; }
-
-    /// <summary>The kernel options with <see cref="Threads"/> applied.</summary>
-    internal KernelOptions EffectiveKernelOptions => Threads is int threads ? KernelOptions with { Threads = threads } : KernelOptions;
 }
 
-/// <summary>Loads llama2.c checkpoints and Hugging Face model directories (LLaMA, OPT, BLOOM).</summary>
+/// <summary>Loads llama2.c checkpoints, Hugging Face model directories and GGUF files of every family in <see cref="Architectures.ArchitectureRegistry"/>, and AgileQuant quantized checkpoints.</summary>
 public static class ModelLoader
 {
     /// <summary>
@@ -114,7 +110,9 @@ public static class ModelLoader
     {
         ArgumentNullException.ThrowIfNull(options);
         if (string.IsNullOrEmpty(options.Path)) throw new ArgumentException("ModelLoadOptions.Path must name the model file or directory.", nameof(options));
-        if (options.Threads is < 0) throw new ArgumentOutOfRangeException(nameof(options), options.Threads, "ModelLoadOptions.Threads must be ≥ 0.");
+        ArgumentNullException.ThrowIfNull(options.KernelOptions, nameof(options));
+        if (options.KernelOptions.Threads < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), options.KernelOptions.Threads, "ModelLoadOptions.KernelOptions.Threads must be ≥ 0.");
         if (options.ContextLength is <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ContextLength, "ModelLoadOptions.ContextLength must be positive.");
         cancellationToken.ThrowIfCancellationRequested();
         LoadedModel loaded = LoadAsStored(options.Path, options, progress, cancellationToken);
@@ -132,7 +130,7 @@ public static class ModelLoader
             KvCache = options.KvCache ?? model.Options.KvCache,
             ContextLength = options.ContextLength ?? model.Options.ContextLength,
         };
-        return new LoadedModel(new TransformerModel(model.Weights, model.Kernel, runtime), loaded.Tokenizer, loaded.SourcePath, loaded.Format);
+        return loaded.WithModel(new TransformerModel(model.Weights, model.Kernel, runtime));
     }
 
     /// <summary>
@@ -150,21 +148,30 @@ public static class ModelLoader
 
     private static LoadedModel LoadAsStored(string path, ModelLoadOptions options, IProgress<ModelLoadProgress>? progress, CancellationToken cancel)
     {
-        IMatMulKernel kernel = options.Kernel ?? KernelSelector.Create(options.EffectiveKernelOptions);
+        KernelSet kernel = KernelSelector.Create(options.KernelOptions);
         if (Directory.Exists(path)) return LoadHuggingFace(path, options, kernel, progress, cancel);
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "no such file or directory");
-        if (options.WeightsFile is not null) throw new AgileQuantException("--weights applies to a Hugging Face model directory, not to a single file.");
+        if (options.WeightsFile is not null) throw new AgileQuantException("ModelLoadOptions.WeightsFile applies to a Hugging Face model directory, not to a single file.");
         if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return LoadQuantizedCheckpoint(path, options, kernel, progress, cancel);
         if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return LoadGguf(path, options, kernel, progress, cancel);
-        WeightMemoryBudget.Enforce(path, Llama2cCheckpoint.ReadConfig(path), options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
+        TransformerConfig header = Llama2cCheckpoint.ReadConfig(path);
+        WeightMemoryBudget.Enforce(path, header, options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
+        string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
+        if (header.VocabSize < Llama2cTokenizer.MinVocabSize && tokenizerPath?.EndsWith(".bin", StringComparison.OrdinalIgnoreCase) == true)
+            throw new ModelFormatException(path, null,
+                $"header field vocab_size is {header.VocabSize}, but a llama2.c tokenizer ({tokenizerPath}) has at least {Llama2cTokenizer.MinVocabSize} tokens (256 bytes and 3 specials)");
         TransformerWeights weights = Llama2cCheckpoint.Load(path, progress, cancel);
         if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights, progress);
         var model = new TransformerModel(weights, kernel);
-        string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 0, 1));
         Tokenizer? tokenizer = tokenizerPath is null ? null : LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 1, 1));
-        return new LoadedModel(model, tokenizer, path, "llama2c");
+        // llama2.c's run.c ends generation at BOS (id 1), which its models write to start the next story.
+        return new LoadedModel(model, tokenizer, path, "llama2c")
+        {
+            EndTokenIds = [weights.Config.EosTokenId, weights.Config.BosTokenId],
+            TokenizerSource = tokenizerPath is null ? null : new TokenizerSource([Path.GetFullPath(tokenizerPath)], false),
+        };
     }
 
     private static LoadedModel Quantize(LoadedModel loaded, ModelLoadOptions options, IProgress<ModelLoadProgress>? progress, CancellationToken cancel)
@@ -186,7 +193,14 @@ public static class ModelLoader
             };
             progress?.Report(new ModelLoadProgress(ModelLoadStage.Quantizing, 0, layers));
             TransformerModel quantized = ModelQuantizer.Quantize(loaded.Model, options.Quantization!, quantization);
-            return new LoadedModel(quantized, loaded.Tokenizer, loaded.SourcePath, loaded.Format);
+            return new LoadedModel(quantized, loaded.Tokenizer, loaded.SourcePath, loaded.Format)
+            {
+                EndTokenIds = loaded.EndTokenIds,
+                TokenizerSource = loaded.TokenizerSource,
+                ChatTemplateText = loaded.ChatTemplateText,
+                ChatTemplateOrigin = loaded.ChatTemplateOrigin,
+                SpecialTokenTokenizerFactory = loaded.SpecialTokenTokenizerFactory,
+            };
         }
     }
 
@@ -203,11 +217,13 @@ public static class ModelLoader
     public static Tokenizer LoadTokenizer(string path, int vocabSize)
     {
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "tokenizer file not found");
-        if (path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase)) return Llama2cTokenizer.Load(path, vocabSize);
+        if (path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
+            return vocabSize >= Llama2cTokenizer.MinVocabSize ? Llama2cTokenizer.Load(path, vocabSize)
+                : throw new ModelFormatException(path, null, $"a llama2.c tokenizer has at least {Llama2cTokenizer.MinVocabSize} tokens (256 bytes and 3 specials), but the model's vocabulary has {vocabSize}");
         Tokenizer tokenizer = Path.GetExtension(path).ToLowerInvariant() switch
         {
             ".model" => SpmVocabularyTokenizer.LoadSentencePieceModel(path),
-            ".json" => ByteLevelBpeTokenizerLoader.FromTokenizerJson(path),
+            ".json" => HfTokenizerLoader.LoadTokenizerJson(path),
             ".gguf" => GgufTokenizerLoader.Load(path),
             _ => throw new ModelFormatException(path, null, "unknown tokenizer format: expected a llama2.c .bin, a SentencePiece .model, a tokenizer.json or a .gguf vocabulary"),
         };
@@ -216,12 +232,13 @@ public static class ModelLoader
     }
 
     /// <summary>Refuses a tokenizer that can produce ids outside a <paramref name="vocabSize"/>-token model (it may have fewer, e.g. padded vocabularies).</summary>
-    private static void CheckFits(string path, Tokenizer tokenizer, int vocabSize)
+    internal static void CheckFits(string path, Tokenizer tokenizer, int vocabSize)
     {
         int size = tokenizer switch
         {
             ScoredMergeTokenizer scored => scored.VocabSize,
             BpeTokenizer bpe => bpe.Vocabulary.Count,
+            IgnoreMergesBpeTokenizer wholeWords => wholeWords.Vocabulary.Count,
             LlamaTokenizer spm => spm.Vocabulary.Count,
             _ => -1,
         };
@@ -243,18 +260,62 @@ public static class ModelLoader
         // The scheme also decides the runtime beyond the weights: 4-bit-activation kernel, attention quantization, mixed tokens.
         RuntimeOptions runtime = QuantizedCheckpointReader.RuntimeOptionsFor(checkpoint, kernel);
         var model = new TransformerModel(weights, kernel, runtime);
-        string? tokenizerPath = options.TokenizerPath ?? FindLlama2cTokenizer(path);
+        // The tokenizer: the one given, else the one the checkpoint carries, else one beside it (as for llama2.c, or Hugging Face files).
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        string? tokenizerPath = options.TokenizerPath ?? (checkpoint.Tokenizer is null ? FindLlama2cTokenizer(path) : null);
         Tokenizer? tokenizer = null;
+        TokenizerSource? source = null;
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 0, 1));
-        if (tokenizerPath is not null) tokenizer = LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
-        else if (new[] { "tokenizer.model", "tokenizer.json", "vocab.json" }.Any(f => File.Exists(Path.Combine(dir, f))))
+        if (tokenizerPath is not null)
+        {
+            tokenizer = LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
+            source = new TokenizerSource([Path.GetFullPath(tokenizerPath)], false);
+        }
+        else if (checkpoint.Tokenizer is { } carried) tokenizer = carried.Load(path, weights.Config.VocabSize);
+        else if (HfTokenizerFiles(dir) is { Count: > 0 } files)
         {
             tokenizer = HfTokenizerLoader.LoadFromDirectory(dir);
             CheckFits(dir, tokenizer, weights.Config.VocabSize);
+            source = new TokenizerSource(files, true);
         }
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 1, 1));
-        return new LoadedModel(model, tokenizer, path, "agilequant");
+        return new LoadedModel(model, tokenizer, path, "agilequant")
+        {
+            EndTokenIds = checkpoint.Tokenizer?.EndTokenIds ?? [weights.Config.EosTokenId],
+            TokenizerSource = source,
+        };
+    }
+
+    /// <summary>The Hugging Face tokenizer files present in <paramref name="dir"/> (none when it has no tokenizer.model, tokenizer.json or vocab.json).</summary>
+    private static IReadOnlyList<string> HfTokenizerFiles(string dir)
+    {
+        if (!new[] { "tokenizer.model", "tokenizer.json", "vocab.json" }.Any(f => File.Exists(Path.Combine(dir, f)))) return [];
+        return new[] { "tokenizer_config.json", "tokenizer.model", "tokenizer.json", "vocab.json", "merges.txt" }
+            .Select(f => Path.Combine(Path.GetFullPath(dir), f)).Where(File.Exists).ToArray();
+    }
+
+    /// <summary>EOS, plus the <c>eos_token_id</c> (a number or a list) of <c>generation_config.json</c> when the folder has one.</summary>
+    private static IReadOnlyList<int> HfEndTokens(string dir, TransformerConfig config)
+    {
+        var ids = new List<int> { config.EosTokenId };
+        string path = Path.Combine(dir, "generation_config.json");
+        if (!File.Exists(path)) return ids;
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path));
+            if (doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object && doc.RootElement.TryGetProperty("eos_token_id", out var eos))
+            {
+                IEnumerable<System.Text.Json.JsonElement> values = eos.ValueKind == System.Text.Json.JsonValueKind.Array ? eos.EnumerateArray() : [eos];
+                foreach (var value in values)
+                    if (value.ValueKind == System.Text.Json.JsonValueKind.Number && value.TryGetInt32(out int id) && (uint)id < (uint)config.VocabSize) ids.Add(id);
+            }
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new ModelFormatException(path, null, $"expected well-formed JSON, found an error: {e.Message}", e);
+        }
+        return ids;
+
     }
 
     private static LoadedModel LoadGguf(string path, ModelLoadOptions options, IMatMulKernel kernel,
@@ -265,22 +326,47 @@ public static class ModelLoader
         GgufModelReader.EnforceBudget(gguf, options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
         cancel.ThrowIfCancellationRequested();
         TransformerWeights weights = GgufModelReader.ReadWeights(gguf, config);
-        // Converting produced about the weights' size again in short-lived arrays (staging, the row-major copies the
-        // packed formats drop once repacked): collect them now, so that inference reuses that memory rather than
-        // growing the resident set on top of it before the collector's next turn (W4A8 llama7b-4l e2e peak 1793 -> 1585 MiB).
-        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
         cancel.ThrowIfCancellationRequested();
         if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights, progress);
-        var model = new TransformerModel(weights, kernel);
+        var model = new TransformerModel(weights, kernel); // repacks the packed formats for the kernels
+        // Converting and repacking produced about the weights' size again in short-lived arrays (staging, the row-major
+        // copies the packed formats drop once repacked): collect them now, so that inference reuses that memory rather
+        // than growing the resident set on top of it before the collector's next turn (docs/benchmarks.md, peak memory).
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
         Tokenizer? tokenizer = null;
-        if (options.TokenizerPath is not null) tokenizer = LoadTokenizer(options.TokenizerPath, config.VocabSize);
+        TokenizerSource? source = null;
+        Func<Tokenizer>? parsingSpecialTokens = null;
+        IReadOnlyList<int> endTokens = [config.EosTokenId];
+        if (options.TokenizerPath is not null)
+        {
+            tokenizer = LoadTokenizer(options.TokenizerPath, config.VocabSize);
+            source = new TokenizerSource([Path.GetFullPath(options.TokenizerPath)], false);
+            parsingSpecialTokens = SpecialTokenTokenizer(options.TokenizerPath);
+        }
         else if (gguf.TryGetValue("tokenizer.ggml.model", out _))
         {
             tokenizer = GgufTokenizerLoader.Create(gguf);
             CheckFits(path, tokenizer, config.VocabSize);
+            parsingSpecialTokens = () => GgufTokenizerLoader.Create(gguf, parseSpecialTokens: true);
+            // Every end-of-generation token llama.cpp takes from the vocabulary (EOS, EOT, EOM, <|im_end|>, <end_of_turn>, …).
+            endTokens = [config.EosTokenId, .. GgufTokenizerLoader.ReadSpecialTokens(gguf).EndOfGeneration];
         }
-        return new LoadedModel(model, tokenizer, path, "gguf");
+        bool hasTemplate = gguf.TryGetValue(ModelChatTemplate.GgufKey, out _);
+        return new LoadedModel(model, tokenizer, path, "gguf")
+        {
+            TokenizerSource = source,
+            EndTokenIds = endTokens,
+            ChatTemplateText = hasTemplate ? gguf.GetString(ModelChatTemplate.GgufKey) : null,
+            ChatTemplateOrigin = hasTemplate ? $"{path}: metadata '{ModelChatTemplate.GgufKey}'" : null,
+            SpecialTokenTokenizerFactory = parsingSpecialTokens,
+        };
     }
+
+    /// <summary>Builds the tokenizer at <paramref name="path"/> with special tokens parsed, for chat prompts (null for llama2.c tokenizers, which have none to parse).</summary>
+    private static Func<Tokenizer>? SpecialTokenTokenizer(string path) =>
+        Directory.Exists(path) || Path.GetExtension(path).ToLowerInvariant() is ".gguf" or ".json" or ".model"
+            ? () => TokenizerFile.Load(path, parseSpecialTokens: true).Tokenizer
+            : null;
 
     private static string? FindLlama2cTokenizer(string modelPath)
     {
@@ -294,27 +380,49 @@ public static class ModelLoader
     private static LoadedModel LoadHuggingFace(string dir, ModelLoadOptions options, IMatMulKernel kernel, IProgress<ModelLoadProgress>? progress, CancellationToken cancel)
     {
         HfConfig config = HfConfig.Load(Path.Combine(dir, "config.json"));
-        IHfArchitecture architecture = HfArchitectures.For(config);
-        TransformerConfig runtimeConfig = architecture.ReadConfig(config);
+        ArchitectureDescription family = ArchitectureRegistry.ForHfConfig(config);
+        TransformerConfig runtimeConfig = family.ReadHfConfig(config);
+        ConfigValueChecks.Require(config.FilePath, runtimeConfig, config.ValueKeys());
         try { runtimeConfig.Validate(); }
         catch (AgileQuantException e) { throw new ModelFormatException(config.FilePath, null, e.Message, e); }
         WeightMemoryBudget.Enforce(config.FilePath, runtimeConfig, options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
         string weightsPath = options.WeightsFile is null ? dir : ResolveWeightsFile(dir, options.WeightsFile);
         TransformerWeights weights;
         using (SafeTensorsCheckpoint checkpoint = SafeTensorsCheckpoint.Open(weightsPath, memoryMap: options.UseMemoryMap))
-            weights = architecture.ReadWeights(runtimeConfig, new HfTensorReader(checkpoint, progress, cancel));
+            weights = HfTensorReader.ReadWeights(family, runtimeConfig, checkpoint, progress, cancel);
         if (options.CheckFiniteWeights) RequireFiniteWeights(weightsPath, weights, progress);
         var model = new TransformerModel(weights, kernel);
         Tokenizer? tokenizer = null;
+        TokenizerSource? source = null;
+        Func<Tokenizer>? parsingSpecialTokens = null;
+        IReadOnlyList<int> endTokens = HfEndTokens(dir, runtimeConfig);
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 0, 1));
-        if (options.TokenizerPath is not null) tokenizer = LoadTokenizer(options.TokenizerPath, runtimeConfig.VocabSize);
-        else if (new[] { "tokenizer.model", "tokenizer.json", "vocab.json" }.Any(f => File.Exists(Path.Combine(dir, f))))
+        if (options.TokenizerPath is not null)
         {
-            tokenizer = HfTokenizerLoader.LoadFromDirectory(dir);
+            tokenizer = LoadTokenizer(options.TokenizerPath, runtimeConfig.VocabSize);
+            source = new TokenizerSource([Path.GetFullPath(options.TokenizerPath)], false);
+            parsingSpecialTokens = SpecialTokenTokenizer(options.TokenizerPath);
+        }
+        else if (HfTokenizerFiles(dir) is { Count: > 0 } files)
+        {
+            LoadedTokenizer loadedTokenizer = HfTokenizerLoader.LoadDirectory(dir, addBos: null, parseSpecialTokens: false);
+            tokenizer = loadedTokenizer.Tokenizer;
             CheckFits(dir, tokenizer, runtimeConfig.VocabSize);
+            source = new TokenizerSource(files, true);
+            parsingSpecialTokens = () => HfTokenizerLoader.LoadFromDirectory(dir, parseSpecialTokens: true);
+            // tokenizer_config.json's eos_token too (e.g. <|eot_id|>, <|im_end|>, <end_of_turn>, where config.json names another EOS).
+            endTokens = [.. endTokens, .. loadedTokenizer.Special.EndOfGeneration.Where(id => (uint)id < (uint)runtimeConfig.VocabSize)];
         }
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 1, 1));
-        return new LoadedModel(model, tokenizer, weightsPath, "huggingface");
+        (string Text, string Origin)? template = ModelChatTemplate.ReadHfDirectory(dir);
+        return new LoadedModel(model, tokenizer, weightsPath, "huggingface")
+        {
+            EndTokenIds = endTokens,
+            TokenizerSource = source,
+            ChatTemplateText = template?.Text,
+            ChatTemplateOrigin = template?.Origin,
+            SpecialTokenTokenizerFactory = parsingSpecialTokens,
+        };
     }
 
     private static void RequireFiniteWeights(string path, TransformerWeights weights, IProgress<ModelLoadProgress>? progress)
@@ -330,7 +438,7 @@ public static class ModelLoader
     private static string ResolveWeightsFile(string dir, string weightsFile)
     {
         string path = Path.IsPathRooted(weightsFile) ? weightsFile : Path.Combine(dir, weightsFile);
-        if (!File.Exists(path)) throw new ModelFormatException(path, null, "the weights file given with --weights does not exist");
+        if (!File.Exists(path)) throw new ModelFormatException(path, null, "the weights file named by ModelLoadOptions.WeightsFile does not exist");
         return path;
     }
 }

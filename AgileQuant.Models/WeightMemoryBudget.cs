@@ -10,15 +10,16 @@ public static class WeightMemoryBudget
 {
     /// <summary>
     /// A lower bound on the bytes of the FP32 weights <paramref name="config"/> implies, in exact 128-bit arithmetic:
-    /// <c>4 · (V·E + L·(2·d² + 2·kv·d + m·f·d))</c> with m = 3 for SwiGLU, else 2 (embedding, attention and MLP
-    /// matrices; norms, biases, position tables and an untied head come on top).
+    /// <c>4 · (V·E + L·(2·q·d + 2·kv·d + m·f·d))</c> with q = heads · head size, m = 3 for a gated MLP (SwiGLU, GeGLU), else 2
+    /// (embedding, attention and MLP matrices; norms, biases, position tables and an untied head come on top).
     /// </summary>
     public static Int128 ImpliedFp32Bytes(TransformerConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        Int128 d = config.HiddenSize, f = config.IntermediateSize, kv = (Int128)config.NumKvHeads * (config.NumHeads == 0 ? 0 : config.HiddenSize / config.NumHeads);
-        int mlpMatrices = config.Mlp == MlpKind.SwiGlu ? 3 : 2;
-        Int128 perLayer = 2 * d * d + 2 * kv * d + mlpMatrices * f * d;
+        Int128 headSize = config.NumHeads == 0 ? 0 : config.HeadSize > 0 ? config.HeadSize : config.HiddenSize / config.NumHeads;
+        Int128 d = config.HiddenSize, f = config.IntermediateSize, q = config.NumHeads * headSize, kv = config.NumKvHeads * headSize;
+        int mlpMatrices = config.Mlp.IsGated() ? 3 : 2;
+        Int128 perLayer = 2 * q * d + 2 * kv * d + mlpMatrices * f * d;
         return 4 * ((Int128)config.VocabSize * config.EmbeddingWidth + config.NumLayers * perLayer);
     }
 

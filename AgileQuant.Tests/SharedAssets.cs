@@ -3,7 +3,10 @@ namespace AgileQuant.Tests;
 /// <summary>
 /// Locates the read-only <c>../shared</c> folder beside the repository (real weights, fixtures, golden
 /// outputs). Tests that need it call <see cref="Require"/>: on a user's fresh clone without it they are
-/// skipped with a reason; under <c>CI=true</c> a missing folder is a failure, never a skip.
+/// skipped with a reason (listed at the end of <c>dotnet test</c> by the skip-reasons logger, AgileQuant.TestLogger);
+/// under <c>CI=true</c> a missing folder is a failure, never a skip. Files the repository bundles (stories260K and its
+/// tokenizer in <c>assets/models/stories260K</c>, byte for byte the reference set's: <c>assets/SHA256SUMS</c>) are read
+/// from the repository with <see cref="InRepo"/>, so their tests run on a fresh clone.
 /// </summary>
 public static class SharedAssets
 {

@@ -1,4 +1,4 @@
-using AgileQuant.Models.Gguf;
+using AgileQuant.Cli.Bench;
 using ScottPlot;
 
 namespace AgileQuant.Benchmarks.EndToEnd;
@@ -7,7 +7,7 @@ namespace AgileQuant.Benchmarks.EndToEnd;
 /// The table as a PNG (ScottPlot 5, rendered headless through SkiaSharp): for every shape and engine, prefill (longest
 /// length) and decode speed as multiples of llama.cpp Q4_0 in the same run, with a line at 1×.
 /// </summary>
-public static class EndToEndChart
+internal static class EndToEndChart
 {
     /// <summary>Writes the chart of <paramref name="sections"/> to <paramref name="path"/>.</summary>
     public static void Write(string path, IReadOnlyList<(SyntheticModelShape Shape, IReadOnlyList<EngineResult> Results)> sections)

@@ -14,7 +14,9 @@ namespace AgileQuant.Benchmarks.EndToEnd;
 /// <param name="PrefillLengths">Prefill lengths, in order.</param>
 /// <param name="DecodeTokens">Decode steps after a 1-token prompt.</param>
 /// <param name="VocabSize">Vocabulary of the model (for the seeded prompts).</param>
-public sealed record EngineRunRequest(string File, int EngineIndex, double PruneRatio, int Threads, int Context, IReadOnlyList<int> PrefillLengths, int DecodeTokens, int VocabSize);
+/// <param name="Presets">llama-quantize presets passed to <see cref="EngineConfig.All"/>.</param>
+public sealed record EngineRunRequest(string File, int EngineIndex, double PruneRatio, int Threads, int Context, IReadOnlyList<int> PrefillLengths, int DecodeTokens, int VocabSize,
+    IReadOnlyList<string> Presets);
 
 /// <summary>One configuration's figures from one process.</summary>
 /// <param name="LoadSeconds">Load time.</param>
@@ -36,7 +38,7 @@ public static class EndToEndEngineProcess
         ArgumentNullException.ThrowIfNull(request);
         return RunChild<EngineRun>(["e2e-engine", "--file", request.File, "--engine", I(request.EngineIndex), "--prune", I(request.PruneRatio),
             "--threads", I(request.Threads), "--context", I(request.Context), "--prefill", string.Join(',', request.PrefillLengths.Select(I)),
-            "--decode", I(request.DecodeTokens), "--vocab", I(request.VocabSize)], $"engine {request.EngineIndex} on {request.File}");
+            "--decode", I(request.DecodeTokens), "--vocab", I(request.VocabSize), "--presets", string.Join(',', request.Presets)], $"engine {request.EngineIndex} on {request.File}");
     }
 
     /// <summary>Starts this program as a child with <paramref name="args"/> and returns the JSON object it printed last.</summary>
@@ -65,8 +67,9 @@ public static class EndToEndEngineProcess
         var request = new EngineRunRequest(Arg("--file"), int.Parse(Arg("--engine"), CultureInfo.InvariantCulture), double.Parse(Arg("--prune"), CultureInfo.InvariantCulture),
             int.Parse(Arg("--threads"), CultureInfo.InvariantCulture), int.Parse(Arg("--context"), CultureInfo.InvariantCulture),
             Arg("--prefill").Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture)).ToArray(),
-            int.Parse(Arg("--decode"), CultureInfo.InvariantCulture), int.Parse(Arg("--vocab"), CultureInfo.InvariantCulture));
-        EngineConfig engine = EngineConfig.All(request.PruneRatio)[request.EngineIndex];
+            int.Parse(Arg("--decode"), CultureInfo.InvariantCulture), int.Parse(Arg("--vocab"), CultureInfo.InvariantCulture),
+            Arg("--presets").Split(',', StringSplitOptions.RemoveEmptyEntries));
+        EngineConfig engine = EngineConfig.All(request.PruneRatio, request.Presets)[request.EngineIndex];
         int[][] prompts = EndToEndTable.Prompts(request.PrefillLengths, request.VocabSize);
         long start = Stopwatch.GetTimestamp();
         using IEndToEndEngine loaded = engine.Load(request.File, request.Threads, request.Context);

@@ -60,16 +60,39 @@ public static class EngineKvCache
     };
 }
 
-/// <summary>The configurations compared: ours (from the GGUF file of <see cref="FileType"/>) and llama.cpp's.</summary>
+/// <summary>The configurations compared: ours (from the GGUF file of <see cref="FileType"/>, or of <see cref="Preset"/>) and llama.cpp's.</summary>
 /// <param name="Name">Row label, e.g. <c>AgileQuant W4A8</c>.</param>
-/// <param name="FileType">Which GGUF file the engine loads (F32, F16, Q8_0, Q4_0).</param>
+/// <param name="FileType">Which GGUF file the engine loads (F32, F16, Q8_0, Q4_0) when <see cref="Preset"/> is null.</param>
 /// <param name="LlamaCpp">True for llama.cpp through LLamaSharp.</param>
 /// <param name="Scheme">Our quantization scheme name for the runtime options (FP32, W8A8, W4A8-RTN, W4A4-RTN).</param>
 /// <param name="PruneRatio">Token pruning β for ours (0: none).</param>
-public sealed record EngineConfig(string Name, Models.Gguf.GgmlType FileType, bool LlamaCpp, string Scheme = "FP32", double PruneRatio = 0)
+/// <param name="Preset">A llama-quantize preset (e.g. <c>Q4_K_M</c>): the engine loads the F32 file as llama.cpp's own quantizer
+/// writes it for that preset (<see cref="LlamaCppPresetFiles"/>), with its per-tensor type mix; null for our own exports.</param>
+public sealed record EngineConfig(string Name, Models.Gguf.GgmlType FileType, bool LlamaCpp, string Scheme = "FP32", double PruneRatio = 0, string? Preset = null)
 {
-    /// <summary>The eight: AgileQuant FP32, W8A8, W4A8, W4A4, W4A8 + pruning; llama.cpp F16, Q8_0, Q4_0.</summary>
-    public static IReadOnlyList<EngineConfig> All(double pruneRatio) =>
+    /// <summary>The key of the file this engine loads: the preset, or the file type of our export.</summary>
+    public string FileKey => Preset ?? FileType.ToString();
+
+    /// <summary>The table's file column.</summary>
+    public string FileLabel => Preset is null ? FileType.ToString() : $"{Preset} (llama-quantize)";
+
+    /// <summary>
+    /// The eight (AgileQuant FP32, W8A8, W4A8, W4A4, W4A8 + pruning; llama.cpp F16, Q8_0, Q4_0), then for each
+    /// llama-quantize preset in <paramref name="presets"/> both engines on its file (ours with 8-bit activations, the
+    /// weights in the formats the file's types load into).
+    /// </summary>
+    public static IReadOnlyList<EngineConfig> All(double pruneRatio, IReadOnlyList<string>? presets = null) =>
+    [
+        .. Exported(pruneRatio),
+        .. (presets ?? []).SelectMany(p => new EngineConfig[]
+        {
+            // names distinct from the exported files' rows ("llama.cpp Q4_0" runs our Q4_0 export)
+            new($"AgileQuant on llama-quantize {p}", Models.Gguf.GgmlType.F32, false, "W8A8", Preset: p),
+            new($"llama.cpp on llama-quantize {p}", Models.Gguf.GgmlType.F32, true, Preset: p),
+        }),
+    ];
+
+    private static IReadOnlyList<EngineConfig> Exported(double pruneRatio) =>
     [
         new("AgileQuant FP32", Models.Gguf.GgmlType.F32, false),
         new("AgileQuant W8A8", Models.Gguf.GgmlType.Q8_0, false, "W8A8"),
@@ -92,7 +115,7 @@ public sealed record EngineConfig(string Name, Models.Gguf.GgmlType FileType, bo
 }
 
 /// <summary>
-/// Our runtime on a GGUF file: F32 → FP32; Q8_0 → W8 rows; Q4_0 → symmetric W4 groups of 32, with the scheme's
+/// Our runtime on a GGUF file: F32 → FP32; Q8_0, Q5_x, Q6_K → grouped W8; Q4_0 → symmetric W4 groups of 32, with the scheme's
 /// activation bits (8, or 4 for W4A4), attention quantization and, optionally, progressive token pruning from the middle layer.
 /// </summary>
 public sealed class AgileQuantEngine : IEndToEndEngine
@@ -106,7 +129,7 @@ public sealed class AgileQuantEngine : IEndToEndEngine
         int layers = Models.Gguf.GgufModelReader.ReadConfig(Models.Gguf.GgufFile.Read(path)).NumLayers;
         // Progressive pruning from the middle layer: 1 − β of the tokens reach the last layer.
         TokenPruningSchedule? pruning = pruneRatio > 0 ? TokenPruningSchedule.Progressive(layers, layers / 2, pruneRatio) : null;
-        TransformerModel model = Models.Gguf.GgufSchemeLoader.Load(path, scheme, kernel, pruning);
+        TransformerModel model = Cli.Bench.GgufSchemeLoader.Load(path, scheme, kernel, pruning);
         KvCacheType? kv = EngineKvCache.Ours(kvType);
         _model = kv is null && context is null ? model
             : new TransformerModel(model.Weights, model.Kernel, model.Options with { KvCache = kv, ContextLength = context ?? model.ContextLength });
@@ -190,14 +213,7 @@ public sealed class LlamaCppEngine : IEndToEndEngine
     /// </summary>
     public LlamaCppEngine(string path, int threads, int context, string kvType = "auto", (int Batch, int MicroBatch)? batches = null)
     {
-        lock (LogLock)
-        {
-            if (!s_logConfigured)
-            {
-                NativeLibraryConfig.All.WithLogCallback((level, message) => { if (level == LLamaLogLevel.Error) Console.Error.Write("llama.cpp: " + message); });
-                s_logConfigured = true;
-            }
-        }
+        ConfigureLogging();
         var parameters = new ModelParams(path)
         {
             ContextSize = (uint)context, BatchSize = (uint)(batches?.Batch ?? context), UBatchSize = (uint)(batches?.MicroBatch ?? context),
@@ -209,6 +225,17 @@ public sealed class LlamaCppEngine : IEndToEndEngine
         _batch = batches?.Batch ?? context;
         _weights = LLamaWeights.LoadFromFile(parameters);
         _context = _weights.CreateContext(parameters);
+    }
+
+    /// <summary>Routes llama.cpp's log to errors only, on stderr; call before anything loads libllama (later calls do nothing).</summary>
+    public static void ConfigureLogging()
+    {
+        lock (LogLock)
+        {
+            if (s_logConfigured) return;
+            NativeLibraryConfig.All.WithLogCallback((level, message) => { if (level == LLamaLogLevel.Error) Console.Error.Write("llama.cpp: " + message); });
+            s_logConfigured = true;
+        }
     }
 
     private float[] Run(ReadOnlySpan<int> tokens, int start, bool allLogits, out int lastIndex)

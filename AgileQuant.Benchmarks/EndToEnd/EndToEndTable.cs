@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using AgileQuant.Cli.Bench;
 using AgileQuant.Models.Gguf;
 
 namespace AgileQuant.Benchmarks.EndToEnd;
@@ -32,7 +33,13 @@ public sealed record EndToEndSettings
     /// <summary>The markdown file written; the chart is written beside it with extension <c>.png</c>.</summary>
     public string Output { get; init; } = Path.Combine("docs", "benchmarks.md");
 
-    /// <summary>Parses <c>--shape a,b --threads n --repeats n --prefill 128,512 --decode n --prune r --models dir --out file</c>.</summary>
+    /// <summary>
+    /// llama-quantize presets (e.g. Q4_0, Q4_K_M, Q5_K_M, Q6_K, Q8_0) whose files, made by llama.cpp's quantizer from the F32
+    /// file, both engines also run (<see cref="LlamaCppPresetFiles"/>); empty: only our own exports.
+    /// </summary>
+    public IReadOnlyList<string> Presets { get; init; } = [];
+
+    /// <summary>Parses <c>--shape a,b --threads n --repeats n --prefill 128,512 --decode n --prune r --models dir --out file --presets p,q</c>.</summary>
     public static EndToEndSettings Parse(IReadOnlyList<string> args)
     {
         var s = new EndToEndSettings();
@@ -49,10 +56,19 @@ public sealed record EndToEndSettings
                 "--prune" => s with { PruneRatio = double.Parse(Next(), CultureInfo.InvariantCulture) },
                 "--models" => s with { ModelDirectory = Next() },
                 "--out" => s with { Output = Next() },
-                _ => throw new ArgumentException($"unknown option {args[i]}; expected --shape, --threads, --repeats, --prefill, --decode, --prune, --models, --out"),
+                "--presets" => s with { Presets = ParsePresets(Next()) },
+                _ => throw new ArgumentException($"unknown option {args[i]}; expected --shape, --threads, --repeats, --prefill, --decode, --prune, --models, --out, --presets"),
             };
         }
         return s;
+    }
+
+    // "default" → the issue's five; names are checked against llama.cpp's file types here, before hours of measuring.
+    private static string[] ParsePresets(string list)
+    {
+        string[] presets = list == "default" ? [.. LlamaCppPresetFiles.Default] : list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (string preset in presets) _ = LlamaCppPresetFiles.Parse(preset);
+        return presets;
     }
 }
 
@@ -72,10 +88,11 @@ public static class EndToEndTable
         ArgumentNullException.ThrowIfNull(settings);
         Directory.CreateDirectory(settings.ModelDirectory);
         var sections = new List<(SyntheticModelShape Shape, IReadOnlyList<EngineResult> Results)>();
+        var typeMixes = new Dictionary<(string Shape, string Preset), string>();
         foreach (string shapeName in settings.Shapes)
         {
             SyntheticModelShape shape = SyntheticModelShape.Parse(shapeName);
-            var files = new Dictionary<GgmlType, string>();
+            var files = new Dictionary<string, string>(); // EngineConfig.FileKey → path
             foreach (GgmlType type in new[] { GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0 })
             {
                 string path = Path.Combine(settings.ModelDirectory, $"{shape.Name}-{type}.gguf");
@@ -84,11 +101,17 @@ public static class EndToEndTable
                     Log($"writing {path}");
                     SyntheticGgufModel.Write(path, shape, type);
                 }
-                files[type] = path;
+                files[type.ToString()] = path;
+            }
+            foreach (string preset in settings.Presets)
+            {
+                Log($"{shape.Name}: llama.cpp's quantizer, preset {preset}");
+                files[preset] = LlamaCppPresetFiles.Quantize(files[nameof(GgmlType.F32)], preset, settings.Threads);
+                typeMixes[(shape.Name, preset)] = LlamaCppPresetFiles.TypeMix(files[preset]);
             }
             sections.Add((shape, Measure(shape, files, settings)));
         }
-        string markdown = Markdown(sections, settings);
+        string markdown = Markdown(sections, typeMixes, settings);
         string? directory = Path.GetDirectoryName(Path.GetFullPath(settings.Output));
         if (directory is not null) Directory.CreateDirectory(directory);
         // the KV cache and depth sections (e2e-kv) stay after the regenerated table
@@ -98,9 +121,9 @@ public static class EndToEndTable
         return markdown;
     }
 
-    private static IReadOnlyList<EngineResult> Measure(SyntheticModelShape shape, Dictionary<GgmlType, string> files, EndToEndSettings s)
+    private static IReadOnlyList<EngineResult> Measure(SyntheticModelShape shape, Dictionary<string, string> files, EndToEndSettings s)
     {
-        IReadOnlyList<EngineConfig> engines = EngineConfig.All(s.PruneRatio);
+        IReadOnlyList<EngineConfig> engines = EngineConfig.All(s.PruneRatio, s.Presets);
         int context = Math.Max(s.PrefillLengths.Max(), s.DecodeTokens + 1);
         var samples = engines.ToDictionary(e => e, _ => new List<EngineRun>());
         for (int rep = 0; rep < s.Repeats; rep++)
@@ -110,8 +133,8 @@ public static class EndToEndTable
                 EngineConfig engine = engines[index];
                 // One process per configuration and repetition: its peak resident set is this configuration's alone,
                 // and no engine inherits another's heap, JIT state or page cache pressure inside the process.
-                EngineRun run = EndToEndEngineProcess.RunChild(new EngineRunRequest(files[engine.FileType], index, s.PruneRatio, s.Threads, context,
-                    s.PrefillLengths, s.DecodeTokens, shape.Config.VocabSize));
+                EngineRun run = EndToEndEngineProcess.RunChild(new EngineRunRequest(files[engine.FileKey], index, s.PruneRatio, s.Threads, context,
+                    s.PrefillLengths, s.DecodeTokens, shape.Config.VocabSize, s.Presets));
                 samples[engine].Add(run);
                 Log($"{shape.Name} rep {rep + 1}/{s.Repeats} {engine.Name}: load {run.LoadSeconds:F2} s, prefill {string.Join(" / ", run.PrefillTokensPerSecond.Select(x => x.ToString("F1", CultureInfo.InvariantCulture)))} t/s, decode {run.DecodeTokensPerSecond:F2} t/s, peak RSS {run.PeakRssMiB:F0} MiB");
             }
@@ -137,13 +160,15 @@ public static class EndToEndTable
         return sorted.Length == 0 ? double.NaN : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
-    private static string Markdown(List<(SyntheticModelShape Shape, IReadOnlyList<EngineResult> Results)> sections, EndToEndSettings s)
+    private static string Markdown(List<(SyntheticModelShape Shape, IReadOnlyList<EngineResult> Results)> sections,
+        Dictionary<(string Shape, string Preset), string> typeMixes, EndToEndSettings s)
     {
         var md = new StringBuilder();
         string F(double x) => double.IsFinite(x) ? x.ToString(x >= 100 ? "F0" : x >= 10 ? "F1" : "F2", CultureInfo.InvariantCulture) : "—";
         md.AppendLine("# End-to-end benchmarks: AgileQuant vs llama.cpp");
         md.AppendLine();
-        md.AppendLine($"Generated {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC by `dotnet run -c Release --project AgileQuant.Benchmarks -- e2e-table --shape {string.Join(',', s.Shapes)} --threads {s.Threads} --repeats {s.Repeats} --prune {s.PruneRatio.ToString(CultureInfo.InvariantCulture)}`.");
+        string presets = s.Presets.Count > 0 ? $" --presets {string.Join(',', s.Presets)}" : "";
+        md.AppendLine($"Generated {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC by `dotnet run -c Release --project AgileQuant.Benchmarks -- e2e-table --shape {string.Join(',', s.Shapes)} --threads {s.Threads} --repeats {s.Repeats} --prune {s.PruneRatio.ToString(CultureInfo.InvariantCulture)}{presets}`.");
         md.AppendLine($"Machine: {Environment.ProcessorCount} logical CPUs, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}; load average at the end: {LoadAverage()}.");
         md.AppendLine($"Models: seeded random LLaMA weights at real shapes written as GGUF v3 (F32/F16/Q8_0/Q4_0); both engines load the same files. " +
             $"{s.Threads} threads for every engine; each repetition loads every configuration once, in rotated order; medians of {s.Repeats}. " +
@@ -162,9 +187,9 @@ public static class EndToEndTable
             foreach (int n in s.PrefillLengths) md.Append($" prefill {n} t/s |");
             md.AppendLine($" decode t/s | prefill {s.PrefillLengths[last]} × FP32 | decode × FP32 | prefill {s.PrefillLengths[last]} × llama.cpp Q4_0 | decode × llama.cpp Q4_0 |");
             md.AppendLine("|" + string.Concat(Enumerable.Repeat(" --- |", 4 + s.PrefillLengths.Count + 5)));
-            foreach (EngineResult r in results)
+            foreach (EngineResult r in results.Where(r => r.Engine.Preset is null))
             {
-                md.Append($"| {r.Engine.Name} | {r.Engine.FileType} | {F(r.LoadSeconds)} | {F(r.MemoryMiB)} |");
+                md.Append($"| {r.Engine.Name} | {r.Engine.FileLabel} | {F(r.LoadSeconds)} | {F(r.MemoryMiB)} |");
                 foreach (double p in r.PrefillTokensPerSecond) md.Append($" {F(p)} |");
                 md.AppendLine($" {F(r.DecodeTokensPerSecond)} | {F(r.PrefillTokensPerSecond[last] / fp32.PrefillTokensPerSecond[last])}× | {F(r.DecodeTokensPerSecond / fp32.DecodeTokensPerSecond)}× | " +
                     $"{F(r.PrefillTokensPerSecond[last] / q4.PrefillTokensPerSecond[last])}× | {F(r.DecodeTokensPerSecond / q4.DecodeTokensPerSecond)}× |");
@@ -184,11 +209,12 @@ public static class EndToEndTable
             Bar("AgileQuant W4A8 decode / AgileQuant FP32 decode", w4a8.DecodeTokensPerSecond / fp32.DecodeTokensPerSecond, 6);
             Bar($"AgileQuant W4A8 + pruning prefill {s.PrefillLengths[last]} / AgileQuant FP32 prefill", pruned.PrefillTokensPerSecond[last] / fp32.PrefillTokensPerSecond[last], 2.55);
             md.AppendLine();
+            if (s.Presets.Count > 0) AppendPresets(md, shape, results, typeMixes, s, F);
         }
         md.AppendLine($"![prefill and decode tokens/s]({Path.GetFileName(Path.ChangeExtension(s.Output, ".png"))})");
         md.AppendLine();
         md.AppendLine("Notes: absolute figures on this shared 2-core machine move with its load (quote ratios measured in the same run). " +
-            "W8A8 loads llama.cpp's block-wise Q8_0 file, re-scaled to one scale per row; W4A8/W4A4 load the Q4_0 file as symmetric 4-bit groups of 32 " +
+            "W8A8 loads the block-wise Q8_0 file as grouped int8 (every block's scale kept, docs/kernels.md); W4A8/W4A4 load the Q4_0 file as symmetric 4-bit groups of 32 " +
             "(the same weights llama.cpp runs, LM head included). What limits each bar (machine limits in ../shared/docs/PERFORMANCE.md, kernels in docs/kernels.md): " +
             "decode streams every weight once per token, so its ceiling is weight bytes per token over the memory bandwidth — the FP32 file holds about 7.1× the bytes " +
             "of the Q4_0 file, so 6× FP32 decode needs the 4-bit path to stream at about 85% of the rate the FP32 path reaches; prefill is bound by the integer " +
@@ -198,6 +224,50 @@ public static class EndToEndTable
             "keeps one copy of the weights it runs, but still holds the token-embedding table as FP32 (500 MiB at vocab 32000 × 4096), and AgileQuant FP32 " +
             "holds every matrix twice (as loaded and as the kernels' panels); llama.cpp runs from the mapped file.");
         return md.ToString();
+    }
+
+    // Both engines on the files llama.cpp's quantizer made for each preset, and issue 18's bars on the Q4_K_M and Q4_0 files.
+    private static void AppendPresets(StringBuilder md, SyntheticModelShape shape, IReadOnlyList<EngineResult> results,
+        Dictionary<(string Shape, string Preset), string> typeMixes, EndToEndSettings s, Func<double, string> F)
+    {
+        int last = s.PrefillLengths.Count - 1;
+        md.AppendLine($"### {shape.Name}: files quantized by llama.cpp's quantizer (llama-quantize presets from the F32 file)");
+        md.AppendLine();
+        md.AppendLine("AgileQuant runs each file's tensors in the formats their types load into (Q4_0 → packed int4; Q8_0, Q5_0, Q5_1, Q5_K, Q6_K → " +
+            "grouped int8; the other types FP32 for now), activations quantized to 8 bits per token; llama.cpp runs the file as it does any GGUF.");
+        md.AppendLine();
+        md.Append("| preset | tensor types | engine | load s | peak RSS MiB |");
+        foreach (int n in s.PrefillLengths) md.Append($" prefill {n} t/s |");
+        md.AppendLine($" decode t/s | prefill {s.PrefillLengths[last]} ÷ llama.cpp | decode ÷ llama.cpp |");
+        md.AppendLine("|" + string.Concat(Enumerable.Repeat(" --- |", 5 + s.PrefillLengths.Count + 3)));
+        foreach (string preset in s.Presets)
+        {
+            EngineResult ours = results.First(r => r.Engine.Preset == preset && !r.Engine.LlamaCpp);
+            EngineResult theirs = results.First(r => r.Engine.Preset == preset && r.Engine.LlamaCpp);
+            foreach (EngineResult r in new[] { ours, theirs })
+            {
+                md.Append($"| {preset} | {typeMixes[(shape.Name, preset)]} | {r.Engine.Name} | {F(r.LoadSeconds)} | {F(r.MemoryMiB)} |");
+                foreach (double p in r.PrefillTokensPerSecond) md.Append($" {F(p)} |");
+                md.AppendLine($" {F(r.DecodeTokensPerSecond)} | {F(r.PrefillTokensPerSecond[last] / theirs.PrefillTokensPerSecond[last])}× | {F(r.DecodeTokensPerSecond / theirs.DecodeTokensPerSecond)}× |");
+            }
+        }
+        md.AppendLine();
+        string[] barred = [.. new[] { "Q4_K_M", "Q4_0" }.Where(s.Presets.Contains)];
+        if (barred.Length == 0) return;
+        md.AppendLine(shape.Name.StartsWith("llama7b", StringComparison.Ordinal)
+            ? "| issue 18's bar | measured | verdict |"
+            : "| issue 18's bar (set for the llama7b-4l shape; this shape for comparison) | measured | verdict |");
+        md.AppendLine("| --- | --- | --- |");
+        foreach (string preset in barred)
+        {
+            EngineResult ours = results.First(r => r.Engine.Preset == preset && !r.Engine.LlamaCpp);
+            EngineResult theirs = results.First(r => r.Engine.Preset == preset && r.Engine.LlamaCpp);
+            void Bar(string what, double ratio, double needed) =>
+                md.AppendLine($"| {what} ≥ {F(needed)}× | {F(ratio)}× | {(ratio >= needed ? "met" : "**missed**")} |");
+            Bar($"AgileQuant decode / llama.cpp decode, {preset} file", ours.DecodeTokensPerSecond / theirs.DecodeTokensPerSecond, 1.2);
+            Bar($"AgileQuant prefill {s.PrefillLengths[last]} / llama.cpp prefill, {preset} file", ours.PrefillTokensPerSecond[last] / theirs.PrefillTokensPerSecond[last], 1.5);
+        }
+        md.AppendLine();
     }
 
     private static string LoadAverage() =>

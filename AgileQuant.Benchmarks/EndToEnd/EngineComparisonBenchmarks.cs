@@ -1,4 +1,4 @@
-using AgileQuant.Models.Gguf;
+using AgileQuant.Cli.Bench;
 using BenchmarkDotNet.Attributes;
 
 namespace AgileQuant.Benchmarks.EndToEnd;

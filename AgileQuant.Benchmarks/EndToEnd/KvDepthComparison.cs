@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using AgileQuant.Cli;
+using AgileQuant.Cli.Bench;
 using AgileQuant.Models.Gguf;
 
 namespace AgileQuant.Benchmarks.EndToEnd;

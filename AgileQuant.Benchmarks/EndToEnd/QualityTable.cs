@@ -5,6 +5,7 @@ using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Models;
+using AgileQuant.Cli.Bench;
 using AgileQuant.Models.Gguf;
 using AgileQuant.Models.Tokenizers;
 
@@ -13,7 +14,9 @@ namespace AgileQuant.Benchmarks.EndToEnd;
 /// <summary>
 /// Quality side by side on a real model (stories260K): perplexity, mean KL(FP32 ‖ candidate) and top-1 agreement with
 /// our FP32 logits, per TinyStories document (BOS + text, teacher-forced), for our schemes and for llama.cpp running our
-/// GGUF exports (F32 as a sanity row, Q8_0, Q4_0) with its logits read through LLamaSharp.
+/// GGUF exports (F32 as a sanity row, Q8_0, Q4_0) with its logits read through LLamaSharp; then, per llama-quantize preset
+/// (<c>--presets</c>, default Q4_0, Q4_K_M, Q5_K_M, Q6_K, Q8_0; <c>none</c> for none), the file llama.cpp's quantizer makes
+/// of our F32 export, run by both engines.
 /// Command line: <c>e2e-quality --model stories260K.bin --text tinystories.txt --docs 100 --out docs/benchmarks-quality.md</c>.
 /// </summary>
 public static class QualityTable
@@ -29,9 +32,13 @@ public static class QualityTable
         int maxTokens = int.Parse(Arg("--max-tokens", "256"), CultureInfo.InvariantCulture);
         string output = Arg("--out", Path.Combine("docs", "benchmarks-quality.md"));
         int threads = int.Parse(Arg("--threads", "2"), CultureInfo.InvariantCulture);
+        string presetList = Arg("--presets", string.Join(',', LlamaCppPresetFiles.Default));
+        string[] presets = presetList == "none" ? [] : presetList.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (string preset in presets) _ = LlamaCppPresetFiles.Parse(preset);
 
-        IMatMulKernel kernel = KernelSelector.Create(new KernelOptions { Threads = threads });
-        LoadedModel loaded = ModelLoader.Load(modelPath, new ModelLoadOptions { Kernel = kernel });
+        var kernelOptions = new KernelOptions { Threads = threads };
+        IMatMulKernel kernel = KernelSelector.Create(kernelOptions);
+        LoadedModel loaded = ModelLoader.Load(modelPath, new ModelLoadOptions { KernelOptions = kernelOptions });
         var tokenizer = (ScoredMergeTokenizer)(loaded.Tokenizer ?? throw new ArgumentException($"no tokenizer beside {modelPath}"));
         int[][] documents = TextCorpus.SplitDocuments(File.ReadAllText(textPath), "<|endoftext|>")
             .Select(d => tokenizer.EncodeToIds(d).Take(maxTokens).ToArray()).Where(d => d.Length > 1).Take(docs).ToArray();
@@ -77,10 +84,31 @@ public static class QualityTable
                 using var engine = new LlamaCppEngine(files[type], threads, Math.Max(maxTokens, 64));
                 Score(name, engine.AllLogits);
             }
+            var mixes = new List<string>();
+            foreach (string preset in presets)
+            {
+                string path;
+                try
+                {
+                    path = LlamaCppPresetFiles.Quantize(files[GgmlType.F32], preset, threads);
+                }
+                catch (InvalidOperationException e)
+                {
+                    // llama.cpp's error log (printed above by the log callback) names the reason; the line below stays free of temp paths
+                    mixes.Add($"{preset}: not made — llama.cpp's quantizer refused the F32 export (llama_model_quantize failed)");
+                    Console.Error.WriteLine($"{preset}: {e.Message}");
+                    continue;
+                }
+                mixes.Add($"{preset}: {LlamaCppPresetFiles.TypeMix(path)}");
+                TransformerModel ours = GgufSchemeLoader.Load(path, "W8A8", kernel);
+                Score($"AgileQuant on llama.cpp's {preset} file (8-bit activations)", d => AllLogits(ours, d));
+                using var engine = new LlamaCppEngine(path, threads, Math.Max(maxTokens, 64));
+                Score($"llama.cpp {preset} (llama-quantize)", engine.AllLogits);
+            }
             var md = new StringBuilder();
             md.AppendLine("# Quality side by side: AgileQuant vs llama.cpp on stories260K");
             md.AppendLine();
-            md.AppendLine($"Generated {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC by `dotnet run -c Release --project AgileQuant.Benchmarks -- e2e-quality --docs {docs} --max-tokens {maxTokens}`. " +
+            md.AppendLine($"Generated {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC by `dotnet run -c Release --project AgileQuant.Benchmarks -- e2e-quality --docs {docs} --max-tokens {maxTokens}{(presetList == string.Join(',', LlamaCppPresetFiles.Default) ? "" : $" --presets {presetList}")}`. " +
                 $"{documents.Length} TinyStories validation documents (BOS + text, at most {maxTokens} tokens each, {documents.Sum(d => d.Length - 1)} scored positions), teacher-forced; " +
                 "KL(FP32 ‖ candidate) and top-1 agreement against our FP32 logits. llama.cpp (LLamaSharp 0.30.0) runs our GGUF exports of the same weights; " +
                 "Q8_0/Q4_0 are ggml's reference quantizers (ffn_down, 172 wide, stays F16 as llama-quantize would); its logits come from llama_get_logits_ith.");
@@ -90,6 +118,21 @@ public static class QualityTable
             double basePpl = rows[0].Ppl;
             foreach ((string name, double ppl, double kl, double top1) in rows)
                 md.AppendLine($"| {name} | {ppl.ToString("F4", CultureInfo.InvariantCulture)} | {((ppl / basePpl - 1) * 100).ToString("+0.00;-0.00", CultureInfo.InvariantCulture)}% | {kl.ToString("F5", CultureInfo.InvariantCulture)} | {(top1 * 100).ToString("F2", CultureInfo.InvariantCulture)}% |");
+            if (mixes.Count > 0)
+            {
+                md.AppendLine();
+                md.AppendLine("The preset files are what llama.cpp's own quantizer (llama_model_quantize through LLamaSharp, no importance matrix) makes of the " +
+                    "F32 export; stories260K's 64-wide rows are not whole 256-blocks, so the k-quant presets fall back per tensor (Q4_K → Q5_0, Q5_K → Q5_1, " +
+                    "Q6_K → Q8_0; 172-wide rows → F16), which runs Q5_0/Q5_1/Q8_0 on real weights. AgileQuant loads Q4_0 as packed int4 and Q8_0/Q5_0/Q5_1/Q5_K/Q6_K " +
+                    "as grouped int8 (the file's values exactly; F16 as FP32) and quantizes activations to 8 bits per token." +
+                    (mixes.Any(m => m.Contains("not made", StringComparison.Ordinal))
+                        ? " llama-quantize has fallback types only for the k- and i-quants: a preset whose 32-blocks do not divide a row (Q4_0 and Q8_0 on the " +
+                          "172-wide ffn_down) is refused, and the llama.cpp Q8_0/Q4_0 rows above run our exports of those types instead."
+                        : "") +
+                    " Tensor types per file:");
+                md.AppendLine();
+                foreach (string mix in mixes) md.AppendLine($"- {mix}");
+            }
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(output))!);
             File.WriteAllText(output, md.ToString());
             Console.Error.WriteLine($"wrote {output}");

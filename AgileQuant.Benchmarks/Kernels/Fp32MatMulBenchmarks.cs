@@ -10,8 +10,8 @@ namespace AgileQuant.Benchmarks.Kernels;
 
 /// <summary>
 /// FP32 matrix multiplication Y (tokens, Rows) = X (tokens, Cols) · Wᵀ with the best SIMD kernel:
-/// prefill-like GEMM 4096×4096 × 128 tokens (compare with ~99 / ~188 GFLOPS FMA peak at 1 / 2 threads)
-/// and decode GEMV of a 4096×11008 weight (compare with ~19 / ~27 GB/s read bandwidth). The scalar
+/// prefill-like GEMM 4096×4096 × 128 tokens (compare with the FMA peak, <see cref="FmaPeak"/>)
+/// and decode GEMV of a 4096×11008 weight (compare with the read bandwidth, <c>MachineLimitBenchmarks</c>). The scalar
 /// baseline runs only on a small shape. <see cref="FmaPeak"/> measures the FMA peak in the same process
 /// and on the same worker pool, so GEMM can be read as a share of it however loaded the machine is.
 /// </summary>

@@ -47,6 +47,7 @@ public class QuantizedMatMulBenchmarks
         _x = Fp32MatMulBenchmarks.Values(random, Tokens * cols);
         _y = new float[Tokens * rows];
         _kernels = KernelSelector.Create(new KernelOptions { Threads = Threads });
+        foreach (IWeightMatrix w in _fp32.Concat(_w8).Concat(_w4)) _kernels.Prepare(w); // repacked as at model load, not in a measured call
         Console.WriteLine($"// kernels: {string.Join(", ", _kernels.Kernels.Select(k => k.Name))}; threads {Threads}; copies {_w4.Length}");
     }
 

@@ -5,6 +5,7 @@ using AgileQuant.Core;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Diagnostics;
 using AgileQuant.Intrinsics.Formats;
+using AgileQuant.Models.Gguf;
 
 namespace AgileQuant.Cli.Commands;
 
@@ -25,8 +26,15 @@ internal static class BenchCommand
         op.AcceptOnlyFromAmong("gemv", "gemm");
         var shape = new Option<string>("--shape") { Description = "OUTxIN, e.g. 4096x11008.", Required = true };
         var tokens = new Option<int>("--tokens") { Description = "Tokens for gemm.", DefaultValueFactory = _ => 128 };
-        var format = new Option<string>("--format") { Description = "FP32, W8A8, W4A8 or W4A4 (4-bit: asymmetric groups of 32).", DefaultValueFactory = _ => "W4A8" };
-        format.AcceptOnlyFromAmong("FP32", "W8A8", "W4A8", "W4A4", "fp32", "w8a8", "w4a8", "w4a4");
+        var format = new Option<string>("--format")
+        {
+            Description = "FP32, W8A8, W4A8 or W4A4 (4-bit: asymmetric groups of 32 with float scales), or a GGUF weight type as it loads, with 8-bit activations: "
+                + "Q4_0 (symmetric groups of 32, fp16 scales), Q4_1, Q4_K, Q3_K, Q2_K, IQ4_NL, IQ4_XS (super-block 4-bit formats), "
+                + "Q8_0, Q6_K, Q5_K, Q5_1, Q5_0 (grouped 8-bit weights).",
+            DefaultValueFactory = _ => "W4A8",
+        };
+        string[] formats = ["FP32", "W8A8", "W4A8", "W4A4", "Q4_0", .. SuperBlockTypes, .. GroupedInt8Types];
+        format.AcceptOnlyFromAmong([.. formats, .. formats.Select(f => f.ToLowerInvariant())]);
         var threads = new Option<int>("--threads") { Description = "Threads (0 = one per processor).", DefaultValueFactory = _ => 0 };
         var kernelOption = ModelOptions.KernelOption();
         var repeats = new Option<int>("--repeats") { Description = "Timed repetitions (the median is reported).", DefaultValueFactory = _ => 21 };
@@ -50,6 +58,7 @@ internal static class BenchCommand
             var weights = new IWeightMatrix[copies];
             weights[0] = first;
             for (int i = 1; i < copies; i++) weights[i] = Make(fmt, rows, cols, random);
+            foreach (IWeightMatrix w in weights) kernel.Prepare(w); // repacked for the kernel as at model load, not in a timed call
             float[] x = Enumerable.Range(0, n * cols).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
             float[] y = new float[n * rows];
             for (int i = 0; i < Math.Min(copies, 3); i++) kernel.MatMul(weights[i], x, y, n); // warm-up
@@ -78,7 +87,7 @@ internal static class BenchCommand
             // GEMM bounds besides the int8 one: the FP32 FMA peak (FP32's own, and the yardstick of the integer formats'
             // "x FP32" ratios) and, for W8 weights, the int16 multiply-add peak that bounds the W8 kernels' int16 route.
             double fmaPeakGflops = !gemv ? MachineLimits.FmaPeakGflops(kernel.Threads) : double.NaN;
-            double int16PeakGops = !gemv && fmt.StartsWith("W8", StringComparison.Ordinal) ? MachineLimits.Int16MultiplyAddPeakGops(kernel.Threads) : double.NaN;
+            double int16PeakGops = !gemv && (fmt.StartsWith("W8", StringComparison.Ordinal) || fmt.StartsWith('Q')) ? MachineLimits.Int16MultiplyAddPeakGops(kernel.Threads) : double.NaN;
             if (parse.GetValue(json))
             {
                 var fields = new Dictionary<string, object?>
@@ -118,7 +127,31 @@ internal static class BenchCommand
         return command;
     }
 
-    private static (int Rows, int Cols) ParseShape(string text)
+    // What a GGUF Q4_0 tensor loads as: symmetric codes in groups of 32 with fp16 scales (so the decode stream reads the half copy).
+    private static PackedInt4Matrix GgufQ4_0(int rows, int cols, Random random)
+    {
+        if (cols % 32 != 0) throw new AgileQuantException($"Q4_0 rows are whole blocks of 32 columns; --shape has {cols}.");
+        var codes = new sbyte[(long)rows * cols];
+        for (long i = 0; i < codes.Length; i++) codes[i] = (sbyte)random.Next(-8, 8);
+        float[] scales = Enumerable.Range(0, rows * (cols / 32)).Select(_ => (float)(Half)(0.01f + 0.01f * random.NextSingle())).ToArray();
+        return PackedInt4Matrix.FromSymmetricCodes(codes, scales, rows, cols, 32);
+    }
+
+    // What a GGUF tensor of `type` loads as: random codes, sub-block scales (and minimums) within the type's ranges, fp16 super-block scales.
+    private static SuperBlockInt4Matrix SuperBlocks(GgmlType type, int rows, int cols, Random random)
+    {
+        SuperBlockInt4Scheme scheme = GgmlTypeTraits.Find(type)!.SuperBlockScheme!;
+        if (cols % scheme.SuperBlockSize != 0) throw new AgileQuantException($"{type} rows are whole blocks of {scheme.SuperBlockSize} columns; --shape has {cols}.");
+        var packed = new byte[(long)rows * cols / 2];
+        random.NextBytes(packed);
+        int subBlocks = rows * (cols / scheme.SubBlockSize), superBlocks = rows * (cols / scheme.SuperBlockSize);
+        sbyte[] subScales = Enumerable.Range(0, subBlocks).Select(_ => (sbyte)(scheme.SuperBlockSize == scheme.SubBlockSize ? 1 : random.Next(-31, 32))).ToArray();
+        byte[] subMins = scheme.HasMins ? Enumerable.Range(0, subBlocks).Select(_ => (byte)random.Next(64)).ToArray() : [];
+        Half[] Halves(int n) => Enumerable.Range(0, n).Select(_ => (Half)(0.001f + 0.001f * random.NextSingle())).ToArray();
+        return SuperBlockInt4Matrix.Create(scheme, rows, cols, packed, Halves(superBlocks), scheme.HasMins ? Halves(superBlocks) : [], subScales, subMins);
+    }
+
+    internal static (int Rows, int Cols) ParseShape(string text)
     {
         string[] parts = text.ToLowerInvariant().Split('x');
         if (parts.Length != 2 || !int.TryParse(parts[0], out int rows) || !int.TryParse(parts[1], out int cols) || rows <= 0 || cols <= 0)
@@ -126,8 +159,41 @@ internal static class BenchCommand
         return (rows, cols);
     }
 
-    private static IWeightMatrix Make(string format, int rows, int cols, Random random)
+    // Grouped 8-bit weights in the layout of the GGUF type `format` (codes in its range, half scales where the type's are,
+    // super-block scales for the k-quants), so the kernels stream the bytes they stream for a file of that type.
+    private static GroupedInt8Matrix GroupedWeights(string format, int rows, int cols, Random random)
     {
+        (int low, int high, int groupSize, int perSuper, bool offsets) = format switch
+        {
+            "Q8_0" => (-127, 127, 32, 1, false),
+            "Q6_K" => (-32, 31, 16, 16, false),
+            "Q5_K" => (0, 31, 32, 8, true),
+            "Q5_1" => (0, 31, 32, 1, true),
+            _ => (-16, 15, 32, 1, false),
+        };
+        if (perSuper > 1 && cols % (groupSize * perSuper) != 0)
+            throw new AgileQuantException($"--format {format} needs rows of whole 256-column super-blocks, found {cols} columns.");
+        var codes = new sbyte[(long)rows * cols];
+        for (long i = 0; i < codes.Length; i++) codes[i] = (sbyte)random.Next(low, high + 1);
+        int groups = (cols + groupSize - 1) / groupSize, supers = (groups + perSuper - 1) / perSuper;
+        float[] Halves(int n) => Enumerable.Range(0, n).Select(_ => (float)(Half)(0.001f + 0.01f * random.NextSingle())).ToArray();
+        sbyte[] Subs(int n) => Enumerable.Range(0, n).Select(_ => (sbyte)random.Next(1, 64)).ToArray();
+        return perSuper == 1
+            ? GroupedInt8Matrix.FromGroupScales(codes, Halves(rows * groups), offsets ? Halves(rows * groups) : [], rows, cols, groupSize)
+            : GroupedInt8Matrix.FromSuperBlockScales(codes, Halves(rows * supers), Subs(rows * groups), offsets ? Halves(rows * supers) : [], offsets ? Subs(rows * groups) : [],
+                rows, cols, groupSize, perSuper);
+    }
+
+    /// <summary>The GGUF types <c>--format</c> takes that load as <see cref="SuperBlockInt4Matrix"/>.</summary>
+    private static readonly string[] SuperBlockTypes = ["Q4_1", "Q4_K", "Q3_K", "Q2_K", "IQ4_NL", "IQ4_XS"];
+
+    /// <summary>The GGUF types <c>--format</c> takes that load as <see cref="GroupedInt8Matrix"/>.</summary>
+    private static readonly string[] GroupedInt8Types = ["Q8_0", "Q6_K", "Q5_K", "Q5_1", "Q5_0"];
+
+    internal static IWeightMatrix Make(string format, int rows, int cols, Random random)
+    {
+        if (format == "Q4_0") return GgufQ4_0(rows, cols, random);
+        if (SuperBlockTypes.Contains(format)) return SuperBlocks(Enum.Parse<GgmlType>(format), rows, cols, random);
         long count = (long)rows * cols;
         if (count > int.MaxValue / 2) throw new AgileQuantException($"Shape {rows}x{cols} is too large for this benchmark.");
         int groups = (cols + 31) / 32;
@@ -136,6 +202,8 @@ internal static class BenchCommand
         {
             case "FP32":
                 return new Fp32Matrix(Enumerable.Range(0, (int)count).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray(), rows, cols);
+            case "Q8_0" or "Q6_K" or "Q5_K" or "Q5_1" or "Q5_0":
+                return GroupedWeights(format, rows, cols, random);
             case "W8A8":
                 var codes8 = new sbyte[count];
                 for (long i = 0; i < count; i++) codes8[i] = (sbyte)random.Next(-127, 128);

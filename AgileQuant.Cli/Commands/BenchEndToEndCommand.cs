@@ -7,6 +7,7 @@ using AgileQuant.Core.Generation;
 using AgileQuant.Core.Pruning;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
+using AgileQuant.Cli.Bench;
 using AgileQuant.Models.Gguf;
 
 namespace AgileQuant.Cli.Commands;
@@ -58,7 +59,7 @@ internal static class BenchEndToEndCommand
                 throw new AgileQuantException($"--prefill and --decode must fit the context of {contextLength} tokens (--context).");
             string directory = parse.GetValue(models)!;
             Directory.CreateDirectory(directory);
-            var kernelOptions = new KernelOptions { Threads = parse.GetValue(threads) };
+            var kernelOptions = new KernelOptions { Threads = ModelOptions.ReadThreads(parse, threads) };
             var random = new Random(11);
             int[][] prompts = lengths.Select(n => Enumerable.Range(0, n).Select(i => i == 0 ? 1 : random.Next(3, model.Config.VocabSize)).ToArray()).ToArray();
             var samples = names.ToDictionary(n => n, _ => new List<double[]>());

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using AgileQuant.Core.Encoder;
 using AgileQuant.Core.Quantization;
+using AgileQuant.Models;
 using AgileQuant.Models.Embeddings;
 
 namespace AgileQuant.Cli.Commands;
@@ -29,7 +30,7 @@ internal static class EmbedCommand
             string[] inputs = parse.GetValue(texts) is { Length: > 0 } given ? given : ReadStandardInput();
             if (inputs.Length == 0) throw new ArgumentException("No text to embed: pass texts as arguments or on standard input.");
             string[] calibration = parse.GetValue(calib) is { } path
-                ? File.ReadLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).Take(parse.GetValue(calibLines)).ToArray()
+                ? GuardedFile.ReadAllLines(path, GuardedFile.TextCorpusBytes).Select(l => l.Trim()).Where(l => l.Length > 0).Take(parse.GetValue(calibLines)).ToArray()
                 : [];
             SentenceEncoder encoder = EncoderModelOptions.Quantize(model.Load(parse), config, calibration, cancel, parse.GetValue(smoothAlpha));
             float[][] vectors = inputs.Select(t =>

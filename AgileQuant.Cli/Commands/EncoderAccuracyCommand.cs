@@ -6,6 +6,7 @@ using AgileQuant.Core.Encoder;
 using AgileQuant.Core.Pruning;
 using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
+using AgileQuant.Models;
 using AgileQuant.Models.Embeddings;
 
 namespace AgileQuant.Cli.Commands;
@@ -57,10 +58,10 @@ internal static class EncoderAccuracyCommand
         {
             int lineCount = parse.GetValue(lines), calibCount = parse.GetValue(calibLines);
             ArgumentOutOfRangeException.ThrowIfLessThan(lineCount, 2, "--lines");
-            int workers = parse.GetValue(model.Threads) is > 0 and var t ? t : Environment.ProcessorCount;
+            int workers = ModelOptions.ReadThreads(parse, model.Threads) is > 0 and var t ? t : Environment.ProcessorCount;
             SentenceEncoder fp32 = model.Load(parse, kernelThreads: 1);
             string textPath = parse.GetValue(text)!;
-            string[] all = File.ReadLines(textPath).Select(l => l.Trim()).Where(l => l.Length > 0).Take(lineCount + calibCount).ToArray();
+            string[] all = GuardedFile.ReadAllLines(textPath, GuardedFile.TextCorpusBytes).Select(l => l.Trim()).Where(l => l.Length > 0).Take(lineCount + calibCount).ToArray();
             if (all.Length < lineCount + 1) throw new ArgumentException($"{textPath} has {all.Length} non-empty lines; --lines {lineCount} needs more.");
             string[] sentences = all[..lineCount], calibration = all[lineCount..];
             int[][] tokens = sentences.Select(fp32.Tokenize).ToArray();

@@ -7,27 +7,27 @@ using AgileQuant.Models.Tokenizers;
 namespace AgileQuant.Cli.Commands;
 
 /// <summary>
-/// <c>agilequant export-gguf</c>: writes any LLaMA-family model we can load as a GGUF v3 file (F32, F16, Q8_0 or
-/// Q4_0 matrices) so the same weights run in llama.cpp (LLamaSharp) and here.
+/// <c>agilequant export-gguf</c>: writes any LLaMA-family model we can load as a GGUF v3 file (F32, F16, Q8_0, Q4_0,
+/// Q4_K or Q6_K matrices) so the same weights run in llama.cpp (LLamaSharp) and here.
 /// </summary>
 internal static class ExportGgufCommand
 {
     private static readonly Dictionary<string, GgmlType> Types = new(StringComparer.OrdinalIgnoreCase)
     {
-        ["F32"] = GgmlType.F32, ["F16"] = GgmlType.F16, ["Q8_0"] = GgmlType.Q8_0, ["Q4_0"] = GgmlType.Q4_0,
+        ["F32"] = GgmlType.F32, ["F16"] = GgmlType.F16, ["Q8_0"] = GgmlType.Q8_0, ["Q4_0"] = GgmlType.Q4_0, ["Q4_K"] = GgmlType.Q4_K, ["Q6_K"] = GgmlType.Q6_K,
     };
 
     public static Command Create()
     {
         var model = new ModelOptions();
-        var type = new Option<string>("--type") { Description = "Type of the weight matrices and the token embedding: F32, F16, Q8_0 or Q4_0 (norms stay F32).", DefaultValueFactory = _ => "Q4_0" };
+        var type = new Option<string>("--type") { Description = "Type of the weight matrices and the token embedding: F32, F16, Q8_0, Q4_0, Q4_K or Q6_K (norms stay F32; rows the type's blocks do not divide fall back as llama-quantize does: Q4_K to Q5_0, Q6_K to Q8_0, then F16).", DefaultValueFactory = _ => "Q4_0" };
         type.AcceptOnlyFromAmong([.. Types.Keys]);
-        var headType = new Option<string?>("--head-type") { Description = "Type of the LM head (output.weight) when it differs from --type, e.g. Q8_0." };
+        var headType = new Option<string?>("--head-type") { Description = "Type of the LM head (output.weight) when it differs from --type, e.g. Q6_K (llama-quantize's head type for Q4_0 and Q4_K files)." };
         headType.AcceptOnlyFromAmong([.. Types.Keys]);
         var output = new Option<string>("--output") { Description = "The .gguf file to write.", Required = true };
         var placeholder = new Option<bool>("--placeholder-vocab") { Description = "For a model without a SentencePiece-style vocabulary: write id-only pieces (▁tokN); llama.cpp then runs token ids, not text." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object: output, type, head_type, bytes, vocabulary, seconds." };
-        var command = new Command("export-gguf", "Write a LLaMA-family model (llama2.c, Hugging Face, quantized checkpoint or GGUF) as GGUF v3 for llama.cpp: F32, F16, Q8_0 or Q4_0 weights and its SentencePiece vocabulary.");
+        var command = new Command("export-gguf", "Write a LLaMA-family model (llama2.c, Hugging Face, quantized checkpoint or GGUF) as GGUF v3 for llama.cpp: F32, F16, Q8_0, Q4_0, Q4_K or Q6_K weights and its SentencePiece vocabulary.");
         model.AddTo(command);
         command.Options.Add(type);
         command.Options.Add(headType);

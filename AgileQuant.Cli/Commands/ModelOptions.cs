@@ -44,18 +44,42 @@ internal sealed class ModelOptions
     /// <summary>The --kv-type given, or null for auto.</summary>
     public KvCacheType? ReadKvType(ParseResult parse) => ParseKvType(parse.GetValue(KvType)!);
 
+    /// <summary>The <c>--kernel</c> option: <c>auto</c> or a name from the kernel catalog.</summary>
     internal static Option<string> KernelOption()
     {
-        var option = new Option<string>("--kernel") { Description = "Instruction set of the kernels: auto (widest supported), scalar, avx2, avx512 or advsimd.", DefaultValueFactory = _ => "auto" };
-        option.AcceptOnlyFromAmong("auto", "scalar", "avx2", "avx512", "advsimd");
+        string entries = string.Join(", ", KernelCatalog.Entries.Select(e => $"{e.Name} ({e.Description})"));
+        var option = new Option<string>("--kernel") { Description = $"Instruction set of the kernels: auto (widest supported), {entries}.", DefaultValueFactory = _ => "auto" };
+        option.AcceptOnlyFromAmong(["auto", .. KernelCatalog.Entries.Select(e => e.Name)]);
         return option;
     }
 
     internal static KernelOptions ReadKernelOptions(ParseResult parse, Option<string> kernel, Option<int> threads)
     {
+        int t = ReadThreads(parse, threads);
+        string name = parse.GetValue(kernel)!;
+        if (!KernelCatalog.TryParse(name, out KernelPreference preference))
+            throw new InvalidOptionException($"--kernel expected auto or one of {string.Join(", ", KernelCatalog.Entries.Select(e => e.Name))}, found '{name}'.");
+        return new KernelOptions { Preference = preference, Threads = t };
+    }
+
+    private static int _threadsCapWarned;
+
+    /// <summary>Checks the kernel and thread options before anything is loaded.</summary>
+    public void Validate(ParseResult parse) => ReadKernelOptions(parse, Kernel, Threads);
+
+    /// <summary>
+    /// The thread count of <paramref name="threads"/> (0: one per processor), refused when negative and capped at the
+    /// processor count with a warning on stderr, said once per process: more threads than processors only adds switching,
+    /// and each thread is created, so a huge count would otherwise exhaust memory before any work.
+    /// </summary>
+    internal static int ReadThreads(ParseResult parse, Option<int> threads)
+    {
         int t = parse.GetValue(threads);
-        if (t < 0) throw new ArgumentOutOfRangeException("--threads", t, "--threads must be ≥ 0.");
-        return new KernelOptions { Preference = Enum.Parse<KernelPreference>(parse.GetValue(kernel)!, ignoreCase: true), Threads = t };
+        if (t < 0) throw new InvalidOptionException($"{threads.Name} must be ≥ 0 (0 = one per processor), found {t}.");
+        if (t <= Environment.ProcessorCount) return t;
+        if (Interlocked.Exchange(ref _threadsCapWarned, 1) == 0)
+            Console.Error.WriteLine($"agilequant: warning: {threads.Name} {t} is more than the {Environment.ProcessorCount} processors here; using {Environment.ProcessorCount}.");
+        return Environment.ProcessorCount;
     }
 
     public void AddTo(Command command)
@@ -72,6 +96,8 @@ internal sealed class ModelOptions
     public LoadedModel Load(ParseResult parse, CancellationToken cancel = default)
     {
         string path = parse.GetValue(Model)!;
+        if (parse.GetValue(Weights) is not null && File.Exists(path)) // the library names ModelLoadOptions.WeightsFile; say it in flags
+            throw new AgileQuantException("--weights applies to a Hugging Face model directory, not to a single file.");
         var started = System.Diagnostics.Stopwatch.StartNew();
         LoadedModel loaded;
         using (var bar = new ProgressLine("loading"))

@@ -125,7 +125,7 @@ internal static class PerplexityCommand
     internal static string ReadText(string path, string option)
     {
         if (!File.Exists(path)) throw new AgileQuantException($"{option}: file not found: {path}");
-        return File.ReadAllText(path);
+        return GuardedFile.ReadAllText(path, GuardedFile.TextCorpusBytes);
     }
 
     /// <summary>Splits, skips, takes and tokenizes documents (BOS each), showing progress.</summary>
@@ -277,7 +277,17 @@ internal sealed class QuantizationCliOptions
         return config;
     }
 
-    public QuantizationRun Read(ParseResult parse, LoadedModel loaded, Tokenizer tokenizer, string evalText, string? evalSeparator, int evalSkip)
+    /// <summary>
+    /// Creates the options; <paramref name="calibTextDescription"/> replaces --calib-text's description for a command
+    /// without an evaluation text (quantize), whose help must not mention --text or --eval-skip-docs.
+    /// </summary>
+    public QuantizationCliOptions(string calibTextDescription) : this() => CalibText.Description = calibTextDescription;
+
+    /// <summary>
+    /// The configuration and its calibration; <paramref name="evalText"/> is the evaluation text (the default calibration
+    /// text, and checked for overlap with it), null for a command that evaluates nothing.
+    /// </summary>
+    public QuantizationRun Read(ParseResult parse, LoadedModel loaded, Tokenizer tokenizer, string? evalText, string? evalSeparator, int evalSkip)
     {
         QuantizationConfig config = ReadConfig(parse);
         int group = parse.GetValue(GroupSize);
@@ -286,9 +296,9 @@ internal sealed class QuantizationCliOptions
         if (config.Rounding != WeightRounding.Gptq && !config.StaticActivationScales) return new QuantizationRun(config, group, [], 0, pruning, pruningDescription);
         int docs = parse.GetValue(CalibDocs);
         if (docs <= 0) throw new AgileQuantException("--calib-docs must be positive.");
-        string calibPath = parse.GetValue(CalibText) ?? evalText;
+        string calibPath = parse.GetValue(CalibText) ?? evalText ?? throw new InvalidOptionException($"{config.Name} needs calibration text: pass --calib-text PATH.");
         string? separator = parse.GetValue(CalibText) is null ? evalSeparator : parse.GetValue(CalibSeparator);
-        if (Path.GetFullPath(calibPath) == Path.GetFullPath(evalText) && evalSkip < docs)
+        if (evalText is not null && Path.GetFullPath(calibPath) == Path.GetFullPath(evalText) && evalSkip < docs)
             Console.Error.WriteLine($"warning: calibration uses the first {docs} documents of the evaluation text but --eval-skip-docs is {evalSkip}: they overlap.");
         int context = loaded.Model.ContextLength;
         int[][] calibration = PerplexityCommand.Tokenize(tokenizer, PerplexityCommand.ReadText(calibPath, "--calib-text"), separator, 0, docs, "calibration")

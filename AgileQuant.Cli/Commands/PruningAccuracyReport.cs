@@ -51,7 +51,7 @@ internal sealed class PruningAccuracyReport(LoadedModel loaded, int startLayer, 
         sb.AppendLine();
         sb.AppendLine($"Model: {c.Family}, {c.NumLayers} layers, dim {c.HiddenSize}, {c.NumHeads} heads, vocab {c.VocabSize}. Kernel: {loaded.Model.Kernel.Name}.");
         sb.AppendLine();
-        sb.AppendLine($"- Pruning: progressive schedule from layer {startLayer} to the last (METHOD.md §3: per-layer γ = 1 − (1−β)^(1/m), so 1−β of the tokens reach the end), lowest start-token attention pruned, start and last tokens kept, positions renumbered. β = 0: no pruning. A mixed scheme's 25% lower-bit tokens become the schedule's per-layer lower-bit ratio when pruning (inherited across layers).");
+        sb.AppendLine($"- Pruning: progressive schedule from layer {startLayer} to the last (docs/method.md §3: per-layer γ = 1 − (1−β)^(1/m), so 1−β of the tokens reach the end), lowest start-token attention pruned, start and last tokens kept, positions renumbered. β = 0: no pruning. A mixed scheme's 25% lower-bit tokens become the schedule's per-layer lower-bit ratio when pruning (inherited across layers).");
         sb.AppendLine($"- **TinyStories** per-document protocol (BOS + story, cut at {c.MaxSequenceLength}): GPTQ/TRIP calibrate on stories 1–{calibDocs}, evaluation on the next {storyCount}.");
         if (wikiTokens > 0)
             sb.AppendLine($"- **WikiText-2** stream protocol (`wiki.test.raw` tokenized once, non-overlapping {wikiWindow}-token windows), limited to the first {wikiTokens:N0} tokens to fit the time on this shared machine.");

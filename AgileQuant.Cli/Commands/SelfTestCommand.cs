@@ -16,7 +16,7 @@ internal static class SelfTestCommand
         command.SetAction(parse => CliErrors.Run(parse, _ =>
         {
             InfoCommand.PrintMachine();
-            IReadOnlyList<KernelSelfTestResult> results = KernelSelfTest.Run(Math.Max(1, parse.GetValue(threads)), parse.GetValue(seed));
+            IReadOnlyList<KernelSelfTestResult> results = KernelSelfTest.Run(Math.Max(1, ModelOptions.ReadThreads(parse, threads)), parse.GetValue(seed));
             int failed = 0;
             foreach (var group in results.GroupBy(r => r.Kernel))
             {

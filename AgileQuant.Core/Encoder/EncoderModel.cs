@@ -44,11 +44,12 @@ public sealed class EncoderModel
         Scoring = scoring;
         ScoringSeed = scoringSeed;
         for (int l = 0; l < weights.Layers.Count; l++)
-            foreach (LinearLayer linear in Linears(weights.Layers[l]))
+            foreach ((_, LinearLayer linear) in weights.Layers[l].Linears)
             {
                 IMatMulKernel? k = KernelForBits(linear.ActivationBits);
                 if (k is null || !k.Supports(linear.Weight))
                     throw new AgileQuantException($"Layer {l}: no kernel multiplies a {linear.Weight.GetType().Name} with {linear.ActivationBits}-bit activations (kernel '{(k ?? kernel).Name}').");
+                k.Prepare(linear.Weight); // repacked into the kernel's layout now, not on the first token
             }
     }
 
@@ -78,6 +79,4 @@ public sealed class EncoderModel
     public EncoderContext CreateContext() => new(this);
 
     internal IMatMulKernel? KernelForBits(int bits) => bits == 4 ? Options.FourBitActivationKernel : Kernel;
-
-    internal static IEnumerable<LinearLayer> Linears(LayerWeights l) => [l.Query, l.Key, l.Value, l.Output, l.Up, l.Down];
 }

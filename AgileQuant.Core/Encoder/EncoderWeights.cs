@@ -86,8 +86,7 @@ public sealed class EncoderWeights
         {
             long bytes = ((long)TokenEmbedding.Length + PositionEmbedding.Length + TokenTypeEmbedding.Length) * sizeof(float);
             foreach (LayerWeights l in Layers)
-                bytes += l.Query.Weight.ByteCount + l.Key.Weight.ByteCount + l.Value.Weight.ByteCount + l.Output.Weight.ByteCount
-                    + l.Up.Weight.ByteCount + l.Down.Weight.ByteCount;
+                foreach ((_, LinearLayer linear) in l.Linears) bytes += linear.Weight.ByteCount;
             return bytes;
         }
     }

@@ -2,16 +2,18 @@ namespace AgileQuant.Core.Pruning;
 
 /// <summary>
 /// Tracks the tokens of one prefill chunk through the layers: which original tokens still have rows, which of
-/// them are lower-bit, and which rows a layer prunes (METHOD.md §3). Rows stay in original order. Not thread-safe.
+/// them are lower-bit, and which rows a layer prunes (docs/method.md §3). Rows stay in original order. Not thread-safe.
 /// </summary>
 /// <remarks>
 /// Score of row i: <c>s_i = Σ_h A[h, i, 0]</c>. Candidates are all rows but the start token (row 0 when the chunk
-/// begins the sequence) and the last row. A layer prunes the first <c>floor(r·n)</c> candidates in pruning order
+/// begins the sequence), the last row, and rows whose score is NaN: in a sliding-window layer, a row farther than the
+/// window from the start token cannot attend to it, so it has no score there and is neither pruned nor marked lower-bit
+/// by that layer (docs/architecture.md, "Token pruning with sliding-window layers"). A layer prunes the first <c>floor(r·n)</c> candidates in pruning order
 /// (score ascending for <see cref="PruningDirection.Lowest"/>, descending for <see cref="PruningDirection.Highest"/>,
 /// ties by index), then marks the lowest-scoring unpruned candidates lower-bit until <c>floor(b·n)</c> unpruned rows
 /// are lower-bit (rows marked by earlier layers stay marked).
 /// </remarks>
-public sealed class TokenPruner
+internal sealed class TokenPruner
 {
     private int[] _original = [];  // (capacity): original chunk index of each current row
     private bool[] _lowBit = [];   // (capacity): row uses the lower-bit activation width
@@ -86,17 +88,20 @@ public sealed class TokenPruner
     }
 
     /// <summary>
-    /// The candidate rows (neither the start token, when <paramref name="firstIsStart"/>, nor the last row) ordered for
-    /// pruning: by score ascending (<see cref="PruningDirection.Lowest"/>) or descending, ties by index ascending.
+    /// The candidate rows (neither the start token, when <paramref name="firstIsStart"/>, nor the last row, nor a row whose
+    /// score is NaN) ordered for pruning: by score ascending (<see cref="PruningDirection.Lowest"/>) or descending, ties by
+    /// index ascending.
     /// </summary>
     public static int[] RankCandidates(ReadOnlySpan<float> scores, bool firstIsStart, PruningDirection direction)
     {
         int n = scores.Length;
         int first = firstIsStart ? 1 : 0;
         if (n - 1 <= first) return [];
-        int[] rows = new int[n - 1 - first];
-        for (int k = 0; k < rows.Length; k++) rows[k] = first + k;
-        float[] keys = scores.Slice(first, rows.Length).ToArray();
+        int count = 0;
+        for (int r = first; r < n - 1; r++) if (!float.IsNaN(scores[r])) count++;
+        int[] rows = new int[count];
+        for (int r = first, k = 0; r < n - 1; r++) if (!float.IsNaN(scores[r])) rows[k++] = r;
+        float[] keys = scores.Slice(first, n - 1 - first).ToArray();
         int sign = direction == PruningDirection.Lowest ? 1 : -1;
         Array.Sort(rows, (a, b) =>
         {

@@ -29,7 +29,7 @@ public enum PrunedPositions
 }
 
 /// <summary>
-/// Per-layer token-pruning and lower-bit ratios for prefill (METHOD.md §3). In layer l with n tokens, the
+/// Per-layer token-pruning and lower-bit ratios for prefill (docs/method.md §3). In layer l with n tokens, the
 /// <c>floor(r_l·n)</c> tokens ranked first by <see cref="Direction"/> are pruned after the attention residual add,
 /// and the lowest-scoring remaining tokens are marked lower-bit until <c>floor(b_l·n)</c> of the survivors are
 /// (the set is inherited by later layers). Never the start token nor the last token; nothing during decode.

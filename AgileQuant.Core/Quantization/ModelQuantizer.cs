@@ -46,14 +46,14 @@ public static class ModelQuantizer
         ArgumentNullException.ThrowIfNull(config);
         options ??= new ModelQuantizationOptions();
         if (!config.QuantizesWeights && !config.QuantizesActivations) return fp32;
-        RequireCalibrationAndKernelFormat(config, options, "calibration text (e.g. --calib-text)");
+        RequireCalibrationAndKernelFormat(config, options, "calibration sequences (ModelQuantizationOptions.Calibration)");
         if (config.StaticActivationScales && !(config.QuantizesWeights && config.QuantizesActivations))
             throw new AgileQuantException($"{config.Name}: TRIP's static scales need integer weights and activations.");
         StaticActivationScales[][]? staticScales = null;
         if (config.StaticActivationScales)
         {
             if (options.Calibration.Count == 0)
-                throw new AgileQuantException($"{config.Name} uses TRIP, whose static activation scales need calibration text (e.g. --calib-text).");
+                throw new AgileQuantException($"{config.Name} uses TRIP, whose static activation scales need calibration sequences (ModelQuantizationOptions.Calibration).");
             // one FP32 pass: per-channel ranges → outlier factors folded into the FP32 weights → per-tensor scales of the folded inputs
             ChannelRangeObserver ranges = TripCalibration.ObserveRanges(fp32, options.Calibration, options.CancellationToken);
             LayerChannelFactors[] factors = TripCalibration.ChooseFactors(fp32.Config, ranges, config.TripOutlierMultiple);
@@ -89,9 +89,8 @@ public static class ModelQuantizer
         long bytes = (long)w.TokenEmbedding.Length * sizeof(float) + w.LmHead.Weight.ByteCount;
         int g = groupSize > 0 ? groupSize : config.WeightGroupSize;
         foreach (LayerWeights l in w.Layers)
-            foreach (LinearLayer? linear in Linears(l))
+            foreach ((_, LinearLayer linear) in l.Linears)
             {
-                if (linear is null) continue;
                 long rows = linear.OutFeatures, cols = linear.InFeatures;
                 bytes += !config.QuantizesWeights ? rows * cols * sizeof(float)
                     : config.WeightBits == 8 ? rows * cols + rows * sizeof(float)
@@ -147,26 +146,17 @@ public static class ModelQuantizer
             throw new AgileQuantException($"{config.Name}: {config.WeightBits}-bit weights have no kernel format (4 or 8 are supported).");
     }
 
-    private static IEnumerable<LinearLayer?> Linears(LayerWeights l) => [l.Query, l.Key, l.Value, l.Output, l.Gate, l.Up, l.Down];
-
     internal static LayerWeights QuantizeLayer(LayerWeights l, QuantizationConfig config, int groupSize, Dictionary<LinearSlot, HessianAccumulator>? hessians,
         StaticActivationScales[]? staticScales)
     {
         bool mixed = config.LowBitTokenRatio > 0;
-        LinearLayer Q(LinearLayer linear, LinearSlot slot, bool mixedPoint) =>
-            QuantizeLinear(linear, config, groupSize, hessians?[slot], mixed && mixedPoint, staticScales?[(int)slot]);
-        return new LayerWeights
+        return l.MapLinears((role, linear) =>
         {
-            AttentionNorm = l.AttentionNorm,
-            Query = Q(l.Query, LinearSlot.QueryKeyValue, false),
-            Key = Q(l.Key, LinearSlot.QueryKeyValue, false),
-            Value = Q(l.Value, LinearSlot.QueryKeyValue, false),
-            Output = Q(l.Output, LinearSlot.AttentionOutput, true),
-            MlpNorm = l.MlpNorm,
-            Gate = l.Gate is null ? null : Q(l.Gate, LinearSlot.MlpInput, true),
-            Up = Q(l.Up, LinearSlot.MlpInput, true),
-            Down = Q(l.Down, LinearSlot.MlpDown, true),
-        };
+            LinearSlot slot = role.InputSlot();
+            // Lower-bit tokens start at o_proj: Q, K and V keep the full activation bits.
+            bool mixedPoint = slot != LinearSlot.QueryKeyValue;
+            return QuantizeLinear(linear, config, groupSize, hessians?[slot], mixed && mixedPoint, staticScales?[(int)slot]);
+        });
     }
 
     private static LinearLayer QuantizeLinear(LinearLayer linear, QuantizationConfig config, int groupSize, HessianAccumulator? hessian, bool lowBitTokens,

@@ -17,7 +17,7 @@ public enum WeightRounding
 
 /// <summary>
 /// A named end-to-end quantization scheme ("W4A8-GPTQ" = 4-bit weights rounded by GPTQ, 8-bit activations at
-/// every point of METHOD.md §2). Bits of 16 or more mean "not quantized" (computed in fp32).
+/// every point of docs/method.md §2). Bits of 16 or more mean "not quantized" (computed in fp32).
 /// </summary>
 public sealed record QuantizationConfig
 {
@@ -59,12 +59,12 @@ public sealed record QuantizationConfig
 
     /// <summary>
     /// Fraction of prefill tokens (lowest start-token attention) whose activations drop to 4 bits at the three
-    /// "A8 or A4" points (METHOD.md §2–3); 0 = none.
+    /// "A8 or A4" points (docs/method.md §2–3); 0 = none.
     /// </summary>
     public double LowBitTokenRatio { get; init; }
 
     /// <summary>
-    /// TRIP (METHOD.md §4): linear inputs use static per-tensor scales from calibration (min/max observer) instead of
+    /// TRIP (docs/method.md §4): linear inputs use static per-tensor scales from calibration (min/max observer) instead of
     /// per-token scales, with power-of-two factors for outlier channels folded into the weights
     /// (<see cref="TripCalibration"/>), run as one fused gather → quantize → integer matmul → dequantize pass.
     /// Needs calibration text whatever the weight rounding.
@@ -129,7 +129,7 @@ public sealed record QuantizationConfig
     private static QuantizationConfig[] BuildCatalog()
     {
         // 8-bit weights: symmetric per output row (int8 kernels). 4-bit weights: asymmetric groups of 32
-        // (beat symmetric on stories260K, METHOD.md §1). Quantized activations bring the attention options of §2.
+        // (they beat symmetric groups on stories260K: docs/method.md §1, §5). Quantized activations bring the attention options of §2.
         static QuantizationConfig W(string name, int wBits, int aBits, WeightRounding rounding, double lowBitRatio = 0, bool trip = false)
         {
             bool int4 = wBits == 4, actQuant = aBits <= 8;
@@ -149,13 +149,12 @@ public sealed record QuantizationConfig
                 Rounding = rounding,
                 WeightGroupSize = int4 ? DefaultInt4GroupSize : 0,
                 SymmetricWeights = !int4,
-                // Clip search (an option, --weight-clip-search) helps RTN a little (stories260K W4A16, stories
-                // 101-250: +9.4% -> +8.6% over FP32) and hurts GPTQ, whose error propagation already compensates
-                // (W4A8-GPTQ: +5.3% -> +6.0%); the named configurations keep plain min/max ranges.
+                // Clip search (an option) helps RTN a little and hurts GPTQ, whose error propagation already
+                // compensates (measured: docs/method.md §5); the named configurations keep plain min/max ranges.
                 WeightClipSearch = false,
                 ActOrder = rounding == WeightRounding.Gptq,
-                // Log2 softmax is an option, off by default: on stories260K it alone costs W8A8 ~1% perplexity
-                // (+1.25% with it, +0.34% without, stories 101-250), more than all other activation rounding.
+                // Log2 softmax is an option, off by default: on stories260K it alone costs W8A8 more perplexity
+                // than all other activation rounding (docs/method.md §5).
                 Log2Softmax = false,
                 EightBitQkv = actQuant,
                 EightBitKvCache = actQuant,

@@ -7,7 +7,7 @@ namespace AgileQuant.Core.Quantization;
 public enum SymmetricScaleConvention
 {
     /// <summary>
-    /// <c>s = max|x| / (2^(b-1)-1)</c> (METHOD.md table; the default). The extreme maps exactly to
+    /// <c>s = max|x| / (2^(b-1)-1)</c> (docs/method.md §1; the default). The extreme maps exactly to
     /// ±(2^(b-1)-1); the code -2^(b-1) is never produced (15 of 16 levels at 4 bits).
     /// </summary>
     MaxAbsOverPositiveLimit = 0,

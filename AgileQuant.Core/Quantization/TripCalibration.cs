@@ -5,7 +5,7 @@ using AgileQuant.Intrinsics.Trip;
 namespace AgileQuant.Core.Quantization;
 
 /// <summary>
-/// Per-channel power-of-two factors α_c of one layer's four linear inputs (TRIP, METHOD.md §4); null where a point
+/// Per-channel power-of-two factors α_c of one layer's four linear inputs (TRIP, docs/method.md §4); null where a point
 /// has no foldable predecessor (factors of 1). The activation channel c is divided by α_c and the weight column c of
 /// the linears reading it multiplied by α_c, so the FP32 function is unchanged.
 /// </summary>
@@ -16,7 +16,7 @@ namespace AgileQuant.Core.Quantization;
 public sealed record LayerChannelFactors(float[]? QueryKeyValue, float[]? AttentionOutput, float[]? MlpInput, float[]? MlpDown);
 
 /// <summary>
-/// TRIP calibration (METHOD.md §1, §4): one pass of calibration text through the FP32 model records each linear
+/// TRIP calibration (docs/method.md §1, §4): one pass of calibration text through the FP32 model records each linear
 /// input's per-channel min/max; outlier channels get power-of-two factors (FQ-ViT style) folded into the weights;
 /// each input's static per-tensor scale is the min/max observer's scale of the folded activations.
 /// </summary>
@@ -30,7 +30,7 @@ public sealed record LayerChannelFactors(float[]? QueryKeyValue, float[]? Attent
 /// </remarks>
 public static class TripCalibration
 {
-    /// <summary>T: channels whose range exceeds T × the median channel range are outliers (2 measured best on stories260K: W4A8-TRIP RTN KL 0.088 vs 0.097 with T = 4, which folds nothing there, and 0.098 with T = 1.5).</summary>
+    /// <summary>T: channels whose range exceeds T × the median channel range are outliers (2 measured best on stories260K against 1.5 and 4: docs/method.md §5).</summary>
     public const float OutlierMultiple = 2f;
 
     /// <summary>K: factors are at most 2^K.</summary>
@@ -76,7 +76,7 @@ public static class TripCalibration
         ArgumentNullException.ThrowIfNull(ranges);
         var result = new LayerChannelFactors[config.NumLayers];
         int hd = config.HeadDim, groupHeads = config.NumHeads / config.NumKvHeads;
-        bool foldDown = config.Mlp is MlpKind.SwiGlu or MlpKind.Relu;
+        bool foldDown = config.Mlp is MlpKind.SwiGlu or MlpKind.GeGlu or MlpKind.Relu; // down's input is linear (gated) or positively homogeneous in up's output
         for (int l = 0; l < config.NumLayers; l++)
         {
             // o_proj channel (h, d) reads V channel (h / groupHeads, d): one factor per KV channel, from its widest head
@@ -140,20 +140,29 @@ public static class TripCalibration
         {
             LayerWeights w = fp32.Weights.Layers[l];
             LayerChannelFactors f = factors[l];
-            float[] qkvIn = InputFactors(c, f, LinearSlot.QueryKeyValue), outIn = InputFactors(c, f, LinearSlot.AttentionOutput);
-            float[] mlpIn = InputFactors(c, f, LinearSlot.MlpInput), downIn = InputFactors(c, f, LinearSlot.MlpDown);
-            layers[l] = new LayerWeights
-            {
-                AttentionNorm = DivideNorm(w.AttentionNorm, f.QueryKeyValue),
-                Query = MultiplyColumns(w.Query, qkvIn),
-                Key = MultiplyColumns(w.Key, qkvIn),
-                Value = DivideRows(MultiplyColumns(w.Value, qkvIn), f.AttentionOutput),
-                Output = MultiplyColumns(w.Output, outIn),
-                MlpNorm = DivideNorm(w.MlpNorm, f.MlpInput),
-                Gate = w.Gate is null ? null : MultiplyColumns(w.Gate, mlpIn),
-                Up = DivideRows(MultiplyColumns(w.Up, mlpIn), f.MlpDown),
-                Down = MultiplyColumns(w.Down, downIn),
-            };
+            float[][] inputFactors = new float[ChannelRangeObserver.SlotCount][]; // by LinearSlot
+            for (int s = 0; s < inputFactors.Length; s++) inputFactors[s] = InputFactors(c, f, (LinearSlot)s);
+            // A norm's output is the next linears' input, so their factors divide it; V's and up's output rows carry the
+            // factors of the input they feed (o_proj's, down_proj's).
+            layers[l] = w.Map(
+                (role, norm) => DivideNorm(norm, role switch
+                {
+                    LayerTensor.AttentionNorm => f.QueryKeyValue,
+                    LayerTensor.MlpNorm => f.MlpInput,
+                    // per-head q/k norms and post-norms read no factored channels: q, k and the block outputs are unchanged
+                    LayerTensor.QueryNorm or LayerTensor.KeyNorm or LayerTensor.PostAttentionNorm or LayerTensor.PostMlpNorm => null,
+                    _ => throw new AgileQuantException($"TRIP cannot fold factors into the {role.Describe()}."),
+                }),
+                (role, linear) =>
+                {
+                    LinearLayer scaled = MultiplyColumns(linear, inputFactors[(int)role.InputSlot()]);
+                    return role switch
+                    {
+                        LayerTensor.Value => DivideRows(scaled, f.AttentionOutput),
+                        LayerTensor.Up => DivideRows(scaled, f.MlpDown),
+                        _ => scaled,
+                    };
+                });
         }
         TransformerWeights weights = ModelQuantizer.With(fp32.Weights, layers);
         return new TransformerModel(weights, fp32.Kernel, fp32.Options);

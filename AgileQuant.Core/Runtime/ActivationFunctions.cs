@@ -1,3 +1,5 @@
+using System.Numerics.Tensors;
+
 namespace AgileQuant.Core.Runtime;
 
 /// <summary>Element-wise activations not offered by TensorPrimitives.</summary>
@@ -11,6 +13,14 @@ internal static class ActivationFunctions
             float v = x[i];
             x[i] = v * 0.5f * (1f + MathF.Tanh(0.79788456f * v * (1f + 0.044715f * v * v)));
         }
+    }
+
+    /// <summary>x ← c · tanh(x / c): Gemma 2's soft-capping of attention scores and final logits (c &gt; 0).</summary>
+    public static void SoftCap(Span<float> x, float cap)
+    {
+        TensorPrimitives.Multiply(x, 1f / cap, x);
+        TensorPrimitives.Tanh(x, x);
+        TensorPrimitives.Multiply(x, cap, x);
     }
 
     /// <summary>x ← x · ½ · (1 + erf(x / √2)).</summary>

@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 namespace AgileQuant.Core.Runtime;
 
 /// <summary>Rounds activations to the values their quantized codes stand for (quantize then dequantize), in place.</summary>
-public static class ActivationRounding
+internal static class ActivationRounding
 {
     /// <summary>
     /// Splits <paramref name="values"/> into <paramref name="rows"/> equal rows and rounds each symmetrically:
@@ -66,7 +66,7 @@ public static class ActivationRounding
             row[i] = MathF.Max(MathF.Min(MathF.Round(row[i] * inverse), limit), -limit) * scale;
     }
 
-    /// <summary>Rounds probabilities to <c>2^−q</c>, q = clamp(round(−log2 p), 0, 15); p whose round(−log2 p) ≥ 16 become 0 (METHOD.md §1).</summary>
+    /// <summary>Rounds probabilities to <c>2^−q</c>, q = clamp(round(−log2 p), 0, 15); p whose round(−log2 p) ≥ 16 become 0 (docs/method.md §1).</summary>
     public static void RoundToPowersOfTwo(Span<float> probabilities)
     {
         for (int i = 0; i < probabilities.Length; i++)

@@ -1,7 +1,7 @@
 namespace AgileQuant.Core.Runtime;
 
 /// <summary>
-/// Quantization of the attention path's activations (METHOD.md §2), simulated in floating point (values are
+/// Quantization of the attention path's activations (docs/method.md §2), simulated in floating point (values are
 /// rounded to the codes they would have): Q/K/V per token, the KV cache per token and head, and softmax
 /// probabilities with the 4-bit log2 quantizer.
 /// </summary>
@@ -47,7 +47,7 @@ public sealed record RuntimeOptions
     public double LowBitTokenRatio { get; init; }
 
     /// <summary>
-    /// Activation-aware token pruning and the inherited lower-bit token set during prefill (METHOD.md §3); null for none.
+    /// Activation-aware token pruning and the inherited lower-bit token set during prefill (docs/method.md §3); null for none.
     /// When set, its lower-bit ratios replace <see cref="LowBitTokenRatio"/> (which must then be 0).
     /// </summary>
     public Pruning.TokenPruningSchedule? Pruning { get; init; }

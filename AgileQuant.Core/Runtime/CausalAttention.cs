@@ -12,16 +12,18 @@ internal interface ICausalAttention
     /// Attention of the <paramref name="n"/> rows of <paramref name="query"/> (n, NumHeads·HeadDim), row i at cache slot
     /// <paramref name="start"/> + i of <paramref name="layer"/> (already stored), into <paramref name="output"/>
     /// (n, NumHeads·HeadDim). When <paramref name="startAttention"/> is not empty, fills it (NumHeads, n) with A[h, i, 0]:
-    /// 0 where the start slot is padding or outside the row's window, or every visible slot is padding.
+    /// 0 where the start slot is padding or every visible slot is, NaN where the start slot lies outside the row's
+    /// sliding window (the row cannot be ranked by it; docs/architecture.md, "Token pruning with sliding-window layers").
     /// </summary>
-    // out[i, h] = Σ_j softmax_j(q[i, h]·k[j, h']/√d + slope_h·pos_j) · v[j, h'], j over unmasked cached tokens up to start + i, within the layer's window
+    // out[i, h] = Σ_j softmax_j(cap(q[i, h]·k[j, h']·scale) + slope_h·pos_j) · v[j, h'], j over unmasked cached tokens up to
+    // start + i (and, in a sliding-window layer, at positions p_j > p_i − window)
     void Attend(KvCache cache, int layer, int start, int n, ReadOnlySpan<float> query, Span<float> output, Span<float> startAttention);
 }
 
 /// <summary>
 /// The exact attention path, over transposed slot rows (<see cref="TransposedStorage"/>: FP32 values, or the paper's KV
 /// codes through <see cref="Int8Slots"/>): scores a tile of query rows at a time (<see cref="AttentionTiles"/>) over every
-/// visible slot, adds ALiBi, masks padding and the sliding window, softmax over the whole row (optionally rounded to powers
+/// visible slot, soft-caps them (Gemma 2), adds ALiBi, masks padding and the slots outside a sliding window, softmax over the whole row (optionally rounded to powers
 /// of two), and weights the values; (head, row chunk) units on the kernels' threads. Each query's attention to the start
 /// token, A[h, i, 0], goes to the caller when asked for (token pruning ranks rows by it). One per inference context.
 /// </summary>
@@ -35,6 +37,8 @@ internal sealed unsafe class CausalAttention<TSlots> : ICausalAttention, IChunke
     private readonly TransformerConfig _config;
     private readonly float[]? _alibiSlopes;  // (NumHeads), or null
     private readonly bool _log2Softmax;
+    private readonly float _scale;           // multiplier of q·k: AttentionScale, or 1/√HeadDim
+    private readonly float _softcap;         // c in c·tanh(s/c), 0 = none
     private readonly KernelThreads _threads;
     private float[] _scores = [];            // (threads, AttentionTiles.TileRows, SlotStride) scores, then probabilities, of each thread's query tile
 
@@ -51,6 +55,8 @@ internal sealed unsafe class CausalAttention<TSlots> : ICausalAttention, IChunke
         _config = model.Config;
         _alibiSlopes = model.AlibiSlopes;
         _log2Softmax = model.Options.Attention.Log2Softmax;
+        _scale = _config.AttentionScale > 0 ? _config.AttentionScale : 1f / MathF.Sqrt(_config.HeadDim);
+        _softcap = _config.AttentionLogitSoftcap;
         _threads = threads;
     }
 
@@ -92,7 +98,8 @@ internal sealed unsafe class CausalAttention<TSlots> : ICausalAttention, IChunke
             _valueScales = valueScales;
             _tiles = scores;
             (_positionValues, _masked, _anyMasked) = (cache.PositionValues(layer), cache.Masked(layer), cache.HasPadding(layer));
-            (_start, _n, _stride, _window) = (start, n, stride, _config.SlidingWindowAt(layer));
+            (_start, _n, _stride) = (start, n, stride);
+            _window = _config.IsLocalLayer(layer) ? _config.SlidingWindow : 0;
             try
             {
                 if (threads <= 1 || (n == 1 && decodeElements < RowRanges.ParallelElementThreshold))
@@ -145,7 +152,7 @@ internal sealed unsafe class CausalAttention<TSlots> : ICausalAttention, IChunke
     {
         int hd = _config.HeadDim, q = _config.NumHeads * hd, stride = _stride, start = _start, n = _n, e = TSlots.ElementSize;
         int kvHead = head / (_config.NumHeads / _config.NumKvHeads);
-        float scale = 1f / MathF.Sqrt(hd);
+        float scale = _scale;
         byte* keys = _keys + (nint)kvHead * hd * stride * e, values = _values + (nint)kvHead * hd * stride * e;
         float* keyScales = _keyScales + kvHead * stride, valueScales = _valueScales + kvHead * stride;
         float* tile = _tiles + worker * AttentionTiles.TileRows * stride;
@@ -162,12 +169,12 @@ internal sealed unsafe class CausalAttention<TSlots> : ICausalAttention, IChunke
                 Span<float> row = new(tile + t * stride, width);
                 Span<float> scores = row[..visible];
                 row[visible..].Clear(); // zero probabilities past the causal limit
+                if (_softcap > 0) ActivationFunctions.SoftCap(scores, _softcap);
                 if (_alibiSlopes is not null)
                     TensorPrimitives.MultiplyAdd(_positionValues.AsSpan(0, visible), _alibiSlopes[head], scores, scores);
-                // sliding window: the slots before the row's window take no part (as padding does)
-                int first = _window > 0 ? Math.Max(0, visible - _window) : 0;
-                scores[..first].Fill(float.NegativeInfinity);
-                if (_anyMasked && !MaskPadding(scores[first..], masked.AsSpan(first)))
+                // slots at positions ≤ p_i − window are outside the sliding window (none while p_i < window: positions are ≥ 0)
+                float windowLimit = SlidingWindowMask.Limit(_window, _positionValues[start + i]);
+                if ((_anyMasked || windowLimit >= 0) && !SlidingWindowMask.MaskInvisible(scores, _anyMasked ? masked : null, _positionValues, windowLimit))
                 {
                     scores.Clear(); // every visible key is padding: no attention, a zero output
                     if (_startAttention != null) _startAttention[head * n + i] = 0f;
@@ -178,22 +185,11 @@ internal sealed unsafe class CausalAttention<TSlots> : ICausalAttention, IChunke
                 TensorPrimitives.Subtract(scores, max, scores);
                 TensorPrimitives.Exp(scores, scores);
                 TensorPrimitives.Multiply(scores, 1f / TensorPrimitives.Sum(scores), scores);
-                if (_startAttention != null) _startAttention[head * n + i] = masked[0] || first > 0 ? 0f : scores[0];
+                if (_startAttention != null)
+                    _startAttention[head * n + i] = _positionValues[0] <= windowLimit ? float.NaN : masked[0] ? 0f : scores[0];
                 if (_log2Softmax) ActivationRounding.RoundToPowersOfTwo(scores);
             }
             AttentionTiles.WeightedValues<TSlots>(tile, stride, rows, values, (nint)stride * e, valueScales, hd, _outputs + i0 * q + head * hd, q, width);
         }
-    }
-
-    /// <summary>Sets padding slots' scores to −∞; returns false when every visible slot is padding.</summary>
-    private static bool MaskPadding(Span<float> scores, ReadOnlySpan<bool> masked)
-    {
-        bool anyVisible = false;
-        for (int j = 0; j < scores.Length; j++)
-        {
-            if (masked[j]) scores[j] = float.NegativeInfinity;
-            else anyVisible = true;
-        }
-        return anyVisible;
     }
 }

@@ -14,7 +14,7 @@ internal sealed class ForwardScratch(TransformerConfig config)
     public float[] Attention = [];      // (n, NumHeads·HeadDim) attention output, heads side by side
     public float[] Projected = [];      // (n, max(HiddenSize, EmbeddingWidth)) a block's output before the residual add; project_out's
     public float[] Inner = [];          // (n, IntermediateSize) MLP hidden: up(x), then act(…)
-    public float[] Gate = [];           // (n, IntermediateSize) SwiGLU gate(x)
+    public float[] Gate = [];           // (n, IntermediateSize) gated MLP's gate(x)
     public float[] StartAttention = []; // (NumHeads, n): A[h, i, 0], each query's attention to the start token
     public float[] TokenScores = [];    // (n): s_i = Σ_h A[h, i, 0]
     public int[] Position = [];         // (n): model position of each row in the current layer
@@ -34,7 +34,7 @@ internal sealed class ForwardScratch(TransformerConfig config)
         Grow(ref Attention, n * q);
         Grow(ref Projected, n * wide);
         Grow(ref Inner, n * f);
-        if (c.Mlp == MlpKind.SwiGlu) Grow(ref Gate, n * f);
+        if (c.Mlp.IsGated()) Grow(ref Gate, n * f);
         Grow(ref StartAttention, c.NumHeads * n);
         Grow(ref TokenScores, n);
         if (Position.Length < n)

@@ -28,7 +28,7 @@ public sealed class InferenceContext
     private readonly RotateAndStore _rotateAndStore; // q, k, v rounded and rotated; k, v into the cache
     private readonly ICausalAttention _attention;   // over the cache's layout: the exact path or the streaming one
     private readonly ResidualAndNorm _residualAndNorm;
-    private readonly SwiGlu _swiGlu;
+    private readonly GatedActivation _gatedActivation;
     private int[] _survivors = [];                  // original indices of the last forward's surviving tokens
 
     internal InferenceContext(TransformerModel model)
@@ -44,7 +44,7 @@ public sealed class InferenceContext
         _rotateAndStore = new RotateAndStore(model, _s, _cache, rowRanges);
         _attention = CreateAttention(model, _cache.Layout, rowRanges.Threads);
         _residualAndNorm = new ResidualAndNorm(rowRanges, _config.HiddenSize);
-        _swiGlu = new SwiGlu(rowRanges, _config.IntermediateSize);
+        _gatedActivation = new GatedActivation(rowRanges, _config.IntermediateSize, _config.Mlp);
     }
 
     /// <summary>The attention that reads <paramref name="layout"/>; the scalar twins of its kernels with the scalar kernel set.</summary>
@@ -100,6 +100,7 @@ public sealed class InferenceContext
         _survivors = [];
     }
 
+#pragma warning disable RS0026, RS0027 // the shipped Forward(tokens, allLogits = false) keeps its optional parameter beside the new overloads
     /// <summary>
     /// Runs <paramref name="tokens"/> through the model as one matrix (prefill, or decode when one token),
     /// appends them to the KV cache, and returns the logits of the last token (VocabSize) or, with
@@ -172,6 +173,7 @@ public sealed class InferenceContext
             throw;
         }
     }
+#pragma warning restore RS0026, RS0027
 
     /// <summary>Each row's position (given, or the count of non-padding tokens before it) and padding flag.</summary>
     private void SetPositions(ReadOnlySpan<int> positions, ReadOnlySpan<bool> padding, int n)
@@ -195,13 +197,14 @@ public sealed class InferenceContext
         _cache.AddRealTokens(realInChunk);
     }
 
-    // x (n, HiddenSize) = embed(tokens) [· project_in] [+ learned position] [→ norm]
+    // x (n, HiddenSize) = embed(tokens) [· scale] [· project_in] [+ learned position] [→ norm]
     private void Embed(ReadOnlySpan<int> tokens, int n)
     {
         TransformerWeights w = _model.Weights;
         int e = _config.EmbeddingWidth, d = _config.HiddenSize;
         float[] target = w.ProjectIn is null ? _s.Hidden : _s.Normed; // (n, EmbeddingWidth)
         for (int i = 0; i < n; i++) w.TokenEmbedding.AsSpan(tokens[i] * e, e).CopyTo(target.AsSpan(i * e, e));
+        if (_config.EmbeddingScale != 1f) TensorPrimitives.Multiply(target.AsSpan(0, n * e), _config.EmbeddingScale, target.AsSpan(0, n * e)); // Gemma: · √d
         if (w.ProjectIn is not null) w.ProjectIn.Forward(_model.Kernel, _s.Normed, _s.Hidden, n);
         if (w.PositionEmbedding is not null)
             for (int i = 0; i < n; i++)
@@ -233,7 +236,7 @@ public sealed class InferenceContext
         _linear.Linear(w.Query, input, s.Query, n, mixed: false); // (n, NumHeads·HeadDim)
         _linear.Linear(w.Key, input, s.Key, n, mixed: false);     // (n, KvDim)
         _linear.Linear(w.Value, input, s.Value, n, mixed: false); // (n, KvDim)
-        _rotateAndStore.Run(layer, start, n); // q, k, v rounded, RoPE at each row's position; k, v → the cache
+        _rotateAndStore.Run(layer, start, n); // q, k per-head normed, q, k, v rounded, RoPE at each row's position; k, v → the cache
         Span<float> startAttention = SelectsTokens(layer, n) ? s.StartAttention.AsSpan(0, _config.NumHeads * n) : default; // (NumHeads, n)
         _attention.Attend(_cache, layer, start, n, s.Query, s.Attention, startAttention); // (n, NumHeads·HeadDim)
         SelectTokens(layer, n, startAttention); // pruned and lower-bit rows, by s_i = Σ_h A[h, i, 0]
@@ -245,20 +248,20 @@ public sealed class InferenceContext
             n = s.KeepRows(_pruner.KeptRows);
         }
         _linear.Linear(w.Output, s.Attention, s.Projected, n, mixed: true); // (n, HiddenSize)
-        // pre-LN: x += O(…), then the MLP's input norm(x); post-LN: x = norm(x + O(…))
-        _residualAndNorm.Run(s.Hidden, s.Projected, _config.PreNorm ? w.MlpNorm : w.AttentionNorm, _config.PreNorm ? s.Normed : s.Hidden, n);
+        // pre-LN: x += [post-norm] O(…), then the MLP's input norm(x); post-LN: x = norm(x + O(…))
+        _residualAndNorm.Run(s.Hidden, s.Projected, _config.PostNorms ? w.PostAttentionNorm : null, _config.PreNorm ? w.MlpNorm : w.AttentionNorm, _config.PreNorm ? s.Normed : s.Hidden, n);
 
-        // MLP block: x = x + down(act(up(norm(x))))   (post-LN: x = norm(x + down(act(up(x)))))
+        // MLP block: x = x + [post-norm] down(act(up(norm(x))))   (post-LN: x = norm(x + down(act(up(x)))))
         float[] mlpInput = _config.PreNorm ? s.Normed : s.Hidden; // (n, HiddenSize)
         Span<float> inner = s.Inner.AsSpan(0, n * f);             // (n, IntermediateSize)
         Observer?.Observe(layer, LinearSlot.MlpInput, mlpInput.AsSpan(0, n * d), n);
         _linear.Linear(w.Up, mlpInput, inner, n, mixed: true);
         switch (_config.Mlp)
         {
-            case MlpKind.SwiGlu:
-                // inner = silu(gate) · up, silu(g) = g · σ(g)
+            case MlpKind.SwiGlu or MlpKind.GeGlu:
+                // inner = act(gate) · up: silu(g) = g · σ(g) (SwiGLU), gelu_tanh(g) (GeGLU)
                 _linear.Linear(w.Gate!, mlpInput, s.Gate.AsSpan(0, n * f), n, mixed: true);
-                _swiGlu.Run(s.Gate, s.Inner, n);
+                _gatedActivation.Run(s.Gate, s.Inner, n);
                 break;
             case MlpKind.Relu:
                 TensorPrimitives.Max(inner, 0f, inner);
@@ -272,7 +275,7 @@ public sealed class InferenceContext
         }
         Observer?.Observe(layer, LinearSlot.MlpDown, inner, n);
         _linear.Linear(w.Down, inner, s.Projected, n, mixed: true); // (n, HiddenSize)
-        _residualAndNorm.Run(s.Hidden, s.Projected, _config.PreNorm ? null : w.MlpNorm, s.Hidden, n);
+        _residualAndNorm.Run(s.Hidden, s.Projected, _config.PostNorms ? w.PostMlpNorm : null, _config.PreNorm ? null : w.MlpNorm, s.Hidden, n);
         return n;
     }
 
@@ -304,7 +307,7 @@ public sealed class InferenceContext
             _pruner.Select(scores, schedule.RatioAt(layer), schedule.LowBitRatioAt(layer), schedule.Direction);
     }
 
-    // logits (rows, VocabSize) = head([project_out] norm(x)) for the last row, or every row with allLogits
+    // logits (rows, VocabSize) = [softcap] head([project_out] norm(x)) for the last row, or every row with allLogits
     private float[] Logits(int n, bool allLogits)
     {
         TransformerWeights w = _model.Weights;
@@ -321,6 +324,7 @@ public sealed class InferenceContext
         }
         float[] logits = new float[(long)rows * v];
         w.LmHead.Forward(_model.Kernel, headInput, logits, rows);
+        if (_config.FinalLogitSoftcap > 0) ActivationFunctions.SoftCap(logits, _config.FinalLogitSoftcap); // Gemma 2
         return logits;
     }
 }

@@ -33,7 +33,7 @@ internal sealed class KvCache
         int layers = config.NumLayers;
         _slotPositionValue = new float[layers][];
         _slotMasked = new bool[layers][];
-        for (int l = 0; l < layers; l++) (_slotPositionValue[l], _slotMasked[l]) = ([], []);
+        for (int l = 0; l < layers; l++) (_slotPositionValue[l], _slotMasked[l]) = ([], []); // grown with the rows (EnsureSlots): a declared context length sizes nothing up front
         _layerLength = new int[layers];
         _layerMaskedSlots = new int[layers];
         _layerRealTokens = new int[layers];
@@ -58,10 +58,10 @@ internal sealed class KvCache
     /// <summary>Tokens cached in <paramref name="layer"/>.</summary>
     public int LayerLength(int layer) => _layerLength[layer];
 
-    /// <summary>Model position of each of <paramref name="layer"/>'s slots as a float (at least the slots held), for ALiBi.</summary>
+    /// <summary>Model position of each of <paramref name="layer"/>'s slots as a float (at least the slots taken), for ALiBi.</summary>
     public float[] PositionValues(int layer) => _slotPositionValue[layer];
 
-    /// <summary>Padding flag of each of <paramref name="layer"/>'s slots (at least the slots held).</summary>
+    /// <summary>Padding flag of each of <paramref name="layer"/>'s slots (at least the slots taken).</summary>
     public bool[] Masked(int layer) => _slotMasked[layer];
 
     /// <summary>Whether any slot of <paramref name="layer"/> holds padding.</summary>

@@ -18,13 +18,13 @@ public sealed class LinearLayer
     public int ActivationBits { get; init; } = 8;
 
     /// <summary>
-    /// Activation bits for the "lower-bit" tokens of the mixed scheme (METHOD.md §2–3: the lowest-ranked tokens
+    /// Activation bits for the "lower-bit" tokens of the mixed scheme (docs/method.md §2–3: the lowest-ranked tokens
     /// get 4-bit activations at o_proj, the MLP input and down_proj); 0 when every token uses <see cref="ActivationBits"/>.
     /// </summary>
     public int LowBitActivationBits { get; init; }
 
     /// <summary>
-    /// TRIP (METHOD.md §4): static per-tensor scales from calibration for this layer's input, used instead of
+    /// TRIP (docs/method.md §4): static per-tensor scales from calibration for this layer's input, used instead of
     /// per-token scales by the fused gather → quantize → integer matmul → dequantize pass
     /// (<see cref="AgileQuant.Intrinsics.Trip.TripMatMul"/>); null = dynamic per-token scales.
     /// </summary>

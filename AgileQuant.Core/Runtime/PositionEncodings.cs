@@ -4,8 +4,11 @@ using System.Runtime.Intrinsics.X86;
 
 namespace AgileQuant.Core.Runtime;
 
-/// <summary>Rotary position embeddings: rotates pairs of Q/K elements by <c>pos · θ^(−2i/d)</c>.</summary>
-public sealed class RotaryEmbedding
+/// <summary>
+/// Rotary position embeddings: rotates pairs of Q/K elements by <c>pos · θ^(−2i/d) / (s · f_i)</c>, with a linear scaling
+/// factor s and per-dimension frequency factors f_i (both 1 without RoPE scaling).
+/// </summary>
+internal sealed class RotaryEmbedding
 {
     private readonly int _headDim;
     private readonly RotaryPairing _pairing;
@@ -13,15 +16,52 @@ public sealed class RotaryEmbedding
 
     /// <summary>Creates the embedding for heads of width <paramref name="headDim"/>.</summary>
     public RotaryEmbedding(int headDim, float theta, RotaryPairing pairing)
+        : this(headDim, theta, pairing, 1f, null)
+    {
+    }
+
+    /// <summary>
+    /// Creates the embedding for heads of width <paramref name="headDim"/> with linear scaling <paramref name="scalingFactor"/>
+    /// (positions divided by it) and per-dimension divisors <paramref name="frequencyFactors"/> (headDim / 2, or null).
+    /// </summary>
+    public RotaryEmbedding(int headDim, float theta, RotaryPairing pairing, float scalingFactor, IReadOnlyList<float>? frequencyFactors)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(headDim);
         if (headDim % 2 != 0) throw new ArgumentException($"Rotary embeddings need an even head size, found {headDim}.", nameof(headDim));
+        if (!(float.IsFinite(scalingFactor) && scalingFactor > 0)) throw new ArgumentOutOfRangeException(nameof(scalingFactor), scalingFactor, "The RoPE scaling factor must be positive and finite.");
+        if (frequencyFactors is not null && frequencyFactors.Count != headDim / 2)
+            throw new ArgumentException($"Expected {headDim / 2} frequency factors, found {frequencyFactors.Count}.", nameof(frequencyFactors));
         _headDim = headDim;
         _pairing = pairing;
         _inverseFrequency = new float[headDim / 2];
-        // inv_freq[i] = 1 / θ^(2i/d), in float32 as Hugging Face and llama2.c compute it
+        // inv_freq[i] = 1 / θ^(2i/d), in float32 as Hugging Face and llama2.c compute it; then / s / f_i (exact when 1)
         for (int i = 0; i < _inverseFrequency.Length; i++)
-            _inverseFrequency[i] = 1f / MathF.Pow(theta, 2 * i / (float)headDim);
+            _inverseFrequency[i] = 1f / MathF.Pow(theta, 2 * i / (float)headDim) / scalingFactor / (frequencyFactors?[i] ?? 1f);
+    }
+
+    /// <summary>
+    /// Llama 3.1's <c>llama3</c> RoPE scaling as per-dimension divisors (<see cref="RotaryFrequencyFactors"/>), as Hugging Face's
+    /// <c>_compute_llama3_parameters</c> and llama.cpp's converter (<c>rope_freqs</c>) define it: with wavelength
+    /// λ_i = 2π / inv_freq_i, L the original context, f_i = 1 where λ_i &lt; L / high, <paramref name="factor"/> where
+    /// λ_i &gt; L / low, and between them 1 / ((1 − s) / factor + s) with s = (L / λ_i − low) / (high − low).
+    /// </summary>
+    public static float[] Llama3FrequencyFactors(int headDim, float theta, float factor, float lowFrequencyFactor, float highFrequencyFactor, int originalContextLength)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(headDim);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(originalContextLength);
+        if (!(factor > 0 && lowFrequencyFactor > 0 && highFrequencyFactor > lowFrequencyFactor && float.IsFinite(factor) && float.IsFinite(highFrequencyFactor)))
+            throw new ArgumentException($"llama3 RoPE scaling needs factor > 0 and 0 < low_freq_factor < high_freq_factor, found {factor}, {lowFrequencyFactor}, {highFrequencyFactor}.");
+        double lowWavelength = originalContextLength / (double)lowFrequencyFactor, highWavelength = originalContextLength / (double)highFrequencyFactor;
+        float[] factors = new float[headDim / 2];
+        for (int i = 0; i < factors.Length; i++)
+        {
+            double wavelength = 2 * Math.PI / (1f / MathF.Pow(theta, 2 * i / (float)headDim));
+            double smooth = (originalContextLength / wavelength - lowFrequencyFactor) / (highFrequencyFactor - lowFrequencyFactor);
+            factors[i] = wavelength < highWavelength ? 1f
+                : wavelength > lowWavelength ? factor
+                : (float)(1 / ((1 - smooth) / factor + smooth));
+        }
+        return factors;
     }
 
     /// <summary>Rotates every head of <paramref name="vector"/> (heads·headDim) in place for position <paramref name="position"/>.</summary>
@@ -134,7 +174,7 @@ public sealed class RotaryEmbedding
 }
 
 /// <summary>ALiBi head slopes (Press et al.), as BLOOM computes them, including head counts that are not a power of two.</summary>
-public static class AlibiSlopes
+internal static class AlibiSlopes
 {
     /// <summary>
     /// Slopes for <paramref name="numHeads"/> heads: with p the largest power of two ≤ n, heads 0..p−1 get

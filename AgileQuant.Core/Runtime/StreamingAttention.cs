@@ -12,12 +12,14 @@ namespace AgileQuant.Core.Runtime;
 /// <see cref="RowsPerUnit"/> query rows, every query head of the group (GQA) is scored against each block of
 /// <see cref="SlotBlock"/> keys, the unit's running sums are rescaled when the maximum grows, and the block's values are
 /// added with their weights. Each key and value row is read once per unit (in decode: once per token), and no row of
-/// scores longer than a block exists. ALiBi, padding, the causal limit and the layer's sliding window mask scores as in
-/// <see cref="CausalAttention{TSlots}"/>.
+/// scores longer than a block exists. The config's attention scale, soft-capping (Gemma 2), ALiBi, padding, the causal
+/// limit and the position-based sliding window (<see cref="SlidingWindowMask"/>) shape the scores as in
+/// <see cref="CausalAttention{TSlots}"/>; blocks wholly outside every row's window are skipped.
 /// </summary>
 /// <remarks>
 /// The start-token probability the pruner ranks rows by, A[h, i, 0] = exp(s_0 − m) / l, comes from slot 0's score and the
-/// final maximum m and sum l: exact, not an estimate. With the log2 softmax the probabilities must be known before they are
+/// final maximum m and sum l: exact, not an estimate; NaN for a row whose window excludes the start token, as in
+/// <see cref="CausalAttention{TSlots}"/>. With the log2 softmax the probabilities must be known before they are
 /// rounded, so a first pass finds m and l and a second one rounds exp(s − m) / l and adds the values.
 /// The products run the SIMD kernels of the formats, or their scalar twins with the scalar kernel set.
 /// </remarks>
@@ -32,6 +34,8 @@ internal sealed unsafe class StreamingAttention<TKeys, TValues> : ICausalAttenti
     private readonly TransformerConfig _config;
     private readonly float[]? _alibiSlopes; // (NumHeads), or null
     private readonly bool _log2Softmax, _simd;
+    private readonly float _scale;          // multiplier of q·k: AttentionScale, or 1/√HeadDim
+    private readonly float _softcap;        // c in c·tanh(s/c), 0 = none
     private readonly KernelThreads _threads;
     private readonly int _group, _queryBytes, _groupQueryBytes, _accumulator;
     private readonly Scratch[] _scratch;    // one per thread
@@ -50,6 +54,8 @@ internal sealed unsafe class StreamingAttention<TKeys, TValues> : ICausalAttenti
         _alibiSlopes = model.AlibiSlopes;
         _log2Softmax = model.Options.Attention.Log2Softmax;
         _simd = simd;
+        _scale = _config.AttentionScale > 0 ? _config.AttentionScale : 1f / MathF.Sqrt(_config.HeadDim);
+        _softcap = _config.AttentionLogitSoftcap;
         _threads = threads;
         _group = _config.NumHeads / _config.NumKvHeads;
         _queryBytes = TKeys.QueryBytes(_config.HeadDim);
@@ -86,7 +92,8 @@ internal sealed unsafe class StreamingAttention<TKeys, TValues> : ICausalAttenti
             _startAttention = a;
             _storage = (PagedKvStorage<TKeys, TValues>)cache.Storage;
             (_positionValues, _masked, _anyMasked) = (cache.PositionValues(layer), cache.Masked(layer), cache.HasPadding(layer));
-            (_layer, _layerLength, _start, _n, _window) = (layer, cache.LayerLength(layer), start, n, _config.SlidingWindowAt(layer));
+            (_layer, _layerLength, _start, _n) = (layer, cache.LayerLength(layer), start, n);
+            _window = _config.IsLocalLayer(layer) ? _config.SlidingWindow : 0;
             try
             {
                 _nextUnit = 0;
@@ -121,14 +128,13 @@ internal sealed unsafe class StreamingAttention<TKeys, TValues> : ICausalAttenti
     private void AttendUnit(Scratch scratch, int kvHead, int rowBegin, int rowEnd)
     {
         int hd = _config.HeadDim, width = _config.NumHeads * hd, group = _group, vectors = (rowEnd - rowBegin) * group;
-        // rows see slots [first, last]: the causal limit start + i, and the window's start
-        int lastSlot = _start + rowEnd - 1, firstSlot = FirstVisible(_start + rowBegin);
+        // rows see slots [first, last]: the causal limit start + i, and the first slot inside some row's window
+        int lastSlot = _start + rowEnd - 1, firstSlot = FirstVisible(rowBegin, rowEnd, lastSlot);
         fixed (byte* prepared = scratch.Prepared, groupQueries = scratch.GroupQueries)
         fixed (float* scores = scratch.Scores, sums = scratch.Sums, max = scratch.Max, total = scratch.Total, startScore = scratch.StartScore)
         {
-            float scale = 1f / MathF.Sqrt(hd);
             for (int v = 0; v < vectors; v++)
-                TKeys.PrepareQuery(_queries + (rowBegin + v / group) * width + (kvHead * group + v % group) * hd, scale, prepared + v * _queryBytes, hd);
+                TKeys.PrepareQuery(_queries + (rowBegin + v / group) * width + (kvHead * group + v % group) * hd, _scale, prepared + v * _queryBytes, hd);
             new Span<float>(sums, vectors * _accumulator).Clear();
             new Span<float>(max, vectors).Fill(float.NegativeInfinity);
             new Span<float>(total, vectors).Clear();
@@ -172,17 +178,30 @@ internal sealed unsafe class StreamingAttention<TKeys, TValues> : ICausalAttenti
                 if (none) new Span<float>(output, hd).Clear();
                 else TValues.Finish(sums + v * _accumulator, _log2Softmax ? 1f : 1f / total[v], output, hd);
                 if (_startAttention != null)
-                    _startAttention[head * _n + row] = none || startScore[v] == float.NegativeInfinity ? 0f : MathF.Exp(startScore[v] - max[v]) / total[v];
+                    _startAttention[head * _n + row] = none ? 0f
+                        : _positionValues[0] <= SlidingWindowMask.Limit(_window, _positionValues[_start + row]) ? float.NaN
+                        : startScore[v] == float.NegativeInfinity ? 0f : MathF.Exp(startScore[v] - max[v]) / total[v];
             }
         }
     }
 
-    /// <summary>The first slot a row at slot <paramref name="slot"/> sees: 0, or the start of the layer's window.</summary>
-    private int FirstVisible(int slot) => _window > 0 ? Math.Max(0, slot + 1 - _window) : 0;
+    /// <summary>
+    /// The first slot any of rows [<paramref name="rowBegin"/>, <paramref name="rowEnd"/>) may see: 0, or in a sliding-window
+    /// layer the first slot (up to <paramref name="lastSlot"/>) at a position above the rows' lowest window limit.
+    /// </summary>
+    private int FirstVisible(int rowBegin, int rowEnd, int lastSlot)
+    {
+        if (_window == 0) return 0;
+        float limit = float.PositiveInfinity;
+        for (int i = rowBegin; i < rowEnd; i++) limit = MathF.Min(limit, SlidingWindowMask.Limit(_window, _positionValues[_start + i]));
+        int first = 0;
+        while (first < lastSlot && _positionValues[first] <= limit) first++;
+        return first;
+    }
 
     /// <summary>
-    /// scores[v, j] (vectors, SlotBlock) = the scaled score of query vector v against slot block + j, plus ALiBi, or −∞ where
-    /// the slot is padding, past the row's causal limit or before its window.
+    /// scores[v, j] (vectors, SlotBlock) = the scaled (and soft-capped) score of query vector v against slot block + j, plus
+    /// ALiBi, or −∞ where the slot is padding, past the row's causal limit or outside its window.
     /// </summary>
     private void ScoreKeys(int kvHead, int rowBegin, int vectors, int block, int length, byte* prepared, byte* groupQueries, float* scores)
     {
@@ -210,15 +229,15 @@ internal sealed unsafe class StreamingAttention<TKeys, TValues> : ICausalAttenti
         for (int v = 0; v < vectors; v++)
         {
             Span<float> row = new(scores + v * SlotBlock, length);
-            int slot = _start + rowBegin + v / group;
+            int slot = _start + rowBegin + v / group, visibleEnd = Math.Clamp(slot + 1 - block, 0, length);
+            Span<float> visible = row[..visibleEnd];
+            if (_softcap > 0) ActivationFunctions.SoftCap(visible, _softcap);
             if (_alibiSlopes is not null)
-                TensorPrimitives.MultiplyAdd(_positionValues.AsSpan(block, length), _alibiSlopes[kvHead * group + v % group], row, row);
-            int visibleEnd = Math.Clamp(slot + 1 - block, 0, length), visibleBegin = Math.Clamp(FirstVisible(slot) - block, 0, visibleEnd);
-            row[..visibleBegin].Fill(float.NegativeInfinity);
+                TensorPrimitives.MultiplyAdd(_positionValues.AsSpan(block, visibleEnd), _alibiSlopes[kvHead * group + v % group], visible, visible);
             row[visibleEnd..].Fill(float.NegativeInfinity);
-            if (_anyMasked)
-                for (int j = visibleBegin; j < visibleEnd; j++)
-                    if (_masked[block + j]) row[j] = float.NegativeInfinity;
+            float windowLimit = SlidingWindowMask.Limit(_window, _positionValues[slot]);
+            if (_anyMasked || windowLimit >= 0)
+                SlidingWindowMask.MaskInvisible(visible, _anyMasked ? _masked : null, _positionValues, windowLimit, block);
         }
     }
 

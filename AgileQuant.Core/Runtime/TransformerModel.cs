@@ -18,8 +18,11 @@ public sealed class TransformerModel
     /// <summary>The matrix kernel every linear layer runs through.</summary>
     public IMatMulKernel Kernel { get; }
 
-    /// <summary>Rotary embedding, for <see cref="PositionKind.Rotary"/> models.</summary>
+    /// <summary>Rotary embedding of the global layers (every layer unless the local ones have their own), for <see cref="PositionKind.Rotary"/> models.</summary>
     internal RotaryEmbedding? Rotary { get; }
+
+    /// <summary>Rotary embedding of the sliding-window layers: their own base, unscaled (<see cref="TransformerConfig.LocalRotaryTheta"/>), else <see cref="Rotary"/>.</summary>
+    internal RotaryEmbedding? LocalRotary { get; }
 
     /// <summary>Per-head ALiBi slopes, for <see cref="PositionKind.Alibi"/> models.</summary>
     internal float[]? AlibiSlopes { get; }
@@ -54,21 +57,25 @@ public sealed class TransformerModel
         int layerIndex = 0;
         foreach (LayerWeights l in weights.Layers)
         {
-            foreach (LinearLayer? linear in new[] { l.Query, l.Key, l.Value, l.Output, l.Gate, l.Up, l.Down })
+            foreach ((_, LinearLayer linear) in l.Linears)
             {
-                if (linear is null) continue;
                 foreach (int bits in new[] { linear.ActivationBits, linear.LowBitActivationBits })
                 {
                     if (bits == 0) continue;
                     IMatMulKernel? k = KernelForBits(bits);
                     if (k is null || !k.Supports(linear.Weight))
                         throw new AgileQuantException($"Layer {layerIndex}: no kernel multiplies a {linear.Weight.GetType().Name} with {bits}-bit activations (kernel '{(k ?? kernel).Name}').");
+                    k.Prepare(linear.Weight); // repacked into the kernel's layout now, not on the first token
                 }
             }
             layerIndex++;
         }
         TransformerConfig c = weights.Config;
-        if (c.Positions == PositionKind.Rotary) Rotary = new RotaryEmbedding(c.HeadDim, c.RotaryTheta, c.RotaryPairing);
+        if (c.Positions == PositionKind.Rotary)
+        {
+            Rotary = new RotaryEmbedding(c.HeadDim, c.RotaryTheta, c.RotaryPairing, c.RotaryScalingFactor, c.RotaryFrequencyFactors?.Factors);
+            LocalRotary = c.LocalRotaryTheta > 0 ? new RotaryEmbedding(c.HeadDim, c.LocalRotaryTheta, c.RotaryPairing) : Rotary;
+        }
         if (c.Positions == PositionKind.Alibi) AlibiSlopes = Runtime.AlibiSlopes.Compute(c.NumHeads);
     }
 

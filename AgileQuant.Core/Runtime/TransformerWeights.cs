@@ -15,13 +15,22 @@ public sealed class LayerWeights
     /// <summary>Value projection (KvDim, HiddenSize).</summary>
     public required LinearLayer Value { get; init; }
 
+    /// <summary>Per-head RMSNorm of the query (HeadDim), or null (<see cref="TransformerConfig.QueryKeyNorm"/>).</summary>
+    public NormLayer? QueryNorm { get; init; }
+
+    /// <summary>Per-head RMSNorm of the key (HeadDim), or null (<see cref="TransformerConfig.QueryKeyNorm"/>).</summary>
+    public NormLayer? KeyNorm { get; init; }
+
     /// <summary>Attention output projection (HiddenSize, NumHeads·HeadDim).</summary>
     public required LinearLayer Output { get; init; }
+
+    /// <summary>Norm of the attention output before the residual add, or null (<see cref="TransformerConfig.PostNorms"/>).</summary>
+    public NormLayer? PostAttentionNorm { get; init; }
 
     /// <summary>Norm before the MLP (pre-LN) or after the MLP residual (post-LN).</summary>
     public required NormLayer MlpNorm { get; init; }
 
-    /// <summary>SwiGLU gate projection (IntermediateSize, HiddenSize); null for non-gated MLPs.</summary>
+    /// <summary>Gate projection of a gated MLP (SwiGLU, GeGLU) (IntermediateSize, HiddenSize); null for non-gated MLPs.</summary>
     public LinearLayer? Gate { get; init; }
 
     /// <summary>Up projection / fc1 (IntermediateSize, HiddenSize).</summary>
@@ -29,6 +38,85 @@ public sealed class LayerWeights
 
     /// <summary>Down projection / fc2 (HiddenSize, IntermediateSize).</summary>
     public required LinearLayer Down { get; init; }
+
+    /// <summary>Norm of the MLP output before the residual add, or null (<see cref="TransformerConfig.PostNorms"/>).</summary>
+    public NormLayer? PostMlpNorm { get; init; }
+
+    /// <summary>The norm in the place of <paramref name="role"/>; null when the layer has none there or <paramref name="role"/> is a linear.</summary>
+    public NormLayer? Norm(LayerTensor role) => role switch
+    {
+        LayerTensor.AttentionNorm => AttentionNorm,
+        LayerTensor.QueryNorm => QueryNorm,
+        LayerTensor.KeyNorm => KeyNorm,
+        LayerTensor.PostAttentionNorm => PostAttentionNorm,
+        LayerTensor.MlpNorm => MlpNorm,
+        LayerTensor.PostMlpNorm => PostMlpNorm,
+        _ => null,
+    };
+
+    /// <summary>The linear in the place of <paramref name="role"/>; null when the layer has none there (no gate) or <paramref name="role"/> is a norm.</summary>
+    public LinearLayer? Linear(LayerTensor role) => role switch
+    {
+        LayerTensor.Query => Query,
+        LayerTensor.Key => Key,
+        LayerTensor.Value => Value,
+        LayerTensor.Output => Output,
+        LayerTensor.Gate => Gate,
+        LayerTensor.Up => Up,
+        LayerTensor.Down => Down,
+        _ => null,
+    };
+
+    /// <summary>The linears this layer has, with their roles, in forward order.</summary>
+    public IEnumerable<(LayerTensor Role, LinearLayer Linear)> Linears
+    {
+        get
+        {
+            foreach (LayerTensor role in LayerTensors.Linears)
+                if (Linear(role) is { } linear) yield return (role, linear);
+        }
+    }
+
+    /// <summary>
+    /// A layer from its tensors by role: <paramref name="norm"/> and <paramref name="linear"/> are asked once for each
+    /// role in forward order and return null where the layer has nothing (only an optional role may be null).
+    /// </summary>
+    /// <exception cref="ArgumentException">A required role was given no tensor.</exception>
+    public static LayerWeights FromParts(Func<LayerTensor, NormLayer?> norm, Func<LayerTensor, LinearLayer?> linear)
+    {
+        ArgumentNullException.ThrowIfNull(norm);
+        ArgumentNullException.ThrowIfNull(linear);
+        return new LayerWeights
+        {
+            AttentionNorm = Required(norm(LayerTensor.AttentionNorm), LayerTensor.AttentionNorm),
+            Query = Required(linear(LayerTensor.Query), LayerTensor.Query),
+            Key = Required(linear(LayerTensor.Key), LayerTensor.Key),
+            Value = Required(linear(LayerTensor.Value), LayerTensor.Value),
+            QueryNorm = norm(LayerTensor.QueryNorm),
+            KeyNorm = norm(LayerTensor.KeyNorm),
+            Output = Required(linear(LayerTensor.Output), LayerTensor.Output),
+            PostAttentionNorm = norm(LayerTensor.PostAttentionNorm),
+            MlpNorm = Required(norm(LayerTensor.MlpNorm), LayerTensor.MlpNorm),
+            Gate = linear(LayerTensor.Gate),
+            Up = Required(linear(LayerTensor.Up), LayerTensor.Up),
+            Down = Required(linear(LayerTensor.Down), LayerTensor.Down),
+            PostMlpNorm = norm(LayerTensor.PostMlpNorm),
+        };
+    }
+
+    /// <summary>This layer with every norm and linear replaced by what <paramref name="norm"/> and <paramref name="linear"/> make of it (in forward order); absent ones stay absent.</summary>
+    public LayerWeights Map(Func<LayerTensor, NormLayer, NormLayer> norm, Func<LayerTensor, LinearLayer, LinearLayer> linear)
+    {
+        ArgumentNullException.ThrowIfNull(norm);
+        ArgumentNullException.ThrowIfNull(linear);
+        return FromParts(role => Norm(role) is { } n ? norm(role, n) : null, role => Linear(role) is { } l ? linear(role, l) : null);
+    }
+
+    /// <summary>This layer with every linear replaced by what <paramref name="linear"/> makes of it (in forward order); the norms are kept.</summary>
+    public LayerWeights MapLinears(Func<LayerTensor, LinearLayer, LinearLayer> linear) => Map((_, n) => n, linear);
+
+    private static T Required<T>(T? part, LayerTensor role) where T : class =>
+        part ?? throw new ArgumentException($"A decoder layer needs its {role.Describe()}, found none.", nameof(part));
 }
 
 /// <summary>
@@ -71,8 +159,7 @@ public sealed class TransformerWeights
         {
             long bytes = (long)TokenEmbedding.Length * sizeof(float) + LmHead.Weight.ByteCount;
             foreach (LayerWeights l in Layers)
-                bytes += l.Query.Weight.ByteCount + l.Key.Weight.ByteCount + l.Value.Weight.ByteCount + l.Output.Weight.ByteCount
-                    + (l.Gate?.Weight.ByteCount ?? 0) + l.Up.Weight.ByteCount + l.Down.Weight.ByteCount;
+                foreach ((_, LinearLayer linear) in l.Linears) bytes += linear.Weight.ByteCount;
             return bytes;
         }
     }
@@ -82,7 +169,6 @@ public sealed class TransformerWeights
     {
         TransformerConfig c = Config;
         c.Validate();
-        int qDim = c.NumHeads * c.HeadDim;
         CheckLength("token embedding", TokenEmbedding.Length, (long)c.VocabSize * c.EmbeddingWidth);
         if (c.NumLayers != Layers.Count) throw new AgileQuantException($"Expected {c.NumLayers} layers, found {Layers.Count}.");
         if (c.Positions == PositionKind.Learned && PositionEmbedding is null) throw new AgileQuantException("Learned positions need a position-embedding table.");
@@ -91,19 +177,19 @@ public sealed class TransformerWeights
         for (int i = 0; i < Layers.Count; i++)
         {
             LayerWeights l = Layers[i];
-            CheckLinear($"layer {i} query", l.Query, qDim, c.HiddenSize);
-            CheckLinear($"layer {i} key", l.Key, c.KvDim, c.HiddenSize);
-            CheckLinear($"layer {i} value", l.Value, c.KvDim, c.HiddenSize);
-            CheckLinear($"layer {i} output", l.Output, c.HiddenSize, qDim);
-            if (c.Mlp == MlpKind.SwiGlu)
+            foreach (LayerTensor role in LayerTensors.Linears)
             {
-                if (l.Gate is null) throw new AgileQuantException($"Layer {i}: a SwiGLU MLP needs a gate projection.");
-                CheckLinear($"layer {i} gate", l.Gate, c.IntermediateSize, c.HiddenSize);
+                if (!role.IsRequiredBy(c)) continue;
+                LinearLayer linear = l.Linear(role) ?? throw new AgileQuantException($"Layer {i}: a {c.Mlp} MLP needs a {role.Describe()} projection.");
+                (int rows, int cols) = role.Shape(c);
+                CheckLinear($"layer {i} {role.Describe()}", linear, rows, cols);
             }
-            CheckLinear($"layer {i} up", l.Up, c.IntermediateSize, c.HiddenSize);
-            CheckLinear($"layer {i} down", l.Down, c.HiddenSize, c.IntermediateSize);
-            CheckLength($"layer {i} attention norm", l.AttentionNorm.Weight.Length, c.HiddenSize);
-            CheckLength($"layer {i} MLP norm", l.MlpNorm.Weight.Length, c.HiddenSize);
+            foreach (LayerTensor role in LayerTensors.Norms)
+            {
+                if (!role.IsRequiredBy(c)) continue;
+                NormLayer norm = l.Norm(role) ?? throw new AgileQuantException($"Layer {i}: the configuration needs a {role.Describe()}, found none.");
+                CheckLength($"layer {i} {role.Describe()}", norm.Weight.Length, role.NormWidth(c));
+            }
         }
         CheckLinear("LM head", LmHead, c.VocabSize, c.EmbeddingWidth);
         if (c.EmbeddingWidth != c.HiddenSize && (ProjectIn is null || ProjectOut is null))

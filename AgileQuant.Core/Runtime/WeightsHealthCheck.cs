@@ -27,10 +27,8 @@ public static class WeightsHealthCheck
         for (int i = 0; i < weights.Layers.Count && found is null; i++)
         {
             LayerWeights l = weights.Layers[i];
-            found = Check($"layer {i} attention norm", l.AttentionNorm)
-                ?? Check($"layer {i} query", l.Query) ?? Check($"layer {i} key", l.Key) ?? Check($"layer {i} value", l.Value)
-                ?? Check($"layer {i} output", l.Output) ?? Check($"layer {i} MLP norm", l.MlpNorm)
-                ?? Check($"layer {i} gate", l.Gate) ?? Check($"layer {i} up", l.Up) ?? Check($"layer {i} down", l.Down);
+            foreach (LayerTensor role in LayerTensors.All)
+                found ??= role.IsNorm() ? Check($"layer {i} {role.Describe()}", l.Norm(role)) : Check($"layer {i} {role.Describe()}", l.Linear(role));
         }
         return found ?? Check("final norm", weights.FinalNorm) ?? Check("project_out", weights.ProjectOut) ?? Check("LM head", weights.LmHead);
     }

@@ -8,7 +8,7 @@ namespace AgileQuant.Intrinsics.AdvSimd;
 /// ARM AdvSimd (NEON) FP32 kernel: <c>y[t, r] = Σ_c x[t, c] · W[r, c]</c> with a 4-token × 16-row
 /// register tile (FMLA), cache blocking and a reusable worker pool; twin of <see cref="Scalar.ScalarFp32Kernel"/>.
 /// </summary>
-public sealed class AdvSimdFp32Kernel : Fp32PanelKernel
+internal sealed class AdvSimdFp32Kernel : Fp32PanelKernel
 {
     /// <summary>Whether this CPU and runtime allow the kernel (64-bit ARM with AdvSimd enabled).</summary>
     public static bool IsSupported => Arm.AdvSimd.Arm64.IsSupported;

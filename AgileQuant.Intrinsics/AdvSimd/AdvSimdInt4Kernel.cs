@@ -11,12 +11,12 @@ namespace AgileQuant.Intrinsics.AdvSimd;
 /// even-then-odd per 64 columns, giving <c>raw = Σ nibble · x_q</c> per group by one of three paths:
 /// SDOT (<c>Dp.DotProduct</c>, Cortex-A76 and later); without SDOT and 8-bit activations, SMLAL into int16
 /// lanes (≤ 16 products of ≤ 1905 per lane per group of ≤ 128: no overflow); without SDOT and 4-bit
-/// activations, the paper's packed 4-bit multiplier (METHOD.md §4): one 8-bit MUL of nibble × (x_q + 8)
+/// activations, the paper's packed 4-bit multiplier (docs/method.md §4): one 8-bit MUL of nibble × (x_q + 8)
 /// yields 16 products ≤ 225, split with an 0x00FF mask and a shift into two 16-bit fields that
 /// accumulate, then <c>raw = Σ nibble · (x_q + 8) − 8 · Σ nibble</c>. Per group
 /// <c>acc = raw − z · Σ x_q</c>, then the shared float epilogue.
 /// </summary>
-public sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
+internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
 {
     private readonly Int4DotPath _path;
 
@@ -47,7 +47,7 @@ public sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt4M
 
     private protected override ActivationOrder Order => ActivationOrder.NibblePairs;
 
-    private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
         int groups = w.GroupCount;
         int* acc = stackalloc int[groups];

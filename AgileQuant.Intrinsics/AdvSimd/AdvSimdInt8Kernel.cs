@@ -10,7 +10,7 @@ namespace AgileQuant.Intrinsics.AdvSimd;
 /// <c>acc = Σ_c w_q · x_q</c> by SDOT where available, else SMULL / SMULL2 (int16 products ≤ 128·127)
 /// pairwise-added into int32 lanes (SADALP); then <c>y = s_x · s_w · acc</c>.
 /// </summary>
-public sealed unsafe class AdvSimdInt8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
+internal sealed unsafe class AdvSimdInt8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
 {
     private readonly bool _useDotProduct;
 
@@ -34,7 +34,7 @@ public sealed unsafe class AdvSimdInt8Kernel : QuantizedMatMulKernel<Int8RowMatr
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
-    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
         Span<int> acc = stackalloc int[1];
         fixed (sbyte* codes = w.CodeArray)

@@ -8,7 +8,7 @@ namespace AgileQuant.Intrinsics.Avx2;
 /// AVX2+FMA FP32 kernel: <c>y[t, r] = Σ_c x[t, c] · W[r, c]</c> with a 6-token × 16-row register tile,
 /// cache blocking and a reusable worker pool; twin of <see cref="Scalar.ScalarFp32Kernel"/>.
 /// </summary>
-public sealed class Avx2Fp32Kernel : Fp32PanelKernel
+internal sealed class Avx2Fp32Kernel : Fp32PanelKernel
 {
     /// <summary>Whether this CPU and runtime allow the kernel (AVX2 and FMA enabled).</summary>
     public static bool IsSupported => X86.Avx2.IsSupported && X86.Fma.IsSupported;

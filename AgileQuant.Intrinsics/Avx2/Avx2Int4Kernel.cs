@@ -21,7 +21,7 @@ namespace AgileQuant.Intrinsics.Avx2;
 /// row block × up to 4 tokens; GEMM walks row panels of 8 blocks (≤ 64 rows, L2-resident) × token tiles
 /// (L1-resident), GEMV streams the weights once with software prefetch one page ahead.
 /// </remarks>
-public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
+internal sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
 {
     /// <summary>Tokens that share one unpack of a weight chunk.</summary>
     private const int TokenTile = 4;
@@ -51,13 +51,16 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
+    // The matrix is streamed as Int4RowBlocks: repacked once, when the model is built or on the first multiplication.
+    private protected override void PrepareWeights(PackedInt4Matrix weights) => weights.RepackToRowBlocks();
+
     // Two row blocks: a thread's share starts on a pair of Int4RowBlocks, which the one-token stream reads together.
     private protected override int RowBlock => 2 * Int4RowBlocks.BlockRows;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
-        Int4RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The AVX2 row-block copy of this matrix was not built (AVX2 was not enabled at load).");
+        Int4RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (PrepareWeights did not run).");
         fixed (byte* packed = blocks.Packed)
         fixed (float* scales = blocks.Scales)
         fixed (byte* zeroPoints = blocks.ZeroPoints)
@@ -117,7 +120,7 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
             {
                 // The four 64-byte lines of this segment's weights (a pair's, half of each this block's) and the scale
                 // line, one page ahead (the hardware prefetcher stops at 4 KiB page boundaries; 1 KiB ahead, one line
-                // per segment, was ~20% slower).
+                // per segment, was slower: docs/kernels.md, "GEMV prefetch").
                 X86.Sse.Prefetch0(chunk + (nint)k * Int4RowBlocks.ChunkStride + PrefetchBytes);
                 X86.Sse.Prefetch0(chunk + (nint)k * Int4RowBlocks.ChunkStride + PrefetchBytes + 64);
                 X86.Sse.Prefetch0(chunk + (nint)k * Int4RowBlocks.ChunkStride + PrefetchBytes + 128);
@@ -213,7 +216,7 @@ public sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Matr
     /// </summary>
     internal static void SegmentAccumulators(PackedInt4Matrix w, int b, sbyte* x, int* acc)
     {
-        Int4RowBlocks blocks = w.RowBlocks!;
+        Int4RowBlocks blocks = w.RepackToRowBlocks();
         Vector256<byte> lowNibbles = Vector256.Create((byte)0x0F);
         Vector256<short> ones = Vector256.Create((short)1);
         int chunksPerGroup = w.GroupSize / Int4RowBlocks.ChunkColumns;

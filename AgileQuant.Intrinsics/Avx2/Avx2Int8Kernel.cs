@@ -18,7 +18,7 @@ namespace AgileQuant.Intrinsics.Avx2;
 /// ≤ 2·128·127 = 32512 &lt; 2^15; each pair is widened to int32 at once. A tile is one row block × up to 6 tokens;
 /// GEMM walks row panels of 8 blocks (L2-resident) × token tiles, GEMV streams the weights once with prefetch.
 /// </remarks>
-public sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
+internal sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
 {
     private const int TokenTile = 6;
 
@@ -41,10 +41,13 @@ public sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
 
     private protected override int RowBlock => Int8RowBlocks.BlockRows;
 
+    // The matrix is streamed as Int8RowBlocks: repacked once, when the model is built or on the first multiplication.
+    private protected override void PrepareWeights(Int8RowMatrix weights) => weights.RepackToRowBlocks();
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
-        Int8RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The AVX2 row-block copy of this matrix was not built (AVX2 was not enabled at load).");
+        Int8RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (PrepareWeights did not run).");
         int* acc = stackalloc int[TokenTile * Int8RowBlocks.BlockRows];
         fixed (sbyte* codes = blocks.Codes)
         fixed (float* scales = blocks.Scales)
@@ -82,7 +85,7 @@ public sealed unsafe class Avx2Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
     /// GEMV) to this kernel's streaming loop, on the thread that calls it.
     /// </summary>
     internal void MultiplyRowsOnCallingThread(Int8RowMatrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd) =>
-        MultiplyRows(w, xq, y, rowBegin, rowEnd);
+        MultiplyRows(w, xq, null, y, rowBegin, rowEnd);
 
     /// <summary>acc[j · 8 + i] = Σ_c w_q[8b + i, c] · x_q[j, c] for one row block and n ≤ 6 tokens (stride xStride).</summary>
     internal static void BlockSums(sbyte* block, int chunks, sbyte* x, nint xStride, int n, int* acc)

@@ -13,8 +13,8 @@ namespace AgileQuant.Intrinsics.Avx512;
 /// </summary>
 /// <remarks>
 /// Same integer sums and float order per row as the AVX2 stream and the GEMM tiles (so the same outputs). Why: at one
-/// token a core running the AVX2 stream was bound by instructions (about 14–16 GB/s of weights per core here, below
-/// what memory delivers to two cores); one zmm instruction does the work of two, each broadcast activation feeds 16
+/// token a core running the AVX2 stream was bound by instructions (it read less than memory delivers to two cores:
+/// docs/kernels.md, "Decode stream"); one zmm instruction does the work of two, each broadcast activation feeds 16
 /// rows, and the scales of both blocks are widened at once. A pair's chunk is one aligned 64-byte line, so each core
 /// reads one weight stream (plus the pair's scale and zero-point streams) with one load per line.
 /// Group scales come from <see cref="Int4RowBlocks.HalfScales"/> where the matrix has that exact 16-bit copy
@@ -30,11 +30,9 @@ internal static unsafe class Avx512Int4Gemv
 
     /// <summary>
     /// How far ahead (bytes) the weight stream is prefetched into L1, one prefetch per 64-byte line: the hardware
-    /// prefetcher stops at 4 KiB pages, so one page ahead keeps lines in flight across every page boundary. Measured on
-    /// Zen 4 (4096 × 11008, GB/s of weights, medians of 301 alternating calls in one process, 2 threads): one run 2 KiB
-    /// 22.6, 4 KiB 25.4, 8 KiB 26.1, no prefetch 21.2, 4 KiB into L2 only (T1 / T2) 19.7 / 19.4; another 4 KiB 30.8,
-    /// 8 KiB 30.5, 16 KiB 29.9, no prefetch 29.3, 8 KiB plus the scale and zero-point streams 29.6. One thread: 4 KiB 23.5,
-    /// 16 KiB 22.2, none 19.7.
+    /// prefetcher stops at 4 KiB pages, so one page ahead keeps lines in flight across every page boundary. Of the
+    /// distances and targets measured (docs/kernels.md, "Decode stream"), one page ahead into L1 was as good as any,
+    /// and better than none, than 2 KiB and than L2 only.
     /// </summary>
     private const int PrefetchBytes = 4096;
 

@@ -23,7 +23,7 @@ namespace AgileQuant.Intrinsics.Avx512;
 /// front end was (about 37 instructions per 256 multiply-adds); a zmm instruction does twice the work for one
 /// dispatch slot, and 32 registers let 8 tokens share one unpack of 16 rows' nibbles.
 /// </remarks>
-public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
+internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
 {
     /// <summary>Tokens that share one unpack of a weight chunk.</summary>
     private const int TokenTile = 8;
@@ -49,13 +49,16 @@ public sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
+    // The matrix is streamed as Int4RowBlocks: repacked once, when the model is built or on the first multiplication.
+    private protected override void PrepareWeights(PackedInt4Matrix weights) => weights.RepackToRowBlocks();
+
     // Two row blocks per tile: a thread's share starts on an even block.
     private protected override int RowBlock => 2 * Int4RowBlocks.BlockRows;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
-        Int4RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (AVX2 was not enabled at load).");
+        Int4RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (PrepareWeights did not run).");
         fixed (byte* packed = blocks.Packed)
         fixed (float* scales = blocks.Scales)
         fixed (byte* zeroPoints = blocks.ZeroPoints)

@@ -26,7 +26,7 @@ namespace AgileQuant.Intrinsics.Avx512;
 /// tile. Two chunks' products are added before they meet the accumulator. Exact: |w| ≤ 128, |x_q| ≤ 127. A tile is
 /// 16 rows × up to 8 tokens; GEMM walks row panels of 8 blocks (L2-resident) × token tiles.</para>
 /// </remarks>
-public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
+internal sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
 {
     private const int TokenTile = 8;
 
@@ -35,22 +35,22 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
     // Sign-variant route: row blocks per tile (32 rows, two zmm per token), chunks per K slice, sign patterns of 4
     // columns, bytes per (chunk, pattern) and the fewest tokens for which building the tables pays. A slice's
     // table, 8 chunks × 16 patterns × 128 bytes = 16 KiB, stays in L1 while every token tile passes over it.
-    private const int VariantBlocks = 4;
+    internal const int VariantBlocks = 4;
 
-    private const int SliceChunks = 8;
+    internal const int SliceChunks = 8;
 
-    private const int Variants = 16;
+    internal const int Variants = 16;
 
-    private const int VariantBytes = VariantBlocks * 32;
+    internal const int VariantBytes = VariantBlocks * 32;
 
     internal const int VariantMinTokens = 64;
 
     // Most (token, chunk) entries of a worker's sign split (5 bytes each, 320 MiB): larger calls take the int16 route.
-    private const long MaxSplitEntries = 1L << 26;
+    internal const long MaxSplitEntries = 1L << 26;
 
     // Pattern s as 4 bytes: byte c = 0xFF where bit c of s is set (activation column c negative: negate that weight
     // column), else 0.
-    private static readonly int[] s_signPatterns = [.. Enumerable.Range(0, Variants).Select(SignPattern)];
+    internal static readonly int[] s_signPatterns = [.. Enumerable.Range(0, Variants).Select(SignPattern)];
 
     private readonly Avx2Int8Kernel _streaming;
 
@@ -72,11 +72,11 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
-    // Each caller's sign split (SplitSigns) of the activations in its QuantizedActivations scratch, made once per call by
-    // PrepareActivations and read by every row chunk of that call.
-    private static readonly ConditionalWeakTable<QuantizedActivations, SignSplit> s_splits = [];
+    // The calling thread's sign split (SplitSigns) of its activations, made once per call by PrepareActivations and handed
+    // to every row chunk of that call as its call state (the thread makes its next call only after this one returns).
+    [ThreadStatic] private static SignSplit? t_split;
 
-    private sealed class SignSplit
+    internal sealed class SignSplit
     {
         // (slices, tokens, SliceChunks): 4 |codes| per int, and the table offset of their sign pattern per byte
         public int[] Magnitudes = [];
@@ -88,14 +88,21 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
         tokens >= VariantMinTokens && !blocks.HasMinimumCode && (long)tokens * (blocks.Chunks + 15) <= MaxSplitEntries;
 
     // K slices of SliceChunks chunks, in pairs of 64 codes (SplitSigns' step).
-    private static int Slices(int chunks) => 2 * ((chunks + 15) / 16);
+    internal static int Slices(int chunks) => 2 * ((chunks + 15) / 16);
 
-    private protected override void PrepareActivations(Int8RowMatrix w, QuantizedActivations xq)
+    // The matrix is streamed as Int8RowBlocks: repacked once, when the model is built or on the first multiplication.
+    private protected override void PrepareWeights(Int8RowMatrix weights) => weights.RepackToRowBlocks();
+
+    // The sign-variant route's call state: the activations split into |codes| and sign-pattern offsets; null for the other routes.
+    private protected override object? PrepareActivations(Int8RowMatrix w, QuantizedActivations xq) =>
+        w.RowBlocks is { } blocks && UsesVariants(blocks, xq.Tokens) ? SplitActivationSigns(xq, blocks.Chunks) : null;
+
+    /// <summary>The calling thread's split of <paramref name="xq"/> over <paramref name="chunks"/> 4-column chunks into |codes| and sign-pattern offsets (<see cref="SplitSigns"/>), reused by its next call.</summary>
+    internal static SignSplit SplitActivationSigns(QuantizedActivations xq, int chunks)
     {
-        if (w.RowBlocks is not { } blocks || !UsesVariants(blocks, xq.Tokens)) return;
-        int slices = Slices(blocks.Chunks), entries = slices * xq.Tokens * SliceChunks;
+        int slices = Slices(chunks), entries = slices * xq.Tokens * SliceChunks;
         Debug.Assert(xq.Stride >= slices / 2 * 64, "the activation codes are zero padded to a multiple of 64 columns");
-        SignSplit split = s_splits.GetValue(xq, _ => new SignSplit());
+        SignSplit split = t_split ??= new SignSplit();
         if (split.Magnitudes.Length < entries)
         {
             split.Magnitudes = GC.AllocateUninitializedArray<int>(entries, pinned: true);
@@ -105,24 +112,25 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
         fixed (int* magnitudes = split.Magnitudes)
         fixed (byte* offsets = split.Offsets)
             SplitSigns(x, xq.Stride, xq.Tokens, slices / 2, magnitudes, offsets);
+        return split;
     }
 
     // Four row blocks per sign-variant tile (two per pair tile): a thread's share starts on a multiple of four blocks.
     private protected override int RowBlock => VariantBlocks * Int8RowBlocks.BlockRows;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
         if (xq.Tokens == 1)
         {
             _streaming.MultiplyRowsOnCallingThread(w, xq, y, rowBegin, rowEnd);
             return;
         }
-        Int8RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (AVX2 was not enabled at load).");
+        Int8RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (PrepareWeights did not run).");
         if (UsesVariants(blocks, xq.Tokens))
         {
             // PrepareActivations made the split for this call on the calling thread
-            if (!s_splits.TryGetValue(xq, out SignSplit? split)) throw new InvalidOperationException("No sign split was prepared for these activations.");
+            var split = callState as SignSplit ?? throw new InvalidOperationException("No sign split was prepared for this call.");
             MultiplyRowsByVariants(w, blocks, xq, split, y, rowBegin, rowEnd);
             return;
         }
@@ -190,14 +198,14 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
     [ThreadStatic] private static sbyte[]? t_variantTable;
 
     // This thread's pinned scratch in `slot`, grown on demand to at least `length` elements.
-    private static T[] Scratch<T>(ref T[]? slot, int length) where T : unmanaged
+    internal static T[] Scratch<T>(ref T[]? slot, int length) where T : unmanaged
     {
         T[]? array = slot;
         if (array is null || array.Length < length) slot = array = GC.AllocateUninitializedArray<T>(length, pinned: true);
         return array;
     }
 
-    private static T* Align64<T>(T* p) where T : unmanaged => (T*)(((nint)p + 63) & ~(nint)63);
+    internal static T* Align64<T>(T* p) where T : unmanaged => (T*)(((nint)p + 63) & ~(nint)63);
 
     /// <summary>
     /// The sign-variant route, weights without −128 and ≥ <see cref="VariantMinTokens"/> tokens:
@@ -264,7 +272,7 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
     // (one byte, scaled by 8 in the address) with bit c of s set where code c is negative; both at
     // ((k / 8) · tokens + t) · 8 + k % 8, so that a token tile's slice is contiguous. 16 chunks (64 codes, the zero
     // padding included) per step.
-    private static void SplitSigns(sbyte* x, int stride, int tokens, int groups, int* magnitudes, byte* offsets)
+    internal static void SplitSigns(sbyte* x, int stride, int tokens, int groups, int* magnitudes, byte* offsets)
     {
         Vector512<uint> signBits = Vector512.Create(0x01010101u), offsetBits = Vector512.Create((uint)((Variants - 1) * VariantBytes / 8));
         for (int t = 0; t < tokens; t++)
@@ -287,7 +295,7 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
 
     // table[kk, s, j] (32 bytes) = chunk k0 + kk of row block firstBlock + j with column c negated where bit c of s is set
     // (a select between the block pair and its negation, vpternlogd); blocks past the matrix are zero.
-    private static void BuildVariants(sbyte* codes, int blockCount, int chunks, int firstBlock, int k0, int length, int* patterns, sbyte* table)
+    internal static void BuildVariants(sbyte* codes, int blockCount, int chunks, int firstBlock, int k0, int length, int* patterns, sbyte* table)
     {
         for (int kk = 0; kk < length; kk++)
         {
@@ -373,7 +381,7 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
 
     // lower, upper += vpmaddwd(vpmaddubsw(broadcast |x| (4 bytes at m), the variant at 8 · *o), 1) for the tile's two zmm of rows.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddVariantProducts(ref Vector512<int> lower, ref Vector512<int> upper, sbyte* chunkVariants, int* m, byte* o, Vector512<short> ones)
+    internal static void AddVariantProducts(ref Vector512<int> lower, ref Vector512<int> upper, sbyte* chunkVariants, int* m, byte* o, Vector512<short> ones)
     {
         Vector512<byte> magnitude = Vector512.Create(*m).AsByte();
         sbyte* variant = chunkVariants + (nint)(*o) * 8;
@@ -419,7 +427,7 @@ public sealed unsafe class Avx512Int8Kernel : QuantizedMatMulKernel<Int8RowMatri
         Vector512<int> l0 = default, l1 = default, l2 = default, l3 = default, l4 = default, l5 = default, l6 = default, l7 = default;
         Vector512<int> u0 = default, u1 = default, u2 = default, u3 = default, u4 = default, u5 = default, u6 = default, u7 = default;
         // Two chunks per step, their products summed before they meet the accumulator (acc += p_k + p_k+1): the same
-        // count of vpaddd, but Zen 4 then keeps its two multiply pipes busier (≈ +8% over one add per product).
+        // count of vpaddd, but Zen 4 then keeps its two multiply pipes busier (faster than one add per product: docs/kernels.md).
         int k = 0;
         for (; k + 1 < chunks; k += 2)
         {

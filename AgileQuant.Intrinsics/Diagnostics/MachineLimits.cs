@@ -130,9 +130,9 @@ public static class MachineLimits
     /// <remarks>
     /// This bounds the int16 route of <see cref="Avx512.Avx512Int8Kernel"/> (W8 GEMM below 64 tokens, or weights with a
     /// −128 code): both operands are widened to int16 for <c>vpmaddwd</c>, whose int32 result needs its own <c>vpaddd</c>,
-    /// and those adds compete with the multiplies for issue slots. On this project's Zen 4 machine the ratio
-    /// <c>Int16MultiplyAddPeakGops / FmaPeakGflops</c> is about 1.6, against about 2.0 for the <c>vpmaddubsw</c> route of
-    /// <see cref="Int8PeakGops"/> that the kernel's sign-variant route uses (see docs/kernels.md).
+    /// and those adds compete with the multiplies for issue slots, so its ratio to <see cref="FmaPeakGflops"/> stays below
+    /// that of the <c>vpmaddubsw</c> route of <see cref="Int8PeakGops"/> that the kernel's sign-variant route uses
+    /// (measured ratios: docs/kernels.md, "Register-resident ceilings of the W8A8 routes").
     /// </remarks>
     public static double Int16MultiplyAddPeakGops(int threads, int passes = 5)
     {

@@ -12,9 +12,8 @@ namespace AgileQuant.Intrinsics.Formats;
 /// </summary>
 /// <remarks>
 /// Why: decode streams every weight once per token, tens of MB per matrix, so with 4 KiB pages each core takes a TLB
-/// miss (a nested page walk in a virtual machine) every 4 KiB of each stream. On a Zen 4 VM the W4A8 GEMV of
-/// 4096 × 11008 read 30.8 vs 29.7 GB/s on two cores and 23.5 vs 21.7 GB/s on one with the same layout over huge vs
-/// 4 KiB pages (medians of 301 and 201 alternating calls in one process).
+/// miss (a nested page walk in a virtual machine) every 4 KiB of each stream; with the same layout the W4A8 GEMV streamed
+/// faster over huge pages, on one core and on two (docs/kernels.md, "Decode stream").
 /// </remarks>
 internal static partial class HugePages
 {

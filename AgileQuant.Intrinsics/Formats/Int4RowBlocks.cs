@@ -28,9 +28,7 @@ namespace AgileQuant.Intrinsics.Formats;
 /// Why pairs: the one-token stream of <see cref="Avx512.Avx512Int4Gemv"/> reads a pair per zmm; with the blocks
 /// one after the other it ran two weight streams 44 KB apart (4096 × 11008) plus four scale and zero-point streams
 /// per core, and took a 256-bit load and an insert per chunk. Interleaved, each core reads one weight stream in
-/// whole 64-byte lines with one load: 21.7 vs 16.3 GB/s on one Zen 4 core and 29.7 vs 25.3 GB/s on two, both on
-/// 4 KiB pages (medians of 201 and 301 alternating calls in one process, 19 copies of the matrix cycled so every call
-/// reads DRAM).
+/// whole 64-byte lines with one load, which streamed faster on one core and on two (docs/kernels.md, "Decode stream").
 /// </remarks>
 internal sealed class Int4RowBlocks
 {
@@ -106,7 +104,7 @@ internal sealed class Int4RowBlocks
     }
 
     // word nibbles c0 c1 c2 c3 c4 c5 c6 c7 (nibble i at bits 4i, the row-major order) → bytes (c0|c4<<4, c1|c5<<4, c2|c6<<4, c3|c7<<4)
-    private static uint PairNibbles(uint word) => SpreadNibbles(word & 0xFFFF) | SpreadNibbles(word >> 16) << 4;
+    internal static uint PairNibbles(uint word) => SpreadNibbles(word & 0xFFFF) | SpreadNibbles(word >> 16) << 4;
 
     // the 4 nibbles of a 16-bit value to nibbles 0, 2, 4, 6 of 32 bits
     private static uint SpreadNibbles(uint x)

@@ -13,8 +13,9 @@ public sealed class Int8RowMatrix : IWeightMatrix
     /// <summary>Columns per SIMD block (one 256-bit vector of int8).</summary>
     public const int BlockColumns = 32;
 
-    private sbyte[]? _codes; // row-major codes; on AVX2 machines dropped after repacking and rebuilt on request
+    private sbyte[]? _codes; // (Rows, RowStride) row-major codes; dropped once a kernel repacks the matrix (RepackToRowBlocks), rebuilt on request
     private readonly float[] _scales;
+    private Int8RowBlocks? _rowBlocks;
 
     /// <summary>Copies codes (Rows, Cols) and per-row scales (Rows) into the padded layout.</summary>
     public Int8RowMatrix(ReadOnlySpan<sbyte> codes, ReadOnlySpan<float> scales, int rows, int cols)
@@ -31,14 +32,6 @@ public sealed class Int8RowMatrix : IWeightMatrix
         Rows = rows;
         Cols = cols;
         _scales = scales.ToArray();
-        // Repacked straight from the caller's codes for the x86 kernels: the padded row-major copy is then never built
-        // (the weights are held once, with no transient copy at load) and is rebuilt from the row blocks only if
-        // something asks for it (serialization).
-        if (System.Runtime.Intrinsics.X86.Avx2.IsSupported)
-        {
-            RowBlocks = new Int8RowBlocks(codes, cols, scales, rows, cols);
-            return;
-        }
         _codes = new sbyte[rows * stride];
         for (int r = 0; r < rows; r++) codes.Slice(r * cols, cols).CopyTo(_codes.AsSpan(r * stride, cols));
     }
@@ -53,8 +46,8 @@ public sealed class Int8RowMatrix : IWeightMatrix
     public int RowStride => StrideFor(Cols);
 
     /// <summary>
-    /// Codes (Rows, RowStride), zero-padded past Cols. Where AVX2 is enabled the matrix keeps only its 8-row interleaved
-    /// kernel copy, and this row-major view is rebuilt (allocated) on every call: read it once.
+    /// Codes (Rows, RowStride), zero-padded past Cols. Once a kernel that streams the 8-row interleaved copy has prepared
+    /// the matrix, it keeps only that copy, and this row-major view is rebuilt (allocated) on every call: read it once.
     /// </summary>
     public ReadOnlySpan<sbyte> Codes => CodeArray;
 
@@ -69,13 +62,31 @@ public sealed class Int8RowMatrix : IWeightMatrix
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)r, (uint)Rows, nameof(r));
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)c, (uint)Cols, nameof(c));
-        return _codes is null ? RowBlocks!.Code(r, c) : _codes[r * RowStride + c];
+        sbyte[]? codes = Volatile.Read(ref _codes);
+        return codes is null ? RowBlocks!.Code(r, c) : codes[r * RowStride + c];
     }
 
-    internal sbyte[] CodeArray => _codes ?? RowBlocks!.ToRowMajor(RowStride);
+    internal sbyte[] CodeArray => Volatile.Read(ref _codes) ?? RowBlocks!.ToRowMajor(RowStride);
 
-    /// <summary>The 8-row interleaved copy the AVX2 kernel streams; null where AVX2 is not enabled.</summary>
-    internal Int8RowBlocks? RowBlocks { get; }
+    /// <summary>The 8-row interleaved copy the x86 kernels stream; null until one of them prepares the matrix (<see cref="RepackToRowBlocks"/>).</summary>
+    internal Int8RowBlocks? RowBlocks => Volatile.Read(ref _rowBlocks);
+
+    /// <summary>
+    /// Repacks the matrix into <see cref="Int8RowBlocks"/> once (thread-safe: one copy wins) and drops the row-major
+    /// codes, so the weights are held once; the row-major view is rebuilt from the blocks only if something asks
+    /// (serialization, the ARM kernel, TRIP's reference pass). Called by the kernels that stream row blocks, when a
+    /// model is built or on their first call.
+    /// </summary>
+    internal Int8RowBlocks RepackToRowBlocks()
+    {
+        if (RowBlocks is { } built) return built;
+        if (Volatile.Read(ref _codes) is not { } codes) return RowBlocks!; // dropped: another thread published the blocks first
+        var blocks = new Int8RowBlocks(codes, RowStride, _scales, Rows, Cols);
+        Int8RowBlocks winner = Interlocked.CompareExchange(ref _rowBlocks, blocks, null) ?? blocks;
+        // published before the row-major codes go: a reader that finds them dropped finds the row blocks
+        Volatile.Write(ref _codes, null);
+        return winner;
+    }
     internal float[] ScaleArray => _scales;
 
     private static int StrideFor(int cols) => (cols + BlockColumns - 1) / BlockColumns * BlockColumns;

@@ -21,9 +21,10 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     /// <summary>Zero point implied for symmetric matrices (nibble = code + 8).</summary>
     public const int SymmetricZeroPoint = 8;
 
-    private byte[]? _packed; // row-major nibbles; on AVX2 machines dropped after repacking and rebuilt on request
-    private float[]? _scales; // (Rows, GroupCount); on AVX2 machines dropped after repacking and rebuilt (once) on request
+    private byte[]? _packed; // row-major nibbles; dropped once a kernel repacks the matrix (RepackToRowBlocks), rebuilt on request
+    private float[]? _scales; // (Rows, GroupCount); dropped the same way, rebuilt (once) on request
     private readonly byte[]? _zeroPoints;
+    private Int4RowBlocks? _rowBlocks;
 
     private PackedInt4Matrix(int rows, int cols, int groupSize, byte[] packed, float[] scales, byte[]? zeroPoints)
     {
@@ -33,13 +34,6 @@ public sealed class PackedInt4Matrix : IWeightMatrix
         _packed = packed;
         _scales = scales;
         _zeroPoints = zeroPoints;
-        // Repacked at load for the x86 kernels; the row-major nibbles and scales are then dropped (the weights are held
-        // once: the row blocks carry the same nibbles and scale values) and rebuilt from the row blocks only if something
-        // asks for them (serialization, the scalar kernel, TRIP).
-        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported) return;
-        RowBlocks = new Int4RowBlocks(this);
-        _packed = null;
-        _scales = null;
     }
 
     /// <inheritdoc />
@@ -61,14 +55,15 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     public bool IsSymmetric => _zeroPoints is null;
 
     /// <summary>
-    /// Packed nibbles (Rows, RowBytes); see the class remarks for the order. Where AVX2 is enabled the matrix keeps only
-    /// its 8-row interleaved kernel copy, and this row-major view is rebuilt (allocated) on every call: read it once.
+    /// Packed nibbles (Rows, RowBytes); see the class remarks for the order. Once a kernel that streams the 8-row
+    /// interleaved copy has prepared the matrix, it keeps only that copy, and this row-major view is rebuilt (allocated)
+    /// on every call: read it once.
     /// </summary>
     public ReadOnlySpan<byte> Packed => PackedArray;
 
     /// <summary>
-    /// Scales (Rows, GroupCount), row-major. Where AVX2 is enabled the matrix keeps only its row blocks' copy, and this
-    /// row-major array is rebuilt from it on the first call and then kept.
+    /// Scales (Rows, GroupCount), row-major. Once repacked into the 8-row interleaved copy the matrix keeps only that
+    /// copy's scales, and this row-major array is rebuilt from it on the first call and then kept.
     /// </summary>
     public ReadOnlySpan<float> Scales => ScaleArray;
 
@@ -146,8 +141,9 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)r, (uint)Rows, nameof(r));
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)c, (uint)Cols, nameof(c));
-        if (_packed is null) return RowBlocks!.Nibble(r, c);
-        byte pair = _packed[(long)r * RowBytes + c / 2];
+        byte[]? packed = Volatile.Read(ref _packed);
+        if (packed is null) return RowBlocks!.Nibble(r, c);
+        byte pair = packed[(long)r * RowBytes + c / 2];
         return (c & 1) == 0 ? pair & 0xF : pair >> 4;
     }
 
@@ -155,15 +151,32 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     public int ZeroPoint(int r, int g) => _zeroPoints is null ? SymmetricZeroPoint : _zeroPoints[r * GroupCount + g];
 
     /// <summary>Scale of group g in row r.</summary>
-    public float Scale(int r, int g) => _scales is float[] scales ? scales[r * GroupCount + g] : RowBlocks!.Scales[RowBlocks.ScaleIndex(r, g)];
+    public float Scale(int r, int g) => Volatile.Read(ref _scales) is float[] scales ? scales[r * GroupCount + g] : RowBlocks!.Scales[RowBlocks.ScaleIndex(r, g)];
 
     /// <summary>The dequantized weight <c>Scale(r, g) · (Nibble(r, c) − ZeroPoint(r, g))</c>.</summary>
     public float Dequantize(int r, int c) => Scale(r, c / GroupSize) * (Nibble(r, c) - ZeroPoint(r, c / GroupSize));
 
-    internal byte[] PackedArray => _packed ?? RowBlocks!.ToRowMajor(RowBytes);
+    internal byte[] PackedArray => Volatile.Read(ref _packed) ?? RowBlocks!.ToRowMajor(RowBytes);
 
-    /// <summary>The 8-row interleaved copy the AVX2 kernel streams; null where AVX2 is not enabled.</summary>
-    internal Int4RowBlocks? RowBlocks { get; }
+    /// <summary>The 8-row interleaved copy the x86 kernels stream; null until one of them prepares the matrix (<see cref="RepackToRowBlocks"/>).</summary>
+    internal Int4RowBlocks? RowBlocks => Volatile.Read(ref _rowBlocks);
+
+    /// <summary>
+    /// Repacks the matrix into <see cref="Int4RowBlocks"/> once (thread-safe: one copy wins) and drops the row-major
+    /// nibbles and scales, so the weights are held once: the row blocks carry the same nibbles and scale values, and the
+    /// row-major views are rebuilt from them only if something asks (serialization, the scalar and ARM kernels, TRIP's
+    /// reference pass). Called by the kernels that stream row blocks, when a model is built or on their first call.
+    /// </summary>
+    internal Int4RowBlocks RepackToRowBlocks()
+    {
+        if (RowBlocks is { } built) return built;
+        var blocks = new Int4RowBlocks(this);
+        Int4RowBlocks winner = Interlocked.CompareExchange(ref _rowBlocks, blocks, null) ?? blocks;
+        // published before the row-major arrays go: a reader that finds them dropped finds the row blocks
+        Volatile.Write(ref _packed, null);
+        Volatile.Write(ref _scales, null);
+        return winner;
+    }
     internal float[] ScaleArray => Volatile.Read(ref _scales) ?? RebuildScales();
     internal byte[]? ZeroPointArray => _zeroPoints;
 

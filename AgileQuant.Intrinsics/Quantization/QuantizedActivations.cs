@@ -53,7 +53,7 @@ internal sealed class QuantizedActivations
 
     /// <summary>
     /// After <see cref="Prepare"/>, quantizes token <paramref name="t"/> (its <see cref="Cols"/> values <paramref name="row"/>)
-    /// with a fixed scale (TRIP, METHOD.md §4): <c>q = clamp(round(x / s), −m, m)</c> (ties to even; 0 when s = 0 or x is
+    /// with a fixed scale (TRIP, docs/method.md §4): <c>q = clamp(round(x / s), −m, m)</c> (ties to even; 0 when s = 0 or x is
     /// NaN), s = <paramref name="scale"/>, m = 127 for <paramref name="bits"/> = 8 and 7 for 4. Any thread may fill its
     /// own tokens.
     /// </summary>

@@ -6,13 +6,13 @@ namespace AgileQuant.Intrinsics.Quantization;
 /// <summary>
 /// Symmetric per-row (per-token) quantizer for activations:
 /// <c>q[c] = clamp(round(x[c] / s), −qmax, qmax)</c>, <c>s = max_c |x[c]| / qmax</c>, <c>qmax = 2^(bits−1) − 1</c>
-/// (127 for 8 bits, 7 for 4 bits; METHOD.md §1, the <c>max/(2^(b−1)−1)</c> convention, so −128 / −8 never occur).
+/// (127 for 8 bits, 7 for 4 bits; docs/method.md §1, the <c>max/(2^(b−1)−1)</c> convention, so −128 / −8 never occur).
 /// </summary>
 /// <remarks>
 /// Rounding is to nearest, ties to even, of <c>x[c] · (qmax / max)</c>. An all-zero row gets scale 0 and
 /// codes 0. Codes never reach −128, which the AVX2 sign trick (<c>vpsignb</c>) relies on.
 /// </remarks>
-public static class RowQuantizer
+internal static class RowQuantizer
 {
     /// <summary>Largest code magnitude for <paramref name="bits"/>: 127 (8) or 7 (4).</summary>
     public static int MaxCode(int bits) => bits switch

@@ -3,7 +3,7 @@ using AgileQuant.Intrinsics.Formats;
 namespace AgileQuant.Intrinsics.Scalar;
 
 /// <summary>Scalar FP32 kernel: the specification the SIMD FP32 kernels are tested against.</summary>
-public sealed class ScalarFp32Kernel : IMatMulKernel
+internal sealed class ScalarFp32Kernel : IMatMulKernel
 {
     /// <inheritdoc />
     public string Name => "fp32-scalar";

@@ -8,7 +8,7 @@ namespace AgileQuant.Intrinsics.Scalar;
 /// <c>acc[t, r, g] = Σ_{c∈g} (nibble[r, c] − z[r, g]) · x_q[t, c]</c> in exact int32, then
 /// <c>y[t, r] = s_x[t] · Σ_g s_w[r, g] · acc[t, r, g]</c>.
 /// </summary>
-public sealed unsafe class ScalarInt4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
+internal sealed unsafe class ScalarInt4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
 {
     /// <summary>Creates the kernel for 8-bit (W4A8) or 4-bit (W4A4) activations; runs on the calling thread.</summary>
     public ScalarInt4Kernel(int activationBits = 8) : base(activationBits, threads: 1, isSupported: true, requirement: "nothing") { }
@@ -20,7 +20,7 @@ public sealed unsafe class ScalarInt4Kernel : QuantizedMatMulKernel<PackedInt4Ma
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
-    private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
         Span<int> acc = stackalloc int[w.GroupCount];
         for (int r = rowBegin; r < rowEnd; r++)

@@ -7,7 +7,7 @@ namespace AgileQuant.Intrinsics.Scalar;
 /// Scalar W8A8 / W8A4 kernel, the specification of the SIMD int8 kernels:
 /// <c>acc[t, r] = Σ_c w_q[r, c] · x_q[t, c]</c> in exact int32, then <c>y[t, r] = s_x[t] · s_w[r] · acc[t, r]</c>.
 /// </summary>
-public sealed unsafe class ScalarInt8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
+internal sealed unsafe class ScalarInt8Kernel : QuantizedMatMulKernel<Int8RowMatrix>
 {
     /// <summary>Creates the kernel for 8-bit (W8A8) or 4-bit (W8A4) activations; runs on the calling thread.</summary>
     public ScalarInt8Kernel(int activationBits = 8) : base(activationBits, threads: 1, isSupported: true, requirement: "nothing") { }
@@ -19,7 +19,7 @@ public sealed unsafe class ScalarInt8Kernel : QuantizedMatMulKernel<Int8RowMatri
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
-    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, float* y, int rowBegin, int rowEnd)
+    private protected override void MultiplyRows(Int8RowMatrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
         Span<int> acc = stackalloc int[1];
         for (int r = rowBegin; r < rowEnd; r++)

@@ -1,33 +1,15 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
-using X86 = System.Runtime.Intrinsics.X86;
+using AgileQuant.Intrinsics.Avx2;
 using AgileQuant.Intrinsics.Formats;
+using AgileQuant.Intrinsics.Scalar;
 
 namespace AgileQuant.Intrinsics.Trip;
 
 /// <summary>
-/// Static per-tensor activation scales of one linear input (TRIP, METHOD.md §4): the scale of the 8-bit codes and
-/// the scale of the 4-bit codes that "lower-bit" tokens use, both fixed by calibration.
-/// </summary>
-/// <param name="EightBit">s₈ = R / 127, R the calibrated max |x| of the tensor.</param>
-/// <param name="FourBit">s₄ = R / 7.</param>
-public readonly record struct StaticActivationScales(float EightBit, float FourBit)
-{
-    /// <summary>The scale for <paramref name="bits"/> (8 or 4).</summary>
-    public float For(int bits) => bits switch
-    {
-        8 => EightBit,
-        4 => FourBit,
-        _ => throw new ArgumentOutOfRangeException(nameof(bits), bits, "Expected 4 or 8 activation bits."),
-    };
-}
-
-/// <summary>
-/// The TRIP pass (METHOD.md §4): one call gathers the surviving rows of X, quantizes each with the tensor's static
-/// scale at that token's bit width (8, or 4 for lower-bit tokens), multiplies the codes by integer weights with exact
-/// int32 accumulation, and dequantizes:
+/// The TRIP pass (<see cref="ITripKernel"/>) as a reference any kernel can fall back to: one call gathers the surviving
+/// rows of X, quantizes each with the tensor's static scale at that token's bit width (8, or 4 for lower-bit tokens),
+/// multiplies the codes by integer weights with exact int32 accumulation, and dequantizes:
 /// <c>y[i, r] = s_i · Σ_g s_w[r, g] · acc[i, r, g]</c>, <c>acc[i, r, g] = Σ_{c∈g} (w_q[r, c] − z[r, g]) · q[i, c]</c>,
 /// <c>q[i, c] = clamp(round(x[i, c] · (1/s_i)), −m_i, m_i)</c>, (s_i, m_i) = (s₄, 7) for lower-bit rows, (s₈, 127) otherwise;
 /// the sum over groups runs in group order in float.
@@ -35,8 +17,8 @@ public readonly record struct StaticActivationScales(float EightBit, float FourB
 /// <remarks>
 /// Weights: <see cref="Int8RowMatrix"/> (one group per row, z = 0) or <see cref="PackedInt4Matrix"/> (groups of G, z per group).
 /// The 4-bit matrix is unpacked once into a cached centered int8 copy (<c>w_q − z</c>, −15..15), so the inner loop is an
-/// int8 dot product: AVX2 <c>vpsignb</c> + <c>vpmaddubsw</c> + <c>vpmaddwd</c> (pair sums ≤ 2·128·127 never saturate),
-/// with a scalar twin that defines the result. Rows that are not gathered are left untouched in y.
+/// int8 dot product per weight row and token tile (<see cref="ITripTile"/>: <see cref="ScalarTripTile"/>, the
+/// specification, and <see cref="Avx2TripTile"/>, equal to it bit for bit). Rows that are not gathered are left untouched in y.
 /// </remarks>
 public static class TripMatMul
 {
@@ -81,12 +63,9 @@ public static class TripMatMul
         try
         {
             GatherAndQuantize(x, cols, stride, rows, lowBit, scales, codes, rowScales);
-            var job = new Job(weights, codes, rowScales, result, count, stride);
-            int chunks = threads == 1 ? 1 : Math.Min(outF, threads * 4);
-            if (chunks == 1) job.Run(0, outF);
-            else
-                Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, chunk =>
-                    job.Run((int)((long)outF * chunk / chunks), (int)((long)outF * (chunk + 1) / chunks)));
+            var operands = new TripCodes(codes, stride, rowScales, result, outF, count);
+            if (Avx2TripTile.IsSupported) Run<Avx2TripTile>(weights, operands, threads);
+            else Run<ScalarTripTile>(weights, operands, threads);
             for (int k = 0; k < count; k++) result.AsSpan(k * outF, outF).CopyTo(y.Slice(rows[k] * outF, outF));
         }
         finally
@@ -99,31 +78,46 @@ public static class TripMatMul
 
     /// <summary>
     /// As <see cref="Multiply(IWeightMatrix, ReadOnlySpan{float}, ReadOnlySpan{int}, ReadOnlySpan{bool}, StaticActivationScales, Span{float}, int)"/>,
-    /// through <paramref name="kernel"/>'s 8-bit-activation integer kernel for the weight format when it has one: the
-    /// gathered rows are quantized with the static scales straight into that kernel's activation layout and multiplied
-    /// by its packed weights (no int8 copy of 4-bit weights), with its threads. Same integer sums; the float epilogue
-    /// is the kernel's (GroupEpilogue order), so results may differ from the other overload in the last bits.
-    /// Without such a kernel, runs the other overload with <paramref name="threads"/>.
+    /// through <paramref name="kernel"/>'s own TRIP route where it offers one (<see cref="ITripKernel"/>, e.g. a
+    /// <see cref="KernelSet"/>): the gathered rows are quantized with the static scales straight into its 8-bit-activation
+    /// integer kernel's layout and multiplied by its packed weights, with its threads. Same integer sums; the float
+    /// epilogue is the kernel's (GroupEpilogue order), so results may differ from the reference pass in the last bits.
+    /// Other kernels run the reference pass with <paramref name="threads"/>.
     /// </summary>
-    /// <param name="kernel">The model's kernel (a <see cref="KernelSet"/> or one integer kernel).</param>
+    /// <param name="kernel">The model's kernel.</param>
     /// <param name="weights">W (Rows, Cols): <see cref="Int8RowMatrix"/> or <see cref="PackedInt4Matrix"/>.</param>
     /// <param name="x">X (n, Cols), row-major.</param>
     /// <param name="rows">Rows of X to multiply (each in [0, n)); y's other rows are not written.</param>
     /// <param name="lowBit">Per row of X (n), or empty: true = 4-bit codes with s₄.</param>
     /// <param name="scales">The tensor's static scales.</param>
     /// <param name="y">Y (n, Rows), row-major.</param>
-    /// <param name="threads">Threads for the fallback pass, ≥ 1.</param>
+    /// <param name="threads">Threads for the reference pass, ≥ 1.</param>
     public static void Multiply(IMatMulKernel kernel, IWeightMatrix weights, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, ReadOnlySpan<bool> lowBit,
         StaticActivationScales scales, Span<float> y, int threads)
     {
         ArgumentNullException.ThrowIfNull(kernel);
         ArgumentNullException.ThrowIfNull(weights);
-        IMatMulKernel? formatKernel = kernel is KernelSet set ? (set.Supports(weights) ? set.KernelFor(weights) : null) : kernel;
-        if (formatKernel is not IStaticScaleMatMulKernel { ActivationBits: 8 } integer || !formatKernel.Supports(weights) || !Supports(weights))
-        {
-            Multiply(weights, x, rows, lowBit, scales, y, threads);
-            return;
-        }
+        if (kernel is ITripKernel trip && trip.SupportsTrip(weights)) trip.MatMulTrip(weights, x, rows, lowBit, scales, y);
+        else Multiply(weights, x, rows, lowBit, scales, y, threads);
+    }
+
+    /// <summary>
+    /// The TRIP pass through <paramref name="formatKernel"/>'s static-scale route when it has one for the weights (an
+    /// integer kernel with 8-bit activations: its inner loops take the 4-bit codes too), else the reference pass with
+    /// <paramref name="threads"/>.
+    /// </summary>
+    internal static void Route(IMatMulKernel? formatKernel, IWeightMatrix weights, ReadOnlySpan<float> x, ReadOnlySpan<int> rows,
+        ReadOnlySpan<bool> lowBit, StaticActivationScales scales, Span<float> y, int threads)
+    {
+        if (formatKernel is IStaticScaleMatMulKernel { ActivationBits: 8 } route && formatKernel.Supports(weights) && Supports(weights))
+            MultiplyThrough(route, weights, x, rows, lowBit, scales, y);
+        else Multiply(weights, x, rows, lowBit, scales, y, threads);
+    }
+
+    // y[rows[k], ·] from the route's compact product, written in place when the rows are all of x in order, else scattered
+    private static void MultiplyThrough(IStaticScaleMatMulKernel route, IWeightMatrix weights, ReadOnlySpan<float> x, ReadOnlySpan<int> rows,
+        ReadOnlySpan<bool> lowBit, StaticActivationScales scales, Span<float> y)
+    {
         int outF = weights.Rows;
         int n = CheckShapes(weights, x, rows, lowBit, scales, y);
         int count = rows.Length;
@@ -132,13 +126,13 @@ public static class TripMatMul
         for (int k = 0; identity && k < count; k++) identity = rows[k] == k;
         if (identity)
         {
-            integer.MatMulStatic(weights, x, rows, lowBit, scales, y[..(n * outF)]);
+            route.MatMulStatic(weights, x, rows, lowBit, scales, y[..(n * outF)]);
             return;
         }
         float[] result = ArrayPool<float>.Shared.Rent(count * outF); // (count, Rows) before the scatter
         try
         {
-            integer.MatMulStatic(weights, x, rows, lowBit, scales, result.AsSpan(0, count * outF));
+            route.MatMulStatic(weights, x, rows, lowBit, scales, result.AsSpan(0, count * outF));
             for (int k = 0; k < count; k++) result.AsSpan(k * outF, outF).CopyTo(y.Slice(rows[k] * outF, outF));
         }
         finally
@@ -147,7 +141,7 @@ public static class TripMatMul
         }
     }
 
-    // checks the shapes both overloads take; returns n, the rows of x
+    // checks the shapes every TRIP entry point takes; returns n, the rows of x
     private static int CheckShapes(IWeightMatrix weights, ReadOnlySpan<float> x, ReadOnlySpan<int> rows, ReadOnlySpan<bool> lowBit,
         StaticActivationScales scales, Span<float> y)
     {
@@ -180,6 +174,18 @@ public static class TripMatMul
         }
     }
 
+    // result (count, Rows) through TTile, the weight rows split over `threads`
+    private static void Run<TTile>(IWeightMatrix weights, TripCodes operands, int threads) where TTile : ITripTile
+    {
+        var job = new Job<TTile>(weights, operands);
+        int outF = weights.Rows;
+        int chunks = threads == 1 ? 1 : Math.Min(outF, threads * 4);
+        if (chunks == 1) job.Run(0, outF);
+        else
+            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, chunk =>
+                job.Run((int)((long)outF * chunk / chunks), (int)((long)outF * (chunk + 1) / chunks)));
+    }
+
     /// <summary>The weight codes as centered int8 (Rows, stride) and the group size: w_q − z.</summary>
     private static (sbyte[] Codes, int Stride, int GroupSize, int GroupCount, float[] Scales) Layout(IWeightMatrix weights) => weights switch
     {
@@ -204,104 +210,76 @@ public static class TripMatMul
         return centered;
     }
 
-    private sealed class Job(IWeightMatrix weights, sbyte[] codes, float[] rowScales, float[] result, int count, int stride)
+    private sealed class Job<TTile>(IWeightMatrix weights, TripCodes operands) where TTile : ITripTile
     {
         private readonly (sbyte[] Codes, int Stride, int GroupSize, int GroupCount, float[] Scales) _w = Layout(weights);
-        private readonly int _outF = weights.Rows;
 
         public void Run(int rowBegin, int rowEnd)
         {
             var (wCodes, wStride, groupSize, groupCount, wScales) = _w;
-            for (int tile = 0; tile < count; tile += TokenTile)
+            for (int tile = 0; tile < operands.Count; tile += TokenTile)
             {
-                int tileEnd = Math.Min(count, tile + TokenTile);
+                int tileEnd = Math.Min(operands.Count, tile + TokenTile);
                 for (int r = rowBegin; r < rowEnd; r++)
                 {
-                    ReadOnlySpan<sbyte> wRow = wCodes.AsSpan(r * wStride, stride);
-                    ReadOnlySpan<float> sw = wScales.AsSpan(r * groupCount, groupCount);
-                    int k = tile;
-                    if (X86.Avx2.IsSupported)
-                        for (; k + 8 <= tileEnd; k += 8) Tokens8(wRow, sw, groupSize, groupCount, k, r);
-                    for (; k < tileEnd; k++)
-                    {
-                        ReadOnlySpan<sbyte> xRow = codes.AsSpan(k * stride, stride);
-                        float sum = 0f;
-                        for (int g = 0; g < groupCount; g++)
-                        {
-                            int begin = g * groupSize, length = Math.Min(groupSize, stride - begin);
-                            sum += sw[g] * Dot(wRow.Slice(begin, length), xRow.Slice(begin, length));
-                        }
-                        result[k * _outF + r] = rowScales[k] * sum;
-                    }
+                    var row = new TripWeightRow(wCodes.AsSpan(r * wStride, operands.Stride), wScales.AsSpan(r * groupCount, groupCount), groupSize, r);
+                    TTile.Multiply(row, operands, tile, tileEnd);
                 }
             }
         }
-
-        // y[k..k+7, r]: the same per-group int32 sums and float epilogue (multiply, then add, in group order) as the
-        // one-token loop, each weight block loaded once for eight tokens and the eight group sums reduced together
-        private void Tokens8(ReadOnlySpan<sbyte> wRow, ReadOnlySpan<float> sw, int groupSize, int groupCount, int k, int r)
-        {
-            ref sbyte wp = ref MemoryMarshal.GetReference(wRow);
-            ref sbyte x = ref codes[k * stride];
-            nuint s = (nuint)stride;
-            Vector256<short> ones = Vector256.Create((short)1);
-            Vector256<float> sums = Vector256<float>.Zero; // (8 tokens)
-            for (int g = 0; g < groupCount; g++)
-            {
-                int begin = g * groupSize, end = Math.Min(begin + groupSize, stride);
-                Vector256<int> a0 = Vector256<int>.Zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-                for (int c = begin; c < end; c += Block)
-                {
-                    Vector256<sbyte> wv = Vector256.LoadUnsafe(ref wp, (nuint)c);
-                    Vector256<byte> magnitude = X86.Avx2.Abs(wv);
-                    a0 = MultiplyAccumulate(a0, magnitude, wv, Vector256.LoadUnsafe(ref x, (nuint)c), ones);
-                    a1 = MultiplyAccumulate(a1, magnitude, wv, Vector256.LoadUnsafe(ref x, s + (nuint)c), ones);
-                    a2 = MultiplyAccumulate(a2, magnitude, wv, Vector256.LoadUnsafe(ref x, 2 * s + (nuint)c), ones);
-                    a3 = MultiplyAccumulate(a3, magnitude, wv, Vector256.LoadUnsafe(ref x, 3 * s + (nuint)c), ones);
-                    a4 = MultiplyAccumulate(a4, magnitude, wv, Vector256.LoadUnsafe(ref x, 4 * s + (nuint)c), ones);
-                    a5 = MultiplyAccumulate(a5, magnitude, wv, Vector256.LoadUnsafe(ref x, 5 * s + (nuint)c), ones);
-                    a6 = MultiplyAccumulate(a6, magnitude, wv, Vector256.LoadUnsafe(ref x, 6 * s + (nuint)c), ones);
-                    a7 = MultiplyAccumulate(a7, magnitude, wv, Vector256.LoadUnsafe(ref x, 7 * s + (nuint)c), ones);
-                }
-                // lane j of the reduced vector = Σ lanes of a_j (hadd within 128-bit halves, then the halves added)
-                Vector256<int> h0123 = X86.Avx2.HorizontalAdd(X86.Avx2.HorizontalAdd(a0, a1), X86.Avx2.HorizontalAdd(a2, a3));
-                Vector256<int> h4567 = X86.Avx2.HorizontalAdd(X86.Avx2.HorizontalAdd(a4, a5), X86.Avx2.HorizontalAdd(a6, a7));
-                Vector256<int> groupSums = X86.Avx2.Add(X86.Avx2.Permute2x128(h0123, h4567, 0x20), X86.Avx2.Permute2x128(h0123, h4567, 0x31));
-                // sum += s_w[g] · acc, as two roundings (no fused multiply-add), like the scalar loop
-                sums = X86.Avx.Add(sums, X86.Avx.Multiply(Vector256.Create(sw[g]), X86.Avx.ConvertToVector256Single(groupSums)));
-            }
-            Vector256<float> y = X86.Avx.Multiply(Vector256.LoadUnsafe(ref rowScales[k]), sums);
-            for (int j = 0; j < 8; j++) result[(k + j) * _outF + r] = y.GetElement(j);
-        }
-
-        private static Vector256<int> MultiplyAccumulate(Vector256<int> acc, Vector256<byte> magnitude, Vector256<sbyte> w, Vector256<sbyte> x, Vector256<short> ones) =>
-            X86.Avx2.Add(acc, X86.Avx2.MultiplyAddAdjacent(X86.Avx2.MultiplyAddAdjacent(magnitude, X86.Avx2.Sign(x, w)), ones));
     }
 
+    /// <summary>
+    /// result[k, r] = s_k · Σ_g s_w[r, g] · Σ_{c∈g} w[r, c] · q[k, c] for one token k, the group sums by
+    /// <typeparamref name="TTile"/>'s exact dot product, multiplied and added in group order (two roundings each).
+    /// </summary>
+    internal static void OneToken<TTile>(in TripWeightRow w, in TripCodes x, int k) where TTile : ITripTile
+    {
+        ReadOnlySpan<sbyte> xRow = x.Codes.AsSpan(k * x.Stride, x.Stride);
+        float sum = 0f;
+        for (int g = 0; g < w.Scales.Length; g++)
+        {
+            int begin = g * w.GroupSize, length = Math.Min(w.GroupSize, x.Stride - begin);
+            sum += w.Scales[g] * TTile.Dot(w.Codes.Slice(begin, length), xRow.Slice(begin, length));
+        }
+        x.Result[k * x.OutFeatures + w.Row] = x.RowScales[k] * sum;
+    }
+}
+
+/// <summary>The gathered, quantized rows of one TRIP call and where their products go.</summary>
+/// <param name="Codes">q (Count, Stride), zero padded past Cols.</param>
+/// <param name="Stride">Codes per row: Cols rounded up to 32.</param>
+/// <param name="RowScales">s_k (Count).</param>
+/// <param name="Result">y (Count, OutFeatures), before the scatter.</param>
+/// <param name="OutFeatures">Rows of W.</param>
+/// <param name="Count">Gathered rows.</param>
+internal readonly record struct TripCodes(sbyte[] Codes, int Stride, float[] RowScales, float[] Result, int OutFeatures, int Count);
+
+/// <summary>One weight row of a TRIP call: centered int8 codes (Stride) and its group scales (GroupCount).</summary>
+internal readonly ref struct TripWeightRow(ReadOnlySpan<sbyte> codes, ReadOnlySpan<float> scales, int groupSize, int row)
+{
+    /// <summary>w_q − z (Stride), zero past Cols.</summary>
+    public readonly ReadOnlySpan<sbyte> Codes = codes;
+
+    /// <summary>s_w (GroupCount).</summary>
+    public readonly ReadOnlySpan<float> Scales = scales;
+
+    /// <summary>Columns per group.</summary>
+    public readonly int GroupSize = groupSize;
+
+    /// <summary>Row r of W: the output column it fills.</summary>
+    public readonly int Row = row;
+}
+
+/// <summary>
+/// The inner loop of the TRIP reference pass for one instruction set: one weight row against a tile of tokens, the int32
+/// group sums exact and the float epilogue in the order of <see cref="TripMatMul.OneToken{TTile}"/> (bit for bit).
+/// </summary>
+internal interface ITripTile
+{
     /// <summary><c>Σ_c w[c] · x[c]</c> in exact int32; the length is a multiple of 32, |x| ≤ 127.</summary>
-    internal static int Dot(ReadOnlySpan<sbyte> w, ReadOnlySpan<sbyte> x)
-    {
-        if (!X86.Avx2.IsSupported) return DotScalar(w, x);
-        ref sbyte wp = ref MemoryMarshal.GetReference(w);
-        ref sbyte xp = ref MemoryMarshal.GetReference(x);
-        Vector256<int> acc = Vector256<int>.Zero;
-        Vector256<short> ones = Vector256.Create((short)1);
-        for (int c = 0; c < w.Length; c += Block)
-        {
-            Vector256<sbyte> wv = Vector256.LoadUnsafe(ref wp, (nuint)c);
-            Vector256<sbyte> xv = Vector256.LoadUnsafe(ref xp, (nuint)c);
-            // |w| · (x · sign(w)) = w · x, pairs summed to int16, then to int32
-            Vector256<short> pairs = X86.Avx2.MultiplyAddAdjacent(X86.Avx2.Abs(wv), X86.Avx2.Sign(xv, wv));
-            acc = X86.Avx2.Add(acc, X86.Avx2.MultiplyAddAdjacent(pairs, ones));
-        }
-        return Vector256.Sum(acc);
-    }
+    static abstract int Dot(ReadOnlySpan<sbyte> w, ReadOnlySpan<sbyte> x);
 
-    /// <summary>The scalar twin of <see cref="Dot"/>.</summary>
-    internal static int DotScalar(ReadOnlySpan<sbyte> w, ReadOnlySpan<sbyte> x)
-    {
-        int sum = 0;
-        for (int c = 0; c < w.Length; c++) sum += w[c] * x[c];
-        return sum;
-    }
+    /// <summary>result[k, w.Row] for tokens k in [begin, end).</summary>
+    static abstract void Multiply(in TripWeightRow w, in TripCodes x, int begin, int end);
 }

@@ -1,33 +1,52 @@
+using AgileQuant.Core.Runtime;
+using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
 using AgileQuant.Models.SafeTensors;
 
 namespace AgileQuant.Models.Architectures;
 
 /// <summary>
-/// Takes named tensors out of a safetensors checkpoint with the shape the config implies, remembers
+/// Takes named tensors out of a Hugging Face safetensors checkpoint with the shape the config implies, remembers
 /// which were taken, and refuses checkpoints with missing, misshapen or unexpected tensors.
 /// </summary>
-public sealed class HfTensorReader
+internal sealed class HfTensorReader : ITensorSource
 {
     private readonly SafeTensorsCheckpoint _checkpoint;
+    private readonly IReadOnlyList<string> _ignoredSuffixes;
     private readonly HashSet<string> _taken = new(StringComparer.Ordinal);
     private readonly IProgress<ModelLoadProgress>? _progress;
     private readonly CancellationToken _cancellationToken;
 
     /// <summary>Wraps an open checkpoint.</summary>
     /// <param name="checkpoint">The checkpoint to read.</param>
+    /// <param name="ignoredSuffixes">Tensors that may stay untaken, by name suffix.</param>
     /// <param name="progress">Receives <see cref="ModelLoadStage.ReadingWeights"/> after each tensor read (out of the checkpoint's tensor count).</param>
     /// <param name="cancellationToken">Checked before each tensor read.</param>
-    public HfTensorReader(SafeTensorsCheckpoint checkpoint, IProgress<ModelLoadProgress>? progress = null, CancellationToken cancellationToken = default)
+    public HfTensorReader(SafeTensorsCheckpoint checkpoint, IReadOnlyList<string> ignoredSuffixes, IProgress<ModelLoadProgress>? progress = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(ignoredSuffixes);
         _checkpoint = checkpoint;
+        _ignoredSuffixes = ignoredSuffixes;
         _progress = progress;
         _cancellationToken = cancellationToken;
     }
 
-    /// <summary>The checkpoint read from.</summary>
-    public SafeTensorsCheckpoint Checkpoint => _checkpoint;
+    /// <summary>Reads the weights of a <paramref name="family"/> model of <paramref name="config"/> out of <paramref name="checkpoint"/> under the family's Hugging Face names.</summary>
+    /// <exception cref="ModelFormatException">A tensor is missing, misshapen or unexpected.</exception>
+    public static TransformerWeights ReadWeights(ArchitectureDescription family, TransformerConfig config, SafeTensorsCheckpoint checkpoint,
+        IProgress<ModelLoadProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(family);
+        ArgumentNullException.ThrowIfNull(config);
+        var tensors = new HfTensorReader(checkpoint, family.HfIgnoredSuffixes, progress, cancellationToken);
+        string basePrefix = tensors.ResolvePrefix(family.HfNames.Global(ModelTensor.TokenEmbedding) + ".weight", [.. family.HfBasePrefixes]);
+        return DecoderWeightsReader.Read(family, config, family.HfNames, basePrefix, tensors, family.HfNormWeightOffset);
+    }
+
+    /// <summary>The checkpoint's path.</summary>
+    public string SourcePath => _checkpoint.SourcePath;
 
     /// <summary>Whether the checkpoint holds <paramref name="name"/>.</summary>
     public bool Has(string name) => _checkpoint.Contains(name);
@@ -58,14 +77,19 @@ public sealed class HfTensorReader
     /// <summary>Reads a (rows, cols) weight as an FP32 matrix.</summary>
     public Fp32Matrix TakeMatrix(string name, int rows, int cols) => new(Take(name, rows, cols), rows, cols);
 
-    /// <summary>Marks <paramref name="name"/> as accounted for without reading it (e.g. a tied head stored anyway).</summary>
-    public void Ignore(string name) => _taken.Add(name);
+    IWeightMatrix ITensorSource.Matrix(string name, int rows, int cols) => TakeMatrix(name, rows, cols);
 
-    /// <summary>Throws naming the first tensor that no mapping took (unless it ends with one of <paramref name="ignorableSuffixes"/>).</summary>
-    public void RequireAllTaken(params string[] ignorableSuffixes)
+    float[] ITensorSource.Table(string name, int rows, int cols) => Take(name, rows, cols);
+
+    float[] ITensorSource.Vector(string name, int length) => Take(name, length);
+
+    IWeightMatrix ITensorSource.TiedHead(string embeddingName, float[] embedding, int rows, int cols) => new Fp32Matrix(embedding, rows, cols);
+
+    /// <summary>Throws naming the first tensor that nothing took (unless its name ends with one of the ignored suffixes).</summary>
+    public void RequireAllTaken()
     {
         foreach (SafeTensorInfo info in _checkpoint.Tensors)
-            if (!_taken.Contains(info.Name) && !ignorableSuffixes.Any(s => info.Name.EndsWith(s, StringComparison.Ordinal)))
+            if (!_taken.Contains(info.Name) && !_ignoredSuffixes.Any(s => info.Name.EndsWith(s, StringComparison.Ordinal)))
                 throw new ModelFormatException(_checkpoint.FilePathOf(info.Name), info.Name,
                     $"unexpected tensor {info.ShapeText}: the config does not account for it (wrong num_hidden_layers or a different architecture?)");
     }

@@ -1,21 +1,68 @@
 using AgileQuant.Core.Runtime;
-using AgileQuant.Intrinsics.Formats;
 
 namespace AgileQuant.Models.Architectures;
 
 /// <summary>
-/// Hugging Face <c>OPTForCausalLM</c>: learned positions with offset 2, pre-LN (<c>do_layer_norm_before</c>)
-/// or post-LN blocks, ReLU MLP, biases on every attention/MLP linear, optional project_in/project_out when
-/// <c>word_embed_proj_dim</c> differs from <c>hidden_size</c>, head tied to the token embedding.
+/// OPT (Hugging Face <c>OPTForCausalLM</c>; llama.cpp has no OPT architecture, so no GGUF form): learned positions with
+/// offset 2, pre-LN (<c>do_layer_norm_before</c>) or post-LN blocks, ReLU MLP, biases on every attention/MLP linear,
+/// project_in/project_out when <c>word_embed_proj_dim</c> differs from <c>hidden_size</c>, head tied to the token embedding.
 /// </summary>
-public sealed class OptArchitecture : IHfArchitecture
+internal sealed class OptArchitecture : ArchitectureDescription
 {
     /// <inheritdoc />
-    public IReadOnlyList<string> ModelTypes { get; } = ["opt"];
+    public override string Family => "opt";
 
     /// <inheritdoc />
-    public TransformerConfig ReadConfig(HfConfig c)
+    public override IReadOnlyList<string> HfModelTypes { get; } = ["opt"];
+
+    /// <inheritdoc />
+    public override IReadOnlyList<string> HfBasePrefixes { get; } = ["model.decoder.", "decoder."];
+
+    /// <inheritdoc />
+    public override TensorNameMap HfNames { get; } = new()
     {
+        LayerPrefix = "layers.{0}.",
+        Globals = new Dictionary<ModelTensor, string>
+        {
+            [ModelTensor.TokenEmbedding] = "embed_tokens",
+            [ModelTensor.PositionEmbedding] = "embed_positions",
+            [ModelTensor.ProjectIn] = "project_in",
+            [ModelTensor.FinalNorm] = "final_layer_norm",
+            [ModelTensor.ProjectOut] = "project_out",
+            [ModelTensor.LmHead] = "lm_head",
+        },
+        Layers = new Dictionary<LayerTensor, string>
+        {
+            [LayerTensor.AttentionNorm] = "self_attn_layer_norm",
+            [LayerTensor.Query] = "self_attn.q_proj",
+            [LayerTensor.Key] = "self_attn.k_proj",
+            [LayerTensor.Value] = "self_attn.v_proj",
+            [LayerTensor.Output] = "self_attn.out_proj",
+            [LayerTensor.MlpNorm] = "final_layer_norm",
+            [LayerTensor.Up] = "fc1",
+            [LayerTensor.Down] = "fc2",
+        },
+    };
+
+    /// <inheritdoc />
+    public override NormKind Norm => NormKind.LayerNorm;
+
+    /// <inheritdoc />
+    public override PositionKind Positions => PositionKind.Learned;
+
+    /// <inheritdoc />
+    public override MlpKind Mlp => MlpKind.Relu;
+
+    /// <inheritdoc />
+    public override HeadTying Head => HeadTying.Tied;
+
+    /// <inheritdoc />
+    public override BiasRule Bias(LayerTensor linear) => BiasRule.Always;
+
+    /// <inheritdoc />
+    public override TransformerConfig ReadHfConfig(HfConfig c)
+    {
+        ArgumentNullException.ThrowIfNull(c);
         c.RequireAbsentOrEqual("activation_function", "relu");
         if (!c.GetBool("enable_bias", true)) throw new ModelFormatException(c.FilePath, null, "'enable_bias' is false, but only OPT with biases is supported");
         if (!c.GetBool("layer_norm_elementwise_affine", true))
@@ -24,7 +71,7 @@ public sealed class OptArchitecture : IHfArchitecture
         bool preNorm = c.GetBool("do_layer_norm_before", true);
         return new TransformerConfig
         {
-            Family = "opt",
+            Family = Family,
             VocabSize = c.GetInt("vocab_size"),
             HiddenSize = hidden,
             IntermediateSize = c.GetInt("ffn_dim"),
@@ -32,59 +79,16 @@ public sealed class OptArchitecture : IHfArchitecture
             NumHeads = c.GetInt("num_attention_heads"),
             NumKvHeads = c.GetInt("num_attention_heads"),
             MaxSequenceLength = c.GetInt("max_position_embeddings", 2048),
-            Norm = NormKind.LayerNorm,
+            Norm = Norm,
             NormEpsilon = 1e-5f, // OPT configs carry no epsilon: torch's LayerNorm default
-            Positions = PositionKind.Learned,
+            Positions = Positions,
             LearnedPositionOffset = 2,
-            Mlp = MlpKind.Relu,
+            Mlp = Mlp,
             PreNorm = preNorm,
             FinalNorm = preNorm && !c.GetBool("_remove_final_layer_norm", false),
             EmbeddingSize = c.GetInt("word_embed_proj_dim", hidden),
             BosTokenId = c.GetInt("bos_token_id", 2),
             EosTokenId = c.GetInt("eos_token_id", 2),
         };
-    }
-
-    /// <inheritdoc />
-    public TransformerWeights ReadWeights(TransformerConfig c, HfTensorReader t)
-    {
-        string p = t.ResolvePrefix("embed_tokens.weight", "model.decoder.", "decoder.");
-        int d = c.HiddenSize, f = c.IntermediateSize, e = c.EmbeddingWidth, v = c.VocabSize;
-        LinearLayer Linear(string name, int rows, int cols) => new(t.TakeMatrix(name + ".weight", rows, cols), t.Take(name + ".bias", rows));
-        NormLayer Norm(string name) => new(NormKind.LayerNorm, t.Take(name + ".weight", d), t.Take(name + ".bias", d), c.NormEpsilon);
-
-        var layers = new LayerWeights[c.NumLayers];
-        for (int i = 0; i < layers.Length; i++)
-        {
-            string l = $"{p}layers.{i}.";
-            layers[i] = new LayerWeights
-            {
-                AttentionNorm = Norm(l + "self_attn_layer_norm"),
-                Query = Linear(l + "self_attn.q_proj", d, d),
-                Key = Linear(l + "self_attn.k_proj", d, d),
-                Value = Linear(l + "self_attn.v_proj", d, d),
-                Output = Linear(l + "self_attn.out_proj", d, d),
-                MlpNorm = Norm(l + "final_layer_norm"),
-                Up = Linear(l + "fc1", f, d),
-                Down = Linear(l + "fc2", d, f),
-            };
-        }
-        float[] embedding = t.Take(p + "embed_tokens.weight", v, e);
-        float[] positions = t.Take(p + "embed_positions.weight", c.MaxSequenceLength + c.LearnedPositionOffset, d);
-        bool projected = e != d;
-        var weights = new TransformerWeights
-        {
-            Config = c,
-            TokenEmbedding = embedding,
-            PositionEmbedding = positions,
-            ProjectIn = projected ? new LinearLayer(t.TakeMatrix(p + "project_in.weight", d, e)) : null,
-            ProjectOut = projected ? new LinearLayer(t.TakeMatrix(p + "project_out.weight", e, d)) : null,
-            Layers = layers,
-            FinalNorm = c.FinalNorm ? Norm(p + "final_layer_norm") : null,
-            LmHead = new LinearLayer(new Fp32Matrix(embedding, v, e)),
-        };
-        if (t.Has("lm_head.weight")) t.Take("lm_head.weight", v, e); // some exports store the tied head anyway
-        t.RequireAllTaken();
-        return weights;
     }
 }

@@ -12,7 +12,7 @@ namespace AgileQuant.Models.ChatClient;
 /// An <see cref="IChatClient"/> over a local <see cref="TransformerModel"/>: formats the conversation with a
 /// <see cref="ChatTemplate"/>, generates the reply token by token and streams it. Safe for concurrent use:
 /// the weights are shared read-only and every call runs in its own <see cref="InferenceContext"/> (KV cache).
-/// Tools, response formats and penalties in <see cref="ChatOptions"/> are ignored.
+/// Tools and response formats in <see cref="ChatOptions"/> are ignored.
 /// </summary>
 public sealed class AgileQuantChatClient : IChatClient
 {
@@ -23,9 +23,29 @@ public sealed class AgileQuantChatClient : IChatClient
     private readonly AgileQuantChatClientOptions _options;
     private readonly LoadedModel? _owner;
 
-    /// <summary>Creates a client; <paramref name="tokenizer"/> must produce ids inside the model's vocabulary.</summary>
+    /// <summary>
+    /// Creates a client; <paramref name="tokenizer"/> must produce ids inside the model's vocabulary. The template is
+    /// <see cref="AgileQuantChatClientOptions.Template"/>, else <see cref="ChatTemplate.ForModel"/>'s. Templates that spell
+    /// special tokens (<see cref="ChatTemplate.FromName"/>: <c>chatml</c>, <c>llama3</c>, …) need a tokenizer that parses
+    /// them (<c>TokenizerFile.Load(path, parseSpecialTokens: true)</c>); <c>LoadedModel.AsChatClient</c> arranges that itself.
+    /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><see cref="AgileQuantChatClientOptions.DefaultMaxOutputTokens"/> is negative or the default sampling is out of range.</exception>
     public AgileQuantChatClient(TransformerModel model, Tokenizer tokenizer, AgileQuantChatClientOptions? options = null)
+        : this(model, tokenizer, modelTemplate: null, options)
+    {
+    }
+
+    /// <summary>
+    /// A client over <paramref name="owner"/>'s model: every call fails with <see cref="ObjectDisposedException"/> once it is
+    /// disposed. Without <see cref="AgileQuantChatClientOptions.Template"/>, the format of the model's own template
+    /// (<see cref="LoadedModel.ChatTemplateText"/>) when it carries one.
+    /// </summary>
+    /// <exception cref="AgileQuantException">The model's template is in no format AgileQuant writes (the message names it and where it was read).</exception>
+    internal AgileQuantChatClient(LoadedModel owner, Tokenizer tokenizer, AgileQuantChatClientOptions? options)
+        : this(owner.Model, tokenizer, options?.Template is null && owner.ChatTemplateText is string text
+            ? ModelChatTemplate.Recognise(text, owner.ChatTemplateOrigin ?? owner.SourcePath) : null, options) => _owner = owner;
+
+    private AgileQuantChatClient(TransformerModel model, Tokenizer tokenizer, ChatTemplate? modelTemplate, AgileQuantChatClientOptions? options)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -37,13 +57,9 @@ public sealed class AgileQuantChatClient : IChatClient
         Tokenizer = tokenizer;
         _options = options;
         _generator = new TextGenerator(model, tokenizer);
-        Template = options.Template ?? ChatTemplate.ForModel(model.Config, tokenizer);
+        Template = options.Template ?? modelTemplate ?? ChatTemplate.ForModel(model.Config, tokenizer);
         Metadata = new ChatClientMetadata(ProviderName, null, options.ModelId ?? ProviderName);
     }
-
-    /// <summary>A client over <paramref name="owner"/>'s model: every call fails with <see cref="ObjectDisposedException"/> once it is disposed.</summary>
-    internal AgileQuantChatClient(LoadedModel owner, Tokenizer tokenizer, AgileQuantChatClientOptions? options)
-        : this(owner.Model, tokenizer, options) => _owner = owner;
 
     /// <summary>The model every call runs (shared, never modified).</summary>
     public TransformerModel Model { get; }
@@ -58,8 +74,10 @@ public sealed class AgileQuantChatClient : IChatClient
     public ChatClientMetadata Metadata { get; }
 
     /// <summary>
-    /// Encodes a conversation as the model sees it: each template segment encoded (BOS added by the tokenizer where
-    /// its model expects it), the model's EOS token after every segment but the last.
+    /// Encodes a conversation as the model sees it. A template that spells special tokens (<c>chatml</c>, <c>llama3</c>, …)
+    /// gives one text, encoded with those tokens parsed, as llama.cpp and Hugging Face tokenize chat prompts (BOS added by
+    /// the tokenizer where its model expects it); otherwise each template segment is encoded as plain text, the model's
+    /// EOS token after every segment but the last.
     /// </summary>
     public IReadOnlyList<int> EncodePrompt(IEnumerable<ChatMessage> messages, ChatOptions? options = null)
     {
@@ -67,6 +85,7 @@ public sealed class AgileQuantChatClient : IChatClient
         List<ChatMessage> conversation = [.. messages];
         if (!string.IsNullOrWhiteSpace(options?.Instructions)) conversation.Insert(0, new ChatMessage(ChatRole.System, options.Instructions));
         IReadOnlyList<string> segments = Template.FormatSegments(conversation);
+        if (Template.WritesSpecialTokens) return (_owner?.PromptTokenizer ?? Tokenizer).EncodeToIds(string.Concat(segments));
         var ids = new List<int>();
         for (int i = 0; i < segments.Count; i++)
         {
@@ -77,21 +96,30 @@ public sealed class AgileQuantChatClient : IChatClient
     }
 
     /// <summary>
-    /// Maps <see cref="ChatOptions"/> onto generation settings: <c>Temperature</c>, <c>TopK</c>, <c>TopP</c> and
-    /// <c>Seed</c> onto the sampler (unset ones from <see cref="AgileQuantChatClientOptions.DefaultSampling"/>; a seed
-    /// outside the <see cref="int"/> range is folded into it), <c>MaxOutputTokens</c>, and <c>StopSequences</c>
-    /// (added to the template's own).
+    /// Maps <see cref="ChatOptions"/> onto generation settings: <c>Temperature</c>, <c>TopK</c>, <c>TopP</c>,
+    /// <c>FrequencyPenalty</c>, <c>PresencePenalty</c> and <c>Seed</c> onto the sampler, and from
+    /// <c>AdditionalProperties</c> <c>min_p</c>, <c>repetition_penalty</c> (or llama.cpp's <c>repeat_penalty</c>) and
+    /// <c>repeat_last_n</c> (the penalty window); unset ones from <see cref="AgileQuantChatClientOptions.DefaultSampling"/>
+    /// (a seed outside the <see cref="int"/> range is folded into it); <c>MaxOutputTokens</c>; <c>StopSequences</c>
+    /// (added to the template's own); the end tokens of <see cref="AgileQuantChatClientOptions.EndTokenIds"/>.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">A value is out of range (negative temperature, top-p outside (0, 1], …).</exception>
+    /// <exception cref="ArgumentException">An additional property named above is not a number.</exception>
     public GenerationOptions ToGenerationOptions(ChatOptions? options)
     {
         SamplingOptions defaults = _options.DefaultSampling;
+        AdditionalPropertiesDictionary? extra = options?.AdditionalProperties;
         var sampling = new SamplingOptions
         {
             Temperature = options?.Temperature ?? defaults.Temperature,
             TopK = options?.TopK ?? defaults.TopK,
             TopP = options?.TopP ?? defaults.TopP,
-            Seed = options?.Seed is long seed ? FoldSeed(seed) : defaults.Seed,
+            MinP = Number(extra, "min_p") ?? defaults.MinP,
+            RepetitionPenalty = Number(extra, "repetition_penalty") ?? Number(extra, "repeat_penalty") ?? defaults.RepetitionPenalty,
+            FrequencyPenalty = options?.FrequencyPenalty ?? defaults.FrequencyPenalty,
+            PresencePenalty = options?.PresencePenalty ?? defaults.PresencePenalty,
+            PenaltyWindow = Number(extra, "repeat_last_n") is float window ? (int)window : defaults.PenaltyWindow,
+            Seed = options?.Seed is long seed ? SamplingOptions.FoldSeed(seed) : defaults.Seed,
         };
         sampling.Validate();
         int maxTokens = options?.MaxOutputTokens ?? _options.DefaultMaxOutputTokens;
@@ -101,6 +129,23 @@ public sealed class AgileQuantChatClient : IChatClient
             Sampling = sampling,
             MaxTokens = maxTokens,
             StopSequences = [.. Template.StopSequences, .. options?.StopSequences ?? []],
+            EndTokenIds = _options.EndTokenIds,
+        };
+    }
+
+    /// <summary>A numeric additional property (any number type, or a JSON number as deserializers leave it), or null when absent.</summary>
+    private static float? Number(AdditionalPropertiesDictionary? extra, string key)
+    {
+        if (extra is null || !extra.TryGetValue(key, out object? value) || value is null) return null;
+        return value switch
+        {
+            float f => f,
+            double d => (float)d,
+            int i => i,
+            long l => l,
+            decimal m => (float)m,
+            System.Text.Json.JsonElement { ValueKind: System.Text.Json.JsonValueKind.Number } json => (float)json.GetDouble(),
+            _ => throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{key}\"] must be a number, found {value.GetType().Name} \"{value}\".", nameof(ChatOptions.AdditionalProperties)),
         };
     }
 
@@ -176,7 +221,4 @@ public sealed class AgileQuantChatClient : IChatClient
         ModelId = Metadata.DefaultModelId,
         CreatedAt = created,
     };
-
-    /// <summary>The sampler's seed is 32-bit: values in range pass unchanged, others are folded (<c>low ^ high</c>).</summary>
-    private static int FoldSeed(long seed) => seed is >= int.MinValue and <= int.MaxValue ? (int)seed : unchecked((int)seed ^ (int)(seed >> 32));
 }

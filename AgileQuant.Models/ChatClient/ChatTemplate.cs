@@ -32,8 +32,9 @@ public abstract class ChatTemplate
     public static ChatTemplate Plain { get; } = new PlainChatTemplate();
 
     /// <summary>
-    /// The template a model expects: <see cref="Llama2"/> for the llama family with a 32,000-token SentencePiece
-    /// vocabulary (the Llama 2 tokenizer), <see cref="Plain"/> otherwise.
+    /// The template for a model whose files carry none: <see cref="Llama2"/> for the llama family with a 32,000-token
+    /// SentencePiece vocabulary (the Llama 2 tokenizer), <see cref="Plain"/> otherwise. A model's own template is read by
+    /// <see cref="FromTemplateText"/> (<c>LoadedModel.AsChatClient</c> does so).
     /// </summary>
     public static ChatTemplate ForModel(TransformerConfig config, Tokenizer? tokenizer)
     {
@@ -42,6 +43,43 @@ public abstract class ChatTemplate
         bool llama2 = string.Equals(config.Family, "llama", StringComparison.OrdinalIgnoreCase) && config.VocabSize == 32000 && sentencePiece;
         return llama2 ? Llama2 : Plain;
     }
+
+    /// <summary>
+    /// The names <see cref="FromName"/> accepts: <c>chatml</c> (Qwen2/2.5/3), <c>llama3</c>, <c>llama2</c> (Llama-2-chat),
+    /// <c>inst</c> (<c>[INST]</c> without a system block, llama.cpp's <c>llama2</c>), <c>mistral-v1</c>, <c>mistral-v3</c>,
+    /// <c>mistral-v3-tekken</c>, <c>mistral-v7</c>, <c>phi3</c>, <c>gemma</c> and <c>plain</c>.
+    /// </summary>
+    public static IReadOnlyList<string> Names => ChatFormats.Names;
+
+    /// <summary>The format named <paramref name="name"/> (case-insensitive; one of <see cref="Names"/>).</summary>
+    /// <exception cref="ArgumentException">No format has that name.</exception>
+    public static ChatTemplate FromName(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return ChatFormats.FindByName(name)
+            ?? throw new ArgumentException($"Unknown chat template name '{name}': expected one of {string.Join(", ", Names)}.", nameof(name));
+    }
+
+    /// <summary>
+    /// The format of a model's chat template (the Jinja text of GGUF <c>tokenizer.chat_template</c> or Hugging Face
+    /// <c>chat_template</c>), recognised by its marker texts as llama.cpp's <c>llama_chat_apply_template</c> does; a text
+    /// that is one of <see cref="Names"/> picks that format. Where the template renders differently from llama.cpp's
+    /// built-in format, the template's rendering is written (docs/architecture.md, "Chat formats").
+    /// </summary>
+    /// <exception cref="ArgumentException">No format AgileQuant writes recognises the template (the message quotes its start).</exception>
+    public static ChatTemplate FromTemplateText(string template)
+    {
+        ArgumentNullException.ThrowIfNull(template);
+        if (ChatFormats.Recognise(template, out string? recognisedAs) is ChatTemplate recognised) return recognised;
+        string problem = ChatFormats.Unrecognised(template, recognisedAs);
+        throw new ArgumentException(char.ToUpperInvariant(problem[0]) + problem[1..] + ".", nameof(template));
+    }
+
+    /// <summary>
+    /// Whether the prompt spells the model's special tokens (<c>&lt;|im_start|&gt;</c>, <c>&lt;/s&gt;</c>) and is encoded as
+    /// one text with them parsed; false: segments encoded as plain text, joined by EOS.
+    /// </summary>
+    internal virtual bool WritesSpecialTokens => false;
 
     /// <summary>The text of a message (its text contents joined), trimmed.</summary>
     private protected static string TextOf(ChatMessage message) => message.Text.Trim();

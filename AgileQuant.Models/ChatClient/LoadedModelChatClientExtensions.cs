@@ -7,7 +7,7 @@ public static class LoadedModelChatClientExtensions
 {
     /// <summary>
     /// Wraps <paramref name="model"/> in an <see cref="AgileQuantChatClient"/>; the model id defaults to the
-    /// checkpoint's file name (llama2.c) or folder name (Hugging Face).
+    /// checkpoint's file name (llama2.c) or folder name (Hugging Face), the end tokens to the model's own (<see cref="LoadedModel.EndTokenIds"/>).
     /// </summary>
     /// <remarks>The client does not own <paramref name="model"/>: dispose the model when done; the client's calls then throw <see cref="ObjectDisposedException"/>.</remarks>
     /// <exception cref="AgileQuantException">The model was loaded without a tokenizer.</exception>
@@ -19,6 +19,7 @@ public static class LoadedModelChatClientExtensions
             throw new AgileQuantException($"The model '{model.SourcePath}' has no tokenizer; load it with ModelLoadOptions.TokenizerPath to chat with it.");
         options ??= new AgileQuantChatClientOptions();
         if (options.ModelId is null) options = options with { ModelId = DefaultModelId(model) };
+        if (options.EndTokenIds is null) options = options with { EndTokenIds = model.EndTokenIds };
         return new AgileQuantChatClient(model, tokenizer, options);
     }
 

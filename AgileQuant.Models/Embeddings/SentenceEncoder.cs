@@ -74,13 +74,15 @@ public sealed class SentenceEncoder
         return new SentenceEncoder(model, tokenizer, Math.Min(maxTokens, weights.Config.MaxPositions));
     }
 
+    /// <summary>Most bytes of a <c>vocab.txt</c> (BERT's is 232 KB).</summary>
+    private const long MaxVocabularyBytes = 64L << 20;
+
     /// <summary>A lower-casing WordPiece tokenizer from a BERT <c>vocab.txt</c> (one token per line).</summary>
     /// <exception cref="ModelFormatException">The file cannot be read as a vocabulary.</exception>
     public static BertTokenizer LoadTokenizer(string vocabPath)
     {
         ArgumentException.ThrowIfNullOrEmpty(vocabPath);
-        using FileStream stream = File.OpenRead(vocabPath);
-        return LoadTokenizer(stream, vocabPath);
+        return LoadTokenizer(new MemoryStream(GuardedFile.ReadAllBytes(vocabPath, MaxVocabularyBytes)), vocabPath);
     }
 
     private static BertTokenizer LoadTokenizer(Stream vocab, string vocabPath)

@@ -10,7 +10,7 @@ namespace AgileQuant.Models.Gguf;
 /// float operations in the same order, so each output is bit-identical to ggml's (GgmlTypeTraitsTests compares them
 /// with llama.cpp's own <c>dequantize_row_*</c>).
 /// </summary>
-public static unsafe class GgmlBlockCodec
+internal static unsafe partial class GgmlBlockCodec
 {
     /// <summary>
     /// Quantizes a row x (n, a multiple of 32) into n / 32 Q8_0 blocks:
@@ -41,10 +41,7 @@ public static unsafe class GgmlBlockCodec
         for (int b = 0; b < blocks.Length; b++)
         {
             ReadOnlySpan<float> v = x.Slice(b * BlockQ4_0.Elements, BlockQ4_0.Elements);
-            float amax = 0, max = 0;
-            foreach (float value in v)
-                if (amax < MathF.Abs(value)) { amax = MathF.Abs(value); max = value; }
-            float d = max / -8f;
+            float d = LargestMagnitude(v) / -8f;
             float id = d != 0 ? 1f / d : 0f;
             blocks[b].Scale = (Half)d;
             for (int j = 0; j < BlockQ4_0.Elements / 2; j++)
@@ -275,9 +272,9 @@ public static unsafe class GgmlBlockCodec
     }
 
     // Q5_0/Q5_1: the four high-bit bytes as one little-endian word; bit i is bit 4 of weight i.
-    private static uint HighBitWord(in byte first) => BinaryPrimitives.ReadUInt32LittleEndian(MemoryMarshal.CreateReadOnlySpan(in first, 4));
+    internal static uint HighBitWord(in byte first) => BinaryPrimitives.ReadUInt32LittleEndian(MemoryMarshal.CreateReadOnlySpan(in first, 4));
 
-    private static int FifthBit(uint word, int i) => (int)(word >> i & 1) << 4;
+    internal static int FifthBit(uint word, int i) => (int)(word >> i & 1) << 4;
 
     // One Q4_K/Q5_K super-block w (256): weight 64p + 32k + l = d · sc_s · q − dmin · m_s, s = 2p + k, q = nibble k of
     // nibbles[32p + l] plus, for Q5_K (highBits not empty), bit s of highBits[l] as 16.
@@ -297,7 +294,7 @@ public static unsafe class GgmlBlockCodec
     }
 
     // Q4_K/Q5_K: the 6-bit (scale, min) of sub-block s from the 12 packed bytes b (layout in BlockQ4_K's summary).
-    private static (int Scale, int Min) KQuantScaleMin(ReadOnlySpan<byte> b, int s) => s < 4
+    internal static (int Scale, int Min) KQuantScaleMin(ReadOnlySpan<byte> b, int s) => s < 4
         ? (b[s] & 63, b[s + 4] & 63)
         : ((b[s + 4] & 0xF) | (b[s - 4] >> 6) << 4, (b[s + 4] >> 4) | (b[s] >> 6) << 4);
 

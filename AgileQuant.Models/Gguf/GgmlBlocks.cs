@@ -13,7 +13,7 @@ namespace AgileQuant.Models.Gguf;
 /// Bytes: fp16 d, then 32 int8 codes q in weight order.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ8_0
+internal unsafe struct BlockQ8_0
 {
     /// <summary>Weights per block.</summary>
     public const int Elements = 32;
@@ -34,7 +34,7 @@ public unsafe struct BlockQ8_0
 /// its HIGH nibble (unlike <see cref="Intrinsics.Formats.PackedInt4Matrix"/>, where byte j holds weights 2j and 2j + 1).
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ4_0
+internal unsafe struct BlockQ4_0
 {
     /// <summary>Weights per block.</summary>
     public const int Elements = 32;
@@ -55,7 +55,7 @@ public unsafe struct BlockQ4_0
 /// (byte j: low nibble = q[j], high nibble = q[j + 16]).
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ4_1
+internal unsafe struct BlockQ4_1
 {
     /// <summary>Weights per block.</summary>
     public const int Elements = 32;
@@ -79,7 +79,7 @@ public unsafe struct BlockQ4_1
 /// (byte j: low nibble = low 4 bits of q[j], high nibble = low 4 bits of q[j + 16]).
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ5_0
+internal unsafe struct BlockQ5_0
 {
     /// <summary>Weights per block.</summary>
     public const int Elements = 32;
@@ -102,7 +102,7 @@ public unsafe struct BlockQ5_0
 /// Bytes: fp16 d, fp16 m, a 32-bit little-endian word of fifth bits, then 16 bytes of low nibbles.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ5_1
+internal unsafe struct BlockQ5_1
 {
     /// <summary>Weights per block.</summary>
     public const int Elements = 32;
@@ -131,7 +131,7 @@ public unsafe struct BlockQ5_1
 /// Bytes: 16 scale bytes (low nibble scale, high nibble min), 64 code bytes, fp16 d, fp16 dmin.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ2_K
+internal unsafe struct BlockQ2_K
 {
     /// <summary>Weights per block.</summary>
     public const int Elements = 256;
@@ -162,7 +162,7 @@ public unsafe struct BlockQ2_K
 /// Bytes: 32 high-bit bytes, 64 code bytes, 12 scale bytes, fp16 d.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ3_K
+internal unsafe struct BlockQ3_K
 {
     /// <summary>Weights per block.</summary>
     public const int Elements = 256;
@@ -193,7 +193,7 @@ public unsafe struct BlockQ3_K
 /// Bytes: fp16 d, fp16 dmin, 12 scale bytes, 128 nibble bytes.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ4_K
+internal unsafe struct BlockQ4_K
 {
     /// <summary>Weights per block.</summary>
     public const int Elements = 256;
@@ -220,7 +220,7 @@ public unsafe struct BlockQ4_K
 /// Bytes: fp16 d, fp16 dmin, 12 scale bytes (packed as in <see cref="BlockQ4_K"/>), 32 high-bit bytes, 128 nibble bytes.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ5_K
+internal unsafe struct BlockQ5_K
 {
     /// <summary>Weights per block.</summary>
     public const int Elements = 256;
@@ -253,7 +253,7 @@ public unsafe struct BlockQ5_K
 /// Bytes: 128 low-nibble bytes, 64 high-bit bytes, 16 signed scales, fp16 d.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockQ6_K
+internal unsafe struct BlockQ6_K
 {
     /// <summary>Weights per block.</summary>
     public const int Elements = 256;
@@ -280,7 +280,7 @@ public unsafe struct BlockQ6_K
 /// Bytes: fp16 d, then 16 bytes of nibbles; byte j holds q[j] in its low nibble and q[j + 16] in its high nibble.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockIQ4_NL
+internal unsafe struct BlockIQ4_NL
 {
     /// <summary>Weights per block.</summary>
     public const int Elements = 32;
@@ -304,7 +304,7 @@ public unsafe struct BlockIQ4_NL
 /// Bytes: fp16 d, 16-bit high scale bits, 4 low-scale bytes, 128 nibble bytes.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 1)]
-public unsafe struct BlockIQ4_XS
+internal unsafe struct BlockIQ4_XS
 {
     /// <summary>Weights per block.</summary>
     public const int Elements = 256;

@@ -9,8 +9,8 @@ public enum GgmlLoadFormat
 {
     /// <summary>
     /// An <see cref="Fp32Matrix"/> holding the values of the type's reference dequantizer. For F32/F16/BF16 that is the
-    /// tensor itself; for the quantized types other than Q4_0 and Q8_0 it is an intermediate step (correct values,
-    /// four bytes per weight) until they get packed integer formats of their own.
+    /// tensor itself; for the quantized types without an integer format of their own it is an intermediate step (correct
+    /// values, four bytes per weight).
     /// </summary>
     Fp32,
 
@@ -18,18 +18,25 @@ public enum GgmlLoadFormat
     PackedInt4,
 
     /// <summary>
-    /// An <see cref="Int8RowMatrix"/>: Q8_0's codes, exact when every block of a row has the same scale, otherwise
-    /// re-scaled to one scale per row in integer-code space.
+    /// A <see cref="GroupedInt8Matrix"/> holding the file's values exactly: int8 codes with the blocks' scales (and
+    /// minimums) per group: Q8_0 <c>d · q</c>, Q5_0 <c>d · (q − 16)</c>, Q5_1 <c>d · q + m</c> per 32 columns; Q5_K
+    /// <c>d · sc · q − dmin · m</c> per 32 and Q6_K <c>d · sc · (q − 32)</c> per 16, their 6/8-bit sub-scales kept as
+    /// int8 under the super-block's float (docs/kernels.md, "Grouped 8-bit weights").
     /// </summary>
-    Int8Rows,
+    GroupedInt8,
+    /// <summary>
+    /// A <see cref="SuperBlockInt4Matrix"/>: the 4-bit (or narrower) codes, integer sub-block scales and minimums and fp16
+    /// super-block scales carried over exactly (Q4_1, Q2_K, Q3_K, Q4_K, IQ4_NL, IQ4_XS), as the row's
+    /// <see cref="GgmlTypeTraits.SuperBlockDecoding"/> decodes them.
+    /// </summary>
+    SuperBlockInt4,
 }
 
 /// <summary>
 /// One row of the GGUF weight-type table, modelled on ggml's <c>type_traits</c> (ggml-org/llama.cpp ggml/src/ggml.c):
 /// block geometry, whether this library reads the type, its scalar reference dequantizer and the format it becomes at
 /// load. Every reader and writer of GGUF tensors asks this table; a type without a row here, or whose row says it is not
-/// readable, is refused, never decoded as another. Adding a weight type = its block struct and dequantizer in
-/// <see cref="GgmlBlockCodec"/>, plus one row here.
+/// readable, is refused, never decoded as another. Adding a weight type: docs/architecture.md, "How to add a weight type".
 /// </summary>
 public sealed class GgmlTypeTraits
 {
@@ -42,8 +49,10 @@ public sealed class GgmlTypeTraits
     private readonly RowDequantizer? _dequantize;
     private readonly int[] _scaleOffsets;
 
-    private GgmlTypeTraits(GgmlType type, int blockElements, int blockBytes, GgmlLoadFormat? loadFormat, int[] scaleOffsets, RowDequantizer? dequantize)
+    private GgmlTypeTraits(GgmlType type, int blockElements, int blockBytes, GgmlLoadFormat? loadFormat, int[] scaleOffsets, RowDequantizer? dequantize,
+        GgmlSuperBlockDecoding? superBlockDecoding = null)
     {
+        SuperBlockDecoding = superBlockDecoding;
         Type = type;
         BlockElements = blockElements;
         BlockBytes = blockBytes;
@@ -66,6 +75,15 @@ public sealed class GgmlTypeTraits
 
     /// <summary>What a weight matrix of this type becomes at load; null when the type is not readable.</summary>
     public GgmlLoadFormat? LoadFormat { get; }
+
+    /// <summary>Whether weight matrices of this type load into a packed integer format (not dequantized to FP32).</summary>
+    public bool LoadsPacked => LoadFormat is not (null or GgmlLoadFormat.Fp32);
+
+    /// <summary>For <see cref="GgmlLoadFormat.SuperBlockInt4"/>: the scheme and the decoder of the type's blocks; else null.</summary>
+    internal GgmlSuperBlockDecoding? SuperBlockDecoding { get; }
+
+    /// <summary>For <see cref="GgmlLoadFormat.SuperBlockInt4"/>: how the type's codes and scales are read (e.g. Q4_K: sub-blocks of 32 with 6-bit scales and minimums in super-blocks of 256); else null.</summary>
+    public SuperBlockInt4Scheme? SuperBlockScheme => SuperBlockDecoding?.Scheme;
 
     /// <summary>Bytes of a row of <paramref name="elements"/> weights: elements / <see cref="BlockElements"/> · <see cref="BlockBytes"/>.</summary>
     /// <exception cref="ArgumentException"><paramref name="elements"/> is negative or not whole blocks.</exception>
@@ -119,25 +137,25 @@ public sealed class GgmlTypeTraits
         Read(GgmlType.F32, 1, sizeof(float), GgmlLoadFormat.Fp32, [], (x, y) => MemoryMarshal.Cast<byte, float>(x).CopyTo(y)),
         Read(GgmlType.F16, 1, 2, GgmlLoadFormat.Fp32, [], (x, y) => TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(x), y)),
         Read(GgmlType.Q4_0, BlockQ4_0.Elements, BlockQ4_0.Bytes, GgmlLoadFormat.PackedInt4, [0], Blocks<BlockQ4_0>(GgmlBlockCodec.DequantizeRowQ4_0)),
-        Read(GgmlType.Q4_1, BlockQ4_1.Elements, BlockQ4_1.Bytes, GgmlLoadFormat.Fp32, [0, 2], Blocks<BlockQ4_1>(GgmlBlockCodec.DequantizeRowQ4_1)),
-        Read(GgmlType.Q5_0, BlockQ5_0.Elements, BlockQ5_0.Bytes, GgmlLoadFormat.Fp32, [0], Blocks<BlockQ5_0>(GgmlBlockCodec.DequantizeRowQ5_0)),
-        Read(GgmlType.Q5_1, BlockQ5_1.Elements, BlockQ5_1.Bytes, GgmlLoadFormat.Fp32, [0, 2], Blocks<BlockQ5_1>(GgmlBlockCodec.DequantizeRowQ5_1)),
-        Read(GgmlType.Q8_0, BlockQ8_0.Elements, BlockQ8_0.Bytes, GgmlLoadFormat.Int8Rows, [0], Blocks<BlockQ8_0>(GgmlBlockCodec.DequantizeRowQ8_0)),
+        SuperBlocks(GgmlType.Q4_1, BlockQ4_1.Elements, BlockQ4_1.Bytes, [0, 2], Blocks<BlockQ4_1>(GgmlBlockCodec.DequantizeRowQ4_1), GgmlSuperBlockDecoding.Q4_1),
+        Read(GgmlType.Q5_0, BlockQ5_0.Elements, BlockQ5_0.Bytes, GgmlLoadFormat.GroupedInt8, [0], Blocks<BlockQ5_0>(GgmlBlockCodec.DequantizeRowQ5_0)),
+        Read(GgmlType.Q5_1, BlockQ5_1.Elements, BlockQ5_1.Bytes, GgmlLoadFormat.GroupedInt8, [0, 2], Blocks<BlockQ5_1>(GgmlBlockCodec.DequantizeRowQ5_1)),
+        Read(GgmlType.Q8_0, BlockQ8_0.Elements, BlockQ8_0.Bytes, GgmlLoadFormat.GroupedInt8, [0], Blocks<BlockQ8_0>(GgmlBlockCodec.DequantizeRowQ8_0)),
         Layout(GgmlType.Q8_1, 32, 2 + 2 + 32),
-        Read(GgmlType.Q2_K, BlockQ2_K.Elements, BlockQ2_K.Bytes, GgmlLoadFormat.Fp32, [80, 82], Blocks<BlockQ2_K>(GgmlBlockCodec.DequantizeRowQ2_K)),
-        Read(GgmlType.Q3_K, BlockQ3_K.Elements, BlockQ3_K.Bytes, GgmlLoadFormat.Fp32, [108], Blocks<BlockQ3_K>(GgmlBlockCodec.DequantizeRowQ3_K)),
-        Read(GgmlType.Q4_K, BlockQ4_K.Elements, BlockQ4_K.Bytes, GgmlLoadFormat.Fp32, [0, 2], Blocks<BlockQ4_K>(GgmlBlockCodec.DequantizeRowQ4_K)),
-        Read(GgmlType.Q5_K, BlockQ5_K.Elements, BlockQ5_K.Bytes, GgmlLoadFormat.Fp32, [0, 2], Blocks<BlockQ5_K>(GgmlBlockCodec.DequantizeRowQ5_K)),
-        Read(GgmlType.Q6_K, BlockQ6_K.Elements, BlockQ6_K.Bytes, GgmlLoadFormat.Fp32, [208], Blocks<BlockQ6_K>(GgmlBlockCodec.DequantizeRowQ6_K)),
+        SuperBlocks(GgmlType.Q2_K, BlockQ2_K.Elements, BlockQ2_K.Bytes, [80, 82], Blocks<BlockQ2_K>(GgmlBlockCodec.DequantizeRowQ2_K), GgmlSuperBlockDecoding.Q2_K),
+        SuperBlocks(GgmlType.Q3_K, BlockQ3_K.Elements, BlockQ3_K.Bytes, [108], Blocks<BlockQ3_K>(GgmlBlockCodec.DequantizeRowQ3_K), GgmlSuperBlockDecoding.Q3_K),
+        SuperBlocks(GgmlType.Q4_K, BlockQ4_K.Elements, BlockQ4_K.Bytes, [0, 2], Blocks<BlockQ4_K>(GgmlBlockCodec.DequantizeRowQ4_K), GgmlSuperBlockDecoding.Q4_K),
+        Read(GgmlType.Q5_K, BlockQ5_K.Elements, BlockQ5_K.Bytes, GgmlLoadFormat.GroupedInt8, [0, 2], Blocks<BlockQ5_K>(GgmlBlockCodec.DequantizeRowQ5_K)),
+        Read(GgmlType.Q6_K, BlockQ6_K.Elements, BlockQ6_K.Bytes, GgmlLoadFormat.GroupedInt8, [208], Blocks<BlockQ6_K>(GgmlBlockCodec.DequantizeRowQ6_K)),
         Layout(GgmlType.Q8_K, QK_K, 4 + QK_K + QK_K / 8),
         Layout(GgmlType.IQ2_XXS, QK_K, 2 + QK_K / 4),
         Layout(GgmlType.IQ2_XS, QK_K, 2 + QK_K / 4 + QK_K / 32),
         Layout(GgmlType.IQ3_XXS, QK_K, 2 + QK_K / 4 + QK_K / 8),
         Layout(GgmlType.IQ1_S, QK_K, 2 + QK_K / 8 + QK_K / 16),
-        Read(GgmlType.IQ4_NL, BlockIQ4_NL.Elements, BlockIQ4_NL.Bytes, GgmlLoadFormat.Fp32, [0], Blocks<BlockIQ4_NL>(GgmlBlockCodec.DequantizeRowIQ4_NL)),
+        SuperBlocks(GgmlType.IQ4_NL, BlockIQ4_NL.Elements, BlockIQ4_NL.Bytes, [0], Blocks<BlockIQ4_NL>(GgmlBlockCodec.DequantizeRowIQ4_NL), GgmlSuperBlockDecoding.IQ4_NL),
         Layout(GgmlType.IQ3_S, QK_K, 2 + QK_K / 4 + QK_K / 8 + QK_K / 32 + 4),
         Layout(GgmlType.IQ2_S, QK_K, 2 + QK_K / 4 + QK_K / 16),
-        Read(GgmlType.IQ4_XS, BlockIQ4_XS.Elements, BlockIQ4_XS.Bytes, GgmlLoadFormat.Fp32, [0], Blocks<BlockIQ4_XS>(GgmlBlockCodec.DequantizeRowIQ4_XS)),
+        SuperBlocks(GgmlType.IQ4_XS, BlockIQ4_XS.Elements, BlockIQ4_XS.Bytes, [0], Blocks<BlockIQ4_XS>(GgmlBlockCodec.DequantizeRowIQ4_XS), GgmlSuperBlockDecoding.IQ4_XS),
         Layout(GgmlType.I8, 1, 1),
         Layout(GgmlType.I16, 1, 2),
         Layout(GgmlType.I32, 1, 4),
@@ -158,6 +176,9 @@ public sealed class GgmlTypeTraits
 
     private static GgmlTypeTraits Read(GgmlType type, int elements, int bytes, GgmlLoadFormat format, int[] scaleOffsets, RowDequantizer dequantize) =>
         new(type, elements, bytes, format, scaleOffsets, dequantize);
+
+    private static GgmlTypeTraits SuperBlocks(GgmlType type, int elements, int bytes, int[] scaleOffsets, RowDequantizer dequantize, GgmlSuperBlockDecoding decoding) =>
+        new(type, elements, bytes, GgmlLoadFormat.SuperBlockInt4, scaleOffsets, dequantize, decoding);
 
     private static GgmlTypeTraits Layout(GgmlType type, int elements, int bytes) => new(type, elements, bytes, null, [], null);
 

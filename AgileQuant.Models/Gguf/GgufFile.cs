@@ -85,15 +85,7 @@ public sealed class GgufFile
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "expected a GGUF file, found no file");
-        FileStream stream;
-        try
-        {
-            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException(path, null, "could not open the GGUF file: " + e.Message, e);
-        }
+        FileStream stream = GuardedFile.OpenRead(path, bufferSize: 1, FileOptions.SequentialScan);
         using var reader = new GgufFieldReader(path, stream);
         try
         {
@@ -194,7 +186,7 @@ public sealed class GgufFile
             throw new ArgumentException($"expected a destination of {tensor.ByteSize} bytes, found {destination.Length}", nameof(destination));
         try
         {
-            using var stream = new FileStream(FilePath, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+            using FileStream stream = GuardedFile.OpenRead(FilePath);
             if (stream.Length != FileLength)
                 throw new ModelFormatException(FilePath, tensor.Name, $"expected the file to still be {FileLength} bytes, found {stream.Length}");
             stream.Seek(tensor.AbsoluteOffset, SeekOrigin.Begin);

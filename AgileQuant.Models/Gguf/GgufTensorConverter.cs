@@ -9,11 +9,11 @@ namespace AgileQuant.Models.Gguf;
 /// <summary>
 /// Turns GGUF tensors into runtime weights in the <see cref="GgmlLoadFormat"/> that <see cref="GgmlTypeTraits"/> gives
 /// their type: Q4_0 into a symmetric <see cref="PackedInt4Matrix"/> with groups of 32 (nibbles and scales carried over
-/// exactly, no FP32 detour), Q8_0 into an <see cref="Int8RowMatrix"/> (exact when every block of a row has the same
-/// scale, as the files <see cref="GgufModelWriter"/> writes from 8-bit weights; otherwise each row is re-scaled to one
-/// scale in integer-code space), every other readable type into FP32 through its reference dequantizer. For the
-/// k-quants, Q4_1/Q5_x and the i-quants that FP32 copy is an honest intermediate step (the file's values exactly, four
-/// bytes per weight), not yet packed integer formats. A type the table does not read is refused.
+/// exactly, no FP32 detour), Q8_0, Q5_0, Q5_1, Q5_K and Q6_K into a <see cref="GroupedInt8Matrix"/> (int8 codes with the
+/// blocks' scales and minimums per group of 32 or 16, the file's values exactly), Q4_1, Q2_K, Q3_K, Q4_K, IQ4_NL and
+/// IQ4_XS into a <see cref="SuperBlockInt4Matrix"/> (codes and scales carried over exactly by the type's
+/// <see cref="GgmlSuperBlockDecoding"/>), every other readable type into FP32 through its reference dequantizer. A type
+/// the table does not read is refused.
 /// Shapes are checked against the config, every block scale must be finite, and every tensor
 /// must be taken exactly once (<see cref="RequireAllTaken"/>). Each tensor's mapped pages are released once it is
 /// converted (<see cref="GgufTensorData.Release"/>), so loading holds at most one tensor's file bytes resident.
@@ -26,6 +26,9 @@ internal sealed class GgufTensorConverter
     // largest tensor instead of a fresh large array per tensor left for the collector.
     private byte[] _stagedBytes = [];
     private float[] _stagedScales = [];
+    private Half[] _stagedHalves = [];
+    private sbyte[] _stagedSubScales = [];
+    private byte[] _stagedSubMins = [];
 
     public GgufTensorConverter(GgufTensorData data) => _data = data;
 
@@ -62,7 +65,8 @@ internal sealed class GgufTensorConverter
         return Readable(tensor).LoadFormat switch
         {
             GgmlLoadFormat.PackedInt4 => ToPackedInt4(tensor, rows, cols),
-            GgmlLoadFormat.Int8Rows => ToInt8Rows(tensor, rows, cols),
+            GgmlLoadFormat.GroupedInt8 => ToGroupedInt8(tensor, rows, cols),
+            GgmlLoadFormat.SuperBlockInt4 => ToSuperBlockInt4(tensor, rows, cols),
             GgmlLoadFormat.Fp32 => new Fp32Matrix(ToFloats(tensor, rows, cols), rows, cols),
             GgmlLoadFormat format => throw new UnreachableException($"no conversion to {format}"),
             null => throw new UnreachableException("Readable returned an unreadable type"),
@@ -145,7 +149,7 @@ internal sealed class GgufTensorConverter
 
     // Q4_0 qs[j] = e[j] | e[j + 16] << 4  →  row-major packed d[k] = e[2k] | e[2k + 1] << 4 (k < 16), one vector:
     // d[0..7] pairs the low nibbles (elements 0..15), d[8..15] the high nibbles (elements 16..31)
-    private static void RepackQ4_0Block(ReadOnlySpan<byte> qs, Span<byte> destination)
+    internal static void RepackQ4_0Block(ReadOnlySpan<byte> qs, Span<byte> destination)
     {
         Vector128<byte> q = Vector128.Create(qs);
         Vector128<byte> low = q & Vector128.Create((byte)0x0F), high = Vector128.ShiftRightLogical(q, 4);
@@ -156,44 +160,57 @@ internal sealed class GgufTensorConverter
         Vector128.Create(lowPairs.GetLower(), highPairs.GetLower()).CopyTo(destination);
     }
 
-    // Q8_0 row → one Int8RowMatrix row: codes as stored when all blocks share d; otherwise
-    // s = max_b |d_b| · max|q_b| / 127 and code = round(d_b · q / s) (integer-code rescale, error ≤ s / 2).
-    private Int8RowMatrix ToInt8Rows(GgufTensorInfo tensor, int rows, int cols)
+    // Q8_0/Q5_0/Q5_1/Q5_K/Q6_K rows → a GroupedInt8Matrix holding the file's values (GgmlGroupedInt8Codec unpacks each row)
+    private GroupedInt8Matrix ToGroupedInt8(GgufTensorInfo tensor, int rows, int cols)
     {
-        Debug.Assert(tensor.Type == GgmlType.Q8_0, "Int8Rows is the load format of Q8_0 blocks only");
         GgmlTypeTraits traits = Readable(tensor);
-        int rowBytes = RowBytes(tensor, cols);
-        Span<sbyte> codes = MemoryMarshal.Cast<byte, sbyte>(Staged(ref _stagedBytes, (long)rows * cols)); // (rows, cols), every code written
-        Span<float> scales = Staged(ref _stagedScales, rows);                                            // (rows)
+        GgmlGroupedInt8Codec.GroupLayout layout = GgmlGroupedInt8Codec.LayoutOf(tensor.Type);
+        int rowBytes = RowBytes(tensor, cols), groups = cols / layout.GroupSize;
+        int factors = layout.HasSuperBlocks ? groups / layout.GroupsPerSuperBlock : groups; // floats per row: per group, or per super-block
+        int subs = layout.HasSuperBlocks ? groups : 0;                                      // int8 sub-factors per row
+        Span<sbyte> codes = MemoryMarshal.Cast<byte, sbyte>(Staged(ref _stagedBytes, (long)rows * cols)); // (rows, cols)
+        var scales = new float[(long)rows * factors];                                        // (rows, factors)
+        var subScales = new sbyte[(long)rows * subs];                                        // (rows, groups) or empty
+        float[] offsets = layout.HasOffsets ? new float[(long)rows * factors] : [];
+        sbyte[] subOffsets = layout.HasOffsets ? new sbyte[(long)rows * subs] : [];
         for (int r = 0; r < rows; r++)
         {
             ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
             RequireFiniteScales(tensor, traits, r, row);
-            ReadOnlySpan<BlockQ8_0> blocks = MemoryMarshal.Cast<byte, BlockQ8_0>(row);
-            Span<sbyte> rowCodes = codes.Slice((int)((long)r * cols), cols);
-            bool uniform = true;
-            float maxMagnitude = 0;
-            for (int b = 0; b < blocks.Length; b++)
-            {
-                uniform &= blocks[b].Scale.Equals(blocks[0].Scale);
-                ReadOnlySpan<sbyte> q = MemoryMarshal.Cast<byte, sbyte>(MemoryMarshal.AsBytes(blocks.Slice(b, 1)).Slice(2, BlockQ8_0.Elements));
-                q.CopyTo(rowCodes.Slice(b * BlockQ8_0.Elements));
-                int maxCode = 0;
-                foreach (sbyte code in q) maxCode = Math.Max(maxCode, Math.Abs((int)code));
-                maxMagnitude = MathF.Max(maxMagnitude, MathF.Abs((float)blocks[b].Scale) * maxCode);
-            }
-            if (uniform) { scales[r] = (float)blocks[0].Scale; continue; }
-            float s = maxMagnitude / 127f;
-            scales[r] = s;
-            for (int b = 0; b < blocks.Length && s > 0; b++)
-            {
-                float ratio = (float)blocks[b].Scale / s;
-                Span<sbyte> q = rowCodes.Slice(b * BlockQ8_0.Elements, BlockQ8_0.Elements);
-                for (int i = 0; i < q.Length; i++) q[i] = (sbyte)Math.Clamp(MathF.Round(q[i] * ratio), -127, 127);
-            }
+            Span<float> rowOffsets = layout.HasOffsets ? offsets.AsSpan(r * factors, factors) : [];
+            Span<sbyte> rowSubOffsets = layout.HasOffsets ? subOffsets.AsSpan(r * subs, subs) : [];
+            GgmlGroupedInt8Codec.DecodeRow(tensor.Type, row, codes.Slice((int)((long)r * cols), cols), scales.AsSpan(r * factors, factors),
+                subScales.AsSpan(r * subs, subs), rowOffsets, rowSubOffsets);
         }
         _data.Release(tensor); // converted: its file pages need not stay resident
-        return new Int8RowMatrix(codes, scales, rows, cols);
+        return layout.HasSuperBlocks
+            ? GroupedInt8Matrix.FromSuperBlockScales(codes, scales, subScales, offsets, subOffsets, rows, cols, layout.GroupSize, layout.GroupsPerSuperBlock)
+            : GroupedInt8Matrix.FromGroupScales(codes, scales, offsets, rows, cols, layout.GroupSize);
+    }
+
+    // A row of blocks → one row of a SuperBlockInt4Matrix through the type's decoder (GgmlSuperBlockDecoding): codes,
+    // integer sub-block scales and minimums, fp16 super-block scales, all as stored.
+    private SuperBlockInt4Matrix ToSuperBlockInt4(GgufTensorInfo tensor, int rows, int cols)
+    {
+        GgmlTypeTraits traits = Readable(tensor);
+        GgmlSuperBlockDecoding decoding = traits.SuperBlockDecoding ?? throw new UnreachableException($"{tensor.Type} loads as SuperBlockInt4 without a decoder");
+        SuperBlockInt4Scheme scheme = decoding.Scheme;
+        int rowBytes = RowBytes(tensor, cols), superBlocks = cols / scheme.SuperBlockSize, subBlocks = cols / scheme.SubBlockSize;
+        int minSuper = scheme.HasMins ? superBlocks : 0, minSub = scheme.HasMins ? subBlocks : 0;
+        Span<byte> packed = Staged(ref _stagedBytes, (long)rows * cols / 2);                   // (rows, cols / 2)
+        Span<Half> halves = Staged(ref _stagedHalves, (long)rows * (superBlocks + minSuper)); // d (rows, superBlocks), then dmin
+        Span<sbyte> subScales = Staged(ref _stagedSubScales, (long)rows * subBlocks);        // (rows, subBlocks)
+        Span<byte> subMins = Staged(ref _stagedSubMins, (long)rows * minSub);                // (rows, subBlocks) or empty
+        Span<Half> superScales = halves[..(rows * superBlocks)], superMins = halves[(rows * superBlocks)..];
+        for (int r = 0; r < rows; r++)
+        {
+            ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
+            RequireFiniteScales(tensor, traits, r, row);
+            decoding.DecodeRow(row, new SuperBlockRow(packed.Slice(r * (cols / 2), cols / 2), superScales.Slice(r * superBlocks, superBlocks),
+                superMins.Slice(r * minSuper, minSuper), subScales.Slice(r * subBlocks, subBlocks), subMins.Slice(r * minSub, minSub)));
+        }
+        _data.Release(tensor); // converted: its file pages need not stay resident
+        return SuperBlockInt4Matrix.Create(scheme, rows, cols, packed, superScales, superMins, subScales, subMins);
     }
 
     // The first `length` elements of `buffer`, grown (not kept: contents are overwritten) when too short.

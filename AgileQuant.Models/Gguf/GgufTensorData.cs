@@ -32,19 +32,23 @@ public sealed unsafe class GgufTensorData : IDisposable
     {
         ArgumentNullException.ThrowIfNull(file);
         MemoryMappedFile? map = null;
+        FileStream stream = GuardedFile.OpenRead(file.FilePath);
         try
         {
-            long length = new FileInfo(file.FilePath).Length;
+            long length = stream.Length;
             if (length != file.FileLength)
                 throw new ModelFormatException(file.FilePath, null, $"expected the file to still be {file.FileLength} bytes, found {length}");
-            map = MemoryMappedFile.CreateFromFile(file.FilePath, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+            map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
             MemoryMappedViewAccessor view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
             return new GgufTensorData(file, map, view);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e)
         {
-            map?.Dispose();
-            throw new ModelFormatException(file.FilePath, null, "could not map the GGUF file: " + e.Message, e);
+            if (map is null) stream.Dispose();
+            else map.Dispose();
+            if (e is IOException or UnauthorizedAccessException)
+                throw new ModelFormatException(file.FilePath, null, "could not map the GGUF file: " + e.Message, e);
+            throw;
         }
     }
 

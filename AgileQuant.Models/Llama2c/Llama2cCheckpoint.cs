@@ -28,7 +28,7 @@ public static class Llama2cCheckpoint
         int kvDim = config.KvDim, vocab = config.VocabSize, headSize = config.HeadDim, seq = config.MaxSequenceLength;
         int tensorsRead = 0, tensorsTotal = 2 + 9 * layers + (sharedClassifier ? 0 : 1);
 
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        using FileStream stream = GuardedFile.OpenRead(path, bufferSize: 1 << 16);
         stream.Position = HeaderBytes;
         float[] Read(string tensor, long count)
         {
@@ -105,11 +105,14 @@ public static class Llama2cCheckpoint
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "file not found");
-        fileLength = new FileInfo(path).Length;
-        if (fileLength < HeaderBytes)
-            throw new ModelFormatException(path, null, $"expected at least a {HeaderBytes}-byte llama2.c header, found a {fileLength}-byte file");
         Span<int> h = stackalloc int[7];
-        using (var stream = File.OpenRead(path)) stream.ReadExactly(MemoryMarshal.AsBytes(h));
+        using (FileStream stream = GuardedFile.OpenRead(path))
+        {
+            fileLength = stream.Length;
+            if (fileLength < HeaderBytes)
+                throw new ModelFormatException(path, null, $"expected at least a {HeaderBytes}-byte llama2.c header, found a {fileLength}-byte file");
+            stream.ReadExactly(MemoryMarshal.AsBytes(h));
+        }
         string[] names = ["dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"];
         for (int i = 0; i < 7; i++)
             if (i != 5 && h[i] <= 0) throw new ModelFormatException(path, null, $"header field {names[i]} must be positive, found {h[i]}");
@@ -130,7 +133,7 @@ public static class Llama2cCheckpoint
             throw new ModelFormatException(path, null, $"the header (dim {dim}, hidden {hidden}, layers {layers}, heads {heads}, kv heads {kvHeads}, vocab {vocab}, seq {h[6]}, {(sharedClassifier ? "shared" : "separate")} classifier) describes a {expected}-byte file, but the file has {fileLength} bytes{(fileLength < expected ? " (truncated)" : "")}");
         if ((long)vocab * dim > Array.MaxLength || (long)h[1] * dim > Array.MaxLength || (long)dim * dim > Array.MaxLength)
             throw new ModelFormatException(path, null, $"a single tensor exceeds {Array.MaxLength} elements (the largest .NET array), which this reader does not support");
-        return new TransformerConfig
+        var config = new TransformerConfig
         {
             Family = "llama",
             VocabSize = vocab,
@@ -149,5 +152,7 @@ public static class Llama2cCheckpoint
             BosTokenId = 1,
             EosTokenId = 2,
         };
+        ConfigValueChecks.Require(path, config, new ConfigKeys("the norm epsilon", "the RoPE base", "header field seq_len", "the position offset"));
+        return config;
     }
 }

@@ -15,7 +15,7 @@ public static class ManifestResourceReader
     public static IReadOnlyList<string> ListNames(string assemblyPath)
     {
         ArgumentException.ThrowIfNullOrEmpty(assemblyPath);
-        using var stream = File.OpenRead(assemblyPath);
+        using FileStream stream = GuardedFile.OpenRead(assemblyPath);
         using var pe = new PEReader(stream);
         MetadataReader metadata = Metadata(pe, assemblyPath);
         return metadata.ManifestResources.Select(h => metadata.GetString(metadata.GetManifestResource(h).Name)).ToArray();
@@ -28,7 +28,7 @@ public static class ManifestResourceReader
         ArgumentException.ThrowIfNullOrEmpty(assemblyPath);
         ArgumentException.ThrowIfNullOrEmpty(nameSuffix);
         string path = Path.GetFullPath(assemblyPath);
-        using var stream = File.OpenRead(path);
+        using FileStream stream = GuardedFile.OpenRead(path);
         using var pe = new PEReader(stream);
         MetadataReader metadata = Metadata(pe, path);
         ManifestResource[] matches = metadata.ManifestResources.Select(metadata.GetManifestResource)

@@ -57,10 +57,7 @@ public sealed class OnnxModelFile
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string fullPath = Path.GetFullPath(path);
-        long length = new FileInfo(fullPath).Length;
-        if (length > MaxFileBytes)
-            throw new ModelFormatException(fullPath, null, $"expected at most {MaxFileBytes} bytes (larger models keep tensors in external data, which is not supported), found {length}");
-        return Parse(File.ReadAllBytes(fullPath), fullPath);
+        return Parse(GuardedFile.ReadAllBytes(fullPath, MaxFileBytes, " (larger models keep tensors in external data, which is not supported)"), fullPath);
     }
 
     /// <summary>Parses a model held in memory; <paramref name="sourceName"/> names it in errors. The tensors keep references to <paramref name="bytes"/>.</summary>

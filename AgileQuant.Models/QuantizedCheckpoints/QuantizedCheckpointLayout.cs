@@ -1,7 +1,9 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using AgileQuant.Core;
 using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
+using AgileQuant.Models.Architectures;
 
 namespace AgileQuant.Models.QuantizedCheckpoints;
 
@@ -49,7 +51,7 @@ internal sealed record RuntimeEntry
     [JsonPropertyName("low_bit_token_ratio")] public required double LowBitTokenRatio { get; init; }
 }
 
-/// <summary>Names of metadata keys, tensors (GGUF-style, short so the header stays small) and formats shared by the quantized-checkpoint writer and reader.</summary>
+/// <summary>Names of metadata keys and formats shared by the quantized-checkpoint writer and reader; tensor names come from the family's description (GGUF-style, short so the header stays small).</summary>
 internal static class QuantizedCheckpointLayout
 {
     public const string FormatKey = "agilequant.format";
@@ -58,52 +60,20 @@ internal static class QuantizedCheckpointLayout
     public const string QuantizationConfigKey = "agilequant.quantization_config";
     public const string LinearsKey = "agilequant.linears";
     public const string RuntimeKey = "agilequant.runtime";
+    public const string TokenizerKey = "agilequant.tokenizer";
 
-    public static readonly string[] ReservedKeys = [FormatKey, TransformerConfigKey, QuantizationConfigKey, LinearsKey, RuntimeKey];
+    public static readonly string[] ReservedKeys = [FormatKey, TransformerConfigKey, QuantizationConfigKey, LinearsKey, RuntimeKey, TokenizerKey];
 
     public const string Fp32Format = "f32";
     public const string Int8RowFormat = "int8_row";
     public const string Int4GroupFormat = "int4_group";
 
-    public const string TokenEmbedding = "token_embd";
-    public const string PositionEmbedding = "position_embd";
-    public const string EmbeddingNorm = "token_embd_norm";
-    public const string ProjectIn = "project_in";
-    public const string ProjectOut = "project_out";
-    public const string FinalNorm = "output_norm";
-    public const string LmHead = "lm_head";
-
     /// <summary>Activation bits of a linear whose entry has none: the scheme's, or 8 when its activations stay floating point (as ModelQuantizer sets them).</summary>
     public static int DefaultActivationBits(QuantizationConfig scheme) => scheme.QuantizesActivations ? scheme.ActivationBits : 8;
 
-    public static string Layer(int index, string part) => $"blk.{index}.{part}";
-
-    // Parts of one decoder layer: norms, then linears with their (rows, cols) in terms of the config.
-    public const string AttentionNorm = "attn_norm";
-    public const string MlpNorm = "ffn_norm";
-    public const string Query = "attn_q";
-    public const string Key = "attn_k";
-    public const string Value = "attn_v";
-    public const string Output = "attn_output";
-    public const string Gate = "ffn_gate";
-    public const string Up = "ffn_up";
-    public const string Down = "ffn_down";
-
-    /// <summary>The linears of layer <c>l</c> by part name, each with its expected (rows, cols).</summary>
-    public static (string Part, Func<LayerWeights, LinearLayer?> Get, int Rows, int Cols)[] LayerLinears(TransformerConfig c)
-    {
-        int qDim = c.NumHeads * c.HeadDim;
-        return
-        [
-            (Query, l => l.Query, qDim, c.HiddenSize),
-            (Key, l => l.Key, c.KvDim, c.HiddenSize),
-            (Value, l => l.Value, c.KvDim, c.HiddenSize),
-            (Output, l => l.Output, c.HiddenSize, qDim),
-            (Gate, l => l.Gate, c.IntermediateSize, c.HiddenSize),
-            (Up, l => l.Up, c.IntermediateSize, c.HiddenSize),
-            (Down, l => l.Down, c.HiddenSize, c.IntermediateSize),
-        ];
-    }
+    /// <summary>The tensor names of the checkpoint of a <paramref name="family"/> model (<see cref="ArchitectureDescription.CheckpointNames"/>).</summary>
+    /// <exception cref="AgileQuantException">The family is not in <see cref="ArchitectureRegistry"/>.</exception>
+    public static TensorNameMap Names(string family) => ArchitectureRegistry.ForFamily(family).CheckpointNames;
 
     /// <summary>JSON for <see cref="TransformerConfig"/> (enums as names) and the linear table; strict on read.</summary>
     public static readonly JsonSerializerOptions Json = new()

@@ -5,6 +5,7 @@ using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
+using AgileQuant.Models.Architectures;
 using AgileQuant.Models.SafeTensors;
 using static AgileQuant.Models.QuantizedCheckpoints.QuantizedCheckpointLayout;
 
@@ -18,6 +19,9 @@ public sealed record QuantizedCheckpoint(TransformerWeights Weights, string Conf
 {
     /// <summary>The recorded <c>agilequant.runtime</c> entry, or null when the file has none (the scheme's defaults apply).</summary>
     internal RuntimeEntry? Runtime { get; init; }
+
+    /// <summary>The tokenizer the checkpoint carries (<c>agilequant.tokenizer</c>), or null when it carries none.</summary>
+    public EmbeddedTokenizer? Tokenizer { get; init; }
 }
 
 /// <summary>
@@ -83,8 +87,14 @@ public static class QuantizedCheckpointReader
             throw new ModelFormatException(file.FilePath, null,
                 $"expected {QuantizationConfigKey} to be one of {string.Join(", ", QuantizationConfig.All.Select(c => c.Name))}, found \"{schemeName}\"");
         TransformerConfig c = ParseJson<TransformerConfig>(file, TransformerConfigKey);
+        ConfigValueChecks.Require(file.FilePath, c, ConfigKeys.Properties(TransformerConfigKey));
         try { c.Validate(); }
         catch (AgileQuantException e) { throw new ModelFormatException(file.FilePath, null, $"{TransformerConfigKey}: {e.Message}", e); }
+        if (!ArchitectureRegistry.TryForFamily(c.Family, out ArchitectureDescription? family))
+            throw new ModelFormatException(file.FilePath, null,
+                $"expected the Family in {TransformerConfigKey} to be one of {string.Join(", ", ArchitectureRegistry.All.Select(a => a.Family))}, found '{c.Family}'");
+        TensorNameMap names = family.CheckpointNames;
+        string Global(ModelTensor tensor) => names.Global(tensor)!;
         // Every layer stores at least its two norm weights: a config claiming more layers is refused before allocating them.
         if (c.NumLayers > file.Tensors.Count / 2)
             throw new ModelFormatException(file.FilePath, null, $"expected at most {file.Tensors.Count / 2} layers for the {file.Tensors.Count} tensors in the file, found NumLayers = {c.NumLayers} in {TransformerConfigKey}");
@@ -103,34 +113,37 @@ public static class QuantizedCheckpointReader
                 if (required) throw new ModelFormatException(file.FilePath, name, $"expected an entry for this linear in {LinearsKey}, found none");
                 return null;
             }
+            // The declared structure decides which linears exist: one the config does not call for (a gate under a ReLU MLP) is refused, not carried along.
+            if (!required)
+                throw new ModelFormatException(file.FilePath, name, $"expected no such linear in {LinearsKey} for the config in {TransformerConfigKey} ({c.Family}, {c.Mlp} MLP), found one");
             used.Add(name);
             if (!scheme.QuantizesWeights && entry.Format != Fp32Format)
                 throw new ModelFormatException(file.FilePath, name, $"expected f32 weights under the scheme {scheme.Name}, found {entry.Format}");
-            return reader.Linear(name, entry, entry.ActivationBits ?? DefaultActivationBits(scheme), rows, cols, tiedTo);
+            return reader.Linear(name, entry, entry.ActivationBits ?? DefaultActivationBits(scheme), rows, cols, tiedTo, Global(ModelTensor.LmHead));
         }
 
-        float[] embedding = reader.Float32(TokenEmbedding, c.VocabSize, c.EmbeddingWidth);
+        string embeddingName = Global(ModelTensor.TokenEmbedding), positionName = Global(ModelTensor.PositionEmbedding);
+        float[] embedding = reader.Float32(embeddingName, c.VocabSize, c.EmbeddingWidth);
         float[]? positions = null;
-        if (c.Positions == PositionKind.Learned || file.Contains(PositionEmbedding))
-            positions = reader.Float32(PositionEmbedding, reader.Rows(PositionEmbedding, c.HiddenSize), c.HiddenSize);
+        if (c.Positions == PositionKind.Learned) // with other positions, a stored table is an extra tensor (RequireAllRead)
+        {
+            int rows = reader.Rows(positionName, c.HiddenSize);
+            if (rows < (long)c.MaxSequenceLength + c.LearnedPositionOffset)
+                throw new ModelFormatException(file.FilePath, positionName,
+                    $"expected at least {(long)c.MaxSequenceLength + c.LearnedPositionOffset} rows (MaxSequenceLength {c.MaxSequenceLength} + LearnedPositionOffset {c.LearnedPositionOffset}), found {rows}");
+            positions = reader.Float32(positionName, rows, c.HiddenSize);
+        }
         var layers = new LayerWeights[c.NumLayers];
+        var linearsOfLayer = new Dictionary<LayerTensor, LinearLayer?>();
         for (int i = 0; i < layers.Length; i++)
         {
-            var linearsOfLayer = new Dictionary<string, LinearLayer?>(StringComparer.Ordinal);
-            foreach (var (part, _, rows, cols) in LayerLinears(c))
-                linearsOfLayer[part] = Linear(Layer(i, part), rows, cols, required: part != Gate || c.Mlp == MlpKind.SwiGlu);
-            layers[i] = new LayerWeights
+            // The linears first: a config claiming more layers than the file has is named by its first missing linear entry.
+            foreach (LayerTensor role in LayerTensors.Linears)
             {
-                AttentionNorm = reader.Norm(Layer(i, AttentionNorm), c, required: true)!,
-                Query = linearsOfLayer[Query]!,
-                Key = linearsOfLayer[Key]!,
-                Value = linearsOfLayer[Value]!,
-                Output = linearsOfLayer[Output]!,
-                MlpNorm = reader.Norm(Layer(i, MlpNorm), c, required: true)!,
-                Gate = linearsOfLayer[Gate],
-                Up = linearsOfLayer[Up]!,
-                Down = linearsOfLayer[Down]!,
-            };
+                (int rows, int cols) = role.Shape(c);
+                linearsOfLayer[role] = Linear(names.Layer(i, role)!, rows, cols, required: role.IsRequiredBy(c));
+            }
+            layers[i] = LayerWeights.FromParts(role => reader.Norm(names.Layer(i, role)!, role.NormWidth(c), c, required: role.IsRequiredBy(c)), role => linearsOfLayer[role]);
         }
         bool projected = c.EmbeddingWidth != c.HiddenSize;
         var weights = new TransformerWeights
@@ -138,20 +151,36 @@ public static class QuantizedCheckpointReader
             Config = c,
             TokenEmbedding = embedding,
             PositionEmbedding = positions,
-            EmbeddingNorm = reader.Norm(EmbeddingNorm, c, required: c.EmbeddingNorm),
-            ProjectIn = Linear(ProjectIn, c.HiddenSize, c.EmbeddingWidth, required: projected),
+            EmbeddingNorm = reader.Norm(Global(ModelTensor.EmbeddingNorm), c.HiddenSize, c, required: c.EmbeddingNorm),
+            ProjectIn = Linear(Global(ModelTensor.ProjectIn), c.HiddenSize, c.EmbeddingWidth, required: projected),
             Layers = layers,
-            FinalNorm = reader.Norm(FinalNorm, c, required: c.FinalNorm),
-            ProjectOut = Linear(ProjectOut, c.EmbeddingWidth, c.HiddenSize, required: projected),
-            LmHead = Linear(LmHead, c.VocabSize, c.EmbeddingWidth, required: true, tiedTo: embedding)!,
+            FinalNorm = reader.Norm(Global(ModelTensor.FinalNorm), c.HiddenSize, c, required: c.FinalNorm),
+            ProjectOut = Linear(Global(ModelTensor.ProjectOut), c.EmbeddingWidth, c.HiddenSize, required: projected),
+            LmHead = Linear(Global(ModelTensor.LmHead), c.VocabSize, c.EmbeddingWidth, required: true, tiedTo: embedding)!,
         };
+        EmbeddedTokenizer? tokenizer = file.Metadata.ContainsKey(TokenizerKey) ? ReadTokenizer(file, reader, c.VocabSize) : null;
         string? strayLinear = linears.Keys.FirstOrDefault(k => !used.Contains(k));
         if (strayLinear is not null)
             throw new ModelFormatException(file.FilePath, strayLinear, $"expected only the linears of a {c.NumLayers}-layer {c.Family} model in {LinearsKey}, found this one too");
         reader.RequireAllRead();
         try { weights.Validate(); }
         catch (AgileQuantException e) { throw new ModelFormatException(file.FilePath, null, e.Message, e); }
-        return new QuantizedCheckpoint(weights, scheme.Name, metadata) { Runtime = runtime };
+        return new QuantizedCheckpoint(weights, scheme.Name, metadata) { Runtime = runtime, Tokenizer = tokenizer };
+    }
+
+    private static EmbeddedTokenizer ReadTokenizer(SafeTensorsFile file, TensorReader reader, int vocabSize)
+    {
+        TokenizerEntry entry = ParseJson<TokenizerEntry>(file, TokenizerKey);
+        if (entry.Layout is not (TokenizerEntry.FileLayout or TokenizerEntry.DirectoryLayout) || entry.Files is null || entry.EndTokenIds is null)
+            throw new ModelFormatException(file.FilePath, null, $"expected {TokenizerKey} with layout \"file\" or \"directory\", files and end_token_ids, found {file.Metadata[TokenizerKey]}");
+        foreach (int id in entry.EndTokenIds)
+            if ((uint)id >= (uint)vocabSize)
+                throw new ModelFormatException(file.FilePath, null, $"expected end_token_ids in {TokenizerKey} inside the vocabulary [0, {vocabSize}), found {id}");
+        var files = new EmbeddedTokenizerFile[entry.Files.Length];
+        for (int i = 0; i < files.Length; i++) files[i] = new EmbeddedTokenizerFile(entry.Files[i] ?? "", reader.Bytes(TokenizerEntry.TensorName(i)));
+        var tokenizer = new EmbeddedTokenizer(files, entry.Layout == TokenizerEntry.DirectoryLayout, entry.EndTokenIds);
+        tokenizer.Validate(file.FilePath);
+        return tokenizer;
     }
 
     private static string RequireMetadata(SafeTensorsFile file, string key) =>
@@ -185,25 +214,38 @@ public static class QuantizedCheckpointReader
             return (int)info.Shape[0];
         }
 
+        /// <summary>A one-dimensional U8 tensor's bytes, copied.</summary>
+        public byte[] Bytes(string name)
+        {
+            SafeTensorInfo info = Info(name, SafeTensorsDType.U8);
+            if (info.Rank != 1) throw new ModelFormatException(file.FilePath, name, $"expected shape [bytes], found {info.ShapeText}");
+            return file.GetBytes(name).ToArray();
+        }
+
         public float[] Float32(string name, params long[] shape) => MemoryMarshal.Cast<byte, float>(Bytes(name, SafeTensorsDType.F32, shape)).ToArray();
 
-        public NormLayer? Norm(string name, TransformerConfig c, bool required)
+        public NormLayer? Norm(string name, int width, TransformerConfig c, bool required)
         {
             string weightName = name + ".weight";
-            if (!required && !file.Contains(weightName)) return null;
-            float[] weight = Float32(weightName, c.HiddenSize);
-            float[]? bias = file.Contains(name + ".bias") ? Float32(name + ".bias", c.HiddenSize) : null;
+            if (!required)
+                return file.Contains(weightName) || file.Contains(name + ".bias")
+                    ? throw new ModelFormatException(file.FilePath, weightName, $"expected no such norm for the config in {TransformerConfigKey}, found one")
+                    : null;
+            float[] weight = Float32(weightName, width);
+            if (c.Norm == NormKind.RmsNorm && file.Contains(name + ".bias"))
+                throw new ModelFormatException(file.FilePath, name + ".bias", "expected no bias on an RMSNorm, found one");
+            float[]? bias = file.Contains(name + ".bias") ? Float32(name + ".bias", width) : null;
             return new NormLayer(c.Norm, weight, bias, c.NormEpsilon);
         }
 
-        public LinearLayer Linear(string name, LinearEntry entry, int activationBits, int rows, int cols, float[]? tiedTo)
+        public LinearLayer Linear(string name, LinearEntry entry, int activationBits, int rows, int cols, float[]? tiedTo, string headName)
         {
             if (activationBits is < 2 or > 32)
                 throw new ModelFormatException(file.FilePath, name, $"expected activation_bits in 2..32, found {activationBits}");
             if (entry.LowBitActivationBits != 0 && (entry.LowBitActivationBits < 2 || entry.LowBitActivationBits > activationBits))
                 throw new ModelFormatException(file.FilePath, name, $"expected low_bit_activation_bits 0 or in 2..{activationBits}, found {entry.LowBitActivationBits}");
             if (entry.Tied && (tiedTo is null || entry.Format != Fp32Format))
-                throw new ModelFormatException(file.FilePath, name, $"expected \"tied\" only on an f32 {LmHead}, found it on {name} ({entry.Format})");
+                throw new ModelFormatException(file.FilePath, name, $"expected \"tied\" only on an f32 {headName}, found it on {name} ({entry.Format})");
             IWeightMatrix weight = entry.Format switch
             {
                 Fp32Format => new Fp32Matrix(entry.Tied ? tiedTo! : Float32(name + ".weight", rows, cols), rows, cols),

@@ -4,6 +4,7 @@ using AgileQuant.Core.Quantization;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
+using AgileQuant.Models.Architectures;
 using AgileQuant.Models.SafeTensors;
 using static AgileQuant.Models.QuantizedCheckpoints.QuantizedCheckpointLayout;
 
@@ -23,7 +24,10 @@ namespace AgileQuant.Models.QuantizedCheckpoints;
 /// (absent: the scheme's defaults apply on load);
 /// <c>agilequant.linears</c> = a JSON object mapping each linear's name (below) to
 /// <c>{"format", "group_size", "symmetric", "activation_bits", "low_bit_activation_bits", "bias", "tied"}</c>,
-/// format being <c>f32</c>, <c>int8_row</c> or <c>int4_group</c>; members at their default (0, false; activation_bits equal to the scheme's, 8 when its activations stay floating point) are omitted. Caller keys are added beside these.</para>
+/// format being <c>f32</c>, <c>int8_row</c> or <c>int4_group</c>; members at their default (0, false; activation_bits equal to the scheme's, 8 when its activations stay floating point) are omitted;
+/// <c>agilequant.tokenizer</c> (written when the checkpoint carries its tokenizer, <see cref="EmbeddedTokenizer"/>) =
+/// <c>{"layout": "file" | "directory", "files": [names], "end_token_ids": [ids]}</c>, file i stored byte for byte as the
+/// U8 tensor <c>tokenizer_file.{i}</c> (bytes). Caller keys are added beside these.</para>
 /// <para><b>Names</b> (GGUF-style, short: on a small model the header is a visible part of the file).
 /// Embeddings: <c>token_embd</c> F32 (vocab, embedding width); <c>position_embd</c> F32 (positions, hidden) for
 /// learned positions. Norms <c>token_embd_norm</c>, <c>blk.{i}.attn_norm</c>, <c>blk.{i}.ffn_norm</c>,
@@ -55,11 +59,13 @@ public static class QuantizedCheckpointWriter
     /// </summary>
     /// <exception cref="ArgumentException">An unknown scheme name, a reserved metadata key, a weight format this
     /// file cannot hold, or a norm whose kind or epsilon differs from the config's.</exception>
-    /// <exception cref="AgileQuantException">The weights do not fit their config.</exception>
+    /// <exception cref="AgileQuantException">The weights do not fit their config, or its family is not in <see cref="ArchitectureRegistry"/>.</exception>
+    // The two shipped overloads keep their optional metadata parameter; the tokenizer overload added since takes every argument.
+#pragma warning disable RS0026, RS0027
     public static void Write(string path, TransformerWeights weights, string configName, IReadOnlyDictionary<string, string>? extraMetadata = null)
     {
         ArgumentNullException.ThrowIfNull(weights);
-        Write(path, weights, null, configName, extraMetadata);
+        Write(path, weights, null, configName, extraMetadata, null);
     }
 
     /// <summary>
@@ -71,10 +77,24 @@ public static class QuantizedCheckpointWriter
     public static void Write(string path, TransformerModel model, string configName, IReadOnlyDictionary<string, string>? extraMetadata = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        Write(path, model.Weights, model.Options, configName, extraMetadata);
+        Write(path, model.Weights, model.Options, configName, extraMetadata, null);
     }
 
-    private static void Write(string path, TransformerWeights weights, RuntimeOptions? runtime, string configName, IReadOnlyDictionary<string, string>? extraMetadata)
+    /// <summary>
+    /// As <see cref="Write(string, TransformerModel, string, IReadOnlyDictionary{string, string}?)"/>, and carries
+    /// <paramref name="tokenizer"/> (its files and end tokens), so that the checkpoint loads and generates on its own.
+    /// </summary>
+    /// <exception cref="ArgumentException">As for the other overloads.</exception>
+    /// <exception cref="ModelFormatException">A tokenizer file name is not a plain file name, repeats, or a file is empty.</exception>
+    public static void Write(string path, TransformerModel model, string configName, IReadOnlyDictionary<string, string>? extraMetadata, EmbeddedTokenizer? tokenizer)
+#pragma warning restore RS0026, RS0027
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        Write(path, model.Weights, model.Options, configName, extraMetadata, tokenizer);
+    }
+
+    private static void Write(string path, TransformerWeights weights, RuntimeOptions? runtime, string configName, IReadOnlyDictionary<string, string>? extraMetadata,
+        EmbeddedTokenizer? tokenizer)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(configName);
@@ -83,6 +103,8 @@ public static class QuantizedCheckpointWriter
                 $"Expected a quantization scheme name ({string.Join(", ", QuantizationConfig.All.Select(c => c.Name))}), found \"{configName}\".", nameof(configName));
         weights.Validate();
         TransformerConfig c = weights.Config;
+        TensorNameMap names = Names(c.Family);
+        string Global(ModelTensor tensor) => names.Global(tensor)!;
 
         var writer = new SafeTensorsWriter();
         var linears = new SortedDictionary<string, LinearEntry>(StringComparer.Ordinal);
@@ -104,23 +126,29 @@ public static class QuantizedCheckpointWriter
                 LowBitTokenRatio = runtime.LowBitTokenRatio,
             }, Json));
 
-        writer.AddFloat32(TokenEmbedding, [c.VocabSize, c.EmbeddingWidth], weights.TokenEmbedding);
+        writer.AddFloat32(Global(ModelTensor.TokenEmbedding), [c.VocabSize, c.EmbeddingWidth], weights.TokenEmbedding);
         if (weights.PositionEmbedding is { } positions)
-            writer.AddFloat32(PositionEmbedding, [positions.Length / c.HiddenSize, c.HiddenSize], positions);
-        AddNorm(writer, c, EmbeddingNorm, weights.EmbeddingNorm);
+            writer.AddFloat32(Global(ModelTensor.PositionEmbedding), [positions.Length / c.HiddenSize, c.HiddenSize], positions);
+        AddNorm(writer, c, Global(ModelTensor.EmbeddingNorm), weights.EmbeddingNorm);
         int defaultBits = DefaultActivationBits(scheme);
-        AddLinear(writer, linears, ProjectIn, weights.ProjectIn, defaultBits, null);
+        AddLinear(writer, linears, Global(ModelTensor.ProjectIn), weights.ProjectIn, defaultBits, null);
         for (int i = 0; i < weights.Layers.Count; i++)
         {
             LayerWeights layer = weights.Layers[i];
-            AddNorm(writer, c, Layer(i, AttentionNorm), layer.AttentionNorm);
-            AddNorm(writer, c, Layer(i, MlpNorm), layer.MlpNorm);
-            foreach (var (part, get, _, _) in LayerLinears(c)) AddLinear(writer, linears, Layer(i, part), get(layer), defaultBits, null);
+            foreach (LayerTensor role in LayerTensors.Norms) AddNorm(writer, c, names.Layer(i, role)!, layer.Norm(role));
+            foreach (LayerTensor role in LayerTensors.Linears) AddLinear(writer, linears, names.Layer(i, role)!, layer.Linear(role), defaultBits, null);
         }
-        AddNorm(writer, c, FinalNorm, weights.FinalNorm);
-        AddLinear(writer, linears, ProjectOut, weights.ProjectOut, defaultBits, null);
-        AddLinear(writer, linears, LmHead, weights.LmHead, defaultBits, weights.TokenEmbedding);
+        AddNorm(writer, c, Global(ModelTensor.FinalNorm), weights.FinalNorm);
+        AddLinear(writer, linears, Global(ModelTensor.ProjectOut), weights.ProjectOut, defaultBits, null);
+        AddLinear(writer, linears, Global(ModelTensor.LmHead), weights.LmHead, defaultBits, weights.TokenEmbedding);
         writer.SetMetadata(LinearsKey, JsonSerializer.Serialize(linears, Json));
+        if (tokenizer is not null)
+        {
+            tokenizer.Validate(path);
+            writer.SetMetadata(TokenizerKey, TokenizerEntry.Serialize(tokenizer));
+            for (int i = 0; i < tokenizer.Files.Count; i++)
+                writer.AddUInt8(TokenizerEntry.TensorName(i), [tokenizer.Files[i].Contents.Length], tokenizer.Files[i].Contents);
+        }
         writer.Write(path);
     }
 

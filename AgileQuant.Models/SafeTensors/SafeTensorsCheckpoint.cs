@@ -131,10 +131,7 @@ public sealed class SafeTensorsCheckpoint : IDisposable
     // Reads weight_map (tensor name -> shard file name) from the index, refusing duplicate tensor names.
     private static Dictionary<string, string> ReadWeightMap(string indexPath)
     {
-        long length = new FileInfo(indexPath).Length;
-        if (length > MaxIndexBytes)
-            throw new ModelFormatException(indexPath, null, $"expected an index of at most {MaxIndexBytes} bytes, found {length}");
-        byte[] json = File.ReadAllBytes(indexPath);
+        byte[] json = GuardedFile.ReadAllBytes(indexPath, MaxIndexBytes);
         Dictionary<string, string>? map = null;
         string? current = null;
         try

@@ -83,17 +83,16 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         if (!BitConverter.IsLittleEndian)
             throw new PlatformNotSupportedException("safetensors data is little-endian; big-endian hosts are not supported");
         string fullPath = Path.GetFullPath(path);
-        FileStream stream;
-        try
+        if (!memoryMap)
         {
-            if (!memoryMap) return OpenCopied(fullPath);
-            stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.RandomAccess);
+            try { return OpenCopied(fullPath); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new ModelFormatException(fullPath, null, "could not read the safetensors file: " + e.Message, e);
+            }
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // A missing or unreadable file is reported like a malformed one, naming the file.
-            throw new ModelFormatException(fullPath, null, "could not open the safetensors file: " + e.Message, e);
-        }
+        // A missing, unreadable or special file is reported like a malformed one, naming the file.
+        FileStream stream = GuardedFile.OpenRead(fullPath, bufferSize: 1, FileOptions.RandomAccess);
         MemoryMappedFile? map = null;
         MemoryMappedViewAccessor? view = null;
         bool pointerAcquired = false;
@@ -126,7 +125,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         byte* copy = null;
         try
         {
-            using (var stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan))
+            using (FileStream stream = GuardedFile.OpenRead(fullPath, bufferSize: 1, FileOptions.SequentialScan))
             {
                 long length = stream.Length;
                 if (length < HeaderLengthBytes)

@@ -5,12 +5,12 @@ using Microsoft.ML.Tokenizers;
 namespace AgileQuant.Models.Tokenizers;
 
 /// <summary>
-/// Builds GPT-2 style byte-level BPE tokenizers (GPT-2, OPT, GPT-NeoX, BLOOM-style vocabularies) as
-/// <see cref="BpeTokenizer"/> with <see cref="BpeOptions.ByteLevel"/> and the GPT-2 pre-tokenization regex,
-/// from <c>vocab.json</c> + <c>merges.txt</c>, from a Hugging Face <c>tokenizer.json</c>, or from a token
-/// list and merge list (GGUF <c>tokenizer.ggml.*</c>).
+/// Builds byte-level BPE tokenizers (GPT-2, OPT, GPT-NeoX, BLOOM, Llama 3, Qwen2, DeepSeek, Falcon, StarCoder, …) as
+/// <see cref="BpeTokenizer"/> with <see cref="BpeOptions.ByteLevel"/> and a pre-tokenizer of
+/// <see cref="PreTokenizerCatalog"/>, from <c>vocab.json</c> + <c>merges.txt</c> (GPT-2's pre-tokenizer), from a
+/// Hugging Face <c>tokenizer.json</c>, or from a token list and merge list (GGUF <c>tokenizer.ggml.*</c>).
 /// </summary>
-public static partial class ByteLevelBpeTokenizerLoader
+public static class ByteLevelBpeTokenizerLoader
 {
     /// <summary>
     /// The GPT-2 pre-tokenization pattern (openai/gpt-2 src/encoder.py; Hugging Face ByteLevel pre-tokenizer):
@@ -20,9 +20,6 @@ public static partial class ByteLevelBpeTokenizerLoader
     public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
     private const long MaxJsonBytes = 1L << 30;
-
-    [GeneratedRegex(Gpt2Pattern, RegexOptions.CultureInvariant)]
-    private static partial Regex Gpt2Regex();
 
     /// <summary>
     /// Loads <c>vocab.json</c> (object token → id) and <c>merges.txt</c> (one "left right" pair per line,
@@ -51,97 +48,75 @@ public static partial class ByteLevelBpeTokenizerLoader
     }
 
     /// <summary>
-    /// Loads a Hugging Face <c>tokenizer.json</c> whose <c>model</c> is BPE: <c>model.vocab</c> (token → id),
-    /// <c>model.merges</c> (either "left right" strings or ["left", "right"] pairs) and the special entries of
-    /// <c>added_tokens</c>.
+    /// Loads a Hugging Face <c>tokenizer.json</c> whose <c>model</c> is a byte-level BPE: <c>model.vocab</c> (token → id),
+    /// <c>model.merges</c> (either "left right" strings or ["left", "right"] pairs), <c>model.ignore_merges</c>, the
+    /// <c>added_tokens</c>, an NFC normalizer if any, and the pre-tokenizer: GPT-2's <c>ByteLevel</c> regex, or
+    /// <c>Split</c> steps (behavior <c>Isolated</c>) before <c>ByteLevel</c>, read as the <see cref="PreTokenizerCatalog"/>
+    /// row with the same regexes where there is one (Llama 3, Qwen2, DeepSeek-V3, BLOOM).
     /// </summary>
     /// <param name="tokenizerJsonPath">The tokenizer.json file.</param>
     /// <param name="beginningOfSentenceToken">Token prepended to every encoding, or null.</param>
-    /// <exception cref="ModelFormatException">The file is missing or malformed, is not BPE, or has no merges.</exception>
-    public static BpeTokenizer FromTokenizerJson(string tokenizerJsonPath, string? beginningOfSentenceToken = null)
+    /// <param name="parseSpecialTokens">Whether special added tokens written in the text (<c>&lt;|endoftext|&gt;</c>) encode as
+    /// their ids; when false they encode as plain text. Non-special added tokens always encode as their ids.</param>
+    /// <returns>A <see cref="BpeTokenizer"/>, or an <see cref="IgnoreMergesBpeTokenizer"/> when <c>model.ignore_merges</c> is true.</returns>
+    /// <exception cref="ModelFormatException">The file is missing or malformed, is not a byte-level BPE, or has no merges.</exception>
+    public static Tokenizer FromTokenizerJson(string tokenizerJsonPath, string? beginningOfSentenceToken = null, bool parseSpecialTokens = false)
     {
         ArgumentException.ThrowIfNullOrEmpty(tokenizerJsonPath);
         using JsonDocument doc = ParseJson(tokenizerJsonPath);
-        string path = tokenizerJsonPath;
-        if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("model", out JsonElement model) || model.ValueKind != JsonValueKind.Object)
-            throw new ModelFormatException(path, null, "expected an object with a 'model' object, found none");
+        return FromTokenizerJson(tokenizerJsonPath, doc.RootElement, beginningOfSentenceToken, parseSpecialTokens);
+    }
+
+    /// <summary>As <see cref="FromTokenizerJson(string, string?, bool)"/>, from the parsed file.</summary>
+    internal static Tokenizer FromTokenizerJson(string path, JsonElement root, string? beginningOfSentenceToken, bool parseSpecialTokens)
+    {
+        JsonElement model = TokenizerJson.Model(path, root);
         if (model.TryGetProperty("type", out JsonElement type) && type.ValueKind == JsonValueKind.String && type.GetString() != "BPE")
             throw new ModelFormatException(path, null, $"expected model.type 'BPE', found '{type.GetString()}'");
-        RefuseUnsupportedOptions(path, doc.RootElement, model);
+        RefuseUnsupportedOptions(path, model);
         if (!model.TryGetProperty("vocab", out JsonElement vocabElement))
             throw new ModelFormatException(path, null, "expected model.vocab, found none");
         Dictionary<string, int> vocabulary = ReadVocabularyObject(path, vocabElement, "model.vocab");
-        if (!model.TryGetProperty("merges", out JsonElement mergesElement) || mergesElement.ValueKind != JsonValueKind.Array)
-            throw new ModelFormatException(path, null, "expected model.merges to be an array, found none");
-        var merges = new List<string>(mergesElement.GetArrayLength());
-        int index = 0;
-        foreach (JsonElement merge in mergesElement.EnumerateArray())
+        List<string> merges = TokenizerJson.Merges(path, model);
+        List<AddedToken> added = TokenizerJson.AddedTokens(path, root);
+        foreach (AddedToken token in added) vocabulary.TryAdd(token.Content, token.Id);
+        Normalizer? normalizer = TokenizerJson.Normalizer(path, root) switch
         {
-            string where = $"model.merges[{index++}]";
-            if (merge.ValueKind == JsonValueKind.String)
-            {
-                merges.Add(CheckMerge(path, merge.GetString()!, where));
-            }
-            else if (merge.ValueKind == JsonValueKind.Array && merge.GetArrayLength() == 2 &&
-                     merge[0].ValueKind == JsonValueKind.String && merge[1].ValueKind == JsonValueKind.String)
-            {
-                string left = merge[0].GetString()!, right = merge[1].GetString()!;
-                if (left.Contains(' ') || right.Contains(' '))
-                    throw new ModelFormatException(path, null, $"{where}: expected byte-level tokens without spaces, found [\"{left}\", \"{right}\"]");
-                merges.Add(CheckMerge(path, left + " " + right, where));
-            }
-            else
-            {
-                throw new ModelFormatException(path, null, $"{where}: expected \"left right\" or [\"left\", \"right\"], found {merge.ValueKind}");
-            }
-        }
-
-        var specialTokens = new Dictionary<string, int>(StringComparer.Ordinal);
-        if (doc.RootElement.TryGetProperty("added_tokens", out JsonElement added) && added.ValueKind == JsonValueKind.Array)
-        {
-            foreach (JsonElement token in added.EnumerateArray())
-            {
-                if (token.ValueKind == JsonValueKind.Object &&
-                    token.TryGetProperty("content", out JsonElement content) && content.ValueKind == JsonValueKind.String &&
-                    token.TryGetProperty("id", out JsonElement id) && id.ValueKind == JsonValueKind.Number && id.TryGetInt32(out int tokenId) && tokenId >= 0 &&
-                    token.TryGetProperty("special", out JsonElement special) && special.ValueKind == JsonValueKind.True)
-                {
-                    specialTokens[content.GetString()!] = tokenId;
-                    vocabulary.TryAdd(content.GetString()!, tokenId);
-                }
-            }
-        }
-        IReadOnlyDictionary<string, int>? specialOrNull = specialTokens.Count > 0 ? specialTokens : null;
-        PreTokenizer preTokenizer = ReadPreTokenizer(path, doc.RootElement, specialOrNull);
-        return CreateCore(path, vocabulary, merges, specialOrNull, beginningOfSentenceToken, preTokenizer);
+            null => null,
+            "NFC" => new NfcNormalizer(),
+            string other => throw new ModelFormatException(path, null, $"expected no normalizer or NFC for a byte-level BPE, found {other} (not supported)"),
+        };
+        PreTokenizerDescription preTokenizer = ReadPreTokenizer(path, root);
+        bool ignoreMerges = model.TryGetProperty("ignore_merges", out JsonElement ignore) && ignore.ValueKind == JsonValueKind.True;
+        return CreateByteLevel(path, vocabulary, merges, added, parseSpecialTokens, preTokenizer, ignoreMerges, normalizer, beginningOfSentenceToken);
     }
 
-    /// <summary>Refuses tokenizer.json features this byte-level BPE does not implement, rather than encode differently.</summary>
-    private static void RefuseUnsupportedOptions(string path, JsonElement root, JsonElement model)
+    /// <summary>Refuses tokenizer.json model features this byte-level BPE does not implement, rather than encode differently.</summary>
+    private static void RefuseUnsupportedOptions(string path, JsonElement model)
     {
-        if (root.TryGetProperty("normalizer", out JsonElement normalizer) && normalizer.ValueKind != JsonValueKind.Null)
-            throw new ModelFormatException(path, null, "expected no normalizer, found one (not supported)");
         if (model.TryGetProperty("byte_fallback", out JsonElement byteFallback) && byteFallback.ValueKind == JsonValueKind.True)
             throw new ModelFormatException(path, null, "expected a byte-level BPE, found model.byte_fallback = true (a SentencePiece-style BPE, not supported here)");
         foreach (string option in new[] { "continuing_subword_prefix", "end_of_word_suffix" })
             if (model.TryGetProperty(option, out JsonElement value) && value.ValueKind is not JsonValueKind.Null and not JsonValueKind.Undefined &&
                 !(value.ValueKind == JsonValueKind.String && value.GetString()!.Length == 0))
                 throw new ModelFormatException(path, null, $"expected model.{option} to be null, found {value} (not supported)");
+        if (model.TryGetProperty("dropout", out JsonElement dropout) && dropout.ValueKind is not JsonValueKind.Null and not JsonValueKind.Undefined)
+            throw new ModelFormatException(path, null, $"expected model.dropout to be null, found {dropout} (not supported)");
     }
 
     /// <summary>
-    /// The pre-tokenizer a tokenizer.json asks for: <c>ByteLevel</c> with its regex → the GPT-2 pattern;
-    /// <c>Split</c> (Isolated, not inverted) followed by <c>ByteLevel</c> without regex → <see cref="IsolatedSplitPreTokenizer"/>.
-    /// Anything else is refused.
+    /// The pre-tokenizer a tokenizer.json asks for: none or <c>ByteLevel</c> with its regex → GPT-2's row;
+    /// <c>Split</c> steps (Isolated, not inverted) then <c>ByteLevel</c> → the catalog row with those regexes, else
+    /// those regexes compiled here (GPT-2's regex last when <c>ByteLevel</c> keeps its own). Anything else is refused.
     /// </summary>
-    private static PreTokenizer ReadPreTokenizer(string path, JsonElement root, IReadOnlyDictionary<string, int>? specialTokens)
+    private static PreTokenizerDescription ReadPreTokenizer(string path, JsonElement root)
     {
         if (!root.TryGetProperty("pre_tokenizer", out JsonElement element) || element.ValueKind == JsonValueKind.Null)
-            return new RegexPreTokenizer(Gpt2Regex(), specialTokens);
+            return PreTokenizerCatalog.Gpt2;
         List<JsonElement> steps = TypeOf(element) == "Sequence" && element.TryGetProperty("pretokenizers", out JsonElement list) && list.ValueKind == JsonValueKind.Array
             ? list.EnumerateArray().ToList()
             : [element];
-        string? splitPattern = null;
+        var patterns = new List<string>();
         bool byteLevelRegex = false, byteLevel = false;
         foreach (JsonElement step in steps)
         {
@@ -153,32 +128,41 @@ public static partial class ByteLevelBpeTokenizerLoader
                         throw new ModelFormatException(path, null, "expected pre_tokenizer ByteLevel.add_prefix_space = false, found true (not supported)");
                     byteLevelRegex = !step.TryGetProperty("use_regex", out JsonElement useRegex) || useRegex.ValueKind != JsonValueKind.False;
                     break;
-                case "Split" when splitPattern is null:
-                    splitPattern = ReadSplitPattern(path, step);
+                case "Split" when !byteLevel:
+                    patterns.Add(ReadSplitPattern(path, step));
                     break;
                 default:
-                    throw new ModelFormatException(path, null, $"expected pre_tokenizer steps ByteLevel and at most one Split, found '{TypeOf(step)}' (not supported)");
+                    throw new ModelFormatException(path, null, $"expected pre_tokenizer steps Split (before ByteLevel) and ByteLevel, found '{TypeOf(step)}' (not supported)");
             }
         }
         if (!byteLevel)
             throw new ModelFormatException(path, null, "expected a ByteLevel pre_tokenizer step, found none");
-        if (splitPattern is null) return new RegexPreTokenizer(Gpt2Regex(), specialTokens);
-        if (byteLevelRegex)
-            throw new ModelFormatException(path, null, "expected ByteLevel.use_regex = false after a Split, found true (two regex stages are not supported)");
-        try
+        if (patterns.Count == 0) return PreTokenizerCatalog.Gpt2;
+        if (byteLevelRegex) patterns.Add(Gpt2Pattern);
+        if (PreTokenizerCatalog.FindByTokenizerJsonPatterns(patterns) is PreTokenizerDescription row) return row;
+        var regexes = new Regex[patterns.Count];
+        for (int i = 0; i < patterns.Count; i++)
         {
-            return new IsolatedSplitPreTokenizer(new Regex(splitPattern, RegexOptions.CultureInvariant), specialTokens);
+            try
+            {
+                regexes[i] = PreTokenizerCatalog.Compile(patterns[i]);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ModelFormatException(path, null, $"expected a Split pattern .NET can compile, found '{patterns[i]}': {e.Message}", e);
+            }
+            catch (RegexMatchTimeoutException e)
+            {
+                throw new ModelFormatException(path, null,
+                    $"expected a Split pattern that matches in bounded time, found '{patterns[i]}', which ran past {e.MatchTimeout.TotalSeconds} s on a {e.Input.Length}-character probe text (catastrophic backtracking)", e);
+            }
         }
-        catch (ArgumentException e)
-        {
-            throw new ModelFormatException(path, null, $"expected a Split pattern .NET can compile, found '{splitPattern}': {e.Message}", e);
-        }
+        return new PreTokenizerDescription("tokenizer.json", [], regexes, [.. patterns]);
     }
 
-    private static string? TypeOf(JsonElement element) =>
-        element.ValueKind == JsonValueKind.Object && element.TryGetProperty("type", out JsonElement type) && type.ValueKind == JsonValueKind.String
-            ? type.GetString() : null;
+    private static string? TypeOf(JsonElement element) => TokenizerJson.TypeOf(element);
 
+    /// <summary>A Split step's regex, rewritten for .NET (a String pattern escaped).</summary>
     private static string ReadSplitPattern(string path, JsonElement split)
     {
         if (!split.TryGetProperty("behavior", out JsonElement behavior) || behavior.ValueKind != JsonValueKind.String ||
@@ -199,7 +183,7 @@ public static partial class ByteLevelBpeTokenizerLoader
 
     /// <summary>
     /// Builds the tokenizer from a vocabulary (token → id, tokens in the byte-level alphabet where a space is
-    /// <c>Ġ</c>) and merges in priority order ("left right").
+    /// <c>Ġ</c>) and merges in priority order ("left right"), with GPT-2's pre-tokenizer.
     /// </summary>
     /// <param name="sourcePath">The file the data came from, for error messages.</param>
     /// <param name="vocabulary">Token → id.</param>
@@ -209,10 +193,28 @@ public static partial class ByteLevelBpeTokenizerLoader
     /// <exception cref="ModelFormatException">There are no merges, a merge is malformed, repeated or names an unknown token.</exception>
     public static BpeTokenizer Create(string sourcePath, IReadOnlyDictionary<string, int> vocabulary, IReadOnlyList<string> merges,
         IReadOnlyDictionary<string, int>? specialTokens, string? beginningOfSentenceToken) =>
-        CreateCore(sourcePath, vocabulary, merges, specialTokens, beginningOfSentenceToken, new RegexPreTokenizer(Gpt2Regex(), specialTokens));
+        CreateCore(sourcePath, vocabulary, merges, specialTokens, beginningOfSentenceToken, new RegexPreTokenizer(PreTokenizerCatalog.Gpt2.Regexes[0], specialTokens), null);
+
+    /// <summary>
+    /// Builds a byte-level BPE with <paramref name="preTokenizer"/>, cutting <paramref name="added"/> tokens out of the
+    /// text first (user-defined ones always, special ones when <paramref name="parseSpecialTokens"/>).
+    /// </summary>
+    internal static Tokenizer CreateByteLevel(string sourcePath, IReadOnlyDictionary<string, int> vocabulary, IReadOnlyList<string> merges,
+        IReadOnlyList<AddedToken> added, bool parseSpecialTokens, PreTokenizerDescription preTokenizer, bool ignoreMerges,
+        Normalizer? normalizer, string? beginningOfSentenceToken)
+    {
+        // Every added token maps to its id and decodes to its text; only those the matcher cuts out are ever whole pieces.
+        Dictionary<string, int>? specials = added.Count == 0 ? null : added.DistinctBy(t => t.Content).ToDictionary(t => t.Content, t => t.Id, StringComparer.Ordinal);
+        var splitter = new IsolatedSplitPreTokenizer(preTokenizer, AddedTokenMatcher.Create(added, parseSpecialTokens));
+        if (!ignoreMerges) return CreateCore(sourcePath, vocabulary, merges, specials, beginningOfSentenceToken, splitter, normalizer);
+        BpeTokenizer bpe = CreateCore(sourcePath, vocabulary, merges, specials, null, splitter, normalizer);
+        if (beginningOfSentenceToken is not null && !vocabulary.ContainsKey(beginningOfSentenceToken))
+            throw new ModelFormatException(sourcePath, null, $"expected the BOS token '{beginningOfSentenceToken}' in the vocabulary, found none");
+        return new IgnoreMergesBpeTokenizer(bpe, vocabulary, beginningOfSentenceToken);
+    }
 
     private static BpeTokenizer CreateCore(string sourcePath, IReadOnlyDictionary<string, int> vocabulary, IReadOnlyList<string> merges,
-        IReadOnlyDictionary<string, int>? specialTokens, string? beginningOfSentenceToken, PreTokenizer preTokenizer)
+        IReadOnlyDictionary<string, int>? specialTokens, string? beginningOfSentenceToken, PreTokenizer preTokenizer, Normalizer? normalizer)
     {
         ArgumentException.ThrowIfNullOrEmpty(sourcePath);
         ArgumentNullException.ThrowIfNull(vocabulary);
@@ -241,6 +243,7 @@ public static partial class ByteLevelBpeTokenizerLoader
             Merges = merges,
             ByteLevel = true,
             PreTokenizer = preTokenizer,
+            Normalizer = normalizer,
             SpecialTokens = specialTokens,
             BeginningOfSentenceToken = beginningOfSentenceToken,
         };
@@ -254,15 +257,9 @@ public static partial class ByteLevelBpeTokenizerLoader
         }
     }
 
-    private static string CheckMerge(string path, string merge, string where)
-    {
-        int space = merge.IndexOf(' ');
-        if (space <= 0 || space == merge.Length - 1 || merge.IndexOf(' ', space + 1) >= 0)
-            throw new ModelFormatException(path, null, $"{where}: expected \"left right\" (two tokens, one space), found \"{merge}\"");
-        return merge;
-    }
+    private static string CheckMerge(string path, string merge, string where) => TokenizerJson.CheckMerge(path, merge, where);
 
-    private static Dictionary<string, int> ReadVocabularyObject(string path, JsonElement element, string where)
+    internal static Dictionary<string, int> ReadVocabularyObject(string path, JsonElement element, string where)
     {
         if (element.ValueKind != JsonValueKind.Object)
             throw new ModelFormatException(path, null, $"expected {where} to be an object of token → id, found {element.ValueKind}");
@@ -283,12 +280,10 @@ public static partial class ByteLevelBpeTokenizerLoader
     internal static JsonDocument ParseJson(string path)
     {
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "expected a JSON file, found no file");
+        byte[] json = GuardedFile.ReadAllBytes(path, MaxJsonBytes);
         try
         {
-            if (new FileInfo(path).Length > MaxJsonBytes)
-                throw new ModelFormatException(path, null, $"expected at most {MaxJsonBytes} bytes of JSON, found more");
-            using FileStream stream = File.OpenRead(path);
-            JsonDocument doc = JsonDocument.Parse(stream, new JsonDocumentOptions { MaxDepth = 64 });
+            JsonDocument doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 64 });
             try
             {
                 // Names and strings are decoded lazily (invalid UTF-8 would surface later as InvalidOperationException).
@@ -305,22 +300,11 @@ public static partial class ByteLevelBpeTokenizerLoader
         {
             throw new ModelFormatException(path, null, "expected valid JSON: " + e.Message, e);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException(path, null, "could not read the file: " + e.Message, e);
-        }
     }
 
     private static IEnumerable<string> ReadLines(string path)
     {
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "expected a merges file, found no file");
-        try
-        {
-            return File.ReadAllLines(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException(path, null, "could not read the file: " + e.Message, e);
-        }
+        return GuardedFile.ReadAllLines(path, MaxJsonBytes);
     }
 }

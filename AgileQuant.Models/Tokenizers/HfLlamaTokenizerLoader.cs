@@ -36,10 +36,10 @@ public static class HfLlamaTokenizerLoader
         ArgumentException.ThrowIfNullOrEmpty(modelPath);
         if (!File.Exists(modelPath))
             throw new ModelFormatException(modelPath, null, "expected a SentencePiece tokenizer.model, found no file");
+        byte[] model = GuardedFile.ReadAllBytes(modelPath, SentencePieceModelReader.MaxFileBytes);
         try
         {
-            using FileStream stream = File.OpenRead(modelPath);
-            return LlamaTokenizer.Create(stream, addBos, addEos);
+            return LlamaTokenizer.Create(new MemoryStream(model), addBos, addEos);
         }
         catch (Exception e) when (e is not ModelFormatException and not OutOfMemoryException)
         {

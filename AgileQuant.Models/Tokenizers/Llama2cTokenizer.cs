@@ -13,7 +13,7 @@ namespace AgileQuant.Models.Tokenizers;
 public sealed class Llama2cTokenizer : ScoredMergeTokenizer
 {
     private const int FirstByteTokenId = 3;
-    private const int MinVocabSize = FirstByteTokenId + 256;
+    internal const int MinVocabSize = FirstByteTokenId + 256;
     private const int MaxTokenLengthCap = 1 << 16;
     private const int MaxVocabSizeCap = 1 << 24;
     private const long MaxFileBytes = 1L << 30;
@@ -50,19 +50,8 @@ public sealed class Llama2cTokenizer : ScoredMergeTokenizer
     private static Llama2cTokenizer LoadCore(string path, int? expectedVocabSize, bool addBos)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        byte[] data;
-        try
-        {
-            var info = new FileInfo(path);
-            if (!info.Exists) throw new ModelFormatException(path, null, "expected a llama2.c tokenizer file, found no file");
-            if (info.Length > MaxFileBytes)
-                throw new ModelFormatException(path, null, $"expected at most {MaxFileBytes} bytes, found {info.Length}");
-            data = File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException(path, null, "could not read the tokenizer file: " + e.Message, e);
-        }
+        if (!File.Exists(path)) throw new ModelFormatException(path, null, "expected a llama2.c tokenizer file, found no file");
+        byte[] data = GuardedFile.ReadAllBytes(path, MaxFileBytes);
         (string[] pieces, byte[][] bytes, float[] scores) = Parse(path, data, expectedVocabSize);
         bytes[1] = bytes[2] = []; // BOS and EOS print nothing
         int[] byteTokenIds = Enumerable.Range(FirstByteTokenId, 256).ToArray();

@@ -12,7 +12,10 @@ namespace AgileQuant.Models.Tokenizers;
 /// tokenizer of llama.cpp (<c>llm_tokenizer_spm</c>), implemented with a priority queue over a linked
 /// list of symbols: O(n log n) instead of llama2.c's O(n²) rescans, with the same merge at every step.
 /// The text is first cut where no piece can span (between two one-char pieces whose pair occurs in no
-/// piece, e.g. before a word's leading space), and each segment merges on its own.
+/// piece, e.g. before a word's leading space), and each segment merges on its own. A vocabulary given with merge
+/// ranks (Hugging Face BPE with byte fallback, as Gemma's <c>tokenizer.json</c>) merges the listed pair of lowest
+/// rank instead (leftmost on ties), which is Hugging Face's BPE. Added tokens (user-defined ones always, control
+/// ones when asked) are cut out of the text first; each stretch of text between them is encoded on its own.
 /// </summary>
 /// <remarks>Instances are immutable; encoding and decoding are safe from several threads at once.</remarks>
 public abstract class ScoredMergeTokenizer : Tokenizer
@@ -23,17 +26,20 @@ public abstract class ScoredMergeTokenizer : Tokenizer
     private readonly int[] _byteTokenIds;           // (256,) token of each byte for byte fallback
     private readonly Dictionary<string, int> _idByPiece;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _idBySpan;
-    private readonly Dictionary<long, int> _mergedIdByPair; // key (left << 32) | right -> merged id
+    private readonly Dictionary<long, (int Merged, float Priority)> _mergeByPair; // key (left << 32) | right -> merged id, higher priority first
+    private readonly AddedTokenMatcher? _addedTokens;
+    private readonly bool _prefixOnlyAtTextStart;
     private readonly char _spaceSymbol;
     private readonly bool _addSpacePrefix;
     private readonly bool _stripSpaceAtStart;
+    private readonly bool _stripSpaceAfterBos;
     private readonly float _mergeFloor;
     private readonly int _spaceId;
     private readonly int _maxDecodedLength;
     private readonly HashSet<uint> _pieceBigrams;   // (c1 << 16 | c2) for every adjacent char pair inside a matchable piece
     private readonly bool[] _isByteToken;           // (V,) byte-fallback token: its space is data, never a word prefix
 
-    private protected ScoredMergeTokenizer(ScoredVocabulary vocabulary, bool addBos)
+    private protected ScoredMergeTokenizer(ScoredVocabulary vocabulary, bool addBos, AddedTokenMatcher? addedTokens = null)
     {
         _pieces = vocabulary.Pieces;
         _decodedBytes = vocabulary.DecodedBytes;
@@ -42,28 +48,32 @@ public abstract class ScoredMergeTokenizer : Tokenizer
         _spaceSymbol = vocabulary.SpaceSymbol;
         _addSpacePrefix = vocabulary.AddSpacePrefix;
         _stripSpaceAtStart = vocabulary.StripSpaceAtStart;
+        _stripSpaceAfterBos = vocabulary.StripSpaceAfterBos;
+        _prefixOnlyAtTextStart = vocabulary.PrefixOnlyAtTextStart;
         _mergeFloor = vocabulary.MergeFloor;
+        _addedTokens = addedTokens;
         BosId = vocabulary.BosId;
         EosId = vocabulary.EosId;
         AddBos = addBos;
+        if (addBos && BosId < 0) throw new ArgumentException("expected a BOS token to prepend, found none", nameof(addBos));
         _idByPiece = new Dictionary<string, int>(_pieces.Length, StringComparer.Ordinal);
         for (int id = 0; id < _pieces.Length; id++)
             if (_pieces[id].Length > 0 && vocabulary.Matchable[id]) _idByPiece.TryAdd(_pieces[id], id); // first id wins on duplicates
         _idBySpan = _idByPiece.GetAlternateLookup<ReadOnlySpan<char>>();
         _spaceId = _idByPiece.TryGetValue(_spaceSymbol.ToString(), out int space) ? space : _byteTokenIds[' '];
-        _mergedIdByPair = BuildMergeTable();
+        _mergeByPair = vocabulary.Merges is null ? BuildMergeTable() : BuildRankedMergeTable(vocabulary.Merges);
         _maxDecodedLength = _decodedBytes.Max(b => b.Length);
         _pieceBigrams = [];
-        foreach (string piece in _idByPiece.Keys)
-            for (int c = 1; c < piece.Length; c++) _pieceBigrams.Add((uint)piece[c - 1] << 16 | piece[c]);
+        foreach (string piece in _idByPiece.Keys) AddBigrams(piece);
+        foreach ((int merged, _) in _mergeByPair.Values) AddBigrams(_pieces[merged]);
         _isByteToken = new bool[_pieces.Length];
         foreach (int id in _byteTokenIds) _isByteToken[id] = ByteTokenValue(_pieces[id]) is not null;
     }
 
-    /// <summary>Id of the beginning-of-sequence token.</summary>
+    /// <summary>Id of the beginning-of-sequence token (-1 when the vocabulary declares none).</summary>
     public int BosId { get; }
 
-    /// <summary>Id of the end-of-sequence token.</summary>
+    /// <summary>Id of the end-of-sequence token (-1 when the vocabulary declares none).</summary>
     public int EosId { get; }
 
     /// <summary>Number of tokens in the vocabulary.</summary>
@@ -96,10 +106,15 @@ public abstract class ScoredMergeTokenizer : Tokenizer
             ? value : null;
     }
 
-    /// <summary>For every token that splits into two tokens, maps the pair to it (scores above llama2.c's floor only).</summary>
-    private Dictionary<long, int> BuildMergeTable()
+    private void AddBigrams(string piece)
     {
-        var table = new Dictionary<long, int>();
+        for (int c = 1; c < piece.Length; c++) _pieceBigrams.Add((uint)piece[c - 1] << 16 | piece[c]);
+    }
+
+    /// <summary>For every token that splits into two tokens, maps the pair to it and its score (scores above llama2.c's floor only).</summary>
+    private Dictionary<long, (int, float)> BuildMergeTable()
+    {
+        var table = new Dictionary<long, (int, float)>();
         foreach ((string piece, int id) in _idByPiece)
         {
             if (!(_scores[id] > _mergeFloor)) continue;
@@ -108,9 +123,18 @@ public abstract class ScoredMergeTokenizer : Tokenizer
                 if (char.IsLowSurrogate(piece[split])) continue; // never split a surrogate pair
                 if (_idBySpan.TryGetValue(piece.AsSpan(0, split), out int left) &&
                     _idBySpan.TryGetValue(piece.AsSpan(split), out int right))
-                    table[PairKey(left, right)] = id;
+                    table[PairKey(left, right)] = (id, _scores[id]);
             }
         }
+        return table;
+    }
+
+    /// <summary>Maps each listed pair to its merged token, the earlier merge first (priority minus the rank; the first listing of a pair wins).</summary>
+    private static Dictionary<long, (int, float)> BuildRankedMergeTable(IReadOnlyList<(int Left, int Right, int Merged)> merges)
+    {
+        var table = new Dictionary<long, (int, float)>(merges.Count);
+        for (int rank = 0; rank < merges.Count; rank++)
+            table.TryAdd(PairKey(merges[rank].Left, merges[rank].Right), (merges[rank].Merged, -rank));
         return table;
     }
 
@@ -124,8 +148,41 @@ public abstract class ScoredMergeTokenizer : Tokenizer
     {
         if (text.Length > (Array.MaxLength - 1) / 3)
             throw new ArgumentOutOfRangeException(nameof(text), text.Length, $"expected at most {(Array.MaxLength - 1) / 3} chars");
-        if (AddBos) Append(BosId, 0, 0);
+        if (AddBos)
+        {
+            ids.Add(BosId);
+            starts?.Add(0);
+            ends?.Add(0);
+        }
         if (text.IsEmpty) return;
+        if (_addedTokens is null)
+        {
+            EncodeText(text, 0, _addSpacePrefix, ids, starts, ends);
+            return;
+        }
+        var fragments = new List<TextFragment>();
+        _addedTokens.Split(text, fragments);
+        foreach (TextFragment fragment in fragments)
+        {
+            if (fragment.IsToken)
+            {
+                ids.Add(fragment.TokenId);
+                starts?.Add(fragment.Start);
+                ends?.Add(fragment.Start + fragment.Length);
+                continue;
+            }
+            // llama.cpp prefixes every stretch of text (each follows an added token or starts the text); Metaspace "first" only the start.
+            bool prefix = _addSpacePrefix && (!_prefixOnlyAtTextStart || fragment.Start == 0);
+            EncodeText(text.Slice(fragment.Start, fragment.Length), fragment.Start, prefix, ids, starts, ends);
+        }
+    }
+
+    /// <summary>
+    /// Encodes a stretch of text that holds no added token, starting at char <paramref name="origin"/> of the whole text
+    /// (the ranges it appends are offset by it), with the dummy prefix when <paramref name="addSpacePrefix"/>.
+    /// </summary>
+    private void EncodeText(ReadOnlySpan<char> text, int origin, bool addSpacePrefix, List<int> ids, List<int>? starts, List<int>? ends)
+    {
         char[]? transformed = null;
         if (_spaceSymbol != ' ' && text.Contains(' '))
         {
@@ -146,7 +203,7 @@ public abstract class ScoredMergeTokenizer : Tokenizer
         try
         {
             int count = 0;
-            if (_addSpacePrefix) { tokenAt[count] = _spaceId; startAt[count] = 0; endAt[count] = 0; count++; }
+            if (addSpacePrefix) { tokenAt[count] = _spaceId; startAt[count] = 0; endAt[count] = 0; count++; }
             Span<byte> utf8 = stackalloc byte[4];
             for (int i = 0; i < text.Length;)
             {
@@ -224,8 +281,8 @@ public abstract class ScoredMergeTokenizer : Tokenizer
         void Append(int id, int start, int end)
         {
             ids.Add(id);
-            starts?.Add(start);
-            ends?.Add(end);
+            starts?.Add(origin + start);
+            ends?.Add(origin + end);
         }
     }
 
@@ -240,8 +297,8 @@ public abstract class ScoredMergeTokenizer : Tokenizer
 
         private void TryEnqueue(PriorityQueue<MergeCandidate, (float Score, int Left)> queue, int[] tokenAt, int left, int right)
     {
-        if (_mergedIdByPair.TryGetValue(PairKey(tokenAt[left], tokenAt[right]), out int merged))
-            queue.Enqueue(new MergeCandidate(left, right, tokenAt[left], tokenAt[right], merged), (_scores[merged], left));
+        if (_mergeByPair.TryGetValue(PairKey(tokenAt[left], tokenAt[right]), out (int Merged, float Priority) merge))
+            queue.Enqueue(new MergeCandidate(left, right, tokenAt[left], tokenAt[right], merge.Merged), (merge.Priority, left));
     }
 
     private readonly record struct MergeCandidate(int Left, int Right, int LeftToken, int RightToken, int Merged);
@@ -266,8 +323,8 @@ public abstract class ScoredMergeTokenizer : Tokenizer
         var starts = new List<int>();
         var ends = new List<int>();
         EncodeCore(input, ids, starts, ends);
-        int kept = KeptTokenCount(ids, starts, ends, maxTokenCount);
-        return new BudgetedEncoding(ids, starts, ends, kept, kept == ids.Count ? input.Length : CharsUpTo(ends, kept));
+        int kept = TokenBudget.KeptFromStart(starts, ends, ids.Count, maxTokenCount);
+        return new BudgetedEncoding(ids, starts, ends, kept, kept == ids.Count ? input.Length : TokenBudget.CharsUpTo(ends, kept));
     }
 
     /// <inheritdoc/>
@@ -321,25 +378,10 @@ public abstract class ScoredMergeTokenizer : Tokenizer
             tokenCount = kept;
             return charsConsumed;
         }
-        // From the end: keep the last tokens that fit, never splitting one character's byte tokens.
-        int first = Math.Max(0, ids.Count - Math.Max(0, settings.MaxTokenCount));
-        while (first > 0 && first < ids.Count && starts[first] == starts[first - 1] && ends[first] == ends[first - 1] && ends[first] > starts[first])
-            first++;
+        int first = TokenBudget.FirstKeptFromEnd(starts, ends, ids.Count, settings.MaxTokenCount);
         tokenCount = ids.Count - first;
-        return first == 0 ? 0 : first < ids.Count ? starts[first] : input.Length;
+        return TokenBudget.StartOfKept(starts, first, ids.Count, input.Length);
     }
-
-    /// <summary>How many leading tokens fit <paramref name="maxTokenCount"/> without splitting one character's byte tokens.</summary>
-    private static int KeptTokenCount(List<int> ids, List<int> starts, List<int> ends, int maxTokenCount)
-    {
-        if (maxTokenCount <= 0) throw new ArgumentOutOfRangeException(nameof(maxTokenCount), maxTokenCount, "expected a positive token count");
-        if (maxTokenCount >= ids.Count) return ids.Count;
-        int kept = maxTokenCount;
-        while (kept > 0 && starts[kept] == starts[kept - 1] && ends[kept] == ends[kept - 1] && ends[kept] > starts[kept]) kept--;
-        return kept;
-    }
-
-    private static int CharsUpTo(List<int> ends, int kept) => kept == 0 ? 0 : ends[kept - 1];
 
     /// <summary>
     /// Decodes ids to text as llama2.c prints them: each token's bytes (<c>&lt;0xNN&gt;</c> is the raw byte),
@@ -396,7 +438,7 @@ public abstract class ScoredMergeTokenizer : Tokenizer
         // llama2.c decode(): "following BOS token, sentencepiece decoder strips any leading whitespace";
         // SentencePiece also strips it from the first piece of the text.
         // llama2.c tests the piece text, so the byte token <0x20> keeps its space.
-        bool atStart = previous == BosId || (_stripSpaceAtStart && previous < 0);
+        bool atStart = (_stripSpaceAfterBos && previous == BosId && previous >= 0) || (_stripSpaceAtStart && previous < 0);
         if (atStart && !_isByteToken[id] && bytes.Length > 0 && bytes[0] == (byte)' ') bytes = bytes[1..];
         return bytes;
     }

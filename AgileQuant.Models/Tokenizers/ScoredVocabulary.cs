@@ -10,8 +10,13 @@ namespace AgileQuant.Models.Tokenizers;
 /// <param name="AddSpacePrefix">Whether a space symbol is prepended to non-empty text.</param>
 /// <param name="StripSpaceAtStart">Whether decoding drops the leading space of the first token (not only after BOS).</param>
 /// <param name="MergeFloor">Tokens with a score at or below this never form by merging.</param>
-/// <param name="BosId">Beginning-of-sequence token.</param>
-/// <param name="EosId">End-of-sequence token.</param>
+/// <param name="BosId">Beginning-of-sequence token, or -1.</param>
+/// <param name="EosId">End-of-sequence token, or -1.</param>
+/// <param name="Merges">Merges in rank order (left, right, merged token), for a BPE that merges listed pairs by rank
+/// instead of pieces by score; null merges pieces by score.</param>
+/// <param name="StripSpaceAfterBos">Whether decoding drops the leading space of the token after BOS (llama2.c, SentencePiece).</param>
+/// <param name="PrefixOnlyAtTextStart">Whether the space prefix goes only before text at the very start, not also before
+/// text that follows an added token.</param>
 internal sealed record ScoredVocabulary(
     string[] Pieces,
     byte[][] DecodedBytes,
@@ -23,4 +28,7 @@ internal sealed record ScoredVocabulary(
     bool StripSpaceAtStart,
     float MergeFloor,
     int BosId,
-    int EosId);
+    int EosId,
+    IReadOnlyList<(int Left, int Right, int Merged)>? Merges = null,
+    bool StripSpaceAfterBos = true,
+    bool PrefixOnlyAtTextStart = false);

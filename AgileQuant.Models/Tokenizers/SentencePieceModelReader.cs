@@ -11,7 +11,7 @@ namespace AgileQuant.Models.Tokenizers;
 /// </summary>
 internal static class SentencePieceModelReader
 {
-    private const long MaxFileBytes = 1L << 30;
+    internal const long MaxFileBytes = 1L << 30;
 
     /// <summary>What <see cref="Read"/> found.</summary>
     internal sealed record Model(
@@ -22,17 +22,7 @@ internal static class SentencePieceModelReader
     public static Model Read(string path)
     {
         if (!File.Exists(path)) throw new ModelFormatException(path, null, "expected a SentencePiece model file, found no file");
-        byte[] data;
-        try
-        {
-            if (new FileInfo(path).Length > MaxFileBytes)
-                throw new ModelFormatException(path, null, $"expected at most {MaxFileBytes} bytes, found more");
-            data = File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException(path, null, "could not read the file: " + e.Message, e);
-        }
+        byte[] data = GuardedFile.ReadAllBytes(path, MaxFileBytes);
 
         var pieces = new List<string>();
         var scores = new List<float>();

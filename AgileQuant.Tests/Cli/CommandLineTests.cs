@@ -13,18 +13,22 @@ public class CommandLineTests
     private static string Stories260K => SharedAssets.InRepo("assets/models/stories260K/stories260K.bin");
     private static string StoriesText => SharedAssets.InRepo("assets/text/tinystories_valid_first100.txt");
 
-    private static (int ExitCode, string Stdout, string Stderr) Run(params string[] args)
+    internal static (int ExitCode, string Stdout, string Stderr) Run(params string[] args) => RunTool(null, 120, args);
+
+    /// <summary>Runs the tool built beside the tests, with extra environment variables; fails the test after <paramref name="timeoutSeconds"/>.</summary>
+    internal static (int ExitCode, string Stdout, string Stderr) RunTool(IReadOnlyDictionary<string, string>? environment, int timeoutSeconds, params string[] args)
     {
         string tool = Path.Combine(AppContext.BaseDirectory, OperatingSystem.IsWindows() ? "agilequant.exe" : "agilequant");
         var start = new ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (string arg in args) start.ArgumentList.Add(arg);
+        foreach ((string name, string value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
         using Process process = Process.Start(start)!;
         Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         Task<string> stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(120_000))
+        if (!process.WaitForExit(timeoutSeconds * 1000))
         {
             process.Kill(entireProcessTree: true);
-            Assert.Fail($"agilequant {string.Join(' ', args)} did not finish within 120 s");
+            Assert.Fail($"agilequant {string.Join(' ', args)} did not finish within {timeoutSeconds} s");
         }
         return (process.ExitCode, stdout.Result, stderr.Result);
     }

@@ -33,11 +33,33 @@ public sealed class GgufModelFuzzTests() : TemporaryDirectoryFixture("aq-fuzz-gg
         var options = new FuzzOptions(FuzzCampaign.Iterations(), BaseSeed: 7_100, FuzzCampaign.PerInputLimit, StackProbability: 0.5);
         // Header edits (first 8 KiB: counts, metadata values, tensor infos) and edits anywhere (block scales, codes, norms).
         FuzzReport report = FuzzRunner.Run(Seeds(Temp.FullPath), [new ByteMutator(input => Math.Min(input.Length, 8192)), new ByteMutator()],
-            FuzzRunner.ThroughFile(path, p => ModelLoader.Load(p, new ModelLoadOptions { Kernel = TestKernels.Default })),
+            FuzzRunner.ThroughFile(path, p => ModelLoader.Load(p, new ModelLoadOptions())),
             e => e is ModelFormatException m && m.FilePath == path, options,
             message => FuzzRunner.MaskMessage(message.Replace(path, "<file>")));
         FuzzCampaign.Check("GGUF model", report);
         Assert.That(report.Accepted, Is.GreaterThan(0));
         Assert.That(report.Rejected, Is.GreaterThan(0));
+    }
+
+    [Test]
+    public void GgufModelWithLyingCountsOnlyLoadsOrRaisesModelFormatException()
+    {
+        // Huge or contradictory declared counts (block_count 2^31 - 1, context_length 2^28, ...), stacked with header byte
+        // edits: each must be refused before it sizes anything (an OutOfMemoryException is a failure), or load and run.
+        string path = Path.Combine(Temp.FullPath, "model.gguf");
+        var options = new FuzzOptions(FuzzCampaign.Iterations(), BaseSeed: 7_900, FuzzCampaign.PerInputLimit, StackProbability: 0.3);
+        FuzzReport report = FuzzRunner.Run(Seeds(Temp.FullPath), [new GgufCountMutator(), new GgufCountMutator(), new ByteMutator(input => Math.Min(input.Length, 8192))],
+            FuzzRunner.ThroughFile(path, LoadAndRunOneToken),
+            e => e is ModelFormatException m && m.FilePath == path, options,
+            message => FuzzRunner.MaskMessage(message.Replace(path, "<file>")));
+        FuzzCampaign.Check("GGUF model, lying counts", report);
+        Assert.That(report.Accepted, Is.GreaterThan(0));
+        Assert.That(report.MessageKinds.Keys, Has.Some.Contains("block_count"), "lying layer counts are refused by name");
+    }
+
+    private static void LoadAndRunOneToken(string path)
+    {
+        using LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions());
+        loaded.Model.CreateContext().Forward([1], allLogits: false, [], []);
     }
 }

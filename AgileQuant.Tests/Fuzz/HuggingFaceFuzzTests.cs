@@ -80,7 +80,7 @@ public sealed class HuggingFaceFuzzTests() : TemporaryDirectoryFixture("aq-fuzz-
             FuzzRunner.ThroughFile(path, p =>
             {
                 HfConfig config = HfConfig.Load(p);
-                TransformerConfig runtime = HfArchitectures.For(config).ReadConfig(config);
+                TransformerConfig runtime = ArchitectureRegistry.ForHfConfig(config).ReadHfConfig(config);
                 runtime.Validate();
                 WeightMemoryBudget.Enforce(p, runtime, Budget);
             }),
@@ -97,7 +97,7 @@ public sealed class HuggingFaceFuzzTests() : TemporaryDirectoryFixture("aq-fuzz-
         // The config is mutated; the weights stay the tiny LLaMA's, so a lying config meets real tensors.
         Temp.Write(SafeTensorsCheckpoint.SingleFileName, LlamaWeights());
         string path = Path.Combine(Temp.FullPath, "config.json");
-        var loadOptions = new ModelLoadOptions { Kernel = TestKernels.Default, MaxWeightBytes = Budget };
+        var loadOptions = new ModelLoadOptions { MaxWeightBytes = Budget };
         var options = new FuzzOptions(FuzzCampaign.Iterations(), BaseSeed: 52_000, FuzzCampaign.PerInputLimit);
         FuzzReport report = FuzzRunner.Run([Encoding.UTF8.GetBytes(LlamaConfig)],
             [new JsonStructureMutator(SizeKeys), new JsonStructureMutator(SizeKeys), new ByteMutator()],
@@ -143,7 +143,7 @@ public sealed class HuggingFaceFuzzTests() : TemporaryDirectoryFixture("aq-fuzz-
     {
         Temp.Write(SafeTensorsCheckpoint.SingleFileName, LlamaWeights());
         Temp.Write("config.json", Encoding.UTF8.GetBytes(LlamaConfig));
-        LoadedModel loaded = ModelLoader.Load(Temp.FullPath, new ModelLoadOptions { Kernel = TestKernels.Default });
+        LoadedModel loaded = ModelLoader.Load(Temp.FullPath, new ModelLoadOptions());
         Assert.That(loaded.Model.CreateContext().Forward([3, 4]), Has.Length.EqualTo(16));
     }
 }

@@ -11,14 +11,12 @@ public sealed class Fp32KernelTests
 {
     private static readonly ScalarFp32Kernel Scalar = new();
 
-    /// <summary>Every SIMD FP32 kernel this CPU and runtime support, at 1 and 2 threads (empty under DOTNET_EnableHWIntrinsic=0).</summary>
+    /// <summary>Every SIMD FP32 kernel of the catalog this CPU and runtime support, at 1 and 2 threads (empty under DOTNET_EnableHWIntrinsic=0).</summary>
     private static IEnumerable<TestCaseData> SimdKernels()
     {
         foreach (int threads in new[] { 1, 2 })
-        {
-            if (Avx2Fp32Kernel.IsSupported) yield return new TestCaseData(new Avx2Fp32Kernel(threads)).SetArgDisplayNames($"avx2 x{threads}");
-            if (AdvSimdFp32Kernel.IsSupported) yield return new TestCaseData(new AdvSimdFp32Kernel(threads)).SetArgDisplayNames($"advsimd x{threads}");
-        }
+            foreach (IMatMulKernel kernel in CatalogKernels.Simd(CatalogKernels.Fp32, 8, threads))
+                yield return new TestCaseData(kernel).SetArgDisplayNames($"{kernel.Name} x{threads}");
     }
 
     /// <summary>(tokens, cols, rows): odd shapes, tile remainders, and LLaMA / stories-like layer shapes.</summary>

@@ -97,4 +97,60 @@ public sealed class KernelConcurrencyStressTests
             Assert.That(y, Is.EqualTo(call.Expected), call.Name);
         }
     }
+
+    /// <summary>
+    /// Matrices never prepared, multiplied first by many threads at once: each call repacks them on its own thread if
+    /// no other has yet (one copy is kept), and every result equals, bit for bit, the same call on an identical matrix
+    /// prepared beforehand; the row-major views read back the same codes.
+    /// </summary>
+    [TestCase(8)]
+    [TestCase(4)]
+    public void ConcurrentFirstCallsOnUnpreparedMatricesGetThePreparedResults(int activationBits)
+    {
+        KernelSet kernels = KernelSelector.Create(new KernelOptions { Threads = 2, ActivationBits = activationBits });
+        for (int round = 0; round < 8; round++)
+        {
+            int tokens = round % 2 == 0 ? 1 : 70; // GEMV and the AVX-512 W8 sign-variant GEMM route
+            IWeightMatrix[] Pair() =>
+            [
+                QuantizedKernelTests.Int4Weights(40, 300, 32, asymmetric: round % 4 < 2, seed: round),
+                new Int8RowMatrix(Enumerable.Range(0, 40 * 300).Select(i => (sbyte)((i * 7 + round) % 255 - 127)).ToArray(), MatMulReference.RandomValues(40, seed: round), 40, 300),
+            ];
+            IWeightMatrix[] prepared = Pair(), fresh = Pair();
+            float[] x = MatMulReference.RandomValues(tokens * 300, seed: round);
+            var expected = new float[prepared.Length][];
+            for (int m = 0; m < prepared.Length; m++)
+            {
+                kernels.Prepare(prepared[m]);
+                expected[m] = new float[tokens * 40];
+                kernels.MatMul(prepared[m], x, expected[m], tokens);
+            }
+            var failures = new List<string>();
+            var go = new ManualResetEventSlim(false);
+            Thread[] callers = Enumerable.Range(0, Callers).Select(caller => new Thread(() =>
+            {
+                go.Wait();
+                try
+                {
+                    for (int m = 0; m < fresh.Length; m++)
+                    {
+                        var y = new float[tokens * 40];
+                        kernels.MatMul(fresh[m], x, y, tokens);
+                        if (!y.AsSpan().SequenceEqual(expected[m])) lock (failures) failures.Add($"round {round}, caller {caller}: {fresh[m].GetType().Name} differs");
+                    }
+                }
+                catch (Exception e)
+                {
+                    lock (failures) failures.Add(e.ToString());
+                }
+            }) { IsBackground = true }).ToArray();
+            foreach (Thread thread in callers) thread.Start();
+            go.Set();
+            foreach (Thread thread in callers) Assert.That(thread.Join(TimeSpan.FromMinutes(2)), "a caller hung");
+            Assert.That(failures, Is.Empty);
+            Assert.That(((PackedInt4Matrix)fresh[0]).Packed.ToArray(), Is.EqualTo(((PackedInt4Matrix)prepared[0]).Packed.ToArray()), $"round {round}: W4 nibbles");
+            Assert.That(((PackedInt4Matrix)fresh[0]).Scales.ToArray(), Is.EqualTo(((PackedInt4Matrix)prepared[0]).Scales.ToArray()), $"round {round}: W4 scales");
+            Assert.That(((Int8RowMatrix)fresh[1]).Codes.ToArray(), Is.EqualTo(((Int8RowMatrix)prepared[1]).Codes.ToArray()), $"round {round}: W8 codes");
+        }
+    }
 }

@@ -27,9 +27,7 @@ public sealed class KernelSelectorTests
         Assert.That(set.KernelFor(new Fp32Matrix(new float[4], 2, 2)), Is.TypeOf<ScalarFp32Kernel>());
     }
 
-    [TestCase(KernelPreference.Avx2)]
-    [TestCase(KernelPreference.Avx512)]
-    [TestCase(KernelPreference.AdvSimd)]
+    [TestCaseSource(typeof(CatalogKernels), nameof(CatalogKernels.SimdEntries))]
     public void PinnedIsaIsUsedOrRefused(KernelPreference preference)
     {
         var options = new KernelOptions { Preference = preference, Threads = 1 };

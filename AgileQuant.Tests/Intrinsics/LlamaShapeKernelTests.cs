@@ -22,8 +22,7 @@ public sealed class LlamaShapeKernelTests
     [TestCaseSource(nameof(Shapes))]
     public void Int4KernelsEqualScalarOnLlamaShape(int rows, int cols)
     {
-        IMatMulKernel[] kernels = [.. SimdKernels(Avx2Int4Kernel.IsSupported ? new Avx2Int4Kernel(8, 2) : null, Avx512Int4Kernel.IsSupported ? new Avx512Int4Kernel(8, 2) : null,
-            AdvSimdKernels.Int4(8, 2))];
+        IMatMulKernel[] kernels = [.. CatalogKernels.Simd(CatalogKernels.Int4, 8, threads: 2)];
         if (kernels.Length == 0) Assert.Ignore("No SIMD int4 kernel is enabled on this machine; the scalar kernel is the reference itself.");
         PackedInt4Matrix w = QuantizedKernelTests.Int4Weights(rows, cols, groupSize: 128, asymmetric: true, seed: rows + cols);
         AssertKernelsMatchScalar(new ScalarInt4Kernel(8), w, kernels);
@@ -32,14 +31,11 @@ public sealed class LlamaShapeKernelTests
     [TestCaseSource(nameof(Shapes))]
     public void Int8KernelsEqualScalarOnLlamaShape(int rows, int cols)
     {
-        IMatMulKernel[] kernels = [.. SimdKernels(Avx2Int8Kernel.IsSupported ? new Avx2Int8Kernel(8, 2) : null, Avx512Int8Kernel.IsSupported ? new Avx512Int8Kernel(8, 2) : null,
-            AdvSimdKernels.Int8(8, 2))];
+        IMatMulKernel[] kernels = [.. CatalogKernels.Simd(CatalogKernels.Int8, 8, threads: 2)];
         if (kernels.Length == 0) Assert.Ignore("No SIMD int8 kernel is enabled on this machine; the scalar kernel is the reference itself.");
         Int8RowMatrix w = QuantizedKernelTests.Int8Weights(rows, cols, seed: rows + cols);
         AssertKernelsMatchScalar(new ScalarInt8Kernel(8), w, kernels);
     }
-
-    private static IEnumerable<IMatMulKernel> SimdKernels(params IMatMulKernel?[] kernels) => kernels.OfType<IMatMulKernel>();
 
     private static void AssertKernelsMatchScalar(IMatMulKernel scalar, IWeightMatrix w, IMatMulKernel[] kernels)
     {

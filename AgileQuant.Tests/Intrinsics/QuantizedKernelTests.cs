@@ -16,24 +16,17 @@ public sealed class QuantizedKernelTests
         (11, 512, 21), (7, 172, 3), (1, 1, 1), (5, 33, 17), (3, 4096, 64), (1, 11008, 24), (9, 288, 40), (2, 768, 5), (64, 100, 9),
     ];
 
-    /// <summary>Every SIMD int4 kernel supported here, at 1 and 2 threads and both activation widths.</summary>
-    private static IEnumerable<TestCaseData> SimdInt4Kernels() =>
-        SimdKernels(bits => threads => Avx2Int4Kernel.IsSupported ? new Avx2Int4Kernel(bits, threads) : null,
-            bits => threads => Avx512Int4Kernel.IsSupported ? new Avx512Int4Kernel(bits, threads) : null,
-            bits => threads => AdvSimdKernels.Int4(bits, threads));
+    /// <summary>Every SIMD int4 kernel of the catalog supported here, at 1 and 2 threads and both activation widths.</summary>
+    private static IEnumerable<TestCaseData> SimdInt4Kernels() => SimdKernels(CatalogKernels.Int4);
 
-    private static IEnumerable<TestCaseData> SimdInt8Kernels() =>
-        SimdKernels(bits => threads => Avx2Int8Kernel.IsSupported ? new Avx2Int8Kernel(bits, threads) : null,
-            bits => threads => Avx512Int8Kernel.IsSupported ? new Avx512Int8Kernel(bits, threads) : null,
-            bits => threads => AdvSimdKernels.Int8(bits, threads));
+    private static IEnumerable<TestCaseData> SimdInt8Kernels() => SimdKernels(CatalogKernels.Int8);
 
-    private static IEnumerable<TestCaseData> SimdKernels(params Func<int, Func<int, IMatMulKernel?>>[] factories)
+    private static IEnumerable<TestCaseData> SimdKernels(IWeightMatrix format)
     {
         foreach (int bits in new[] { 8, 4 })
             foreach (int threads in new[] { 1, 2 })
-                foreach (Func<int, Func<int, IMatMulKernel?>> factory in factories)
-                    if (factory(bits)(threads) is { } kernel)
-                        yield return new TestCaseData(kernel, bits).SetArgDisplayNames($"{kernel.Name} x{threads}");
+                foreach (IMatMulKernel kernel in CatalogKernels.Simd(format, bits, threads))
+                    yield return new TestCaseData(kernel, bits).SetArgDisplayNames($"{kernel.Name} x{threads}");
     }
 
     [TestCaseSource(nameof(SimdInt4Kernels))]
@@ -101,7 +94,7 @@ public sealed class QuantizedKernelTests
         foreach ((int tokens, int cols, int rows) in Shapes)
         {
             Int8RowMatrix w = Int8Weights(rows, cols, seed: cols);
-            Int8RowBlocks blocks = w.RowBlocks!;
+            Int8RowBlocks blocks = w.RepackToRowBlocks();
             var xq = new QuantizedActivations();
             xq.Quantize(MatMulReference.RandomValues(tokens * cols, seed: rows), tokens, cols, 8, w.RowStride, ActivationOrder.Plain);
             var actual = new int[6 * 8];

@@ -15,7 +15,7 @@ namespace AgileQuant.Tests.Models;
 [TestFixture]
 public class CorruptModelInputTests
 {
-    private static byte[] Stories260K() => File.ReadAllBytes(SharedAssets.Require("assets/models/stories260K/stories260K.bin"));
+    private static byte[] Stories260K() => File.ReadAllBytes(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"));
 
     private static byte[] WithHeaderField(byte[] file, int field, int value)
     {
@@ -67,7 +67,7 @@ public class CorruptModelInputTests
     [Test]
     public void TokenizerWithWrongVocabularySizeIsRefused()
     {
-        string model = SharedAssets.Require("assets/models/stories260K/stories260K.bin");
+        string model = SharedAssets.InRepo("assets/models/stories260K/stories260K.bin");
         string tokenizer = SharedAssets.Require("assets/tokenizers/llama2-32k/tokenizer.bin");
         var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(model, new ModelLoadOptions { TokenizerPath = tokenizer }))!;
         Assert.That(e.Message, Does.Contain("512").And.Contain("vocab size"));
@@ -76,7 +76,7 @@ public class CorruptModelInputTests
     [Test]
     public void PromptLongerThanContextIsRefused()
     {
-        LoadedModel loaded = ModelLoader.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions { Kernel = TestKernels.Default });
+        LoadedModel loaded = ModelLoader.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions());
         var generator = new TextGenerator(loaded.Model, loaded.Tokenizer!);
         string prompt = string.Concat(Enumerable.Repeat("Once upon a time there was a cat. ", 200));
         var e = Assert.ThrowsAsync<AgileQuantException>(async () => await generator.GenerateAsync(prompt, new GenerationOptions(), null))!;
@@ -88,7 +88,7 @@ public class CorruptModelInputTests
     [Test]
     public void TokenIdOutsideVocabularyIsRefused()
     {
-        LoadedModel loaded = ModelLoader.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions { Kernel = TestKernels.Default });
+        LoadedModel loaded = ModelLoader.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions());
         var e = Assert.Throws<AgileQuantException>(() => loaded.Model.CreateContext().Forward([1, 512]))!;
         Assert.That(e.Message, Does.Contain("512").And.Contain("index 1"));
     }

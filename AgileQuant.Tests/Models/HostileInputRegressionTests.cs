@@ -49,7 +49,7 @@ public sealed class HostileInputRegressionTests() : TemporaryDirectoryFixture("a
         Temp.Write(SafeTensorsCheckpoint.SingleFileName, HuggingFaceFuzzTests.LlamaWeights());
         Temp.Write("config.json", Encoding.UTF8.GetBytes(HuggingFaceFuzzTests.LlamaConfig
             .Replace("\"hidden_size\":8", "\"hidden_size\":1073741824").Replace("\"intermediate_size\":12", "\"intermediate_size\":1073741824")));
-        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(Temp.FullPath, new ModelLoadOptions { Kernel = TestKernels.Default }))!;
+        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(Temp.FullPath, new ModelLoadOptions()))!;
         Assert.That(e.Message, Does.Contain("loading budget").And.Contain("config.json"));
     }
 
@@ -59,7 +59,7 @@ public sealed class HostileInputRegressionTests() : TemporaryDirectoryFixture("a
         Temp.Write(SafeTensorsCheckpoint.SingleFileName, HuggingFaceFuzzTests.LlamaWeights());
         Temp.Write("config.json", Encoding.UTF8.GetBytes(HuggingFaceFuzzTests.LlamaConfig));
         // 4·(V·d + L·(2·d² + 2·kv·d + 3·f·d)) = 4·(16·8 + 2·(2·64 + 2·4·8 + 3·12·8)) = 4·1088 = 4352 bytes implied.
-        var options = new ModelLoadOptions { Kernel = TestKernels.Default, MaxWeightBytes = 4351 };
+        var options = new ModelLoadOptions { MaxWeightBytes = 4351 };
         var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(Temp.FullPath, options))!;
         Assert.That(e.Message, Does.Contain("at least 4352 bytes").And.Contain("budget of 4351"));
         Assert.That(ModelLoader.Load(Temp.FullPath, options with { MaxWeightBytes = 4352 }).Model.Config.HiddenSize, Is.EqualTo(8));
@@ -78,7 +78,7 @@ public sealed class HostileInputRegressionTests() : TemporaryDirectoryFixture("a
         int at = 28 + 4 * 37; // token embedding, element 37
         BitConverter.TryWriteBytes(file.AsSpan(at), bad);
         string path = Temp.Write("model.bin", file);
-        var options = new ModelLoadOptions { Kernel = TestKernels.Default };
+        var options = new ModelLoadOptions();
         var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(path, options))!;
         Assert.That(e.Message, Does.Contain("expected finite weights").And.Contain(bad.ToString()));
         Assert.That(e.TensorName, Is.Not.Null);

@@ -74,14 +74,17 @@ public class LoadedModelTests
     }
 
     [Test]
-    public void ThreadsAndKernelOverrideChooseTheKernel()
+    public void KernelOptionsChooseTheKernelAndItsThreads()
     {
-        using LoadedModel oneThread = ModelLoader.Load(new ModelLoadOptions { Path = Stories260K, Threads = 1, KernelOptions = new KernelOptions { Threads = 2 } });
-        Assert.That(((KernelSet)oneThread.Model.Kernel).Threads, Is.EqualTo(1), "Threads overrides KernelOptions.Threads");
+        using LoadedModel oneThread = ModelLoader.Load(new ModelLoadOptions { Path = Stories260K, KernelOptions = new KernelOptions { Threads = 1 } });
+        Assert.That(((KernelSet)oneThread.Model.Kernel).Threads, Is.EqualTo(1));
+        Assert.That(((KernelSet)oneThread.Model.Kernel).Isa, Is.EqualTo(KernelSelector.BestSupported));
 
-        KernelSet scalar = KernelSelector.Create(new KernelOptions { Preference = KernelPreference.Scalar, Threads = 1 });
-        using LoadedModel overridden = ModelLoader.Load(Stories260K, new ModelLoadOptions { Kernel = scalar, Threads = 2 });
-        Assert.That(overridden.Model.Kernel, Is.SameAs(scalar));
+        using LoadedModel scalar = ModelLoader.Load(Stories260K, new ModelLoadOptions { KernelOptions = new KernelOptions { Preference = KernelPreference.Scalar, Threads = 2 } });
+        Assert.That(((KernelSet)scalar.Model.Kernel).Isa, Is.EqualTo(KernelPreference.Scalar));
+        Assert.That(((KernelSet)scalar.Model.Kernel).Threads, Is.EqualTo(2));
+        Assert.That(() => ModelLoader.Load(Stories260K, new ModelLoadOptions { KernelOptions = new KernelOptions { Threads = -1 } }),
+            Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("KernelOptions.Threads"));
         Assert.That(() => ModelLoader.Load(new ModelLoadOptions()), Throws.ArgumentException, "the options overload needs a path");
     }
 

@@ -13,13 +13,13 @@ public class Stories260KGoldenTests
         JsonDocument.Parse(File.ReadAllText(SharedAssets.Require("assets/golden/stories260K_once_upon_a_time.json"))).RootElement;
 
     private static TransformerModel Model() =>
-        new(Llama2cCheckpoint.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin")), TestKernels.Default);
+        new(Llama2cCheckpoint.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin")), TestKernels.Default);
 
     [Test]
     public void HeaderMatchesGoldenConfig()
     {
         JsonElement golden = Golden();
-        TransformerConfig c = Llama2cCheckpoint.ReadConfig(SharedAssets.Require("assets/models/stories260K/stories260K.bin"));
+        TransformerConfig c = Llama2cCheckpoint.ReadConfig(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"));
         int[] expected = golden.GetProperty("config").EnumerateArray().Select(e => e.GetInt32()).ToArray();
         Assert.That(new[] { c.HiddenSize, c.IntermediateSize, c.NumLayers, c.NumHeads, c.NumKvHeads, c.VocabSize, c.MaxSequenceLength }, Is.EqualTo(expected));
     }

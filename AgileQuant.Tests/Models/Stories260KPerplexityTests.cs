@@ -10,8 +10,8 @@ namespace AgileQuant.Tests.Models;
 [TestFixture]
 public class Stories260KPerplexityTests
 {
-    private static LoadedModel Loaded() => ModelLoader.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin"),
-        new ModelLoadOptions { Kernel = TestKernels.Default });
+    private static LoadedModel Loaded() => ModelLoader.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"),
+        new ModelLoadOptions());
 
     private static IReadOnlyList<IReadOnlyList<int>> Stories(LoadedModel loaded)
     {

@@ -2,12 +2,13 @@
 // 1. loads a model with progress (default: the bundled stories260K), 2. streams a chat reply through IChatClient,
 // 3. cancels a second reply mid-stream, 4. shows the model is still usable, 5. serves two requests concurrently.
 // Usage: dotnet run --project samples/ChatHost -- [MODEL_PATH]
+using AgileQuant.Intrinsics;
 using AgileQuant.Models;
 using AgileQuant.Models.ChatClient;
 using Microsoft.Extensions.AI;
 
 string modelPath = args.Length > 0 ? args[0] : FindBundledModel();
-using LoadedModel model = await ModelLoader.LoadAsync(new ModelLoadOptions { Path = modelPath, Threads = 2 }, new LoadProgressLine());
+using LoadedModel model = await ModelLoader.LoadAsync(new ModelLoadOptions { Path = modelPath, KernelOptions = new KernelOptions { Threads = 2 } }, new LoadProgressLine());
 var config = model.Model.Config;
 Console.WriteLine($"Loaded {Path.GetFileName(modelPath)}: {config.Family}, {config.NumLayers} layers, vocab {config.VocabSize}, kernel {model.Model.Kernel.Name}");
 

@@ -10,7 +10,7 @@ namespace AgileQuant.Tests.Core.Generation;
 [TestFixture]
 public class TextGeneratorTests
 {
-    private static LoadedModel Bundled() => ModelLoader.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions { Kernel = TestKernels.Default });
+    private static LoadedModel Bundled() => ModelLoader.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions());
 
     private static async Task<(string Text, List<int> Tokens, FinishReason? Finish)> Collect(IAsyncEnumerable<GenerationUpdate> stream)
     {
@@ -94,5 +94,46 @@ public class TextGeneratorTests
         Assert.That(pieces.Any(p => p.Length == 0), Is.True, "some byte tokens must be held back");
         Assert.That(pieces, Has.None.Contains('\uFFFD'));
         Assert.That(string.Concat(pieces), Is.EqualTo(text));
+    }
+
+    [Test]
+    public async Task Llama2cModelsEndAtBosAsRunCDoes()
+    {
+        // llama2.c's run.c stops when the model samples BOS (id 1): stories260K writes it to start the next story.
+        LoadedModel m = Bundled();
+        Assert.That(m.EndTokenIds, Is.EquivalentTo(new[] { 2, 1 }));
+        var generator = new TextGenerator(m.Model, m.Tokenizer!);
+        SamplingOptions sampling = SamplingOptions.LlamaCppDefaults with { Seed = 3 };
+        GenerationResult declared = await generator.GenerateAsync("Once upon a time", new GenerationOptions { MaxTokens = 500, Sampling = sampling, EndTokenIds = m.EndTokenIds }, null);
+        GenerationResult eosOnly = await generator.GenerateAsync("Once upon a time", new GenerationOptions { MaxTokens = 500, Sampling = sampling }, null);
+        Assert.That(declared.Finish, Is.EqualTo(FinishReason.EndOfSequence));
+        Assert.That(declared.Tokens, Has.No.Member(1));
+        Assert.That(eosOnly.Tokens.Take(declared.Tokens.Count), Is.EqualTo(declared.Tokens), "the same draws up to the stop");
+        Assert.That(eosOnly.Tokens[declared.Tokens.Count], Is.EqualTo(1), "without BOS as an end token the next token is BOS and the text runs on");
+    }
+
+    [Test]
+    public async Task TimingsSeparatePromptEvaluationFromDecodeSteps()
+    {
+        LoadedModel m = Bundled();
+        var generator = new TextGenerator(m.Model, m.Tokenizer!);
+        GenerationResult result = await generator.GenerateAsync("Once upon a time", new GenerationOptions { MaxTokens = 12, EndTokenIds = [] }, null);
+        Assert.That(result.Finish, Is.EqualTo(FinishReason.MaxTokens));
+        Assert.That(result.Timings.PromptSeconds, Is.GreaterThan(0));
+        Assert.That(result.Timings.DecodeSteps, Is.EqualTo(11), "the first token comes from the prompt's logits, each later one from a decode step");
+        Assert.That(result.Timings.DecodeSeconds, Is.GreaterThan(0));
+        Assert.That(result.Timings.DecodeTokensPerSecond, Is.EqualTo(11 / result.Timings.DecodeSeconds).Within(1e-9));
+    }
+
+    [Test]
+    public async Task RepetitionPenaltyChangesTheGreedyText()
+    {
+        LoadedModel m = Bundled();
+        var generator = new TextGenerator(m.Model, m.Tokenizer!);
+        GenerationResult plain = await generator.GenerateAsync("Once upon a time", new GenerationOptions { MaxTokens = 60 }, null);
+        GenerationResult penalized = await generator.GenerateAsync("Once upon a time", new GenerationOptions { MaxTokens = 60, Sampling = new SamplingOptions { RepetitionPenalty = 1.3f } }, null);
+        Assert.That(penalized.Tokens, Is.Not.EqualTo(plain.Tokens));
+        int Repeats(IReadOnlyList<int> tokens) => tokens.Count - tokens.Distinct().Count();
+        Assert.That(Repeats(penalized.Tokens), Is.LessThan(Repeats(plain.Tokens)));
     }
 }

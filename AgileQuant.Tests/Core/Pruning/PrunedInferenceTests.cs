@@ -18,7 +18,7 @@ public class PrunedInferenceTests
 
     private static TransformerModel Fixture(string name, TokenPruningSchedule? schedule)
     {
-        LoadedModel loaded = ModelLoader.Load(SharedAssets.Require("fixtures/" + name), new ModelLoadOptions { Kernel = TestKernels.Default });
+        LoadedModel loaded = ModelLoader.Load(SharedAssets.Require("fixtures/" + name), new ModelLoadOptions());
         return new TransformerModel(loaded.Model.Weights, TestKernels.Default, new RuntimeOptions { Pruning = schedule });
     }
 

@@ -2,7 +2,7 @@ using AgileQuant.Core.Pruning;
 
 namespace AgileQuant.Tests.Core.Pruning;
 
-/// <summary>TokenPruner and TokenPruningSchedule against hand-computed attention maps (METHOD.md §3).</summary>
+/// <summary>TokenPruner and TokenPruningSchedule against hand-computed attention maps (docs/method.md §3).</summary>
 [TestFixture]
 public class TokenPrunerTests
 {

@@ -18,7 +18,7 @@ public class IntegerMatMulPipelineTests
         return Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 2 - 1)).ToArray();
     }
 
-    // x̂[c] = s·round(x[c]/s), s = max|x|/qmax (ties to even) — the per-token activation quantizer of METHOD.md §1
+    // x̂[c] = s·round(x[c]/s), s = max|x|/qmax (ties to even) — the per-token activation quantizer of docs/method.md §1
     private static double[] DequantizedActivations(ReadOnlySpan<float> x, int bits)
     {
         double qmax = (1 << (bits - 1)) - 1, max = 0;

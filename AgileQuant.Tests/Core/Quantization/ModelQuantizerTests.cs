@@ -10,7 +10,7 @@ namespace AgileQuant.Tests.Core.Quantization;
 [TestFixture]
 public class ModelQuantizerTests
 {
-    private static LoadedModel Bundled() => ModelLoader.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions { Kernel = TestKernels.Default });
+    private static LoadedModel Bundled() => ModelLoader.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions());
 
     private static IReadOnlyList<IReadOnlyList<int>> Stories(LoadedModel m, int skip, int take) =>
         TextCorpus.SplitDocuments(File.ReadAllText(SharedAssets.InRepo("assets/text/tinystories_valid_first100.txt")), "<|endoftext|>")

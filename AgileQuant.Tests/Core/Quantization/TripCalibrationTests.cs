@@ -9,12 +9,12 @@ using AgileQuant.Tests.Core.Pruning;
 
 namespace AgileQuant.Tests.Core.Quantization;
 
-/// <summary>TRIP (METHOD.md §4): folded outlier factors, static scales from calibration, the fused pass in the runtime.</summary>
+/// <summary>TRIP (docs/method.md §4): folded outlier factors, static scales from calibration, the fused pass in the runtime.</summary>
 [TestFixture]
 public class TripCalibrationTests
 {
     private static readonly Lazy<LoadedModel> Bundled = new(() =>
-        ModelLoader.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions { Kernel = TestKernels.Default }));
+        ModelLoader.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions()));
 
     private static int[][] Calibration(int skip, int take) =>
         TextCorpus.SplitDocuments(File.ReadAllText(SharedAssets.InRepo("assets/text/tinystories_valid_first100.txt")), "<|endoftext|>")
@@ -47,7 +47,7 @@ public class TripCalibrationTests
     [TestCase("bloom_tiny")]
     public void FoldingFactorsIntoTheFixturesLeavesTheFp32LogitsUnchanged(string fixture)
     {
-        TransformerModel fp32 = ModelLoader.Load(SharedAssets.Require("fixtures/" + fixture), new ModelLoadOptions { Kernel = TestKernels.Default }).Model;
+        TransformerModel fp32 = ModelLoader.Load(SharedAssets.Require("fixtures/" + fixture), new ModelLoadOptions()).Model;
         TransformerConfig c = fp32.Config;
         var random = new Random(9);
         float[] Factors(int width) => Enumerable.Range(0, width).Select(_ => MathF.ScaleB(1f, random.Next(0, 5))).ToArray();

@@ -48,9 +48,9 @@ public sealed class ConcurrentInferenceStressTests
     [TestCase("W4A4-RTN")]
     public async Task ConcurrentContextsWithRandomCancellationsMatchSequentialRuns(string scheme)
     {
-        var model = new TransformerModel(Llama2cCheckpoint.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin")), TestKernels.Default);
+        var model = new TransformerModel(Llama2cCheckpoint.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin")), TestKernels.Default);
         if (scheme != "FP32") model = ModelQuantizer.Quantize(model, QuantizationConfig.Parse(scheme));
-        var tokenizer = Llama2cTokenizer.Load(SharedAssets.Require("assets/models/stories260K/tok512.bin"), model.Config.VocabSize);
+        var tokenizer = Llama2cTokenizer.Load(SharedAssets.InRepo("assets/models/stories260K/tok512.bin"), model.Config.VocabSize);
         var generator = new TextGenerator(model, tokenizer);
         IReadOnlyList<int>[] prompts = Prompts.Select(p => generator.EncodePrompt(p)).ToArray();
         List<int>[] expected = new List<int>[Contexts];

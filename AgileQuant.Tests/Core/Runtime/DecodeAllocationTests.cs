@@ -13,7 +13,7 @@ public sealed class DecodeAllocationTests
     [Test]
     public void AnFp32DecodeStepAllocatesOnlyItsLogits()
     {
-        var model = new TransformerModel(Llama2cCheckpoint.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin")), TestKernels.Default);
+        var model = new TransformerModel(Llama2cCheckpoint.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin")), TestKernels.Default);
         InferenceContext context = model.CreateContext();
         context.Forward(Enumerable.Range(1, 20).ToArray());
         context.Forward([5]); // JIT, the kernels' per-thread scratch

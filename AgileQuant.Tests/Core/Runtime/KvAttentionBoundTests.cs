@@ -2,6 +2,7 @@ using AgileQuant.Core.Runtime;
 using AgileQuant.Core.Runtime.KvStorage;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Threading;
+using AgileQuant.Tests.Models.Architectures;
 
 namespace AgileQuant.Tests.Core.Runtime;
 
@@ -10,7 +11,9 @@ namespace AgileQuant.Tests.Core.Runtime;
 /// stores (decoded) against the keys and values given, attention over them against attention computed in double
 /// precision, and, for f16, attention end to end against the unrounded reference. A prefill chunk, then decode steps
 /// (so keys sit both in whole per-channel groups and in the partial group), with GQA, odd head sizes (blocks of 8 and
-/// 16), ALiBi, padding and a sliding window, on the SIMD kernels and on their scalar twins.
+/// 16), ALiBi, padding and a sliding window, on the SIMD kernels and on their scalar twins; and the family features the
+/// attention applies (Gemma 2's local layer: its own attention scale, soft-capped scores, the position-based window with
+/// NaN start-token scores for rows outside it) on every type.
 /// </summary>
 /// <remarks>
 /// Stored values (fp16↑(x) ≤ x·(1 + 2^−10) + 2^−24 is a scale rounded up to fp16):
@@ -24,7 +27,7 @@ namespace AgileQuant.Tests.Core.Runtime;
 /// <item>Keys of the partial group (fewer than a group's tokens so far) are fp16, and a group completed by later tokens is
 /// rounded from those fp16 keys: its range grows by at most 2^−11, its values are off by 2^−11·|k| + 2^−25 more.</item>
 /// </list>
-/// Attention: with every score off by at most Δ, softmax weights move by at most p_j·(e^{2Δ} − 1), so
+/// Attention: soft-capping c·tanh(s/c) is 1-Lipschitz, so a capped score is off by no more than the score before it. With every score off by at most Δ, softmax weights move by at most p_j·(e^{2Δ} − 1), so
 /// |ô − o| ≤ (e^{2Δ} − 1)·Σ_j p_j·|v_j| + max_j |δv_j| + the FP32 rounding of the streamed sums (a slack of 1e-5 of
 /// Σ p·|v| and of the largest visible value: at most 70 terms, exponentials within a few ulps). Over the stored values, Δ is the FP32 rounding
 /// of the score, (d + 2)·2^−24·scale·Σ|q·k̂|, plus, for q8/q4 keys scored on integers, the query's int16 rounding: per
@@ -65,10 +68,30 @@ public sealed unsafe class KvAttentionBoundTests
         Assert.That(run.RowsChecked, Is.GreaterThan(70 * heads / 2), "rows compared");
     }
 
+    public static IEnumerable<TestCaseData> Gemma2Cases() =>
+        from type in new[] { KvCacheType.F16, KvCacheType.Q8, KvCacheType.Q4 }
+        from simd in new[] { true, false }
+        select new TestCaseData(type, simd).SetName($"{type} gemma2 local layer simd={simd}");
+
+    [TestCaseSource(nameof(Gemma2Cases))]
+    public void Gemma2sScaleSoftCapAndWindowHoldOnEveryTypeWithinItsBounds(KvCacheType type, bool simd)
+    {
+        // the family test model's Gemma 2 (head size 96, soft-cap 5, window 16 on layer 0), with an attention scale other than
+        // 1/√96 (as query_pre_attn_scalar sets one), so a path that ignored it would fail the bound
+        FamilyTestModel gemma = FamilyTestModel.All.Single(m => m.Name == "gemma2");
+        gemma = gemma with { Config = gemma.Config with { AttentionScale = 1f / 16 } };
+        Assert.That((gemma.Config.IsLocalLayer(0), gemma.Config.AttentionLogitSoftcap), Is.EqualTo((true, 5f)));
+        IMatMulKernel kernel = simd ? TestKernels.Default : KernelSelector.Create(new KernelOptions { Preference = KernelPreference.Scalar });
+        var model = new TransformerModel(gemma.RandomWeights(7), kernel, new RuntimeOptions { KvCache = type });
+        var run = new AttentionRun(model, seed: 11, padding: true, againstStored: true);
+        run.FeedPrefillThenDecode();
+        Assert.That(run.RowsChecked, Is.GreaterThan(70 * gemma.Config.NumHeads / 2), "rows compared");
+    }
+
     private static TransformerModel Model(KvCacheType type, int heads, int kvHeads, int headDim, bool alibi, int window, bool simd)
     {
         TransformerWeights weights = RandomLlama.Create(heads, kvHeads, headDim, context: Context, positions: alibi ? PositionKind.Alibi : PositionKind.Rotary,
-            slidingWindows: window > 0 ? [window] : null);
+            slidingWindow: window);
         IMatMulKernel kernel = simd ? TestKernels.Default : KernelSelector.Create(new KernelOptions { Preference = KernelPreference.Scalar });
         return new TransformerModel(weights, kernel, new RuntimeOptions { KvCache = type });
     }
@@ -162,8 +185,9 @@ public sealed unsafe class KvAttentionBoundTests
         private void Check(Stored stored, int slot, int h, ReadOnlySpan<float> output, float startProbability)
         {
             int hd = _c.HeadDim, kv = _c.KvDim, kvHead = h / (_c.NumHeads / _c.NumKvHeads), cached = stored.Keys.Length / kv;
-            int window = _c.SlidingWindowAt(0), first = window > 0 ? Math.Max(0, slot + 1 - window) : 0;
-            double scale = 1 / Math.Sqrt(hd);
+            // positions are the slots here: the window holds positions p_j > p_i − window
+            int window = _c.IsLocalLayer(0) ? _c.SlidingWindow : 0, first = window > 0 ? Math.Max(0, slot + 1 - window) : 0;
+            double scale = _c.AttentionScale > 0 ? _c.AttentionScale : 1 / Math.Sqrt(hd), cap = _c.AttentionLogitSoftcap;
             float[] q = _queries.AsSpan(slot * _c.NumHeads * hd + h * hd, hd).ToArray();
             float[] keys = _againstStored ? stored.Keys : _keys, values = _againstStored ? stored.Values : _values;
             int[] visible = Enumerable.Range(first, slot + 1 - first).Where(j => !_masked[j]).ToArray();
@@ -172,7 +196,8 @@ public sealed unsafe class KvAttentionBoundTests
                 Assert.That(output.ToArray(), Is.All.EqualTo(0f), $"row {slot} head {h}: nothing visible");
                 return;
             }
-            double[] s = visible.Select(j => scale * Dot(q, keys.AsSpan(j * kv + kvHead * hd, hd)) + (_slopes is null ? 0 : _slopes[h] * (double)j)).ToArray();
+            double Capped(double x) => cap > 0 ? cap * Math.Tanh(x / cap) : x;
+            double[] s = visible.Select(j => Capped(scale * Dot(q, keys.AsSpan(j * kv + kvHead * hd, hd))) + (_slopes is null ? 0 : _slopes[h] * (double)j)).ToArray();
             double max = s.Max(), sum = s.Sum(x => Math.Exp(x - max));
             double[] p = s.Select(x => Math.Exp(x - max) / sum).ToArray();
             double delta = visible.Max(j => ScoreBound(q, stored, j, kvHead, scale, cached));
@@ -192,8 +217,9 @@ public sealed unsafe class KvAttentionBoundTests
                 double bound = spread * weighted + valueError + 1e-5 * (weighted + largest);
                 Assert.That(output[d], Is.EqualTo(expected).Within(bound), $"row {slot} head {h} dim {d} ({_model.KvCacheDescription})");
             }
-            double p0 = visible[0] == 0 ? p[0] : 0;
-            Assert.That(startProbability, Is.EqualTo(p0).Within(p0 * spread + 1e-6), $"row {slot} head {h}: start-token probability");
+            // NaN where the start token lies outside the row's window (the row cannot be ranked by it)
+            double p0 = first > 0 ? double.NaN : visible[0] == 0 ? p[0] : 0;
+            Assert.That(startProbability, first > 0 ? Is.NaN : Is.EqualTo(p0).Within(p0 * spread + 1e-6), $"row {slot} head {h}: start-token probability");
             RowsChecked++;
         }
 

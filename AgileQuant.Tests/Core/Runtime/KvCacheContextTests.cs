@@ -39,7 +39,7 @@ public sealed class KvCacheContextTests
     public void TheLoaderSetsTheContextLengthAndKvType()
     {
         using LoadedModel loaded = ModelLoader.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin"),
-            new ModelLoadOptions { Kernel = TestKernels.Default, ContextLength = 100, KvCache = KvCacheType.Q8 });
+            new ModelLoadOptions { ContextLength = 100, KvCache = KvCacheType.Q8 });
         Assert.That((loaded.Model.ContextLength, loaded.Model.Options.KvCache), Is.EqualTo((100, (KvCacheType?)KvCacheType.Q8)));
         var e = Assert.Throws<AgileQuantException>(() => loaded.CreateContext().Forward(Enumerable.Range(1, 101).ToArray()))!;
         Assert.That(e.Message, Does.Contain("context length is 100").And.Not.Contain('\n'));
@@ -144,7 +144,7 @@ public sealed class KvCacheContextTests
 
     private static (TransformerModel Fp32, IReadOnlyList<int>[] Stories) Stories260K(int count)
     {
-        LoadedModel loaded = ModelLoader.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions { Kernel = TestKernels.Default });
+        LoadedModel loaded = ModelLoader.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin"), new ModelLoadOptions());
         string text = File.ReadAllText(SharedAssets.Require("assets/text/tinystories/tinystories_valid_first1000.txt"));
         IReadOnlyList<int>[] stories = TextCorpus.SplitDocuments(text, "<|endoftext|>").Skip(100).Take(count)
             .Select(s => (IReadOnlyList<int>)loaded.Tokenizer!.EncodeToIds(s)).ToArray();

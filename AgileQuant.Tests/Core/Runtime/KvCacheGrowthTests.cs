@@ -11,7 +11,7 @@ namespace AgileQuant.Tests.Core.Runtime;
 public sealed class KvCacheGrowthTests
 {
     private static TransformerModel Stories260K() =>
-        new(Llama2cCheckpoint.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin")), TestKernels.Default);
+        new(Llama2cCheckpoint.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin")), TestKernels.Default);
 
     [Test]
     public void AFreshContextAllocatesForTheTokensItHoldsNotTheContextLength()

@@ -8,10 +8,11 @@ internal static class RandomLlama
 {
     /// <summary>
     /// <paramref name="layers"/> layers of <paramref name="heads"/> query heads, <paramref name="kvHeads"/> key/value heads of
-    /// <paramref name="headDim"/>, vocab 64, SwiGLU of twice the width; rotary positions unless <paramref name="positions"/> says otherwise.
+    /// <paramref name="headDim"/>, vocab 64, SwiGLU of twice the width; rotary positions unless <paramref name="positions"/> says otherwise;
+    /// a sliding window of <paramref name="slidingWindow"/> positions in every layer (0: none).
     /// </summary>
     public static TransformerWeights Create(int heads, int kvHeads, int headDim, int layers = 1, int context = 512, PositionKind positions = PositionKind.Rotary,
-        IReadOnlyList<int>? slidingWindows = null, int seed = 5)
+        int slidingWindow = 0, int seed = 5)
     {
         var random = new Random(seed);
         int dim = heads * headDim, kv = kvHeads * headDim, ffn = 2 * dim, vocab = 64;
@@ -19,7 +20,7 @@ internal static class RandomLlama
         {
             Family = "llama", VocabSize = vocab, HiddenSize = dim, IntermediateSize = ffn, NumLayers = layers, NumHeads = heads, NumKvHeads = kvHeads,
             MaxSequenceLength = context, Norm = NormKind.RmsNorm, NormEpsilon = 1e-5f, Positions = positions,
-            RotaryPairing = RotaryPairing.RotateHalf, Mlp = MlpKind.SwiGlu, SlidingWindows = slidingWindows,
+            RotaryPairing = RotaryPairing.RotateHalf, Mlp = MlpKind.SwiGlu, SlidingWindow = slidingWindow,
         };
         float[] Floats(int n, float amplitude) => Enumerable.Range(0, n).Select(_ => (random.NextSingle() * 2 - 1) * amplitude).ToArray();
         LinearLayer Linear(int rows, int cols) => new(new Fp32Matrix(Floats(rows * cols, 1.5f / MathF.Sqrt(cols)), rows, cols));

@@ -23,7 +23,7 @@ public sealed unsafe class StreamingAttentionTests
     public void AgreesWithTheExactPathOnValuesFp16Holds(int heads, int kvHeads, int headDim, bool alibi, int window, bool padding, bool log2)
     {
         TransformerWeights weights = RandomLlama.Create(heads, kvHeads, headDim, context: Context, positions: alibi ? PositionKind.Alibi : PositionKind.Rotary,
-            slidingWindows: window > 0 ? [window] : null);
+            slidingWindow: window);
         var attention = new AttentionQuantization { Log2Softmax = log2 };
         var streaming = new TransformerModel(weights, TestKernels.Default, new RuntimeOptions { KvCache = KvCacheType.F16, Attention = attention });
         var exact = new TransformerModel(weights, TestKernels.Default, new RuntimeOptions { KvCache = KvCacheType.F32, Attention = attention });

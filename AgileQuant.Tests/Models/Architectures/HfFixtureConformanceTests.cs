@@ -26,7 +26,7 @@ public class HfFixtureConformanceTests
     private static (TransformerModel Model, JsonElement Reference) Load(string fixture, string weights, string reference)
     {
         string dir = SharedAssets.Require("fixtures/" + fixture);
-        LoadedModel loaded = ModelLoader.Load(dir, new ModelLoadOptions { WeightsFile = weights, Kernel = TestKernels.Default });
+        LoadedModel loaded = ModelLoader.Load(dir, new ModelLoadOptions { WeightsFile = weights });
         JsonElement json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, reference))).RootElement;
         Assert.That(json.GetProperty("weights_file").GetString(), Is.EqualTo(weights), "reference belongs to another weights file");
         return (loaded.Model, json);

@@ -166,4 +166,23 @@ public class AgileQuantChatClientTests
         Assert.That(loaded.AsChatClient().Template, Is.SameAs(ChatTemplate.Plain));
         Assert.That(loaded.AsChatClient(new AgileQuantChatClientOptions { Template = ChatTemplate.Llama2 }).Template, Is.SameAs(ChatTemplate.Llama2));
     }
+
+    [Test]
+    public void PenaltiesMinPAndTheModelsEndTokensMapFromChatOptions()
+    {
+        using AgileQuantChatClient client = Load().AsChatClient();
+        GenerationOptions mapped = client.ToGenerationOptions(new ChatOptions
+        {
+            Temperature = 0.7f, FrequencyPenalty = 0.5f, PresencePenalty = -0.25f, Seed = 7,
+            AdditionalProperties = new AdditionalPropertiesDictionary { ["min_p"] = 0.1, ["repetition_penalty"] = 1.2f, ["repeat_last_n"] = 32 },
+        });
+        Assert.That(mapped.Sampling, Is.EqualTo(new SamplingOptions
+        {
+            Temperature = 0.7f, FrequencyPenalty = 0.5f, PresencePenalty = -0.25f, Seed = 7, MinP = 0.1f, RepetitionPenalty = 1.2f, PenaltyWindow = 32,
+        }));
+        Assert.That(mapped.EndTokenIds, Is.EquivalentTo(new[] { 2, 1 }), "stories260K (llama2.c) ends at EOS and BOS");
+        Assert.That(() => client.ToGenerationOptions(new ChatOptions { AdditionalProperties = new AdditionalPropertiesDictionary { ["min_p"] = "high" } }),
+            Throws.InstanceOf<ArgumentException>());
+        Assert.That(() => client.ToGenerationOptions(new ChatOptions { PresencePenalty = 3f }), Throws.InstanceOf<ArgumentOutOfRangeException>());
+    }
 }

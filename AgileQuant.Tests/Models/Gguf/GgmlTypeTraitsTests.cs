@@ -18,6 +18,9 @@ public class GgmlTypeTraitsTests
         GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS,
     ];
 
+    /// <summary>The types that load as <see cref="GgmlLoadFormat.SuperBlockInt4"/> (4-bit codes or fewer under two levels of scales).</summary>
+    internal static readonly GgmlType[] SuperBlockInt4Types = [GgmlType.Q4_1, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS];
+
     /// <summary>The readable types with blocks (and fp16 block scales).</summary>
     internal static GgmlType[] BlockTypes => ReadableTypes.Where(t => GgmlTypeTraits.Find(t)!.BlockElements > 1).ToArray();
 
@@ -42,7 +45,8 @@ public class GgmlTypeTraitsTests
         {
             GgmlLoadFormat? expected = !ReadableTypes.Contains(traits.Type) ? null
                 : traits.Type == GgmlType.Q4_0 ? GgmlLoadFormat.PackedInt4
-                : traits.Type == GgmlType.Q8_0 ? GgmlLoadFormat.Int8Rows
+                : traits.Type is GgmlType.Q8_0 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q5_K or GgmlType.Q6_K ? GgmlLoadFormat.GroupedInt8
+                : SuperBlockInt4Types.Contains(traits.Type) ? GgmlLoadFormat.SuperBlockInt4
                 : GgmlLoadFormat.Fp32;
             Assert.That(traits.LoadFormat, Is.EqualTo(expected), traits.Type.ToString());
         }
@@ -104,8 +108,19 @@ public class GgmlTypeTraitsTests
     [TestCaseSource(nameof(BlockTypes))]
     public void Dequantizer_IsBitIdenticalToGgmls_OnHandMadeEdgeBlocks(GgmlType type)
     {
-        // Every byte pattern of codes and sub-block scales (random, all 0x00, all 0xFF, alternating bits) under fp16 scales
-        // and minimums that are zero, negative, subnormal, one or the largest finite half.
+        GgmlTypeTraits traits = GgmlTypeTraits.Find(type)!;
+        byte[] row = EdgeBlockRow(type);
+        var ours = new float[row.Length / traits.BlockBytes * traits.BlockElements];
+        traits.DequantizeRow(row, ours);
+        AssertBitIdentical(ours, GgmlNative.Dequantize(type, row, ours.Length), $"{type} edge blocks");
+    }
+
+    /// <summary>
+    /// 81 hand-made blocks of <paramref name="type"/>: every byte pattern of codes and sub-block scales (random, all 0x00,
+    /// all 0xFF, alternating bits) under fp16 scales and minimums that are zero, negative, subnormal, one or the largest finite half.
+    /// </summary>
+    internal static byte[] EdgeBlockRow(GgmlType type)
+    {
         GgmlTypeTraits traits = GgmlTypeTraits.Find(type)!;
         int[] halfOffsets = HalfFieldOffsets(type);
         Half[] scales = [Half.Zero, Half.One, (Half)(-1f), Half.MaxValue, Half.MinValue, Half.Epsilon, (Half)(-0.0123f), Half.NegativeZero, (Half)3.5e-5f];
@@ -121,10 +136,7 @@ public class GgmlTypeTraitsTests
                 for (int f = 0; f < halfOffsets.Length; f++) MemoryMarshal.Write(block.AsSpan(halfOffsets[f]), f == 0 ? d : m);
                 blocks.Add(block);
             }
-        byte[] row = blocks.SelectMany(b => b).ToArray();
-        var ours = new float[blocks.Count * traits.BlockElements];
-        traits.DequantizeRow(row, ours);
-        AssertBitIdentical(ours, GgmlNative.Dequantize(type, row, ours.Length), $"{type} edge blocks");
+        return blocks.SelectMany(b => b).ToArray();
     }
 
     [TestCase(GgmlType.F16)]
@@ -159,7 +171,7 @@ public class GgmlTypeTraitsTests
 
     // Rows of different character: Gaussian-like with outliers, all zero, one negative constant, tiny (subnormal fp16
     // scales), large, and all-positive (asymmetric types' minimum at a positive value).
-    private static float[] RandomRows(Random random, int rows, int cols)
+    internal static float[] RandomRows(Random random, int rows, int cols)
     {
         var values = new float[rows * cols];
         for (int r = 0; r < rows; r++)
@@ -181,7 +193,7 @@ public class GgmlTypeTraitsTests
         return values;
     }
 
-    private static void AssertBitIdentical(float[] ours, float[] ggml, string what)
+    internal static void AssertBitIdentical(float[] ours, float[] ggml, string what)
     {
         Assert.That(ours.Length, Is.EqualTo(ggml.Length), what);
         for (int i = 0; i < ours.Length; i++)

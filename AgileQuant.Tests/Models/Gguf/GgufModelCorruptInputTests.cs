@@ -25,13 +25,42 @@ public class GgufModelCorruptInputTests
 
     private static ModelFormatException Refused(string path)
     {
-        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(path, new ModelLoadOptions { Kernel = TestKernels.Default }))!;
+        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(path, new ModelLoadOptions()))!;
         Assert.That(e.Message, Does.Contain(Path.GetFileName(path)));
         return e;
     }
 
     [Test]
-    public void GoodModel_Loads() => Assert.That(ModelLoader.Load(_good, new ModelLoadOptions { Kernel = TestKernels.Default }).Model.Config.NumLayers, Is.EqualTo(1));
+    public void GoodModel_Loads() => Assert.That(ModelLoader.Load(_good, new ModelLoadOptions()).Model.Config.NumLayers, Is.EqualTo(1));
+
+    [TestCase(2147483647u)]
+    [TestCase(1_000_000_000u)]
+    [TestCase(2u)]
+    public void BlockCountBeyondTheTensors_IsRefusedBeforeSizingAnything(uint blocks)
+    {
+        // Used to size the layer array first: 2^31-1 failed with "Array dimensions exceeded supported range", 1e9 ran out of memory.
+        string path = GgufModelTests.Rewrite(_good, "blocks.gguf", metadata: (k, v) => k == "llama.block_count" ? blocks : v);
+        long allocated = GC.GetAllocatedBytesForCurrentThread();
+        ModelFormatException e = Refused(path);
+        Assert.That(e.Message, Does.Contain("metadata 'llama.block_count'").And.Contain($"{blocks} layers").And.Contain($"no tensor of layer {blocks - 1}"));
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - allocated, Is.LessThan(64L << 20), "refused before anything is sized by the count");
+    }
+
+    [TestCase(1e30f, "expected a finite RoPE base in (0, 1e12]")]
+    [TestCase(float.PositiveInfinity, "expected a positive finite number")]
+    [TestCase(0f, "expected a positive finite number")]
+    public void RopeBaseOutOfRange_IsRefused(float theta, string message)
+    {
+        string path = GgufModelTests.Rewrite(_good, "theta.gguf", metadata: (k, v) => k == "llama.rope.freq_base" ? theta : v);
+        Assert.That(Refused(path).Message, Does.Contain("llama.rope.freq_base").And.Contain(message));
+    }
+
+    [Test]
+    public void ContextLengthAboveTheCap_IsRefused()
+    {
+        string path = GgufModelTests.Rewrite(_good, "context.gguf", metadata: (k, v) => k == "llama.context_length" ? (uint)(1 << 28) : v);
+        Assert.That(Refused(path).Message, Does.Contain("llama.context_length").And.Contain("expected a context length of at most 16777216 tokens, found 268435456"));
+    }
 
     [Test]
     public void Truncated_IsRefused_NamingTheTensorThatRunsPastTheEnd()
@@ -102,7 +131,7 @@ public class GgufModelCorruptInputTests
     [Test]
     public void AbsurdSizes_AreRefusedByTheBudget_BeforeAnyTensorIsRead()
     {
-        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(_good, new ModelLoadOptions { Kernel = TestKernels.Default, MaxWeightBytes = 1000 }))!;
+        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(_good, new ModelLoadOptions { MaxWeightBytes = 1000 }))!;
         Assert.That(e.Message, Does.Contain("loading budget of 1000 bytes"));
     }
 

@@ -14,7 +14,7 @@ namespace AgileQuant.Tests.Models.Gguf;
 /// <summary>GGUF models: export from every loadable format, read back, the Q4_0/Q8_0 mappings, and the Hugging Face fixture's golden logits.</summary>
 public class GgufModelTests
 {
-    private static string Stories260K => SharedAssets.Require("assets/models/stories260K/stories260K.bin");
+    private static string Stories260K => SharedAssets.InRepo("assets/models/stories260K/stories260K.bin");
 
     [Test]
     public void HfFixture_ExportedAsF32_MatchesHuggingFaceLogits()
@@ -23,11 +23,11 @@ public class GgufModelTests
         // adjacent-pair RoPE: the golden logits come from HF's own modeling code.
         string dir = SharedAssets.Require("fixtures/llama_tiny_gqa");
         using var temp = new TemporaryDirectory("aq-gguf-");
-        LoadedModel hf = ModelLoader.Load(dir, new ModelLoadOptions { Kernel = TestKernels.Default });
+        LoadedModel hf = ModelLoader.Load(dir, new ModelLoadOptions());
         string path = Path.Combine(temp.FullPath, "tiny.gguf");
         GgufModelWriter.Write(path, hf.Model.Weights, GgufVocabulary.Placeholder(hf.Model.Config.VocabSize));
 
-        LoadedModel gguf = ModelLoader.Load(path, new ModelLoadOptions { Kernel = TestKernels.Default });
+        LoadedModel gguf = ModelLoader.Load(path, new ModelLoadOptions());
         Assert.That(gguf.Format, Is.EqualTo("gguf"));
         Assert.That(gguf.Model.Config.RotaryPairing, Is.EqualTo(RotaryPairing.Adjacent));
         JsonElement json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "reference.json"))).RootElement;
@@ -44,12 +44,12 @@ public class GgufModelTests
     public void Llama2cExport_F32_ReadsBackIdentically_AndRewritesByteForByte()
     {
         using var temp = new TemporaryDirectory("aq-gguf-");
-        LoadedModel source = ModelLoader.Load(Stories260K, new ModelLoadOptions { Kernel = TestKernels.Default });
+        LoadedModel source = ModelLoader.Load(Stories260K, new ModelLoadOptions());
         var tokenizer = (ScoredMergeTokenizer)source.Tokenizer!;
         string first = Path.Combine(temp.FullPath, "a.gguf"), second = Path.Combine(temp.FullPath, "b.gguf");
         GgufModelWriter.Write(first, source.Model.Weights, GgufVocabulary.FromTokenizer(tokenizer, source.Model.Config.VocabSize));
 
-        LoadedModel read = ModelLoader.Load(first, new ModelLoadOptions { Kernel = TestKernels.Default });
+        LoadedModel read = ModelLoader.Load(first, new ModelLoadOptions());
         Assert.That(read.Model.Config with { Family = "llama" }, Is.EqualTo(source.Model.Config with { Family = "llama" }));
         AssertSameWeights(read.Model.Weights, source.Model.Weights);
         var readTokenizer = (ScoredMergeTokenizer)read.Tokenizer!;
@@ -103,7 +103,7 @@ public class GgufModelTests
     }
 
     [Test]
-    public void Q8_0Row_WithDifferentBlockScales_IsRescaledToOneRowScale()
+    public void Q8_0Row_WithDifferentBlockScales_KeepsEveryBlockScaleAndCode()
     {
         using var temp = new TemporaryDirectory("aq-gguf-");
         var data = new MemoryStream();
@@ -113,16 +113,17 @@ public class GgufModelTests
             data.Write(BitConverter.GetBytes((Half)d));
             for (int i = 0; i < 32; i++)
             {
-                sbyte code = (sbyte)(i * 8 - 127 + block);
+                sbyte code = (sbyte)(i * 8 - 128 + block); // −128 included: the format admits it
                 data.WriteByte((byte)code);
                 expected[block * 32 + i] = d * code;
             }
         }
         WriteSingleMatrixModel(temp, "attn_q", GgmlType.Q8_0, data.ToArray(), out GgufFile file);
-        var int8 = (Int8RowMatrix)GgufModelReader.ReadWeights(file, GgufModelReader.ReadConfig(file)).Layers[0].Query.Weight;
-        float scale = int8.Scales[0];
-        Assert.That(scale, Is.EqualTo(0.5f));
-        for (int c = 0; c < 64; c++) Assert.That(scale * int8.Code(0, c), Is.EqualTo(expected[c]).Within(scale / 2 + 1e-6), $"column {c}");
+        var grouped = (GroupedInt8Matrix)GgufModelReader.ReadWeights(file, GgufModelReader.ReadConfig(file)).Layers[0].Query.Weight;
+        Assert.That((grouped.GroupSize, grouped.Scale(0, 0), grouped.Scale(0, 1), grouped.HasOffsets), Is.EqualTo((32, 0.5f, 0.25f, false)));
+        for (int c = 0; c < 64; c++) Assert.That(grouped.Dequantize(0, c), Is.EqualTo(expected[c]), $"column {c}");
+        Assert.That(grouped.Code(0, 32), Is.EqualTo(-127), "block 1, weight 0");
+        Assert.That(grouped.Code(0, 0), Is.EqualTo(-128), "block 0, weight 0");
     }
 
     /// <summary>A one-layer model (dim 64, 2 heads, ffn 64, vocab 259) whose tensors are F32 except row 0 of one matrix, given as raw bytes.</summary>
@@ -246,10 +247,18 @@ public class GgufModelTests
 
     private static void AssertSameMatrix(IWeightMatrix actual, IWeightMatrix expected, string what)
     {
-        Assert.That(actual.GetType(), Is.EqualTo(expected.GetType()), what);
+        if (!(expected is Int8RowMatrix && actual is GroupedInt8Matrix)) Assert.That(actual.GetType(), Is.EqualTo(expected.GetType()), what);
         switch (expected)
         {
             case Fp32Matrix e: Assert.That(((Fp32Matrix)actual).Data, Is.EqualTo(e.Data), what); break;
+            case Int8RowMatrix e when actual is GroupedInt8Matrix g:
+                // Q8_0 reads back as groups of 32 (the file's block scales): every code kept, every group of a row carrying its row scale
+                Assert.That((g.GroupSize, g.HasOffsets, g.HasSuperBlockScales), Is.EqualTo((32, false, false)), what + " layout");
+                Assert.That(Enumerable.Range(0, g.Rows).SelectMany(r => Enumerable.Range(0, g.Cols).Select(c => g.Code(r, c))),
+                    Is.EqualTo(Enumerable.Range(0, e.Rows).SelectMany(r => Enumerable.Range(0, e.Cols).Select(c => e.Code(r, c)))), what + " codes");
+                Assert.That(Enumerable.Range(0, g.Rows).SelectMany(r => Enumerable.Range(0, g.GroupCount).Select(k => g.Scale(r, k))),
+                    Is.EqualTo(Enumerable.Range(0, e.Rows).SelectMany(r => Enumerable.Repeat(e.Scales[r], g.GroupCount))), what + " scales");
+                break;
             case Int8RowMatrix e:
                 Assert.That(((Int8RowMatrix)actual).Codes.ToArray(), Is.EqualTo(e.Codes.ToArray()), what + " codes");
                 Assert.That(((Int8RowMatrix)actual).Scales.ToArray(), Is.EqualTo(e.Scales.ToArray()), what + " scales");

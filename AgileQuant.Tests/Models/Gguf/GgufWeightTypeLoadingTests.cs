@@ -11,7 +11,7 @@ namespace AgileQuant.Tests.Models.Gguf;
 
 /// <summary>
 /// GGUF models whose matrices use each weight type of the table, quantized by llama.cpp's own ggml quantizer: they load
-/// with exactly ggml's dequantized values (Q8_0 within its row re-scaling), and broken or unsupported ones are refused
+/// with exactly ggml's dequantized values, and broken or unsupported ones are refused
 /// with one-line errors naming the file and the tensor.
 /// </summary>
 public class GgufWeightTypeLoadingTests
@@ -45,7 +45,7 @@ public class GgufWeightTypeLoadingTests
     public void EveryReadableType_Loads_WithGgmlsDequantizedValues(GgmlType type)
     {
         string path = QuantizedWithGgml(_f32, $"all-{type}.gguf", t => Matrices.Contains(t.Name) ? type : null);
-        TransformerWeights loaded = ModelLoader.Load(path, new ModelLoadOptions { Kernel = TestKernels.Default }).Model.Weights;
+        TransformerWeights loaded = ModelLoader.Load(path, new ModelLoadOptions()).Model.Weights;
         GgufFile file = GgufFile.Read(path);
         using GgufTensorData data = GgufTensorData.Open(file);
         float[] Ggml(string name)
@@ -138,7 +138,7 @@ public class GgufWeightTypeLoadingTests
             return (type, GgmlNative.Quantize(type, MemoryMarshal.Cast<byte, float>(bytes), (int)(t.ElementCount / t.Shape[0]), (int)t.Shape[0]));
         });
 
-    // How each load format must hold the file's values: FP32 and packed int4 exactly, Q8_0's rows within half a row step.
+    // How each load format must hold the file's values: every one exactly, bit for bit.
     internal static void AssertHolds(IWeightMatrix matrix, float[] expected, GgmlLoadFormat format, string what)
     {
         int rows = matrix.Rows, cols = matrix.Cols;
@@ -157,13 +157,21 @@ public class GgufWeightTypeLoadingTests
                         if (!BitEqual(int4.Dequantize(r, c), expected[r * cols + c]))
                             Assert.Fail($"{what}: ({r}, {c}) holds {int4.Dequantize(r, c)}, the file {expected[r * cols + c]}");
                 break;
-            case GgmlLoadFormat.Int8Rows:
-                Assert.That(matrix, Is.InstanceOf<Int8RowMatrix>(), what);
-                var int8 = (Int8RowMatrix)matrix;
+            case GgmlLoadFormat.SuperBlockInt4:
+                Assert.That(matrix, Is.InstanceOf<SuperBlockInt4Matrix>(), what);
+                var superBlocks = (SuperBlockInt4Matrix)matrix;
                 for (int r = 0; r < rows; r++)
                     for (int c = 0; c < cols; c++)
-                        if (!(MathF.Abs(int8.Scales[r] * int8.Code(r, c) - expected[r * cols + c]) <= int8.Scales[r] * 0.5f * 1.0001f))
-                            Assert.Fail($"{what}: ({r}, {c}) holds {int8.Scales[r] * int8.Code(r, c)}, the file {expected[r * cols + c]}, more than half the row step {int8.Scales[r]} apart");
+                        if (!BitEqual(superBlocks.Dequantize(r, c), expected[r * cols + c]))
+                            Assert.Fail($"{what}: ({r}, {c}) holds {superBlocks.Dequantize(r, c)}, the file {expected[r * cols + c]}");
+                break;
+            case GgmlLoadFormat.GroupedInt8:
+                Assert.That(matrix, Is.InstanceOf<GroupedInt8Matrix>(), what);
+                var grouped = (GroupedInt8Matrix)matrix;
+                for (int r = 0; r < rows; r++)
+                    for (int c = 0; c < cols; c++)
+                        if (!BitEqual(grouped.Dequantize(r, c), expected[r * cols + c]))
+                            Assert.Fail($"{what}: ({r}, {c}) holds {grouped.Dequantize(r, c)}, the file {expected[r * cols + c]}");
                 break;
             default:
                 Assert.Fail($"{what}: no check for {format}");
@@ -175,7 +183,7 @@ public class GgufWeightTypeLoadingTests
 
     private static string Refused(string path)
     {
-        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(path, new ModelLoadOptions { Kernel = TestKernels.Default }))!;
+        var e = Assert.Throws<ModelFormatException>(() => ModelLoader.Load(path, new ModelLoadOptions()))!;
         Assert.That(e.Message, Does.Contain(Path.GetFileName(path)));
         Assert.That(e.Message, Does.Not.Contain('\n'), "one line");
         return e.Message;

@@ -25,10 +25,10 @@ public class LlamaCppConformanceTests
     {
         string dir = SharedAssets.Require("fixtures/llama_tiny_gqa");
         using var temp = new TemporaryDirectory("aq-llamacpp-");
-        LoadedModel hf = ModelLoader.Load(dir, new ModelLoadOptions { Kernel = TestKernels.Default });
+        LoadedModel hf = ModelLoader.Load(dir, new ModelLoadOptions());
         string path = Path.Combine(temp.FullPath, $"tiny-{type}.gguf");
         // Q8_0 from our W8 weights (one scale per row, every block carries it) and an F32 head: both engines then hold
-        // the very same weights; ggml's own block-wise Q8_0 would be re-scaled per row by our reader.
+        // the very same weights (our reader keeps every block's scale, so ggml's own block-wise Q8_0 would too).
         TransformerWeights source = type == GgmlType.Q8_0
             ? ModelQuantizer.Quantize(hf.Model, QuantizationConfig.Parse("W8A8")).Weights
             : hf.Model.Weights;
@@ -37,7 +37,7 @@ public class LlamaCppConformanceTests
         int[] prompt = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "reference.json"))).RootElement
             .GetProperty("input_ids").EnumerateArray().Select(x => x.GetInt32()).ToArray();
 
-        TransformerModel ours = ModelLoader.Load(path, new ModelLoadOptions { Kernel = TestKernels.Default }).Model;
+        TransformerModel ours = ModelLoader.Load(path, new ModelLoadOptions()).Model;
         InferenceContext context = ours.CreateContext();
         float[] logits = context.Forward(prompt);
         var ourTokens = new List<int>();

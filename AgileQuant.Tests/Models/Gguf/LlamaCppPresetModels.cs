@@ -48,6 +48,7 @@ internal sealed class LlamaCppPresetModels : IDisposable
             if (_quantized.TryGetValue(preset, out string? cached)) return cached;
             string path = Path.Combine(_temp.FullPath, $"random-llama-{preset}.gguf");
             LlamaCppSession.ConfigureLogging();
+            NativeApi.llama_empty_call(); // loads libllama the way LLamaSharp chooses it, even when no session has run yet
             LLamaModelQuantizeParams parameters = LLamaModelQuantizeParams.Default();
             parameters.ftype = preset;
             parameters.nthread = 2;

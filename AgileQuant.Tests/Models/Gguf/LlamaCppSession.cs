@@ -4,7 +4,7 @@ using LLama.Native;
 
 namespace AgileQuant.Tests.Models.Gguf;
 
-/// <summary>llama.cpp (through LLamaSharp, CPU backend) on one GGUF file: token ids in, last-position logits out.</summary>
+/// <summary>llama.cpp (through LLamaSharp, CPU backend) on one GGUF file: token ids in, logits out (last position, or every one).</summary>
 internal sealed class LlamaCppSession : IDisposable
 {
     private static readonly Lock LogLock = new();
@@ -13,7 +13,8 @@ internal sealed class LlamaCppSession : IDisposable
     private readonly LLamaContext _context;
     private int _position;
 
-    public LlamaCppSession(string path, int contextSize, int threads)
+    /// <summary>Loads <paramref name="path"/>; <paramref name="kvCacheType"/>: the K and V cache type (llama.cpp's default, F16, when null).</summary>
+    public LlamaCppSession(string path, int contextSize, int threads, GGMLType? kvCacheType = null)
     {
         ConfigureLogging();
         var parameters = new ModelParams(path)
@@ -25,6 +26,11 @@ internal sealed class LlamaCppSession : IDisposable
             Threads = threads,
             BatchThreads = threads,
         };
+        if (kvCacheType is { } type)
+        {
+            parameters.TypeK = type;
+            parameters.TypeV = type;
+        }
         _weights = LLamaWeights.LoadFromFile(parameters);
         _context = _weights.CreateContext(parameters);
     }
@@ -57,6 +63,17 @@ internal sealed class LlamaCppSession : IDisposable
         if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode returned {result}");
         _position += tokens.Count;
         return _context.NativeHandle.GetLogitsIth(batch.TokenCount - 1).ToArray();
+    }
+
+    /// <summary>Feeds <paramref name="tokens"/> after what was fed before as one batch; returns the logits of each (tokens, vocab).</summary>
+    public float[][] ForwardAll(IReadOnlyList<int> tokens)
+    {
+        var batch = new LLamaBatch();
+        for (int i = 0; i < tokens.Count; i++) batch.Add(tokens[i], _position + i, LLamaSeqId.Zero, true);
+        DecodeResult result = _context.Decode(batch);
+        if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode returned {result}");
+        _position += tokens.Count;
+        return Enumerable.Range(0, tokens.Count).Select(i => _context.NativeHandle.GetLogitsIth(i).ToArray()).ToArray();
     }
 
     /// <summary>Empties the KV cache.</summary>

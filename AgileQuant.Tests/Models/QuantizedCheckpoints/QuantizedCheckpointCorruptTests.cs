@@ -58,10 +58,12 @@ public class QuantizedCheckpointCorruptTests
             "expected well-formed JSON in agilequant.transformer_config");
         yield return Case(new("ConfigMissingAField", Metadata: EditJson("agilequant.transformer_config", j => j.Remove("HiddenSize"))), null,
             "agilequant.transformer_config", "HiddenSize");
-        yield return Case(new("ConfigUnknownField", Metadata: EditJson("agilequant.transformer_config", j => j["SlidingWindow"] = 64)), null,
-            "agilequant.transformer_config", "SlidingWindow");
+        yield return Case(new("ConfigUnknownField", Metadata: EditJson("agilequant.transformer_config", j => j["AttentionSinkTokens"] = 64)), null,
+            "agilequant.transformer_config", "AttentionSinkTokens");
         yield return Case(new("ConfigUnknownEnum", Metadata: EditJson("agilequant.transformer_config", j => j["Norm"] = "BatchNorm")), null,
             "agilequant.transformer_config", "Norm");
+        yield return Case(new("ConfigUnknownFamily", Metadata: EditJson("agilequant.transformer_config", j => j["Family"] = "falcon")), null,
+            "agilequant.transformer_config", "found 'falcon'");
         yield return Case(new("ConfigInvalidSizes", Metadata: EditJson("agilequant.transformer_config", j => j["NumHeads"] = 5)), null,
             "agilequant.transformer_config", "multiple of the head count 5");
         yield return Case(new("ConfigWithMoreLayersThanTensors", Metadata: EditJson("agilequant.transformer_config", j => j["NumLayers"] = 3)), "blk.2.attn_q",
@@ -108,6 +110,23 @@ public class QuantizedCheckpointCorruptTests
             "blk.0.attn_v.zero_points", "expected zero points in 0..15, found 16 at (0, 0)");
         yield return Case(new("NonZeroPaddingNibble", Tensor: EditTensor("blk.0.ffn_down.packed", (i, d) => (i.DType, i.Shape.ToArray(), WithByte(d, 95, 0xF0)))),
             "blk.0.ffn_down.packed", "non-zero nibble at (0, 191)");
+        // The declared structure and values against the tensors present (issue 23): shared config value checks, no tensor carried along unread.
+        yield return Case(new("ReluMlpWithGateTensors", Metadata: EditJson("agilequant.transformer_config", j => j["Mlp"] = "Relu")), "blk.0.ffn_gate",
+            "expected no such linear in agilequant.linears", "Relu MLP");
+        yield return Case(new("NoFinalNormWithOutputNormStored", Metadata: EditJson("agilequant.transformer_config", j => j["FinalNorm"] = false)), "output_norm.weight",
+            "expected no such norm");
+        yield return Case(new("NullFamily", Metadata: EditJson("agilequant.transformer_config", j => j["Family"] = null)), null,
+            "expected a model family (Family), found null");
+        yield return Case(new("NegativeLearnedPositionOffset", Metadata: EditJson("agilequant.transformer_config", j => j["LearnedPositionOffset"] = -5)), null,
+            "LearnedPositionOffset in agilequant.transformer_config", "expected 0 for Rotary positions", "found -5");
+        yield return Case(new("PositionTableOnARotaryModel", Add: w => w.AddFloat32("position_embd", [4, 64], new float[4 * 64])), "position_embd",
+            "found this extra one");
+        yield return Case(new("ZeroNormEpsilon", Metadata: EditJson("agilequant.transformer_config", j => j["NormEpsilon"] = 0)), null,
+            "NormEpsilon in agilequant.transformer_config", "expected a finite norm epsilon in (0, 1]", "found 0");
+        yield return Case(new("NegativeRotaryBase", Metadata: EditJson("agilequant.transformer_config", j => j["RotaryTheta"] = -10000)), null,
+            "RotaryTheta in agilequant.transformer_config", "expected a finite RoPE base", "found -10000");
+        yield return Case(new("HugeContextLength", Metadata: EditJson("agilequant.transformer_config", j => j["MaxSequenceLength"] = 1 << 28)), null,
+            "MaxSequenceLength in agilequant.transformer_config", "expected a context length of at most 16777216 tokens, found 268435456");
         yield return Case(new("TiedFlagOnAQuantizedLinear", Metadata: EditJson("agilequant.linears", j => j["blk.0.attn_q"]!["tied"] = true)), "blk.0.attn_q",
             "expected \"tied\" only on an f32 lm_head");
     }

@@ -61,7 +61,7 @@ public class QuantizedCheckpointRoundTripTests
     [TestCase(4, true, "W4A8-RTN")]
     public void Stories260KRoundToNearestRoundTrips(int bits, bool symmetric, string scheme)
     {
-        TransformerWeights fp32 = Llama2cCheckpoint.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin"));
+        TransformerWeights fp32 = Llama2cCheckpoint.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin"));
         TransformerWeights quantized = QuantizedTestModels.RoundToNearest(fp32, bits, symmetric);
         using var dir = new TemporaryDirectory("aq-qckpt-");
         string path = Path.Combine(dir.FullPath, "stories260K.q.safetensors");
@@ -81,13 +81,13 @@ public class QuantizedCheckpointRoundTripTests
     [TestCase("W4A16-RTN")]
     public void ModelQuantizerOutputReloadsThroughModelLoader(string scheme)
     {
-        var fp32 = new TransformerModel(Llama2cCheckpoint.Load(SharedAssets.Require("assets/models/stories260K/stories260K.bin")), Kernel);
+        var fp32 = new TransformerModel(Llama2cCheckpoint.Load(SharedAssets.InRepo("assets/models/stories260K/stories260K.bin")), Kernel);
         TransformerModel quantized = ModelQuantizer.Quantize(fp32, QuantizationConfig.Parse(scheme));
         using var dir = new TemporaryDirectory("aq-qckpt-");
         string path = Path.Combine(dir.FullPath, $"stories260K.{scheme}.safetensors");
         QuantizedCheckpointWriter.Write(path, quantized, scheme);
 
-        LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions { Kernel = Kernel });
+        LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions());
 
         AssertIdentical(quantized.Weights, loaded.Model.Weights);
         Assert.That(loaded.Model.Options.Attention, Is.EqualTo(quantized.Options.Attention));
@@ -112,7 +112,7 @@ public class QuantizedCheckpointRoundTripTests
         string path = Path.Combine(dir.FullPath, "tiny.safetensors");
         QuantizedCheckpointWriter.Write(path, original, "W4A8-RTN");
 
-        LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions { Kernel = Kernel });
+        LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions());
 
         Assert.That(loaded.Model.Options.Attention, Is.EqualTo(runtime.Attention));
         Assert.That(loaded.Model.Options.LowBitTokenRatio, Is.EqualTo(0.5));

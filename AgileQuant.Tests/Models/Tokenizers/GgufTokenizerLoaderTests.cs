@@ -12,10 +12,14 @@ public class GgufTokenizerLoaderTests
     /// llama.cpp's tokenizer test vectors (tests/test-tokenizer-0): inputs separated by a
     /// "\n__ggml_vocab_test__\n" line (the file ends with one), and one line of space-separated ids per input.
     /// </summary>
-    internal static List<(string Text, int[] Ids)> ReadVectors(string vocabName)
+    internal static List<(string Text, int[] Ids)> ReadVectors(string vocabName) =>
+        ReadVectorFiles($"assets/tokenizers/ggml-vocab/ggml-vocab-{vocabName}.gguf.inp", $"assets/tokenizers/ggml-vocab/ggml-vocab-{vocabName}.gguf.out");
+
+    /// <summary>Vectors in the same format from any two files under ../shared (the hf/ tokenizers' vectors.inp and vectors.out).</summary>
+    internal static List<(string Text, int[] Ids)> ReadVectorFiles(string inpPath, string outPath)
     {
-        string inp = File.ReadAllText(SharedAssets.Require($"assets/tokenizers/ggml-vocab/ggml-vocab-{vocabName}.gguf.inp"), Encoding.UTF8);
-        string[] outLines = File.ReadAllText(SharedAssets.Require($"assets/tokenizers/ggml-vocab/ggml-vocab-{vocabName}.gguf.out")).Split('\n');
+        string inp = File.ReadAllText(SharedAssets.Require(inpPath), Encoding.UTF8);
+        string[] outLines = File.ReadAllText(SharedAssets.Require(outPath)).Split('\n');
         List<string> inputs = inp.Split("\n__ggml_vocab_test__\n").ToList();
         Assert.That(inputs[^1], Is.Empty, "the input file ends with a separator");
         inputs.RemoveAt(inputs.Count - 1);
@@ -176,9 +180,9 @@ public class SpmVocabularyTokenizerTests
         Assert.That(Assert.Throws<ModelFormatException>(() => GgufTokenizerLoader.Load(noMerges))!.Message, Does.Contain("tokenizer.ggml.merges"));
         string llama3 = dir.Write("llama3.gguf", new Gguf.GgufTestWriter()
             .Add("tokenizer.ggml.model", 8, w => Gguf.GgufTestWriter.WriteString(w, "gpt2"))
-            .Add("tokenizer.ggml.pre", 8, w => Gguf.GgufTestWriter.WriteString(w, "llama-bpe"))
+            .Add("tokenizer.ggml.pre", 8, w => Gguf.GgufTestWriter.WriteString(w, "kimi-k2"))
             .Add("tokenizer.ggml.tokens", 9, w => { w.Write(8u); w.Write(1UL); Gguf.GgufTestWriter.WriteString(w, "a"); })
             .Build([]));
-        Assert.That(Assert.Throws<ModelFormatException>(() => GgufTokenizerLoader.Load(llama3))!.Message, Does.Contain("'llama-bpe'"));
+        Assert.That(Assert.Throws<ModelFormatException>(() => GgufTokenizerLoader.Load(llama3))!.Message, Does.Contain("'kimi-k2'"));
     }
 }

@@ -10,7 +10,7 @@ namespace AgileQuant.Tests.Models.Tokenizers;
 public class Llama2cTokenizerTests
 {
     private static Llama2cTokenizer LoadStories260K(bool addBos = true) =>
-        Llama2cTokenizer.Load(SharedAssets.Require("assets/models/stories260K/tok512.bin"), addBos);
+        Llama2cTokenizer.Load(SharedAssets.InRepo("assets/models/stories260K/tok512.bin"), addBos);
 
     private static (string Prompt, int[] PromptTokens, int[] Continuation) ReadGolden()
     {

@@ -1,10 +1,11 @@
+using AgileQuant.Cli.Bench;
 using AgileQuant.Core;
 using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics.Formats;
 using AgileQuant.Models.Gguf;
 using AgileQuant.Tests.Models.SafeTensors;
 
-namespace AgileQuant.Tests.Models.Gguf;
+namespace AgileQuant.Tests.Cli;
 
 /// <summary>The benchmark's synthetic GGUF models: shapes, determinism, one set of values across file types, and scheme loading.</summary>
 public class SyntheticGgufModelTests

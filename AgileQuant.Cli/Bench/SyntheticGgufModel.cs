@@ -1,13 +1,15 @@
 using System.Text.RegularExpressions;
 using AgileQuant.Core;
 using AgileQuant.Core.Runtime;
+using AgileQuant.Models.Architectures;
+using AgileQuant.Models.Gguf;
 
-namespace AgileQuant.Models.Gguf;
+namespace AgileQuant.Cli.Bench;
 
 /// <summary>A LLaMA shape for synthetic benchmark models: a name and the config it stands for.</summary>
 /// <param name="Name">e.g. <c>llama7b-4l</c>.</param>
 /// <param name="Config">Sizes (random weights: speed depends on shapes, not values).</param>
-public sealed record SyntheticModelShape(string Name, TransformerConfig Config)
+internal sealed record SyntheticModelShape(string Name, TransformerConfig Config)
 {
     /// <summary>Base shapes: LLaMA-7B layers (4 by default), TinyLlama-1.1B, stories110M, and a small one for quick runs.</summary>
     public static IReadOnlyList<string> BaseNames { get; } = ["llama7b", "tinyllama", "stories110m", "small"];
@@ -51,40 +53,39 @@ public sealed record SyntheticModelShape(string Name, TransformerConfig Config)
 /// never sits in memory): weight (t, r, c) = U(−a, a), a = 1/√(fan-in), from a SplitMix64 stream keyed by
 /// (seed, tensor index, row), so every file type of one seed holds the same values before rounding; norms are 1.
 /// </summary>
-public static class SyntheticGgufModel
+internal static class SyntheticGgufModel
 {
-    /// <summary>Writes <paramref name="shape"/> with matrices and token embedding in <paramref name="type"/> to <paramref name="path"/>.</summary>
-    public static void Write(string path, SyntheticModelShape shape, GgmlType type, ulong seed = 7)
+    /// <summary>
+    /// Writes <paramref name="shape"/> with matrices and token embedding in <paramref name="type"/> to <paramref name="path"/>;
+    /// the vocabulary is <paramref name="vocabulary"/> (default: placeholder pieces), and <paramref name="metadata"/> adds keys
+    /// (e.g. <c>tokenizer.chat_template</c>).
+    /// </summary>
+    public static void Write(string path, SyntheticModelShape shape, GgmlType type, ulong seed = 7, GgufVocabulary? vocabulary = null, Action<GgufWriter>? metadata = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(shape);
         TransformerConfig c = shape.Config;
         var w = new GgufWriter();
-        GgufModelWriter.AddModelMetadata(w, c, GgufVocabulary.Placeholder(c.VocabSize), type, "synthetic-" + shape.Name);
-        int d = c.HiddenSize, f = c.IntermediateSize, kv = c.KvDim, tensorIndex = 0;
+        GgufModelWriter.AddModelMetadata(w, c, vocabulary ?? GgufVocabulary.Placeholder(c.VocabSize), type, "synthetic-" + shape.Name);
+        metadata?.Invoke(w);
+        TensorNameMap names = ArchitectureRegistry.ForFamily(c.Family).GgufNames!;
+        int d = c.HiddenSize, tensorIndex = 0;
         float[] ones = Enumerable.Repeat(1f, d).ToArray();
         void Matrix(string name, int rows, int cols)
         {
             ulong key = seed * 0x9E3779B97F4A7C15UL ^ (ulong)++tensorIndex << 40;
             float amplitude = 1f / MathF.Sqrt(cols);
-            GgufModelWriter.AddMatrix(w, name, rows, cols, type, (r, row) => Fill(key ^ (ulong)r, amplitude, row));
+            GgufModelWriter.AddMatrix(w, name + ".weight", rows, cols, type, (r, row) => Fill(key ^ (ulong)r, amplitude, row));
         }
-        Matrix("token_embd.weight", c.VocabSize, d);
+        Matrix(names.Global(ModelTensor.TokenEmbedding)!, c.VocabSize, d);
         for (int i = 0; i < c.NumLayers; i++)
-        {
-            string p = $"blk.{i}.";
-            GgufModelWriter.AddVector(w, p + "attn_norm.weight", ones);
-            Matrix(p + "attn_q.weight", d, d);
-            Matrix(p + "attn_k.weight", kv, d);
-            Matrix(p + "attn_v.weight", kv, d);
-            Matrix(p + "attn_output.weight", d, d);
-            GgufModelWriter.AddVector(w, p + "ffn_norm.weight", ones);
-            Matrix(p + "ffn_gate.weight", f, d);
-            Matrix(p + "ffn_up.weight", f, d);
-            Matrix(p + "ffn_down.weight", d, f);
-        }
-        GgufModelWriter.AddVector(w, "output_norm.weight", ones);
-        Matrix("output.weight", c.VocabSize, d);
+            foreach (LayerTensor role in LayerTensors.All.Where(r => r.IsRequiredBy(c)))
+            {
+                if (role.IsNorm()) GgufModelWriter.AddVector(w, names.Layer(i, role) + ".weight", role.NormWidth(c) == d ? ones : Enumerable.Repeat(1f, role.NormWidth(c)).ToArray());
+                else Matrix(names.Layer(i, role)!, role.Shape(c).Rows, role.Shape(c).Cols);
+            }
+        GgufModelWriter.AddVector(w, names.Global(ModelTensor.FinalNorm) + ".weight", ones);
+        Matrix(names.Global(ModelTensor.LmHead)!, c.VocabSize, d);
         w.Write(path);
     }
 
