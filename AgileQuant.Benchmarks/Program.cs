@@ -8,6 +8,8 @@ internal static class Program
     // `interleaved-prefill [rounds]`: pruned vs dense prefill, each case once per round, medians;
     // `e2e-table [...]`: the AgileQuant-vs-llama.cpp speed table and chart (docs/benchmarks.md, .png);
     // `e2e-engine [...]`: one configuration of that table, run by it as a child process (one JSON line);
+    // `e2e-kv [...]`: W4A8 vs llama.cpp per KV cache type, long prompt, decode at depth (a section of docs/benchmarks.md);
+    // `e2e-kv-engine [...]`: one configuration of it, as a child process;
     // `e2e-quality [...]`: perplexity/KL side by side on stories260K (docs/benchmarks-quality.md); otherwise BenchmarkDotNet.
     private static void Main(string[] args)
     {
@@ -24,6 +26,16 @@ internal static class Program
         if (args.Length > 0 && args[0] == "e2e-engine")
         {
             EndToEndEngineProcess.RunInThisProcess(args[1..]);
+            return;
+        }
+        if (args.Length > 0 && args[0] == "e2e-kv")
+        {
+            KvDepthComparison.Run(KvDepthSettings.Parse(args[1..]), args[1..]);
+            return;
+        }
+        if (args.Length > 0 && args[0] == "e2e-kv-engine")
+        {
+            KvDepthComparison.RunInThisProcess(args[1..]);
             return;
         }
         if (args.Length > 0 && args[0] == "e2e-quality")

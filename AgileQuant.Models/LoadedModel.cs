@@ -134,6 +134,24 @@ public sealed class LoadedModel : IDisposable
     /// <exception cref="ObjectDisposedException">After <see cref="Dispose"/>.</exception>
     public void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(IsDisposed, this);
 
+    /// <summary>
+    /// A loaded model that runs <paramref name="model"/> (the same weights under other runtime options) with this one's
+    /// tokenizer, metadata and owned resources, which move to it: this one must not be disposed or used afterwards.
+    /// </summary>
+    internal LoadedModel WithModel(TransformerModel model)
+    {
+        IReadOnlyList<IDisposable> owned = _owned;
+        _owned = [];
+        return new LoadedModel(model, Tokenizer, SourcePath, Format, owned)
+        {
+            EndTokenIds = _endTokenIds!,
+            TokenizerSource = TokenizerSource,
+            ChatTemplateText = ChatTemplateText,
+            ChatTemplateOrigin = ChatTemplateOrigin,
+            SpecialTokenTokenizerFactory = SpecialTokenTokenizerFactory,
+        };
+    }
+
     /// <summary>Releases the weights and owned resources. Calling it again, also from several threads at once, does nothing.</summary>
     public void Dispose()
     {

@@ -63,6 +63,15 @@ public sealed record ModelLoadOptions
 
     /// <summary>Check every weight for NaN and infinity after loading (<see cref="WeightsHealthCheck"/>); on by default.</summary>
     public bool CheckFiniteWeights { get; init; } = true;
+
+    /// <summary>
+    /// How contexts of the loaded model store keys and values (<see cref="RuntimeOptions.KvCache"/>); null keeps the
+    /// default: exact (FP32, or a quantized scheme's own KV codes).
+    /// </summary>
+    public KvCacheType? KvCache { get; init; }
+
+    /// <summary>Most tokens a context of the loaded model holds (<see cref="RuntimeOptions.ContextLength"/>); null: the model's own context length.</summary>
+    public int? ContextLength { get; init; }
 }
 
 /// <summary>Loads llama2.c checkpoints, Hugging Face model directories and GGUF files of every family in <see cref="Architectures.ArchitectureRegistry"/>, and AgileQuant quantized checkpoints.</summary>
@@ -104,9 +113,24 @@ public static class ModelLoader
         ArgumentNullException.ThrowIfNull(options.KernelOptions, nameof(options));
         if (options.KernelOptions.Threads < 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.KernelOptions.Threads, "ModelLoadOptions.KernelOptions.Threads must be ≥ 0.");
+        if (options.ContextLength is <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.ContextLength, "ModelLoadOptions.ContextLength must be positive.");
         cancellationToken.ThrowIfCancellationRequested();
         LoadedModel loaded = LoadAsStored(options.Path, options, progress, cancellationToken);
-        return options.Quantization is null ? loaded : Quantize(loaded, options, progress, cancellationToken);
+        if (options.Quantization is not null) loaded = Quantize(loaded, options, progress, cancellationToken);
+        return WithContextOptions(loaded, options);
+    }
+
+    /// <summary><paramref name="loaded"/> with the options' KV cache type and context length, when they set any.</summary>
+    private static LoadedModel WithContextOptions(LoadedModel loaded, ModelLoadOptions options)
+    {
+        if (options.KvCache is null && options.ContextLength is null) return loaded;
+        TransformerModel model = loaded.Model;
+        RuntimeOptions runtime = model.Options with
+        {
+            KvCache = options.KvCache ?? model.Options.KvCache,
+            ContextLength = options.ContextLength ?? model.Options.ContextLength,
+        };
+        return loaded.WithModel(new TransformerModel(model.Weights, model.Kernel, runtime));
     }
 
     /// <summary>

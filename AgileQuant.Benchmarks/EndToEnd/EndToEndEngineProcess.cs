@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace AgileQuant.Benchmarks.EndToEnd;
 
@@ -35,23 +36,28 @@ public static class EndToEndEngineProcess
     public static EngineRun RunChild(EngineRunRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
+        return RunChild<EngineRun>(["e2e-engine", "--file", request.File, "--engine", I(request.EngineIndex), "--prune", I(request.PruneRatio),
+            "--threads", I(request.Threads), "--context", I(request.Context), "--prefill", string.Join(',', request.PrefillLengths.Select(I)),
+            "--decode", I(request.DecodeTokens), "--vocab", I(request.VocabSize), "--presets", string.Join(',', request.Presets)], $"engine {request.EngineIndex} on {request.File}");
+    }
+
+    /// <summary>Starts this program as a child with <paramref name="args"/> and returns the JSON object it printed last.</summary>
+    /// <exception cref="InvalidOperationException">The child failed or printed no result.</exception>
+    public static T RunChild<T>(IEnumerable<string> args, string what)
+    {
         string host = Environment.ProcessPath ?? throw new InvalidOperationException("The path of this process is unknown.");
         var start = new ProcessStartInfo(host) { RedirectStandardOutput = true, UseShellExecute = false };
         // Under `dotnet AgileQuant.Benchmarks.dll` the host is dotnet itself: pass the assembly first.
         if (Path.GetFileNameWithoutExtension(host).Equals("dotnet", StringComparison.OrdinalIgnoreCase))
             start.ArgumentList.Add(typeof(EndToEndEngineProcess).Assembly.Location);
-        foreach (string arg in (string[])["e2e-engine", "--file", request.File, "--engine", I(request.EngineIndex), "--prune", I(request.PruneRatio),
-            "--threads", I(request.Threads), "--context", I(request.Context), "--prefill", string.Join(',', request.PrefillLengths.Select(I)),
-            "--decode", I(request.DecodeTokens), "--vocab", I(request.VocabSize), "--presets", string.Join(',', request.Presets)])
-            start.ArgumentList.Add(arg);
+        foreach (string arg in args) start.ArgumentList.Add(arg);
         using Process child = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {host}.");
         string output = child.StandardOutput.ReadToEnd();
         child.WaitForExit();
-        if (child.ExitCode != 0)
-            throw new InvalidOperationException($"The e2e-engine child for engine {request.EngineIndex} on {request.File} exited with {child.ExitCode}.");
+        if (child.ExitCode != 0) throw new InvalidOperationException($"The child for {what} exited with {child.ExitCode}.");
         string json = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault()
-            ?? throw new InvalidOperationException("The e2e-engine child printed no result.");
-        return JsonSerializer.Deserialize<EngineRun>(json) ?? throw new InvalidOperationException($"Unreadable e2e-engine result: {json}");
+            ?? throw new InvalidOperationException($"The child for {what} printed no result.");
+        return JsonSerializer.Deserialize<T>(json, ResultJson) ?? throw new InvalidOperationException($"Unreadable result of the child for {what}: {json}");
     }
 
     /// <summary>The child's side: parses the arguments <see cref="RunChild"/> passes, measures, prints one JSON line.</summary>
@@ -84,7 +90,10 @@ public static class EndToEndEngineProcess
         Console.Out.WriteLine(JsonSerializer.Serialize(new EngineRun(load, prefill, decode, self.PeakWorkingSet64 / 1048576.0)));
     }
 
-    private static string I(int value) => value.ToString(CultureInfo.InvariantCulture);
+    /// <summary>How children print their result: NaN (a figure an engine does not report) allowed.</summary>
+    internal static JsonSerializerOptions ResultJson { get; } = new() { NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
-    private static string I(double value) => value.ToString(CultureInfo.InvariantCulture);
+    internal static string I(int value) => value.ToString(CultureInfo.InvariantCulture);
+
+    internal static string I(double value) => value.ToString(CultureInfo.InvariantCulture);
 }

@@ -11,7 +11,7 @@ namespace AgileQuant.Benchmarks.EndToEnd;
 /// <summary>One engine configuration with a model loaded: prefill and decode from an empty context.</summary>
 public interface IEndToEndEngine : IDisposable
 {
-    /// <summary>Feeds <paramref name="tokens"/> to an empty context in one batch; returns the last position's logit 0 (keeps the work alive).</summary>
+    /// <summary>Feeds <paramref name="tokens"/> to an empty context in one batch (llama.cpp: in batches of its batch size); returns the last position's logit 0 (keeps the work alive).</summary>
     float Prefill(int[] tokens);
 
     /// <summary>Feeds <paramref name="first"/>, then <paramref name="steps"/> greedy tokens one at a time; returns the time of the steps.</summary>
@@ -19,6 +19,45 @@ public interface IEndToEndEngine : IDisposable
 
     /// <summary>Logits (vocab) of every position of <paramref name="tokens"/> fed to an empty context.</summary>
     float[][] AllLogits(int[] tokens);
+
+    /// <summary>
+    /// From an empty context: feeds <paramref name="tokens"/> up to each of <paramref name="depths"/> (ascending) in batches
+    /// of at most <paramref name="chunk"/> tokens, untimed, and at each depth times <paramref name="steps"/> greedy decode
+    /// steps (which count towards the next depth); returns the time of each depth's steps.
+    /// </summary>
+    IReadOnlyList<TimeSpan> DecodeAtDepths(int[] tokens, IReadOnlyList<int> depths, int steps, int chunk);
+
+    /// <summary>Bytes the engine's KV cache holds now (NaN when the engine does not say).</summary>
+    double KvCacheBytes { get; }
+}
+
+/// <summary>The KV cache type of a comparison: ours by <see cref="KvCacheType"/>, llama.cpp's by its K/V cache types.</summary>
+public static class EngineKvCache
+{
+    /// <summary>Our type for <paramref name="name"/> (auto, f32, f16, q8, q4); null for auto (the exact default).</summary>
+    public static KvCacheType? Ours(string name) => name.ToLowerInvariant() switch
+    {
+        "auto" => null,
+        "f32" => KvCacheType.F32,
+        "f16" => KvCacheType.F16,
+        "q8" => KvCacheType.Q8,
+        "q4" => KvCacheType.Q4,
+        _ => throw new ArgumentException($"unknown KV type '{name}'; expected auto, f32, f16, q8 or q4"),
+    };
+
+    /// <summary>
+    /// llama.cpp's cache for <paramref name="name"/>: auto = its defaults (F16 keys and values, flash attention as it chooses);
+    /// f16/q8/q4 = F16/Q8_0/Q4_0 keys and values with flash attention on (llama.cpp needs it for a quantized V cache).
+    /// </summary>
+    public static (GGMLType? Type, bool? FlashAttention) LlamaCpp(string name) => name.ToLowerInvariant() switch
+    {
+        "auto" => (null, null),
+        "f32" => (GGMLType.GGML_TYPE_F32, true),
+        "f16" => (GGMLType.GGML_TYPE_F16, true),
+        "q8" => (GGMLType.GGML_TYPE_Q8_0, true),
+        "q4" => (GGMLType.GGML_TYPE_Q4_0, true),
+        _ => throw new ArgumentException($"unknown KV type '{name}'; expected auto, f32, f16, q8 or q4"),
+    };
 }
 
 /// <summary>The configurations compared: ours (from the GGUF file of <see cref="FileType"/>, or of <see cref="Preset"/>) and llama.cpp's.</summary>
@@ -65,10 +104,14 @@ public sealed record EngineConfig(string Name, Models.Gguf.GgmlType FileType, bo
         new("llama.cpp Q4_0", Models.Gguf.GgmlType.Q4_0, true),
     ];
 
-    /// <summary>Loads the engine from <paramref name="path"/> with <paramref name="threads"/> threads and room for <paramref name="context"/> tokens.</summary>
-    public IEndToEndEngine Load(string path, int threads, int context) => LlamaCpp
-        ? new LlamaCppEngine(path, threads, context)
-        : new AgileQuantEngine(path, threads, Scheme, PruneRatio);
+    /// <summary>
+    /// Loads the engine from <paramref name="path"/> with <paramref name="threads"/> threads and room for
+    /// <paramref name="context"/> tokens; <paramref name="kvType"/>: the KV cache (<see cref="EngineKvCache"/>);
+    /// <paramref name="llamaCppBatches"/>: llama.cpp's batch sizes (<see cref="LlamaCppEngine"/>'s constructor).
+    /// </summary>
+    public IEndToEndEngine Load(string path, int threads, int context, string kvType = "auto", (int Batch, int MicroBatch)? llamaCppBatches = null) => LlamaCpp
+        ? new LlamaCppEngine(path, threads, context, kvType, llamaCppBatches)
+        : new AgileQuantEngine(path, threads, Scheme, PruneRatio, kvType, context);
 }
 
 /// <summary>
@@ -79,14 +122,17 @@ public sealed class AgileQuantEngine : IEndToEndEngine
 {
     private readonly TransformerModel _model;
 
-    /// <summary>Loads <paramref name="path"/>.</summary>
-    public AgileQuantEngine(string path, int threads, string scheme, double pruneRatio)
+    /// <summary>Loads <paramref name="path"/>; <paramref name="kvType"/> and <paramref name="context"/> as <see cref="EngineConfig.Load"/>'s (null context: the file's).</summary>
+    public AgileQuantEngine(string path, int threads, string scheme, double pruneRatio, string kvType = "auto", int? context = null)
     {
         IMatMulKernel kernel = KernelSelector.Create(new KernelOptions { Threads = threads });
         int layers = Models.Gguf.GgufModelReader.ReadConfig(Models.Gguf.GgufFile.Read(path)).NumLayers;
         // Progressive pruning from the middle layer: 1 − β of the tokens reach the last layer.
         TokenPruningSchedule? pruning = pruneRatio > 0 ? TokenPruningSchedule.Progressive(layers, layers / 2, pruneRatio) : null;
-        _model = Cli.Bench.GgufSchemeLoader.Load(path, scheme, kernel, pruning);
+        TransformerModel model = Cli.Bench.GgufSchemeLoader.Load(path, scheme, kernel, pruning);
+        KvCacheType? kv = EngineKvCache.Ours(kvType);
+        _model = kv is null && context is null ? model
+            : new TransformerModel(model.Weights, model.Kernel, model.Options with { KvCache = kv, ContextLength = context ?? model.ContextLength });
     }
 
     // One context reused after a Reset (cleared KV cache), as the llama.cpp engine reuses its context: a fresh context
@@ -122,6 +168,27 @@ public sealed class AgileQuantEngine : IEndToEndEngine
     }
 
     /// <inheritdoc />
+    public IReadOnlyList<TimeSpan> DecodeAtDepths(int[] tokens, IReadOnlyList<int> depths, int steps, int chunk)
+    {
+        InferenceContext context = ClearedContext();
+        var times = new List<TimeSpan>();
+        float[] logits = [];
+        int fed = 0;
+        foreach (int depth in depths)
+        {
+            for (; fed < depth; fed += Math.Min(chunk, depth - fed)) logits = context.Forward(tokens.AsSpan(fed, Math.Min(chunk, depth - fed)));
+            long start = Stopwatch.GetTimestamp();
+            for (int i = 0; i < steps; i++) logits = context.Forward([Core.Generation.TokenSampler.ArgMax(logits)]);
+            times.Add(Stopwatch.GetElapsedTime(start));
+            fed += steps;
+        }
+        return times;
+    }
+
+    /// <inheritdoc />
+    public double KvCacheBytes => _context?.KvCacheBytes ?? 0;
+
+    /// <inheritdoc />
     public void Dispose() { }
 }
 
@@ -133,15 +200,29 @@ public sealed class LlamaCppEngine : IEndToEndEngine
     private readonly LLamaWeights _weights;
     private readonly LLamaContext _context;
 
-    /// <summary>Loads <paramref name="path"/> (memory-mapped, as llama.cpp does by default).</summary>
-    public LlamaCppEngine(string path, int threads, int context)
+    private readonly int _batch;
+
+    /// <summary>llama.cpp's own defaults (common.h): at most 2048 tokens per llama_decode call, computed in micro-batches of 512.</summary>
+    public static (int Batch, int MicroBatch) DefaultBatches => (2048, 512);
+
+    /// <summary>
+    /// Loads <paramref name="path"/> (memory-mapped, as llama.cpp does by default); <paramref name="kvType"/> as
+    /// <see cref="EngineKvCache.LlamaCpp"/>; <paramref name="batches"/>: tokens per llama_decode call and per micro-batch
+    /// (null: the whole context in one, as the e2e table has always run; <see cref="DefaultBatches"/>: llama.cpp's defaults,
+    /// whose compute buffers are sized for 512 tokens rather than the context).
+    /// </summary>
+    public LlamaCppEngine(string path, int threads, int context, string kvType = "auto", (int Batch, int MicroBatch)? batches = null)
     {
         ConfigureLogging();
         var parameters = new ModelParams(path)
         {
-            ContextSize = (uint)context, BatchSize = (uint)context, UBatchSize = (uint)context,
+            ContextSize = (uint)context, BatchSize = (uint)(batches?.Batch ?? context), UBatchSize = (uint)(batches?.MicroBatch ?? context),
             GpuLayerCount = 0, Threads = threads, BatchThreads = threads,
         };
+        (GGMLType? type, bool? flash) = EngineKvCache.LlamaCpp(kvType);
+        if (type is GGMLType t) (parameters.TypeK, parameters.TypeV) = (t, t);
+        if (flash is bool f) parameters.FlashAttention = f;
+        _batch = batches?.Batch ?? context;
         _weights = LLamaWeights.LoadFromFile(parameters);
         _context = _weights.CreateContext(parameters);
     }
@@ -171,7 +252,9 @@ public sealed class LlamaCppEngine : IEndToEndEngine
     public float Prefill(int[] tokens)
     {
         _context.NativeHandle.MemoryClear(true);
-        return Run(tokens, 0, false, out _)[0];
+        float[] logits = [];
+        for (int fed = 0; fed < tokens.Length; fed += _batch) logits = Run(tokens.AsSpan(fed, Math.Min(_batch, tokens.Length - fed)), fed, false, out _);
+        return logits[0];
     }
 
     /// <inheritdoc />
@@ -191,6 +274,31 @@ public sealed class LlamaCppEngine : IEndToEndEngine
         Run(tokens, 0, true, out _);
         return Enumerable.Range(0, tokens.Length).Select(i => _context.NativeHandle.GetLogitsIth(i).ToArray()).ToArray();
     }
+
+    /// <inheritdoc />
+    public IReadOnlyList<TimeSpan> DecodeAtDepths(int[] tokens, IReadOnlyList<int> depths, int steps, int chunk)
+    {
+        _context.NativeHandle.MemoryClear(true);
+        var times = new List<TimeSpan>();
+        float[] logits = [];
+        int fed = 0;
+        foreach (int depth in depths)
+        {
+            for (int n; fed < depth; fed += n)
+            {
+                n = Math.Min(Math.Min(chunk, _batch), depth - fed);
+                logits = Run(tokens.AsSpan(fed, n), fed, false, out _);
+            }
+            long start = Stopwatch.GetTimestamp();
+            for (int i = 0; i < steps; i++) logits = Run([Core.Generation.TokenSampler.ArgMax(logits)], fed + i, false, out _);
+            times.Add(Stopwatch.GetElapsedTime(start));
+            fed += steps;
+        }
+        return times;
+    }
+
+    /// <inheritdoc />
+    public double KvCacheBytes => double.NaN;
 
     /// <inheritdoc />
     public void Dispose()

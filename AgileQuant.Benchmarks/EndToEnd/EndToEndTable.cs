@@ -114,7 +114,8 @@ public static class EndToEndTable
         string markdown = Markdown(sections, typeMixes, settings);
         string? directory = Path.GetDirectoryName(Path.GetFullPath(settings.Output));
         if (directory is not null) Directory.CreateDirectory(directory);
-        File.WriteAllText(settings.Output, markdown);
+        // the KV cache and depth sections (e2e-kv) stay after the regenerated table
+        File.WriteAllText(settings.Output, markdown + KvDepthComparison.AllSections.Existing(settings.Output));
         EndToEndChart.Write(Path.ChangeExtension(settings.Output, ".png"), sections);
         Log($"wrote {settings.Output} and {Path.ChangeExtension(settings.Output, ".png")}");
         return markdown;

@@ -38,8 +38,10 @@ internal static class BenchEndToEndCommand
         var models = new Option<string>("--models") { Description = "Directory for the generated GGUF files (reused when present).", DefaultValueFactory = _ => Path.Combine(Path.GetTempPath(), "agilequant-e2e") };
         var threads = new Option<int>("--threads") { Description = "Threads (0 = one per processor).", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object per configuration." };
-        var command = new Command("e2e", "Whole-model prefill and decode tokens/s and load time of our configurations on a seeded synthetic LLaMA shape, written as GGUF (F32, Q8_0, Q4_0).");
-        foreach (Option o in new Option[] { shape, configs, prefill, decode, repeats, prune, models, threads, json }) command.Options.Add(o);
+        var kvType = ModelOptions.KvTypeOption();
+        var contextOption = new Option<int?>("--context") { Description = "Context length of every configuration (default: the shape's); the KV cache grows with the tokens held, not with this." };
+        var command = new Command("e2e", "Whole-model prefill and decode tokens/s, load time and KV cache memory of our configurations on a seeded synthetic LLaMA shape, written as GGUF (F32, Q8_0, Q4_0).");
+        foreach (Option o in new Option[] { shape, configs, prefill, decode, repeats, prune, models, threads, json, kvType, contextOption }) command.Options.Add(o);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
         {
             SyntheticModelShape model = SyntheticModelShape.Parse(parse.GetValue(shape)!);
@@ -50,14 +52,19 @@ internal static class BenchEndToEndCommand
                 : throw new AgileQuantException($"--prefill must list positive lengths, found '{x}'.")).ToArray();
             int steps = parse.GetValue(decode), reps = Math.Max(1, parse.GetValue(repeats));
             if (steps <= 0) throw new AgileQuantException("--decode must be positive.");
-            if (lengths.Max() > model.Config.MaxSequenceLength || steps + 1 > model.Config.MaxSequenceLength)
-                throw new AgileQuantException($"the shape's context is {model.Config.MaxSequenceLength} tokens.");
+            KvCacheType? kv = ModelOptions.ParseKvType(parse.GetValue(kvType)!);
+            int contextLength = parse.GetValue(contextOption) ?? model.Config.MaxSequenceLength;
+            if (contextLength <= 0) throw new AgileQuantException($"--context must be positive, found {contextLength}.");
+            if (lengths.Max() > contextLength || steps + 1 > contextLength)
+                throw new AgileQuantException($"--prefill and --decode must fit the context of {contextLength} tokens (--context).");
             string directory = parse.GetValue(models)!;
             Directory.CreateDirectory(directory);
             var kernelOptions = new KernelOptions { Threads = ModelOptions.ReadThreads(parse, threads) };
             var random = new Random(11);
             int[][] prompts = lengths.Select(n => Enumerable.Range(0, n).Select(i => i == 0 ? 1 : random.Next(3, model.Config.VocabSize)).ToArray()).ToArray();
             var samples = names.ToDictionary(n => n, _ => new List<double[]>());
+            // what each configuration's KV cache holds after the longest prefill (the same every repetition), and its bytes per token
+            var kvBytes = new Dictionary<string, (long Held, double PerToken, string Description)>();
             for (int rep = 0; rep < reps; rep++)
                 for (int k = 0; k < names.Length; k++)
                 {
@@ -74,13 +81,16 @@ internal static class BenchEndToEndCommand
                     int layers = model.Config.NumLayers;
                     TokenPruningSchedule? schedule = pruned ? TokenPruningSchedule.Progressive(layers, layers / 2, parse.GetValue(prune)) : null;
                     TransformerModel loaded = GgufSchemeLoader.Load(path, scheme, KernelSelector.Create(kernelOptions), schedule);
+                    loaded = new TransformerModel(loaded.Weights, loaded.Kernel, loaded.Options with { KvCache = kv, ContextLength = contextLength });
                     var row = new List<double> { Stopwatch.GetElapsedTime(start).TotalSeconds };
                     loaded.CreateContext().Forward(prompts[0][..Math.Min(8, prompts[0].Length)]); // warm-up
                     foreach (int[] prompt in prompts)
                     {
+                        InferenceContext prefilled = loaded.CreateContext();
                         start = Stopwatch.GetTimestamp();
-                        loaded.CreateContext().Forward(prompt);
+                        prefilled.Forward(prompt);
                         row.Add(prompt.Length / Stopwatch.GetElapsedTime(start).TotalSeconds);
+                        if (prompt.Length == lengths.Max()) kvBytes[name] = (prefilled.KvCacheBytes, loaded.KvCacheBytesPerToken, loaded.KvCacheDescription);
                     }
                     InferenceContext context = loaded.CreateContext();
                     float[] logits = context.Forward([1]);
@@ -103,11 +113,14 @@ internal static class BenchEndToEndCommand
                         ["shape"] = model.Name, ["config"] = name, ["threads"] = KernelSelector.Create(kernelOptions).Threads, ["repeats"] = reps,
                         ["load_seconds_median"] = Median(name, 0), ["prefill_lengths"] = lengths, ["prefill_tokens_per_second_median"] = prefillRates,
                         ["decode_tokens"] = steps, ["decode_tokens_per_second_median"] = decodeRate,
+                        ["context_length"] = contextLength, ["kv_cache"] = kvBytes[name].Description, ["kv_cache_bytes_per_token"] = kvBytes[name].PerToken,
+                        ["kv_cache_bytes_after_longest_prefill"] = kvBytes[name].Held,
                     }));
                     continue;
                 }
                 string ratio = baseline is null ? "" : $" ({prefillRates[^1] / Median(baseline, lengths.Length):F2}× / {decodeRate / Median(baseline, lengths.Length + 1):F2}× FP32)";
-                Console.Out.WriteLine($"{model.Name} {name}: load {Median(name, 0):F2} s, prefill {string.Join(" / ", lengths.Zip(prefillRates, (n, r) => $"{n}: {r:F1}"))} t/s, decode {decodeRate:F2} t/s{ratio}");
+                Console.Out.WriteLine($"{model.Name} {name}: load {Median(name, 0):F2} s, prefill {string.Join(" / ", lengths.Zip(prefillRates, (n, r) => $"{n}: {r:F1}"))} t/s, decode {decodeRate:F2} t/s{ratio}; "
+                    + $"KV cache {kvBytes[name].Description}: {kvBytes[name].Held / 1048576.0:F1} MiB held after {lengths.Max()} tokens ({kvBytes[name].PerToken:N0} bytes per token)");
             }
             return ExitCodes.Success;
         }));

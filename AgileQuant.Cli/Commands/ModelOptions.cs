@@ -1,5 +1,6 @@
 using System.CommandLine;
 using AgileQuant.Core;
+using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Models;
 using Microsoft.ML.Tokenizers;
@@ -15,6 +16,33 @@ internal sealed class ModelOptions
 
     public Option<int> Threads { get; } = new("--threads") { Description = "Threads per matrix multiplication (0 = one per processor).", DefaultValueFactory = _ => 0 };
     public Option<string> Kernel { get; } = KernelOption();
+    public Option<string> KvType { get; } = KvTypeOption();
+    public Option<int?> Context { get; } = new("--context") { Description = "Context length: most tokens (prompt plus generated) one sequence may hold (default: the model's). The KV cache grows with the tokens held, not with this." };
+
+    internal static Option<string> KvTypeOption()
+    {
+        var option = new Option<string>("--kv-type")
+        {
+            Description = "How the KV cache stores keys and values: auto (exact: f32, or a quantized scheme's own 8-bit codes), f32, f16, q8 (int8: values a scale per 32, keys a scale per channel and 32 tokens) or q4 (4-bit: values after a Hadamard rotation, keys per channel and 16 tokens).",
+            DefaultValueFactory = _ => "auto",
+        };
+        option.AcceptOnlyFromAmong("auto", "f32", "f16", "q8", "q4");
+        return option;
+    }
+
+    /// <summary>The KV cache type named by <paramref name="text"/> (f32, f16, q8, q4), or null for auto.</summary>
+    internal static KvCacheType? ParseKvType(string text) => text.ToLowerInvariant() switch
+    {
+        "auto" => null,
+        "f32" => KvCacheType.F32,
+        "f16" => KvCacheType.F16,
+        "q8" => KvCacheType.Q8,
+        "q4" => KvCacheType.Q4,
+        _ => throw new AgileQuantException($"--kv-type: expected auto, f32, f16, q8 or q4, found \"{text}\"."),
+    };
+
+    /// <summary>The --kv-type given, or null for auto.</summary>
+    public KvCacheType? ReadKvType(ParseResult parse) => ParseKvType(parse.GetValue(KvType)!);
 
     /// <summary>The <c>--kernel</c> option: <c>auto</c> or a name from the kernel catalog.</summary>
     internal static Option<string> KernelOption()
@@ -58,6 +86,8 @@ internal sealed class ModelOptions
     {
         command.Options.Add(Threads);
         command.Options.Add(Kernel);
+        command.Options.Add(KvType);
+        command.Options.Add(Context);
         command.Options.Add(Model);
         command.Options.Add(Tokenizer);
         command.Options.Add(Weights);
@@ -78,11 +108,24 @@ internal sealed class ModelOptions
                 TokenizerPath = parse.GetValue(Tokenizer),
                 WeightsFile = parse.GetValue(Weights),
                 KernelOptions = ReadKernelOptions(parse, Kernel, Threads),
+                KvCache = ReadKvType(parse),
+                ContextLength = parse.GetValue(Context) is int context && context <= 0
+                    ? throw new AgileQuantException($"--context must be positive, found {context}.")
+                    : parse.GetValue(Context),
             }, progress, cancel);
         }
         var c = loaded.Model.Config;
-        Console.Error.WriteLine($"loaded {c.Family} model from {loaded.SourcePath}: {c.NumLayers} layers, dim {c.HiddenSize}, vocab {c.VocabSize}, context {c.MaxSequenceLength}, kernel {loaded.Model.Kernel.Name} ({started.Elapsed.TotalSeconds:F2}s)");
+        Console.Error.WriteLine($"loaded {c.Family} model from {loaded.SourcePath}: {c.NumLayers} layers, dim {c.HiddenSize}, vocab {c.VocabSize}, context {loaded.Model.ContextLength}, kernel {loaded.Model.Kernel.Name} ({started.Elapsed.TotalSeconds:F2}s)");
+        if (parse.GetValue(CliErrors.VerboseOption)) Console.Error.WriteLine(KvCacheLine(loaded.Model));
         return loaded;
+    }
+
+    /// <summary>One line on the KV cache: its type, bytes per token, and what the full context would take (it grows as used).</summary>
+    internal static string KvCacheLine(Core.Runtime.TransformerModel model)
+    {
+        double perToken = model.KvCacheBytesPerToken;
+        return $"KV cache: {model.KvCacheDescription}, {perToken:N0} bytes per token ({model.Config.NumLayers} layers, keys and values); " +
+            $"{perToken * (double)model.ContextLength / 1048576:F1} MiB at the full context of {model.ContextLength:N0} tokens, allocated as the context grows";
     }
 
     private static string StageName(ModelLoadStage stage) => stage switch

@@ -24,7 +24,6 @@ internal static class PerplexityCommand
         };
         protocol.AcceptOnlyFromAmong("document", "stream");
         var separator = new Option<string>("--separator") { Description = "Document separator in the text file (an empty string: the whole file is one document).", DefaultValueFactory = _ => "<|endoftext|>" };
-        var context = new Option<int?>("--context") { Description = "Sequence length (default: the model's context length)." };
         var skip = new Option<int>("--eval-skip-docs") { Description = "Skip the first N documents of --text (e.g. those used for calibration).", DefaultValueFactory = _ => 0 };
         var evalDocs = new Option<int?>("--eval-docs") { Description = "Score at most N documents (after --eval-skip-docs); default: all." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object on stdout: ppl, mean_nll, scored_tokens (surviving positions only when pruning), pruning, protocol, config, kl_vs_fp32, top1_vs_fp32, weight_bytes, fp32_ppl, sequences, context, seconds." };
@@ -34,7 +33,6 @@ internal static class PerplexityCommand
         command.Options.Add(text);
         command.Options.Add(protocol);
         command.Options.Add(separator);
-        command.Options.Add(context);
         command.Options.Add(skip);
         command.Options.Add(evalDocs);
         quant.AddTo(command);
@@ -45,14 +43,14 @@ internal static class PerplexityCommand
             Tokenizer tokenizer = ModelOptions.RequireTokenizer(loaded);
             string path = parse.GetValue(text)!;
             var chosen = parse.GetValue(protocol) == "stream" ? PerplexityProtocol.Stream : PerplexityProtocol.Document;
-            int ctx = parse.GetValue(context) ?? loaded.Model.Config.MaxSequenceLength;
+            int ctx = loaded.Model.ContextLength; // --context: the sequence length scored, and the contexts' length
             int skipDocs = parse.GetValue(skip);
             if (skipDocs < 0) throw new AgileQuantException("--eval-skip-docs must be ≥ 0.");
             IReadOnlyList<IReadOnlyList<int>> documents = Tokenize(tokenizer, ReadText(path, "--text"), parse.GetValue(separator), skipDocs, parse.GetValue(evalDocs) ?? int.MaxValue, "evaluation");
             QuantizationRun run = quant.Read(parse, loaded, tokenizer, path, parse.GetValue(separator), skipDocs);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             TransformerModel candidate = run.Build(loaded.Model, cancel);
-            EvaluationReport report = Evaluate(loaded.Model, candidate, run.Config, documents, chosen, ctx, cancel);
+            EvaluationReport report = Evaluate(ExactKvCache(loaded.Model), candidate, run.Config, documents, chosen, ctx, cancel);
             double seconds = clock.Elapsed.TotalSeconds;
             long weightBytes = ModelQuantizer.QuantizedWeightBytes(loaded.Model, run.Config, run.GroupSize);
             if (parse.GetValue(json))
@@ -101,6 +99,13 @@ internal static class PerplexityCommand
         }));
         return command;
     }
+
+    /// <summary>
+    /// <paramref name="model"/> with the default, exact KV cache: the FP32 reference that KL and top-1 compare against when
+    /// --kv-type stores the candidate's keys and values in another type.
+    /// </summary>
+    internal static TransformerModel ExactKvCache(TransformerModel model) =>
+        model.Options.KvCache is null ? model : new TransformerModel(model.Weights, model.Kernel, model.Options with { KvCache = null });
 
     /// <summary>Perplexity of <paramref name="candidate"/> and, when it is not the FP32 model itself, KL and top-1 versus FP32.</summary>
     internal static EvaluationReport Evaluate(TransformerModel fp32, TransformerModel candidate, QuantizationConfig config, IReadOnlyList<IReadOnlyList<int>> documents,
@@ -295,7 +300,7 @@ internal sealed class QuantizationCliOptions
         string? separator = parse.GetValue(CalibText) is null ? evalSeparator : parse.GetValue(CalibSeparator);
         if (evalText is not null && Path.GetFullPath(calibPath) == Path.GetFullPath(evalText) && evalSkip < docs)
             Console.Error.WriteLine($"warning: calibration uses the first {docs} documents of the evaluation text but --eval-skip-docs is {evalSkip}: they overlap.");
-        int context = loaded.Model.Config.MaxSequenceLength;
+        int context = loaded.Model.ContextLength;
         int[][] calibration = PerplexityCommand.Tokenize(tokenizer, PerplexityCommand.ReadText(calibPath, "--calib-text"), separator, 0, docs, "calibration")
             .SelectMany(d => Chunks(d, context)).ToArray();
         return new QuantizationRun(config, group, calibration, docs, pruning, pruningDescription);

@@ -22,7 +22,7 @@ public static class DistributionComparison
         ArgumentNullException.ThrowIfNull(candidate);
         if (reference.Config.VocabSize != candidate.Config.VocabSize)
             throw new AgileQuantException($"The models' vocabularies differ ({reference.Config.VocabSize} vs {candidate.Config.VocabSize}).");
-        int limit = Math.Min(reference.Config.MaxSequenceLength, candidate.Config.MaxSequenceLength);
+        int limit = Math.Min(reference.ContextLength, candidate.ContextLength);
         if (contextLength > limit) throw new AgileQuantException($"Context length {contextLength} exceeds the models' {limit}.");
         IReadOnlyList<int[]> sequences = PerplexityEvaluator.BuildSequences(documents, protocol, contextLength);
         if (sequences.Count == 0) throw new AgileQuantException("Nothing to score: every document has fewer than 2 tokens.");

@@ -68,8 +68,8 @@ public static class PerplexityEvaluator
         int contextLength, int parallelism = 1, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(model);
-        if (contextLength > model.Config.MaxSequenceLength)
-            throw new AgileQuantException($"Context length {contextLength} exceeds the model's {model.Config.MaxSequenceLength}.");
+        if (contextLength > model.ContextLength)
+            throw new AgileQuantException($"Context length {contextLength} exceeds the model's {model.ContextLength}.");
         IReadOnlyList<int[]> sequences = BuildSequences(documents, protocol, contextLength);
         if (sequences.Count == 0) throw new AgileQuantException("Nothing to score: every document has fewer than 2 tokens.");
         var nll = new double[sequences.Count];

@@ -113,15 +113,15 @@ public sealed class TextGenerator
         var sampler = new TokenSampler(options.Sampling);
         TransformerConfig config = _model.Config;
         if (promptIds.Count == 0) throw new AgileQuantException("The prompt encodes to no tokens; at least one (e.g. BOS) is needed.");
-        if (promptIds.Count >= config.MaxSequenceLength)
-            throw new AgileQuantException($"The prompt has {promptIds.Count} tokens, but the model's context length is {config.MaxSequenceLength} (at least one position must remain for generation).");
+        if (promptIds.Count >= _model.ContextLength)
+            throw new AgileQuantException($"The prompt has {promptIds.Count} tokens, but the context length is {_model.ContextLength} (at least one position must remain for generation).");
         int[] endTokens = options.StopAtEndOfSequence ? [.. options.EndTokenIds ?? [config.EosTokenId]] : [];
 
         cancellationToken.ThrowIfCancellationRequested();
         InferenceContext context = _model.CreateContext();
         int[] prompt = promptIds.ToArray();
         clock?.Start();
-        float[] logits = await Task.Run(() => context.Forward(prompt), cancellationToken).ConfigureAwait(false);
+        float[] logits = await Task.Run(() => context.Forward(prompt, false, cancellationToken), cancellationToken).ConfigureAwait(false);
         clock?.EndPrompt();
         for (int i = Math.Max(0, prompt.Length - options.Sampling.PenaltyWindow); i < prompt.Length; i++) sampler.Accept(prompt[i]);
         var detokenizer = new IncrementalDetokenizer(_tokenizer, prompt[^1]);
@@ -139,7 +139,7 @@ public sealed class TextGenerator
             sampler.Accept(next);
             string piece = stops.Add(detokenizer.Add(next), out bool stopped);
             if (stopped) { yield return new GenerationUpdate(piece, next, FinishReason.StopSequence); yield break; }
-            if (context.Length == config.MaxSequenceLength)
+            if (context.Length == _model.ContextLength)
             {
                 yield return new GenerationUpdate(piece + stops.Flush(), next, FinishReason.ContextFull);
                 yield break;
@@ -150,7 +150,7 @@ public sealed class TextGenerator
                 yield break;
             }
             yield return new GenerationUpdate(piece, next, null);
-            logits = await Task.Run(() => context.Forward([next]), cancellationToken).ConfigureAwait(false);
+            logits = await Task.Run(() => context.Forward([next], false, cancellationToken), cancellationToken).ConfigureAwait(false);
             clock?.DecodeStep();
         }
     }

@@ -61,7 +61,8 @@ public static class ModelQuantizer
             staticScales = TripCalibration.StaticScales(fp32.Config, ranges, factors);
             options.Progress?.Report($"TRIP: calibrated static scales and folded outlier-channel factors ({config.Name})");
         }
-        RuntimeOptions runtime = RuntimeOptionsFor(fp32, config);
+        // the scheme decides the runtime beyond the weights; how contexts store keys and values and how long they are stay as chosen for the model
+        RuntimeOptions runtime = RuntimeOptionsFor(fp32, config) with { KvCache = fp32.Options.KvCache, ContextLength = fp32.Options.ContextLength };
         TransformerWeights source = fp32.Weights;
         var layers = source.Layers.ToArray();
         for (int l = 0; l < layers.Length; l++)
@@ -222,7 +223,7 @@ public static class ModelQuantizer
     {
         InferenceContext context = model.CreateContext();
         context.Observer = observer;
-        int limit = model.Config.MaxSequenceLength;
+        int limit = model.ContextLength;
         foreach (int[] sequence in calibration)
         {
             cancel.ThrowIfCancellationRequested();

@@ -28,6 +28,25 @@ internal static class ActivationRounding
         }
     }
 
+    /// <summary>
+    /// The codes behind <see cref="RoundRows"/> of one row: <paramref name="codes"/>[i] = clamp(round(row[i] / s)) and the
+    /// returned scale s, so that fp32(codes[i]) · s is the value <see cref="RoundRows"/> leaves (the same operations, bit for
+    /// bit, up to the sign of zero). A row of zeros has scale 0; a row that is not finite, scale NaN (and codes 0).
+    /// </summary>
+    internal static float QuantizeRow(ReadOnlySpan<float> row, int bits, Span<sbyte> codes)
+    {
+        float limit = (1 << (bits - 1)) - 1;
+        float maxAbs = MathF.Abs(System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(row));
+        if (!float.IsFinite(maxAbs) || !(maxAbs > 0))
+        {
+            codes[..row.Length].Clear();
+            return float.IsFinite(maxAbs) ? 0f : float.NaN;
+        }
+        float scale = maxAbs / limit, inverse = 1f / scale;
+        for (int i = 0; i < row.Length; i++) codes[i] = (sbyte)MathF.Max(MathF.Min(MathF.Round(row[i] * inverse), limit), -limit);
+        return scale;
+    }
+
     // row[i] = scale · clamp(round(row[i] · inverse), −limit, limit)   (round half to even; one pass, the same float op per element at every width)
     private static void RoundRow(Span<float> row, float inverse, float limit, float scale)
     {

@@ -52,8 +52,38 @@ public sealed record RuntimeOptions
     /// </summary>
     public Pruning.TokenPruningSchedule? Pruning { get; init; }
 
+    /// <summary>
+    /// How contexts store cached keys and values; null (default) stores them exactly: FP32, or, when
+    /// <see cref="AttentionQuantization.KvCacheBits"/> rounds the cache (the paper's schemes), those codes themselves (int8
+    /// with an FP32 scale per token and head, the same values bit for bit). A type given here stores the values, after any
+    /// such rounding, in its own format.
+    /// </summary>
+    public KvCacheType? KvCache { get; init; }
+
+    /// <summary>
+    /// Most tokens a context may hold (prompt plus generated); null: the model's <see cref="TransformerConfig.MaxSequenceLength"/>.
+    /// The KV cache grows with the tokens held, not with this limit.
+    /// </summary>
+    public int? ContextLength { get; init; }
+
+    /// <summary>Alternatives to the Q8/Q4 key layouts, only to measure what the chosen ones buy (docs/accuracy.md, "KV cache").</summary>
+    internal KvKeyVariant KvKeyVariant { get; init; }
+
     /// <summary>Default options: nothing quantized beyond the weights' own kernels.</summary>
     public static RuntimeOptions Default { get; } = new();
+}
+
+/// <summary>Key layouts measured against <see cref="KvCacheType.Q8"/>'s and <see cref="KvCacheType.Q4"/>'s per-channel keys.</summary>
+internal enum KvKeyVariant
+{
+    /// <summary>Per-channel keys (the types as documented).</summary>
+    PerChannel,
+
+    /// <summary>Keys per token in the value's row format (Q4: Hadamard-rotated blocks).</summary>
+    PerToken,
+
+    /// <summary>Q4 only: keys and values per token, without the rotation.</summary>
+    PerTokenUnrotated,
 }
 
 /// <summary>Which linear of a decoder layer an input belongs to.</summary>

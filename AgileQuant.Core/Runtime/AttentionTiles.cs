@@ -32,24 +32,42 @@ internal static unsafe class AttentionTiles
     public static int PaddedWidth(int slots) => (slots + Vector<float>.Count - 1) / Vector<float>.Count * Vector<float>.Count;
 
     // s[t, j] = scale · Σ_d q[t, d] · K[d, j]   for t < rows (1..4), j < width; q rows at qStride, K rows at kStride
-    public static void Scores(float* q, int qStride, int rows, float* k, int kStride, int headDim, float scale, float* s, int sStride, int width)
-    {
-        if (rows == TileRows) ScoresFour(q, qStride, k, kStride, headDim, scale, s, sStride, width);
-        else
-            for (int t = 0; t < rows; t++) ScoresOne(q + t * qStride, k, kStride, headDim, scale, s + t * sStride, width);
-    }
+    public static void Scores(float* q, int qStride, int rows, float* k, int kStride, int headDim, float scale, float* s, int sStride, int width) =>
+        Scores<F32Slots>(q, qStride, rows, (byte*)k, kStride * sizeof(float), null, headDim, scale, s, sStride, width);
 
     // o[t, d] = Σ_j p[t, j] · V[d, j]   for t < rows (1..4), d < headDim, j < width; p zero past each row's visible slots
-    public static void WeightedValues(float* p, int pStride, int rows, float* v, int vStride, int headDim, float* o, int oStride, int width)
+    public static void WeightedValues(float* p, int pStride, int rows, float* v, int vStride, int headDim, float* o, int oStride, int width) =>
+        WeightedValues<F32Slots>(p, pStride, rows, (byte*)v, vStride * sizeof(float), null, headDim, o, oStride, width);
+
+    /// <summary>
+    /// <see cref="Scores(float*, int, int, float*, int, int, float, float*, int, int)"/> over slot rows of
+    /// <typeparamref name="TSlots"/>: K[d, j] is read at <paramref name="k"/> + d·<paramref name="kStrideBytes"/> + j·element
+    /// size, times the slot's scale at <paramref name="kScales"/>[j] where the rows hold codes.
+    /// </summary>
+    public static void Scores<TSlots>(float* q, int qStride, int rows, byte* k, nint kStrideBytes, float* kScales, int headDim, float scale, float* s, int sStride, int width)
+        where TSlots : ISlotVectors
     {
-        if (rows == TileRows) WeightedValuesFour(p, pStride, v, vStride, headDim, o, oStride, width);
+        if (rows == TileRows) ScoresFour<TSlots>(q, qStride, k, kStrideBytes, kScales, headDim, scale, s, sStride, width);
         else
-            for (int t = 0; t < rows; t++) WeightedValuesOne(p + t * pStride, v, vStride, headDim, o + t * oStride, width);
+            for (int t = 0; t < rows; t++) ScoresOne<TSlots>(q + t * qStride, k, kStrideBytes, kScales, headDim, scale, s + t * sStride, width);
     }
 
-    private static void ScoresFour(float* q, int qStride, float* k, int kStride, int headDim, float scale, float* s, int sStride, int width)
+    /// <summary>
+    /// <see cref="WeightedValues(float*, int, int, float*, int, int, float*, int, int)"/> over slot rows of
+    /// <typeparamref name="TSlots"/> (V[d, j] at <paramref name="v"/> + d·<paramref name="vStrideBytes"/>, scales as in <see cref="Scores{TSlots}"/>).
+    /// </summary>
+    public static void WeightedValues<TSlots>(float* p, int pStride, int rows, byte* v, nint vStrideBytes, float* vScales, int headDim, float* o, int oStride, int width)
+        where TSlots : ISlotVectors
     {
-        int w = Vector<float>.Count;
+        if (rows == TileRows) WeightedValuesFour<TSlots>(p, pStride, v, vStrideBytes, vScales, headDim, o, oStride, width);
+        else
+            for (int t = 0; t < rows; t++) WeightedValuesOne<TSlots>(p + t * pStride, v, vStrideBytes, vScales, headDim, o + t * oStride, width);
+    }
+
+    private static void ScoresFour<TSlots>(float* q, int qStride, byte* k, nint kStride, float* kScales, int headDim, float scale, float* s, int sStride, int width)
+        where TSlots : ISlotVectors
+    {
+        int w = Vector<float>.Count, e = TSlots.ElementSize;
         float* q1 = q + qStride, q2 = q1 + qStride, q3 = q2 + qStride;
         var scaleV = new Vector<float>(scale);
         int j = 0;
@@ -57,10 +75,11 @@ internal static unsafe class AttentionTiles
         {
             Vector<float> a00 = default, a01 = default, a10 = default, a11 = default;
             Vector<float> a20 = default, a21 = default, a30 = default, a31 = default;
-            float* kj = k + j;
+            Vector<float> c0 = TSlots.Scales(kScales + j), c1 = TSlots.Scales(kScales + j + w);
+            byte* kj = k + j * e;
             for (int d = 0; d < headDim; d++, kj += kStride)
             {
-                Vector<float> k0 = Vector.Load(kj), k1 = Vector.Load(kj + w);
+                Vector<float> k0 = TSlots.Load(kj, c0), k1 = TSlots.Load(kj + w * e, c1);
                 var b = new Vector<float>(q[d]);
                 a00 = Vector.FusedMultiplyAdd(k0, b, a00);
                 a01 = Vector.FusedMultiplyAdd(k1, b, a01);
@@ -87,10 +106,11 @@ internal static unsafe class AttentionTiles
         for (; j < width; j += w)
         {
             Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            float* kj = k + j;
+            Vector<float> c0 = TSlots.Scales(kScales + j);
+            byte* kj = k + j * e;
             for (int d = 0; d < headDim; d++, kj += kStride)
             {
-                Vector<float> k0 = Vector.Load(kj);
+                Vector<float> k0 = TSlots.Load(kj, c0);
                 a0 = Vector.FusedMultiplyAdd(k0, new Vector<float>(q[d]), a0);
                 a1 = Vector.FusedMultiplyAdd(k0, new Vector<float>(q1[d]), a1);
                 a2 = Vector.FusedMultiplyAdd(k0, new Vector<float>(q2[d]), a2);
@@ -103,22 +123,24 @@ internal static unsafe class AttentionTiles
         }
     }
 
-    private static void ScoresOne(float* q, float* k, int kStride, int headDim, float scale, float* s, int width)
+    private static void ScoresOne<TSlots>(float* q, byte* k, nint kStride, float* kScales, int headDim, float scale, float* s, int width)
+        where TSlots : ISlotVectors
     {
-        int w = Vector<float>.Count;
+        int w = Vector<float>.Count, e = TSlots.ElementSize;
         var scaleV = new Vector<float>(scale);
         int j = 0;
         for (; j + 4 * w <= width; j += 4 * w)
         {
             Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            float* kj = k + j;
+            Vector<float> c0 = TSlots.Scales(kScales + j), c1 = TSlots.Scales(kScales + j + w), c2 = TSlots.Scales(kScales + j + 2 * w), c3 = TSlots.Scales(kScales + j + 3 * w);
+            byte* kj = k + j * e;
             for (int d = 0; d < headDim; d++, kj += kStride)
             {
                 var b = new Vector<float>(q[d]);
-                a0 = Vector.FusedMultiplyAdd(Vector.Load(kj), b, a0);
-                a1 = Vector.FusedMultiplyAdd(Vector.Load(kj + w), b, a1);
-                a2 = Vector.FusedMultiplyAdd(Vector.Load(kj + 2 * w), b, a2);
-                a3 = Vector.FusedMultiplyAdd(Vector.Load(kj + 3 * w), b, a3);
+                a0 = Vector.FusedMultiplyAdd(TSlots.Load(kj, c0), b, a0);
+                a1 = Vector.FusedMultiplyAdd(TSlots.Load(kj + w * e, c1), b, a1);
+                a2 = Vector.FusedMultiplyAdd(TSlots.Load(kj + 2 * w * e, c2), b, a2);
+                a3 = Vector.FusedMultiplyAdd(TSlots.Load(kj + 3 * w * e, c3), b, a3);
             }
             Vector.Store(a0 * scaleV, s + j);
             Vector.Store(a1 * scaleV, s + j + w);
@@ -127,10 +149,10 @@ internal static unsafe class AttentionTiles
         }
         for (; j < width; j += w)
         {
-            Vector<float> a = default;
-            float* kj = k + j;
+            Vector<float> a = default, c0 = TSlots.Scales(kScales + j);
+            byte* kj = k + j * e;
             for (int d = 0; d < headDim; d++, kj += kStride)
-                a = Vector.FusedMultiplyAdd(Vector.Load(kj), new Vector<float>(q[d]), a);
+                a = Vector.FusedMultiplyAdd(TSlots.Load(kj, c0), new Vector<float>(q[d]), a);
             Vector.Store(a * scaleV, s + j);
         }
     }
@@ -141,19 +163,21 @@ internal static unsafe class AttentionTiles
     /// </summary>
     private static bool WideRegisterFile => Avx512F.VL.IsSupported;
 
-    private static void WeightedValuesFour(float* p, int pStride, float* v, int vStride, int headDim, float* o, int oStride, int width)
+    private static void WeightedValuesFour<TSlots>(float* p, int pStride, byte* v, nint vStride, float* vScales, int headDim, float* o, int oStride, int width)
+        where TSlots : ISlotVectors
     {
-        int w = Vector<float>.Count;
+        int w = Vector<float>.Count, e = TSlots.ElementSize;
         float* p1 = p + pStride, p2 = p1 + pStride, p3 = p2 + pStride;
-        int d = WideRegisterFile ? WeightedValuesFourByFour(p, pStride, v, vStride, headDim, o, oStride, width) : 0;
+        int d = WideRegisterFile ? WeightedValuesFourByFour<TSlots>(p, pStride, v, vStride, vScales, headDim, o, oStride, width) : 0;
         for (; d + 2 <= headDim; d += 2)
         {
-            float* v0 = v + d * vStride, v1 = v0 + vStride;
+            byte* v0 = v + d * vStride, v1 = v0 + vStride;
             Vector<float> a00 = default, a01 = default, a10 = default, a11 = default;
             Vector<float> a20 = default, a21 = default, a30 = default, a31 = default;
             for (int j = 0; j < width; j += w)
             {
-                Vector<float> x0 = Vector.Load(v0 + j), x1 = Vector.Load(v1 + j);
+                Vector<float> c = TSlots.Scales(vScales + j);
+                Vector<float> x0 = TSlots.Load(v0 + j * e, c), x1 = TSlots.Load(v1 + j * e, c);
                 Vector<float> b = Vector.Load(p + j);
                 a00 = Vector.FusedMultiplyAdd(b, x0, a00);
                 a01 = Vector.FusedMultiplyAdd(b, x1, a01);
@@ -177,25 +201,27 @@ internal static unsafe class AttentionTiles
             o[3 * oStride + d + 1] = Vector.Sum(a31);
         }
         for (; d < headDim; d++)
-            for (int t = 0; t < TileRows; t++) o[t * oStride + d] = Dot(p + t * pStride, v + d * vStride, width);
+            for (int t = 0; t < TileRows; t++) o[t * oStride + d] = Dot<TSlots>(p + t * pStride, v + d * vStride, vScales, width);
     }
 
     // o[t, d] = Σ_j p[t, j] · V[d, j] for the 4 rows and the dimensions in whole groups of 4; returns the first dimension left.
     // Each value vector load feeds 4 rows and each probability load 4 dimensions (8 loads per 16 FMAs instead of 6 per 8);
     // every (t, d) is the same FMA chain over j, then one horizontal sum, as in the 4 × 2 and single-row kernels.
-    private static int WeightedValuesFourByFour(float* p, int pStride, float* v, int vStride, int headDim, float* o, int oStride, int width)
+    private static int WeightedValuesFourByFour<TSlots>(float* p, int pStride, byte* v, nint vStride, float* vScales, int headDim, float* o, int oStride, int width)
+        where TSlots : ISlotVectors
     {
-        int w = Vector<float>.Count;
+        int w = Vector<float>.Count, e = TSlots.ElementSize;
         float* p1 = p + pStride, p2 = p1 + pStride, p3 = p2 + pStride;
         float* o1 = o + oStride, o2 = o1 + oStride, o3 = o2 + oStride;
         int d = 0;
         for (; d + 4 <= headDim; d += 4)
         {
-            float* v0 = v + d * vStride, v1 = v0 + vStride, v2 = v1 + vStride, v3 = v2 + vStride;
+            byte* v0 = v + d * vStride, v1 = v0 + vStride, v2 = v1 + vStride, v3 = v2 + vStride;
             FourSums r0 = default, r1 = default, r2 = default, r3 = default;
             for (int j = 0; j < width; j += w)
             {
-                Vector<float> x0 = Vector.Load(v0 + j), x1 = Vector.Load(v1 + j), x2 = Vector.Load(v2 + j), x3 = Vector.Load(v3 + j);
+                Vector<float> c = TSlots.Scales(vScales + j);
+                Vector<float> x0 = TSlots.Load(v0 + j * e, c), x1 = TSlots.Load(v1 + j * e, c), x2 = TSlots.Load(v2 + j * e, c), x3 = TSlots.Load(v3 + j * e, c);
                 r0 = r0.Add(Vector.Load(p + j), x0, x1, x2, x3);
                 r1 = r1.Add(Vector.Load(p1 + j), x0, x1, x2, x3);
                 r2 = r2.Add(Vector.Load(p2 + j), x0, x1, x2, x3);
@@ -230,36 +256,37 @@ internal static unsafe class AttentionTiles
         }
     }
 
-    private static void WeightedValuesOne(float* p, float* v, int vStride, int headDim, float* o, int width)
+    private static void WeightedValuesOne<TSlots>(float* p, byte* v, nint vStride, float* vScales, int headDim, float* o, int width)
+        where TSlots : ISlotVectors
     {
-        int w = Vector<float>.Count;
+        int w = Vector<float>.Count, e = TSlots.ElementSize;
         int d = 0;
         for (; d + 4 <= headDim; d += 4)
         {
-            float* v0 = v + d * vStride, v1 = v0 + vStride, v2 = v1 + vStride, v3 = v2 + vStride;
+            byte* v0 = v + d * vStride, v1 = v0 + vStride, v2 = v1 + vStride, v3 = v2 + vStride;
             Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int j = 0; j < width; j += w)
             {
-                Vector<float> b = Vector.Load(p + j);
-                a0 = Vector.FusedMultiplyAdd(b, Vector.Load(v0 + j), a0);
-                a1 = Vector.FusedMultiplyAdd(b, Vector.Load(v1 + j), a1);
-                a2 = Vector.FusedMultiplyAdd(b, Vector.Load(v2 + j), a2);
-                a3 = Vector.FusedMultiplyAdd(b, Vector.Load(v3 + j), a3);
+                Vector<float> b = Vector.Load(p + j), c = TSlots.Scales(vScales + j);
+                a0 = Vector.FusedMultiplyAdd(b, TSlots.Load(v0 + j * e, c), a0);
+                a1 = Vector.FusedMultiplyAdd(b, TSlots.Load(v1 + j * e, c), a1);
+                a2 = Vector.FusedMultiplyAdd(b, TSlots.Load(v2 + j * e, c), a2);
+                a3 = Vector.FusedMultiplyAdd(b, TSlots.Load(v3 + j * e, c), a3);
             }
             o[d] = Vector.Sum(a0);
             o[d + 1] = Vector.Sum(a1);
             o[d + 2] = Vector.Sum(a2);
             o[d + 3] = Vector.Sum(a3);
         }
-        for (; d < headDim; d++) o[d] = Dot(p, v + d * vStride, width);
+        for (; d < headDim; d++) o[d] = Dot<TSlots>(p, v + d * vStride, vScales, width);
     }
 
     // Σ_j p[j] · v[j] with the lane structure of the blocked kernels
-    private static float Dot(float* p, float* v, int width)
+    private static float Dot<TSlots>(float* p, byte* v, float* vScales, int width) where TSlots : ISlotVectors
     {
         Vector<float> a = default;
         for (int j = 0; j < width; j += Vector<float>.Count)
-            a = Vector.FusedMultiplyAdd(Vector.Load(p + j), Vector.Load(v + j), a);
+            a = Vector.FusedMultiplyAdd(Vector.Load(p + j), TSlots.Load(v + j * TSlots.ElementSize, TSlots.Scales(vScales + j)), a);
         return Vector.Sum(a);
     }
 

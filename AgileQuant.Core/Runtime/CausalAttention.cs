@@ -1,17 +1,38 @@
 using System.Diagnostics;
 using System.Numerics.Tensors;
+using AgileQuant.Core.Runtime.KvStorage;
 using AgileQuant.Intrinsics.Threading;
 
 namespace AgileQuant.Core.Runtime;
 
+/// <summary>Multi-head causal attention of a chunk's queries over one layer of the context's <see cref="KvCache"/>.</summary>
+internal interface ICausalAttention
+{
+    /// <summary>
+    /// Attention of the <paramref name="n"/> rows of <paramref name="query"/> (n, NumHeads·HeadDim), row i at cache slot
+    /// <paramref name="start"/> + i of <paramref name="layer"/> (already stored), into <paramref name="output"/>
+    /// (n, NumHeads·HeadDim). When <paramref name="startAttention"/> is not empty, fills it (NumHeads, n) with A[h, i, 0]:
+    /// 0 where the start slot is padding or every visible slot is, NaN where the start slot lies outside the row's
+    /// sliding window (the row cannot be ranked by it; docs/architecture.md, "Token pruning with sliding-window layers").
+    /// </summary>
+    // out[i, h] = Σ_j softmax_j(cap(q[i, h]·k[j, h']·scale) + slope_h·pos_j) · v[j, h'], j over unmasked cached tokens up to
+    // start + i (and, in a sliding-window layer, at positions p_j > p_i − window)
+    void Attend(KvCache cache, int layer, int start, int n, ReadOnlySpan<float> query, Span<float> output, Span<float> startAttention);
+}
+
 /// <summary>
-/// Multi-head causal attention of a chunk's queries over one layer's <see cref="KvCache"/>: scores a tile of query rows
-/// at a time (<see cref="AttentionTiles"/>), soft-caps them (Gemma 2), adds ALiBi, masks padding and the slots outside a
-/// sliding window, softmax (optionally rounded to powers of two), and weights the values; (head, row chunk) units on the
-/// kernels' threads. Each query's attention to the start token, A[h, i, 0], goes to the caller when asked for (token
-/// pruning ranks rows by it). One per inference context.
+/// The exact attention path, over transposed slot rows (<see cref="TransposedStorage"/>: FP32 values, or the paper's KV
+/// codes through <see cref="Int8Slots"/>): scores a tile of query rows at a time (<see cref="AttentionTiles"/>) over every
+/// visible slot, soft-caps them (Gemma 2), adds ALiBi, masks padding and the slots outside a sliding window, softmax over the whole row (optionally rounded to powers
+/// of two), and weights the values; (head, row chunk) units on the kernels' threads. Each query's attention to the start
+/// token, A[h, i, 0], goes to the caller when asked for (token pruning ranks rows by it). One per inference context.
 /// </summary>
-internal sealed unsafe class CausalAttention : IChunkedWork
+/// <remarks>
+/// A tile's rows of scores are materialized up to its longest row (TileRows × slots per thread): the price of summing each
+/// row in one fixed order, which the golden tests and the published figures hold to bit for bit. The other KV types use
+/// <see cref="StreamingAttention{TKeys, TValues}"/>.
+/// </remarks>
+internal sealed unsafe class CausalAttention<TSlots> : ICausalAttention, IChunkedWork where TSlots : ISlotVectors
 {
     private readonly TransformerConfig _config;
     private readonly float[]? _alibiSlopes;  // (NumHeads), or null
@@ -22,7 +43,8 @@ internal sealed unsafe class CausalAttention : IChunkedWork
     private float[] _scores = [];            // (threads, AttentionTiles.TileRows, SlotStride) scores, then probabilities, of each thread's query tile
 
     // the call in progress, for the threads: pinned pointers and the layer's slot metadata
-    private float* _queries, _outputs, _startAttention, _keys, _values, _tiles;
+    private float* _queries, _outputs, _startAttention, _keyScales, _valueScales, _tiles;
+    private byte* _keys, _values;
     private float[] _positionValues = [];
     private bool[] _masked = [];
     private bool _anyMasked;
@@ -38,33 +60,42 @@ internal sealed unsafe class CausalAttention : IChunkedWork
         _threads = threads;
     }
 
-    /// <summary>
-    /// Attention of the <paramref name="n"/> rows of <paramref name="query"/> (n, NumHeads·HeadDim), row i at cache slot
-    /// <paramref name="start"/> + i of <paramref name="layer"/> (already stored), into <paramref name="output"/>
-    /// (n, NumHeads·HeadDim). When <paramref name="startAttention"/> is not empty, fills it (NumHeads, n) with A[h, i, 0]:
-    /// 0 where the start slot is padding or every visible slot is, NaN where the start slot lies outside the row's
-    /// sliding window (the row cannot be ranked by it; docs/architecture.md, "Token pruning with sliding-window layers").
-    /// </summary>
-    // out[i, h] = Σ_j softmax_j(cap(q[i, h]·k[j, h']·scale) + slope_h·pos_j) · v[j, h'], j over unmasked cached tokens up to
-    // start + i (and, in a sliding-window layer, at positions p_j > p_i − window)
     public void Attend(KvCache cache, int layer, int start, int n, ReadOnlySpan<float> query, Span<float> output, Span<float> startAttention)
     {
-        int heads = _config.NumHeads, stride = cache.SlotStride, width = heads * _config.HeadDim;
+        var storage = (TransposedStorage)cache.Storage;
+        int heads = _config.NumHeads, stride = storage.SlotStride, width = heads * _config.HeadDim;
         Debug.Assert(query.Length >= n * width && output.Length >= n * width && (startAttention.IsEmpty || startAttention.Length >= heads * n));
         Debug.Assert(cache.LayerLength(layer) >= start + n, "the rows' keys and values are stored before attention reads them");
+        Debug.Assert(storage.HoldsCodes == (TSlots.ElementSize == sizeof(sbyte)));
         long tiles = (long)_threads.Count * AttentionTiles.TileRows * stride;
         if (_scores.LongLength < tiles) _scores = new float[tiles];
         // (head, row chunk) units on the threads: always in prefill; in decode once the cached keys and values one token
         // reads (visible slots × heads · head size, each in its own slot row) are worth the hand-off
         long decodeElements = (long)(start + n) * heads * _config.HeadDim;
         int threads = Math.Min(_threads.Count, heads * RowChunks(n));
-        fixed (float* queries = query, outputs = output, a = startAttention, keys = cache.Keys(layer), values = cache.Values(layer), scores = _scores)
+        fixed (float* keyScales = storage.KeyScales(layer), valueScales = storage.ValueScales(layer))
+        {
+            if (storage.HoldsCodes)
+                fixed (sbyte* keys = storage.KeyCodes(layer), values = storage.ValueCodes(layer))
+                    Run(cache, layer, start, n, query, output, startAttention, (byte*)keys, (byte*)values, keyScales, valueScales, stride, threads, decodeElements);
+            else
+                fixed (float* keys = storage.Keys(layer), values = storage.Values(layer))
+                    Run(cache, layer, start, n, query, output, startAttention, (byte*)keys, (byte*)values, keyScales, valueScales, stride, threads, decodeElements);
+        }
+    }
+
+    private void Run(KvCache cache, int layer, int start, int n, ReadOnlySpan<float> query, Span<float> output, Span<float> startAttention,
+        byte* keys, byte* values, float* keyScales, float* valueScales, int stride, int threads, long decodeElements)
+    {
+        fixed (float* queries = query, outputs = output, a = startAttention, scores = _scores)
         {
             _queries = queries;
             _outputs = outputs;
             _startAttention = a;
             _keys = keys;
             _values = values;
+            _keyScales = keyScales;
+            _valueScales = valueScales;
             _tiles = scores;
             (_positionValues, _masked, _anyMasked) = (cache.PositionValues(layer), cache.Masked(layer), cache.HasPadding(layer));
             (_start, _n, _stride) = (start, n, stride);
@@ -72,7 +103,7 @@ internal sealed unsafe class CausalAttention : IChunkedWork
             try
             {
                 if (threads <= 1 || (n == 1 && decodeElements < RowRanges.ParallelElementThreshold))
-                    for (int h = 0; h < heads; h++) AttendRows(h, 0, n, 0);
+                    for (int h = 0; h < _config.NumHeads; h++) AttendRows(h, 0, n, 0);
                 else
                 {
                     _nextUnit = 0;
@@ -81,7 +112,8 @@ internal sealed unsafe class CausalAttention : IChunkedWork
             }
             finally
             {
-                _queries = _outputs = _startAttention = _keys = _values = _tiles = null;
+                _queries = _outputs = _startAttention = _keyScales = _valueScales = _tiles = null;
+                _keys = _values = null;
                 (_positionValues, _masked) = ([], []);
             }
         }
@@ -118,10 +150,11 @@ internal sealed unsafe class CausalAttention : IChunkedWork
     /// </summary>
     private void AttendRows(int head, int rowBegin, int rowEnd, int worker)
     {
-        int hd = _config.HeadDim, q = _config.NumHeads * hd, stride = _stride, start = _start, n = _n;
+        int hd = _config.HeadDim, q = _config.NumHeads * hd, stride = _stride, start = _start, n = _n, e = TSlots.ElementSize;
         int kvHead = head / (_config.NumHeads / _config.NumKvHeads);
         float scale = _scale;
-        float* keys = _keys + kvHead * hd * stride, values = _values + kvHead * hd * stride;
+        byte* keys = _keys + (nint)kvHead * hd * stride * e, values = _values + (nint)kvHead * hd * stride * e;
+        float* keyScales = _keyScales + kvHead * stride, valueScales = _valueScales + kvHead * stride;
         float* tile = _tiles + worker * AttentionTiles.TileRows * stride;
         bool[] masked = _masked;
         for (int i0 = rowBegin; i0 < rowEnd; i0 += AttentionTiles.TileRows)
@@ -129,7 +162,7 @@ internal sealed unsafe class CausalAttention : IChunkedWork
             int rows = Math.Min(AttentionTiles.TileRows, rowEnd - i0);
             // causal: row i sees cached tokens 0..start+i; the tile computes up to its last row's, in whole vectors
             int width = AttentionTiles.PaddedWidth(start + i0 + rows);
-            AttentionTiles.Scores(_queries + i0 * q + head * hd, q, rows, keys, stride, hd, scale, tile, stride, width);
+            AttentionTiles.Scores<TSlots>(_queries + i0 * q + head * hd, q, rows, keys, (nint)stride * e, keyScales, hd, scale, tile, stride, width);
             for (int t = 0; t < rows; t++)
             {
                 int i = i0 + t, visible = start + i + 1;
@@ -140,9 +173,8 @@ internal sealed unsafe class CausalAttention : IChunkedWork
                 if (_alibiSlopes is not null)
                     TensorPrimitives.MultiplyAdd(_positionValues.AsSpan(0, visible), _alibiSlopes[head], scores, scores);
                 // slots at positions ≤ p_i − window are outside the sliding window (none while p_i < window: positions are ≥ 0)
-                float position = _positionValues[start + i];
-                float windowLimit = _window > 0 && position >= _window ? position - _window : float.NegativeInfinity;
-                if ((_anyMasked || windowLimit >= 0) && !MaskInvisible(scores, _anyMasked ? masked : null, _positionValues, windowLimit))
+                float windowLimit = SlidingWindowMask.Limit(_window, _positionValues[start + i]);
+                if ((_anyMasked || windowLimit >= 0) && !SlidingWindowMask.MaskInvisible(scores, _anyMasked ? masked : null, _positionValues, windowLimit))
                 {
                     scores.Clear(); // every visible key is padding: no attention, a zero output
                     if (_startAttention != null) _startAttention[head * n + i] = 0f;
@@ -157,22 +189,7 @@ internal sealed unsafe class CausalAttention : IChunkedWork
                     _startAttention[head * n + i] = _positionValues[0] <= windowLimit ? float.NaN : masked[0] ? 0f : scores[0];
                 if (_log2Softmax) ActivationRounding.RoundToPowersOfTwo(scores);
             }
-            AttentionTiles.WeightedValues(tile, stride, rows, values, stride, hd, _outputs + i0 * q + head * hd, q, width);
+            AttentionTiles.WeightedValues<TSlots>(tile, stride, rows, values, (nint)stride * e, valueScales, hd, _outputs + i0 * q + head * hd, q, width);
         }
-    }
-
-    /// <summary>
-    /// Sets to −∞ the scores of padding slots (<paramref name="masked"/>, when given) and of slots at positions at or below
-    /// <paramref name="windowLimit"/> (outside a sliding window; −∞ for none); returns false when no slot is left.
-    /// </summary>
-    private static bool MaskInvisible(Span<float> scores, bool[]? masked, float[] positions, float windowLimit)
-    {
-        bool anyVisible = false;
-        for (int j = 0; j < scores.Length; j++)
-        {
-            if (masked?[j] == true || positions[j] <= windowLimit) scores[j] = float.NegativeInfinity;
-            else anyVisible = true;
-        }
-        return anyVisible;
     }
 }

@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using AgileQuant.Core.Pruning;
+using AgileQuant.Core.Runtime.KvStorage;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Threading;
 
@@ -12,7 +13,9 @@ namespace AgileQuant.Core.Runtime;
 /// <remarks>
 /// With a <see cref="RuntimeOptions.Pruning"/> schedule, prefill drops tokens layer by layer, so each layer's
 /// cache holds only the tokens that reached it (<see cref="LayerLength"/>), each with its own positions
-/// (<see cref="PrunedPositions"/>). Decode appends one token to every layer's cache.
+/// (<see cref="PrunedPositions"/>). Decode appends one token to every layer's cache. Keys and values are stored as
+/// <see cref="RuntimeOptions.KvCache"/> says, in memory that grows with the tokens held (<see cref="KvCacheBytes"/>), up to
+/// <see cref="ContextLength"/> tokens.
 /// </remarks>
 public sealed class InferenceContext
 {
@@ -23,7 +26,7 @@ public sealed class InferenceContext
     private readonly TokenPruner _pruner = new();   // rows of the chunk: survivors and lower-bit flags
     private readonly LinearRouter _linear;          // y = x·Wᵀ + b, each row at its activation width
     private readonly RotateAndStore _rotateAndStore; // q, k, v rounded and rotated; k, v into the cache
-    private readonly CausalAttention _attention;
+    private readonly ICausalAttention _attention;   // over the cache's layout: the exact path or the streaming one
     private readonly ResidualAndNorm _residualAndNorm;
     private readonly GatedActivation _gatedActivation;
     private int[] _survivors = [];                  // original indices of the last forward's surviving tokens
@@ -32,20 +35,43 @@ public sealed class InferenceContext
     {
         _model = model;
         _config = model.Config;
-        _cache = new KvCache(_config);
+        _cache = new KvCache(_config, model.KvLayout, model.ContextLength, model.Options.Attention.KvCacheBits);
         _s = new ForwardScratch(_config);
         // the row-wise steps and attention run on the kernel's own threads, between its calls
         int threads = model.Kernel is KernelSet set ? set.Threads : 1;
         var rowRanges = new RowRanges(new KernelThreads(threads));
         _linear = new LinearRouter(model, _pruner, threads);
         _rotateAndStore = new RotateAndStore(model, _s, _cache, rowRanges);
-        _attention = new CausalAttention(model, rowRanges.Threads);
+        _attention = CreateAttention(model, _cache.Layout, rowRanges.Threads);
         _residualAndNorm = new ResidualAndNorm(rowRanges, _config.HiddenSize);
         _gatedActivation = new GatedActivation(rowRanges, _config.IntermediateSize, _config.Mlp);
     }
 
+    /// <summary>The attention that reads <paramref name="layout"/>; the scalar twins of its kernels with the scalar kernel set.</summary>
+    internal static ICausalAttention CreateAttention(TransformerModel model, CacheLayout layout, Intrinsics.Threading.KernelThreads threads)
+    {
+        bool simd = model.Kernel is not KernelSet { Isa: KernelPreference.Scalar };
+        return layout switch
+        {
+            CacheLayout.F32 => new CausalAttention<F32Slots>(model, threads),
+            CacheLayout.SchemeCodes => new CausalAttention<Int8Slots>(model, threads),
+            CacheLayout.F16 => new StreamingAttention<RowKeys<F16Rows>, F16Rows>(model, threads, simd),
+            CacheLayout.Q8 => new StreamingAttention<Q8ChannelKeys, Q8Rows>(model, threads, simd),
+            CacheLayout.Q4 => new StreamingAttention<Q4ChannelKeys, Q4Rows<HadamardRotation>>(model, threads, simd),
+            CacheLayout.Q8TokenKeys => new StreamingAttention<RowKeys<Q8Rows>, Q8Rows>(model, threads, simd),
+            CacheLayout.Q4TokenKeys => new StreamingAttention<RowKeys<Q4Rows<HadamardRotation>>, Q4Rows<HadamardRotation>>(model, threads, simd),
+            _ => new StreamingAttention<RowKeys<Q4Rows<NoRotation>>, Q4Rows<NoRotation>>(model, threads, simd),
+        };
+    }
+
     /// <summary>The model this context runs.</summary>
     public TransformerModel Model => _model;
+
+    /// <summary>Most tokens this context holds (<see cref="TransformerModel.ContextLength"/>).</summary>
+    public int ContextLength => _model.ContextLength;
+
+    /// <summary>Bytes this context's KV cache has allocated so far (keys, values and the slots' positions and flags, all layers): it grows with the tokens held.</summary>
+    public long KvCacheBytes => _cache.AllocatedBytes;
 
     /// <summary>Receives every linear layer's input during <see cref="Forward(ReadOnlySpan{int}, bool)"/> (calibration); null for none.</summary>
     public ILinearInputObserver? Observer { get; set; }
@@ -74,51 +100,80 @@ public sealed class InferenceContext
         _survivors = [];
     }
 
+#pragma warning disable RS0026, RS0027 // the shipped Forward(tokens, allLogits = false) keeps its optional parameter beside the new overloads
     /// <summary>
     /// Runs <paramref name="tokens"/> through the model as one matrix (prefill, or decode when one token),
     /// appends them to the KV cache, and returns the logits of the last token (VocabSize) or, with
     /// <paramref name="allLogits"/>, of every surviving token (<see cref="SurvivingTokenIndices"/>, VocabSize):
     /// every token unless <see cref="RuntimeOptions.Pruning"/> prunes some during prefill.
     /// </summary>
-    public float[] Forward(ReadOnlySpan<int> tokens, bool allLogits = false) => Forward(tokens, allLogits, default, default);
+    public float[] Forward(ReadOnlySpan<int> tokens, bool allLogits = false) => Forward(tokens, allLogits, default, default, default);
+
+    /// <summary>
+    /// As <see cref="Forward(ReadOnlySpan{int}, bool)"/>, stopping between layers when <paramref name="cancellationToken"/>
+    /// is cancelled: the tokens are then not added and the context stays as it was before the call.
+    /// </summary>
+    /// <exception cref="OperationCanceledException">Cancelled; the context is unchanged and usable.</exception>
+    public float[] Forward(ReadOnlySpan<int> tokens, bool allLogits, CancellationToken cancellationToken) =>
+        Forward(tokens, allLogits, default, default, cancellationToken);
 
     /// <summary>
     /// As <see cref="Forward(ReadOnlySpan{int}, bool)"/>, with explicit model positions per token (default: the
     /// count of non-padding tokens before it, as Hugging Face derives them from the attention mask) and an
     /// optional padding mask (true = padding: cached, but never attended to).
     /// </summary>
-    public float[] Forward(ReadOnlySpan<int> tokens, bool allLogits, ReadOnlySpan<int> positions, ReadOnlySpan<bool> padding)
+    public float[] Forward(ReadOnlySpan<int> tokens, bool allLogits, ReadOnlySpan<int> positions, ReadOnlySpan<bool> padding) =>
+        Forward(tokens, allLogits, positions, padding, default);
+
+    /// <summary>
+    /// As <see cref="Forward(ReadOnlySpan{int}, bool, ReadOnlySpan{int}, ReadOnlySpan{bool})"/>, stopping between layers when
+    /// <paramref name="cancellationToken"/> is cancelled (the context then stays as it was before the call).
+    /// </summary>
+    /// <exception cref="OperationCanceledException">Cancelled; the context is unchanged and usable.</exception>
+    public float[] Forward(ReadOnlySpan<int> tokens, bool allLogits, ReadOnlySpan<int> positions, ReadOnlySpan<bool> padding, CancellationToken cancellationToken)
     {
         int n = tokens.Length;
         if (n == 0) throw new ArgumentException("At least one token is required.", nameof(tokens));
         if (!positions.IsEmpty && positions.Length != n) throw new ArgumentException($"Expected {n} positions, found {positions.Length}.", nameof(positions));
         if (!padding.IsEmpty && padding.Length != n) throw new ArgumentException($"Expected {n} padding flags, found {padding.Length}.", nameof(padding));
-        if (Length + n > _config.MaxSequenceLength)
-            throw new AgileQuantException($"The sequence would hold {Length + n} tokens ({Length} cached + {n} new), but the model's context length is {_config.MaxSequenceLength}.");
+        if (Length + n > ContextLength)
+            throw new AgileQuantException($"The sequence would hold {Length + n} tokens ({Length} cached + {n} new), but the context length is {ContextLength}.");
         for (int i = 0; i < n; i++)
             if ((uint)tokens[i] >= (uint)_config.VocabSize)
                 throw new AgileQuantException($"Token id {tokens[i]} at index {i} is outside the vocabulary [0, {_config.VocabSize}).");
 
+        cancellationToken.ThrowIfCancellationRequested();
         int start = Length;
         _cache.EnsureSlots(start + n);
         _s.EnsureRows(n);
-        SetPositions(positions, padding, n);
-        Embed(tokens, n);
-        _pruner.Begin(n, firstIsStart: start == 0);
-        TokenPruningSchedule? schedule = _model.Options.Pruning;
-        // Renumbered: default positions are each layer's own count; explicit positions hold until the first pruning.
-        bool renumber = schedule is { Positions: PrunedPositions.Renumbered } && positions.IsEmpty;
-        int rows = n;
-        for (int layer = 0; layer < _config.NumLayers; layer++)
+        _cache.Checkpoint();
+        try
         {
-            int before = rows;
-            rows = Layer(layer, rows, renumber);
-            if (rows < before && schedule is { Positions: PrunedPositions.Renumbered }) renumber = true;
+            SetPositions(positions, padding, n);
+            Embed(tokens, n);
+            _pruner.Begin(n, firstIsStart: start == 0);
+            TokenPruningSchedule? schedule = _model.Options.Pruning;
+            // Renumbered: default positions are each layer's own count; explicit positions hold until the first pruning.
+            bool renumber = schedule is { Positions: PrunedPositions.Renumbered } && positions.IsEmpty;
+            int rows = n;
+            for (int layer = 0; layer < _config.NumLayers; layer++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                int before = rows;
+                rows = Layer(layer, rows, renumber);
+                if (rows < before && schedule is { Positions: PrunedPositions.Renumbered }) renumber = true;
+            }
+            _cache.AddTokens(n);
+            _survivors = _pruner.OriginalIndices.ToArray();
+            return Logits(rows, allLogits);
         }
-        _cache.AddTokens(n);
-        _survivors = _pruner.OriginalIndices.ToArray();
-        return Logits(rows, allLogits);
+        catch
+        {
+            _cache.Rollback(); // a pass that did not finish leaves no token behind: the context is as before the call
+            throw;
+        }
     }
+#pragma warning restore RS0026, RS0027
 
     /// <summary>Each row's position (given, or the count of non-padding tokens before it) and padding flag.</summary>
     private void SetPositions(ReadOnlySpan<int> positions, ReadOnlySpan<bool> padding, int n)

@@ -4,9 +4,10 @@ namespace AgileQuant.Core.Runtime;
 /// Puts a chunk's projections in place for attention. Per row, in this order: each head of q and k RMS-normalised (Qwen3,
 /// Gemma 3: <see cref="TransformerConfig.QueryKeyNorm"/>), q, k and v rounded to <see cref="AttentionQuantization.QkvBits"/>
 /// (a scale per row), the layer's rotary embedding at the row's position, k and v rounded to
-/// <see cref="AttentionQuantization.KvCacheBits"/> (a scale per row and key/value head); then the rows' keys and values stored
-/// in the layer's cache. Blocks of <see cref="AttentionTiles.TransposeBlock"/> rows, each stored right after its rounding
-/// while still in L1; rows are independent, so row blocks run on the kernels' threads.
+/// <see cref="AttentionQuantization.KvCacheBits"/> (a scale per row and key/value head; when the cache stores that
+/// rounding's codes, the cache rounds them as it stores them); then the rows' keys and values stored in the layer's cache
+/// in its format. Blocks of <see cref="AttentionTiles.TransposeBlock"/> rows, each stored right after its rounding while
+/// still in L1; rows are independent, so row blocks run on the kernels' threads.
 /// </summary>
 internal sealed class RotateAndStore : IRowRangeStep
 {
@@ -23,6 +24,8 @@ internal sealed class RotateAndStore : IRowRangeStep
 
     // the call in progress: the layer, its rotations and query/key norms, its first new slot, the chunk's rows
     private int _layer, _start, _rows;
+    private readonly bool _roundKv;     // the KV rounding happens here, not in the cache's own codes
+    private readonly int _contextLength;
     private RotationCache? _rotations;
     private NormLayer? _queryNorm, _keyNorm;
 
@@ -31,6 +34,8 @@ internal sealed class RotateAndStore : IRowRangeStep
         _config = model.Config;
         _model = model;
         _quantization = model.Options.Attention;
+        _roundKv = _quantization.KvCacheBits > 0 && cache.Layout != KvStorage.CacheLayout.SchemeCodes;
+        _contextLength = model.ContextLength;
         _scratch = scratch;
         _cache = cache;
         _rowRanges = rowRanges;
@@ -47,19 +52,19 @@ internal sealed class RotateAndStore : IRowRangeStep
     {
         int q = _config.NumHeads * _config.HeadDim, kv = _config.KvDim;
         _rotations = _config.IsLocalLayer(layer) ? _local : _global;
-        _rotations?.Prepare(_scratch.Position, n, _config.MaxSequenceLength);
+        _rotations?.Prepare(_scratch.Position, n, _contextLength);
         LayerWeights weights = _model.Weights.Layers[layer];
         (_queryNorm, _keyNorm) = _config.QueryKeyNorm ? (weights.QueryNorm, weights.KeyNorm) : (null, null);
         (_layer, _start, _rows) = (layer, start, n);
         _rowRanges.Run(this, (n + Block - 1) / Block, (long)n * (q + 2 * kv));
-        _cache.ClearTail(layer, start + n);
+        _cache.Storage.FinishLayer(layer, start, n, _scratch.Key);
         (_rotations, _queryNorm, _keyNorm) = (null, null, null);
     }
 
     void IRowRangeStep.Run(int firstBlock, int endBlock)
     {
         AttentionQuantization aq = _quantization;
-        bool transform = aq.QkvBits > 0 || aq.KvCacheBits > 0 || _rotations is not null || _queryNorm is not null;
+        bool transform = aq.QkvBits > 0 || _roundKv || _rotations is not null || _queryNorm is not null;
         int kv = _config.KvDim, n = _rows;
         Span<float> uncached = stackalloc float[_rotations?.Rotary.RotationLength ?? 0];
         for (int block = firstBlock; block < endBlock; block++)
@@ -70,7 +75,7 @@ internal sealed class RotateAndStore : IRowRangeStep
             unsafe
             {
                 fixed (float* keyRows = _scratch.Key, valueRows = _scratch.Value)
-                    _cache.Store(_layer, _start + begin, keyRows + (nint)begin * kv, valueRows + (nint)begin * kv, end - begin);
+                    _cache.Storage.Store(_layer, _start + begin, keyRows + (nint)begin * kv, valueRows + (nint)begin * kv, end - begin);
             }
         }
     }
@@ -96,7 +101,7 @@ internal sealed class RotateAndStore : IRowRangeStep
             rotations.Rotary.Rotate(query, rotation);
             rotations.Rotary.Rotate(key, rotation);
         }
-        if (aq.KvCacheBits > 0)
+        if (_roundKv)
         {
             // one scale per token and key/value head
             ActivationRounding.RoundRows(key, _config.NumKvHeads, aq.KvCacheBits);

@@ -1,3 +1,4 @@
+using AgileQuant.Core.Runtime.KvStorage;
 using AgileQuant.Intrinsics;
 
 namespace AgileQuant.Core.Runtime;
@@ -43,7 +44,13 @@ public sealed class TransformerModel
             throw new ArgumentOutOfRangeException(nameof(options), options.LowBitTokenRatio, "The lower-bit token ratio must be in [0, 1).");
         if (options.Pruning is not null && options.LowBitTokenRatio > 0)
             throw new ArgumentException("Set lower-bit tokens either by LowBitTokenRatio or by the pruning schedule's lower-bit ratios, not both.", nameof(options));
+        if (options.ContextLength is <= 0)
+            throw new ArgumentOutOfRangeException(nameof(options), options.ContextLength, "The context length must be positive.");
+        if (options.KvCache is KvCacheType type && !Enum.IsDefined(type))
+            throw new ArgumentOutOfRangeException(nameof(options), type, "Unknown KV cache type: expected F32, F16, Q8 or Q4.");
         weights.Validate();
+        if (options.KvCache == KvCacheType.Q4 && weights.Config.HeadDim % 2 != 0)
+            throw new AgileQuantException($"A Q4 KV cache packs two values per byte and needs an even head size; this model's is {weights.Config.HeadDim}.");
         Weights = weights;
         Kernel = kernel;
         Options = options;
@@ -77,6 +84,40 @@ public sealed class TransformerModel
 
     // Whether preparing the layer replaced stored weights with a kernel layout (packed integer formats; FP32 is used as stored).
     private static bool RepacksWeights(LayerWeights layer) => layer.Linears.Any(entry => entry.Linear.Weight is not AgileQuant.Intrinsics.Formats.Fp32Matrix);
+
+    /// <summary>Most tokens one context holds: <see cref="RuntimeOptions.ContextLength"/>, or the config's <see cref="TransformerConfig.MaxSequenceLength"/>.</summary>
+    public int ContextLength => Options.ContextLength ?? Config.MaxSequenceLength;
+
+    /// <summary>How contexts store keys and values (<see cref="RuntimeOptions.KvCache"/> resolved).</summary>
+    internal CacheLayout KvLayout => Options.KvCache switch
+    {
+        null => Options.Attention.KvCacheBits > 0 ? CacheLayout.SchemeCodes : CacheLayout.F32,
+        KvCacheType.F32 => CacheLayout.F32,
+        KvCacheType.F16 => CacheLayout.F16,
+        KvCacheType.Q8 => Options.KvKeyVariant == KvKeyVariant.PerChannel ? CacheLayout.Q8 : CacheLayout.Q8TokenKeys,
+        _ => Options.KvKeyVariant switch
+        {
+            KvKeyVariant.PerChannel => CacheLayout.Q4,
+            KvKeyVariant.PerToken => CacheLayout.Q4TokenKeys,
+            _ => CacheLayout.Q4TokenKeysUnrotated,
+        },
+    };
+
+    /// <summary>Bytes one token takes in the KV cache of a context, all layers, keys and values (the slots' positions and flags aside).</summary>
+    public double KvCacheBytesPerToken => Config.NumLayers * CacheStorage.BytesPerTokenPerLayer(KvLayout, Config);
+
+    /// <summary>What contexts store keys and values as, in words (e.g. for a <c>--verbose</c> line).</summary>
+    public string KvCacheDescription => KvLayout switch
+    {
+        CacheLayout.F32 => "f32",
+        CacheLayout.SchemeCodes => $"the scheme's {Options.Attention.KvCacheBits}-bit codes (int8, FP32 scale per token and head)",
+        CacheLayout.F16 => "f16",
+        CacheLayout.Q8 => $"q8 (int8 keys with an fp16 scale per channel and {Q8ChannelKeys.GroupSlots} tokens; int8 values with an fp16 scale per {KvBlocks.Size(Config.HeadDim)} values)",
+        CacheLayout.Q4 => $"q4 (4-bit keys with an fp16 scale and minimum per channel and {Q4ChannelKeys.GroupSlots} tokens; 4-bit values with an fp16 scale and minimum per {KvBlocks.Size(Config.HeadDim)} Hadamard-rotated values)",
+        CacheLayout.Q8TokenKeys => "q8 with per-token keys (measurement only)",
+        CacheLayout.Q4TokenKeys => "q4 with per-token rotated keys (measurement only)",
+        _ => "q4 with per-token keys and values, unrotated (measurement only)",
+    };
 
     /// <summary>The kernel for linears whose inputs are quantized to <paramref name="bits"/> (4 → the 4-bit kernel; otherwise the main one).</summary>
     internal IMatMulKernel? KernelForBits(int bits) => bits == 4 ? Options.FourBitActivationKernel : Kernel;

@@ -134,4 +134,56 @@ public class CommandLineTests
         Assert.That(stderr, Does.Contain("does not exist"));
         Assert.That(stderr, Does.Not.Contain("   at "));
     }
+
+    [Test]
+    public void APromptLongerThanTheContextIsAOneLineErrorNamingTheContextLength([Values("auto", "q4")] string kvType)
+    {
+        (int code, string stdout, string stderr) = Run("generate", "--model", Stories260K, "--prompt", "Once upon a time there was a little girl named Lily.",
+            "--context", "8", "--kv-type", kvType, "--max-tokens", "4");
+        Assert.That(code, Is.EqualTo(1), stderr);
+        Assert.That(stdout, Is.Empty.Or.EqualTo("Once upon a time there was a little girl named Lily."), "nothing generated");
+        string[] errors = stderr.Split('\n').Where(l => l.StartsWith("agilequant: error: ", StringComparison.Ordinal)).ToArray();
+        Assert.That(errors, Has.Length.EqualTo(1), stderr);
+        Assert.That(errors[0], Does.Contain("context length is 8"));
+        Assert.That(stderr, Does.Not.Contain("   at "));
+    }
+
+    [Test]
+    public void VerboseReportsTheKvCacheTypeAndItsBytesPerToken()
+    {
+        (int code, _, string stderr) = Run("generate", "--model", Stories260K, "--prompt", "Once upon a time", "--max-tokens", "4", "--kv-type", "q8", "--context", "64", "--verbose");
+        Assert.That(code, Is.EqualTo(0), stderr);
+        // stories260K: 5 layers, 4 key/value heads of 8; q8 keys: 8 int8 + an fp16 scale per channel of 32 tokens, values: 8 int8 + one fp16 scale
+        string line = stderr.Split('\n').Single(l => l.StartsWith("KV cache: q8", StringComparison.Ordinal));
+        Assert.That(line, Does.Contain("context of 64 tokens").And.Contain("allocated as the context grows"));
+        Assert.That(line, Does.Contain($"{5 * 4 * (8 + 2 * 8 / 32.0 + 8 + 2):N0} bytes per token"));
+    }
+
+    [Test]
+    public void BenchEndToEndReportsTheKvMemoryHeldAfterThePrefill()
+    {
+        string directory = Directory.CreateTempSubdirectory("agilequant-bench-kv-").FullName;
+        try
+        {
+            long Held(string kvType)
+            {
+                (int code, string stdout, string stderr) = Run("bench", "e2e", "--shape", "small-1l", "--configs", "W4A8", "--prefill", "256", "--decode", "2",
+                    "--repeats", "1", "--threads", "1", "--kv-type", kvType, "--context", "600", "--models", directory, "--json");
+                Assert.That(code, Is.EqualTo(0), stderr);
+                using JsonDocument json = JsonDocument.Parse(stdout.Trim().Split('\n').Single());
+                Assert.That(json.RootElement.GetProperty("context_length").GetInt32(), Is.EqualTo(600));
+                Assert.That(json.RootElement.GetProperty("kv_cache").GetString(), Does.StartWith(kvType));
+                return json.RootElement.GetProperty("kv_cache_bytes_after_longest_prefill").GetInt64();
+            }
+            long f32 = Held("f32"), q4 = Held("q4");
+            // small: 1 layer, 8 key/value heads of 64; 256 tokens of f32 keys and values at least, and q4 (88 bytes per token
+            // and head in one page of 256 slots) well under a third of that
+            Assert.That(f32, Is.GreaterThanOrEqualTo(256L * 8 * 64 * 2 * sizeof(float)));
+            Assert.That(q4, Is.GreaterThan(0).And.LessThan(f32 / 3));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
 }
