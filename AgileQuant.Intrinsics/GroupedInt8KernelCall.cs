@@ -7,7 +7,7 @@ namespace AgileQuant.Intrinsics;
 /// single-token stream of <see cref="Avx2.Avx2GroupedInt8Kernel"/> and the GEMM of <see cref="Avx512.Avx512GroupedInt8Kernel"/>.
 /// </summary>
 internal readonly unsafe struct GroupedInt8KernelCall(GroupedInt8RowBlocks blocks, sbyte* weights, byte* scaleEntries, float* superScales,
-    byte* offsetEntries, float* superOffsets, sbyte* codes, int codeStride, float* groupSums, int groupSumCount, float* tokenScales, float* y)
+    byte* offsetEntries, float* superOffsets, sbyte* codes, int codeStride, float* groupSums, float* groupScales, int groupSumCount, float* tokenScales, float* y)
 {
     /// <summary>Interleaved weight codes (blocks, chunks, 32): <see cref="GroupedInt8RowBlocks.Codes"/>.</summary>
     public readonly sbyte* Weights = weights;
@@ -27,10 +27,13 @@ internal readonly unsafe struct GroupedInt8KernelCall(GroupedInt8RowBlocks block
     /// <summary>Activation codes (tokens, CodeStride), plain order, zero padded.</summary>
     public readonly sbyte* Codes = codes;
 
-    /// <summary>Σ codes per (token, group) as floats, (tokens, GroupSumCount); read only with offsets (groups of 32).</summary>
+    /// <summary>Σ codes per (token, group) as floats, (tokens, GroupSumCount), one group per weight group; read only with offsets.</summary>
     public readonly float* GroupSums = groupSums;
 
-    /// <summary>Activation scale s_x per token.</summary>
+    /// <summary>Activation scale s_x,g per (token, group), shaped as <see cref="GroupSums"/>; all 1 with per-token scales.</summary>
+    public readonly float* GroupScales = groupScales;
+
+    /// <summary>Activation scale s_x per token (1 with group scales).</summary>
     public readonly float* TokenScales = tokenScales;
 
     /// <summary>Output (tokens, Rows).</summary>

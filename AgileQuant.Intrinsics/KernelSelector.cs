@@ -30,12 +30,16 @@ public static class KernelSelector
         ArgumentOutOfRangeException.ThrowIfNegative(options.Threads, nameof(options));
         if (options.ActivationBits is not (4 or 8))
             throw new ArgumentOutOfRangeException(nameof(options), $"Expected 4 or 8 activation bits, found {options.ActivationBits}.");
+        if (!Enum.IsDefined(options.ActivationScales))
+            throw new ArgumentOutOfRangeException(nameof(options), $"Expected a defined {nameof(ActivationScaleGranularity)}, found {(int)options.ActivationScales}.");
         if (!Enum.IsDefined(options.Preference))
             throw new ArgumentOutOfRangeException(nameof(options), $"Expected a defined {nameof(KernelPreference)}, found {(int)options.Preference}.");
         KernelCatalogEntry entry = options.Preference == KernelPreference.Auto ? KernelCatalog.BestSupported : KernelCatalog.Find(options.Preference);
         if (!entry.IsSupported)
             throw new PlatformNotSupportedException($"Kernel preference {entry.Preference} ({entry.Description}) is not supported by this CPU or runtime (best supported: {BestSupported}).");
         int threads = options.Threads == 0 ? Environment.ProcessorCount : Math.Min(options.Threads, MaxThreads);
-        return new KernelSet(entry, threads, options.ActivationBits, [.. entry.CreateKernels(options.ActivationBits, threads)]);
+        IMatMulKernel[] kernels = [.. entry.CreateKernels(options.ActivationBits, threads)];
+        foreach (IMatMulKernel kernel in kernels) KernelSet.SetActivationScales(kernel, options.ActivationScales);
+        return new KernelSet(entry, threads, options.ActivationBits, options.ActivationScales, kernels);
     }
 }

@@ -76,7 +76,41 @@ public static class KernelSelfTest
                 }
             }
         }
+        results.AddRange(GroupScaleResults(threads, seed));
         return results;
+    }
+
+    /// <summary>
+    /// The kernels that take per-group activation scales (grouped 8-bit and super-block 4-bit weights) again, kernel and scalar
+    /// twin both set to <see cref="ActivationScaleGranularity.PerGroup"/>, on the same shapes with outlier columns (×16 every
+    /// 37th column), so that the groups' scales differ.
+    /// </summary>
+    private static IEnumerable<KernelSelfTestResult> GroupScaleResults(int threads, int seed)
+    {
+        foreach ((IMatMulKernel kernel, int bits) in SimdKernels(threads))
+        {
+            IMatMulKernel twin = ScalarTwin(kernel, bits);
+            if (twin is not (ScalarGroupedInt8Kernel or ScalarSuperBlockInt4Kernel)) continue;
+            KernelSet.SetActivationScales(kernel, ActivationScaleGranularity.PerGroup);
+            KernelSet.SetActivationScales(twin, ActivationScaleGranularity.PerGroup);
+            foreach ((int tokens, int cols, int rows) in Shapes)
+            {
+                var random = new Random(HashCode.Combine(seed, tokens, cols, rows, nameof(ActivationScaleGranularity.PerGroup)));
+                float[] x = Values(random, tokens * cols);
+                for (int i = 0; i < x.Length; i++) if (i % cols % 37 == 5) x[i] *= 16;
+                string shape = $"tokens {tokens}, cols {cols}, rows {rows}, group scales";
+                if (twin is ScalarSuperBlockInt4Kernel)
+                {
+                    foreach (KernelSelfTestResult result in SuperBlockInt4SelfTest.Run(kernel, twin, random, tokens, cols, rows, shape)) yield return result;
+                    continue;
+                }
+                foreach (GroupedInt8Layout layout in Enum.GetValues<GroupedInt8Layout>())
+                {
+                    GroupedInt8Matrix wg = GroupedInt8Weights(random, rows, cols, layout, symmetricCodes: tokens >= SymmetricInt8FromTokens);
+                    yield return Compare(kernel, twin, wg, x, tokens, $"{shape}, {layout}", QuantizedTolerance(x, tokens, bits, rows, cols, wg.Dequantize));
+                }
+            }
+        }
     }
 
     /// <summary>

@@ -12,11 +12,12 @@ public sealed class KernelSet : IMatMulKernel, ITripKernel
 {
     private readonly IMatMulKernel[] _kernels;
 
-    internal KernelSet(KernelCatalogEntry entry, int threads, int activationBits, IMatMulKernel[] kernels)
+    internal KernelSet(KernelCatalogEntry entry, int threads, int activationBits, ActivationScaleGranularity activationScales, IMatMulKernel[] kernels)
     {
         Entry = entry;
         Threads = threads;
         ActivationBits = activationBits;
+        ActivationScales = activationScales;
         _kernels = kernels;
     }
 
@@ -32,8 +33,21 @@ public sealed class KernelSet : IMatMulKernel, ITripKernel
     /// <summary>Bits per activation code of the integer kernels (8 or 4).</summary>
     public int ActivationBits { get; }
 
-    /// <summary>Options that create an equal set: this instruction set pinned, its thread count and activation bits.</summary>
-    public KernelOptions Options => new() { Preference = Isa, Threads = Threads, ActivationBits = ActivationBits };
+    /// <summary>Per-token or per-group activation scales of the integer kernels that take group scales.</summary>
+    public ActivationScaleGranularity ActivationScales { get; }
+
+    /// <summary>Options that create an equal set: this instruction set pinned, its thread count, activation bits and scales.</summary>
+    public KernelOptions Options => new() { Preference = Isa, Threads = Threads, ActivationBits = ActivationBits, ActivationScales = ActivationScales };
+
+    /// <summary>Sets the activation scale granularity of <paramref name="kernel"/> when it is an integer kernel (before its first call).</summary>
+    internal static void SetActivationScales(IMatMulKernel kernel, ActivationScaleGranularity scales)
+    {
+        switch (kernel)
+        {
+            case QuantizedMatMulKernel<Formats.GroupedInt8Matrix> grouped: grouped.ActivationScales = scales; break;
+            case QuantizedMatMulKernel<Formats.SuperBlockInt4Matrix> superBlock: superBlock.ActivationScales = scales; break;
+        }
+    }
 
     /// <summary>The per-format kernels, in dispatch order.</summary>
     public IReadOnlyList<IMatMulKernel> Kernels => _kernels;

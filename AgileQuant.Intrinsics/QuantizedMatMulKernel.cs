@@ -46,10 +46,25 @@ internal abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKern
     /// <summary>Bits per activation code (8 or 4).</summary>
     public int ActivationBits { get; }
 
+    /// <summary>
+    /// Whether activations get one scale per token or, for the formats that take them (<see cref="TakesGroupScales"/>), one per
+    /// group of columns; set once, when the kernel set is created (<see cref="KernelSelector.Create"/>), before any call.
+    /// </summary>
+    internal ActivationScaleGranularity ActivationScales { get; set; } = ActivationScaleGranularity.PerToken;
+
+    /// <summary>
+    /// Whether the kernel multiplies its weight group factors by per-(token, group) activation scales
+    /// (<see cref="QuantizedActivations.GroupScales"/>), the groups being those of <see cref="GroupSize"/>.
+    /// </summary>
+    private protected virtual bool TakesGroupScales => false;
+
+    // per-group activation scales for this call: asked for, and taken by this kernel's format
+    private bool UsesGroupScales => ActivationScales == ActivationScaleGranularity.PerGroup && TakesGroupScales;
+
     private protected override void MatMulCore(TMatrix w, ReadOnlySpan<float> x, Span<float> y, int tokens)
     {
         QuantizedActivations xq = QuantizedActivations.ForCurrentThread();
-        xq.Prepare(tokens, w.Cols, GroupSize(w));
+        xq.Prepare(tokens, w.Cols, GroupSize(w), UsesGroupScales);
         fixed (float* xp = x)
         {
             int quantizeChunks = Pool is null || tokens < MinParallelQuantizeTokens ? 1 : Pool.Threads;

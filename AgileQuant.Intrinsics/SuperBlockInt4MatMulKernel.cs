@@ -19,8 +19,11 @@ internal abstract unsafe class SuperBlockInt4MatMulKernel : QuantizedMatMulKerne
     private protected SuperBlockInt4MatMulKernel(int activationBits, int threads, bool isSupported, string requirement)
         : base(activationBits, threads, isSupported, requirement) { }
 
-    // One sum per token is all the base computes (unused): the kernels take sub-block sums of their own (PrepareActivations).
-    private protected override int GroupSize(SuperBlockInt4Matrix weights) => (weights.Cols + 63) / 64 * 64;
+    // Activation groups are the super-blocks (their scales with per-group activation scales, as llama.cpp's Q8_K blocks); the
+    // base's group sums are unused: the kernels take sub-block sums of their own (PrepareActivations).
+    private protected override int GroupSize(SuperBlockInt4Matrix weights) => weights.Scheme.SuperBlockSize;
+
+    private protected override bool TakesGroupScales => true;
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
@@ -42,9 +45,10 @@ internal abstract unsafe class SuperBlockInt4MatMulKernel : QuantizedMatMulKerne
         fixed (sbyte* codes = xq.Codes)
         fixed (short* subSums = sums?.Values)
         fixed (float* tokenScales = xq.Scales)
+        fixed (float* groupScales = xq.GroupScales)
         {
             var call = new SuperBlockInt4Call(w, packed, subScales, corrections, superScales, correctionScales,
-                codes, xq.Stride, xq.Tokens, subSums, sums?.Stride ?? 0, tokenScales, y);
+                codes, xq.Stride, xq.Tokens, subSums, sums?.Stride ?? 0, groupScales, xq.GroupCount, tokenScales, y);
             MultiplyPairs(call, rowBegin / SuperBlockInt4Matrix.PairRows, (rowEnd + SuperBlockInt4Matrix.PairRows - 1) / SuperBlockInt4Matrix.PairRows);
         }
     }
@@ -117,7 +121,8 @@ internal sealed class SubBlockSums
 
 /// <summary>Pointers and shape of one <see cref="SuperBlockInt4MatMulKernel"/> call, shared by every ISA's tiles.</summary>
 internal readonly unsafe struct SuperBlockInt4Call(SuperBlockInt4Matrix w, byte* packed, sbyte* subScales, sbyte* corrections,
-    ushort* superScales, ushort* correctionScales, sbyte* codes, int codeStride, int tokens, short* subSums, int subSumStride, float* tokenScales, float* y)
+    ushort* superScales, ushort* correctionScales, sbyte* codes, int codeStride, int tokens, short* subSums, int subSumStride,
+    float* groupScales, int groupScaleStride, float* tokenScales, float* y)
 {
     /// <summary>The matrix (the scalar twin reads it through its accessors).</summary>
     public readonly SuperBlockInt4Matrix Matrix = w;
@@ -143,7 +148,13 @@ internal readonly unsafe struct SuperBlockInt4Call(SuperBlockInt4Matrix w, byte*
     /// <summary>S (tokens, SubSumStride); null without correction.</summary>
     public readonly short* SubSums = subSums;
 
-    /// <summary>Activation scale s_x per token.</summary>
+    /// <summary>Activation scale s_x,b per (token, super-block), (tokens, GroupScaleStride); all 1 with per-token scales.</summary>
+    public readonly float* GroupScales = groupScales;
+
+    /// <summary>Entries of <see cref="GroupScales"/> per token.</summary>
+    public readonly int GroupScaleStride = groupScaleStride;
+
+    /// <summary>Activation scale s_x per token (1 with group scales).</summary>
     public readonly float* TokenScales = tokenScales;
 
     /// <summary>Output (tokens, Rows).</summary>

@@ -38,6 +38,8 @@ public static class QualityTable
 
         var kernelOptions = new KernelOptions { Threads = threads };
         IMatMulKernel kernel = KernelSelector.Create(kernelOptions);
+        // the same kernels with one activation scale per token on every format (the default scales GGUF block formats per group)
+        IMatMulKernel perTokenKernel = KernelSelector.Create(kernelOptions with { ActivationScales = ActivationScaleGranularity.PerToken });
         LoadedModel loaded = ModelLoader.Load(modelPath, new ModelLoadOptions { KernelOptions = kernelOptions });
         var tokenizer = (ScoredMergeTokenizer)(loaded.Tokenizer ?? throw new ArgumentException($"no tokenizer beside {modelPath}"));
         int[][] documents = TextCorpus.SplitDocuments(File.ReadAllText(textPath), "<|endoftext|>")
@@ -79,6 +81,9 @@ public static class QualityTable
             }
             TransformerModel fromQ4 = GgufSchemeLoader.Load(files[GgmlType.Q4_0], "W4A8-RTN", kernel);
             Score("AgileQuant W4A8 on llama.cpp's Q4_0 file", d => AllLogits(fromQ4, d));
+            // W4A16 names no activation rounding beyond the integer kernels' own 8-bit linear inputs: Q/K/V and KV cache stay FP32
+            TransformerModel fromQ4LinearOnly = GgufSchemeLoader.Load(files[GgmlType.Q4_0], "W4A16-RTN", kernel);
+            Score("AgileQuant on llama.cpp's Q4_0 file as loaded (8-bit linear inputs only, per token)", d => AllLogits(fromQ4LinearOnly, d));
             foreach ((GgmlType type, string name) in new[] { (GgmlType.F32, "llama.cpp F32"), (GgmlType.Q8_0, "llama.cpp Q8_0"), (GgmlType.Q4_0, "llama.cpp Q4_0") })
             {
                 using var engine = new LlamaCppEngine(files[type], threads, Math.Max(maxTokens, 64));
@@ -100,8 +105,14 @@ public static class QualityTable
                     continue;
                 }
                 mixes.Add($"{preset}: {LlamaCppPresetFiles.TypeMix(path)}");
-                TransformerModel ours = GgufSchemeLoader.Load(path, "W8A8", kernel);
-                Score($"AgileQuant on llama.cpp's {preset} file (8-bit activations)", d => AllLogits(ours, d));
+                // W8A16 names no activation rounding beyond the integer kernels' own 8-bit linear inputs (Q/K/V and KV cache FP32,
+                // as a plain load runs the file); W8A8 adds the paper's 8-bit Q/K/V and KV cache
+                TransformerModel ours = GgufSchemeLoader.Load(path, "W8A16", kernel);
+                Score($"**AgileQuant on llama.cpp's {preset} file as loaded** (8-bit linear inputs, per-group scales)", d => AllLogits(ours, d));
+                TransformerModel oursPerToken = GgufSchemeLoader.Load(path, "W8A16", perTokenKernel);
+                Score($"AgileQuant on llama.cpp's {preset} file, per-token scales", d => AllLogits(oursPerToken, d));
+                TransformerModel oursW8A8 = GgufSchemeLoader.Load(path, "W8A8", kernel);
+                Score($"AgileQuant on llama.cpp's {preset} file, W8A8 scheme (per-group scales; 8-bit Q/K/V and KV cache too)", d => AllLogits(oursW8A8, d));
                 using var engine = new LlamaCppEngine(path, threads, Math.Max(maxTokens, 64));
                 Score($"llama.cpp {preset} (llama-quantize)", engine.AllLogits);
             }
@@ -124,7 +135,10 @@ public static class QualityTable
                 md.AppendLine("The preset files are what llama.cpp's own quantizer (llama_model_quantize through LLamaSharp, no importance matrix) makes of the " +
                     "F32 export; stories260K's 64-wide rows are not whole 256-blocks, so the k-quant presets fall back per tensor (Q4_K → Q5_0, Q5_K → Q5_1, " +
                     "Q6_K → Q8_0; 172-wide rows → F16), which runs Q5_0/Q5_1/Q8_0 on real weights. AgileQuant loads Q4_0 as packed int4 and Q8_0/Q5_0/Q5_1/Q5_K/Q6_K " +
-                    "as grouped int8 (the file's values exactly; F16 as FP32) and quantizes activations to 8 bits per token." +
+                    "as grouped int8 and Q4_1/Q2_K/Q3_K/Q4_K/IQ4_NL/IQ4_XS as super-block int4 (the file's values exactly; F16 as FP32). The integer kernels quantize " +
+                    "each linear input to 8 bits: by default with one scale per weight group (16 or 32 columns) on grouped int8 and per super-block on super-block " +
+                    "int4 (llama.cpp: per 32 or 256), one scale per token on packed int4 (Q4_0) and F32 rows; \"as loaded\" is what a plain load runs (Q/K/V and " +
+                    "KV cache in FP32), the W8A8 scheme rounds Q/K/V and the KV cache to 8 bits as well (docs/accuracy.md)." +
                     (mixes.Any(m => m.Contains("not made", StringComparison.Ordinal))
                         ? " llama-quantize has fallback types only for the k- and i-quants: a preset whose 32-blocks do not divide a row (Q4_0 and Q8_0 on the " +
                           "172-wide ffn_down) is refused, and the llama.cpp Q8_0/Q4_0 rows above run our exports of those types instead."

@@ -119,9 +119,7 @@ public static class ModelQuantizer
         IMatMulKernel? fourBit = null;
         if (needsFourBit)
         {
-            KernelOptions kernelOptions = kernel is KernelSet set
-                ? new KernelOptions { Preference = set.Isa, Threads = set.Threads, ActivationBits = 4 }
-                : new KernelOptions { ActivationBits = 4 };
+            KernelOptions kernelOptions = kernel is KernelSet set ? set.Options with { ActivationBits = 4 } : new KernelOptions { ActivationBits = 4 };
             fourBit = KernelSelector.Create(kernelOptions);
         }
         return new RuntimeOptions

@@ -10,8 +10,8 @@ namespace AgileQuant.Intrinsics.AdvSimd;
 /// ARM AdvSimd kernel for grouped 8-bit weights (<see cref="GroupedInt8Matrix"/>), twin of
 /// <see cref="Scalar.ScalarGroupedInt8Kernel"/>, over the row-major codes: each group's 16 or 32 products by SDOT where
 /// available, else SMULL / SMULL2 (int16 products ≤ 128·127) pairwise-added into int32 lanes (SADALP); four groups'
-/// lane sums reduced together by ADDP, then in group order <c>f ← fma(s_w, acc, f)</c> (and <c>f ← f − o_w · Σx_q</c>
-/// with offsets) and <c>y = s_x · f</c>.
+/// lane sums reduced together by ADDP, then in group order <c>f ← fma(s_w · s_x,g, acc, f)</c> (and
+/// <c>f ← f − (o_w · s_x,g) · Σx_q</c> with offsets) and <c>y = s_x · f</c> (s_x,g the activation group scales, 1 per token).
 /// </summary>
 internal sealed unsafe class AdvSimdGroupedInt8Kernel : QuantizedMatMulKernel<GroupedInt8Matrix>
 {
@@ -33,8 +33,10 @@ internal sealed unsafe class AdvSimdGroupedInt8Kernel : QuantizedMatMulKernel<Gr
     /// <inheritdoc />
     public override string Name => $"w8g-a{ActivationBits}-advsimd-" + (_useDotProduct ? "sdot" : "smull");
 
-    // Offsets need the activation sums of each 32-column group; without them one sum per row is enough.
-    private protected override int GroupSize(GroupedInt8Matrix weights) => weights.HasOffsets ? weights.GroupSize : weights.RowStride;
+    // Activation groups are the weight groups: their sums for the offsets, their scales with per-group activation scales.
+    private protected override int GroupSize(GroupedInt8Matrix weights) => weights.GroupSize;
+
+    private protected override bool TakesGroupScales => true;
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
@@ -47,6 +49,7 @@ internal sealed unsafe class AdvSimdGroupedInt8Kernel : QuantizedMatMulKernel<Gr
         fixed (sbyte* codes = w.CodeArray)
         fixed (sbyte* x = xq.Codes)
         fixed (float* groupSums = xq.GroupSumsAsFloat)
+        fixed (float* groupScales = xq.GroupScales)
         {
             for (int r = rowBegin; r < rowEnd; r++)
             {
@@ -54,28 +57,29 @@ internal sealed unsafe class AdvSimdGroupedInt8Kernel : QuantizedMatMulKernel<Gr
                 for (int t = 0; t < xq.Tokens; t++)
                 {
                     sbyte* xt = x + (nint)t * xq.Stride;
-                    float* sums = groupSums + (nint)t * xq.GroupCount;
+                    float* sums = groupSums + (nint)t * xq.GroupCount, xscales = groupScales + (nint)t * xq.GroupCount;
                     float f = 0f;
                     int g = 0;
                     for (; g + 4 <= groups; g += 4)
                     {
                         Vector128<int> acc = FourGroupSums(_useDotProduct, row + g * groupSize, xt + g * groupSize, groupSize, vectorsPerGroup);
-                        for (int j = 0; j < 4; j++) f = Fold(w, r, g + j, acc.GetElement(j), f, scales, subScales, offsets, subOffsets, sums);
+                        for (int j = 0; j < 4; j++) f = Fold(w, r, g + j, acc.GetElement(j), f, scales, subScales, offsets, subOffsets, sums, xscales);
                     }
                     for (; g < groups; g++)
-                        f = Fold(w, r, g, Vector128.Sum(GroupLanes(_useDotProduct, row + g * groupSize, xt + g * groupSize, vectorsPerGroup)), f, scales, subScales, offsets, subOffsets, sums);
+                        f = Fold(w, r, g, Vector128.Sum(GroupLanes(_useDotProduct, row + g * groupSize, xt + g * groupSize, vectorsPerGroup)), f, scales, subScales, offsets, subOffsets, sums, xscales);
                     y[(nint)t * w.Rows + r] = xq.Scales[t] * f;
                 }
             }
         }
     }
 
-    // f ← fma(s_w[r, g], acc, f), then with offsets f ← fma(−o_w[r, g], Σx_q over g, f): the scalar twin's steps.
+    // f ← fma(s_w[r, g] · s_x,g, acc, f), then with offsets f ← fma(−(o_w[r, g] · s_x,g), Σx_q over g, f): the scalar twin's steps.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Fold(GroupedInt8Matrix w, int r, int g, int acc, float f, float[] scales, sbyte[]? subScales, float[]? offsets, sbyte[]? subOffsets, float* sums)
+    private static float Fold(GroupedInt8Matrix w, int r, int g, int acc, float f, float[] scales, sbyte[]? subScales, float[]? offsets, sbyte[]? subOffsets,
+        float* sums, float* xscales)
     {
-        f = MathF.FusedMultiplyAdd(Factor(w, r, g, scales, subScales), acc, f);
-        return offsets is null ? f : MathF.FusedMultiplyAdd(-Factor(w, r, g, offsets, subOffsets), sums[g], f);
+        f = MathF.FusedMultiplyAdd(Factor(w, r, g, scales, subScales) * xscales[g], acc, f);
+        return offsets is null ? f : MathF.FusedMultiplyAdd(-(Factor(w, r, g, offsets, subOffsets) * xscales[g]), sums[g], f);
     }
 
     // The group's factor: per group, or super-block float · int8 sub (one rounding), as GroupedInt8Matrix.Scale/Offset.

@@ -10,8 +10,9 @@ namespace AgileQuant.Intrinsics.AdvSimd;
 /// same 8-row interleaved layout as the x86 kernels: per chunk the 32 bytes of a row block are two q registers of 4 rows ×
 /// 4 bytes, whose low nibbles are columns 0..3 and high nibbles 4..7 (values u(q): the code, or the codebook entry by
 /// <c>TBL</c>), so each int32 lane is one row's dot product and no horizontal sum over columns is needed.
-/// <c>I = Σ_s sc_s · Σ_{c∈s} u(q) · x_q</c>, <c>M = Σ_s c_s · S_s</c>, per super-block <c>f = fma(I, d, f)</c>,
-/// <c>f = fma(−M, e, f)</c>, <c>y = s_x · f</c>: the scalar twin's order, so equal to it bit for bit.
+/// <c>I = Σ_s sc_s · Σ_{c∈s} u(q) · x_q</c>, <c>M = Σ_s c_s · S_s</c>, per super-block <c>f = fma(I, d · s_x,b, f)</c>,
+/// <c>f = fma(−M, e · s_x,b, f)</c>, <c>y = s_x · f</c> (s_x,b the activation scale of the super-block, 1 with per-token
+/// scales): the scalar twin's order, so equal to it bit for bit.
 /// </summary>
 /// <remarks>
 /// With SDOT (Cortex-A76 and later): <c>SDOT v.4s, w.16b, x.4b[i]</c> by quadruplet, the activation quadruplet of columns
@@ -104,6 +105,8 @@ internal sealed unsafe class AdvSimdSuperBlockInt4Kernel : SuperBlockInt4MatMulK
         sbyte* xb = xa + w.CodeStride;
         short* sa = w.SubSums + (nint)t0 * w.SubSumStride;
         short* sb = sa + w.SubSumStride;
+        float* ga = w.GroupScales + (nint)t0 * w.GroupScaleStride;
+        float* gb = ga + w.GroupScaleStride;
         int perSuper = w.SubBlocksPerSuperBlock, correctionPairs = w.CorrectionPairs;
         Vector128<float> fa0 = default, fa1 = default, fb0 = default, fb1 = default;
         for (int b = 0, s = 0; b < w.SuperBlocks; b++)
@@ -137,12 +140,14 @@ internal sealed unsafe class AdvSimdSuperBlockInt4Kernel : SuperBlockInt4MatMulK
             Vector128<ushort> halves = Arm.AdvSimd.LoadVector128(d + b * PairRows);
             Vector128<float> d0 = HalfBits.Widen(Arm.AdvSimd.ZeroExtendWideningLower(halves.GetLower()).AsInt32());
             Vector128<float> d1 = HalfBits.Widen(Arm.AdvSimd.ZeroExtendWideningUpper(halves).AsInt32());
-            fa0 = Arm.AdvSimd.FusedMultiplyAdd(fa0, Arm.AdvSimd.ConvertToSingle(ia0), d0);
-            fa1 = Arm.AdvSimd.FusedMultiplyAdd(fa1, Arm.AdvSimd.ConvertToSingle(ia1), d1);
+            // the super-block's factors times each token's activation scale of the super-block (1 with per-token scales: exact)
+            Vector128<float> sxa = Vector128.Create(ga[b]), sxb = N.Value > 1 ? Vector128.Create(gb[b]) : default;
+            fa0 = Arm.AdvSimd.FusedMultiplyAdd(fa0, Arm.AdvSimd.ConvertToSingle(ia0), d0 * sxa);
+            fa1 = Arm.AdvSimd.FusedMultiplyAdd(fa1, Arm.AdvSimd.ConvertToSingle(ia1), d1 * sxa);
             if (N.Value > 1)
             {
-                fb0 = Arm.AdvSimd.FusedMultiplyAdd(fb0, Arm.AdvSimd.ConvertToSingle(ib0), d0);
-                fb1 = Arm.AdvSimd.FusedMultiplyAdd(fb1, Arm.AdvSimd.ConvertToSingle(ib1), d1);
+                fb0 = Arm.AdvSimd.FusedMultiplyAdd(fb0, Arm.AdvSimd.ConvertToSingle(ib0), d0 * sxb);
+                fb1 = Arm.AdvSimd.FusedMultiplyAdd(fb1, Arm.AdvSimd.ConvertToSingle(ib1), d1 * sxb);
             }
             if (!TCorr.Present) continue;
             Vector128<ushort> eHalves = Arm.AdvSimd.LoadVector128(e + b * PairRows);
@@ -151,13 +156,13 @@ internal sealed unsafe class AdvSimdSuperBlockInt4Kernel : SuperBlockInt4MatMulK
             sbyte* c = corrections + (nint)b * correctionPairs * 2 * PairRows;
             int firstSub = b * perSuper;
             (Vector128<int> ma0, Vector128<int> ma1) = Correction(c, correctionPairs, sa + firstSub);
-            fa0 = Arm.AdvSimd.FusedMultiplySubtract(fa0, Arm.AdvSimd.ConvertToSingle(ma0), e0);
-            fa1 = Arm.AdvSimd.FusedMultiplySubtract(fa1, Arm.AdvSimd.ConvertToSingle(ma1), e1);
+            fa0 = Arm.AdvSimd.FusedMultiplySubtract(fa0, Arm.AdvSimd.ConvertToSingle(ma0), e0 * sxa);
+            fa1 = Arm.AdvSimd.FusedMultiplySubtract(fa1, Arm.AdvSimd.ConvertToSingle(ma1), e1 * sxa);
             if (N.Value > 1)
             {
                 (Vector128<int> mb0, Vector128<int> mb1) = Correction(c, correctionPairs, sb + firstSub);
-                fb0 = Arm.AdvSimd.FusedMultiplySubtract(fb0, Arm.AdvSimd.ConvertToSingle(mb0), e0);
-                fb1 = Arm.AdvSimd.FusedMultiplySubtract(fb1, Arm.AdvSimd.ConvertToSingle(mb1), e1);
+                fb0 = Arm.AdvSimd.FusedMultiplySubtract(fb0, Arm.AdvSimd.ConvertToSingle(mb0), e0 * sxb);
+                fb1 = Arm.AdvSimd.FusedMultiplySubtract(fb1, Arm.AdvSimd.ConvertToSingle(mb1), e1 * sxb);
             }
         }
         int row = block * BlockRows, rows = Math.Min(BlockRows, w.Rows - row);

@@ -11,8 +11,9 @@ namespace AgileQuant.Intrinsics.Avx2;
 /// <see cref="Scalar.ScalarGroupedInt8Kernel"/>, over the interleaved copy <see cref="GroupedInt8RowBlocks"/>: per 4-column
 /// chunk one 32-byte load holds 8 rows × 4 codes and meets the broadcast int32 of 4 activation codes in
 /// <c>vpmaddubsw(|w|, sign(x, w))</c> + <c>vpmaddwd</c> by 1 (int32 lane i = row i); after each group's chunks
-/// <c>f ← fma(acc, s_w, f)</c> with the 8 rows' group scales in one load (and <c>f ← f − o_w · Σx_q</c> with offsets),
-/// and finally <c>y = s_x · f</c>.
+/// <c>f ← fma(acc, s_w · s_x,g, f)</c> with the 8 rows' group scales in one load times the token's activation group scale
+/// (and <c>f ← f − (o_w · s_x,g) · Σx_q</c> with offsets), and finally <c>y = s_x · f</c> (s_x,g = 1 with per-token scales,
+/// s_x = 1 with group scales).
 /// </summary>
 /// <remarks>
 /// Exact: |w| ≤ 128 and |x_q| ≤ 127 (activation codes never reach −128), so a <c>vpmaddubsw</c> pair is ≤ 32512 and is
@@ -44,8 +45,10 @@ internal sealed unsafe class Avx2GroupedInt8Kernel : QuantizedMatMulKernel<Group
     /// <inheritdoc />
     public override string Name => $"w8g-a{ActivationBits}-avx2";
 
-    // Offsets need the activation sums of each 32-column group; without them one sum per row is enough.
-    private protected override int GroupSize(GroupedInt8Matrix weights) => weights.HasOffsets ? weights.GroupSize : weights.RowStride;
+    // Activation groups are the weight groups: their sums for the offsets, their scales with per-group activation scales.
+    private protected override int GroupSize(GroupedInt8Matrix weights) => weights.GroupSize;
+
+    private protected override bool TakesGroupScales => true;
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
@@ -74,10 +77,11 @@ internal sealed unsafe class Avx2GroupedInt8Kernel : QuantizedMatMulKernel<Group
         fixed (float* superOffsets = blocks.SuperOffsets)
         fixed (sbyte* codes = xq.Codes)
         fixed (float* groupSums = xq.GroupSumsAsFloat)
+        fixed (float* groupScales = xq.GroupScales)
         fixed (float* tokenScales = xq.Scales)
         {
             var call = new GroupedInt8KernelCall(blocks, weights, scaleEntries, superScales, offsetEntries, superOffsets, codes, xq.Stride,
-                groupSums, xq.GroupCount, tokenScales, y);
+                groupSums, groupScales, xq.GroupCount, tokenScales, y);
             switch (call.Encoding)
             {
                 case GroupScaleEncoding.Single: Run<SingleGroupFactors>(call, xq.Tokens, firstBlock, endBlock); break;
@@ -125,7 +129,7 @@ internal sealed unsafe class Avx2GroupedInt8Kernel : QuantizedMatMulKernel<Group
         }
     }
 
-    // One token: y[8b + i] = s_x · Σ_g (s_w[i, g] · Σ_{c∈g} w · x_q − o_w[i, g] · Σ_{c∈g} x_q), every row block's codes read once.
+    // One token: y[8b + i] = s_x · Σ_g s_x,g · (s_w[i, g] · Σ_{c∈g} w · x_q − o_w[i, g] · Σ_{c∈g} x_q), every row block's codes read once.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Stream<TF, TO, TG>(in GroupedInt8KernelCall s, int firstBlock, int endBlock)
         where TF : struct, IGroupFactors where TO : struct, IGroupOffsets where TG : struct, IGroupChunks
@@ -154,8 +158,9 @@ internal sealed unsafe class Avx2GroupedInt8Kernel : QuantizedMatMulKernel<Group
                     Vector256<sbyte> w = X86.Avx.LoadVector256(chunk + k * chunkBytes);
                     acc += ChunkProducts(X86.Avx2.Abs(w), w, x + k * GroupedInt8RowBlocks.ChunkColumns, ones);
                 }
-                f = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(acc), TF.Load(s.ScaleEntries, s.SuperScales, s, b, g), f);
-                if (TO.Present) f = X86.Fma.MultiplyAddNegated(TF.Load(s.OffsetEntries, s.SuperOffsets, s, b, g), Vector256.Create(s.GroupSums[g]), f);
+                Vector256<float> groupScale = Vector256.Create(s.GroupScales[g]);
+                f = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(acc), TF.Load(s.ScaleEntries, s.SuperScales, s, b, g) * groupScale, f);
+                if (TO.Present) f = X86.Fma.MultiplyAddNegated(TF.Load(s.OffsetEntries, s.SuperOffsets, s, b, g) * groupScale, Vector256.Create(s.GroupSums[g]), f);
             }
             StoreBlock(s, s.Y, (int)b, Vector256.Create(s.TokenScales[0]) * f);
         }
@@ -173,7 +178,8 @@ internal sealed unsafe class Avx2GroupedInt8Kernel : QuantizedMatMulKernel<Group
         nint xs = s.CodeStride;
         sbyte* block = s.Weights + b * s.Chunks * chunkBytes;
         sbyte* x0 = s.Codes + (nint)t0 * xs;
-        float* sums = s.GroupSums + (nint)t0 * s.GroupSumCount;
+        float* sums = s.GroupSums + (nint)t0 * s.GroupSumCount, xscales = s.GroupScales + (nint)t0 * s.GroupSumCount;
+        nint ss = s.GroupSumCount;
         Vector256<float> f0 = default, f1 = default, f2 = default, f3 = default;
         for (int g = 0; g < s.Groups; g++)
         {
@@ -190,18 +196,23 @@ internal sealed unsafe class Avx2GroupedInt8Kernel : QuantizedMatMulKernel<Group
                 if (N.Value > 2) a2 += ChunkProducts(magnitude, w, xk + 2 * xs, ones);
                 if (N.Value > 3) a3 += ChunkProducts(magnitude, w, xk + 3 * xs, ones);
             }
+            // the weight factors times each token's activation group scale (1 with per-token scales: exact)
             Vector256<float> scale = TF.Load(s.ScaleEntries, s.SuperScales, s, b, g);
-            f0 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a0), scale, f0);
-            if (N.Value > 1) f1 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a1), scale, f1);
-            if (N.Value > 2) f2 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a2), scale, f2);
-            if (N.Value > 3) f3 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a3), scale, f3);
+            Vector256<float> sx0 = Vector256.Create(xscales[g]), sx1 = default, sx2 = default, sx3 = default;
+            if (N.Value > 1) sx1 = Vector256.Create(xscales[ss + g]);
+            if (N.Value > 2) sx2 = Vector256.Create(xscales[2 * ss + g]);
+            if (N.Value > 3) sx3 = Vector256.Create(xscales[3 * ss + g]);
+            f0 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a0), scale * sx0, f0);
+            if (N.Value > 1) f1 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a1), scale * sx1, f1);
+            if (N.Value > 2) f2 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a2), scale * sx2, f2);
+            if (N.Value > 3) f3 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(a3), scale * sx3, f3);
             if (TO.Present)
             {
                 Vector256<float> offset = TF.Load(s.OffsetEntries, s.SuperOffsets, s, b, g);
-                f0 = X86.Fma.MultiplyAddNegated(offset, Vector256.Create(sums[g]), f0);
-                if (N.Value > 1) f1 = X86.Fma.MultiplyAddNegated(offset, Vector256.Create(sums[s.GroupSumCount + g]), f1);
-                if (N.Value > 2) f2 = X86.Fma.MultiplyAddNegated(offset, Vector256.Create(sums[2 * s.GroupSumCount + g]), f2);
-                if (N.Value > 3) f3 = X86.Fma.MultiplyAddNegated(offset, Vector256.Create(sums[3 * s.GroupSumCount + g]), f3);
+                f0 = X86.Fma.MultiplyAddNegated(offset * sx0, Vector256.Create(sums[g]), f0);
+                if (N.Value > 1) f1 = X86.Fma.MultiplyAddNegated(offset * sx1, Vector256.Create(sums[ss + g]), f1);
+                if (N.Value > 2) f2 = X86.Fma.MultiplyAddNegated(offset * sx2, Vector256.Create(sums[2 * ss + g]), f2);
+                if (N.Value > 3) f3 = X86.Fma.MultiplyAddNegated(offset * sx3, Vector256.Create(sums[3 * ss + g]), f3);
             }
         }
         // y = s_x · f, the scalar twin's order

@@ -9,8 +9,9 @@ namespace AgileQuant.Intrinsics.Avx2;
 /// AVX2 kernel for <see cref="SuperBlockInt4Matrix"/>, twin of <see cref="Scalar.ScalarSuperBlockInt4Kernel"/>: one ymm holds
 /// chunk k (8 columns) of one row block, 8 rows with one int32 lane each; the arithmetic of
 /// <see cref="Avx512.Avx512SuperBlockInt4Kernel"/> at half the width:
-/// <c>I = Σ_s sc_s · Σ_{c∈s} u(q) · x_q</c>, <c>M = Σ_s c_s · S_s</c>, per super-block <c>f = fma(I, d, f)</c>,
-/// <c>f = fma(−M, e, f)</c>, <c>y = s_x · f</c> (equal to the scalar twin bit for bit).
+/// <c>I = Σ_s sc_s · Σ_{c∈s} u(q) · x_q</c>, <c>M = Σ_s c_s · S_s</c>, per super-block <c>f = fma(I, d · s_x,b, f)</c>,
+/// <c>f = fma(−M, e · s_x,b, f)</c>, <c>y = s_x · f</c> (s_x,b the activation scale of the super-block, 1 with per-token
+/// scales; equal to the scalar twin bit for bit).
 /// </summary>
 /// <remarks>
 /// Plain codes: int16 sums over a sub-block (≤ 30480), <c>vpmaddwd</c> by the duplicated sub-block scales. Codebook codes:
@@ -104,6 +105,8 @@ internal sealed unsafe class Avx2SuperBlockInt4Kernel : SuperBlockInt4MatMulKern
         nint xs = w.CodeStride;
         short* s0 = w.SubSums + (nint)t0 * w.SubSumStride;
         nint ss = w.SubSumStride;
+        float* g0 = w.GroupScales + (nint)t0 * w.GroupScaleStride;
+        nint gs = w.GroupScaleStride;
         int perSuper = w.SubBlocksPerSuperBlock, correctionPairs = w.CorrectionPairs;
         Vector256<float> f0 = default, f1 = default, f2 = default, f3 = default;
         for (int b = 0, s = 0; b < w.SuperBlocks; b++)
@@ -143,19 +146,24 @@ internal sealed unsafe class Avx2SuperBlockInt4Kernel : SuperBlockInt4MatMulKern
                 if (N.Value > 2) i2 += X86.Avx2.MultiplyAddAdjacent(h2, sc);
                 if (N.Value > 3) i3 += X86.Avx2.MultiplyAddAdjacent(h3, sc);
             }
+            // the super-block's factors times each token's activation scale of the super-block (1 with per-token scales: exact)
             Vector256<float> dv = HalfBits.Widen(X86.Avx2.ConvertToVector256Int32(d + b * PairRows));
-            f0 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(i0), dv, f0);
-            if (N.Value > 1) f1 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(i1), dv, f1);
-            if (N.Value > 2) f2 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(i2), dv, f2);
-            if (N.Value > 3) f3 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(i3), dv, f3);
+            Vector256<float> sx0 = Vector256.Create(g0[b]), sx1 = default, sx2 = default, sx3 = default;
+            if (N.Value > 1) sx1 = Vector256.Create(g0[gs + b]);
+            if (N.Value > 2) sx2 = Vector256.Create(g0[2 * gs + b]);
+            if (N.Value > 3) sx3 = Vector256.Create(g0[3 * gs + b]);
+            f0 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(i0), dv * sx0, f0);
+            if (N.Value > 1) f1 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(i1), dv * sx1, f1);
+            if (N.Value > 2) f2 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(i2), dv * sx2, f2);
+            if (N.Value > 3) f3 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(i3), dv * sx3, f3);
             if (!TCorr.Present) continue;
             Vector256<float> ev = HalfBits.Widen(X86.Avx2.ConvertToVector256Int32(e + b * PairRows));
             sbyte* c = corrections + (nint)b * correctionPairs * 2 * PairRows;
             int firstSub = b * perSuper;
-            f0 = CorrectionEpilogue(c, correctionPairs, s0 + firstSub, ev, f0);
-            if (N.Value > 1) f1 = CorrectionEpilogue(c, correctionPairs, s0 + ss + firstSub, ev, f1);
-            if (N.Value > 2) f2 = CorrectionEpilogue(c, correctionPairs, s0 + 2 * ss + firstSub, ev, f2);
-            if (N.Value > 3) f3 = CorrectionEpilogue(c, correctionPairs, s0 + 3 * ss + firstSub, ev, f3);
+            f0 = CorrectionEpilogue(c, correctionPairs, s0 + firstSub, ev * sx0, f0);
+            if (N.Value > 1) f1 = CorrectionEpilogue(c, correctionPairs, s0 + ss + firstSub, ev * sx1, f1);
+            if (N.Value > 2) f2 = CorrectionEpilogue(c, correctionPairs, s0 + 2 * ss + firstSub, ev * sx2, f2);
+            if (N.Value > 3) f3 = CorrectionEpilogue(c, correctionPairs, s0 + 3 * ss + firstSub, ev * sx3, f3);
         }
         int row = block * BlockRows, rows = Math.Min(BlockRows, w.Rows - row);
         float* y = w.Y + (nint)t0 * w.Rows + row;

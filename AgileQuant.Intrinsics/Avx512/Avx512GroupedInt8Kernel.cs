@@ -42,8 +42,10 @@ internal sealed unsafe class Avx512GroupedInt8Kernel : QuantizedMatMulKernel<Gro
     /// <inheritdoc />
     public override string Name => $"w8g-a{ActivationBits}-avx512";
 
-    // Offsets need the activation sums of each 32-column group; without them one sum per row is enough.
-    private protected override int GroupSize(GroupedInt8Matrix weights) => weights.HasOffsets ? weights.GroupSize : weights.RowStride;
+    // Activation groups are the weight groups: their sums for the offsets, their scales with per-group activation scales.
+    private protected override int GroupSize(GroupedInt8Matrix weights) => weights.GroupSize;
+
+    private protected override bool TakesGroupScales => true;
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
@@ -105,6 +107,7 @@ internal sealed unsafe class Avx512GroupedInt8Kernel : QuantizedMatMulKernel<Gro
         fixed (float* superOffsets = blocks.SuperOffsets)
         fixed (sbyte* codes = xq.Codes)
         fixed (float* groupSums = xq.GroupSumsAsFloat)
+        fixed (float* groupScales = xq.GroupScales)
         fixed (float* tokenScales = xq.Scales)
         fixed (int* magnitudes = split.Magnitudes)
         fixed (byte* offsets = split.Offsets)
@@ -113,7 +116,7 @@ internal sealed unsafe class Avx512GroupedInt8Kernel : QuantizedMatMulKernel<Gro
         fixed (int* patterns = Avx512Int8Kernel.s_signPatterns)
         {
             var call = new GroupedInt8KernelCall(blocks, weights, scaleEntries, superScales, offsetEntries, superOffsets, codes, xq.Stride,
-                groupSums, xq.GroupCount, tokenScales, y);
+                groupSums, groupScales, xq.GroupCount, tokenScales, y);
             // (tokens, TileRows) float sums of one row tile, and the slice table (SliceChunks, Variants, VariantBytes), 64-byte aligned
             float* sums = Avx512Int8Kernel.Align64(sumBase);
             sbyte* table = Avx512Int8Kernel.Align64(tableBase);
@@ -128,11 +131,11 @@ internal sealed unsafe class Avx512GroupedInt8Kernel : QuantizedMatMulKernel<Gro
                     for (int gi = 0; gi < groups; gi++) LoadTileFactors(call, blocks.Blocks, firstBlock, firstGroup + gi, TO.Present, factors + gi * 2 * TileRows);
                     nint slice = (nint)(k0 / sliceChunks) * tokens * sliceChunks;
                     int fullTiles = tokens / TokenTile, rest = tokens % TokenTile, done = fullTiles * TokenTile;
-                    float* xsums = groupSums + firstGroup;
-                    if (fullTiles > 0) SliceSums<TO, TG, EightTokens>(table, groups, magnitudes + slice, offsets + slice, sums, factors, xsums, xq.GroupCount, fullTiles);
+                    float* xsums = groupSums + firstGroup, xscales = groupScales + firstGroup;
+                    if (fullTiles > 0) SliceSums<TO, TG, EightTokens>(table, groups, magnitudes + slice, offsets + slice, sums, factors, xsums, xscales, xq.GroupCount, fullTiles);
                     if (rest > 0)
                         SliceSums<TO, TG>(rest, table, groups, magnitudes + slice + done * sliceChunks, offsets + slice + done * sliceChunks, sums + done * TileRows,
-                            factors, xsums + (nint)done * xq.GroupCount, xq.GroupCount);
+                            factors, xsums + (nint)done * xq.GroupCount, xscales + (nint)done * xq.GroupCount, xq.GroupCount);
                 }
                 int rows = Math.Min(TileRows, blocks.Rows - row);
                 for (int t = 0; t < tokens; t++)
@@ -173,33 +176,34 @@ internal sealed unsafe class Avx512GroupedInt8Kernel : QuantizedMatMulKernel<Gro
         _ => SuperBlockGroupFactors.Load(entries, supers, s, b, g),
     };
 
-    /// <summary>sums[j · 32 + i] = fma(group sums, scales, sums[j · 32 + i]) (− offsets · Σx_q) over the slice's groups, for n ≤ 8 tokens.</summary>
-    private static void SliceSums<TO, TG>(int n, sbyte* table, int groups, int* magnitudes, byte* offsets, float* sums, float* factors, float* xsums, int xsumStride)
+    /// <summary>sums[j · 32 + i] = fma(group sums, scales · s_x,g, sums[j · 32 + i]) (− offsets · s_x,g · Σx_q) over the slice's groups, for n ≤ 8 tokens.</summary>
+    private static void SliceSums<TO, TG>(int n, sbyte* table, int groups, int* magnitudes, byte* offsets, float* sums, float* factors, float* xsums, float* xscales, int xsumStride)
         where TO : struct, IGroupOffsets where TG : struct, IGroupChunks
     {
         switch (n)
         {
-            case 8: SliceSums<TO, TG, EightTokens>(table, groups, magnitudes, offsets, sums, factors, xsums, xsumStride, tiles: 1); break;
-            case 7: SliceSums<TO, TG, SevenTokens>(table, groups, magnitudes, offsets, sums, factors, xsums, xsumStride, tiles: 1); break;
-            case 6: SliceSums<TO, TG, SixTokens>(table, groups, magnitudes, offsets, sums, factors, xsums, xsumStride, tiles: 1); break;
-            case 5: SliceSums<TO, TG, FiveTokens>(table, groups, magnitudes, offsets, sums, factors, xsums, xsumStride, tiles: 1); break;
-            case 4: SliceSums<TO, TG, FourTokens>(table, groups, magnitudes, offsets, sums, factors, xsums, xsumStride, tiles: 1); break;
-            case 3: SliceSums<TO, TG, ThreeTokens>(table, groups, magnitudes, offsets, sums, factors, xsums, xsumStride, tiles: 1); break;
-            case 2: SliceSums<TO, TG, TwoTokens>(table, groups, magnitudes, offsets, sums, factors, xsums, xsumStride, tiles: 1); break;
-            default: SliceSums<TO, TG, OneToken>(table, groups, magnitudes, offsets, sums, factors, xsums, xsumStride, tiles: 1); break;
+            case 8: SliceSums<TO, TG, EightTokens>(table, groups, magnitudes, offsets, sums, factors, xsums, xscales, xsumStride, tiles: 1); break;
+            case 7: SliceSums<TO, TG, SevenTokens>(table, groups, magnitudes, offsets, sums, factors, xsums, xscales, xsumStride, tiles: 1); break;
+            case 6: SliceSums<TO, TG, SixTokens>(table, groups, magnitudes, offsets, sums, factors, xsums, xscales, xsumStride, tiles: 1); break;
+            case 5: SliceSums<TO, TG, FiveTokens>(table, groups, magnitudes, offsets, sums, factors, xsums, xscales, xsumStride, tiles: 1); break;
+            case 4: SliceSums<TO, TG, FourTokens>(table, groups, magnitudes, offsets, sums, factors, xsums, xscales, xsumStride, tiles: 1); break;
+            case 3: SliceSums<TO, TG, ThreeTokens>(table, groups, magnitudes, offsets, sums, factors, xsums, xscales, xsumStride, tiles: 1); break;
+            case 2: SliceSums<TO, TG, TwoTokens>(table, groups, magnitudes, offsets, sums, factors, xsums, xscales, xsumStride, tiles: 1); break;
+            default: SliceSums<TO, TG, OneToken>(table, groups, magnitudes, offsets, sums, factors, xsums, xscales, xsumStride, tiles: 1); break;
         }
     }
 
     // Token j's int32 accumulators: lanes of `lower` = rows 0..15 (blocks 0, 1), of `upper` = rows 16..31 (blocks 2, 3), reset
     // per group; `tiles` consecutive token tiles of N (one call per slice for all full tiles).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SliceSums<TO, TG, N>(sbyte* table, int groups, int* magnitudes, byte* offsets, float* sums, float* factors, float* xsums, int xsumStride, int tiles)
+    private static void SliceSums<TO, TG, N>(sbyte* table, int groups, int* magnitudes, byte* offsets, float* sums, float* factors, float* xsums, float* xscales,
+        int xsumStride, int tiles)
         where TO : struct, IGroupOffsets where TG : struct, IGroupChunks where N : struct, ITokenCount
     {
         const int sliceChunks = Avx512Int8Kernel.SliceChunks, variantStride = Avx512Int8Kernel.Variants * Avx512Int8Kernel.VariantBytes;
         Vector512<short> ones = Vector512<short>.One;
         for (int tile = 0; tile < tiles; tile++, magnitudes += TokenTile * sliceChunks, offsets += TokenTile * sliceChunks, sums += TokenTile * TileRows,
-             xsums += (nint)TokenTile * xsumStride)
+             xsums += (nint)TokenTile * xsumStride, xscales += (nint)TokenTile * xsumStride)
         {
             for (int gi = 0; gi < groups; gi++)
             {
@@ -220,31 +224,33 @@ internal sealed unsafe class Avx512GroupedInt8Kernel : QuantizedMatMulKernel<Gro
                     if (N.Value > 7) Avx512Int8Kernel.AddVariantProducts(ref l7, ref u7, chunkVariants, m + 7 * sliceChunks, o + 7 * sliceChunks, ones);
                 }
                 float* groupFactors = factors + gi * 2 * TileRows;
-                float* groupSums = xsums + gi;
-                FoldGroup<TO>(l0, u0, sums, groupFactors, groupSums);
-                if (N.Value > 1) FoldGroup<TO>(l1, u1, sums + TileRows, groupFactors, groupSums + xsumStride);
-                if (N.Value > 2) FoldGroup<TO>(l2, u2, sums + 2 * TileRows, groupFactors, groupSums + 2 * xsumStride);
-                if (N.Value > 3) FoldGroup<TO>(l3, u3, sums + 3 * TileRows, groupFactors, groupSums + 3 * xsumStride);
-                if (N.Value > 4) FoldGroup<TO>(l4, u4, sums + 4 * TileRows, groupFactors, groupSums + 4 * xsumStride);
-                if (N.Value > 5) FoldGroup<TO>(l5, u5, sums + 5 * TileRows, groupFactors, groupSums + 5 * xsumStride);
-                if (N.Value > 6) FoldGroup<TO>(l6, u6, sums + 6 * TileRows, groupFactors, groupSums + 6 * xsumStride);
-                if (N.Value > 7) FoldGroup<TO>(l7, u7, sums + 7 * TileRows, groupFactors, groupSums + 7 * xsumStride);
+                float* groupSums = xsums + gi, groupScales = xscales + gi;
+                FoldGroup<TO>(l0, u0, sums, groupFactors, groupSums, groupScales);
+                if (N.Value > 1) FoldGroup<TO>(l1, u1, sums + TileRows, groupFactors, groupSums + xsumStride, groupScales + xsumStride);
+                if (N.Value > 2) FoldGroup<TO>(l2, u2, sums + 2 * TileRows, groupFactors, groupSums + 2 * xsumStride, groupScales + 2 * xsumStride);
+                if (N.Value > 3) FoldGroup<TO>(l3, u3, sums + 3 * TileRows, groupFactors, groupSums + 3 * xsumStride, groupScales + 3 * xsumStride);
+                if (N.Value > 4) FoldGroup<TO>(l4, u4, sums + 4 * TileRows, groupFactors, groupSums + 4 * xsumStride, groupScales + 4 * xsumStride);
+                if (N.Value > 5) FoldGroup<TO>(l5, u5, sums + 5 * TileRows, groupFactors, groupSums + 5 * xsumStride, groupScales + 5 * xsumStride);
+                if (N.Value > 6) FoldGroup<TO>(l6, u6, sums + 6 * TileRows, groupFactors, groupSums + 6 * xsumStride, groupScales + 6 * xsumStride);
+                if (N.Value > 7) FoldGroup<TO>(l7, u7, sums + 7 * TileRows, groupFactors, groupSums + 7 * xsumStride, groupScales + 7 * xsumStride);
             }
         }
     }
 
-    // One token's float sums (32 rows at `sums`) ← fma(group sums, scales, sums), then − offsets · Σx_q of the group
-    // (factors: 32 scales, then 32 offsets; groupSum: the token's Σx_q over the group).
+    // One token's float sums (32 rows at `sums`) ← fma(group sums, scales · s_x,g, sums), then − (offsets · s_x,g) · Σx_q of the
+    // group (factors: 32 scales, then 32 offsets; groupSum: the token's Σx_q over the group; groupScale: its s_x,g, 1 per token).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void FoldGroup<TO>(Vector512<int> lower, Vector512<int> upper, float* sums, float* factors, float* groupSum) where TO : struct, IGroupOffsets
+    private static void FoldGroup<TO>(Vector512<int> lower, Vector512<int> upper, float* sums, float* factors, float* groupSum, float* groupScale)
+        where TO : struct, IGroupOffsets
     {
-        Vector512<float> low = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(lower), Vector512.Load(factors), Vector512.Load(sums));
-        Vector512<float> high = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(upper), Vector512.Load(factors + 16), Vector512.Load(sums + 16));
+        Vector512<float> xscale = Vector512.Create(*groupScale);
+        Vector512<float> low = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(lower), Vector512.Load(factors) * xscale, Vector512.Load(sums));
+        Vector512<float> high = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(upper), Vector512.Load(factors + 16) * xscale, Vector512.Load(sums + 16));
         if (TO.Present)
         {
             Vector512<float> xsum = Vector512.Create(*groupSum);
-            low = X86.Avx512F.FusedMultiplyAddNegated(Vector512.Load(factors + TileRows), xsum, low);
-            high = X86.Avx512F.FusedMultiplyAddNegated(Vector512.Load(factors + TileRows + 16), xsum, high);
+            low = X86.Avx512F.FusedMultiplyAddNegated(Vector512.Load(factors + TileRows) * xscale, xsum, low);
+            high = X86.Avx512F.FusedMultiplyAddNegated(Vector512.Load(factors + TileRows + 16) * xscale, xsum, high);
         }
         low.Store(sums);
         high.Store(sums + 16);

@@ -11,7 +11,8 @@ namespace AgileQuant.Intrinsics.Avx512;
 /// one zmm holds chunk k (8 columns) of a block pair, 16 rows with one int32 lane each. Per chunk the nibbles split into
 /// columns 0..3 (low) and 4..7 (high) and meet the broadcast activation codes in <c>vpmaddubsw</c>:
 /// <c>I = Σ_s sc_s · Σ_{c∈s} u(q) · x_q</c> per row lane, <c>M = Σ_s c_s · S_s</c>, then per super-block
-/// <c>f = fma(I, d, f)</c>, <c>f = fma(−M, e, f)</c> and <c>y = s_x · f</c> (the scalar twin's order: equal bit for bit).
+/// <c>f = fma(I, d · s_x,b, f)</c>, <c>f = fma(−M, e · s_x,b, f)</c> and <c>y = s_x · f</c> (s_x,b the activation scale of the
+/// super-block, 1 with per-token scales; the scalar twin's order: equal bit for bit).
 /// </summary>
 /// <remarks>
 /// Plain codes (0..15, unsigned): the int16 lanes sum a sub-block's products (≤ 4 chunks · 2 · 2 · 15 · 127 = 30480 &lt; 2^15),
@@ -116,6 +117,8 @@ internal sealed unsafe class Avx512SuperBlockInt4Kernel : SuperBlockInt4MatMulKe
         nint xs = w.CodeStride;
         short* s0 = w.SubSums + (nint)t0 * w.SubSumStride;
         nint ss = w.SubSumStride;
+        float* g0 = w.GroupScales + (nint)t0 * w.GroupScaleStride;
+        nint gs = w.GroupScaleStride;
         int perSuper = w.SubBlocksPerSuperBlock, correctionPairs = w.CorrectionPairs;
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default, f4 = default, f5 = default, f6 = default, f7 = default;
         for (int b = 0, s = 0; b < w.SuperBlocks; b++)
@@ -166,26 +169,35 @@ internal sealed unsafe class Avx512SuperBlockInt4Kernel : SuperBlockInt4MatMulKe
                 if (N.Value > 7) i7 += X86.Avx512BW.MultiplyAddAdjacent(h7, sc);
             }
             Vector512<float> dv = HalfBits.Widen(X86.Avx512F.ConvertToVector512Int32(Vector256.Load(d + b * PairRows)));
-            f0 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i0), dv, f0);
-            if (N.Value > 1) f1 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i1), dv, f1);
-            if (N.Value > 2) f2 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i2), dv, f2);
-            if (N.Value > 3) f3 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i3), dv, f3);
-            if (N.Value > 4) f4 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i4), dv, f4);
-            if (N.Value > 5) f5 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i5), dv, f5);
-            if (N.Value > 6) f6 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i6), dv, f6);
-            if (N.Value > 7) f7 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i7), dv, f7);
+            // the super-block's factors times each token's activation scale of the super-block (1 with per-token scales: exact)
+            Vector512<float> sx0 = Vector512.Create(g0[b]), sx1 = default, sx2 = default, sx3 = default, sx4 = default, sx5 = default, sx6 = default, sx7 = default;
+            if (N.Value > 1) sx1 = Vector512.Create(g0[gs + b]);
+            if (N.Value > 2) sx2 = Vector512.Create(g0[2 * gs + b]);
+            if (N.Value > 3) sx3 = Vector512.Create(g0[3 * gs + b]);
+            if (N.Value > 4) sx4 = Vector512.Create(g0[4 * gs + b]);
+            if (N.Value > 5) sx5 = Vector512.Create(g0[5 * gs + b]);
+            if (N.Value > 6) sx6 = Vector512.Create(g0[6 * gs + b]);
+            if (N.Value > 7) sx7 = Vector512.Create(g0[7 * gs + b]);
+            f0 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i0), dv * sx0, f0);
+            if (N.Value > 1) f1 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i1), dv * sx1, f1);
+            if (N.Value > 2) f2 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i2), dv * sx2, f2);
+            if (N.Value > 3) f3 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i3), dv * sx3, f3);
+            if (N.Value > 4) f4 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i4), dv * sx4, f4);
+            if (N.Value > 5) f5 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i5), dv * sx5, f5);
+            if (N.Value > 6) f6 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i6), dv * sx6, f6);
+            if (N.Value > 7) f7 = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i7), dv * sx7, f7);
             if (!TCorr.Present) continue;
             Vector512<float> ev = HalfBits.Widen(X86.Avx512F.ConvertToVector512Int32(Vector256.Load(e + b * PairRows)));
             sbyte* c = corrections + (nint)b * correctionPairs * 2 * PairRows;
             int firstSub = b * perSuper;
-            f0 = CorrectionEpilogue(c, correctionPairs, s0 + firstSub, ev, f0);
-            if (N.Value > 1) f1 = CorrectionEpilogue(c, correctionPairs, s0 + ss + firstSub, ev, f1);
-            if (N.Value > 2) f2 = CorrectionEpilogue(c, correctionPairs, s0 + 2 * ss + firstSub, ev, f2);
-            if (N.Value > 3) f3 = CorrectionEpilogue(c, correctionPairs, s0 + 3 * ss + firstSub, ev, f3);
-            if (N.Value > 4) f4 = CorrectionEpilogue(c, correctionPairs, s0 + 4 * ss + firstSub, ev, f4);
-            if (N.Value > 5) f5 = CorrectionEpilogue(c, correctionPairs, s0 + 5 * ss + firstSub, ev, f5);
-            if (N.Value > 6) f6 = CorrectionEpilogue(c, correctionPairs, s0 + 6 * ss + firstSub, ev, f6);
-            if (N.Value > 7) f7 = CorrectionEpilogue(c, correctionPairs, s0 + 7 * ss + firstSub, ev, f7);
+            f0 = CorrectionEpilogue(c, correctionPairs, s0 + firstSub, ev * sx0, f0);
+            if (N.Value > 1) f1 = CorrectionEpilogue(c, correctionPairs, s0 + ss + firstSub, ev * sx1, f1);
+            if (N.Value > 2) f2 = CorrectionEpilogue(c, correctionPairs, s0 + 2 * ss + firstSub, ev * sx2, f2);
+            if (N.Value > 3) f3 = CorrectionEpilogue(c, correctionPairs, s0 + 3 * ss + firstSub, ev * sx3, f3);
+            if (N.Value > 4) f4 = CorrectionEpilogue(c, correctionPairs, s0 + 4 * ss + firstSub, ev * sx4, f4);
+            if (N.Value > 5) f5 = CorrectionEpilogue(c, correctionPairs, s0 + 5 * ss + firstSub, ev * sx5, f5);
+            if (N.Value > 6) f6 = CorrectionEpilogue(c, correctionPairs, s0 + 6 * ss + firstSub, ev * sx6, f6);
+            if (N.Value > 7) f7 = CorrectionEpilogue(c, correctionPairs, s0 + 7 * ss + firstSub, ev * sx7, f7);
         }
         int rows = w.RowsOfPair(pair);
         float* y = w.Y + (nint)t0 * w.Rows + pair * PairRows;
@@ -243,11 +255,13 @@ internal sealed unsafe class Avx512SuperBlockInt4Kernel : SuperBlockInt4MatMulKe
                         + LineProducts<TCodes>(sub + 3 * ChunkStride, x + 3 * ChunkColumns, values, magnitudes);
                 i += X86.Avx512BW.MultiplyAddAdjacent(h, sc);
             }
+            // the super-block's factors times the token's activation scale of the super-block (1 with per-token scales: exact)
+            Vector512<float> sx = Vector512.Create(w.GroupScales[b]);
             f = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(i),
-                HalfBits.Widen(X86.Avx512F.ConvertToVector512Int32(Vector256.Load(d + b * PairRows))), f);
+                HalfBits.Widen(X86.Avx512F.ConvertToVector512Int32(Vector256.Load(d + b * PairRows))) * sx, f);
             if (TCorr.Present)
                 f = CorrectionEpilogue(corrections + (nint)b * correctionPairs * 2 * PairRows, correctionPairs, sums + b * perSuper,
-                    HalfBits.Widen(X86.Avx512F.ConvertToVector512Int32(Vector256.Load(e + b * PairRows))), f);
+                    HalfBits.Widen(X86.Avx512F.ConvertToVector512Int32(Vector256.Load(e + b * PairRows))) * sx, f);
         }
         int rows = w.RowsOfPair(pair);
         StoreRows(f * w.TokenScales[0], w.Y + pair * PairRows, rows);

@@ -6,7 +6,9 @@ namespace AgileQuant.Intrinsics.Quantization;
 /// <summary>
 /// Per-thread scratch for a quantized copy of X (tokens, Cols), refilled by every integer kernel call:
 /// codes (tokens, Stride) with Stride = 64 · ceil(Cols / 64) (zero padded), one scale per token, and the
-/// code sum of every (token, group) for the zero-point correction.
+/// code sum of every (token, group) for the zero-point correction. With <see cref="HasGroupScales"/> each group of
+/// <see cref="GroupSize"/> columns is quantized with a scale of its own (<see cref="GroupScales"/>) and the token scale is 1:
+/// <c>x[t, c] ≈ s_x[t] · s_x[t, g] · q[t, c]</c>, one of the two factors always 1 (docs/kernels.md, "Activation scales").
 /// </summary>
 /// <remarks>
 /// In <see cref="ActivationOrder.NibblePairs"/> order each 64-column block is stored as its 32 even columns
@@ -19,6 +21,7 @@ internal sealed class QuantizedActivations
 
     private sbyte[] _codes = [];
     private float[] _scales = [];
+    private float[] _groupScales = [];
     private int[] _groupSums = [];
     private float[] _groupSumsAsFloat = [];
 
@@ -34,6 +37,15 @@ internal sealed class QuantizedActivations
     /// <summary>Scale per token (Tokens).</summary>
     public float[] Scales => _scales;
 
+    /// <summary>
+    /// Scale per (token, group) (Tokens, GroupCount): the groups' own scales with <see cref="HasGroupScales"/>, else 1
+    /// everywhere, so a kernel that multiplies its group factors by them computes the per-token result bit for bit.
+    /// </summary>
+    public float[] GroupScales => _groupScales;
+
+    /// <summary>Whether each group has its own scale (<see cref="GroupScales"/>) and every token scale is 1.</summary>
+    public bool HasGroupScales { get; private set; }
+
     /// <summary>Σ codes over each group (Tokens, GroupCount).</summary>
     public int[] GroupSums => _groupSums;
 
@@ -44,10 +56,10 @@ internal sealed class QuantizedActivations
     public static QuantizedActivations ForCurrentThread() => t_current ??= new QuantizedActivations();
 
     /// <summary>Quantizes x (tokens, cols) per token with <paramref name="bits"/> bits into this scratch.</summary>
-    public void Quantize(ReadOnlySpan<float> x, int tokens, int cols, int bits, int groupSize, ActivationOrder order)
+    public void Quantize(ReadOnlySpan<float> x, int tokens, int cols, int bits, int groupSize, ActivationOrder order, bool groupScales = false)
     {
         Debug.Assert(x.Length >= tokens * cols);
-        Prepare(tokens, cols, groupSize);
+        Prepare(tokens, cols, groupSize, groupScales);
         for (int t = 0; t < tokens; t++) QuantizeToken(x.Slice(t * cols, cols), t, bits, order);
     }
 
@@ -65,6 +77,7 @@ internal sealed class QuantizedActivations
         codes[Cols..].Clear();
         QuantizeStaticCodes(row, inverse, limit, codes[..Cols]);
         _scales[t] = scale;
+        _groupScales.AsSpan(t * GroupCount, GroupCount).Fill(1f);
         FinishRow(t, order);
     }
 
@@ -108,9 +121,10 @@ internal sealed class QuantizedActivations
 
     /// <summary>
     /// Sets the shape and grows the buffers for x (tokens, cols) without quantizing: then every token t is filled
-    /// by <see cref="QuantizeToken"/>, on any thread (tokens write disjoint parts).
+    /// by <see cref="QuantizeToken"/>, on any thread (tokens write disjoint parts). <paramref name="groupScales"/>: one scale
+    /// per group of <paramref name="groupSize"/> columns instead of one per token (<see cref="HasGroupScales"/>).
     /// </summary>
-    public void Prepare(int tokens, int cols, int groupSize)
+    public void Prepare(int tokens, int cols, int groupSize, bool groupScales = false)
     {
         Debug.Assert(groupSize % 32 == 0);
         int stride = (cols + 63) / 64 * 64;
@@ -120,12 +134,14 @@ internal sealed class QuantizedActivations
         Stride = stride;
         GroupSize = groupSize;
         GroupCount = groupCount;
+        HasGroupScales = groupScales;
         if (_codes.Length < tokens * stride) _codes = new sbyte[tokens * stride];
         if (_scales.Length < tokens) _scales = new float[tokens];
         if (_groupSums.Length < tokens * groupCount)
         {
             _groupSums = new int[tokens * groupCount];
             _groupSumsAsFloat = new float[tokens * groupCount];
+            _groupScales = new float[tokens * groupCount];
         }
     }
 
@@ -134,7 +150,22 @@ internal sealed class QuantizedActivations
     {
         Span<sbyte> codes = _codes.AsSpan(t * Stride, Stride);
         codes[Cols..].Clear();
-        _scales[t] = RowQuantizer.QuantizeSymmetric(row, bits, codes);
+        Span<float> groupScales = _groupScales.AsSpan(t * GroupCount, GroupCount);
+        if (HasGroupScales)
+        {
+            // s_x[t, g] = max_{c∈g} |x[c]| / qmax, each group quantized as a row of its own; the token factor is 1
+            for (int g = 0; g < GroupCount; g++)
+            {
+                int begin = g * GroupSize;
+                groupScales[g] = RowQuantizer.QuantizeSymmetric(row[begin..Math.Min(Cols, begin + GroupSize)], bits, codes[begin..]);
+            }
+            _scales[t] = 1f;
+        }
+        else
+        {
+            _scales[t] = RowQuantizer.QuantizeSymmetric(row, bits, codes);
+            groupScales.Fill(1f);
+        }
         FinishRow(t, order);
     }
 

@@ -6,8 +6,9 @@ namespace AgileQuant.Intrinsics.Scalar;
 /// <summary>
 /// Scalar kernel for grouped 8-bit weights with 8- or 4-bit activations, the specification of the SIMD ones:
 /// <c>acc[t, r, g] = Σ_{c∈g} w_q[r, c] · x_q[t, c]</c> in exact int32, then, in group order,
-/// <c>f ← fma(s_w[r, g], acc, f)</c> and with offsets <c>f ← fma(−o_w[r, g], Σ_{c∈g} x_q[t, c], f)</c> (each fused,
-/// one rounding), and <c>y[t, r] = s_x[t] · f</c>: i.e. <c>y = s_x · Σ_g (s_w · acc − o_w · Σx_q)</c>.
+/// <c>f ← fma(s_w[r, g] · s_x[t, g], acc, f)</c> and with offsets <c>f ← fma(−(o_w[r, g] · s_x[t, g]), Σ_{c∈g} x_q[t, c], f)</c>
+/// (each product and fma one rounding), and <c>y[t, r] = s_x[t] · f</c>: i.e. <c>y = s_x · Σ_g s_x,g · (s_w · acc − o_w · Σx_q)</c>,
+/// where s_x[t, g] are the per-group activation scales (all 1 with per-token scales) and s_x[t] the token scale (1 with group scales).
 /// </summary>
 internal sealed unsafe class ScalarGroupedInt8Kernel : QuantizedMatMulKernel<GroupedInt8Matrix>
 {
@@ -17,8 +18,10 @@ internal sealed unsafe class ScalarGroupedInt8Kernel : QuantizedMatMulKernel<Gro
     /// <inheritdoc />
     public override string Name => $"w8g-a{ActivationBits}-scalar";
 
-    // Offsets need the activation sums of each 32-column group; without them one sum per row is enough.
-    private protected override int GroupSize(GroupedInt8Matrix weights) => weights.HasOffsets ? weights.GroupSize : weights.RowStride;
+    // Activation groups are the weight groups: their sums for the offsets, their scales with per-group activation scales.
+    private protected override int GroupSize(GroupedInt8Matrix weights) => weights.GroupSize;
+
+    private protected override bool TakesGroupScales => true;
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
@@ -32,8 +35,9 @@ internal sealed unsafe class ScalarGroupedInt8Kernel : QuantizedMatMulKernel<Gro
                 float f = 0f;
                 for (int g = 0; g < w.GroupCount; g++)
                 {
-                    f = MathF.FusedMultiplyAdd(w.Scale(r, g), GroupSum(w, codes, r, g, x), f);
-                    if (w.HasOffsets) f = MathF.FusedMultiplyAdd(-w.Offset(r, g), xq.GroupSumsAsFloat[t * xq.GroupCount + g], f);
+                    float groupScale = xq.GroupScales[t * xq.GroupCount + g];
+                    f = MathF.FusedMultiplyAdd(w.Scale(r, g) * groupScale, GroupSum(w, codes, r, g, x), f);
+                    if (w.HasOffsets) f = MathF.FusedMultiplyAdd(-(w.Offset(r, g) * groupScale), xq.GroupSumsAsFloat[t * xq.GroupCount + g], f);
                 }
                 y[(nint)t * w.Rows + r] = xq.Scales[t] * f;
             }
