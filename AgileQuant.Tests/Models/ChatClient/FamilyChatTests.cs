@@ -214,6 +214,27 @@ public class FamilyChatTests
         Assert.That(PromptTokens(checkpoint), Is.EqualTo(PromptTokens(source)).And.EqualTo(fromSource.EncodePrompt([new ChatMessage(ChatRole.User, Question)]).Count));
     }
 
+    [Test]
+    public void ExportGguf_OfAGgufModel_KeepsItsByteLevelBpeVocabularyAndTemplate()
+    {
+        FamilyChatCase c = Cases.Single(x => x.Model == "qwen2.5");
+        string source = WriteModel(c, forceEndAt: null), exported = Path.Combine(_temp.FullPath, "qwen2.5-export-q4_0.gguf");
+        var export = Run("export-gguf", "--model", source, "--output", exported, "--type", "Q4_0", "--head-type", "Q8_0", "--json");
+        Assert.That(export.ExitCode, Is.EqualTo(0), export.Stderr);
+        using (JsonDocument json = JsonDocument.Parse(export.Stdout)) Assert.That(json.RootElement.GetProperty("vocabulary").GetString(), Is.EqualTo("gguf"));
+        GgufFile file = GgufFile.Read(exported);
+        Assert.That((file.GetString("tokenizer.ggml.model"), file.GetString("tokenizer.ggml.pre")), Is.EqualTo(("gpt2", "qwen2")));
+
+        ChatMessage[] conversation = ChatFormatTests.Messages(ChatFormatTests.Conversation);
+        using LoadedModel original = ModelLoader.Load(source), copy = ModelLoader.Load(exported);
+        Assert.That(copy.ChatTemplateText, Is.EqualTo(original.ChatTemplateText).And.Not.Null);
+        Assert.That(copy.EndTokenIds, Is.EquivalentTo(original.EndTokenIds));
+        using AgileQuantChatClient fromSource = original.AsChatClient(), fromCopy = copy.AsChatClient();
+        using LLamaWeights llama = LoadLlamaCpp(exported);
+        int[] expected = LlamaCppTokenize(llama, LlamaCppApply(llama, ChatFormatTests.Conversation));
+        Assert.That(fromCopy.EncodePrompt(conversation), Is.EqualTo(expected).And.EqualTo(fromSource.EncodePrompt(conversation)));
+    }
+
     /// <summary>
     /// Writes <paramref name="c"/>'s model (cached per case, forcing and type); with <paramref name="forceEndAt"/>, the LM head
     /// row of its end token set to <see cref="Boost"/> times its token's (see the remarks). Embedding and head are
