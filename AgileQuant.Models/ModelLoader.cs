@@ -265,24 +265,39 @@ public static class ModelLoader
         string? tokenizerPath = options.TokenizerPath ?? (checkpoint.Tokenizer is null ? FindLlama2cTokenizer(path) : null);
         Tokenizer? tokenizer = null;
         TokenizerSource? source = null;
+        Func<Tokenizer>? parsingSpecialTokens = null;
+        (string Text, string Origin)? template = null;
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 0, 1));
         if (tokenizerPath is not null)
         {
             tokenizer = LoadTokenizer(tokenizerPath, weights.Config.VocabSize);
             source = new TokenizerSource([Path.GetFullPath(tokenizerPath)], false);
+            parsingSpecialTokens = SpecialTokenTokenizer(tokenizerPath);
         }
-        else if (checkpoint.Tokenizer is { } carried) tokenizer = carried.Load(path, weights.Config.VocabSize);
+        else if (checkpoint.Tokenizer is { } carried)
+        {
+            tokenizer = carried.Load(path, weights.Config.VocabSize);
+            if (carried.CanParseSpecialTokens) parsingSpecialTokens = () => carried.Load(path, weights.Config.VocabSize, parseSpecialTokens: true);
+        }
         else if (HfTokenizerFiles(dir) is { Count: > 0 } files)
         {
             tokenizer = HfTokenizerLoader.LoadFromDirectory(dir);
             CheckFits(dir, tokenizer, weights.Config.VocabSize);
             source = new TokenizerSource(files, true);
+            parsingSpecialTokens = () => HfTokenizerLoader.LoadFromDirectory(dir, parseSpecialTokens: true);
+            template = ModelChatTemplate.ReadHfDirectory(dir);
         }
         progress?.Report(new ModelLoadProgress(ModelLoadStage.LoadingTokenizer, 1, 1));
+        // The chat template the checkpoint carries (its source model's), else that of the Hugging Face tokenizer beside it.
+        if (checkpoint.Tokenizer?.ChatTemplate is { } carriedTemplate)
+            template = (carriedTemplate, $"{path}: metadata '{QuantizedCheckpointLayout.TokenizerKey}' chat_template");
         return new LoadedModel(model, tokenizer, path, "agilequant")
         {
             EndTokenIds = checkpoint.Tokenizer?.EndTokenIds ?? [weights.Config.EosTokenId],
             TokenizerSource = source,
+            ChatTemplateText = template?.Text,
+            ChatTemplateOrigin = template?.Origin,
+            SpecialTokenTokenizerFactory = parsingSpecialTokens,
         };
     }
 

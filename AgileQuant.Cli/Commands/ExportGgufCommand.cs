@@ -27,7 +27,7 @@ internal static class ExportGgufCommand
         var output = new Option<string>("--output") { Description = "The .gguf file to write.", Required = true };
         var placeholder = new Option<bool>("--placeholder-vocab") { Description = "For a model without a SentencePiece-style vocabulary: write id-only pieces (▁tokN); llama.cpp then runs token ids, not text." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object: output, type, head_type, bytes, vocabulary, seconds." };
-        var command = new Command("export-gguf", "Write a LLaMA-family model (llama2.c, Hugging Face, quantized checkpoint or GGUF) as GGUF v3 for llama.cpp: F32, F16, Q8_0, Q4_0, Q4_K or Q6_K weights and its SentencePiece vocabulary.");
+        var command = new Command("export-gguf", "Write a LLaMA-family model (llama2.c, Hugging Face, quantized checkpoint or GGUF) as GGUF v3 for llama.cpp: F32, F16, Q8_0, Q4_0, Q4_K or Q6_K weights and its SentencePiece vocabulary (a GGUF model's own vocabulary, SentencePiece or byte-level BPE, and its chat template).");
         model.AddTo(command);
         command.Options.Add(type);
         command.Options.Add(headType);
@@ -45,6 +45,8 @@ internal static class ExportGgufCommand
             int vocabSize = loaded.Model.Config.VocabSize;
             (GgufVocabulary vocabulary, string vocabularyKind) = loaded.Tokenizer switch
             {
+                // A GGUF model's own vocabulary (SentencePiece or byte-level BPE), copied with its special ids.
+                not null when loaded.Format == "gguf" && loaded.TokenizerSource is null => (GgufVocabulary.FromGguf(GgufFile.Read(loaded.SourcePath)), "gguf"),
                 ScoredMergeTokenizer scored => (GgufVocabulary.FromTokenizer(scored, vocabSize), "sentencepiece"),
                 _ when parse.GetValue(placeholder) => (GgufVocabulary.Placeholder(vocabSize), "placeholder"),
                 null => throw new AgileQuantException($"{loaded.SourcePath} has no tokenizer to export; pass --tokenizer PATH, or --placeholder-vocab for an id-only vocabulary."),
@@ -60,6 +62,7 @@ internal static class ExportGgufCommand
                 GgufModelWriter.Write(partial, loaded.Model.Weights, vocabulary, new GgufWriteOptions
                 {
                     WeightType = weightType, OutputType = outputType, Name = Path.GetFileNameWithoutExtension(loaded.SourcePath),
+                    ChatTemplate = loaded.ChatTemplateText,
                 });
                 File.Move(partial, path, overwrite: true);
             }

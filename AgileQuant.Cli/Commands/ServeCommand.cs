@@ -27,6 +27,7 @@ internal static class ServeCommand
         var embeddingModel = new Option<string?>("--embedding-model") { Description = "A BERT-family sentence encoder (all-MiniLM-L6-v2) for /v1/embeddings: an ONNX file with --embedding-vocab, or a .NET assembly embedding model.onnx and vocab.txt." };
         var embeddingVocab = new Option<string?>("--embedding-vocab") { Description = "WordPiece vocab.txt of an ONNX --embedding-model." };
         var sampling = new SamplingCliOptions("Tokens generated when a request sets no max_tokens (default 256).");
+        var template = new ChatTemplateOption("Format /v1/chat/completions conversations in this chat format instead of the model's own template.");
         var command = new Command("serve",
             "Serve the model over an OpenAI-compatible HTTP API: POST /v1/chat/completions and /v1/completions (\"stream\": true for server-sent events), "
             + "POST /v1/embeddings (with --embedding-model), GET /v1/models and /health. Requests may set max_tokens, temperature, top_p, top_k, min_p, "
@@ -35,9 +36,11 @@ internal static class ServeCommand
         model.AddTo(command);
         foreach (Option option in new Option[] { host, port, parallel, queue, maxBody, modelId, embeddingModel, embeddingVocab }) command.Options.Add(option);
         sampling.AddTo(command);
+        template.AddTo(command);
         command.SetAction(parse => CliErrors.Run(parse, cancel =>
         {
             GenerationOptions defaults = sampling.Read(parse);
+            ChatTemplate? chatTemplate = template.Read(parse);
             int p = parse.GetValue(port), slots = parse.GetValue(parallel), waiting = parse.GetValue(queue);
             long bodyLimit = parse.GetValue(maxBody);
             if (p is < 0 or > 65535) throw new InvalidOptionException($"--port must be in [0, 65535], found {p}.");
@@ -60,7 +63,8 @@ internal static class ServeCommand
                 var settings = new ServerSettings
                 {
                     Model = loaded,
-                    ModelId = parse.GetValue(modelId) ?? (loaded is null ? "agilequant" : loaded.AsChatClient().Metadata.DefaultModelId ?? "agilequant"),
+                    ModelId = parse.GetValue(modelId) ?? (loaded is null ? "agilequant" : loaded.AsChatClient(new AgileQuantChatClientOptions { Template = chatTemplate }).Metadata.DefaultModelId ?? "agilequant"),
+                    ChatTemplate = chatTemplate,
                     Encoder = encoder,
                     EncoderId = encoderPath is null ? "embeddings" : Path.GetFileNameWithoutExtension(encoderPath),
                     Host = parse.GetValue(host)!,

@@ -26,7 +26,7 @@ internal sealed class OpenAiEndpoints
         _settings = settings;
         if (settings.Model is { } model)
         {
-            _chat = model.AsChatClient(new AgileQuantChatClientOptions { ModelId = settings.ModelId });
+            _chat = model.AsChatClient(new AgileQuantChatClientOptions { ModelId = settings.ModelId, Template = settings.ChatTemplate });
             _generator = new TextGenerator(model.Model, _chat.Tokenizer);
         }
         _slots = new SemaphoreSlim(settings.Parallel, settings.Parallel);

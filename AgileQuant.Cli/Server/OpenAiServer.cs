@@ -19,6 +19,9 @@ internal sealed record ServerSettings
     /// <summary>Its id in <c>/v1/models</c> and responses.</summary>
     public string ModelId { get; init; } = "agilequant";
 
+    /// <summary>The chat format of <c>/v1/chat/completions</c>; null: the one recognised in the model's own template.</summary>
+    public ChatTemplate? ChatTemplate { get; init; }
+
     /// <summary>The sentence encoder behind <c>/v1/embeddings</c>, or null.</summary>
     public SentenceEncoder? Encoder { get; init; }
 

@@ -4,6 +4,7 @@ using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
 using AgileQuant.Models.Architectures;
+using AgileQuant.Models.ChatClient;
 
 namespace AgileQuant.Models.Gguf;
 
@@ -25,11 +26,14 @@ public sealed record GgufWriteOptions
 
     /// <summary><c>general.name</c>.</summary>
     public string Name { get; init; } = "agilequant-export";
+
+    /// <summary>The model's chat template (Jinja text), written as <c>tokenizer.chat_template</c>; null: none.</summary>
+    public string? ChatTemplate { get; init; }
 }
 
 /// <summary>
 /// Writes a model of any family with a GGUF form (<see cref="ArchitectureDescription.GgufArchitecture"/>) as a GGUF v3 file
-/// llama.cpp loads: the family's <c>{arch}.*</c> hyper-parameters, a <c>tokenizer.ggml.*</c> SentencePiece vocabulary,
+/// llama.cpp loads: the family's <c>{arch}.*</c> hyper-parameters, a <c>tokenizer.ggml.*</c> vocabulary (SentencePiece or byte-level BPE, <see cref="GgufVocabulary"/>),
 /// and the tensors under the family's GGUF names.
 /// </summary>
 /// <remarks>
@@ -64,8 +68,7 @@ public static class GgufModelWriter
         TransformerConfig c = weights.Config;
         weights.Validate();
         RequireGgufForm(family, weights);
-        if (vocabulary.Tokens.Count != c.VocabSize || vocabulary.Scores.Count != c.VocabSize || vocabulary.TokenTypes.Count != c.VocabSize)
-            throw new AgileQuantException($"GGUF export needs one token per embedding row: expected {c.VocabSize} tokens, scores and types, found {vocabulary.Tokens.Count}, {vocabulary.Scores.Count} and {vocabulary.TokenTypes.Count}.");
+        vocabulary.Validate(c.VocabSize);
         GgmlType type = options.WeightType, embeddingType = options.EmbeddingType ?? type, outputType = options.OutputType ?? type;
         foreach (GgmlType t in new[] { type, embeddingType, outputType })
             if (t is not (GgmlType.F32 or GgmlType.F16 or GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K))
@@ -73,6 +76,7 @@ public static class GgufModelWriter
 
         var w = new GgufWriter();
         AddModelMetadata(w, family, c, vocabulary, type, options.Name);
+        if (options.ChatTemplate is { } template) w.AddString(ModelChatTemplate.GgufKey, template);
         TensorNameMap names = family.GgufNames!;
         string Global(ModelTensor tensor) => names.Global(tensor)!;
         var embedding = new Fp32Matrix(weights.TokenEmbedding, c.VocabSize, c.HiddenSize);
@@ -144,16 +148,7 @@ public static class GgufModelWriter
             w.AddFloat32(a + "rope.scaling.factor", c.RotaryScalingFactor);
         }
         family.WriteGgufConfig(w, c);
-        w.AddString("tokenizer.ggml.model", "llama");
-        w.AddArray("tokenizer.ggml.tokens", vocabulary.Tokens);
-        w.AddArray("tokenizer.ggml.scores", vocabulary.Scores);
-        w.AddArray("tokenizer.ggml.token_type", vocabulary.TokenTypes);
-        w.AddUInt32("tokenizer.ggml.bos_token_id", (uint)vocabulary.BosId);
-        w.AddUInt32("tokenizer.ggml.eos_token_id", (uint)vocabulary.EosId);
-        w.AddUInt32("tokenizer.ggml.unknown_token_id", (uint)vocabulary.UnknownId);
-        w.AddBool("tokenizer.ggml.add_bos_token", true);
-        w.AddBool("tokenizer.ggml.add_eos_token", false);
-
+        vocabulary.AddTo(w);
     }
 
     /// <summary>

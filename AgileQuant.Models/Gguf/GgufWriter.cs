@@ -54,6 +54,18 @@ public sealed class GgufWriter
         AddArray(key, GgufValueType.Int32, copy.Length, w => { foreach (int v in copy) w.Write(v); });
     }
 
+    /// <summary>Adds a value as read from a GGUF file (<see cref="GgufFile.Metadata"/>), of any type, unchanged.</summary>
+    public void AddValue(string key, GgufValue value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        if (value.ElementType is GgufValueType element)
+        {
+            var array = (Array)value.Value;
+            AddArray(key, element, array.Length, w => { foreach (object item in array) WriteScalar(w, element, item); });
+        }
+        else Add(key, value.Type, w => WriteScalar(w, value.Type, value.Value));
+    }
+
     /// <summary>
     /// Adds a tensor of ggml shape <paramref name="shape"/> (innermost first) and <paramref name="type"/>, whose
     /// bytes <paramref name="writeData"/> writes when <see cref="Write"/> runs (it must write exactly the byte size
@@ -144,6 +156,26 @@ public sealed class GgufWriter
             w.Write((ulong)count);
             writeElements(w);
         });
+
+    private static void WriteScalar(BinaryWriter w, GgufValueType type, object value)
+    {
+        switch (type)
+        {
+            case GgufValueType.UInt8: w.Write((byte)value); break;
+            case GgufValueType.Int8: w.Write((sbyte)value); break;
+            case GgufValueType.UInt16: w.Write((ushort)value); break;
+            case GgufValueType.Int16: w.Write((short)value); break;
+            case GgufValueType.UInt32: w.Write((uint)value); break;
+            case GgufValueType.Int32: w.Write((int)value); break;
+            case GgufValueType.Float32: w.Write((float)value); break;
+            case GgufValueType.Bool: w.Write((bool)value); break;
+            case GgufValueType.String: WriteString(w, (string)value); break;
+            case GgufValueType.UInt64: w.Write((ulong)value); break;
+            case GgufValueType.Int64: w.Write((long)value); break;
+            case GgufValueType.Float64: w.Write((double)value); break;
+            default: throw new ArgumentException($"Expected a scalar or string GGUF value type, found {GgufValue.Name(type)}.", nameof(type));
+        }
+    }
 
     private static void WriteString(BinaryWriter w, string value)
     {

@@ -1,5 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using AgileQuant.Models.ChatClient;
+using AgileQuant.Models.Gguf;
 using AgileQuant.Models.Tokenizers;
 using Microsoft.ML.Tokenizers;
 
@@ -12,8 +14,9 @@ public sealed record EmbeddedTokenizerFile(string Name, byte[] Contents);
 
 /// <summary>
 /// The tokenizer a quantized checkpoint carries, so that the checkpoint loads on its own: the tokenizer's files byte
-/// for byte (one file such as llama2.c's <c>tokenizer.bin</c>, or the tokenizer files of a Hugging Face folder) and
-/// the token ids that end generation (<see cref="LoadedModel.EndTokenIds"/>).
+/// for byte (one file such as llama2.c's <c>tokenizer.bin</c>, the tokenizer files of a Hugging Face folder, or a GGUF
+/// model's vocabulary as a vocabulary-only GGUF file), the token ids that end generation (<see cref="LoadedModel.EndTokenIds"/>)
+/// and the model's chat template (<see cref="ChatTemplate"/>).
 /// </summary>
 /// <param name="Files">The files, in the order written.</param>
 /// <param name="IsDirectory">True: the files form a Hugging Face tokenizer folder; false: one tokenizer file.</param>
@@ -23,22 +26,58 @@ public sealed record EmbeddedTokenizer(IReadOnlyList<EmbeddedTokenizerFile> File
     /// <summary>Longest file name accepted (names are file names, never paths).</summary>
     internal const int MaxNameLength = 128;
 
+    /// <summary>Name of the vocabulary-only GGUF file that carries a GGUF model's vocabulary.</summary>
+    internal const string GgufVocabularyName = "vocabulary.gguf";
+
+    /// <summary>
+    /// The chat template of the model the checkpoint was made from (<see cref="LoadedModel.ChatTemplateText"/>), so that chat on the
+    /// checkpoint formats conversations as on its source; null: the source carried none.
+    /// </summary>
+    public string? ChatTemplate { get; init; }
+
     /// <summary>
     /// The tokenizer of <paramref name="model"/> read back from the files it was loaded from
-    /// (<see cref="LoadedModel.TokenizerSource"/>), or null when it came from no file (a GGUF vocabulary, or none).
+    /// (<see cref="LoadedModel.TokenizerSource"/>) or, for a GGUF model's own vocabulary, from the model file's
+    /// <c>tokenizer.*</c> keys; with the model's end tokens and chat template. Null when the model has no tokenizer.
     /// </summary>
     /// <exception cref="IOException">A tokenizer file can no longer be read.</exception>
     public static EmbeddedTokenizer? From(LoadedModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        if (model.TokenizerSource is not { } source) return null;
+        if (model.TokenizerSource is not { } source)
+            return model.Format == "gguf" && model.Tokenizer is not null
+                ? new EmbeddedTokenizer([GgufVocabularyFile(model.SourcePath)], false, model.EndTokenIds) { ChatTemplate = model.ChatTemplateText }
+                : null;
         EmbeddedTokenizerFile[] files = source.Paths.Select(p => new EmbeddedTokenizerFile(Path.GetFileName(p), File.ReadAllBytes(p))).ToArray();
-        return new EmbeddedTokenizer(files, source.IsDirectory, model.EndTokenIds);
+        return new EmbeddedTokenizer(files, source.IsDirectory, model.EndTokenIds) { ChatTemplate = model.ChatTemplateText };
     }
 
-    /// <summary>Builds the tokenizer: the files are written to a private temporary folder, loaded as from disk, and deleted.</summary>
+    /// <summary>
+    /// The vocabulary of the GGUF model at <paramref name="ggufPath"/> as a vocabulary-only GGUF file (no tensors): every
+    /// <c>tokenizer.*</c> key but the chat template (carried as <see cref="ChatTemplate"/>), and <c>general.architecture</c>
+    /// and <c>general.name</c>, from which llama.cpp's tokenizer takes Phi-3's whitespace handling; values unchanged.
+    /// </summary>
+    private static EmbeddedTokenizerFile GgufVocabularyFile(string ggufPath)
+    {
+        GgufFile gguf = GgufFile.Read(ggufPath);
+        var writer = new GgufWriter();
+        foreach (string key in gguf.Keys)
+            if (key is "general.architecture" or "general.name" || (key.StartsWith("tokenizer.", StringComparison.Ordinal) && key != ModelChatTemplate.GgufKey))
+                writer.AddValue(key, gguf.Metadata[key]);
+        using var bytes = new MemoryStream();
+        writer.WriteTo(bytes);
+        return new EmbeddedTokenizerFile(GgufVocabularyName, bytes.ToArray());
+    }
+
+    /// <summary>Whether the carried tokenizer has a variant that parses special tokens written in the text (all but llama2.c's <c>.bin</c>).</summary>
+    internal bool CanParseSpecialTokens => IsDirectory || !Files[0].Name.EndsWith(".bin", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// Builds the tokenizer (with <paramref name="parseSpecialTokens"/>, the variant that encodes special tokens written in the
+    /// text as their ids, for chat prompts): the files are written to a private temporary folder, loaded as from disk, and deleted.
+    /// </summary>
     /// <exception cref="ModelFormatException">The carried files do not form a tokenizer of at most <paramref name="vocabSize"/> tokens.</exception>
-    internal Tokenizer Load(string checkpointPath, int vocabSize)
+    internal Tokenizer Load(string checkpointPath, int vocabSize, bool parseSpecialTokens = false)
     {
         string folder = Directory.CreateTempSubdirectory("agilequant-tokenizer-").FullName;
         try
@@ -46,8 +85,15 @@ public sealed record EmbeddedTokenizer(IReadOnlyList<EmbeddedTokenizerFile> File
             foreach (EmbeddedTokenizerFile file in Files) File.WriteAllBytes(Path.Combine(folder, file.Name), file.Contents);
             try
             {
-                if (!IsDirectory) return ModelLoader.LoadTokenizer(Path.Combine(folder, Files[0].Name), vocabSize);
-                Tokenizer tokenizer = HfTokenizerLoader.LoadFromDirectory(folder);
+                string file = Path.Combine(folder, Files[0].Name);
+                if (!IsDirectory && parseSpecialTokens)
+                {
+                    Tokenizer parsing = TokenizerFile.Load(file, parseSpecialTokens: true).Tokenizer;
+                    ModelLoader.CheckFits(file, parsing, vocabSize);
+                    return parsing;
+                }
+                if (!IsDirectory) return ModelLoader.LoadTokenizer(file, vocabSize);
+                Tokenizer tokenizer = HfTokenizerLoader.LoadFromDirectory(folder, parseSpecialTokens: parseSpecialTokens);
                 ModelLoader.CheckFits(folder, tokenizer, vocabSize);
                 return tokenizer;
             }
@@ -91,6 +137,11 @@ internal sealed record TokenizerEntry
     /// <summary><see cref="EmbeddedTokenizer.EndTokenIds"/>.</summary>
     [JsonPropertyName("end_token_ids")] public required int[] EndTokenIds { get; init; }
 
+    /// <summary><see cref="EmbeddedTokenizer.ChatTemplate"/>; absent when null.</summary>
+    [JsonPropertyName("chat_template")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ChatTemplate { get; init; }
+
     public const string FileLayout = "file";
     public const string DirectoryLayout = "directory";
 
@@ -101,5 +152,6 @@ internal sealed record TokenizerEntry
         Layout = tokenizer.IsDirectory ? DirectoryLayout : FileLayout,
         Files = tokenizer.Files.Select(f => f.Name).ToArray(),
         EndTokenIds = tokenizer.EndTokenIds.ToArray(),
+        ChatTemplate = tokenizer.ChatTemplate,
     });
 }

@@ -178,7 +178,7 @@ public static class QuantizedCheckpointReader
                 throw new ModelFormatException(file.FilePath, null, $"expected end_token_ids in {TokenizerKey} inside the vocabulary [0, {vocabSize}), found {id}");
         var files = new EmbeddedTokenizerFile[entry.Files.Length];
         for (int i = 0; i < files.Length; i++) files[i] = new EmbeddedTokenizerFile(entry.Files[i] ?? "", reader.Bytes(TokenizerEntry.TensorName(i)));
-        var tokenizer = new EmbeddedTokenizer(files, entry.Layout == TokenizerEntry.DirectoryLayout, entry.EndTokenIds);
+        var tokenizer = new EmbeddedTokenizer(files, entry.Layout == TokenizerEntry.DirectoryLayout, entry.EndTokenIds) { ChatTemplate = entry.ChatTemplate };
         tokenizer.Validate(file.FilePath);
         return tokenizer;
     }

@@ -26,8 +26,9 @@ namespace AgileQuant.Models.QuantizedCheckpoints;
 /// <c>{"format", "group_size", "symmetric", "activation_bits", "low_bit_activation_bits", "bias", "tied"}</c>,
 /// format being <c>f32</c>, <c>int8_row</c> or <c>int4_group</c>; members at their default (0, false; activation_bits equal to the scheme's, 8 when its activations stay floating point) are omitted;
 /// <c>agilequant.tokenizer</c> (written when the checkpoint carries its tokenizer, <see cref="EmbeddedTokenizer"/>) =
-/// <c>{"layout": "file" | "directory", "files": [names], "end_token_ids": [ids]}</c>, file i stored byte for byte as the
-/// U8 tensor <c>tokenizer_file.{i}</c> (bytes). Caller keys are added beside these.</para>
+/// <c>{"layout": "file" | "directory", "files": [names], "end_token_ids": [ids], "chat_template": text}</c> (chat_template
+/// only when the source model carries one), file i stored byte for byte as the U8 tensor <c>tokenizer_file.{i}</c> (bytes;
+/// a GGUF model's vocabulary as a vocabulary-only GGUF file <c>vocabulary.gguf</c>). Caller keys are added beside these.</para>
 /// <para><b>Names</b> (GGUF-style, short: on a small model the header is a visible part of the file).
 /// Embeddings: <c>token_embd</c> F32 (vocab, embedding width); <c>position_embd</c> F32 (positions, hidden) for
 /// learned positions. Norms <c>token_embd_norm</c>, <c>blk.{i}.attn_norm</c>, <c>blk.{i}.ffn_norm</c>,

@@ -110,7 +110,9 @@ public static class GgufTokenizerLoader
     /// every CONTROL, USER_DEFINED and UNKNOWN-type token by its text (types as llama.cpp corrects them); where the file
     /// declares no end-of-turn or end-of-message id, the first token of llama.cpp's texts for it (<c>&lt;|eot_id|&gt;</c>,
     /// <c>&lt;|im_end|&gt;</c>, <c>&lt;end_of_turn&gt;</c>, …; llama.cpp takes whichever its hash map yields first); and as
-    /// further end-of-generation tokens those llama.cpp's end-of-generation texts name.
+    /// further end-of-generation tokens, as llama.cpp has them, the fill-in-the-middle pad, repository and file-separator
+    /// tokens (declared by <c>tokenizer.ggml.fim_{pad,rep,sep}_token_id</c> or found by their texts, e.g. Qwen2.5's
+    /// <c>&lt;|fim_pad|&gt;</c>, <c>&lt;|repo_name|&gt;</c>, <c>&lt;|file_sep|&gt;</c>) and those llama.cpp's end-of-generation texts name.
     /// </summary>
     /// <exception cref="ModelFormatException">The token list is missing or a declared id is out of range.</exception>
     public static SpecialTokens ReadSpecialTokens(GgufFile gguf)
@@ -139,8 +141,14 @@ public static class GgufTokenizerLoader
             Unknown = Declared("tokenizer.ggml.unknown_token_id"),
             Padding = Declared("tokenizer.ggml.padding_token_id"),
             ByText = byText,
-            OtherEndOfGeneration = LlamaCppEndOfGenerationTexts.Where(byText.ContainsKey).Select(t => byText[t])
-                .Where(id => types is null || types[id] == (int)TokenType.Control).ToArray(),
+            OtherEndOfGeneration = new[]
+                {
+                    Declared("tokenizer.ggml.fim_pad_token_id") ?? ByText(LlamaCppControlTexts[5].Texts),
+                    Declared("tokenizer.ggml.fim_rep_token_id") ?? ByText(LlamaCppControlTexts[6].Texts),
+                    Declared("tokenizer.ggml.fim_sep_token_id") ?? ByText(LlamaCppControlTexts[7].Texts),
+                }.OfType<int>()
+                .Concat(LlamaCppEndOfGenerationTexts.Where(byText.ContainsKey).Select(t => byText[t]).Where(id => types is null || types[id] == (int)TokenType.Control))
+                .Distinct().ToArray(),
         };
     }
 

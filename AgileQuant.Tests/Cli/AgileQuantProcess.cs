@@ -32,6 +32,35 @@ internal static class AgileQuantProcess
 
     public static (int ExitCode, string Stdout, string Stderr) Run(params string[] args) => Run(args, null);
 
+    /// <summary>
+    /// Starts <c>agilequant serve</c> with <paramref name="args"/> (which should include <c>--port 0</c>) and waits for the
+    /// address it prints; the caller kills the process. Fails the test with the server's stderr when no address comes.
+    /// </summary>
+    public static (Process Server, Uri BaseAddress) StartServer(params string[] args)
+    {
+        var start = new ProcessStartInfo(ToolPath) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add("serve");
+        foreach (string arg in args) start.ArgumentList.Add(arg);
+        Process server = Process.Start(start)!;
+        var stderr = new System.Text.StringBuilder();
+        server.ErrorDataReceived += (_, e) => { lock (stderr) stderr.AppendLine(e.Data); };
+        server.BeginErrorReadLine();
+        const string listening = "agilequant: listening on ";
+        Task<string?> address = Task.Run(() =>
+        {
+            while (server.StandardOutput.ReadLine() is { } line)
+                if (line.StartsWith(listening, StringComparison.Ordinal)) return line[listening.Length..];
+            return null;
+        });
+        if (!address.Wait(120_000) || address.Result is null)
+        {
+            server.Kill(entireProcessTree: true);
+            server.Dispose();
+            lock (stderr) Assert.Fail("the server did not report its address: " + stderr);
+        }
+        return (server, new Uri(address.Result!.TrimEnd('/') + "/"));
+    }
+
     /// <summary>The stderr lines that are not the loader's "loaded …" report.</summary>
     public static string[] ErrorLines(string stderr) =>
         stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(l => !l.StartsWith("loaded ", StringComparison.Ordinal)).ToArray();

@@ -37,26 +37,8 @@ public class ServeCommandTests
     [OneTimeSetUp]
     public void StartServer()
     {
-        var start = new ProcessStartInfo(ToolPath) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string arg in new[] { "serve", "--model", Stories260K, "--port", "0", "--parallel", "4", "--max-body-bytes", MaxBodyBytes.ToString(),
-                     "--embedding-model", MiniLmPackage.AssemblyPath })
-            start.ArgumentList.Add(arg);
-        _server = Process.Start(start)!;
-        var stderr = new StringBuilder();
-        _server.ErrorDataReceived += (_, e) => { lock (stderr) stderr.AppendLine(e.Data); };
-        _server.BeginErrorReadLine();
-        Task<string?> listening = Task.Run(() =>
-        {
-            while (_server.StandardOutput.ReadLine() is { } line)
-                if (line.StartsWith("agilequant: listening on ", StringComparison.Ordinal)) return line["agilequant: listening on ".Length..];
-            return null;
-        });
-        if (!listening.Wait(120_000) || listening.Result is null)
-        {
-            _server.Kill(entireProcessTree: true);
-            lock (stderr) Assert.Fail("the server did not report its address: " + stderr);
-        }
-        _base = new Uri(listening.Result!.TrimEnd('/') + "/");
+        (_server, _base) = AgileQuantProcess.StartServer("--model", Stories260K, "--port", "0", "--parallel", "4", "--max-body-bytes", MaxBodyBytes.ToString(),
+            "--embedding-model", MiniLmPackage.AssemblyPath);
         Assert.That(_base.Host, Is.EqualTo("127.0.0.1"), "loopback only");
         _openAi = new OpenAIClient(new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(_base, "v1") });
         _local = ModelLoader.Load(Stories260K);

@@ -26,7 +26,7 @@ namespace AgileQuant.Tests.Models.ChatClient;
 public class ChatFormatTests
 {
     /// <summary>The fixed multi-turn conversation: system, user, assistant, user (case (c) of the shared renderings).</summary>
-    private static readonly (string Role, string Content)[] Conversation =
+    internal static readonly (string Role, string Content)[] Conversation =
     [
         ("system", "You are a helpful assistant."),
         ("user", "What is 2+2?"),
@@ -34,7 +34,7 @@ public class ChatFormatTests
         ("user", "And 3+3?"),
     ];
 
-    private static ChatMessage[] Messages(IEnumerable<(string Role, string Content)> turns) =>
+    internal static ChatMessage[] Messages(IEnumerable<(string Role, string Content)> turns) =>
         [.. turns.Select(t => new ChatMessage(new ChatRole(t.Role), t.Content))];
 
     private static string Render(ChatTemplate template, IEnumerable<(string Role, string Content)> turns) =>
@@ -49,11 +49,11 @@ public class ChatFormatTests
         return Encoding.UTF8.GetString(applied.Apply());
     }
 
-    private sealed record SharedCase((string Role, string Content)[] Messages, string Text, int[] Ids);
+    internal sealed record SharedCase((string Role, string Content)[] Messages, string Text, int[] Ids);
 
-    private sealed record SharedTemplate(string Template, string? BosToken, IReadOnlyList<SharedCase> Cases, int[] StopIds);
+    internal sealed record SharedTemplate(string Template, string? BosToken, IReadOnlyList<SharedCase> Cases, int[] StopIds);
 
-    private static SharedTemplate ReadShared(string name)
+    internal static SharedTemplate ReadShared(string name)
     {
         using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(SharedAssets.Require($"assets/chat-templates/{name}.json")));
         JsonElement root = doc.RootElement;
@@ -124,7 +124,7 @@ public class ChatFormatTests
         + "{{ ' [INST] ' + system_message + '\\n\\n' + message['content'] + ' [/INST]' }}{% else %}{{ ' [INST] ' + message['content'] + ' [/INST]' }}{% endif %}"
         + "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + eos_token}}{% endif %}{% endfor %}";
 
-    private const string MistralV3Template =
+    internal const string MistralV3Template =
         "{{ bos_token }}{% for message in loop_messages %}{% if message['role'] == 'user' %}{% if tools is not none %}{{ '[AVAILABLE_TOOLS] [' }}{% endif %}"
         + "{{ '[INST] ' + message['content'] + '[/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' ' + message['content']|trim + eos_token}}{% endif %}{% endfor %}";
 
