@@ -425,8 +425,9 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Chunk(ref Vector128<int> a, ref Vector128<int> b, Vector128<sbyte> low, Vector128<sbyte> high, Vector128<sbyte> first, Vector128<sbyte> second)
         {
-            a = Arm.AdvSimd.MultiplyWideningLowerAndAdd(Arm.AdvSimd.MultiplyWideningLowerAndAdd(a.AsInt16(), low.GetLower(), first.GetLower()), high.GetLower(), second.GetLower()).AsInt32();
+            // the upper halves first: the lower halves' use is then the last, which spares the JIT a register copy each
             b = Arm.AdvSimd.MultiplyWideningUpperAndAdd(Arm.AdvSimd.MultiplyWideningUpperAndAdd(b.AsInt16(), low, first), high, second).AsInt32();
+            a = Arm.AdvSimd.MultiplyWideningLowerAndAdd(Arm.AdvSimd.MultiplyWideningLowerAndAdd(a.AsInt16(), low.GetLower(), first.GetLower()), high.GetLower(), second.GetLower()).AsInt32();
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -89,26 +89,22 @@ internal sealed unsafe class AdvSimdInt8Kernel : QuantizedMatMulKernel<Int8RowMa
     private static void Tile<TPath, N>(in Int8Call call, int r0, int t0) where TPath : struct, IDotPath where N : struct, ITokenCount
     {
         nint stride = call.Stride;
-        sbyte* w0 = call.Codes + (nint)r0 * stride, w1 = w0 + stride, w2 = w1 + stride, w3 = w2 + stride;
+        sbyte* w0 = call.Codes + (nint)r0 * stride, w1 = w0 + stride, w2 = w1 + stride, w3 = w2 + stride, end = w0 + stride;
         sbyte* xa = call.X + (nint)t0 * call.XStride, xb = xa + call.XStride, xc = xb + call.XStride, xd = xc + call.XStride;
         // per token (the letter) and row (the digit)
         Vector128<int> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
         Vector128<int> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
-        for (nint k = 0; k < stride; k += 32)
+        for (; w0 < end; w0 += 32, w1 += 32, w2 += 32, w3 += 32, xa += 32, xb += 32, xc += 32, xd += 32)
         {
-            // two 16-column halves per step (rows are padded to 32 columns); v: the first's 4 rows, u: the second's
-            Vector128<sbyte> v0 = Arm.AdvSimd.LoadVector128(w0 + k), v1 = Arm.AdvSimd.LoadVector128(w1 + k);
-            Vector128<sbyte> v2 = Arm.AdvSimd.LoadVector128(w2 + k), v3 = Arm.AdvSimd.LoadVector128(w3 + k);
-            TokenRows<TPath>(Arm.AdvSimd.LoadVector128(xa + k), v0, v1, v2, v3, ref a0, ref a1, ref a2, ref a3);
-            if (N.Value > 1) TokenRows<TPath>(Arm.AdvSimd.LoadVector128(xb + k), v0, v1, v2, v3, ref b0, ref b1, ref b2, ref b3);
-            if (N.Value > 2) TokenRows<TPath>(Arm.AdvSimd.LoadVector128(xc + k), v0, v1, v2, v3, ref c0, ref c1, ref c2, ref c3);
-            if (N.Value > 3) TokenRows<TPath>(Arm.AdvSimd.LoadVector128(xd + k), v0, v1, v2, v3, ref d0, ref d1, ref d2, ref d3);
-            Vector128<sbyte> u0 = Arm.AdvSimd.LoadVector128(w0 + k + 16), u1 = Arm.AdvSimd.LoadVector128(w1 + k + 16);
-            Vector128<sbyte> u2 = Arm.AdvSimd.LoadVector128(w2 + k + 16), u3 = Arm.AdvSimd.LoadVector128(w3 + k + 16);
-            TokenRows<TPath>(Arm.AdvSimd.LoadVector128(xa + k + 16), u0, u1, u2, u3, ref a0, ref a1, ref a2, ref a3);
-            if (N.Value > 1) TokenRows<TPath>(Arm.AdvSimd.LoadVector128(xb + k + 16), u0, u1, u2, u3, ref b0, ref b1, ref b2, ref b3);
-            if (N.Value > 2) TokenRows<TPath>(Arm.AdvSimd.LoadVector128(xc + k + 16), u0, u1, u2, u3, ref c0, ref c1, ref c2, ref c3);
-            if (N.Value > 3) TokenRows<TPath>(Arm.AdvSimd.LoadVector128(xd + k + 16), u0, u1, u2, u3, ref d0, ref d1, ref d2, ref d3);
+            // 32 columns per step (rows are padded to 32): each pointer's two 16-byte halves loaded together (one LDP)
+            Vector128<sbyte> v0 = Arm.AdvSimd.LoadVector128(w0), u0 = Arm.AdvSimd.LoadVector128(w0 + 16);
+            Vector128<sbyte> v1 = Arm.AdvSimd.LoadVector128(w1), u1 = Arm.AdvSimd.LoadVector128(w1 + 16);
+            Vector128<sbyte> v2 = Arm.AdvSimd.LoadVector128(w2), u2 = Arm.AdvSimd.LoadVector128(w2 + 16);
+            Vector128<sbyte> v3 = Arm.AdvSimd.LoadVector128(w3), u3 = Arm.AdvSimd.LoadVector128(w3 + 16);
+            TokenRows<TPath>(xa, v0, v1, v2, v3, u0, u1, u2, u3, ref a0, ref a1, ref a2, ref a3);
+            if (N.Value > 1) TokenRows<TPath>(xb, v0, v1, v2, v3, u0, u1, u2, u3, ref b0, ref b1, ref b2, ref b3);
+            if (N.Value > 2) TokenRows<TPath>(xc, v0, v1, v2, v3, u0, u1, u2, u3, ref c0, ref c1, ref c2, ref c3);
+            if (N.Value > 3) TokenRows<TPath>(xd, v0, v1, v2, v3, u0, u1, u2, u3, ref d0, ref d1, ref d2, ref d3);
         }
         Vector128<float> scales = Arm.AdvSimd.LoadVector128(call.RowScales + r0);
         float* y = call.Y + (nint)t0 * call.Rows + r0;
@@ -118,15 +114,17 @@ internal sealed unsafe class AdvSimdInt8Kernel : QuantizedMatMulKernel<Int8RowMa
         if (N.Value > 3) Store(d0, d1, d2, d3, scales, call.TokenScales[t0 + 3], y + 3 * (nint)call.Rows);
     }
 
-    // One token's 16 codes against the 4 rows' 16 codes.
+    // One token's 32 codes at x against the 4 rows' 32 codes (v: columns 0..15, u: 16..31).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void TokenRows<TPath>(Vector128<sbyte> x, Vector128<sbyte> r0, Vector128<sbyte> r1, Vector128<sbyte> r2, Vector128<sbyte> r3,
+    private static void TokenRows<TPath>(sbyte* x, Vector128<sbyte> v0, Vector128<sbyte> v1, Vector128<sbyte> v2, Vector128<sbyte> v3,
+        Vector128<sbyte> u0, Vector128<sbyte> u1, Vector128<sbyte> u2, Vector128<sbyte> u3,
         ref Vector128<int> a0, ref Vector128<int> a1, ref Vector128<int> a2, ref Vector128<int> a3) where TPath : struct, IDotPath
     {
-        a0 = TPath.Add(a0, r0, x);
-        a1 = TPath.Add(a1, r1, x);
-        a2 = TPath.Add(a2, r2, x);
-        a3 = TPath.Add(a3, r3, x);
+        Vector128<sbyte> first = Arm.AdvSimd.LoadVector128(x), second = Arm.AdvSimd.LoadVector128(x + 16);
+        a0 = TPath.Add(TPath.Add(a0, v0, first), u0, second);
+        a1 = TPath.Add(TPath.Add(a1, v1, first), u1, second);
+        a2 = TPath.Add(TPath.Add(a2, v2, first), u2, second);
+        a3 = TPath.Add(TPath.Add(a3, v3, first), u3, second);
     }
 
     // y[i] = s_x · (0 + s_w[i] · acc_i), acc_i the sum of a_i's 4 lanes (rows i < 4)
@@ -167,8 +165,9 @@ internal sealed unsafe class AdvSimdInt8Kernel : QuantizedMatMulKernel<Int8RowMa
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector128<int> Add(Vector128<int> acc, Vector128<sbyte> w, Vector128<sbyte> x) =>
-            Arm.AdvSimd.AddPairwiseWideningAndAdd(Arm.AdvSimd.AddPairwiseWideningAndAdd(acc, Arm.AdvSimd.MultiplyWideningLower(w.GetLower(), x.GetLower())),
-                Arm.AdvSimd.MultiplyWideningUpper(w, x));
+            // the upper halves first: the lower halves' use is then the last, which spares the JIT a register copy each
+            Arm.AdvSimd.AddPairwiseWideningAndAdd(Arm.AdvSimd.AddPairwiseWideningAndAdd(acc, Arm.AdvSimd.MultiplyWideningUpper(w, x)),
+                Arm.AdvSimd.MultiplyWideningLower(w.GetLower(), x.GetLower()));
     }
 
     /// <summary>Pointers and shape of one call.</summary>
