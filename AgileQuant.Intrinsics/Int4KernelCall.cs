@@ -4,7 +4,7 @@ namespace AgileQuant.Intrinsics;
 
 /// <summary>
 /// Pointers and shape of one W4 kernel call over <see cref="Int4RowBlocks"/>, shared by every tile and by the
-/// single-token streams (<see cref="Avx2.Avx2Int4Kernel"/>, <see cref="Avx2.Avx2Int4Gemv"/>, <see cref="Avx512.Avx512Int4Kernel"/>,
+/// single-token streams (<see cref="AdvSimd.AdvSimdInt4Kernel"/>, <see cref="Avx2.Avx2Int4Kernel"/>, <see cref="Avx2.Avx2Int4Gemv"/>, <see cref="Avx512.Avx512Int4Kernel"/>,
 /// <see cref="Avx512.Avx512Int4Gemv"/>).
 /// </summary>
 internal readonly unsafe struct Int4KernelCall(Int4RowBlocks blocks, int groupSize, byte* packed, float* scales, byte* zeroPoints, sbyte* codes,

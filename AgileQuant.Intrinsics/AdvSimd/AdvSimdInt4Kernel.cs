@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
 using AgileQuant.Intrinsics.Quantization;
@@ -6,18 +7,41 @@ using Arm = System.Runtime.Intrinsics.Arm;
 namespace AgileQuant.Intrinsics.AdvSimd;
 
 /// <summary>
-/// ARM AdvSimd W4A8 / W4A4 kernel, twin of <see cref="Scalar.ScalarInt4Kernel"/>. Per 32-column block the
-/// 16 packed bytes split into low / high nibbles (even / odd columns, 0..15) against activations stored
-/// even-then-odd per 64 columns, giving <c>raw = Σ nibble · x_q</c> per group by one of three paths:
-/// SDOT (<c>Dp.DotProduct</c>, Cortex-A76 and later); without SDOT and 8-bit activations, SMLAL into int16
-/// lanes (≤ 16 products of ≤ 1905 per lane per group of ≤ 128: no overflow); without SDOT and 4-bit
-/// activations, the paper's packed 4-bit multiplier (docs/method.md §4): one 8-bit MUL of nibble × (x_q + 8)
-/// yields 16 products ≤ 225, split with an 0x00FF mask and a shift into two 16-bit fields that
-/// accumulate, then <c>raw = Σ nibble · (x_q + 8) − 8 · Σ nibble</c>. Per group
-/// <c>acc = raw − z · Σ x_q</c>, then the shared float epilogue.
+/// ARM AdvSimd W4A8 / W4A4 kernel, twin of <see cref="Scalar.ScalarInt4Kernel"/>, over the 8-row interleaved copy
+/// <see cref="Int4RowBlocks"/> (see its diagram; the x86 kernels' layout, and ggml's repacked q4_0 idea): one 16-byte
+/// register holds 4 rows × 4 bytes, whose low nibbles are columns 0..3 and high nibbles 4..7 of an 8-column chunk, so
+/// each int32 lane ends as one row's sum and no horizontal reduction over columns is needed.
+/// <c>acc[r, g] = Σ_{c∈g} nibble · x_q − z[r, g] · Σ_{c∈g} x_q</c> (exact int32), then per row, in group order,
+/// <c>f = f + s_w[r, g] · acc[r, g]</c> (a multiply, then an add: not fused) and <c>y = f · s_x</c>: the scalar twin's
+/// float operations in its order, so equal to it bit for bit.
 /// </summary>
+/// <remarks>
+/// Three ways to the products, one per core kind:
+/// <list type="bullet">
+/// <item>SDOT by quadruplet (<c>Dp.DotProductBySelectedQuadruplet</c>, Cortex-A76 and later): the 8 activation codes of a
+/// chunk in one register, quadruplet 0 against the low nibbles, 1 against the high ones, straight into int32 lanes.</item>
+/// <item>Without SDOT, 8-bit activations: <c>SMLAL</c> / <c>SMLAL2</c> of the nibbles against the quadruplets repeated,
+/// into int16 lanes (row, column mod 4): ≤ 8 products of ≤ 15 · 127 per lane per 32-column segment (≤ 15240, no
+/// overflow), then <c>SADDLP</c> + <c>ADDP</c> to one int32 per row.</item>
+/// <item>Without SDOT, 4-bit activations: the paper's packed 4-bit multiplier (docs/method.md §4): one 8-bit <c>MUL</c>
+/// gives 16 nibble × code products, each |p| ≤ 15 · 7 = 105 so exact in a signed byte, and <c>SADALP</c> splits each
+/// 16-bit lane's two product fields and adds them into int16 (≤ 16 products per lane per segment, ≤ 1680).</item>
+/// </list>
+/// The zero point is applied per 32-column segment with the segment's code sum (one vector subtract, or multiply-subtract
+/// when each group has its own), the scales per group with a convert, a multiply and an add over 4 rows at once. One
+/// token (decode) walks a pair of row blocks (16 rows, the pair's whole 64-byte line per chunk); more tokens (prefill)
+/// walk one block × a tile of tokens (4 with SDOT, 2 otherwise) per weight load, row panels of 8 blocks at a time.
+/// </remarks>
 internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
 {
+    /// <summary>Columns per activation-sum segment (4 chunks; the int16 lanes' safe span).</summary>
+    private const int SegmentColumns = 32;
+
+    /// <summary>Row blocks whose weights stay in L2 while every token tile passes over them.</summary>
+    private const int PanelBlocks = 8;
+
+    private const int ChunkStride = Int4RowBlocks.ChunkStride, GroupStride = Int4RowBlocks.GroupStride;
+
     private readonly Int4DotPath _path;
 
     /// <summary>Whether this CPU and runtime allow the kernel (64-bit ARM AdvSimd enabled).</summary>
@@ -43,102 +67,393 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         _ => "smlal",
     };
 
-    private protected override int GroupSize(PackedInt4Matrix weights) => weights.GroupSize;
+    // Activation code sums per 32-column segment (the zero-point correction), whatever the weight group size.
+    private protected override int GroupSize(PackedInt4Matrix weights) => SegmentColumns;
 
-    private protected override ActivationOrder Order => ActivationOrder.NibblePairs;
+    private protected override ActivationOrder Order => ActivationOrder.Plain;
+
+    // The matrix is streamed as Int4RowBlocks: repacked once, when the model is built or on the first multiplication.
+    private protected override void PrepareWeights(PackedInt4Matrix weights) => weights.RepackToRowBlocks();
+
+    // A thread's share starts on a pair of row blocks, which the one-token walk reads together.
+    private protected override int RowBlock => 2 * Int4RowBlocks.BlockRows;
 
     private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
-        int groups = w.GroupCount;
-        int* acc = stackalloc int[groups];
-        var tokenAcc = new Span<int>(acc, groups);
-        fixed (byte* packed = w.PackedArray)
+        Int4RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (PrepareWeights did not run).");
+        fixed (byte* packed = blocks.Packed)
+        fixed (float* scales = blocks.Scales)
+        fixed (byte* zeroPoints = blocks.ZeroPoints)
         fixed (sbyte* codes = xq.Codes)
+        fixed (int* segmentSums = xq.GroupSums)
+        fixed (float* tokenScales = xq.Scales)
         {
-            for (int r = rowBegin; r < rowEnd; r++)
-                for (int t = 0; t < xq.Tokens; t++)
-                {
-                    RawGroupSums(_path, packed + (nint)r * w.RowBytes, w.RowBytes / 16, w.GroupSize / 32, codes + (nint)t * xq.Stride, acc, groups);
-                    for (int g = 0; g < groups; g++) tokenAcc[g] -= w.ZeroPoint(r, g) * xq.GroupSums[t * groups + g];
-                    y[(nint)t * w.Rows + r] = GroupEpilogue.Dequantize(xq.Scales[t], w.Scales.Slice(r * groups, groups), tokenAcc);
-                }
+            var call = new Int4KernelCall(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, tokenScales, y);
+            int firstBlock = rowBegin / Int4RowBlocks.BlockRows, endBlock = (rowEnd + Int4RowBlocks.BlockRows - 1) / Int4RowBlocks.BlockRows;
+            switch (_path)
+            {
+                case Int4DotPath.DotProduct: ByZeroPoints<DotProductPath>(call, xq.Tokens, firstBlock, endBlock); break;
+                case Int4DotPath.PackedMultiplier: ByZeroPoints<PackedMultiplierPath>(call, xq.Tokens, firstBlock, endBlock); break;
+                default: ByZeroPoints<WideningMultiplyPath>(call, xq.Tokens, firstBlock, endBlock); break;
+            }
         }
     }
 
-    /// <summary>acc[g] = Σ_{c∈g} nibble[c] · x_q[c] for one row and token (x in nibble-pair order).</summary>
-    internal static void RawGroupSums(Int4DotPath path, byte* row, int blocks, int blocksPerGroup, sbyte* x, int* acc, int groups)
+    private static void ByZeroPoints<TPath>(in Int4KernelCall call, int tokens, int firstBlock, int endBlock) where TPath : struct, IDotPath
+    {
+        if (call.ZeroPoints is null) Multiply<TPath, SymmetricZeroPoint>(call, tokens, firstBlock, endBlock);
+        else Multiply<TPath, GroupZeroPoints>(call, tokens, firstBlock, endBlock);
+    }
+
+    // y[t, r] for the tokens and the rows of blocks [firstBlock, endBlock) (firstBlock even: a pair's first block).
+    private static void Multiply<TPath, TZero>(in Int4KernelCall call, int tokens, int firstBlock, int endBlock)
+        where TPath : struct, IDotPath where TZero : struct, IZeroPoints
+    {
+        if (tokens == 1)
+        {
+            for (int b = firstBlock; b < endBlock; b += 2) PairGemv<TPath, TZero>(call, b >> 1);
+            return;
+        }
+        for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
+        {
+            int panelEnd = Math.Min(endBlock, panel + PanelBlocks);
+            for (int t0 = 0; t0 < tokens; t0 += TPath.TokenTile)
+            {
+                int n = Math.Min(TPath.TokenTile, tokens - t0);
+                for (int b = panel; b < panelEnd; b++)
+                    switch (n)
+                    {
+                        case 4: BlockTile<TPath, TZero, FourTokens>(call, b, t0); break;
+                        case 3: BlockTile<TPath, TZero, ThreeTokens>(call, b, t0); break;
+                        case 2: BlockTile<TPath, TZero, TwoTokens>(call, b, t0); break;
+                        default: BlockTile<TPath, TZero, OneToken>(call, b, t0); break;
+                    }
+            }
+        }
+    }
+
+    // y[0, 16p + i] = s_x · Σ_g s_w[i, g] · acc[i, g] for the 16 rows of block pair p (one token), rows i = 4q..4q+3 in quad q.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PairGemv<TPath, TZero>(in Int4KernelCall w, int pair) where TPath : struct, IDotPath where TZero : struct, IZeroPoints
     {
         Vector128<byte> lowNibbles = Vector128.Create((byte)0x0F);
-        for (int g = 0, b = 0; g < groups; g++)
+        byte* chunk = w.Packed + Int4RowBlocks.BlockOffset(2 * pair, w.Chunks); // (chunks, 64): the pair's 16 rows × 8 columns each
+        byte* end = chunk + (nint)w.Chunks * ChunkStride;
+        nint groupBytes = (nint)(w.GroupSize / Int4RowBlocks.ChunkColumns) * ChunkStride;
+        float* scales = w.Scales + Int4RowBlocks.BlockGroupIndex(2 * pair, w.Groups); // (groups, 16)
+        byte* zeros = TZero.Present ? w.ZeroPoints + Int4RowBlocks.BlockGroupIndex(2 * pair, w.Groups) : null; // (groups, 16)
+        sbyte* x = w.Codes;
+        int* sums = w.SegmentSums;
+        Vector128<float> f0 = default, f1 = default, f2 = default, f3 = default;
+        while (chunk < end)
         {
-            int end = Math.Min(blocks, b + blocksPerGroup);
-            acc[g] = path switch
+            byte* groupEnd = end - chunk > groupBytes ? chunk + groupBytes : end;
+            Vector128<int> i0 = default, i1 = default, i2 = default, i3 = default;
+            Vector128<int> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+            do
             {
-                Int4DotPath.DotProduct => DotProductGroup(row, x, ref b, end, lowNibbles),
-                Int4DotPath.PackedMultiplier => PackedMultiplierGroup(row, x, ref b, end, lowNibbles),
-                _ => WideningMultiplyGroup(row, x, ref b, end, lowNibbles),
-            };
+                if (groupEnd - chunk >= 4 * ChunkStride)
+                {
+                    // a whole segment: its 4 chunks unrolled
+                    PairChunk<TPath>(chunk, x, lowNibbles, ref i0, ref a0, ref b0, ref i1, ref a1, ref b1, ref i2, ref a2, ref b2, ref i3, ref a3, ref b3);
+                    PairChunk<TPath>(chunk + 1 * ChunkStride, x + 8, lowNibbles, ref i0, ref a0, ref b0, ref i1, ref a1, ref b1, ref i2, ref a2, ref b2, ref i3, ref a3, ref b3);
+                    PairChunk<TPath>(chunk + 2 * ChunkStride, x + 16, lowNibbles, ref i0, ref a0, ref b0, ref i1, ref a1, ref b1, ref i2, ref a2, ref b2, ref i3, ref a3, ref b3);
+                    PairChunk<TPath>(chunk + 3 * ChunkStride, x + 24, lowNibbles, ref i0, ref a0, ref b0, ref i1, ref a1, ref b1, ref i2, ref a2, ref b2, ref i3, ref a3, ref b3);
+                    chunk += 4 * ChunkStride;
+                    x += 4 * Int4RowBlocks.ChunkColumns;
+                }
+                else
+                {
+                    for (; chunk < groupEnd; chunk += ChunkStride, x += Int4RowBlocks.ChunkColumns)
+                        PairChunk<TPath>(chunk, x, lowNibbles, ref i0, ref a0, ref b0, ref i1, ref a1, ref b1, ref i2, ref a2, ref b2, ref i3, ref a3, ref b3);
+                }
+                Vector128<int> sum = Vector128.Create(*sums++);
+                i0 = EndSegment<TPath, TZero>(i0, ref a0, ref b0, zeros, sum);
+                i1 = EndSegment<TPath, TZero>(i1, ref a1, ref b1, zeros + 4, sum);
+                i2 = EndSegment<TPath, TZero>(i2, ref a2, ref b2, zeros + 8, sum);
+                i3 = EndSegment<TPath, TZero>(i3, ref a3, ref b3, zeros + 12, sum);
+            }
+            while (chunk < groupEnd);
+            f0 += Arm.AdvSimd.LoadVector128(scales) * Arm.AdvSimd.ConvertToSingle(i0);
+            f1 += Arm.AdvSimd.LoadVector128(scales + 4) * Arm.AdvSimd.ConvertToSingle(i1);
+            f2 += Arm.AdvSimd.LoadVector128(scales + 8) * Arm.AdvSimd.ConvertToSingle(i2);
+            f3 += Arm.AdvSimd.LoadVector128(scales + 12) * Arm.AdvSimd.ConvertToSingle(i3);
+            scales += GroupStride;
+            if (TZero.Present) zeros += GroupStride;
+        }
+        int row = 2 * pair * Int4RowBlocks.BlockRows;
+        float scale = w.TokenScales[0];
+        StoreRows(f0 * scale, f1 * scale, w.Y + row, w.Rows - row);
+        if (w.Rows - row > Int4RowBlocks.BlockRows) StoreRows(f2 * scale, f3 * scale, w.Y + row + Int4RowBlocks.BlockRows, w.Rows - row - Int4RowBlocks.BlockRows);
+    }
+
+    // The pair's 4 quads (rows 0..3, 4..7 of block 2p, then of 2p + 1) against one chunk of one token's codes.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PairChunk<TPath>(byte* chunk, sbyte* x, Vector128<byte> lowNibbles,
+        ref Vector128<int> i0, ref Vector128<int> a0, ref Vector128<int> b0, ref Vector128<int> i1, ref Vector128<int> a1, ref Vector128<int> b1,
+        ref Vector128<int> i2, ref Vector128<int> a2, ref Vector128<int> b2, ref Vector128<int> i3, ref Vector128<int> a3, ref Vector128<int> b3)
+        where TPath : struct, IDotPath
+    {
+        Vector128<byte> w0 = Arm.AdvSimd.LoadVector128(chunk), w1 = Arm.AdvSimd.LoadVector128(chunk + 16);
+        Vector128<byte> w2 = Arm.AdvSimd.LoadVector128(chunk + 32), w3 = Arm.AdvSimd.LoadVector128(chunk + 48);
+        Vector128<sbyte> first = TPath.First(x), second = TPath.Second(x);
+        Quad<TPath>(ref i0, ref a0, ref b0, w0 & lowNibbles, Arm.AdvSimd.ShiftRightLogical(w0, 4), first, second);
+        Quad<TPath>(ref i1, ref a1, ref b1, w1 & lowNibbles, Arm.AdvSimd.ShiftRightLogical(w1, 4), first, second);
+        Quad<TPath>(ref i2, ref a2, ref b2, w2 & lowNibbles, Arm.AdvSimd.ShiftRightLogical(w2, 4), first, second);
+        Quad<TPath>(ref i3, ref a3, ref b3, w3 & lowNibbles, Arm.AdvSimd.ShiftRightLogical(w3, 4), first, second);
+    }
+
+    // y[t, 8b + i] = s_x[t] · Σ_g s_w[i, g] · acc[t, i, g] for the N tokens t0.. and the 8 rows of block b (quads 0, 1).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void BlockTile<TPath, TZero, N>(in Int4KernelCall w, int block, int t0)
+        where TPath : struct, IDotPath where TZero : struct, IZeroPoints where N : struct, ITokenCount
+    {
+        Vector128<byte> lowNibbles = Vector128.Create((byte)0x0F);
+        byte* chunk = w.Packed + Int4RowBlocks.BlockOffset(block, w.Chunks); // (chunks, 64): this block's 32 bytes each
+        byte* end = chunk + (nint)w.Chunks * ChunkStride;
+        nint groupBytes = (nint)(w.GroupSize / Int4RowBlocks.ChunkColumns) * ChunkStride;
+        float* scales = w.Scales + Int4RowBlocks.BlockGroupIndex(block, w.Groups);
+        byte* zeros = TZero.Present ? w.ZeroPoints + Int4RowBlocks.BlockGroupIndex(block, w.Groups) : null;
+        nint xs = w.CodeStride, ss = w.SegmentCount;
+        sbyte* x = w.Codes + t0 * xs;
+        int* sums = w.SegmentSums + t0 * ss;
+        // per token t (the letter) and quad (the digit): i int32 group sums, a / b the path's accumulators, f float sums
+        Vector128<float> fa0 = default, fa1 = default, fb0 = default, fb1 = default, fc0 = default, fc1 = default, fd0 = default, fd1 = default;
+        while (chunk < end)
+        {
+            byte* groupEnd = end - chunk > groupBytes ? chunk + groupBytes : end;
+            Vector128<int> ia0 = default, ia1 = default, ib0 = default, ib1 = default, ic0 = default, ic1 = default, id0 = default, id1 = default;
+            Vector128<int> aa0 = default, aa1 = default, ab0 = default, ab1 = default, ac0 = default, ac1 = default, ad0 = default, ad1 = default;
+            Vector128<int> ba0 = default, ba1 = default, bb0 = default, bb1 = default, bc0 = default, bc1 = default, bd0 = default, bd1 = default;
+            do
+            {
+                byte* segmentEnd = groupEnd - chunk > 4 * ChunkStride ? chunk + 4 * ChunkStride : groupEnd;
+                for (; chunk < segmentEnd; chunk += ChunkStride, x += Int4RowBlocks.ChunkColumns)
+                {
+                    Vector128<byte> w0 = Arm.AdvSimd.LoadVector128(chunk), w1 = Arm.AdvSimd.LoadVector128(chunk + 16);
+                    Vector128<byte> low0 = w0 & lowNibbles, high0 = Arm.AdvSimd.ShiftRightLogical(w0, 4);
+                    Vector128<byte> low1 = w1 & lowNibbles, high1 = Arm.AdvSimd.ShiftRightLogical(w1, 4);
+                    BlockToken<TPath>(x, low0, high0, low1, high1, ref ia0, ref aa0, ref ba0, ref ia1, ref aa1, ref ba1);
+                    if (N.Value > 1) BlockToken<TPath>(x + xs, low0, high0, low1, high1, ref ib0, ref ab0, ref bb0, ref ib1, ref ab1, ref bb1);
+                    if (N.Value > 2) BlockToken<TPath>(x + 2 * xs, low0, high0, low1, high1, ref ic0, ref ac0, ref bc0, ref ic1, ref ac1, ref bc1);
+                    if (N.Value > 3) BlockToken<TPath>(x + 3 * xs, low0, high0, low1, high1, ref id0, ref ad0, ref bd0, ref id1, ref ad1, ref bd1);
+                }
+                Vector128<int> sum = Vector128.Create(sums[0]);
+                ia0 = EndSegment<TPath, TZero>(ia0, ref aa0, ref ba0, zeros, sum);
+                ia1 = EndSegment<TPath, TZero>(ia1, ref aa1, ref ba1, zeros + 4, sum);
+                if (N.Value > 1)
+                {
+                    sum = Vector128.Create(sums[ss]);
+                    ib0 = EndSegment<TPath, TZero>(ib0, ref ab0, ref bb0, zeros, sum);
+                    ib1 = EndSegment<TPath, TZero>(ib1, ref ab1, ref bb1, zeros + 4, sum);
+                }
+                if (N.Value > 2)
+                {
+                    sum = Vector128.Create(sums[2 * ss]);
+                    ic0 = EndSegment<TPath, TZero>(ic0, ref ac0, ref bc0, zeros, sum);
+                    ic1 = EndSegment<TPath, TZero>(ic1, ref ac1, ref bc1, zeros + 4, sum);
+                }
+                if (N.Value > 3)
+                {
+                    sum = Vector128.Create(sums[3 * ss]);
+                    id0 = EndSegment<TPath, TZero>(id0, ref ad0, ref bd0, zeros, sum);
+                    id1 = EndSegment<TPath, TZero>(id1, ref ad1, ref bd1, zeros + 4, sum);
+                }
+                sums++;
+            }
+            while (chunk < groupEnd);
+            Vector128<float> s0 = Arm.AdvSimd.LoadVector128(scales), s1 = Arm.AdvSimd.LoadVector128(scales + 4);
+            fa0 += s0 * Arm.AdvSimd.ConvertToSingle(ia0);
+            fa1 += s1 * Arm.AdvSimd.ConvertToSingle(ia1);
+            if (N.Value > 1)
+            {
+                fb0 += s0 * Arm.AdvSimd.ConvertToSingle(ib0);
+                fb1 += s1 * Arm.AdvSimd.ConvertToSingle(ib1);
+            }
+            if (N.Value > 2)
+            {
+                fc0 += s0 * Arm.AdvSimd.ConvertToSingle(ic0);
+                fc1 += s1 * Arm.AdvSimd.ConvertToSingle(ic1);
+            }
+            if (N.Value > 3)
+            {
+                fd0 += s0 * Arm.AdvSimd.ConvertToSingle(id0);
+                fd1 += s1 * Arm.AdvSimd.ConvertToSingle(id1);
+            }
+            scales += GroupStride;
+            if (TZero.Present) zeros += GroupStride;
+        }
+        int row = block * Int4RowBlocks.BlockRows, rows = w.Rows - row;
+        float* y = w.Y + (nint)t0 * w.Rows + row;
+        StoreRows(fa0 * w.TokenScales[t0], fa1 * w.TokenScales[t0], y, rows);
+        if (N.Value > 1) StoreRows(fb0 * w.TokenScales[t0 + 1], fb1 * w.TokenScales[t0 + 1], y + w.Rows, rows);
+        if (N.Value > 2) StoreRows(fc0 * w.TokenScales[t0 + 2], fc1 * w.TokenScales[t0 + 2], y + 2 * (nint)w.Rows, rows);
+        if (N.Value > 3) StoreRows(fd0 * w.TokenScales[t0 + 3], fd1 * w.TokenScales[t0 + 3], y + 3 * (nint)w.Rows, rows);
+    }
+
+    // One token's codes of one chunk (at x) against the block's two unpacked quads.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BlockToken<TPath>(sbyte* x, Vector128<byte> low0, Vector128<byte> high0, Vector128<byte> low1, Vector128<byte> high1,
+        ref Vector128<int> i0, ref Vector128<int> a0, ref Vector128<int> b0, ref Vector128<int> i1, ref Vector128<int> a1, ref Vector128<int> b1)
+        where TPath : struct, IDotPath
+    {
+        Vector128<sbyte> first = TPath.First(x), second = TPath.Second(x);
+        Quad<TPath>(ref i0, ref a0, ref b0, low0, high0, first, second);
+        Quad<TPath>(ref i1, ref a1, ref b1, low1, high1, first, second);
+    }
+
+    // 4 rows' products of one chunk: straight into the int32 sums i (SDOT), or into the path's accumulators a, b.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Quad<TPath>(ref Vector128<int> i, ref Vector128<int> a, ref Vector128<int> b,
+        Vector128<byte> low, Vector128<byte> high, Vector128<sbyte> first, Vector128<sbyte> second) where TPath : struct, IDotPath
+    {
+        if (TPath.Int32Lanes) TPath.Chunk(ref i, ref i, low.AsSByte(), high.AsSByte(), first, second);
+        else TPath.Chunk(ref a, ref b, low.AsSByte(), high.AsSByte(), first, second);
+    }
+
+    // i + (the path's accumulators as one int32 per row, then cleared) − z · Σ_{c∈segment} x_q, for 4 rows.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> EndSegment<TPath, TZero>(Vector128<int> i, ref Vector128<int> a, ref Vector128<int> b, byte* zeros, Vector128<int> sum)
+        where TPath : struct, IDotPath where TZero : struct, IZeroPoints
+    {
+        if (!TPath.Int32Lanes)
+        {
+            i += TPath.RowSums(a, b);
+            a = b = default;
+        }
+        return TZero.Subtract(i, zeros, sum);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRows(Vector128<float> rows0To3, Vector128<float> rows4To7, float* y, int rows)
+    {
+        if (rows >= Int4RowBlocks.BlockRows)
+        {
+            Arm.AdvSimd.Store(y, rows0To3);
+            Arm.AdvSimd.Store(y + 4, rows4To7);
+            return;
+        }
+        for (int i = 0; i < rows; i++) y[i] = i < 4 ? rows0To3.GetElement(i) : rows4To7.GetElement(i - 4);
+    }
+
+    /// <summary>How the zero points enter: <c>i − z · Σ x_q</c> for 4 rows.</summary>
+    private interface IZeroPoints
+    {
+        /// <summary>Whether each group has its own zero points (read from memory).</summary>
+        static abstract bool Present { get; }
+
+        /// <summary><c>i − z · sum</c>, z the 4 rows' zero points at <paramref name="zeros"/> (or the symmetric 8).</summary>
+        static abstract Vector128<int> Subtract(Vector128<int> i, byte* zeros, Vector128<int> sum);
+    }
+
+    private readonly struct SymmetricZeroPoint : IZeroPoints
+    {
+        public static bool Present => false;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<int> Subtract(Vector128<int> i, byte* zeros, Vector128<int> sum) =>
+            i - (sum << 3); // z = 8 (PackedInt4Matrix.SymmetricZeroPoint)
+    }
+
+    private readonly struct GroupZeroPoints : IZeroPoints
+    {
+        public static bool Present => true;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<int> Subtract(Vector128<int> i, byte* zeros, Vector128<int> sum)
+        {
+            Vector128<ushort> z16 = Arm.AdvSimd.ZeroExtendWideningLower(Vector64.CreateScalar(*(uint*)zeros).AsByte());
+            return Arm.AdvSimd.MultiplySubtract(i, Arm.AdvSimd.ZeroExtendWideningLower(z16.GetLower()).AsInt32(), sum);
         }
     }
 
-    // Activations for the even columns of 32-column block b: 64-column blocks hold 32 evens, then 32 odds.
-    private static sbyte* EvenColumns(sbyte* x, int b) => x + (b >> 1) * 64 + (b & 1) * 16;
-
-    // Σ nibble · x by SDOT: four int8 products per int32 lane per instruction.
-    private static int DotProductGroup(byte* row, sbyte* x, ref int b, int end, Vector128<byte> lowNibbles)
+    /// <summary>How one chunk's products of 4 rows reach their int32 sums.</summary>
+    private interface IDotPath
     {
-        Vector128<int> sum = Vector128<int>.Zero;
-        for (; b < end; b++)
-        {
-            Vector128<byte> pairs = Arm.AdvSimd.LoadVector128(row + b * 16);
-            sum = Arm.Dp.DotProduct(sum, (pairs & lowNibbles).AsSByte(), Arm.AdvSimd.LoadVector128(EvenColumns(x, b)));
-            sum = Arm.Dp.DotProduct(sum, Arm.AdvSimd.ShiftRightLogical(pairs, 4).AsSByte(), Arm.AdvSimd.LoadVector128(EvenColumns(x, b) + 32));
-        }
-        return Vector128.Sum(sum);
+        /// <summary>Tokens that share one unpack of a block's chunk (prefill).</summary>
+        static abstract int TokenTile { get; }
+
+        /// <summary>Whether <see cref="Chunk"/> accumulates one int32 lane per row directly (then <see cref="RowSums"/> is not used).</summary>
+        static abstract bool Int32Lanes { get; }
+
+        /// <summary>The codes of columns 0..3 as this path takes them (8 codes at <paramref name="x"/>).</summary>
+        static abstract Vector128<sbyte> First(sbyte* x);
+
+        /// <summary>The codes of columns 4..7 as this path takes them.</summary>
+        static abstract Vector128<sbyte> Second(sbyte* x);
+
+        /// <summary>Adds Σ low · x[0..3] + high · x[4..7] of each of the 4 rows to the accumulators.</summary>
+        static abstract void Chunk(ref Vector128<int> a, ref Vector128<int> b, Vector128<sbyte> low, Vector128<sbyte> high, Vector128<sbyte> first, Vector128<sbyte> second);
+
+        /// <summary>One int32 per row of the accumulators <paramref name="a"/>, <paramref name="b"/>.</summary>
+        static abstract Vector128<int> RowSums(Vector128<int> a, Vector128<int> b);
     }
 
-    // Σ nibble · x by SMLAL / SMLAL2 into int16 lanes (each lane gets ≤ 4 products of ≤ 15·127 per block).
-    private static int WideningMultiplyGroup(byte* row, sbyte* x, ref int b, int end, Vector128<byte> lowNibbles)
+    /// <summary>SDOT by quadruplet into the int32 row lanes.</summary>
+    private readonly struct DotProductPath : IDotPath
     {
-        Vector128<short> sum = Vector128<short>.Zero;
-        for (; b < end; b++)
-        {
-            Vector128<byte> pairs = Arm.AdvSimd.LoadVector128(row + b * 16);
-            Vector128<sbyte> even = (pairs & lowNibbles).AsSByte(), odd = Arm.AdvSimd.ShiftRightLogical(pairs, 4).AsSByte();
-            Vector128<sbyte> xEven = Arm.AdvSimd.LoadVector128(EvenColumns(x, b)), xOdd = Arm.AdvSimd.LoadVector128(EvenColumns(x, b) + 32);
-            sum = Arm.AdvSimd.MultiplyWideningLowerAndAdd(sum, even.GetLower(), xEven.GetLower());
-            sum = Arm.AdvSimd.MultiplyWideningUpperAndAdd(sum, even, xEven);
-            sum = Arm.AdvSimd.MultiplyWideningLowerAndAdd(sum, odd.GetLower(), xOdd.GetLower());
-            sum = Arm.AdvSimd.MultiplyWideningUpperAndAdd(sum, odd, xOdd);
-        }
-        return Arm.AdvSimd.Arm64.AddAcrossWidening(sum).ToScalar();
+        public static int TokenTile => 4;
+
+        public static bool Int32Lanes => true;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<sbyte> First(sbyte* x) => Arm.AdvSimd.LoadVector64(x).ToVector128Unsafe(); // quadruplets 0 (columns 0..3), 1 (4..7)
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<sbyte> Second(sbyte* x) => default;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Chunk(ref Vector128<int> a, ref Vector128<int> b, Vector128<sbyte> low, Vector128<sbyte> high, Vector128<sbyte> first, Vector128<sbyte> second) =>
+            a = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(a, low, first, 0), high, first, 1);
+
+        public static Vector128<int> RowSums(Vector128<int> a, Vector128<int> b) => a;
     }
 
-    // The packed 4-bit multiplier: nibble × (x + 8) in 8-bit lanes (≤ 225), split into 16-bit fields.
-    private static int PackedMultiplierGroup(byte* row, sbyte* x, ref int b, int end, Vector128<byte> lowNibbles)
+    /// <summary>SMLAL into int16 lanes (row, column mod 4): a = rows 0-1, b = rows 2-3.</summary>
+    private readonly struct WideningMultiplyPath : IDotPath
     {
-        Vector128<ushort> fieldMask = Vector128.Create((ushort)0x00FF);
-        Vector128<byte> offset = Vector128.Create((byte)8);
-        Vector128<ushort> products = Vector128<ushort>.Zero, nibbleSum = Vector128<ushort>.Zero;
-        for (; b < end; b++)
+        public static int TokenTile => 2;
+
+        public static bool Int32Lanes => false;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<sbyte> First(sbyte* x) => Arm.AdvSimd.LoadAndReplicateToVector128((int*)x).AsSByte(); // columns 0..3 repeated
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<sbyte> Second(sbyte* x) => Arm.AdvSimd.LoadAndReplicateToVector128((int*)(x + 4)).AsSByte();
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Chunk(ref Vector128<int> a, ref Vector128<int> b, Vector128<sbyte> low, Vector128<sbyte> high, Vector128<sbyte> first, Vector128<sbyte> second)
         {
-            Vector128<byte> pairs = Arm.AdvSimd.LoadVector128(row + b * 16);
-            Vector128<byte> even = pairs & lowNibbles, odd = Arm.AdvSimd.ShiftRightLogical(pairs, 4);
-            Vector128<byte> xEven = Arm.AdvSimd.LoadVector128(EvenColumns(x, b)).AsByte() + offset;
-            Vector128<byte> xOdd = Arm.AdvSimd.LoadVector128(EvenColumns(x, b) + 32).AsByte() + offset;
-            Vector128<ushort> p = Arm.AdvSimd.Multiply(even, xEven).AsUInt16();
-            products += p & fieldMask;
-            products = Arm.AdvSimd.ShiftRightLogicalAdd(products, p, 8);
-            p = Arm.AdvSimd.Multiply(odd, xOdd).AsUInt16();
-            products += p & fieldMask;
-            products = Arm.AdvSimd.ShiftRightLogicalAdd(products, p, 8);
-            nibbleSum = Arm.AdvSimd.AddPairwiseWideningAndAdd(nibbleSum, even);
-            nibbleSum = Arm.AdvSimd.AddPairwiseWideningAndAdd(nibbleSum, odd);
+            // the upper halves first: the lower halves' use is then the last, which spares the JIT a register copy each
+            b = Arm.AdvSimd.MultiplyWideningUpperAndAdd(Arm.AdvSimd.MultiplyWideningUpperAndAdd(b.AsInt16(), low, first), high, second).AsInt32();
+            a = Arm.AdvSimd.MultiplyWideningLowerAndAdd(Arm.AdvSimd.MultiplyWideningLowerAndAdd(a.AsInt16(), low.GetLower(), first.GetLower()), high.GetLower(), second.GetLower()).AsInt32();
         }
-        // ≤ 4 blocks × 4 products × 225 per 16-bit lane: no overflow.
-        int unsignedSum = (int)Arm.AdvSimd.Arm64.AddAcrossWidening(products).ToScalar();
-        int nibbles = (int)Arm.AdvSimd.Arm64.AddAcrossWidening(nibbleSum).ToScalar();
-        return unsignedSum - 8 * nibbles;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<int> RowSums(Vector128<int> a, Vector128<int> b) =>
+            Arm.AdvSimd.Arm64.AddPairwise(Arm.AdvSimd.AddPairwiseWidening(a.AsInt16()), Arm.AdvSimd.AddPairwiseWidening(b.AsInt16()));
+    }
+
+    /// <summary>The packed 4-bit multiplier: 8-bit MUL, SADALP of the two product fields per 16-bit lane (row, column pair) into a.</summary>
+    private readonly struct PackedMultiplierPath : IDotPath
+    {
+        public static int TokenTile => 2;
+
+        public static bool Int32Lanes => false;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<sbyte> First(sbyte* x) => Arm.AdvSimd.LoadAndReplicateToVector128((int*)x).AsSByte();
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<sbyte> Second(sbyte* x) => Arm.AdvSimd.LoadAndReplicateToVector128((int*)(x + 4)).AsSByte();
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Chunk(ref Vector128<int> a, ref Vector128<int> b, Vector128<sbyte> low, Vector128<sbyte> high, Vector128<sbyte> first, Vector128<sbyte> second) =>
+            a = Arm.AdvSimd.AddPairwiseWideningAndAdd(Arm.AdvSimd.AddPairwiseWideningAndAdd(a.AsInt16(), Arm.AdvSimd.Multiply(low, first)), Arm.AdvSimd.Multiply(high, second)).AsInt32();
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<int> RowSums(Vector128<int> a, Vector128<int> b) => Arm.AdvSimd.AddPairwiseWidening(a.AsInt16());
     }
 }
 

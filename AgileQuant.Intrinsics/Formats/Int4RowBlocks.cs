@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace AgileQuant.Intrinsics.Formats;
 
 /// <summary>
-/// The x86 kernels' copy of a <see cref="PackedInt4Matrix"/>, repacked once at load so that one 32-byte
+/// The x86 and ARM kernels' copy of a <see cref="PackedInt4Matrix"/>, repacked once at load so that one 32-byte
 /// load holds 8 output rows × 8 columns and one broadcast activation feeds all 8 rows:
 /// <c>W[r, c] = Scale(r, g) · (nibble(r, c) − z(r, g))</c> exactly as in the source matrix.
 /// </summary>

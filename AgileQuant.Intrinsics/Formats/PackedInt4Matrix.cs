@@ -158,13 +158,13 @@ public sealed class PackedInt4Matrix : IWeightMatrix
 
     internal byte[] PackedArray => Volatile.Read(ref _packed) ?? RowBlocks!.ToRowMajor(RowBytes);
 
-    /// <summary>The 8-row interleaved copy the x86 kernels stream; null until one of them prepares the matrix (<see cref="RepackToRowBlocks"/>).</summary>
+    /// <summary>The 8-row interleaved copy the x86 and AdvSimd kernels stream; null until one of them prepares the matrix (<see cref="RepackToRowBlocks"/>).</summary>
     internal Int4RowBlocks? RowBlocks => Volatile.Read(ref _rowBlocks);
 
     /// <summary>
     /// Repacks the matrix into <see cref="Int4RowBlocks"/> once (thread-safe: one copy wins) and drops the row-major
     /// nibbles and scales, so the weights are held once: the row blocks carry the same nibbles and scale values, and the
-    /// row-major views are rebuilt from them only if something asks (serialization, the scalar and ARM kernels, TRIP's
+    /// row-major views are rebuilt from them only if something asks (serialization, the scalar kernel, TRIP's
     /// reference pass). Called by the kernels that stream row blocks, when a model is built or on their first call.
     /// </summary>
     internal Int4RowBlocks RepackToRowBlocks()
