@@ -86,8 +86,10 @@ public sealed record EngineConfig(string Name, Models.Gguf.GgmlType FileType, bo
         .. Exported(pruneRatio),
         .. (presets ?? []).SelectMany(p => new EngineConfig[]
         {
-            // names distinct from the exported files' rows ("llama.cpp Q4_0" runs our Q4_0 export)
-            new($"AgileQuant on llama-quantize {p}", Models.Gguf.GgmlType.F32, false, "W8A8", Preset: p),
+            // names distinct from the exported files' rows ("llama.cpp Q4_0" runs our Q4_0 export); W8A16: the file as loaded
+            // (the kernels' own 8-bit linear inputs, per-group scales on the block formats; Q/K/V unrounded; auto KV cache: f16),
+            // the configuration docs/benchmarks-quality.md rates and the one llama.cpp's own arithmetic matches
+            new($"AgileQuant on llama-quantize {p}", Models.Gguf.GgmlType.F32, false, "W8A16", Preset: p),
             new($"llama.cpp on llama-quantize {p}", Models.Gguf.GgmlType.F32, true, Preset: p),
         }),
     ];
