@@ -8,8 +8,8 @@ namespace AgileQuant.Tests.Intrinsics;
 /// <summary>
 /// The packed 4-bit and per-row 8-bit kernels (every SIMD path of the catalog, and the scalar twins) against the exact
 /// integer product, with no float tolerance: on data where every float step any summation order can take is exact, each
-/// output must equal <c>s_x · Σ_g s_g · Σ_{c∈g} (q[c] − z_g) · x_q[c]</c> bit for bit. Rows of 11008 columns (and 11003, a
-/// short last group), the GEMV (one token), GEMM-tile and ≥ 64-token paths, codes and activations at the int16 / int32
+/// output must equal <c>s_x · Σ_g s_g · Σ_{c∈g} (q[c] − z_g) · x_q[c]</c> bit for bit (per-row 8-bit: its specification
+/// <c>s_x · (s_w · (float)Σ q·x)</c> from the exact sum). Rows of 11008 columns (and 11003 or 10992, short last groups), the GEMV (one token), GEMM-tile and ≥ 64-token paths, codes and activations at the int16 / int32
 /// limits (every nibble 15 or 0 under ±127, so the AVX2 segment sums reach 4 × 7620; −128 under ±127, so the
 /// <c>vpmaddubsw</c> pairs reach ±32512), zero points 0 and 15, and group scales that are normal halves, subnormal halves
 /// (the AVX-512 and AVX2 one-token paths then read <see cref="Int4RowBlocks.HalfScales"/>) or floats no half holds.
