@@ -1,5 +1,6 @@
 using AgileQuant.Intrinsics.Formats;
 using AgileQuant.Intrinsics.Scalar;
+using AgileQuant.Intrinsics.Trip;
 
 namespace AgileQuant.Intrinsics;
 
@@ -75,9 +76,82 @@ public static class KernelSelfTest
                         throw new NotSupportedException($"The self-test has no data for the weight format of {twin.Name} (kernel {kernel.Name}).");
                 }
             }
+            if (kernel is ITripKernel trip && twin is ITripKernel twinTrip) results.AddRange(TripResults(kernel, trip, twinTrip, seed));
         }
         results.AddRange(GroupScaleResults(threads, seed));
         return results;
+    }
+
+    /// <summary>(rows of X, cols, weight rows) of the TRIP (static-scale) check: one token, a tile, a pruned 70-row gather.</summary>
+    private static readonly (int Tokens, int Cols, int Rows)[] TripShapes = [(1, 4096, 17), (7, 172, 21), (70, 256, 33)];
+
+    /// <summary>
+    /// The TRIP pass (<see cref="ITripKernel"/>, static activation scales) of <paramref name="trip"/> against its scalar
+    /// twin's, for each integer format the kernel multiplies, every fourth row of X pruned and every third 4-bit; named
+    /// <c>kernel trip</c>. Tolerance as for <see cref="QuantizedTolerance"/> with the static codes.
+    /// </summary>
+    private static IEnumerable<KernelSelfTestResult> TripResults(IMatMulKernel kernel, ITripKernel trip, ITripKernel twin, int seed)
+    {
+        var scales = new StaticActivationScales(1f / 127, 1f / 7);
+        foreach ((int tokens, int cols, int rows) in TripShapes)
+        {
+            var random = new Random(HashCode.Combine(seed, tokens, cols, rows, 7));
+            IWeightMatrix[] matrices = [Int8Weights(random, rows, cols, smallestCode: -128), Int4Weights(random, rows, cols, 32, asymmetric: false), Int4Weights(random, rows, cols, 128, asymmetric: true)];
+            foreach (IWeightMatrix w in matrices.Where(m => kernel.Supports(m) && trip.SupportsTrip(m) && twin.SupportsTrip(m)))
+            {
+                float[] x = Values(random, tokens * cols); // (tokens, cols)
+                int[] gathered = Enumerable.Range(0, tokens).Where(k => k % 4 != 3).ToArray();
+                bool[] lowBit = Enumerable.Range(0, tokens).Select(k => k % 3 == 1).ToArray();
+                var expected = new float[tokens * w.Rows]; // (tokens, rows); rows of X not gathered stay 0
+                var actual = new float[tokens * w.Rows + 1];
+                actual[^1] = 12345.5f;
+                twin.MatMulTrip(w, x, gathered, lowBit, scales, expected);
+                trip.MatMulTrip(w, x, gathered, lowBit, scales, actual.AsSpan(0, expected.Length));
+                Func<int, int, float> weight = w is Int8RowMatrix w8 ? (r, c) => w8.Scales[r] * w8.Code(r, c) : ((PackedInt4Matrix)w).Dequantize;
+                double maxError = 0, allowed = 0;
+                bool passed = actual[^1] == 12345.5f;
+                foreach (int k in gathered)
+                {
+                    float scale = lowBit[k] ? scales.FourBit : scales.EightBit;
+                    int maxCode = lowBit[k] ? 7 : 127;
+                    for (int r = 0; r < w.Rows; r++)
+                    {
+                        double magnitude = 0;
+                        for (int c = 0; c < cols; c++) magnitude += Math.Abs(TripMatMul.QuantizeStatic(x[k * cols + c], 1 / scale, maxCode) * (double)weight(r, c));
+                        double limit = 1e-6 * Math.Sqrt(cols) * scale * magnitude, error = Math.Abs((double)actual[k * w.Rows + r] - expected[k * w.Rows + r]);
+                        passed &= error <= limit;
+                        if (!(error <= maxError)) (maxError, allowed) = (error, limit);
+                    }
+                }
+                yield return new KernelSelfTestResult(kernel.Name + " trip", $"tokens {tokens} ({gathered.Length} gathered), cols {cols}, rows {rows}, {w.GetType().Name}", passed, maxError, allowed);
+            }
+        }
+    }
+
+    /// <summary>
+    /// What this CPU offers that <paramref name="results"/> (of <see cref="Run"/>) did not run, one line each; empty when
+    /// everything ran. Read from the CPU and the selected kernels, not from the self-test's own list: no SIMD kernel at all;
+    /// a kernel of a supported catalog entry (<see cref="KernelCatalogEntry.CreateKernels"/>, both activation widths) that
+    /// did not run, or whose TRIP (static-scale) path did not; on ARM with SDOT, an integer format with no path that does
+    /// without it (the cores without SDOT).
+    /// </summary>
+    public static IReadOnlyList<string> MissingPaths(IReadOnlyList<KernelSelfTestResult> results)
+    {
+        var ran = results.Select(r => r.Kernel).ToHashSet();
+        var missing = new List<string>();
+        if (ran.Count == 0) missing.Add("no SIMD kernel was selected: this CPU or runtime enables none of the catalog's instruction sets");
+        foreach (KernelCatalogEntry entry in KernelCatalog.Entries.Where(e => e != KernelCatalog.Scalar && e.IsSupported))
+            foreach (int bits in new[] { 8, 4 })
+                foreach (IMatMulKernel kernel in entry.CreateKernels(bits, threads: 1))
+                {
+                    if (!ran.Contains(kernel.Name)) missing.Add($"{kernel.Name} ({entry.Name})");
+                    else if (kernel is ITripKernel trip && FormatProbes.Any(p => kernel.Supports(p) && trip.SupportsTrip(p)) && !ran.Contains(kernel.Name + " trip"))
+                        missing.Add($"{kernel.Name} trip ({entry.Name}, static scales)");
+                    int dot = kernel.Name.IndexOf("-sdot", StringComparison.Ordinal);
+                    if (dot > 0 && !ran.Any(r => r.StartsWith(kernel.Name[..(dot + 1)], StringComparison.Ordinal) && !r.Contains("-sdot", StringComparison.Ordinal)))
+                        missing.Add($"{kernel.Name[..dot]} without SDOT ({entry.Name}: the path of cores without the dot product)");
+                }
+        return missing;
     }
 
     /// <summary>

@@ -8,7 +8,7 @@ namespace AgileQuant.Tests.Fuzz;
 
 /// <summary>
 /// Fuzzes whole GGUF models (metadata, tensor infos, Q4_0/Q8_0/F16 blocks) through <see cref="ModelLoader"/>: every input
-/// must load or fail with a <see cref="ModelFormatException"/> naming the file.
+/// must load and run one forward step, or fail with a <see cref="ModelFormatException"/> naming the file.
 /// </summary>
 [Category("Fuzz")]
 public sealed class GgufModelFuzzTests() : TemporaryDirectoryFixture("aq-fuzz-gguf-model-", inMemory: true)
@@ -33,7 +33,7 @@ public sealed class GgufModelFuzzTests() : TemporaryDirectoryFixture("aq-fuzz-gg
         var options = new FuzzOptions(FuzzCampaign.Iterations(), BaseSeed: 7_100, FuzzCampaign.PerInputLimit, StackProbability: 0.5);
         // Header edits (first 8 KiB: counts, metadata values, tensor infos) and edits anywhere (block scales, codes, norms).
         FuzzReport report = FuzzRunner.Run(Seeds(Temp.FullPath), [new ByteMutator(input => Math.Min(input.Length, 8192)), new ByteMutator()],
-            FuzzRunner.ThroughFile(path, p => ModelLoader.Load(p, new ModelLoadOptions())),
+            FuzzRunner.ThroughFile(path, LoadAndRunOneToken), // an accepted model must also run a forward step
             e => e is ModelFormatException m && m.FilePath == path, options,
             message => FuzzRunner.MaskMessage(message.Replace(path, "<file>")));
         FuzzCampaign.Check("GGUF model", report);

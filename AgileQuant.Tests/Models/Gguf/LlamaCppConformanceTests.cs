@@ -44,7 +44,7 @@ public class LlamaCppConformanceTests
         var ourMargins = new List<float>();
         for (int i = 0; i < NewTokens; i++)
         {
-            int next = TokenSampler.ArgMax(logits);
+            int next = TestLogits.ArgMax(logits);
             ourTokens.Add(next);
             ourMargins.Add(TopMargin(logits));
             logits = context.Forward([next]);
@@ -57,7 +57,7 @@ public class LlamaCppConformanceTests
         var theirTokens = new List<int>();
         for (int i = 0; i < NewTokens; i++)
         {
-            theirTokens.Add(TokenSampler.ArgMax(theirLogits));
+            theirTokens.Add(TestLogits.ArgMax(theirLogits));
             theirLogits = llama.Forward([ourTokens[i]]);
         }
         TestContext.Out.WriteLine($"{type}: ours   {string.Join(' ', ourTokens)}\n{type}: theirs {string.Join(' ', theirTokens)}\nmargins {string.Join(' ', ourMargins.Select(m => m.ToString("F3")))}");

@@ -86,7 +86,7 @@ public class LlamaCppGroupedInt8Tests
         var margins = new List<float>();
         for (int i = 0; i < Steps; i++)
         {
-            int next = TokenSampler.ArgMax(logits);
+            int next = TestLogits.ArgMax(logits);
             ourTokens.Add(next);
             margins.Add(TopTwoGap(logits));
             logits = context.Forward([next]);
@@ -98,7 +98,7 @@ public class LlamaCppGroupedInt8Tests
         var theirTokens = new List<int>();
         for (int i = 0; i < Steps; i++)
         {
-            theirTokens.Add(TokenSampler.ArgMax(theirLogits));
+            theirTokens.Add(TestLogits.ArgMax(theirLogits));
             theirLogits = llama.Forward([ourTokens[i]]);
         }
         int roundings = 4 * ours.Config.NumLayers + 1;

@@ -133,12 +133,7 @@ public class LlamaCppPresetTests
         Assert.That(compared, Is.GreaterThanOrEqualTo(8), $"{preset}: enough decisive steps to compare");
     }
 
-    private static int ArgMax(float[] values)
-    {
-        int best = 0;
-        for (int i = 1; i < values.Length; i++) if (values[i] > values[best]) best = i;
-        return best;
-    }
+    private static int ArgMax(float[] values) => TestLogits.ArgMax(values);
 
     // Every matrix of the loaded LLaMA with its GGUF name.
     private static IEnumerable<(string Name, IWeightMatrix Matrix)> Matrices(TransformerWeights weights)
