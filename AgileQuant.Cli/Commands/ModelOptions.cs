@@ -23,7 +23,7 @@ internal sealed class ModelOptions
     {
         var option = new Option<string>("--kv-type")
         {
-            Description = "How the KV cache stores keys and values: auto (a quantized scheme's own 8-bit codes; f16 for other quantized weights, as llama.cpp; f32 for an FP32 model), f32, f16, q8 (int8: values a scale per 32, keys a scale per channel and 32 tokens) or q4 (4-bit: values after a Hadamard rotation, keys per channel and 16 tokens).",
+            Description = "How the KV cache stores keys and values: auto (exact: f32, or a quantized scheme's own 8-bit codes), f32, f16, q8 (int8: values a scale per 32, keys a scale per channel and 32 tokens) or q4 (4-bit: values after a Hadamard rotation, keys per channel and 16 tokens).",
             DefaultValueFactory = _ => "auto",
         };
         option.AcceptOnlyFromAmong("auto", "f32", "f16", "q8", "q4");

@@ -53,11 +53,10 @@ public sealed record RuntimeOptions
     public Pruning.TokenPruningSchedule? Pruning { get; init; }
 
     /// <summary>
-    /// How contexts store cached keys and values; null (default, "auto"): when
+    /// How contexts store cached keys and values; null (default) stores them exactly: FP32, or, when
     /// <see cref="AttentionQuantization.KvCacheBits"/> rounds the cache (the paper's schemes), those codes themselves (int8
-    /// with an FP32 scale per token and head, the same values bit for bit); otherwise <see cref="KvCacheType.F16"/> when any
-    /// linear's weights are quantized (as llama.cpp's default cache), and FP32 for an FP32 model. A type given here stores
-    /// the values, after any such rounding, in its own format.
+    /// with an FP32 scale per token and head, the same values bit for bit). A type given here stores the values, after any
+    /// such rounding, in its own format.
     /// </summary>
     public KvCacheType? KvCache { get; init; }
 

@@ -57,7 +57,6 @@ public sealed class TransformerModel
         int layerIndex = 0;
         foreach (LayerWeights l in weights.Layers)
         {
-            _hasQuantizedWeights |= RepacksWeights(l);
             foreach ((_, LinearLayer linear) in l.Linears)
             {
                 foreach (int bits in new[] { linear.ActivationBits, linear.LowBitActivationBits })
@@ -86,17 +85,13 @@ public sealed class TransformerModel
     // Whether preparing the layer replaced stored weights with a kernel layout (packed integer formats; FP32 is used as stored).
     private static bool RepacksWeights(LayerWeights layer) => layer.Linears.Any(entry => entry.Linear.Weight is not AgileQuant.Intrinsics.Formats.Fp32Matrix);
 
-    // Whether any linear's weights are in a quantized format (not FP32): such models default to an f16 KV cache.
-    private readonly bool _hasQuantizedWeights;
-
     /// <summary>Most tokens one context holds: <see cref="RuntimeOptions.ContextLength"/>, or the config's <see cref="TransformerConfig.MaxSequenceLength"/>.</summary>
     public int ContextLength => Options.ContextLength ?? Config.MaxSequenceLength;
 
     /// <summary>How contexts store keys and values (<see cref="RuntimeOptions.KvCache"/> resolved).</summary>
     internal CacheLayout KvLayout => Options.KvCache switch
     {
-        // auto: the scheme's own KV codes when it rounds the cache; f16 for quantized weights (llama.cpp's default); else exact f32
-        null => Options.Attention.KvCacheBits > 0 ? CacheLayout.SchemeCodes : _hasQuantizedWeights ? CacheLayout.F16 : CacheLayout.F32,
+        null => Options.Attention.KvCacheBits > 0 ? CacheLayout.SchemeCodes : CacheLayout.F32,
         KvCacheType.F32 => CacheLayout.F32,
         KvCacheType.F16 => CacheLayout.F16,
         KvCacheType.Q8 => Options.KvKeyVariant == KvKeyVariant.PerChannel ? CacheLayout.Q8 : CacheLayout.Q8TokenKeys,
