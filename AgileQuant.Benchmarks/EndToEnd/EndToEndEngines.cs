@@ -87,7 +87,7 @@ public sealed record EngineConfig(string Name, Models.Gguf.GgmlType FileType, bo
         .. (presets ?? []).SelectMany(p => new EngineConfig[]
         {
             // names distinct from the exported files' rows ("llama.cpp Q4_0" runs our Q4_0 export); W8A16: the file as loaded
-            // (the kernels' own 8-bit linear inputs, per-group scales on the block formats; Q/K/V unrounded; auto KV cache: f16),
+            // (the kernels' own 8-bit linear inputs, per-group scales on the block formats; Q/K/V unrounded; exact KV cache),
             // the configuration docs/benchmarks-quality.md rates and the one llama.cpp's own arithmetic matches
             new($"AgileQuant on llama-quantize {p}", Models.Gguf.GgmlType.F32, false, "W8A16", Preset: p),
             new($"llama.cpp on llama-quantize {p}", Models.Gguf.GgmlType.F32, true, Preset: p),
