@@ -8,7 +8,7 @@ namespace AgileQuant.Intrinsics;
 /// <see cref="Avx512.Avx512Int4Gemv"/>).
 /// </summary>
 internal readonly unsafe struct Int4KernelCall(Int4RowBlocks blocks, int groupSize, byte* packed, float* scales, byte* zeroPoints, sbyte* codes,
-    int codeStride, int* segmentSums, int segmentCount, float* tokenScales, float* y)
+    int codeStride, int* segmentSums, int segmentCount, float* groupScales, float* tokenScales, float* y)
 {
     /// <summary>Packed nibbles (<see cref="Int4RowBlocks.Packed"/>).</summary>
     public readonly byte* Packed = packed;
@@ -25,7 +25,13 @@ internal readonly unsafe struct Int4KernelCall(Int4RowBlocks blocks, int groupSi
     /// <summary>Σ codes per (token, 32-column segment), (tokens, SegmentCount).</summary>
     public readonly int* SegmentSums = segmentSums;
 
-    /// <summary>Activation scale s_x per token.</summary>
+    /// <summary>
+    /// Activation scale s_x,g per (token, segment), (tokens, SegmentCount): with per-group activation scales (groups of 32, one
+    /// segment each) the groups' own, read by the <see cref="GroupActivationScales"/> paths; all 1 otherwise.
+    /// </summary>
+    public readonly float* GroupScales = groupScales;
+
+    /// <summary>Activation scale s_x per token (1 with per-group activation scales).</summary>
     public readonly float* TokenScales = tokenScales;
 
     /// <summary>Output (tokens, Rows).</summary>
@@ -51,4 +57,26 @@ internal readonly unsafe struct Int4KernelCall(Int4RowBlocks blocks, int groupSi
 
     /// <summary>Rows of the matrix.</summary>
     public readonly int Rows = blocks.Rows;
+}
+
+/// <summary>
+/// Whether a W4 kernel multiplies each group's weight scales by the token's activation scale of that group
+/// (<see cref="Int4KernelCall.GroupScales"/>), as a type argument: the per-token paths keep their instructions and outputs.
+/// </summary>
+internal interface IActivationScaleMode
+{
+    /// <summary>True: <c>f = f + (s_w[r, g] · s_x[t, g]) · acc</c>, a multiply then an add in group order, as the scalar twin.</summary>
+    static abstract bool PerGroup { get; }
+}
+
+/// <summary>One activation scale per token (the group scales are all 1 and not read).</summary>
+internal readonly struct TokenActivationScales : IActivationScaleMode
+{
+    public static bool PerGroup => false;
+}
+
+/// <summary>One activation scale per (token, group of 32 columns).</summary>
+internal readonly struct GroupActivationScales : IActivationScaleMode
+{
+    public static bool PerGroup => true;
 }

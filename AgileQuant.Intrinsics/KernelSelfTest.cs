@@ -79,6 +79,7 @@ public static class KernelSelfTest
             if (kernel is ITripKernel trip && twin is ITripKernel twinTrip) results.AddRange(TripResults(kernel, trip, twinTrip, seed));
         }
         results.AddRange(GroupScaleResults(threads, seed));
+        results.AddRange(Int4GroupScaleResults(threads, seed));
         return results;
     }
 
@@ -152,6 +153,37 @@ public static class KernelSelfTest
                         missing.Add($"{kernel.Name[..dot]} without SDOT ({entry.Name}: the path of cores without the dot product)");
                 }
         return missing;
+    }
+
+    /// <summary>
+    /// The packed int4 kernels with per-group activation scales, kernel and scalar twin both set to
+    /// <see cref="ActivationScaleGranularity.PerGroup"/>, on Q4_0-like matrices (<see cref="PackedInt4Matrix.TakesActivationGroupScales"/>,
+    /// groups of 32; FP16-exact scales with the implicit zero point 8, FP32 scales with zero points), outlier columns as above.
+    /// </summary>
+    private static IEnumerable<KernelSelfTestResult> Int4GroupScaleResults(int threads, int seed)
+    {
+        foreach ((IMatMulKernel kernel, int bits) in SimdKernels(threads))
+        {
+            IMatMulKernel twin = ScalarTwin(kernel, bits);
+            if (twin is not ScalarInt4Kernel) continue;
+            KernelSet.SetActivationScales(kernel, ActivationScaleGranularity.PerGroup);
+            KernelSet.SetActivationScales(twin, ActivationScaleGranularity.PerGroup);
+            foreach ((int tokens, int cols, int rows) in Shapes)
+            {
+                var random = new Random(HashCode.Combine(seed, tokens, cols, rows, nameof(PackedInt4Matrix.TakesActivationGroupScales)));
+                float[] x = Values(random, tokens * cols);
+                for (int i = 0; i < x.Length; i++) if (i % cols % 37 == 5) x[i] *= 16;
+                foreach (bool asymmetric in new[] { false, true })
+                {
+                    PackedInt4Matrix source = Int4Weights(random, rows, cols, PackedInt4Matrix.ActivationGroupColumns, asymmetric);
+                    float[] scales = source.Scales.ToArray();
+                    if (!asymmetric) for (int i = 0; i < scales.Length; i++) scales[i] = (float)(Half)scales[i];
+                    PackedInt4Matrix w4 = PackedInt4Matrix.FromPacked(source.Packed, scales, source.ZeroPoints, rows, cols, source.GroupSize, takesActivationGroupScales: true);
+                    yield return Compare(kernel, twin, w4, x, tokens, $"tokens {tokens}, cols {cols}, rows {rows}, group scales, g32 {(asymmetric ? "asym" : "sym fp16")}",
+                        QuantizedTolerance(x, tokens, bits, rows, cols, w4.Dequantize));
+                }
+            }
+        }
     }
 
     /// <summary>

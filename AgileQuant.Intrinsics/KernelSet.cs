@@ -46,6 +46,7 @@ public sealed class KernelSet : IMatMulKernel, ITripKernel
         {
             case QuantizedMatMulKernel<Formats.GroupedInt8Matrix> grouped: grouped.ActivationScales = scales; break;
             case QuantizedMatMulKernel<Formats.SuperBlockInt4Matrix> superBlock: superBlock.ActivationScales = scales; break;
+            case QuantizedMatMulKernel<Formats.PackedInt4Matrix> int4: int4.ActivationScales = scales; break;
         }
     }
 

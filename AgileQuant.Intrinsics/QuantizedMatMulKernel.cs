@@ -47,24 +47,24 @@ internal abstract unsafe class QuantizedMatMulKernel<TMatrix> : PooledMatMulKern
     public int ActivationBits { get; }
 
     /// <summary>
-    /// Whether activations get one scale per token or, for the formats that take them (<see cref="TakesGroupScales"/>), one per
+    /// Whether activations get one scale per token or, for the formats that take them (<see cref="TakesGroupScales(TMatrix)"/>), one per
     /// group of columns; set once, when the kernel set is created (<see cref="KernelSelector.Create"/>), before any call.
     /// </summary>
     internal ActivationScaleGranularity ActivationScales { get; set; } = ActivationScaleGranularity.PerToken;
 
     /// <summary>
-    /// Whether the kernel multiplies its weight group factors by per-(token, group) activation scales
-    /// (<see cref="QuantizedActivations.GroupScales"/>), the groups being those of <see cref="GroupSize"/>.
+    /// Whether the kernel multiplies the weight group factors of <paramref name="weights"/> by per-(token, group) activation
+    /// scales (<see cref="QuantizedActivations.GroupScales"/>), the groups being those of <see cref="GroupSize"/>.
     /// </summary>
-    private protected virtual bool TakesGroupScales => false;
+    private protected virtual bool TakesGroupScales(TMatrix weights) => false;
 
-    // per-group activation scales for this call: asked for, and taken by this kernel's format
-    private bool UsesGroupScales => ActivationScales == ActivationScaleGranularity.PerGroup && TakesGroupScales;
+    // per-group activation scales for this call: asked for, and taken by this kernel for these weights
+    private bool UsesGroupScales(TMatrix weights) => ActivationScales == ActivationScaleGranularity.PerGroup && TakesGroupScales(weights);
 
     private protected override void MatMulCore(TMatrix w, ReadOnlySpan<float> x, Span<float> y, int tokens)
     {
         QuantizedActivations xq = QuantizedActivations.ForCurrentThread();
-        xq.Prepare(tokens, w.Cols, GroupSize(w), UsesGroupScales);
+        xq.Prepare(tokens, w.Cols, GroupSize(w), UsesGroupScales(w));
         fixed (float* xp = x)
         {
             int quantizeChunks = Pool is null || tokens < MinParallelQuantizeTokens ? 1 : Pool.Threads;

@@ -23,7 +23,7 @@ internal abstract unsafe class SuperBlockInt4MatMulKernel : QuantizedMatMulKerne
     // base's group sums are unused: the kernels take sub-block sums of their own (PrepareActivations).
     private protected override int GroupSize(SuperBlockInt4Matrix weights) => weights.Scheme.SuperBlockSize;
 
-    private protected override bool TakesGroupScales => true;
+    private protected override bool TakesGroupScales(SuperBlockInt4Matrix weights) => true;
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 

@@ -83,7 +83,9 @@ public static class QualityTable
             Score("AgileQuant W4A8 on llama.cpp's Q4_0 file", d => AllLogits(fromQ4, d));
             // W4A16 names no activation rounding beyond the integer kernels' own 8-bit linear inputs: Q/K/V and KV cache stay FP32
             TransformerModel fromQ4LinearOnly = GgufSchemeLoader.Load(files[GgmlType.Q4_0], "W4A16-RTN", kernel);
-            Score("AgileQuant on llama.cpp's Q4_0 file as loaded (8-bit linear inputs only, per token)", d => AllLogits(fromQ4LinearOnly, d));
+            Score("**AgileQuant on llama.cpp's Q4_0 file as loaded** (8-bit linear inputs only, per-group scales)", d => AllLogits(fromQ4LinearOnly, d));
+            TransformerModel fromQ4PerToken = GgufSchemeLoader.Load(files[GgmlType.Q4_0], "W4A16-RTN", perTokenKernel);
+            Score("AgileQuant on llama.cpp's Q4_0 file, per-token scales", d => AllLogits(fromQ4PerToken, d));
             foreach ((GgmlType type, string name) in new[] { (GgmlType.F32, "llama.cpp F32"), (GgmlType.Q8_0, "llama.cpp Q8_0"), (GgmlType.Q4_0, "llama.cpp Q4_0") })
             {
                 using var engine = new LlamaCppEngine(files[type], threads, Math.Max(maxTokens, 64));
@@ -137,7 +139,7 @@ public static class QualityTable
                     "Q6_K → Q8_0; 172-wide rows → F16), which runs Q5_0/Q5_1/Q8_0 on real weights. AgileQuant loads Q4_0 as packed int4 and Q8_0/Q5_0/Q5_1/Q5_K/Q6_K " +
                     "as grouped int8 and Q4_1/Q2_K/Q3_K/Q4_K/IQ4_NL/IQ4_XS as super-block int4 (the file's values exactly; F16 as FP32). The integer kernels quantize " +
                     "each linear input to 8 bits: by default with one scale per weight group (16 or 32 columns) on grouped int8 and per super-block on super-block " +
-                    "int4 (llama.cpp: per 32 or 256), one scale per token on packed int4 (Q4_0) and F32 rows; \"as loaded\" is what a plain load runs (Q/K/V and " +
+                    "int4 and per 32 on packed int4 (Q4_0) (llama.cpp: per 32 or 256), one scale per token on F32 rows; \"as loaded\" is what a plain load runs (Q/K/V and " +
                     "KV cache in FP32), the W8A8 scheme rounds Q/K/V and the KV cache to 8 bits as well (docs/accuracy.md)." +
                     (mixes.Any(m => m.Contains("not made", StringComparison.Ordinal))
                         ? " llama-quantize has fallback types only for the k- and i-quants: a preset whose 32-blocks do not divide a row (Q4_0 and Q8_0 on the " +

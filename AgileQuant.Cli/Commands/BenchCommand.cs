@@ -127,14 +127,16 @@ internal static class BenchCommand
         return command;
     }
 
-    // What a GGUF Q4_0 tensor loads as: symmetric codes in groups of 32 with fp16 scales (so the decode stream reads the half copy).
+    // What a GGUF Q4_0 tensor loads as: symmetric codes in groups of 32 with fp16 scales (so the decode stream reads the half copy),
+    // taking per-group activation scales as the loader's matrices do.
     private static PackedInt4Matrix GgufQ4_0(int rows, int cols, Random random)
     {
         if (cols % 32 != 0) throw new AgileQuantException($"Q4_0 rows are whole blocks of 32 columns; --shape has {cols}.");
         var codes = new sbyte[(long)rows * cols];
         for (long i = 0; i < codes.Length; i++) codes[i] = (sbyte)random.Next(-8, 8);
         float[] scales = Enumerable.Range(0, rows * (cols / 32)).Select(_ => (float)(Half)(0.01f + 0.01f * random.NextSingle())).ToArray();
-        return PackedInt4Matrix.FromSymmetricCodes(codes, scales, rows, cols, 32);
+        PackedInt4Matrix w = PackedInt4Matrix.FromSymmetricCodes(codes, scales, rows, cols, 32);
+        return PackedInt4Matrix.FromPacked(w.Packed, w.Scales, [], rows, cols, 32, takesActivationGroupScales: true);
     }
 
     // What a GGUF tensor of `type` loads as: random codes, sub-block scales (and minimums) within the type's ranges, fp16 super-block scales.

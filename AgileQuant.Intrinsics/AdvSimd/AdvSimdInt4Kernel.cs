@@ -13,7 +13,9 @@ namespace AgileQuant.Intrinsics.AdvSimd;
 /// each int32 lane ends as one row's sum and no horizontal reduction over columns is needed.
 /// <c>acc[r, g] = Σ_{c∈g} nibble · x_q − z[r, g] · Σ_{c∈g} x_q</c> (exact int32), then per row, in group order,
 /// <c>f = f + s_w[r, g] · acc[r, g]</c> (a multiply, then an add: not fused) and <c>y = f · s_x</c>: the scalar twin's
-/// float operations in its order, so equal to it bit for bit.
+/// float operations in its order, so equal to it bit for bit. With per-group activation scales (groups of 32,
+/// <see cref="PackedInt4Matrix.TakesActivationGroupScales"/>) the scales are first multiplied by the token's s_x[t, g]:
+/// <c>f = f + (s_w[r, g] · s_x[t, g]) · acc[r, g]</c>, still the twin's order.
 /// </summary>
 /// <remarks>
 /// Three ways to the products, one per core kind:
@@ -70,6 +72,8 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
     // Activation code sums per 32-column segment (the zero-point correction), whatever the weight group size.
     private protected override int GroupSize(PackedInt4Matrix weights) => SegmentColumns;
 
+    private protected override bool TakesGroupScales(PackedInt4Matrix weights) => weights.TakesActivationGroupScales;
+
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
     // The matrix is streamed as Int4RowBlocks: repacked once, when the model is built or on the first multiplication.
@@ -86,32 +90,40 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         fixed (byte* zeroPoints = blocks.ZeroPoints)
         fixed (sbyte* codes = xq.Codes)
         fixed (int* segmentSums = xq.GroupSums)
+        fixed (float* groupScales = xq.GroupScales)
         fixed (float* tokenScales = xq.Scales)
         {
-            var call = new Int4KernelCall(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, tokenScales, y);
+            var call = new Int4KernelCall(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, groupScales, tokenScales, y);
             int firstBlock = rowBegin / Int4RowBlocks.BlockRows, endBlock = (rowEnd + Int4RowBlocks.BlockRows - 1) / Int4RowBlocks.BlockRows;
-            switch (_path)
-            {
-                case Int4DotPath.DotProduct: ByZeroPoints<DotProductPath>(call, xq.Tokens, firstBlock, endBlock); break;
-                case Int4DotPath.PackedMultiplier: ByZeroPoints<PackedMultiplierPath>(call, xq.Tokens, firstBlock, endBlock); break;
-                default: ByZeroPoints<WideningMultiplyPath>(call, xq.Tokens, firstBlock, endBlock); break;
-            }
+            if (xq.HasGroupScales) ByPath<GroupActivationScales>(call, xq.Tokens, firstBlock, endBlock);
+            else ByPath<TokenActivationScales>(call, xq.Tokens, firstBlock, endBlock);
         }
     }
 
-    private static void ByZeroPoints<TPath>(in Int4KernelCall call, int tokens, int firstBlock, int endBlock) where TPath : struct, IDotPath
+    private void ByPath<TMode>(in Int4KernelCall call, int tokens, int firstBlock, int endBlock) where TMode : struct, IActivationScaleMode
     {
-        if (call.ZeroPoints is null) Multiply<TPath, SymmetricZeroPoint>(call, tokens, firstBlock, endBlock);
-        else Multiply<TPath, GroupZeroPoints>(call, tokens, firstBlock, endBlock);
+        switch (_path)
+        {
+            case Int4DotPath.DotProduct: ByZeroPoints<DotProductPath, TMode>(call, tokens, firstBlock, endBlock); break;
+            case Int4DotPath.PackedMultiplier: ByZeroPoints<PackedMultiplierPath, TMode>(call, tokens, firstBlock, endBlock); break;
+            default: ByZeroPoints<WideningMultiplyPath, TMode>(call, tokens, firstBlock, endBlock); break;
+        }
+    }
+
+    private static void ByZeroPoints<TPath, TMode>(in Int4KernelCall call, int tokens, int firstBlock, int endBlock)
+        where TPath : struct, IDotPath where TMode : struct, IActivationScaleMode
+    {
+        if (call.ZeroPoints is null) Multiply<TPath, SymmetricZeroPoint, TMode>(call, tokens, firstBlock, endBlock);
+        else Multiply<TPath, GroupZeroPoints, TMode>(call, tokens, firstBlock, endBlock);
     }
 
     // y[t, r] for the tokens and the rows of blocks [firstBlock, endBlock) (firstBlock even: a pair's first block).
-    private static void Multiply<TPath, TZero>(in Int4KernelCall call, int tokens, int firstBlock, int endBlock)
-        where TPath : struct, IDotPath where TZero : struct, IZeroPoints
+    private static void Multiply<TPath, TZero, TMode>(in Int4KernelCall call, int tokens, int firstBlock, int endBlock)
+        where TPath : struct, IDotPath where TZero : struct, IZeroPoints where TMode : struct, IActivationScaleMode
     {
         if (tokens == 1)
         {
-            for (int b = firstBlock; b < endBlock; b += 2) PairGemv<TPath, TZero>(call, b >> 1);
+            for (int b = firstBlock; b < endBlock; b += 2) PairGemv<TPath, TZero, TMode>(call, b >> 1);
             return;
         }
         for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
@@ -123,18 +135,20 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
                 for (int b = panel; b < panelEnd; b++)
                     switch (n)
                     {
-                        case 4: BlockTile<TPath, TZero, FourTokens>(call, b, t0); break;
-                        case 3: BlockTile<TPath, TZero, ThreeTokens>(call, b, t0); break;
-                        case 2: BlockTile<TPath, TZero, TwoTokens>(call, b, t0); break;
-                        default: BlockTile<TPath, TZero, OneToken>(call, b, t0); break;
+                        case 4: BlockTile<TPath, TZero, TMode, FourTokens>(call, b, t0); break;
+                        case 3: BlockTile<TPath, TZero, TMode, ThreeTokens>(call, b, t0); break;
+                        case 2: BlockTile<TPath, TZero, TMode, TwoTokens>(call, b, t0); break;
+                        default: BlockTile<TPath, TZero, TMode, OneToken>(call, b, t0); break;
                     }
             }
         }
     }
 
-    // y[0, 16p + i] = s_x · Σ_g s_w[i, g] · acc[i, g] for the 16 rows of block pair p (one token), rows i = 4q..4q+3 in quad q.
+    // y[0, 16p + i] = s_x · Σ_g s_w[i, g] · acc[i, g] for the 16 rows of block pair p (one token), rows i = 4q..4q+3 in quad q
+    // (s_w[i, g] · s_x[g] with per-group activation scales, s_x = 1).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PairGemv<TPath, TZero>(in Int4KernelCall w, int pair) where TPath : struct, IDotPath where TZero : struct, IZeroPoints
+    private static void PairGemv<TPath, TZero, TMode>(in Int4KernelCall w, int pair)
+        where TPath : struct, IDotPath where TZero : struct, IZeroPoints where TMode : struct, IActivationScaleMode
     {
         Vector128<byte> lowNibbles = Vector128.Create((byte)0x0F);
         byte* chunk = w.Packed + Int4RowBlocks.BlockOffset(2 * pair, w.Chunks); // (chunks, 64): the pair's 16 rows × 8 columns each
@@ -144,6 +158,7 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         byte* zeros = TZero.Present ? w.ZeroPoints + Int4RowBlocks.BlockGroupIndex(2 * pair, w.Groups) : null; // (groups, 16)
         sbyte* x = w.Codes;
         int* sums = w.SegmentSums;
+        float* groupScales = w.GroupScales; // (segments) = (groups) with per-group activation scales
         Vector128<float> f0 = default, f1 = default, f2 = default, f3 = default;
         while (chunk < end)
         {
@@ -174,10 +189,11 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
                 i3 = EndSegment<TPath, TZero>(i3, ref a3, ref b3, zeros + 12, sum);
             }
             while (chunk < groupEnd);
-            f0 += Arm.AdvSimd.LoadVector128(scales) * Arm.AdvSimd.ConvertToSingle(i0);
-            f1 += Arm.AdvSimd.LoadVector128(scales + 4) * Arm.AdvSimd.ConvertToSingle(i1);
-            f2 += Arm.AdvSimd.LoadVector128(scales + 8) * Arm.AdvSimd.ConvertToSingle(i2);
-            f3 += Arm.AdvSimd.LoadVector128(scales + 12) * Arm.AdvSimd.ConvertToSingle(i3);
+            f0 += GroupScaled<TMode>(Arm.AdvSimd.LoadVector128(scales), groupScales) * Arm.AdvSimd.ConvertToSingle(i0);
+            f1 += GroupScaled<TMode>(Arm.AdvSimd.LoadVector128(scales + 4), groupScales) * Arm.AdvSimd.ConvertToSingle(i1);
+            f2 += GroupScaled<TMode>(Arm.AdvSimd.LoadVector128(scales + 8), groupScales) * Arm.AdvSimd.ConvertToSingle(i2);
+            f3 += GroupScaled<TMode>(Arm.AdvSimd.LoadVector128(scales + 12), groupScales) * Arm.AdvSimd.ConvertToSingle(i3);
+            if (TMode.PerGroup) groupScales++;
             scales += GroupStride;
             if (TZero.Present) zeros += GroupStride;
         }
@@ -203,10 +219,11 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         Quad<TPath>(ref i3, ref a3, ref b3, w3 & lowNibbles, Arm.AdvSimd.ShiftRightLogical(w3, 4), first, second);
     }
 
-    // y[t, 8b + i] = s_x[t] · Σ_g s_w[i, g] · acc[t, i, g] for the N tokens t0.. and the 8 rows of block b (quads 0, 1).
+    // y[t, 8b + i] = s_x[t] · Σ_g s_w[i, g] · acc[t, i, g] for the N tokens t0.. and the 8 rows of block b (quads 0, 1)
+    // (s_w[i, g] · s_x[t, g] with per-group activation scales, s_x[t] = 1).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void BlockTile<TPath, TZero, N>(in Int4KernelCall w, int block, int t0)
-        where TPath : struct, IDotPath where TZero : struct, IZeroPoints where N : struct, ITokenCount
+    private static void BlockTile<TPath, TZero, TMode, N>(in Int4KernelCall w, int block, int t0)
+        where TPath : struct, IDotPath where TZero : struct, IZeroPoints where TMode : struct, IActivationScaleMode where N : struct, ITokenCount
     {
         Vector128<byte> lowNibbles = Vector128.Create((byte)0x0F);
         byte* chunk = w.Packed + Int4RowBlocks.BlockOffset(block, w.Chunks); // (chunks, 64): this block's 32 bytes each
@@ -217,6 +234,7 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         nint xs = w.CodeStride, ss = w.SegmentCount;
         sbyte* x = w.Codes + t0 * xs;
         int* sums = w.SegmentSums + t0 * ss;
+        float* groupScales = w.GroupScales + t0 * ss; // (tokens, segments) = (tokens, groups) with per-group activation scales
         // per token t (the letter) and quad (the digit): i int32 group sums, a / b the path's accumulators, f float sums
         Vector128<float> fa0 = default, fa1 = default, fb0 = default, fb1 = default, fc0 = default, fc1 = default, fd0 = default, fd1 = default;
         while (chunk < end)
@@ -263,23 +281,24 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
             }
             while (chunk < groupEnd);
             Vector128<float> s0 = Arm.AdvSimd.LoadVector128(scales), s1 = Arm.AdvSimd.LoadVector128(scales + 4);
-            fa0 += s0 * Arm.AdvSimd.ConvertToSingle(ia0);
-            fa1 += s1 * Arm.AdvSimd.ConvertToSingle(ia1);
+            fa0 += GroupScaled<TMode>(s0, groupScales) * Arm.AdvSimd.ConvertToSingle(ia0);
+            fa1 += GroupScaled<TMode>(s1, groupScales) * Arm.AdvSimd.ConvertToSingle(ia1);
             if (N.Value > 1)
             {
-                fb0 += s0 * Arm.AdvSimd.ConvertToSingle(ib0);
-                fb1 += s1 * Arm.AdvSimd.ConvertToSingle(ib1);
+                fb0 += GroupScaled<TMode>(s0, groupScales + ss) * Arm.AdvSimd.ConvertToSingle(ib0);
+                fb1 += GroupScaled<TMode>(s1, groupScales + ss) * Arm.AdvSimd.ConvertToSingle(ib1);
             }
             if (N.Value > 2)
             {
-                fc0 += s0 * Arm.AdvSimd.ConvertToSingle(ic0);
-                fc1 += s1 * Arm.AdvSimd.ConvertToSingle(ic1);
+                fc0 += GroupScaled<TMode>(s0, groupScales + 2 * ss) * Arm.AdvSimd.ConvertToSingle(ic0);
+                fc1 += GroupScaled<TMode>(s1, groupScales + 2 * ss) * Arm.AdvSimd.ConvertToSingle(ic1);
             }
             if (N.Value > 3)
             {
-                fd0 += s0 * Arm.AdvSimd.ConvertToSingle(id0);
-                fd1 += s1 * Arm.AdvSimd.ConvertToSingle(id1);
+                fd0 += GroupScaled<TMode>(s0, groupScales + 3 * ss) * Arm.AdvSimd.ConvertToSingle(id0);
+                fd1 += GroupScaled<TMode>(s1, groupScales + 3 * ss) * Arm.AdvSimd.ConvertToSingle(id1);
             }
+            if (TMode.PerGroup) groupScales++;
             scales += GroupStride;
             if (TZero.Present) zeros += GroupStride;
         }
@@ -290,6 +309,12 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         if (N.Value > 2) StoreRows(fc0 * w.TokenScales[t0 + 2], fc1 * w.TokenScales[t0 + 2], y + 2 * (nint)w.Rows, rows);
         if (N.Value > 3) StoreRows(fd0 * w.TokenScales[t0 + 3], fd1 * w.TokenScales[t0 + 3], y + 3 * (nint)w.Rows, rows);
     }
+
+    // 4 rows' weight scales s_w, times the token's activation scale of the group (*groupScale) with per-group activation scales:
+    // f += (s_w · s_x[t, g]) · acc, the scalar twin's operations in its order.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> GroupScaled<TMode>(Vector128<float> weightScales, float* groupScale) where TMode : struct, IActivationScaleMode =>
+        TMode.PerGroup ? weightScales * Vector128.Create(*groupScale) : weightScales;
 
     // One token's codes of one chunk (at x) against the block's two unpacked quads.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -48,7 +48,7 @@ internal sealed unsafe class Avx2GroupedInt8Kernel : QuantizedMatMulKernel<Group
     // Activation groups are the weight groups: their sums for the offsets, their scales with per-group activation scales.
     private protected override int GroupSize(GroupedInt8Matrix weights) => weights.GroupSize;
 
-    private protected override bool TakesGroupScales => true;
+    private protected override bool TakesGroupScales(GroupedInt8Matrix weights) => true;
 
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 

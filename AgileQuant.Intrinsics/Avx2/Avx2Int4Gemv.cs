@@ -37,27 +37,28 @@ internal static unsafe class Avx2Int4Gemv
     /// even) and the single token of <paramref name="call"/>; group scales from <paramref name="halfScales"/>
     /// (<see cref="Int4RowBlocks.HalfScales"/>) when the matrix has that exact copy, else from the call's float scales.
     /// </summary>
-    public static void Multiply(in Int4KernelCall call, ushort[]? halfScales, int firstBlock, int endBlock)
+    public static void Multiply<TMode>(in Int4KernelCall call, ushort[]? halfScales, int firstBlock, int endBlock) where TMode : struct, IActivationScaleMode
     {
         Debug.Assert(firstBlock % 2 == 0);
         if (halfScales is not null)
         {
             fixed (ushort* half = halfScales)
             {
-                if (call.ZeroPoints is null) Run<HalfScales, SymmetricZero>(call, (byte*)half, firstBlock, endBlock);
-                else Run<HalfScales, GroupZeroPoints>(call, (byte*)half, firstBlock, endBlock);
+                if (call.ZeroPoints is null) Run<HalfScales, SymmetricZero, TMode>(call, (byte*)half, firstBlock, endBlock);
+                else Run<HalfScales, GroupZeroPoints, TMode>(call, (byte*)half, firstBlock, endBlock);
             }
             return;
         }
-        if (call.ZeroPoints is null) Run<SingleScales, SymmetricZero>(call, (byte*)call.Scales, firstBlock, endBlock);
-        else Run<SingleScales, GroupZeroPoints>(call, (byte*)call.Scales, firstBlock, endBlock);
+        if (call.ZeroPoints is null) Run<SingleScales, SymmetricZero, TMode>(call, (byte*)call.Scales, firstBlock, endBlock);
+        else Run<SingleScales, GroupZeroPoints, TMode>(call, (byte*)call.Scales, firstBlock, endBlock);
     }
 
     // y[8b + i] = s_x · Σ_s s_w[i, g(s)] · (Σ_{c∈s} nibble[i, c] · x_q[c] − z[i, g(s)] · Σ_{c∈s} x_q[c]), b in [first, end),
-    // both blocks of a pair in one pass (f0: block b, the low 32 bytes of each 64-byte chunk; f1: block b + 1, the high 32).
+    // both blocks of a pair in one pass (f0: block b, the low 32 bytes of each 64-byte chunk; f1: block b + 1, the high 32);
+    // with per-group activation scales s_w[i, g(s)] · s_x[s] and s_x = 1 (Avx2Int4Kernel.ScaleAdd).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Run<TScales, TZero>(in Int4KernelCall s, byte* scaleBase, int firstBlock, int endBlock)
-        where TScales : struct, IGroupScales where TZero : struct, IZeroCorrection
+    private static void Run<TScales, TZero, TMode>(in Int4KernelCall s, byte* scaleBase, int firstBlock, int endBlock)
+        where TScales : struct, IGroupScales where TZero : struct, IZeroCorrection where TMode : struct, IActivationScaleMode
     {
         Vector256<byte> lowNibbles = Vector256.Create((byte)0x0F);
         Vector256<short> ones = Vector256.Create((short)1);
@@ -91,9 +92,9 @@ internal static unsafe class Avx2Int4Gemv
                 Vector256<short> h1 = ChunkProducts(chunk + 32, xs, lowNibbles) + ChunkProducts(chunk + 96, xs + 8, lowNibbles)
                     + ChunkProducts(chunk + 160, xs + 16, lowNibbles) + ChunkProducts(chunk + 224, xs + 24, lowNibbles);
                 int sum = s.SegmentSums[segment];
-                f0 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(X86.Avx2.MultiplyAddAdjacent(h0, ones) - TZero.Correction(zeros, g, sum)), TScales.Load(scale), f0);
-                f1 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(X86.Avx2.MultiplyAddAdjacent(h1, ones) - TZero.Correction(zeros + UpperScale, g, sum)),
-                    TScales.Load(scale + UpperScale * TScales.ElementBytes), f1);
+                f0 = Avx2Int4Kernel.ScaleAdd<TMode>(X86.Avx2.MultiplyAddAdjacent(h0, ones) - TZero.Correction(zeros, g, sum), TScales.Load(scale), s.GroupScales + segment, f0);
+                f1 = Avx2Int4Kernel.ScaleAdd<TMode>(X86.Avx2.MultiplyAddAdjacent(h1, ones) - TZero.Correction(zeros + UpperScale, g, sum),
+                    TScales.Load(scale + UpperScale * TScales.ElementBytes), s.GroupScales + segment, f1);
             }
             if (tailChunks > 0)
             {
@@ -108,9 +109,9 @@ internal static unsafe class Avx2Int4Gemv
                     h1 += ChunkProducts(chunk + k * Int4RowBlocks.ChunkStride + 32, xs + k * Int4RowBlocks.ChunkColumns, lowNibbles);
                 }
                 int sum = s.SegmentSums[segment];
-                f0 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(X86.Avx2.MultiplyAddAdjacent(h0, ones) - TZero.Correction(zeros, g, sum)), TScales.Load(scale), f0);
-                f1 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(X86.Avx2.MultiplyAddAdjacent(h1, ones) - TZero.Correction(zeros + UpperScale, g, sum)),
-                    TScales.Load(scale + UpperScale * TScales.ElementBytes), f1);
+                f0 = Avx2Int4Kernel.ScaleAdd<TMode>(X86.Avx2.MultiplyAddAdjacent(h0, ones) - TZero.Correction(zeros, g, sum), TScales.Load(scale), s.GroupScales + segment, f0);
+                f1 = Avx2Int4Kernel.ScaleAdd<TMode>(X86.Avx2.MultiplyAddAdjacent(h1, ones) - TZero.Correction(zeros + UpperScale, g, sum),
+                    TScales.Load(scale + UpperScale * TScales.ElementBytes), s.GroupScales + segment, f1);
             }
             StoreBlock(s, b, f0 * s.TokenScales[0]);
             if (b + 1 < endBlock) StoreBlock(s, b + 1, f1 * s.TokenScales[0]); // else block b + 1 is the zero padding block

@@ -17,7 +17,9 @@ namespace AgileQuant.Intrinsics.Avx2;
 /// (4 chunks, 8 pairs per int16 lane) sums to ≤ 30480 &lt; 2^15 before <c>vpmaddwd</c> by 1 widens it to int32.
 /// Per segment s (32 columns, inside group g): <c>acc = Σ nibble · x_q − z[r, g] · Σ_{c∈s} x_q</c> (exact int32,
 /// the zero point applied with <c>vpmulld</c>), then <c>f += s_w[r, g] · acc</c> (FMA, group scales loaded for 8
-/// rows at once) and finally <c>y = s_x · f</c>. With AVX-VNNI, <c>vpdpbusd</c> accumulates int32 lanes directly. Outputs equal the scalar twin's up to float rounding. A tile is one
+/// rows at once) and finally <c>y = s_x · f</c>. With AVX-VNNI, <c>vpdpbusd</c> accumulates int32 lanes directly. Outputs equal the scalar twin's up to float rounding.
+/// With per-group activation scales (<see cref="PackedInt4Matrix.TakesActivationGroupScales"/>: groups of 32, one segment each)
+/// <c>f = f + acc · (s_w[r, g] · s_x[t, g])</c>, a multiply then an add as the scalar twin, so equal to it bit for bit. A tile is one
 /// row block × up to 4 tokens; GEMM walks row panels of 8 blocks (≤ 64 rows, L2-resident) × token tiles
 /// (L1-resident), GEMV streams the weights once with software prefetch one page ahead.
 /// </remarks>
@@ -49,6 +51,8 @@ internal sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
     // Activation code sums per 32-column segment (the zero-point correction), whatever the weight group size.
     private protected override int GroupSize(PackedInt4Matrix weights) => SegmentColumns;
 
+    private protected override bool TakesGroupScales(PackedInt4Matrix weights) => weights.TakesActivationGroupScales;
+
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
     // The matrix is streamed as Int4RowBlocks: repacked once, when the model is built or on the first multiplication.
@@ -66,39 +70,46 @@ internal sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
         fixed (byte* zeroPoints = blocks.ZeroPoints)
         fixed (sbyte* codes = xq.Codes)
         fixed (int* segmentSums = xq.GroupSums)
+        fixed (float* groupScales = xq.GroupScales)
         fixed (float* tokenScales = xq.Scales)
         {
-            var tile = new Int4KernelCall(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, tokenScales, y);
+            var tile = new Int4KernelCall(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, groupScales, tokenScales, y);
             int firstBlock = rowBegin / Int4RowBlocks.BlockRows, endBlock = (rowEnd + Int4RowBlocks.BlockRows - 1) / Int4RowBlocks.BlockRows;
-            int tokens = xq.Tokens;
-            if (tokens == 1)
+            if (xq.HasGroupScales) Multiply<GroupActivationScales>(tile, blocks.HalfScales, xq.Tokens, firstBlock, endBlock);
+            else Multiply<TokenActivationScales>(tile, blocks.HalfScales, xq.Tokens, firstBlock, endBlock);
+        }
+    }
+
+    // y[t, r] for the tokens and the rows of blocks [firstBlock, endBlock): the one-token stream, or panels × token tiles.
+    private static void Multiply<TMode>(in Int4KernelCall tile, ushort[]? halfScales, int tokens, int firstBlock, int endBlock) where TMode : struct, IActivationScaleMode
+    {
+        if (tokens == 1)
+        {
+            Avx2Int4Gemv.Multiply<TMode>(tile, halfScales, firstBlock, endBlock);
+            return;
+        }
+        for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
+        {
+            int panelEnd = Math.Min(endBlock, panel + PanelBlocks);
+            for (int t0 = 0; t0 < tokens; t0 += TokenTile)
             {
-                Avx2Int4Gemv.Multiply(tile, blocks.HalfScales, firstBlock, endBlock);
-                return;
-            }
-            for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
-            {
-                int panelEnd = Math.Min(endBlock, panel + PanelBlocks);
-                for (int t0 = 0; t0 < tokens; t0 += TokenTile)
-                {
-                    int n = Math.Min(TokenTile, tokens - t0);
-                    for (int b = panel; b < panelEnd; b++)
-                        switch (n)
-                        {
-                            case 4: BlockTile<FourTokens>(tile, b, t0); break;
-                            case 3: BlockTile<ThreeTokens>(tile, b, t0); break;
-                            case 2: BlockTile<TwoTokens>(tile, b, t0); break;
-                            default: BlockTile<OneToken>(tile, b, t0); break;
-                        }
-                }
+                int n = Math.Min(TokenTile, tokens - t0);
+                for (int b = panel; b < panelEnd; b++)
+                    switch (n)
+                    {
+                        case 4: BlockTile<FourTokens, TMode>(tile, b, t0); break;
+                        case 3: BlockTile<ThreeTokens, TMode>(tile, b, t0); break;
+                        case 2: BlockTile<TwoTokens, TMode>(tile, b, t0); break;
+                        default: BlockTile<OneToken, TMode>(tile, b, t0); break;
+                    }
             }
         }
     }
 
     // y[t, 8b + i] = s_x[t] · Σ_s s_w[i, g(s)] · (Σ_{c∈s} nibble[i, c] · x_q[t, c] − z[i, g(s)] · Σ_{c∈s} x_q[t, c])
-    // for the N tokens t0.. and the 8 rows of block b.
+    // for the N tokens t0.. and the 8 rows of block b (s_w[i, g(s)] · s_x[t, s] with per-group activation scales, s_x[t] = 1).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void BlockTile<N>(in Int4KernelCall w, int b, int t0) where N : struct, ITokenCount
+    private static void BlockTile<N, TMode>(in Int4KernelCall w, int b, int t0) where N : struct, ITokenCount where TMode : struct, IActivationScaleMode
     {
         Vector256<byte> lowNibbles = Vector256.Create((byte)0x0F);
         Vector256<short> ones = Vector256.Create((short)1);
@@ -110,6 +121,7 @@ internal sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
         sbyte* x0 = w.Codes + (nint)t0 * w.CodeStride;
         nint xs = w.CodeStride;
         int* sums0 = w.SegmentSums + (nint)t0 * w.SegmentCount;
+        float* groupScales0 = w.GroupScales + (nint)t0 * w.SegmentCount; // (tokens, segments), as the sums
         nint ss = w.SegmentCount;
         Vector256<float> f0 = default, f1 = default, f2 = default, f3 = default;
         for (int k = 0, segment = 0; k < chunks; segment++)
@@ -146,10 +158,10 @@ internal sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
                     if (N.Value > 2) v2 = ChunkProductsVnni(v2, low, high, x + 2 * xs);
                     if (N.Value > 3) v3 = ChunkProductsVnni(v3, low, high, x + 3 * xs);
                 }
-                f0 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(v0 - zero * sums0[segment]), scale, f0);
-                if (N.Value > 1) f1 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(v1 - zero * sums0[ss + segment]), scale, f1);
-                if (N.Value > 2) f2 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(v2 - zero * sums0[2 * ss + segment]), scale, f2);
-                if (N.Value > 3) f3 = X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(v3 - zero * sums0[3 * ss + segment]), scale, f3);
+                f0 = ScaleAdd<TMode>(v0 - zero * sums0[segment], scale, groupScales0 + segment, f0);
+                if (N.Value > 1) f1 = ScaleAdd<TMode>(v1 - zero * sums0[ss + segment], scale, groupScales0 + ss + segment, f1);
+                if (N.Value > 2) f2 = ScaleAdd<TMode>(v2 - zero * sums0[2 * ss + segment], scale, groupScales0 + 2 * ss + segment, f2);
+                if (N.Value > 3) f3 = ScaleAdd<TMode>(v3 - zero * sums0[3 * ss + segment], scale, groupScales0 + 3 * ss + segment, f3);
                 continue;
             }
             Vector256<short> h0 = default, h1 = default, h2 = default, h3 = default;
@@ -164,10 +176,10 @@ internal sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
                 if (N.Value > 2) h2 += ChunkProducts(low, high, x + 2 * xs);
                 if (N.Value > 3) h3 += ChunkProducts(low, high, x + 3 * xs);
             }
-            f0 = SegmentEpilogue(h0, ones, zero, sums0[segment], scale, f0);
-            if (N.Value > 1) f1 = SegmentEpilogue(h1, ones, zero, sums0[ss + segment], scale, f1);
-            if (N.Value > 2) f2 = SegmentEpilogue(h2, ones, zero, sums0[2 * ss + segment], scale, f2);
-            if (N.Value > 3) f3 = SegmentEpilogue(h3, ones, zero, sums0[3 * ss + segment], scale, f3);
+            f0 = ScaleAdd<TMode>(SegmentAccumulator(h0, ones, zero, sums0[segment]), scale, groupScales0 + segment, f0);
+            if (N.Value > 1) f1 = ScaleAdd<TMode>(SegmentAccumulator(h1, ones, zero, sums0[ss + segment]), scale, groupScales0 + ss + segment, f1);
+            if (N.Value > 2) f2 = ScaleAdd<TMode>(SegmentAccumulator(h2, ones, zero, sums0[2 * ss + segment]), scale, groupScales0 + 2 * ss + segment, f2);
+            if (N.Value > 3) f3 = ScaleAdd<TMode>(SegmentAccumulator(h3, ones, zero, sums0[3 * ss + segment]), scale, groupScales0 + 3 * ss + segment, f3);
         }
         int row = b * Int4RowBlocks.BlockRows, rows = Math.Min(Int4RowBlocks.BlockRows, w.Rows - row);
         float* y = w.Y + (nint)t0 * w.Rows + row;
@@ -189,10 +201,13 @@ internal sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
         X86.AvxVnni.MultiplyWideningAndAdd(
             X86.AvxVnni.MultiplyWideningAndAdd(acc, low, Vector256.Create(*(int*)x).AsSByte()), high, Vector256.Create(*(int*)(x + 4)).AsSByte());
 
-    // f + s_w · (widen(h) − z · Σx): the exact int32 segment accumulator, scaled into the float lanes.
+    // The exact int32 segment accumulator scaled into the float lanes: fma(acc, s_w, f) per token; with per-group activation
+    // scales f + acc · (s_w · s_x[t, g]), a multiply then an add (the scalar twin's operations, so equal to it bit for bit).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> SegmentEpilogue(Vector256<short> h, Vector256<short> ones, Vector256<int> zero, int activationSum, Vector256<float> scale, Vector256<float> f) =>
-        X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(SegmentAccumulator(h, ones, zero, activationSum)), scale, f);
+    internal static Vector256<float> ScaleAdd<TMode>(Vector256<int> acc, Vector256<float> scale, float* groupScale, Vector256<float> f) where TMode : struct, IActivationScaleMode =>
+        TMode.PerGroup
+            ? f + X86.Avx.ConvertToVector256Single(acc) * (scale * Vector256.Create(*groupScale))
+            : X86.Fma.MultiplyAdd(X86.Avx.ConvertToVector256Single(acc), scale, f);
 
     // Exact int32 lanes Σ_{c∈s} (nibble − z) · x_q of the 8 rows: widen(h) − z · Σ_{c∈s} x_q.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

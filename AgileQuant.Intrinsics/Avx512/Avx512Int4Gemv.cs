@@ -41,26 +41,27 @@ internal static unsafe class Avx512Int4Gemv
     /// even) and the single token of <paramref name="call"/>; group scales from <paramref name="halfScales"/>
     /// (<see cref="Int4RowBlocks.HalfScales"/>) when the matrix has that exact copy, else from the call's float scales.
     /// </summary>
-    public static void Multiply(in Int4KernelCall call, ushort[]? halfScales, int firstBlock, int endBlock)
+    public static void Multiply<TMode>(in Int4KernelCall call, ushort[]? halfScales, int firstBlock, int endBlock) where TMode : struct, IActivationScaleMode
     {
         Debug.Assert(firstBlock % 2 == 0);
         if (halfScales is not null)
         {
             fixed (ushort* half = halfScales)
             {
-                if (call.ZeroPoints is null) Run<HalfScales, SymmetricZero>(call, (byte*)half, firstBlock, endBlock);
-                else Run<HalfScales, GroupZeroPoints>(call, (byte*)half, firstBlock, endBlock);
+                if (call.ZeroPoints is null) Run<HalfScales, SymmetricZero, TMode>(call, (byte*)half, firstBlock, endBlock);
+                else Run<HalfScales, GroupZeroPoints, TMode>(call, (byte*)half, firstBlock, endBlock);
             }
             return;
         }
-        if (call.ZeroPoints is null) Run<SingleScales, SymmetricZero>(call, (byte*)call.Scales, firstBlock, endBlock);
-        else Run<SingleScales, GroupZeroPoints>(call, (byte*)call.Scales, firstBlock, endBlock);
+        if (call.ZeroPoints is null) Run<SingleScales, SymmetricZero, TMode>(call, (byte*)call.Scales, firstBlock, endBlock);
+        else Run<SingleScales, GroupZeroPoints, TMode>(call, (byte*)call.Scales, firstBlock, endBlock);
     }
 
-    // y[r] = s_x · Σ_s s_w[r, g(s)] · (Σ_{c∈s} nibble[r, c] · x_q[c] − z[r, g(s)] · Σ_{c∈s} x_q[c]) for the 16 rows of pair b / 2.
+    // y[r] = s_x · Σ_s s_w[r, g(s)] · (Σ_{c∈s} nibble[r, c] · x_q[c] − z[r, g(s)] · Σ_{c∈s} x_q[c]) for the 16 rows of pair b / 2
+    // (s_w[r, g(s)] · s_x[s] with per-group activation scales, s_x = 1: Avx512Int4Kernel.ScaleAdd).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Run<TScales, TZero>(in Int4KernelCall s, byte* scaleBase, int firstBlock, int endBlock)
-        where TScales : struct, IGroupScales where TZero : struct, IZeroCorrection
+    private static void Run<TScales, TZero, TMode>(in Int4KernelCall s, byte* scaleBase, int firstBlock, int endBlock)
+        where TScales : struct, IGroupScales where TZero : struct, IZeroCorrection where TMode : struct, IActivationScaleMode
     {
         Vector512<byte> lowNibbles = Vector512.Create((byte)0x0F);
         Vector512<short> ones = Vector512.Create((short)1);
@@ -90,7 +91,7 @@ internal static unsafe class Avx512Int4Gemv
                 Vector512<short> h = ChunkProducts(chunk, xs, lowNibbles) + ChunkProducts(chunk + 64, xs + 8, lowNibbles)
                     + ChunkProducts(chunk + 128, xs + 16, lowNibbles) + ChunkProducts(chunk + 192, xs + 24, lowNibbles);
                 Vector512<int> acc = X86.Avx512BW.MultiplyAddAdjacent(h, ones) - TZero.Correction(zeros, g, s.SegmentSums[segment]);
-                f = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(acc), TScales.Load(scales + (nint)g * Int4RowBlocks.GroupStride * TScales.ElementBytes), f);
+                f = Avx512Int4Kernel.ScaleAdd<TMode>(acc, TScales.Load(scales + (nint)g * Int4RowBlocks.GroupStride * TScales.ElementBytes), s.GroupScales + segment, f);
             }
             if (tailChunks > 0)
             {
@@ -101,7 +102,7 @@ internal static unsafe class Avx512Int4Gemv
                 for (int k = 0; k < tailChunks; k++)
                     h += ChunkProducts(chunk + k * Int4RowBlocks.ChunkStride, xs + k * Int4RowBlocks.ChunkColumns, lowNibbles);
                 Vector512<int> acc = X86.Avx512BW.MultiplyAddAdjacent(h, ones) - TZero.Correction(zeros, g, s.SegmentSums[segment]);
-                f = X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(acc), TScales.Load(scales + (nint)g * Int4RowBlocks.GroupStride * TScales.ElementBytes), f);
+                f = Avx512Int4Kernel.ScaleAdd<TMode>(acc, TScales.Load(scales + (nint)g * Int4RowBlocks.GroupStride * TScales.ElementBytes), s.GroupScales + segment, f);
             }
             // An odd last block's pair partner is the zero padding block: only the real rows are stored.
             int row = b * Int4RowBlocks.BlockRows;

@@ -17,7 +17,8 @@ namespace AgileQuant.Intrinsics.Avx512;
 /// <remarks>
 /// Per 32-column segment s (inside group g), for each row lane and token t, exactly as the AVX2 kernel:
 /// <c>acc = Σ_{c∈s} nibble · x_q − z[r, g] · Σ_{c∈s} x_q</c> (int16 lanes ≤ 8 · 3810 = 30480 &lt; 2^15 before
-/// <c>vpmaddwd</c> by 1 widens them), then <c>f += s_w[r, g] · acc</c> and finally <c>y = s_x · f</c>.
+/// <c>vpmaddwd</c> by 1 widens them), then <c>f += s_w[r, g] · acc</c> and finally <c>y = s_x · f</c>; with per-group activation
+/// scales <c>f = f + acc · (s_w[r, g] · s_x[t, g])</c> (multiply, then add: the scalar twin's operations, bit for bit).
 /// Why wider registers pay on a CPU whose vector units are 256 bits wide (AMD Zen 4 executes a 512-bit
 /// operation as two halves): the multiply pipes were never the limit of the AVX2 tile, the instruction
 /// front end was (about 37 instructions per 256 multiply-adds); a zmm instruction does twice the work for one
@@ -47,6 +48,8 @@ internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4
 
     private protected override int GroupSize(PackedInt4Matrix weights) => SegmentColumns;
 
+    private protected override bool TakesGroupScales(PackedInt4Matrix weights) => weights.TakesActivationGroupScales;
+
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
     // The matrix is streamed as Int4RowBlocks: repacked once, when the model is built or on the first multiplication.
@@ -64,37 +67,44 @@ internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4
         fixed (byte* zeroPoints = blocks.ZeroPoints)
         fixed (sbyte* codes = xq.Codes)
         fixed (int* segmentSums = xq.GroupSums)
+        fixed (float* groupScales = xq.GroupScales)
         fixed (float* tokenScales = xq.Scales)
         {
             int firstBlock = rowBegin / Int4RowBlocks.BlockRows, endBlock = (rowEnd + Int4RowBlocks.BlockRows - 1) / Int4RowBlocks.BlockRows;
-            int tokens = xq.Tokens;
-            var tile = new Int4KernelCall(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, tokenScales, y);
-            if (tokens == 1)
+            var tile = new Int4KernelCall(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, groupScales, tokenScales, y);
+            if (xq.HasGroupScales) Multiply<GroupActivationScales>(tile, blocks.HalfScales, xq.Tokens, firstBlock, endBlock);
+            else Multiply<TokenActivationScales>(tile, blocks.HalfScales, xq.Tokens, firstBlock, endBlock);
+        }
+    }
+
+    // y[t, r] for the tokens and the rows of blocks [firstBlock, endBlock): the one-token stream, or panels × token tiles.
+    private static void Multiply<TMode>(in Int4KernelCall tile, ushort[]? halfScales, int tokens, int firstBlock, int endBlock) where TMode : struct, IActivationScaleMode
+    {
+        if (tokens == 1)
+        {
+            Avx512Int4Gemv.Multiply<TMode>(tile, halfScales, firstBlock, endBlock);
+            return;
+        }
+        for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
+        {
+            int panelEnd = Math.Min(endBlock, panel + PanelBlocks);
+            for (int t0 = 0; t0 < tokens; t0 += TokenTile)
             {
-                Avx512Int4Gemv.Multiply(tile, blocks.HalfScales, firstBlock, endBlock);
-                return;
-            }
-            for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
-            {
-                int panelEnd = Math.Min(endBlock, panel + PanelBlocks);
-                for (int t0 = 0; t0 < tokens; t0 += TokenTile)
+                int n = Math.Min(TokenTile, tokens - t0);
+                for (int b = panel; b < panelEnd; b += 2)
                 {
-                    int n = Math.Min(TokenTile, tokens - t0);
-                    for (int b = panel; b < panelEnd; b += 2)
+                    // An odd last block's partner is the zero padding block; only its own 8 rows are stored.
+                    int rows = Math.Min(b + 1 < panelEnd ? 2 * Int4RowBlocks.BlockRows : Int4RowBlocks.BlockRows, tile.Rows - b * Int4RowBlocks.BlockRows);
+                    switch (n)
                     {
-                        // An odd last block's partner is the zero padding block; only its own 8 rows are stored.
-                        int rows = Math.Min(b + 1 < panelEnd ? 2 * Int4RowBlocks.BlockRows : Int4RowBlocks.BlockRows, tile.Rows - b * Int4RowBlocks.BlockRows);
-                        switch (n)
-                        {
-                            case 8: PairTile<EightTokens>(tile, b, rows, t0); break;
-                            case 7: PairTile<SevenTokens>(tile, b, rows, t0); break;
-                            case 6: PairTile<SixTokens>(tile, b, rows, t0); break;
-                            case 5: PairTile<FiveTokens>(tile, b, rows, t0); break;
-                            case 4: PairTile<FourTokens>(tile, b, rows, t0); break;
-                            case 3: PairTile<ThreeTokens>(tile, b, rows, t0); break;
-                            case 2: PairTile<TwoTokens>(tile, b, rows, t0); break;
-                            default: PairTile<OneToken>(tile, b, rows, t0); break;
-                        }
+                        case 8: PairTile<EightTokens, TMode>(tile, b, rows, t0); break;
+                        case 7: PairTile<SevenTokens, TMode>(tile, b, rows, t0); break;
+                        case 6: PairTile<SixTokens, TMode>(tile, b, rows, t0); break;
+                        case 5: PairTile<FiveTokens, TMode>(tile, b, rows, t0); break;
+                        case 4: PairTile<FourTokens, TMode>(tile, b, rows, t0); break;
+                        case 3: PairTile<ThreeTokens, TMode>(tile, b, rows, t0); break;
+                        case 2: PairTile<TwoTokens, TMode>(tile, b, rows, t0); break;
+                        default: PairTile<OneToken, TMode>(tile, b, rows, t0); break;
                     }
                 }
             }
@@ -103,9 +113,9 @@ internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4
 
     // y[t, 8b + i] = s_x[t] · Σ_s s_w[i, g(s)] · (Σ_{c∈s} nibble[i, c] · x_q[t, c] − z[i, g(s)] · Σ_{c∈s} x_q[t, c])
     // for the N tokens t0.. and the 16 rows of blocks (lower, lower + 1), the first `rows` of them stored;
-    // lanes 0..7 are block lower, 8..15 block lower + 1.
+    // lanes 0..7 are block lower, 8..15 block lower + 1 (s_w[i, g(s)] · s_x[t, s] with per-group activation scales, s_x[t] = 1).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PairTile<N>(in Int4KernelCall w, int lower, int rows, int t0) where N : struct, ITokenCount
+    private static void PairTile<N, TMode>(in Int4KernelCall w, int lower, int rows, int t0) where N : struct, ITokenCount where TMode : struct, IActivationScaleMode
     {
         Vector512<byte> lowNibbles = Vector512.Create((byte)0x0F);
         Vector512<short> ones = Vector512.Create((short)1);
@@ -118,6 +128,7 @@ internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4
         sbyte* x0 = w.Codes + (nint)t0 * w.CodeStride;
         nint xs = w.CodeStride;
         int* sums0 = w.SegmentSums + (nint)t0 * w.SegmentCount;
+        float* gs0 = w.GroupScales + (nint)t0 * w.SegmentCount; // (tokens, segments), as the sums
         nint ss = w.SegmentCount;
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default, f4 = default, f5 = default, f6 = default, f7 = default;
         for (int k = 0, segment = 0; k < chunks; segment++)
@@ -144,14 +155,14 @@ internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4
                 ? Vector512.Create(PackedInt4Matrix.SymmetricZeroPoint)
                 : X86.Avx512F.ConvertToVector512Int32(Vector128.Load(zeros + g * Int4RowBlocks.GroupStride));
             Vector512<float> scale = Vector512.Load(scales + g * Int4RowBlocks.GroupStride);
-            f0 = SegmentEpilogue(h0, ones, zero, sums0[segment], scale, f0);
-            if (N.Value > 1) f1 = SegmentEpilogue(h1, ones, zero, sums0[ss + segment], scale, f1);
-            if (N.Value > 2) f2 = SegmentEpilogue(h2, ones, zero, sums0[2 * ss + segment], scale, f2);
-            if (N.Value > 3) f3 = SegmentEpilogue(h3, ones, zero, sums0[3 * ss + segment], scale, f3);
-            if (N.Value > 4) f4 = SegmentEpilogue(h4, ones, zero, sums0[4 * ss + segment], scale, f4);
-            if (N.Value > 5) f5 = SegmentEpilogue(h5, ones, zero, sums0[5 * ss + segment], scale, f5);
-            if (N.Value > 6) f6 = SegmentEpilogue(h6, ones, zero, sums0[6 * ss + segment], scale, f6);
-            if (N.Value > 7) f7 = SegmentEpilogue(h7, ones, zero, sums0[7 * ss + segment], scale, f7);
+            f0 = SegmentEpilogue<TMode>(h0, ones, zero, sums0[segment], scale, gs0 + segment, f0);
+            if (N.Value > 1) f1 = SegmentEpilogue<TMode>(h1, ones, zero, sums0[ss + segment], scale, gs0 + ss + segment, f1);
+            if (N.Value > 2) f2 = SegmentEpilogue<TMode>(h2, ones, zero, sums0[2 * ss + segment], scale, gs0 + 2 * ss + segment, f2);
+            if (N.Value > 3) f3 = SegmentEpilogue<TMode>(h3, ones, zero, sums0[3 * ss + segment], scale, gs0 + 3 * ss + segment, f3);
+            if (N.Value > 4) f4 = SegmentEpilogue<TMode>(h4, ones, zero, sums0[4 * ss + segment], scale, gs0 + 4 * ss + segment, f4);
+            if (N.Value > 5) f5 = SegmentEpilogue<TMode>(h5, ones, zero, sums0[5 * ss + segment], scale, gs0 + 5 * ss + segment, f5);
+            if (N.Value > 6) f6 = SegmentEpilogue<TMode>(h6, ones, zero, sums0[6 * ss + segment], scale, gs0 + 6 * ss + segment, f6);
+            if (N.Value > 7) f7 = SegmentEpilogue<TMode>(h7, ones, zero, sums0[7 * ss + segment], scale, gs0 + 7 * ss + segment, f7);
         }
         int row = lower * Int4RowBlocks.BlockRows;
         float* y = w.Y + (nint)t0 * w.Rows + row;
@@ -171,11 +182,19 @@ internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4
         X86.Avx512BW.MultiplyAddAdjacent(low, Vector512.Create(*(int*)x).AsSByte())
         + X86.Avx512BW.MultiplyAddAdjacent(high, Vector512.Create(*(int*)(x + 4)).AsSByte());
 
-    // f + s_w · (widen(h) − z · Σx): the exact int32 segment accumulator, scaled into the float lanes.
+    // f + s_w · (widen(h) − z · Σx): the exact int32 segment accumulator, scaled into the float lanes (ScaleAdd).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> SegmentEpilogue(Vector512<short> h, Vector512<short> ones, Vector512<int> zero, int activationSum, Vector512<float> scale, Vector512<float> f) =>
-        X86.Avx512F.FusedMultiplyAdd(
-            X86.Avx512F.ConvertToVector512Single(X86.Avx512BW.MultiplyAddAdjacent(h, ones) - X86.Avx512F.MultiplyLow(zero, Vector512.Create(activationSum))), scale, f);
+    private static Vector512<float> SegmentEpilogue<TMode>(Vector512<short> h, Vector512<short> ones, Vector512<int> zero, int activationSum, Vector512<float> scale,
+        float* groupScale, Vector512<float> f) where TMode : struct, IActivationScaleMode =>
+        ScaleAdd<TMode>(X86.Avx512BW.MultiplyAddAdjacent(h, ones) - X86.Avx512F.MultiplyLow(zero, Vector512.Create(activationSum)), scale, groupScale, f);
+
+    // fma(acc, s_w, f) per token; with per-group activation scales f + acc · (s_w · s_x[t, g]), a multiply then an add (the
+    // scalar twin's operations, so equal to it bit for bit).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> ScaleAdd<TMode>(Vector512<int> acc, Vector512<float> scale, float* groupScale, Vector512<float> f) where TMode : struct, IActivationScaleMode =>
+        TMode.PerGroup
+            ? f + X86.Avx512F.ConvertToVector512Single(acc) * (scale * Vector512.Create(*groupScale))
+            : X86.Avx512F.FusedMultiplyAdd(X86.Avx512F.ConvertToVector512Single(acc), scale, f);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void StoreRows(Vector512<float> values, float* y, int rows)

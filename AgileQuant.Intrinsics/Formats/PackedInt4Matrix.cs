@@ -21,13 +21,17 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     /// <summary>Zero point implied for symmetric matrices (nibble = code + 8).</summary>
     public const int SymmetricZeroPoint = 8;
 
+    /// <summary>Columns per activation group of a matrix that <see cref="TakesActivationGroupScales"/>: its weight groups, 32 (one kernel segment).</summary>
+    public const int ActivationGroupColumns = 32;
+
     private byte[]? _packed; // row-major nibbles; dropped once a kernel repacks the matrix (RepackToRowBlocks), rebuilt on request
     private float[]? _scales; // (Rows, GroupCount); dropped the same way, rebuilt (once) on request
     private readonly byte[]? _zeroPoints;
     private Int4RowBlocks? _rowBlocks;
 
-    private PackedInt4Matrix(int rows, int cols, int groupSize, byte[] packed, float[] scales, byte[]? zeroPoints)
+    private PackedInt4Matrix(int rows, int cols, int groupSize, byte[] packed, float[] scales, byte[]? zeroPoints, bool takesActivationGroupScales = false)
     {
+        TakesActivationGroupScales = takesActivationGroupScales;
         Rows = rows;
         Cols = cols;
         GroupSize = groupSize;
@@ -50,6 +54,14 @@ public sealed class PackedInt4Matrix : IWeightMatrix
 
     /// <summary>Bytes per packed row: <c>32 · ceil(Cols / 64)</c>.</summary>
     public int RowBytes => RowBytesFor(Cols);
+
+    /// <summary>
+    /// Whether kernels set to <see cref="ActivationScaleGranularity.PerGroup"/> give each 32-column group of the activations a
+    /// scale of its own for this matrix, <c>y = Σ_g s_w[r, g] · s_x[t, g] · acc[t, r, g]</c> (docs/kernels.md, "Activation
+    /// scales"): true for GGUF Q4_0 blocks as loaded (llama.cpp pairs them with 32-value activation blocks), false for the
+    /// matrices this library quantizes (W4A8 / W4A4 schemes), which keep one activation scale per token.
+    /// </summary>
+    public bool TakesActivationGroupScales { get; }
 
     /// <summary>True when codes are symmetric (−8..7 stored as code + 8); false when each group has its own zero point.</summary>
     public bool IsSymmetric => _zeroPoints is null;
@@ -116,8 +128,19 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     /// zero points, zero padding nibbles past Cols), nothing is re-quantized: the inverse of reading
     /// <see cref="Packed"/>, <see cref="Scales"/> and <see cref="ZeroPoints"/>.
     /// </summary>
-    public static PackedInt4Matrix FromPacked(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, ReadOnlySpan<byte> zeroPoints, int rows, int cols, int groupSize)
+    public static PackedInt4Matrix FromPacked(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, ReadOnlySpan<byte> zeroPoints, int rows, int cols, int groupSize) =>
+        FromPacked(packed, scales, zeroPoints, rows, cols, groupSize, takesActivationGroupScales: false);
+
+    /// <summary>
+    /// <see cref="FromPacked(ReadOnlySpan{byte}, ReadOnlySpan{float}, ReadOnlySpan{byte}, int, int, int)"/>, with
+    /// <see cref="TakesActivationGroupScales"/> set as given (a format read from a file whose blocks are meant to meet
+    /// activations scaled per group of 32, such as GGUF Q4_0); <paramref name="groupSize"/> must then be 32.
+    /// </summary>
+    public static PackedInt4Matrix FromPacked(ReadOnlySpan<byte> packed, ReadOnlySpan<float> scales, ReadOnlySpan<byte> zeroPoints, int rows, int cols, int groupSize,
+        bool takesActivationGroupScales)
     {
+        if (takesActivationGroupScales && groupSize != ActivationGroupColumns)
+            throw new ArgumentOutOfRangeException(nameof(groupSize), $"Expected a group size of {ActivationGroupColumns} for per-group activation scales, found {groupSize}.");
         ValidateShape((long)rows * cols, scales.Length, rows, cols, groupSize);
         int rowBytes = RowBytesFor(cols);
         if (packed.Length != (long)rows * rowBytes)
@@ -133,7 +156,7 @@ public sealed class PackedInt4Matrix : IWeightMatrix
                 if (((c & 1) == 0 ? pair & 0xF : pair >> 4) != 0)
                     throw new ArgumentException($"Expected zero padding nibbles past column {cols - 1}, found a non-zero nibble at ({r}, {c}).", nameof(packed));
             }
-        return new PackedInt4Matrix(rows, cols, groupSize, packed.ToArray(), scales.ToArray(), zeroPoints.IsEmpty ? null : zeroPoints.ToArray());
+        return new PackedInt4Matrix(rows, cols, groupSize, packed.ToArray(), scales.ToArray(), zeroPoints.IsEmpty ? null : zeroPoints.ToArray(), takesActivationGroupScales);
     }
 
     /// <summary>The stored nibble (0..15) of element (r, c).</summary>

@@ -6,7 +6,8 @@ namespace AgileQuant.Intrinsics.Scalar;
 /// <summary>
 /// Scalar W4A8 / W4A4 kernel, the specification of the SIMD int4 kernels:
 /// <c>acc[t, r, g] = Σ_{c∈g} (nibble[r, c] − z[r, g]) · x_q[t, c]</c> in exact int32, then
-/// <c>y[t, r] = s_x[t] · Σ_g s_w[r, g] · acc[t, r, g]</c>.
+/// <c>y[t, r] = s_x[t] · Σ_g s_w[r, g] · acc[t, r, g]</c>; with per-group activation scales (a matrix that
+/// <see cref="PackedInt4Matrix.TakesActivationGroupScales"/>), <c>y[t, r] = Σ_g (s_w[r, g] · s_x[t, g]) · acc[t, r, g]</c>.
 /// </summary>
 internal sealed unsafe class ScalarInt4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
 {
@@ -18,6 +19,8 @@ internal sealed unsafe class ScalarInt4Kernel : QuantizedMatMulKernel<PackedInt4
 
     private protected override int GroupSize(PackedInt4Matrix weights) => weights.GroupSize;
 
+    private protected override bool TakesGroupScales(PackedInt4Matrix weights) => weights.TakesActivationGroupScales;
+
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
     private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
@@ -27,7 +30,10 @@ internal sealed unsafe class ScalarInt4Kernel : QuantizedMatMulKernel<PackedInt4
             for (int t = 0; t < xq.Tokens; t++)
             {
                 GroupAccumulators(w, r, xq.Codes.AsSpan(t * xq.Stride, w.Cols), acc);
-                y[(nint)t * w.Rows + r] = GroupEpilogue.Dequantize(xq.Scales[t], w.Scales.Slice(r * w.GroupCount, w.GroupCount), acc);
+                ReadOnlySpan<float> weightScales = w.Scales.Slice(r * w.GroupCount, w.GroupCount);
+                y[(nint)t * w.Rows + r] = xq.HasGroupScales
+                    ? GroupEpilogue.Dequantize(xq.Scales[t], weightScales, xq.GroupScales.AsSpan(t * xq.GroupCount, w.GroupCount), acc)
+                    : GroupEpilogue.Dequantize(xq.Scales[t], weightScales, acc);
             }
     }
 

@@ -144,7 +144,8 @@ internal sealed class GgufTensorConverter
             }
         }
         _data.Release(tensor); // converted: its file pages need not stay resident
-        return PackedInt4Matrix.FromPacked(packed, scales, [], rows, cols, groupSize);
+        // the file's blocks of 32 meet activations scaled per block of 32, as llama.cpp's Q8_0 activations (with per-group scales)
+        return PackedInt4Matrix.FromPacked(packed, scales, [], rows, cols, groupSize, takesActivationGroupScales: true);
     }
 
     // Q4_0 qs[j] = e[j] | e[j + 16] << 4  →  row-major packed d[k] = e[2k] | e[2k + 1] << 4 (k < 16), one vector:

@@ -7,7 +7,7 @@ namespace AgileQuant.Tests.Intrinsics;
 
 /// <summary>
 /// Per-group activation scales (<see cref="ActivationScaleGranularity.PerGroup"/>) on the formats GGUF's block types load
-/// into: every SIMD kernel against its scalar twin bit for bit (grouped 8-bit and super-block 4-bit weights), the scalar twin
+/// into: every SIMD kernel against its scalar twin bit for bit (grouped 8-bit, super-block 4-bit and Q4_0's packed 4-bit weights), the scalar twin
 /// within the per-group rounding budget of the FP32 product, the quantizer against its definition, and the option's flow
 /// from <see cref="KernelOptions"/> to the kernels.
 /// </summary>
@@ -55,6 +55,75 @@ public sealed class ActivationGroupScaleTests
                 SuperBlockInt4Matrix w = SuperBlockInt4SelfTest.RandomMatrix(new Random(++seed), scheme, rows, width, maxCode, minScale, maxScale, maxMin);
                 AssertBitEqual(kernel, scalar, w, OutlierActivations(tokens, width, seed), tokens, $"{kernel.Name} {name} ({tokens}x{width}x{rows})");
             }
+    }
+
+    private static IEnumerable<TestCaseData> Int4SimdKernels() => SimdCases(CatalogKernels.Int4);
+
+    /// <summary>
+    /// Packed int4 weights that take activation group scales (GGUF Q4_0 as loaded): every SIMD path (one-token streams with
+    /// FP16 and FP32 scale copies, GEMM tiles) equals the scalar twin bit for bit, symmetric and asymmetric codes.
+    /// </summary>
+    [TestCaseSource(nameof(Int4SimdKernels))]
+    public void PackedInt4_Simd_EqualsScalar_BitForBit_WithGroupScales(IMatMulKernel kernel, int bits)
+    {
+        IMatMulKernel scalar = WithGroupScales(new ScalarInt4Kernel(bits));
+        WithGroupScales(kernel);
+        foreach ((int tokens, int cols, int rows) in Shapes)
+            foreach (bool asymmetric in new[] { false, true })
+                foreach (bool halfScales in new[] { true, false })
+                {
+                    PackedInt4Matrix w = Q4_0Like(rows, cols, asymmetric, halfScales, seed: rows + cols);
+                    AssertBitEqual(kernel, scalar, w, OutlierActivations(tokens, cols, seed: tokens + cols), tokens,
+                        $"{kernel.Name} {(asymmetric ? "asymmetric" : "symmetric")} {(halfScales ? "FP16" : "FP32")} scales ({tokens}x{cols}x{rows})");
+                }
+    }
+
+    /// <summary>
+    /// The matrices this library quantizes keep one scale per token under <see cref="ActivationScaleGranularity.PerGroup"/>, and a
+    /// Q4_0-like matrix multiplied per token gives the per-token result bit for bit (its group scales all 1), on every kernel.
+    /// </summary>
+    [Test]
+    public void PackedInt4_WithoutTheFlag_OrPerToken_IsThePerTokenResult()
+    {
+        const int tokens = 3, cols = 200, rows = 19;
+        float[] x = OutlierActivations(tokens, cols, seed: 11);
+        PackedInt4Matrix flagged = Q4_0Like(rows, cols, asymmetric: false, halfScales: true, seed: 2);
+        PackedInt4Matrix plain = PackedInt4Matrix.FromPacked(flagged.Packed, flagged.Scales, flagged.ZeroPoints, rows, cols, 32);
+        Assert.That(plain.TakesActivationGroupScales, Is.False);
+        var kernels = new List<IMatMulKernel> { new ScalarInt4Kernel() };
+        kernels.AddRange(CatalogKernels.Simd(CatalogKernels.Int4, 8, threads: 1));
+        foreach (IMatMulKernel kernel in kernels)
+        {
+            var perToken = new float[tokens * rows];
+            kernel.MatMul(plain, x, perToken, tokens);
+            var flaggedPerToken = new float[tokens * rows];
+            kernel.MatMul(flagged, x, flaggedPerToken, tokens);
+            Assert.That(flaggedPerToken, Is.EqualTo(perToken), $"{kernel.Name}: per-token kernel on the flagged matrix");
+            WithGroupScales(kernel);
+            var plainPerGroup = new float[tokens * rows];
+            kernel.MatMul(plain, x, plainPerGroup, tokens);
+            Assert.That(plainPerGroup, Is.EqualTo(perToken), $"{kernel.Name}: per-group kernel on a matrix without the flag");
+            var grouped = new float[tokens * rows];
+            kernel.MatMul(flagged, x, grouped, tokens);
+            Assert.That(grouped, Is.Not.EqualTo(perToken), $"{kernel.Name}: per-group kernel on the flagged matrix scales per group");
+        }
+    }
+
+    /// <summary>Only groups of 32 take activation group scales (one kernel segment per group).</summary>
+    [Test]
+    public void PackedInt4_ActivationGroupScales_NeedGroupsOf32()
+    {
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() => PackedInt4Matrix.FromPacked(new byte[32], [1f], [], 1, 64, 64, takesActivationGroupScales: true));
+        Assert.That(ex!.Message, Does.Contain("Expected a group size of 32 for per-group activation scales, found 64"));
+    }
+
+    // Q4_0 as loaded: groups of 32, codes 0..15 (implicit zero point 8, or a zero point per group), scales FP16-exact or not
+    private static PackedInt4Matrix Q4_0Like(int rows, int cols, bool asymmetric, bool halfScales, int seed)
+    {
+        PackedInt4Matrix w = QuantizedKernelTests.Int4Weights(rows, cols, groupSize: 32, asymmetric, seed);
+        float[] scales = w.Scales.ToArray();
+        if (halfScales) for (int i = 0; i < scales.Length; i++) scales[i] = (float)(Half)scales[i];
+        return PackedInt4Matrix.FromPacked(w.Packed, scales, w.ZeroPoints, rows, cols, 32, takesActivationGroupScales: true);
     }
 
     /// <summary>

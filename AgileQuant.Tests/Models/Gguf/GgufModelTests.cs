@@ -99,6 +99,7 @@ public class GgufModelTests
         IWeightMatrix q = GgufModelReader.ReadWeights(file, GgufModelReader.ReadConfig(file)).Layers[0].Query.Weight;
         var packed = (PackedInt4Matrix)q;
         Assert.That(packed.IsSymmetric && packed.GroupSize == 32, Is.True, path);
+        Assert.That(packed.TakesActivationGroupScales, Is.True, "Q4_0 blocks meet activations scaled per group of 32 (docs/kernels.md, \"Activation scales\")");
         Assert.That(Enumerable.Range(0, 64).Select(c => packed.Dequantize(0, c)), Is.EqualTo(expected));
     }
 
