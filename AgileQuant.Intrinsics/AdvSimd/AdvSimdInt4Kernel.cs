@@ -199,8 +199,8 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         }
         int row = 2 * pair * Int4RowBlocks.BlockRows;
         float scale = w.TokenScales[0];
-        StoreRows(f0 * scale, f1 * scale, w.Y + row, w.Rows - row);
-        if (w.Rows - row > Int4RowBlocks.BlockRows) StoreRows(f2 * scale, f3 * scale, w.Y + row + Int4RowBlocks.BlockRows, w.Rows - row - Int4RowBlocks.BlockRows);
+        AdvSimdEightRows.Store(f0 * scale, f1 * scale, w.Y + row, w.Rows - row);
+        if (w.Rows - row > Int4RowBlocks.BlockRows) AdvSimdEightRows.Store(f2 * scale, f3 * scale, w.Y + row + Int4RowBlocks.BlockRows, w.Rows - row - Int4RowBlocks.BlockRows);
     }
 
     // The pair's 4 quads (rows 0..3, 4..7 of block 2p, then of 2p + 1) against one chunk of one token's codes.
@@ -304,10 +304,10 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         }
         int row = block * Int4RowBlocks.BlockRows, rows = w.Rows - row;
         float* y = w.Y + (nint)t0 * w.Rows + row;
-        StoreRows(fa0 * w.TokenScales[t0], fa1 * w.TokenScales[t0], y, rows);
-        if (N.Value > 1) StoreRows(fb0 * w.TokenScales[t0 + 1], fb1 * w.TokenScales[t0 + 1], y + w.Rows, rows);
-        if (N.Value > 2) StoreRows(fc0 * w.TokenScales[t0 + 2], fc1 * w.TokenScales[t0 + 2], y + 2 * (nint)w.Rows, rows);
-        if (N.Value > 3) StoreRows(fd0 * w.TokenScales[t0 + 3], fd1 * w.TokenScales[t0 + 3], y + 3 * (nint)w.Rows, rows);
+        AdvSimdEightRows.Store(fa0 * w.TokenScales[t0], fa1 * w.TokenScales[t0], y, rows);
+        if (N.Value > 1) AdvSimdEightRows.Store(fb0 * w.TokenScales[t0 + 1], fb1 * w.TokenScales[t0 + 1], y + w.Rows, rows);
+        if (N.Value > 2) AdvSimdEightRows.Store(fc0 * w.TokenScales[t0 + 2], fc1 * w.TokenScales[t0 + 2], y + 2 * (nint)w.Rows, rows);
+        if (N.Value > 3) AdvSimdEightRows.Store(fd0 * w.TokenScales[t0 + 3], fd1 * w.TokenScales[t0 + 3], y + 3 * (nint)w.Rows, rows);
     }
 
     // 4 rows' weight scales s_w, times the token's activation scale of the group (*groupScale) with per-group activation scales:
@@ -347,18 +347,6 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
             a = b = default;
         }
         return TZero.Subtract(i, zeros, sum);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRows(Vector128<float> rows0To3, Vector128<float> rows4To7, float* y, int rows)
-    {
-        if (rows >= Int4RowBlocks.BlockRows)
-        {
-            Arm.AdvSimd.Store(y, rows0To3);
-            Arm.AdvSimd.Store(y + 4, rows4To7);
-            return;
-        }
-        for (int i = 0; i < rows; i++) y[i] = i < 4 ? rows0To3.GetElement(i) : rows4To7.GetElement(i - 4);
     }
 
     /// <summary>How the zero points enter: <c>i − z · Σ x_q</c> for 4 rows.</summary>

@@ -167,8 +167,8 @@ internal sealed unsafe class AdvSimdSuperBlockInt4Kernel : SuperBlockInt4MatMulK
         }
         int row = block * BlockRows, rows = Math.Min(BlockRows, w.Rows - row);
         float* y = w.Y + (nint)t0 * w.Rows + row;
-        StoreRows(fa0 * w.TokenScales[t0], fa1 * w.TokenScales[t0], y, rows);
-        if (N.Value > 1) StoreRows(fb0 * w.TokenScales[t0 + 1], fb1 * w.TokenScales[t0 + 1], y + w.Rows, rows);
+        AdvSimdEightRows.Store(fa0 * w.TokenScales[t0], fa1 * w.TokenScales[t0], y, rows);
+        if (N.Value > 1) AdvSimdEightRows.Store(fb0 * w.TokenScales[t0 + 1], fb1 * w.TokenScales[t0 + 1], y + w.Rows, rows);
     }
 
     // M per row (rows 0..3, 4..7) = Σ_j c_{2j} · S_{2j} + c_{2j+1} · S_{2j+1}, exact int32.
@@ -188,18 +188,6 @@ internal sealed unsafe class AdvSimdSuperBlockInt4Kernel : SuperBlockInt4MatMulK
             m67 = Arm.AdvSimd.MultiplyWideningUpperAndAdd(m67, c1, sumPairs);
         }
         return (Arm.AdvSimd.Arm64.AddPairwise(m01, m23), Arm.AdvSimd.Arm64.AddPairwise(m45, m67));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRows(Vector128<float> rows0To3, Vector128<float> rows4To7, float* y, int rows)
-    {
-        if (rows == SuperBlockInt4Matrix.BlockRows)
-        {
-            Arm.AdvSimd.Store(y, rows0To3);
-            Arm.AdvSimd.Store(y + 4, rows4To7);
-            return;
-        }
-        for (int i = 0; i < rows; i++) y[i] = i < 4 ? rows0To3.GetElement(i) : rows4To7.GetElement(i - 4);
     }
 
     /// <summary>The signed weight values of 16 nibbles (0..15 per byte).</summary>
