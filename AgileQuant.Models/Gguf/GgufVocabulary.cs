@@ -15,7 +15,7 @@ namespace AgileQuant.Models.Gguf;
 /// <param name="BosId">Beginning-of-sequence token.</param>
 /// <param name="EosId">End-of-sequence token.</param>
 /// <param name="UnknownId">Unknown token; −1: none (byte-level BPE has none).</param>
-public sealed record GgufVocabulary(IReadOnlyList<string> Tokens, IReadOnlyList<float> Scores, IReadOnlyList<int> TokenTypes, int BosId, int EosId, int UnknownId)
+public sealed partial record GgufVocabulary(IReadOnlyList<string> Tokens, IReadOnlyList<float> Scores, IReadOnlyList<int> TokenTypes, int BosId, int EosId, int UnknownId)
 {
     /// <summary>SentencePiece's <c>tokenizer.ggml.model</c>.</summary>
     public const string SentencePieceModel = "llama";
@@ -62,7 +62,7 @@ public sealed record GgufVocabulary(IReadOnlyList<string> Tokens, IReadOnlyList<
     /// <summary>
     /// The vocabulary <paramref name="gguf"/> stores (a model or a vocabulary-only file): SentencePiece or byte-level BPE,
     /// with its BOS, EOS, unknown, end-of-turn and padding ids and <c>add_bos_token</c> as the file states them
-    /// (defaults as llama.cpp's: BOS 1, EOS 2, unknown 0 for SentencePiece; add BOS for SentencePiece and the pre-tokenizers llama.cpp adds it for).
+    /// and <c>add_space_prefix</c> (defaults as llama.cpp's: BOS 1, EOS 2, unknown 0 for SentencePiece; add BOS for SentencePiece and the pre-tokenizers llama.cpp adds it for).
     /// </summary>
     /// <exception cref="ModelFormatException">The file's tokenizer model is neither <c>llama</c> nor <c>gpt2</c>, or a key is missing or mistyped.</exception>
     public static GgufVocabulary FromGguf(GgufFile gguf)
@@ -76,7 +76,7 @@ public sealed record GgufVocabulary(IReadOnlyList<string> Tokens, IReadOnlyList<
         {
             SentencePieceModel => new GgufVocabulary(tokens, gguf.GetArray<float>("tokenizer.ggml.scores"), types,
                 Id("tokenizer.ggml.bos_token_id") ?? 1, Id("tokenizer.ggml.eos_token_id") ?? 2, Id("tokenizer.ggml.unknown_token_id") ?? 0)
-            { AddBos = gguf.GetBoolean("tokenizer.ggml.add_bos_token", true) },
+            { AddBos = gguf.GetBoolean("tokenizer.ggml.add_bos_token", true), AddSpacePrefix = gguf.GetBoolean("tokenizer.ggml.add_space_prefix", true) },
             BytePairModel => new GgufVocabulary(tokens, [], types, Id("tokenizer.ggml.bos_token_id") ?? -1, Id("tokenizer.ggml.eos_token_id") ?? -1, -1)
             {
                 Model = BytePairModel,
@@ -105,6 +105,7 @@ public sealed record GgufVocabulary(IReadOnlyList<string> Tokens, IReadOnlyList<
         if (PaddingId is int padding) w.AddUInt32("tokenizer.ggml.padding_token_id", (uint)padding);
         w.AddBool("tokenizer.ggml.add_bos_token", AddBos);
         w.AddBool("tokenizer.ggml.add_eos_token", false);
+        if (Model == SentencePieceModel && !AddSpacePrefix) w.AddBool("tokenizer.ggml.add_space_prefix", false);
     }
 
     /// <summary>Throws unless the vocabulary has one token, type (and score, for SentencePiece) per row of a <paramref name="vocabSize"/>-token model, and its model's keys.</summary>

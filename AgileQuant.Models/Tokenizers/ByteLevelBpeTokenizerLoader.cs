@@ -109,7 +109,7 @@ public static class ByteLevelBpeTokenizerLoader
     /// <c>Split</c> steps (Isolated, not inverted) then <c>ByteLevel</c> → the catalog row with those regexes, else
     /// those regexes compiled here (GPT-2's regex last when <c>ByteLevel</c> keeps its own). Anything else is refused.
     /// </summary>
-    private static PreTokenizerDescription ReadPreTokenizer(string path, JsonElement root)
+    internal static PreTokenizerDescription ReadPreTokenizer(string path, JsonElement root)
     {
         if (!root.TryGetProperty("pre_tokenizer", out JsonElement element) || element.ValueKind == JsonValueKind.Null)
             return PreTokenizerCatalog.Gpt2;

@@ -119,9 +119,9 @@ public static class HfTokenizerLoader
     }
 
     /// <summary>What tokenizer_config.json says: add_bos_token and the BOS, EOS and padding texts (strings or objects with "content").</summary>
-    private readonly record struct TokenizerConfig(bool? AddBos, string? BosToken, string? EosToken, string? PadToken);
+    internal readonly record struct TokenizerConfig(bool? AddBos, string? BosToken, string? EosToken, string? PadToken);
 
-    private static TokenizerConfig ReadConfig(string path)
+    internal static TokenizerConfig ReadConfig(string path)
     {
         if (!File.Exists(path)) return default;
         using JsonDocument doc = ByteLevelBpeTokenizerLoader.ParseJson(path);

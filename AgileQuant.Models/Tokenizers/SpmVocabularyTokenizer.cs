@@ -233,7 +233,7 @@ public sealed class SpmVocabularyTokenizer : ScoredMergeTokenizer
     }
 
     /// <summary>Whether spaces become ▁ (required), and where a ▁ goes before the text: (prefix, only at the very start).</summary>
-    private static (bool Prefix, bool OnlyAtStart) ReadSpaceHandling(string path, JsonElement root)
+    internal static (bool Prefix, bool OnlyAtStart) ReadSpaceHandling(string path, JsonElement root)
     {
         bool replaced = false, prefix = false, onlyAtStart = false;
         foreach (JsonElement step in TokenizerJson.NormalizerSteps(root))
