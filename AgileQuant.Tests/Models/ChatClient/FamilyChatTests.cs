@@ -23,7 +23,7 @@ namespace AgileQuant.Tests.Models.ChatClient;
 /// <summary>
 /// Chat end to end on every family: the family's seeded random-weight model (<see cref="FamilyTestModel"/>, its vocabulary
 /// size set to the real vocabulary's) written by our GGUF writer with a real vocabulary from ../shared's ggml-vocab files
-/// (Llama 3's byte-level BPE, Qwen's, Phi-3's and Llama 2's SentencePiece) and the family's chat template, against
+/// (Llama 3's byte-level BPE, Qwen's, Phi-3's and Llama 2's SentencePiece; Gemma 3's from its tokenizer.json) and the family's chat template, against
 /// llama.cpp (LLamaSharp) on the same file: the vocabulary's test vectors tokenize as the <c>.out</c> files say in llama.cpp
 /// and in AgileQuant; the conversation formatted by <see cref="AgileQuantChatClient"/> is, token for token, llama.cpp's
 /// <c>llama_chat_apply_template</c> of the file's template tokenized by llama.cpp; the model's end tokens are llama.cpp's
@@ -37,8 +37,11 @@ namespace AgileQuant.Tests.Models.ChatClient;
 /// never enters the context before step k). Step k is the first whose token has a positive logit and, at every earlier step,
 /// a logit below the argmax's by more than that factor: earlier steps keep their argmax, and at step k the end token's logit
 /// (tanh soft-capped or not, an increasing function of the row's dot product) exceeds every other. Gemma has no
-/// ggml-vocab file: its models use Llama 2's SentencePiece vocabulary with Gemma's two turn tokens appended as control tokens.
-/// Embedding and head are written as Q8_0 (the vocabularies are 32k–152k tokens); the layers stay F32. Heads are untied (a
+/// ggml-vocab file: both Gemma models use Gemma 3's own vocabulary, hf/gemma3's tokenizer.json (262,145 tokens) written as
+/// llama.cpp's converter writes it (<see cref="GgufVocabulary.FromTokenizerJson"/>, checked in <see cref="TokenizerJsonGgufExportTests"/>);
+/// Gemma 2's 256,000-token vocabulary is not in ../shared (its turn tokens are the same texts). With a shared template, the
+/// template's stop tokens are among the end tokens and its Jinja references encode to their ids.
+/// Embedding and head are written as Q8_0 (the vocabularies are 32k–262k tokens); the layers stay F32. Heads are untied (a
 /// random model whose head is its embedding repeats the prompt's last token) but Gemma's, whose GGUF form ties them (its
 /// replies may then end at step 0, before any token); llama.cpp loads these files for their
 /// vocabulary and metadata only (it computes every family's models in <see cref="FamilyConformanceTests"/>).
@@ -46,14 +49,14 @@ namespace AgileQuant.Tests.Models.ChatClient;
 [NonParallelizable]
 public class FamilyChatTests
 {
-    private const string GemmaLike = "llama-spm+gemma-turns";
+    private const string GemmaVocabulary = "hf-gemma3";
     private const string Question = "What is 2+2?";
     private const int ReplyTokens = 8;
     private const float Boost = 1.05f;
 
     /// <summary>A family's model with a vocabulary, a template and the end-of-turn token it declares by text.</summary>
     /// <param name="Model">The <see cref="FamilyTestModel"/> name.</param>
-    /// <param name="Vocabulary">The ggml-vocab file (or <see cref="GemmaLike"/>).</param>
+    /// <param name="Vocabulary">The ggml-vocab file, or <see cref="GemmaVocabulary"/> (hf/gemma3's tokenizer.json written as GGUF).</param>
     /// <param name="Template">Where the template comes from: <c>vocabulary</c> (the vocabulary file's own), <c>shared:NAME</c> (../shared/assets/chat-templates) or <c>mistral-v3</c>.</param>
     /// <param name="EndOfTurn">The end-of-turn token's text.</param>
     /// <param name="TemplateHasSystemTurns">False where the template drops system messages (Phi-3-mini's first template) while
@@ -71,8 +74,8 @@ public class FamilyChatTests
         new("qwen2.5", "qwen2", "vocabulary", "<|im_end|>"),
         new("qwen3", "qwen2", "shared:qwen3", "<|im_end|>"),
         new("phi3", "phi-3", "vocabulary", "<|end|>", TemplateHasSystemTurns: false),
-        new("gemma2", GemmaLike, "shared:gemma3", "<end_of_turn>"),
-        new("gemma3", GemmaLike, "shared:gemma3", "<end_of_turn>"),
+        new("gemma2", GemmaVocabulary, "shared:gemma3", "<end_of_turn>"),
+        new("gemma3", GemmaVocabulary, "shared:gemma3", "<end_of_turn>"),
     ];
 
     private TemporaryDirectory _temp = null!;
@@ -96,10 +99,9 @@ public class FamilyChatTests
         using LoadedModel loaded = ModelLoader.Load(path);
 
         // The vocabulary as written: its vectors through llama.cpp and through us (no BOS, special tokens not parsed).
-        string vectors = c.Vocabulary == GemmaLike ? "llama-spm" : c.Vocabulary;
         Tokenizer withoutBos = GgufTokenizerLoader.Load(path, addBos: false);
         var failures = new List<string>();
-        foreach ((string text, int[] expected) in GgufTokenizerLoaderTests.ReadVectors(vectors))
+        foreach ((string text, int[] expected) in c.Vocabulary == GemmaVocabulary ? TokenizerVectorTests.HfVectors("gemma3") : GgufTokenizerLoaderTests.ReadVectors(c.Vocabulary))
         {
             int[] theirs = [.. llama.Tokenize(text, false, false, Encoding.UTF8).Select(t => (int)t)];
             int[] ours = [.. withoutBos.EncodeToIds(text)];
@@ -119,6 +121,44 @@ public class FamilyChatTests
         // Generation ends at every token llama.cpp ends it at, and only there.
         Assert.That(loaded.EndTokenIds, Is.EquivalentTo(LlamaCppEndOfGeneration(llama)));
         Assert.That(loaded.EndTokenIds, Does.Contain(endOfTurn));
+        TestContext.Out.WriteLine($"{c}: end tokens {string.Join(' ', loaded.EndTokenIds.Order())}");
+        // The shared template's stop tokens (tokenizer_config.json's eos_token and the models' generation_config.json eos ids) all end generation.
+        if (!c.Template.StartsWith("shared:", StringComparison.Ordinal)) return;
+        ChatFormatTests.SharedTemplate shared = ChatFormatTests.ReadShared(c.Template["shared:".Length..]);
+        Assert.That(loaded.EndTokenIds, Is.SupersetOf(shared.StopIds));
+        // And the template's Jinja references (rendered and tokenized by transformers.js): the prompt the chat client encodes is their ids.
+        foreach (ChatFormatTests.SharedCase reference in shared.Cases)
+            Assert.That(client.EncodePrompt(ChatFormatTests.Messages(reference.Messages)), Is.EqualTo(reference.Ids), reference.Text);
+    }
+
+    /// <summary>
+    /// Phi-3-mini's own template (the one in ggml-vocab-phi-3.gguf, Phi-3-mini-4k-instruct's first) writes no system turn, while
+    /// llama.cpp's built-in <c>phi3</c> format (<c>llama_chat_apply_template</c>) writes <c>&lt;|system|&gt;</c>: where the two
+    /// differ the template wins (docs/tokenizers.md). The expected text is the template rendered by hand:
+    /// <code>{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') %}{{'&lt;|user|&gt;' + '\n' + message['content'] + '&lt;|end|&gt;' + '\n' + '&lt;|assistant|&gt;' + '\n'}}{% elif (message['role'] == 'assistant') %}{{message['content'] + '&lt;|end|&gt;' + '\n'}}{% endif %}{% endfor %}</code>
+    /// BOS (<c>&lt;s&gt;</c>) first; the system message matches neither branch, so nothing; each user turn is
+    /// <c>&lt;|user|&gt;\n{content}&lt;|end|&gt;\n&lt;|assistant|&gt;\n</c> (the assistant's header comes with it, so
+    /// <c>add_generation_prompt</c> adds nothing); an assistant turn is <c>{content}&lt;|end|&gt;\n</c>. Its ids are llama.cpp's
+    /// tokenization of that text (special tokens parsed, BOS as written).
+    /// </summary>
+    [Test]
+    public void Phi3_WithASystemMessage_FormatsAsItsTemplate_NotAsLlamaCppsBuiltInFormat()
+    {
+        FamilyChatCase c = Cases.Single(x => x.Model == "phi3");
+        string path = WriteModel(c, forceEndAt: null);
+        using LLamaWeights llama = LoadLlamaCpp(path);
+        using LoadedModel loaded = ModelLoader.Load(path);
+        Assert.That(loaded.ChatTemplateText, Does.Not.Contain("system"), "the template this test renders by hand");
+        const string rendered = "<s><|user|>\nWhat is 2+2?<|end|>\n<|assistant|>\n4.<|end|>\n<|user|>\nAnd 3+3?<|end|>\n<|assistant|>\n";
+        Assert.That(ChatFormatTests.Conversation[0], Is.EqualTo(("system", "You are a helpful assistant.")));
+
+        using AgileQuantChatClient client = loaded.AsChatClient();
+        ChatMessage[] conversation = ChatFormatTests.Messages(ChatFormatTests.Conversation);
+        Assert.That("<s>" + string.Concat(client.Template.FormatSegments(conversation)), Is.EqualTo(rendered), "formats leave BOS to the tokenizer");
+        Assert.That(client.EncodePrompt(conversation), Is.EqualTo(LlamaCppTokenize(llama, rendered, addBos: false)));
+
+        // The difference: llama.cpp's built-in format writes the system turn the template drops.
+        Assert.That(LlamaCppApply(llama, ChatFormatTests.Conversation), Does.StartWith("<|system|>\nYou are a helpful assistant.<|end|>\n"));
     }
 
     [TestCaseSource(nameof(Cases))]
@@ -277,20 +317,17 @@ public class FamilyChatTests
         return max;
     }
 
-    /// <summary>The case's vocabulary read from its ggml-vocab file, the file's <c>general.name</c> (llama.cpp keys Phi-3's token handling on it) and its template.</summary>
+    /// <summary>
+    /// The case's vocabulary read from its ggml-vocab file, or Gemma 3's tokenizer.json written as llama.cpp's converter writes
+    /// it (<see cref="GgufVocabulary.FromTokenizerJson"/>); the file's <c>general.name</c> (llama.cpp keys Phi-3's token handling on it) and its template.
+    /// </summary>
     private static (GgufVocabulary Vocabulary, string Name, string? Template) Vocabulary(FamilyChatCase c)
     {
-        GgufFile file = GgufFile.Read(TokenizerVectorTests.GgufPath(c.Vocabulary == GemmaLike ? "llama-spm" : c.Vocabulary));
+        if (c.Vocabulary == GemmaVocabulary) return (TokenizerJsonGgufExportTests.HfVocabulary("gemma3"), "gemma-3", null);
+        GgufFile file = GgufFile.Read(TokenizerVectorTests.GgufPath(c.Vocabulary));
         GgufVocabulary vocabulary = GgufVocabulary.FromGguf(file);
         string? template = file.TryGetValue(ModelChatTemplate.GgufKey, out _) ? file.GetString(ModelChatTemplate.GgufKey) : null;
-        if (c.Vocabulary != GemmaLike) return (vocabulary, file.GetString("general.name"), template);
-        const int control = 3; // llama.cpp's LLAMA_TOKEN_TYPE_CONTROL
-        return (vocabulary with
-        {
-            Tokens = [.. vocabulary.Tokens, "<start_of_turn>", "<end_of_turn>"],
-            Scores = [.. vocabulary.Scores, 0f, 0f],
-            TokenTypes = [.. vocabulary.TokenTypes, control, control],
-        }, "gemma-like", null);
+        return (vocabulary, file.GetString("general.name"), template);
     }
 
     private static LLamaWeights LoadLlamaCpp(string path)
