@@ -1,4 +1,5 @@
 using System.Text;
+using AgileQuant.Models;
 using AgileQuant.Models.Gguf;
 using AgileQuant.Models.Tokenizers;
 using AgileQuant.Tests.Models.ChatClient;
@@ -120,6 +121,25 @@ public class TokenizerJsonGgufExportTests
         int newlineByte = tokens.ToList().IndexOf("<0x0A>");
         Assert.That((TokenType)types[newlineByte], Is.EqualTo(TokenType.Byte));
         Assert.That(scores[26352], Is.LessThan(0f), "a merged piece scores minus its merge's rank");
+        Assert.That(GgufVocabulary.FromGguf(file).AddSpacePrefix, Is.False, "copied on (export-gguf of a GGUF model, checkpoints)");
+    }
+
+    [Test]
+    public void FromTokenizerJson_RefusesWhatItCannotWrite_InOneLine()
+    {
+        string unigram = Path.Combine(_temp.Path, "unigram", "tokenizer.json");
+        Directory.CreateDirectory(Path.GetDirectoryName(unigram)!);
+        File.WriteAllText(unigram, """{"model": {"type": "Unigram", "vocab": [["a", 0.0]]}}""");
+        var e = Assert.Throws<ModelFormatException>(() => GgufVocabulary.FromTokenizerJson(unigram));
+        Assert.That(e!.Message, Does.Contain("model.type 'BPE'").And.Contain("Unigram").And.Not.Contain("\n"));
+
+        string small = Path.Combine(_temp.Path, "small", "tokenizer.json");
+        Directory.CreateDirectory(Path.GetDirectoryName(small)!);
+        File.WriteAllText(small, """{"model": {"type": "BPE", "byte_fallback": true, "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}, "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}}""");
+        e = Assert.Throws<ModelFormatException>(() => GgufVocabulary.FromTokenizerJson(small, vocabSize: 2));
+        Assert.That(e!.Message, Does.Contain("at most 2 tokens"));
+        GgufVocabulary written = GgufVocabulary.FromTokenizerJson(small, vocabSize: 4);
+        Assert.That((written.Tokens, written.Scores, written.AddSpacePrefix), Is.EqualTo((new[] { "a", "b", "ab", "[PAD3]" }, new[] { 0f, 0f, 0f, -1000f }, false)));
     }
 
     [Test]
