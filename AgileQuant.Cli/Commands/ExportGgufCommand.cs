@@ -27,7 +27,7 @@ internal static class ExportGgufCommand
         var output = new Option<string>("--output") { Description = "The .gguf file to write.", Required = true };
         var placeholder = new Option<bool>("--placeholder-vocab") { Description = "For a model without a SentencePiece-style vocabulary: write id-only pieces (▁tokN); llama.cpp then runs token ids, not text." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object: output, type, head_type, bytes, vocabulary, seconds." };
-        var command = new Command("export-gguf", "Write a LLaMA-family model (llama2.c, Hugging Face, quantized checkpoint or GGUF) as GGUF v3 for llama.cpp: F32, F16, Q8_0, Q4_0, Q4_K or Q6_K weights and its SentencePiece vocabulary (a GGUF model's own vocabulary, SentencePiece or byte-level BPE, and its chat template).");
+        var command = new Command("export-gguf", "Write a LLaMA-family model (llama2.c, Hugging Face, quantized checkpoint or GGUF) as GGUF v3 for llama.cpp: F32, F16, Q8_0, Q4_0, Q4_K or Q6_K weights and its vocabulary (SentencePiece; a GGUF model's own, SentencePiece or byte-level BPE; a Hugging Face tokenizer.json as llama.cpp's convert_hf_to_gguf.py writes it) and chat template.");
         model.AddTo(command);
         command.Options.Add(type);
         command.Options.Add(headType);
@@ -43,10 +43,15 @@ internal static class ExportGgufCommand
                 throw new AgileQuantException($"--output {path}: the directory {directory} does not exist.");
             using LoadedModel loaded = model.Load(parse, cancel);
             int vocabSize = loaded.Model.Config.VocabSize;
+            // A Hugging Face tokenizer.json the model's tokenizer was read from (a tokenizer.model beside it is read first).
+            string? tokenizerJson = loaded.TokenizerSource?.Paths is { } paths && !paths.Any(p => Path.GetFileName(p) == HfLlamaTokenizerLoader.ModelFileName)
+                ? paths.FirstOrDefault(p => Path.GetFileName(p).Equals("tokenizer.json", StringComparison.OrdinalIgnoreCase)) : null;
             (GgufVocabulary vocabulary, string vocabularyKind) = loaded.Tokenizer switch
             {
                 // A GGUF model's own vocabulary (SentencePiece or byte-level BPE), copied with its special ids.
                 not null when loaded.Format == "gguf" && loaded.TokenizerSource is null => (GgufVocabulary.FromGguf(GgufFile.Read(loaded.SourcePath)), "gguf"),
+                // As llama.cpp's converter writes it: SentencePiece scores from the merges, or byte-level BPE with its merges and pre-tokenizer.
+                not null when tokenizerJson is not null => (GgufVocabulary.FromTokenizerJson(tokenizerJson, vocabSize), "tokenizer.json"),
                 ScoredMergeTokenizer scored => (GgufVocabulary.FromTokenizer(scored, vocabSize), "sentencepiece"),
                 _ when parse.GetValue(placeholder) => (GgufVocabulary.Placeholder(vocabSize), "placeholder"),
                 null => throw new AgileQuantException($"{loaded.SourcePath} has no tokenizer to export; pass --tokenizer PATH, or --placeholder-vocab for an id-only vocabulary."),

@@ -1,7 +1,13 @@
 using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using AgileQuant.Core.Runtime;
 using AgileQuant.Models;
 using AgileQuant.Models.Gguf;
 using AgileQuant.Models.Tokenizers;
+using AgileQuant.Models.SafeTensors;
+using AgileQuant.Tests.Cli;
+using AgileQuant.Tests.Models.Architectures;
 using AgileQuant.Tests.Models.ChatClient;
 using AgileQuant.Tests.Models.Gguf;
 using LLama;
@@ -145,6 +151,35 @@ public class TokenizerJsonGgufExportTests
     [Test]
     public void Gemma3_WrittenAsGguf_ReproducesItsVectors_InOurTokenizerAndLlamaCpp() =>
         AssertVectorsAndRenderings(Written("gemma3", "gemma3"), "gemma3", "gemma3");
+
+    [Test]
+    public void ExportGguf_OfAHuggingFaceModel_WritesItsTokenizerJsonVocabulary()
+    {
+        // Llama 3.2's random-weight model at Llama 3's vocabulary size, as a Hugging Face folder with hf/llama3_1's tokenizer.json.
+        FamilyTestModel family = FamilyTestModel.All.Single(m => m.Name == "llama3.2");
+        const int vocabSize = 128_256;
+        string dir = Directory.CreateDirectory(Path.Combine(_temp.Path, "llama3.2-hf")).FullName;
+        JsonObject config = JsonNode.Parse(family.HfConfigJson)!.AsObject();
+        config["vocab_size"] = vocabSize;
+        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString());
+        TransformerWeights weights = (family with { Config = family.Config with { VocabSize = vocabSize } }).RandomWeights(7);
+        HfTestCheckpoint.Write(Path.Combine(dir, SafeTensorsCheckpoint.SingleFileName), family.Family, weights, "model.", storeTiedHead: false);
+        TokenizerVectorTests.UnpackHf("llama3_1", dir);
+
+        string exported = Path.Combine(_temp.Path, "llama3.2-hf.gguf");
+        var export = AgileQuantProcess.Run("export-gguf", "--model", dir, "--output", exported, "--type", "Q8_0", "--json");
+        Assert.That(export.ExitCode, Is.EqualTo(0), export.Stderr);
+        using (JsonDocument json = JsonDocument.Parse(export.Stdout)) Assert.That(json.RootElement.GetProperty("vocabulary").GetString(), Is.EqualTo("tokenizer.json"));
+        GgufFile ours = GgufFile.Read(exported), reference = GgufFile.Read(TokenizerVectorTests.GgufPath("llama-bpe"));
+        foreach (string key in (string[])["tokenizer.ggml.model", "tokenizer.ggml.pre"])
+            Assert.That(ours.GetString(key), Is.EqualTo(reference.GetString(key)), key);
+        Assert.That(ours.GetArray<string>("tokenizer.ggml.tokens"), Is.EqualTo(reference.GetArray<string>("tokenizer.ggml.tokens")));
+        Assert.That(ours.GetArray<int>("tokenizer.ggml.token_type"), Is.EqualTo(reference.GetArray<int>("tokenizer.ggml.token_type")));
+        Assert.That(ours.GetArray<string>("tokenizer.ggml.merges"), Is.EqualTo(reference.GetArray<string>("tokenizer.ggml.merges")));
+        using LLamaWeights llama = LoadLlamaCpp(exported);
+        foreach ((string text, int[] expected) in TokenizerVectorTests.HfVectors("llama3_1"))
+            Assert.That(LlamaCpp(llama, text, addBos: false, parseSpecial: false), Is.EqualTo(expected), text);
+    }
 
     [TestCase("llama3_1", "llama-bpe", "llama", null, "llama3_1")]
     [TestCase("qwen3", "qwen2", "qwen2", 151_936, "qwen3")]
