@@ -123,96 +123,107 @@ internal sealed unsafe class AdvSimdGroupedInt8Kernel : QuantizedMatMulKernel<Gr
                 }
     }
 
-    // y[t, 8b + i] for rows i < 8 of block b and the N tokens t0..: per group, the int32 sums of N tokens × 8 rows, then the fold.
+    // y[t, 8b + i] for rows i < 8 of block b and the N tokens t0..: per group, the int32 sums of N tokens × 8 rows, then the fold;
+    // groups of 16 two per step.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile<TPath, TSuper, TOffsets, TWide, N>(in GroupedCall call, int b, int t0)
         where TPath : struct, IGroupDot where TSuper : struct, IFlag where TOffsets : struct, IFlag where TWide : struct, IFlag where N : struct, ITokenCount
     {
         int groups = call.GroupCount;
         nint entryAt = (nint)b * groups * BlockRows, superAt = (nint)b * call.SuperBlockCount * BlockRows;
-        sbyte* w = call.Codes + (nint)b * call.Chunks * ChunkBytes;
-        sbyte* x = call.X + (nint)t0 * call.XStride;
-        nint x1 = call.XStride, x2 = 2 * x1, x3 = 3 * x1;
-        // per token: group scales at gs + t · g1, group sums likewise
-        float* gs = call.GroupScales + (nint)t0 * call.XGroups, sums = call.GroupSums + (nint)t0 * call.XGroups;
-        nint g1 = call.XGroups, g2 = 2 * g1, g3 = 3 * g1;
-        // weight factors: floats (groups, 8) or int8 sub-factors (groups, 8) with floats (super-blocks, 8), per block
-        float* scales = (float*)call.ScaleEntries + entryAt, offsets = (float*)call.OffsetEntries + entryAt;
-        sbyte* subScales = (sbyte*)call.ScaleEntries + entryAt, subOffsets = (sbyte*)call.OffsetEntries + entryAt;
+        var at = new GroupPointers
+        {
+            W = call.Codes + (nint)b * call.Chunks * ChunkBytes,
+            X = call.X + (nint)t0 * call.XStride,
+            GroupScales = call.GroupScales + (nint)t0 * call.XGroups,
+            GroupSums = call.GroupSums + (nint)t0 * call.XGroups,
+            Scales = (float*)call.ScaleEntries + entryAt,
+            Offsets = (float*)call.OffsetEntries + entryAt,
+            SubScales = (sbyte*)call.ScaleEntries + entryAt,
+            SubOffsets = (sbyte*)call.OffsetEntries + entryAt,
+        };
+        var strides = new TokenStrides(call.XStride, call.XGroups);
         float* superScales = call.SuperScales + superAt, superOffsets = call.SuperOffsets + superAt;
         // per token (the letter), rows 0..3 (0) and 4..7 (1)
-        Vector128<float> fa0 = default, fa1 = default, fb0 = default, fb1 = default, fc0 = default, fc1 = default, fd0 = default, fd1 = default;
+        var f = new TokenRows();
+        int groupBytes = TWide.Value ? 8 * ChunkBytes : 4 * ChunkBytes;
         for (int g = 0; g < groups;)
         {
             int end = groups;
-            Vector128<float> ss0 = default, ss1 = default, so0 = default, so1 = default;
+            var super = new SuperFactors();
             if (TSuper.Value)
             {
                 end = Math.Min(groups, g + call.GroupsPerSuperBlock);
-                ss0 = Arm.AdvSimd.LoadVector128(superScales);
-                ss1 = Arm.AdvSimd.LoadVector128(superScales + 4);
+                super.Scales0 = Arm.AdvSimd.LoadVector128(superScales);
+                super.Scales1 = Arm.AdvSimd.LoadVector128(superScales + 4);
                 superScales += BlockRows;
                 if (TOffsets.Value)
                 {
-                    so0 = Arm.AdvSimd.LoadVector128(superOffsets);
-                    so1 = Arm.AdvSimd.LoadVector128(superOffsets + 4);
+                    super.Offsets0 = Arm.AdvSimd.LoadVector128(superOffsets);
+                    super.Offsets1 = Arm.AdvSimd.LoadVector128(superOffsets + 4);
                     superOffsets += BlockRows;
                 }
             }
-            for (; g < end; g++)
-            {
-                Vector128<int> a0, a1, b0 = default, b1 = default, c0 = default, c1 = default, d0 = default, d1 = default;
-                TPath.Sums<N, TWide>(w, x, x1, x2, x3, out a0, out a1, ref b0, ref b1, ref c0, ref c1, ref d0, ref d1);
-                w += TWide.Value ? 8 * ChunkBytes : 4 * ChunkBytes;
-                x += TWide.Value ? 32 : 16;
-
-                Vector128<float> s0, s1, o0 = default, o1 = default;
-                if (TSuper.Value)
+            sbyte* wEnd = at.W + (nint)(end - g) * groupBytes;
+            g = end;
+            if (!TWide.Value)
+                for (; at.W + 2 * groupBytes <= wEnd; at.Advance<TWide>(2))
                 {
-                    (s0, s1) = SubFactors(subScales, ss0, ss1);
-                    subScales += BlockRows;
-                    if (TOffsets.Value)
-                    {
-                        (o0, o1) = SubFactors(subOffsets, so0, so1);
-                        subOffsets += BlockRows;
-                    }
+                    Group<TPath, TSuper, TOffsets, TWide, N>(at, 0, strides, super, ref f);
+                    Group<TPath, TSuper, TOffsets, TWide, N>(at, 1, strides, super, ref f);
                 }
-                else
-                {
-                    s0 = Arm.AdvSimd.LoadVector128(scales);
-                    s1 = Arm.AdvSimd.LoadVector128(scales + 4);
-                    scales += BlockRows;
-                    if (TOffsets.Value)
-                    {
-                        o0 = Arm.AdvSimd.LoadVector128(offsets);
-                        o1 = Arm.AdvSimd.LoadVector128(offsets + 4);
-                        offsets += BlockRows;
-                    }
-                }
-                Fold<TOffsets>(ref fa0, ref fa1, a0, a1, s0, s1, o0, o1, gs, sums);
-                if (N.Value > 1) Fold<TOffsets>(ref fb0, ref fb1, b0, b1, s0, s1, o0, o1, gs + g1, sums + g1);
-                if (N.Value > 2) Fold<TOffsets>(ref fc0, ref fc1, c0, c1, s0, s1, o0, o1, gs + g2, sums + g2);
-                if (N.Value > 3) Fold<TOffsets>(ref fd0, ref fd1, d0, d1, s0, s1, o0, o1, gs + g3, sums + g3);
-                gs++;
-                sums++;
-            }
+            for (; at.W < wEnd; at.Advance<TWide>(1)) Group<TPath, TSuper, TOffsets, TWide, N>(at, 0, strides, super, ref f);
         }
         int rows = Math.Min(BlockRows, call.Rows - b * BlockRows);
         float* y = call.Y + (nint)t0 * call.Rows + (nint)b * BlockRows;
         float* tokenScales = call.TokenScales + t0;
-        AdvSimdEightRows.Store(fa0 * tokenScales[0], fa1 * tokenScales[0], y, rows);
-        if (N.Value > 1) AdvSimdEightRows.Store(fb0 * tokenScales[1], fb1 * tokenScales[1], y + call.Rows, rows);
-        if (N.Value > 2) AdvSimdEightRows.Store(fc0 * tokenScales[2], fc1 * tokenScales[2], y + 2 * (nint)call.Rows, rows);
-        if (N.Value > 3) AdvSimdEightRows.Store(fd0 * tokenScales[3], fd1 * tokenScales[3], y + 3 * (nint)call.Rows, rows);
+        AdvSimdEightRows.Store(f.A0 * tokenScales[0], f.A1 * tokenScales[0], y, rows);
+        if (N.Value > 1) AdvSimdEightRows.Store(f.B0 * tokenScales[1], f.B1 * tokenScales[1], y + call.Rows, rows);
+        if (N.Value > 2) AdvSimdEightRows.Store(f.C0 * tokenScales[2], f.C1 * tokenScales[2], y + 2 * (nint)call.Rows, rows);
+        if (N.Value > 3) AdvSimdEightRows.Store(f.D0 * tokenScales[3], f.D1 * tokenScales[3], y + 3 * (nint)call.Rows, rows);
     }
 
-    // The 8 rows' factors super[i] · sub[i] (one rounding, as GroupedInt8Matrix.Scale): rows 0..3 and 4..7.
+    // Group k after the one `at` points to (k = 0 or 1): its int32 sums, its weight factors, the fold for each token.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Group<TPath, TSuper, TOffsets, TWide, N>(in GroupPointers at, [ConstantExpected(Max = 1)] int k, in TokenStrides strides,
+        in SuperFactors super, ref TokenRows f)
+        where TPath : struct, IGroupDot where TSuper : struct, IFlag where TOffsets : struct, IFlag where TWide : struct, IFlag where N : struct, ITokenCount
+    {
+        int groupBytes = TWide.Value ? 8 * ChunkBytes : 4 * ChunkBytes, groupColumns = TWide.Value ? 32 : 16;
+        Vector128<int> a0, a1, b0 = default, b1 = default, c0 = default, c1 = default, d0 = default, d1 = default;
+        TPath.Sums<N, TWide>(at.W + k * groupBytes, at.X + k * groupColumns, strides.X1, strides.X2, strides.X3,
+            out a0, out a1, ref b0, ref b1, ref c0, ref c1, ref d0, ref d1);
+        Vector128<float> s0, s1, o0 = default, o1 = default;
+        if (TSuper.Value)
+        {
+            (s0, s1) = SubFactors(at.SubScales + k * BlockRows, super.Scales0, super.Scales1);
+            if (TOffsets.Value) (o0, o1) = SubFactors(at.SubOffsets + k * BlockRows, super.Offsets0, super.Offsets1);
+        }
+        else
+        {
+            s0 = Arm.AdvSimd.LoadVector128(at.Scales + k * BlockRows);
+            s1 = Arm.AdvSimd.LoadVector128(at.Scales + k * BlockRows + 4);
+            if (TOffsets.Value)
+            {
+                o0 = Arm.AdvSimd.LoadVector128(at.Offsets + k * BlockRows);
+                o1 = Arm.AdvSimd.LoadVector128(at.Offsets + k * BlockRows + 4);
+            }
+        }
+        float* gs = at.GroupScales + k, sums = at.GroupSums + k;
+        Fold<TOffsets>(ref f.A0, ref f.A1, a0, a1, s0, s1, o0, o1, gs, sums);
+        if (N.Value > 1) Fold<TOffsets>(ref f.B0, ref f.B1, b0, b1, s0, s1, o0, o1, gs + strides.G1, sums + strides.G1);
+        if (N.Value > 2) Fold<TOffsets>(ref f.C0, ref f.C1, c0, c1, s0, s1, o0, o1, gs + strides.G2, sums + strides.G2);
+        if (N.Value > 3) Fold<TOffsets>(ref f.D0, ref f.D1, d0, d1, s0, s1, o0, o1, gs + strides.G3, sums + strides.G3);
+    }
+
+    // The 8 rows' factors super[i] · sub[i] (one rounding, as GroupedInt8Matrix.Scale): rows 0..3 and 4..7 (the upper
+    // half widened first, so the lower half's use is the last and the JIT needs no register copy).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static (Vector128<float> Rows0To3, Vector128<float> Rows4To7) SubFactors(sbyte* sub, Vector128<float> super0, Vector128<float> super1)
     {
         Vector128<short> wide = Arm.AdvSimd.SignExtendWideningLower(Arm.AdvSimd.LoadVector64(sub));
-        return (super0 * Arm.AdvSimd.ConvertToSingle(Arm.AdvSimd.SignExtendWideningLower(wide.GetLower())),
-            super1 * Arm.AdvSimd.ConvertToSingle(Arm.AdvSimd.SignExtendWideningUpper(wide)));
+        Vector128<float> rows4To7 = super1 * Arm.AdvSimd.ConvertToSingle(Arm.AdvSimd.SignExtendWideningUpper(wide));
+        return (super0 * Arm.AdvSimd.ConvertToSingle(Arm.AdvSimd.SignExtendWideningLower(wide.GetLower())), rows4To7);
     }
 
     // One token's group: f ← fma(s_w · s_x,g, acc, f), then with offsets f ← f − (o_w · s_x,g) · Σx_q (fused), 4 rows per vector.
@@ -352,19 +363,22 @@ internal sealed unsafe class AdvSimdGroupedInt8Kernel : QuantizedMatMulKernel<Gr
         }
 
         // int16 lanes (row, column mod 4) of rows 0-1, 2-3, 4-5, 6-7: chunk k's and chunk k + 1's products (at w and w + 32),
-        // each against its quadruplet of x repeated.
+        // each against its quadruplet of x repeated (the upper halves first, so each lower half's use is its last: no register copies).
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static (Vector128<short>, Vector128<short>, Vector128<short>, Vector128<short>) Products(sbyte* w, Vector128<sbyte> x,
             [ConstantExpected(Max = (byte)2)] byte k, [ConstantExpected(Max = (byte)3)] byte k1)
         {
             Vector128<sbyte> q0 = Arm.AdvSimd.DuplicateSelectedScalarToVector128(x.AsInt32(), k).AsSByte();
             Vector128<sbyte> q1 = Arm.AdvSimd.DuplicateSelectedScalarToVector128(x.AsInt32(), k1).AsSByte();
+            Vector64<sbyte> q0Low = Arm.AdvSimd.DuplicateSelectedScalarToVector64(x.AsInt32(), k).AsSByte();
+            Vector64<sbyte> q1Low = Arm.AdvSimd.DuplicateSelectedScalarToVector64(x.AsInt32(), k1).AsSByte();
             Vector128<sbyte> l0 = Arm.AdvSimd.LoadVector128(w), h0 = Arm.AdvSimd.LoadVector128(w + 16);
             Vector128<sbyte> l1 = Arm.AdvSimd.LoadVector128(w + ChunkBytes), h1 = Arm.AdvSimd.LoadVector128(w + ChunkBytes + 16);
-            return (Arm.AdvSimd.MultiplyWideningLowerAndAdd(Arm.AdvSimd.MultiplyWideningLower(l0.GetLower(), q0.GetLower()), l1.GetLower(), q1.GetLower()),
-                Arm.AdvSimd.MultiplyWideningUpperAndAdd(Arm.AdvSimd.MultiplyWideningUpper(l0, q0), l1, q1),
-                Arm.AdvSimd.MultiplyWideningLowerAndAdd(Arm.AdvSimd.MultiplyWideningLower(h0.GetLower(), q0.GetLower()), h1.GetLower(), q1.GetLower()),
-                Arm.AdvSimd.MultiplyWideningUpperAndAdd(Arm.AdvSimd.MultiplyWideningUpper(h0, q0), h1, q1));
+            Vector128<short> p23 = Arm.AdvSimd.MultiplyWideningUpperAndAdd(Arm.AdvSimd.MultiplyWideningUpper(l0, q0), l1, q1);
+            Vector128<short> p67 = Arm.AdvSimd.MultiplyWideningUpperAndAdd(Arm.AdvSimd.MultiplyWideningUpper(h0, q0), h1, q1);
+            Vector128<short> p01 = Arm.AdvSimd.MultiplyWideningLowerAndAdd(Arm.AdvSimd.MultiplyWideningLower(l0.GetLower(), q0Low), l1.GetLower(), q1Low);
+            Vector128<short> p45 = Arm.AdvSimd.MultiplyWideningLowerAndAdd(Arm.AdvSimd.MultiplyWideningLower(h0.GetLower(), q0Low), h1.GetLower(), q1Low);
+            return (p01, p23, p45, p67);
         }
     }
 
@@ -382,6 +396,52 @@ internal sealed unsafe class AdvSimdGroupedInt8Kernel : QuantizedMatMulKernel<Gr
     private readonly struct No : IFlag
     {
         public static bool Value => false;
+    }
+
+    /// <summary>Where a tile's walk over the groups stands: the current group's codes, activations and factors.</summary>
+    private struct GroupPointers
+    {
+        public sbyte* W; // the group's first chunk of the block
+        public sbyte* X; // the first token's codes at the group's first column
+        public float* GroupScales; // the first token's s_x[t, g]
+        public float* GroupSums; // the first token's Σx_q over g
+        public float* Scales; // the block's 8 float scales of g (per-group scales)
+        public float* Offsets; // likewise offsets
+        public sbyte* SubScales; // the block's 8 int8 sub-scales of g (super-block scales)
+        public sbyte* SubOffsets; // likewise sub-offsets
+
+        /// <summary>Moves on by <paramref name="groups"/> groups.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Advance<TWide>(int groups) where TWide : struct, IFlag
+        {
+            W += groups * (TWide.Value ? 8 * ChunkBytes : 4 * ChunkBytes);
+            X += groups * (TWide.Value ? 32 : 16);
+            GroupScales += groups;
+            GroupSums += groups;
+            Scales += groups * BlockRows;
+            Offsets += groups * BlockRows;
+            SubScales += groups * BlockRows;
+            SubOffsets += groups * BlockRows;
+        }
+    }
+
+    /// <summary>Distances from the first token of a tile to the next ones: in activation codes (X) and in groups (G).</summary>
+    private readonly struct TokenStrides(nint xStride, nint groupStride)
+    {
+        public readonly nint X1 = xStride, X2 = 2 * xStride, X3 = 3 * xStride;
+        public readonly nint G1 = groupStride, G2 = 2 * groupStride, G3 = 3 * groupStride;
+    }
+
+    /// <summary>A super-block's float scales and offsets for the block's rows 0..3 (0) and 4..7 (1).</summary>
+    private struct SuperFactors
+    {
+        public Vector128<float> Scales0, Scales1, Offsets0, Offsets1;
+    }
+
+    /// <summary>The running sums f of a tile: per token (the letter), rows 0..3 (0) and 4..7 (1).</summary>
+    private struct TokenRows
+    {
+        public Vector128<float> A0, A1, B0, B1, C0, C1, D0, D1;
     }
 
     /// <summary>Pointers and shape of one call.</summary>
