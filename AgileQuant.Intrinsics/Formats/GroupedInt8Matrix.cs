@@ -26,7 +26,7 @@ public sealed class GroupedInt8Matrix : IWeightMatrix
     /// <summary>Columns the row stride is a multiple of (one 256-bit vector of int8).</summary>
     public const int BlockColumns = 32;
 
-    private sbyte[]? _codes; // (Rows, RowStride) row-major; dropped once an x86 kernel repacks the matrix (RepackToRowBlocks), rebuilt on request
+    private sbyte[]? _codes; // (Rows, RowStride) row-major; dropped once a SIMD kernel repacks the matrix (RepackToRowBlocks), rebuilt on request
     private readonly float[] _scales; // per group (Rows, GroupCount), or per super-block (Rows, SuperBlockCount)
     private readonly sbyte[]? _subScales; // (Rows, GroupCount) with super-block scales, else null
     private readonly float[]? _offsets; // shaped as _scales; null without offsets
@@ -75,7 +75,7 @@ public sealed class GroupedInt8Matrix : IWeightMatrix
     public int RowStride => StrideFor(Cols);
 
     /// <summary>
-    /// Codes (Rows, RowStride), zero-padded past Cols. Once an x86 kernel has prepared the matrix it keeps only its
+    /// Codes (Rows, RowStride), zero-padded past Cols. Once a SIMD kernel (x86 or AdvSimd) has prepared the matrix it keeps only its
     /// interleaved copy, and this row-major view is rebuilt (allocated) on every call: read it once.
     /// </summary>
     public ReadOnlySpan<sbyte> Codes => CodeArray;
@@ -191,19 +191,20 @@ public sealed class GroupedInt8Matrix : IWeightMatrix
     /// <summary>log2 of <see cref="GroupsPerSuperBlock"/>: a group's super-block is <c>g &gt;&gt; SuperBlockShift</c>.</summary>
     internal int SuperBlockShift => BitOperations.Log2((uint)GroupsPerSuperBlock);
 
-    /// <summary>The interleaved copy the x86 kernels stream; null until one of them prepares the matrix (<see cref="RepackToRowBlocks"/>).</summary>
+    /// <summary>The interleaved copy the x86 and AdvSimd kernels stream; null until one of them prepares the matrix (<see cref="RepackToRowBlocks"/>).</summary>
     internal GroupedInt8RowBlocks? RowBlocks => Volatile.Read(ref _rowBlocks);
 
     /// <summary>
     /// Repacks the matrix into <see cref="GroupedInt8RowBlocks"/> once (thread-safe: one copy wins) and drops the
     /// row-major codes, so the codes are held once; the row-major view is rebuilt from the blocks only if something asks
-    /// (serialization, the scalar and ARM kernels). Called by the x86 kernels when a model is built or on their first call.
+    /// (serialization, the scalar kernel). Called by the x86 and AdvSimd kernels when a model is built or on their first call.
     /// </summary>
-    internal GroupedInt8RowBlocks RepackToRowBlocks()
+    /// <param name="halfScales">Whether the copy may hold its scales as halves (<see cref="GroupScaleEncoding.Half"/>); the AdvSimd kernel asks for floats.</param>
+    internal GroupedInt8RowBlocks RepackToRowBlocks(bool halfScales = true)
     {
         if (RowBlocks is { } built) return built;
         if (Volatile.Read(ref _codes) is not { } codes) return RowBlocks!; // dropped: another thread published the blocks first
-        var blocks = new GroupedInt8RowBlocks(this, codes);
+        var blocks = new GroupedInt8RowBlocks(this, codes, halfScales);
         GroupedInt8RowBlocks winner = Interlocked.CompareExchange(ref _rowBlocks, blocks, null) ?? blocks;
         // published before the row-major codes go: a reader that finds them dropped finds the row blocks
         Volatile.Write(ref _codes, null);

@@ -16,7 +16,7 @@ internal enum GroupScaleEncoding
 }
 
 /// <summary>
-/// The x86 kernels' copy of a <see cref="GroupedInt8Matrix"/>, repacked once at load: codes in the 8-row × 4-column
+/// The x86 and AdvSimd kernels' copy of a <see cref="GroupedInt8Matrix"/>, repacked once at load: codes in the 8-row × 4-column
 /// chunks of <see cref="Int8RowBlocks"/> (one 32-byte load holds 8 output rows × 4 codes, and a broadcast int32 of 4
 /// activation codes feeds all 8 rows), each row's groups padded to whole groups, and the group scales and offsets
 /// interleaved per 8 rows in the most compact exact <see cref="GroupScaleEncoding"/>, so that one load gives a group's
@@ -37,7 +37,10 @@ internal sealed class GroupedInt8RowBlocks
     public const int ChunkColumns = 4;
 
     /// <summary>Repacks <paramref name="source"/>, whose row-major codes are <paramref name="rowMajor"/> (Rows, RowStride).</summary>
-    public GroupedInt8RowBlocks(GroupedInt8Matrix source, ReadOnlySpan<sbyte> rowMajor)
+    /// <param name="source">The matrix.</param>
+    /// <param name="rowMajor">Its row-major codes.</param>
+    /// <param name="halfScales">Whether <see cref="GroupScaleEncoding.Half"/> may be chosen (false for the AdvSimd kernel, which has no half-to-float convert in .NET).</param>
+    public GroupedInt8RowBlocks(GroupedInt8Matrix source, ReadOnlySpan<sbyte> rowMajor, bool halfScales = true)
     {
         Rows = source.Rows;
         Cols = source.Cols;
@@ -60,7 +63,7 @@ internal sealed class GroupedInt8RowBlocks
         HasMinimumCode = Codes.AsSpan().Contains(sbyte.MinValue);
 
         Encoding = source.HasSuperBlockScales ? GroupScaleEncoding.SuperBlock
-            : AllHalves(source.ScaleArray) && (source.OffsetArray is null || AllHalves(source.OffsetArray)) ? GroupScaleEncoding.Half
+            : halfScales && AllHalves(source.ScaleArray) && (source.OffsetArray is null || AllHalves(source.OffsetArray)) ? GroupScaleEncoding.Half
             : GroupScaleEncoding.Single;
         EntryBytes = Encoding switch { GroupScaleEncoding.Single => sizeof(float), GroupScaleEncoding.Half => 2, _ => 1 };
         (ScaleEntries, SuperScales) = Interleave(source, source.ScaleArray, source.SubScaleArray);
