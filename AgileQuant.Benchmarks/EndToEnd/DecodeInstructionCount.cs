@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime;
 using System.Text.Json;
 using AgileQuant.Models.Gguf;
 
@@ -39,7 +40,34 @@ public static class DecodeInstructionCount
             _ => throw new ArgumentException($"decode-count: unknown engine '{engineName}'; expected agilequant or llama.cpp"),
         };
         using IEndToEndEngine loaded = engine.Load(file, threads, context);
+        // No collection inside the counted steps: one costs millions of instructions and could fall in one run of a pair
+        // and not the other (when depends on the GC's budgets). The collections before the region are the same for every
+        // N, so they cancel; `collections` reports any that ran inside it anyway.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        bool region = StartNoCollectionRegion();
+        int before = GC.CollectionCount(0);
         int[] tokens = loaded.GreedyTokens(1, steps);
-        Console.Out.WriteLine(JsonSerializer.Serialize(new { engine = engine.Name, file = Path.GetFileName(file), threads, steps, tokens }));
+        int collections = GC.CollectionCount(0) - before;
+        if (region && GCSettings.LatencyMode == GCLatencyMode.NoGCRegion) GC.EndNoGCRegion();
+        Console.Out.WriteLine(JsonSerializer.Serialize(new { engine = engine.Name, file = Path.GetFileName(file), threads, steps, collections, tokens }));
+    }
+
+    // The largest no-collection budget the GC grants here (it refuses budgets over its ephemeral space).
+    private static bool StartNoCollectionRegion()
+    {
+        foreach (long bytes in new[] { 256L << 20, 64L << 20, 16L << 20 })
+        {
+            try
+            {
+                return GC.TryStartNoGCRegion(bytes);
+            }
+            catch (ArgumentOutOfRangeException)
+            {
+                // too large for this GC: try a smaller budget
+            }
+        }
+        return false;
     }
 }
