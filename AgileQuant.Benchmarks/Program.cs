@@ -10,7 +10,9 @@ internal static class Program
     // `e2e-engine [...]`: one configuration of that table, run by it as a child process (one JSON line);
     // `e2e-kv [...]`: W4A8 vs llama.cpp per KV cache type, long prompt, decode at depth (a section of docs/benchmarks.md);
     // `e2e-kv-engine [...]`: one configuration of it, as a child process;
-    // `e2e-quality [...]`: perplexity/KL side by side on stories260K (docs/benchmarks-quality.md); otherwise BenchmarkDotNet.
+    // `e2e-quality [...]`: perplexity/KL side by side on stories260K (docs/benchmarks-quality.md);
+    // `decode-count [...]`: one engine decodes N greedy tokens, untimed, for instruction counts under qemu (tools/arm64-icount-e2e);
+    // otherwise BenchmarkDotNet.
     private static void Main(string[] args)
     {
         if (args is ["interleaved-prefill", ..])
@@ -41,6 +43,11 @@ internal static class Program
         if (args.Length > 0 && args[0] == "e2e-quality")
         {
             QualityTable.Run(args[1..]);
+            return;
+        }
+        if (args is ["decode-count", ..])
+        {
+            DecodeInstructionCount.Run(args[1..]);
             return;
         }
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

@@ -17,6 +17,9 @@ public interface IEndToEndEngine : IDisposable
     /// <summary>Feeds <paramref name="first"/>, then <paramref name="steps"/> greedy tokens one at a time; returns the time of the steps.</summary>
     TimeSpan Decode(int first, int steps);
 
+    /// <summary>From an empty context: feeds <paramref name="first"/>, then <paramref name="steps"/> greedy tokens one at a time; returns the tokens chosen.</summary>
+    int[] GreedyTokens(int first, int steps);
+
     /// <summary>Logits (vocab) of every position of <paramref name="tokens"/> fed to an empty context.</summary>
     float[][] AllLogits(int[] tokens);
 
@@ -162,6 +165,16 @@ public sealed class AgileQuantEngine : IEndToEndEngine
     }
 
     /// <inheritdoc />
+    public int[] GreedyTokens(int first, int steps)
+    {
+        InferenceContext context = ClearedContext();
+        float[] logits = context.Forward([first]);
+        var chosen = new int[steps];
+        for (int i = 0; i < steps; i++) logits = context.Forward([chosen[i] = Core.Generation.TokenSampler.ArgMax(logits)]);
+        return chosen;
+    }
+
+    /// <inheritdoc />
     public float[][] AllLogits(int[] tokens)
     {
         int vocab = _model.Config.VocabSize;
@@ -267,6 +280,16 @@ public sealed class LlamaCppEngine : IEndToEndEngine
         long start = Stopwatch.GetTimestamp();
         for (int i = 0; i < steps; i++) logits = Run([Core.Generation.TokenSampler.ArgMax(logits)], 1 + i, false, out _);
         return Stopwatch.GetElapsedTime(start);
+    }
+
+    /// <inheritdoc />
+    public int[] GreedyTokens(int first, int steps)
+    {
+        _context.NativeHandle.MemoryClear(true);
+        float[] logits = Run([first], 0, false, out _);
+        var chosen = new int[steps];
+        for (int i = 0; i < steps; i++) logits = Run([chosen[i] = Core.Generation.TokenSampler.ArgMax(logits)], 1 + i, false, out _);
+        return chosen;
     }
 
     /// <inheritdoc />
