@@ -58,6 +58,11 @@ public sealed class ConfigValueCheckTests() : TemporaryDirectoryFixture("aq-conf
     {
         // A 2 KB model declaring the largest accepted context: its inference context holds memory for the tokens it saw.
         // (2^28 used to fail with OutOfMemoryException in the InferenceContext constructor; it is now refused, above.)
+        // The reference: the same weights declaring a 64-token context, whose logits for 3 tokens the declared length
+        // cannot change (it sizes nothing, and this config has no RoPE scaling that reads it).
+        float[] reference;
+        using (LoadedModel small = ModelLoader.Load(HfModel("max_position_embeddings", "64"), new ModelLoadOptions()))
+            reference = small.Model.CreateContext().Forward([1, 5, 7], allLogits: false, [], []);
         using LoadedModel loaded = ModelLoader.Load(HfModel("max_position_embeddings", ConfigValueChecks.MaxContextLength.ToString()), new ModelLoadOptions());
         Assert.That(loaded.Model.Config.MaxSequenceLength, Is.EqualTo(ConfigValueChecks.MaxContextLength));
         long before = GC.GetAllocatedBytesForCurrentThread();
@@ -65,7 +70,8 @@ public sealed class ConfigValueCheckTests() : TemporaryDirectoryFixture("aq-conf
         float[] logits = context.Forward([1, 5, 7], allLogits: false, [], []);
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.That(logits, Has.Length.EqualTo(16));
-        Assert.That(logits, Has.All.Matches<float>(float.IsFinite));
+        Assert.That(reference, Has.All.Matches<float>(float.IsFinite), "the reference is finite");
+        Assert.That(logits, Is.EqualTo(reference), "the declared context length changes no logit");
         Assert.That(allocated, Is.LessThan(16L << 20), "a slot record per context position would take 2 × 2^24 × 5 bytes");
     }
 

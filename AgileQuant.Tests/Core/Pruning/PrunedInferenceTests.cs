@@ -176,7 +176,29 @@ public class PrunedInferenceTests
         long expected = documents.Sum(d => ExpectedLayerCounts(schedule, 5, d.Length)[5] - 1);
         Assert.That(pruned.ScoredTokens, Is.EqualTo(expected));
         Assert.That(pruned.ScoredTokens, Is.LessThan(dense.ScoredTokens));
-        Assert.That(double.IsFinite(pruned.Perplexity), Is.True);
+        // The reference: the same pruned forward pass scored by hand, each surviving position t but the last charged
+        // −log softmax(logits_t)[token t+1] in double precision, averaged: perplexity as defined, computed apart from PerplexityEvaluator.
+        double nll = 0;
+        long scored = 0;
+        foreach (int[] document in documents)
+        {
+            InferenceContext context = Stories260K(schedule).CreateContext();
+            float[] logits = context.Forward(document, allLogits: true); // (survivors, vocab)
+            for (int k = 0; k < context.SurvivingTokenIndices.Count; k++)
+            {
+                int t = context.SurvivingTokenIndices[k];
+                if (t == document.Length - 1) continue;
+                ReadOnlySpan<float> row = logits.AsSpan(k * 512, 512);
+                double max = double.NegativeInfinity, sum = 0;
+                foreach (float v in row) max = Math.Max(max, v);
+                foreach (float v in row) sum += Math.Exp(v - max);
+                nll += max + Math.Log(sum) - row[document[t + 1]];
+                scored++;
+            }
+        }
+        Assert.That(scored, Is.EqualTo(pruned.ScoredTokens));
+        Assert.That(pruned.MeanNll, Is.EqualTo(nll / scored).Within(1e-6 * (nll / scored)), "mean NLL of the surviving positions, scored by hand");
+        Assert.That(pruned.Perplexity, Is.EqualTo(Math.Exp(nll / scored)).Within(1e-6 * Math.Exp(nll / scored)));
     }
 
     [Test]

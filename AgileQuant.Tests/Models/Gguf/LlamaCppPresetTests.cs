@@ -10,7 +10,8 @@ namespace AgileQuant.Tests.Models.Gguf;
 /// <summary>
 /// A random-weight LLaMA quantized by llama.cpp's own quantizer to each preset (<see cref="LlamaCppPresetModels"/>): every
 /// file loads in AgileQuant holding the file's values, and our FP32 logits on those values (weights dequantized) match
-/// llama.cpp's logits on the same file within the error llama.cpp's 8-bit activation rounding explains.
+/// llama.cpp's logits on the same file within the error llama.cpp's 8-bit activation rounding explains; so do our logits
+/// on the file as loaded (integer kernels) at every position of a prompt, and on the greedy path.
 /// </summary>
 /// <remarks>
 /// The tolerance. We compute in FP32 on the file's exact values; llama.cpp's CPU backend multiplies a quantized weight
@@ -97,11 +98,9 @@ public class LlamaCppPresetTests
     [TestCaseSource(nameof(IntegerPresets))]
     public void Preset_IntegerPathGreedyTokens_EqualLlamaCpps_WhereTheGapExceedsTheTolerance(LLamaFtype preset)
     {
-        string path = _models.PathOf(preset);
+        (string path, int[] prompt) = PresetAndPrompt(preset, seed: 123, length: 5);
         using LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions());
-        int layers = loaded.Model.Weights.Config.NumLayers, vocab = loaded.Model.Weights.Config.VocabSize;
-        var random = new Random(123);
-        int[] prompt = [1, .. Enumerable.Range(0, 4).Select(_ => random.Next(3, vocab))];
+        int layers = loaded.Model.Weights.Config.NumLayers;
         using var llama = new LlamaCppSession(path, contextSize: 64, threads: 2);
         InferenceContext context = loaded.CreateContext();
         var theirs = new List<float[]> { llama.Forward(prompt) };
@@ -131,6 +130,48 @@ public class LlamaCppPresetTests
         TestContext.Out.WriteLine($"{preset}: max |ours - llama.cpp| = {largest:G4} ({largest / tolerance:F2} T, T = {tolerance:G4}); {compared} of 32 steps with gap > T all agree; {agreedBelow} of the other {32 - compared} agree too");
         Assert.That(largest, Is.LessThanOrEqualTo(tolerance), $"{preset}: our integer logits within T of llama.cpp's");
         Assert.That(compared, Is.GreaterThanOrEqualTo(8), $"{preset}: enough decisive steps to compare");
+    }
+
+    /// <summary>
+    /// Every preset's file as loaded (the defaults of <see cref="ModelLoader"/>: the integer kernels on the file's codes,
+    /// per-group activation scales on the block formats) against llama.cpp on the same file, at every position of a
+    /// 16-token prompt that both engines take as one batch: each of the 16 × 512 logits within T of llama.cpp's, T the
+    /// tolerance of the greedy test above. Why T holds here too: our 8-bit activation rounding and llama.cpp's are
+    /// independent, so their difference has √2 times one engine's RMS error (our per-group or per-token κ is at or below
+    /// the κ = 3 of ε); the largest of 8,192 Gaussian errors is about 3.9 RMS, and √2 · 3.9 = 5.5 is within T's 2 · 3.5 = 7.
+    /// The last-position comparisons elsewhere miss what goes wrong only at earlier positions (the prompt's causal mask,
+    /// positions, the logits of rows other than the last).
+    /// </summary>
+    [TestCaseSource(typeof(LlamaCppPresetModels), nameof(LlamaCppPresetModels.Presets))]
+    public void Preset_AsLoaded_LogitsAtEveryPromptPosition_MatchLlamaCpps(LLamaFtype preset)
+    {
+        (string path, int[] prompt) = PresetAndPrompt(preset, seed: 31, length: 16);
+        using LoadedModel loaded = ModelLoader.Load(path, new ModelLoadOptions());
+        int layers = loaded.Model.Weights.Config.NumLayers, vocab = loaded.Model.Weights.Config.VocabSize;
+        float[] ours = loaded.CreateContext().Forward(prompt, allLogits: true); // (positions, vocab)
+        using var llama = new LlamaCppSession(path, contextSize: 64, threads: 2);
+        float[][] theirs = llama.ForwardAll(prompt); // [position][vocab]
+        Assert.That(ours, Has.Length.EqualTo(prompt.Length * vocab));
+        double rms = Math.Sqrt(theirs.SelectMany(l => l).Average(v => (double)v * v));
+        double tolerance = Tolerance(ActivationRounding, 4 * layers + 1, rms);
+        var worst = new double[prompt.Length]; // max |ours − llama.cpp| per position
+        for (int p = 0; p < prompt.Length; p++)
+            for (int i = 0; i < vocab; i++)
+            {
+                double error = Math.Abs(ours[p * vocab + i] - theirs[p][i]);
+                if (!(error <= worst[p])) worst[p] = double.IsNaN(error) ? double.PositiveInfinity : error; // NaN fails
+            }
+        TestContext.Out.WriteLine($"{preset}: max |ours - llama.cpp| per position (T = {tolerance:G4}, rms(logit) {rms:G4}): {string.Join(" ", worst.Select(e => (e / tolerance).ToString("F2")))} T");
+        for (int p = 0; p < prompt.Length; p++)
+            Assert.That(worst[p], Is.LessThanOrEqualTo(tolerance), $"{preset} position {p}: our logits within T of llama.cpp's");
+    }
+
+    // The preset's file and a seeded prompt: BOS, then length − 1 ids drawn from the vocabulary past the special ones.
+    private (string Path, int[] Prompt) PresetAndPrompt(LLamaFtype preset, int seed, int length)
+    {
+        var random = new Random(seed);
+        int vocab = _models.Weights.Config.VocabSize;
+        return (_models.PathOf(preset), [1, .. Enumerable.Range(0, length - 1).Select(_ => random.Next(3, vocab))]);
     }
 
     private static int ArgMax(float[] values) => TestLogits.ArgMax(values);
