@@ -10,7 +10,8 @@ internal static class Program
     // `e2e-engine [...]`: one configuration of that table, run by it as a child process (one JSON line);
     // `e2e-kv [...]`: W4A8 vs llama.cpp per KV cache type, long prompt, decode at depth (a section of docs/benchmarks.md);
     // `e2e-kv-engine [...]`: one configuration of it, as a child process;
-    // `e2e-quality [...]`: perplexity/KL side by side on stories260K (docs/benchmarks-quality.md); otherwise BenchmarkDotNet.
+    // `e2e-quality [...]`: perplexity/KL side by side on stories260K (docs/benchmarks-quality.md);
+    // `kv-attention [...]`: one layer's attention at depth per KV cache type, alternating, medians; otherwise BenchmarkDotNet.
     private static void Main(string[] args)
     {
         if (args is ["interleaved-prefill", ..])
@@ -36,6 +37,11 @@ internal static class Program
         if (args.Length > 0 && args[0] == "e2e-kv-engine")
         {
             KvDepthComparison.RunInThisProcess(args[1..]);
+            return;
+        }
+        if (args.Length > 0 && args[0] == "kv-attention")
+        {
+            Kernels.KvAttentionAtDepth.Run(args[1..]);
             return;
         }
         if (args.Length > 0 && args[0] == "e2e-quality")

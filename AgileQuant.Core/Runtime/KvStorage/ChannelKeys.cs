@@ -179,6 +179,7 @@ internal unsafe struct Q4ChannelKeys : IKeyFormat
         int rowBytes = headDim / 2;
         var scales = (Half*)(group + GroupSlots * rowBytes);
         Half* minimums = scales + headDim;
+        int* sums = stackalloc int[blocks]; // (blocks) one key row's Σ c_q · c_k per block
         for (int c = 0; c < count; c++)
             ChannelQuery.Prepare((float*)(queries + c * QueryBytes(headDim)), scales, minimums, groupQueries + c * queryBytes, headDim);
         for (int t = 0; t < slots; t++)
@@ -188,9 +189,9 @@ internal unsafe struct Q4ChannelKeys : IKeyFormat
             {
                 byte* q = groupQueries + c * queryBytes;
                 var queryScales = (float*)(q + offset);
+                BlockDot.Int16NibblesRow((short*)q, key, block, blocks, sums, simd);
                 float sum = queryScales[blocks];
-                for (int b = 0; b < blocks; b++)
-                    sum = MathF.FusedMultiplyAdd(BlockDot.Int16Nibbles((short*)q + b * block, key + b * block / 2, block, simd), queryScales[b], sum);
+                for (int b = 0; b < blocks; b++) sum = MathF.FusedMultiplyAdd(sums[b], queryScales[b], sum);
                 s[c * sStride + t] = sum;
             }
         }
@@ -215,12 +216,14 @@ internal static unsafe class ChannelQuery
     /// </summary>
     public static void Prepare(float* q, Half* scales, Half* minimums, byte* prepared, int headDim)
     {
-        float* scaled = stackalloc float[headDim];
+        float* scaled = stackalloc float[headDim], widened = stackalloc float[headDim];
+        KvVectors.HalfToSingle(scales, widened, headDim);
+        TensorPrimitives.Multiply(new ReadOnlySpan<float>(q, headDim), new ReadOnlySpan<float>(widened, headDim), new Span<float>(scaled, headDim));
         float constant = 0;
-        for (int i = 0; i < headDim; i++)
+        if (minimums != null)
         {
-            scaled[i] = q[i] * (float)scales[i];
-            if (minimums != null) constant = MathF.FusedMultiplyAdd(q[i], (float)minimums[i], constant);
+            KvVectors.HalfToSingle(minimums, widened, headDim);
+            constant = KvVectors.Dot(q, widened, headDim); // Σ q·m in KvVectors.Dot's lanes
         }
         int block = KvBlocks.Size(headDim), blocks = headDim / block;
         var codes = (short*)prepared;
@@ -232,7 +235,9 @@ internal static unsafe class ChannelQuery
             bool usable = max > 0 && float.IsFinite(max);
             steps[b] = usable ? max / 32767f : float.IsFinite(max) ? 0f : float.NaN;
             float inverse = usable ? 32767f / max : 0f;
-            for (int i = 0; i < block; i++) codes[b * block + i] = (short)Math.Clamp(MathF.Round(values[i] * inverse), -32767f, 32767f);
+            if (usable) KvVectors.RoundToInt16(scaled + b * block, inverse, codes + b * block, block);
+            else
+                for (int i = 0; i < block; i++) codes[b * block + i] = (short)Math.Clamp(MathF.Round(values[i] * inverse), -32767f, 32767f);
         }
         if (minimums != null) steps[blocks] = constant;
     }

@@ -37,6 +37,17 @@ internal unsafe struct F16Rows : IKvRows
         for (int c = 0; c < count; c++) s[c * sStride] = KvVectors.Dot((float*)queries + c * headDim, k, headDim);
     }
 
+    // per row: finite and a whole number of fused steps, one query: widened in registers (DotFiniteHalves); else as Scores
+    public static void ScoreRows(byte* keys, int rowBytes, int rows, byte* queries, int count, float* s, int sStride, int headDim)
+    {
+        bool fused = count == 1 && KvVectors.HalfStep > 0 && headDim % KvVectors.HalfStep == 0;
+        for (int t = 0; t < rows; t++, keys += rowBytes)
+        {
+            if (fused && KvVectors.AllFiniteHalves((Half*)keys, headDim)) s[t] = KvVectors.DotFiniteHalves((float*)queries, (Half*)keys, headDim);
+            else Scores(keys, queries, count, s + t, sStride, headDim);
+        }
+    }
+
     public static void ScoresScalar(byte* key, byte* queries, int count, float* s, int sStride, int headDim)
     {
         var k = (Half*)key;
@@ -56,6 +67,20 @@ internal unsafe struct F16Rows : IKvRows
         KvVectors.HalfToSingle((Half*)value, v, headDim);
         for (int c = 0; c < count; c++)
             if (p[c * pStride] is float pc and not 0) KvVectors.AddScaled(v, pc, acc + c * headDim, headDim);
+    }
+
+    // every row finite and a whole number of fused steps: widened in registers over the run (AddScaledFiniteHalves); else row by row
+    public static void AddValueRows(byte* values, int rowBytes, int rows, float* p, int pStride, int count, float* acc, int headDim)
+    {
+        bool fused = KvVectors.HalfStep > 0 && headDim % (2 * KvVectors.HalfStep) == 0 && rowBytes % sizeof(ushort) == 0;
+        for (int t = 0; fused && t < rows; t++) fused = KvVectors.AllFiniteHalves((Half*)(values + t * rowBytes), headDim);
+        if (!fused)
+        {
+            for (int t = 0; t < rows; t++) AddValues(values + t * rowBytes, p + t, pStride, count, acc, headDim);
+            return;
+        }
+        for (int c = 0; c < count; c++)
+            KvVectors.AddScaledFiniteHalves((Half*)values, rowBytes / sizeof(ushort), rows, p + c * pStride, 1, acc + c * headDim, headDim);
     }
 
     public static void AddValuesScalar(byte* value, float* p, int pStride, int count, float* acc, int headDim)

@@ -37,6 +37,138 @@ internal static unsafe class KvVectors
         return Vector.AsVectorSingle(Vector.ConditionalSelect(special, bits | new Vector<uint>(0x7F800000), scaled) | sign);
     }
 
+    // fp16 bits of a finite value (exponent < 31, one per lane, zero-extended) → fp32, exact: sign and magnitude moved into
+    // place by one arithmetic shift (h << 16 >> 3, the sign's copies in bits 28–30 cleared), rescaled by 2^112
+    private static Vector<float> FiniteHalfBitsToSingle(Vector<uint> h) =>
+        Vector.AsVectorSingle(Vector.AsVectorUInt32(Vector.ShiftRightArithmetic(Vector.AsVectorInt32(h << 16), 3)) & new Vector<uint>(0x8FFFFFFF))
+        * new Vector<float>(TwoToThe112);
+
+    /// <summary>Halves per step of the fused fp16 loops (<see cref="DotFiniteHalves"/>, <see cref="AddScaledFiniteHalves"/>): n must be a multiple.</summary>
+    public static int HalfStep => Vector.IsHardwareAccelerated ? Vector<ushort>.Count : 0;
+
+    // whether every h[i] is finite (exponent < 31), i < n, n a multiple of HalfStep
+    public static bool AllFiniteHalves(Half* h, int n)
+    {
+        Vector<ushort> max = Vector<ushort>.Zero;
+        for (int i = 0; i < n; i += Vector<ushort>.Count) max = Vector.Max(max, Unsafe.ReadUnaligned<Vector<ushort>>(h + i) & new Vector<ushort>(0x7FFF));
+        return Vector.LessThanAll(max, new Vector<ushort>(0x7C00));
+    }
+
+    // Σ_i q[i] · fp32(k[i]) in the lanes and order of Dot (equal to Dot over the widened row, bit for bit); k finite, n a multiple of HalfStep
+    public static float DotFiniteHalves(float* q, Half* k, int n)
+    {
+        int w = Vector<float>.Count;
+        Vector<float> lanes = default;
+        for (int i = 0; i < n; i += 2 * w)
+        {
+            Vector.Widen(Unsafe.ReadUnaligned<Vector<ushort>>(k + i), out Vector<uint> low, out Vector<uint> high);
+            lanes = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(q + i), FiniteHalfBitsToSingle(low), lanes);
+            lanes = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(q + i + w), FiniteHalfBitsToSingle(high), lanes);
+        }
+        return Vector.Sum(lanes);
+    }
+
+    // acc[i] = fma(p[t · pStride], fp32(rows[t · rowStride + i]), acc[i]) for t < count in order, rows whose p is 0 skipped:
+    // AddScaled of each widened row, bit for bit; every row finite, n a multiple of 2 · HalfStep
+    public static void AddScaledFiniteHalves(Half* rows, int rowStride, int count, float* p, int pStride, float* acc, int n)
+    {
+        int w = Vector<float>.Count;
+        for (int i = 0; i < n; i += 4 * w) // four vectors of accumulators stay in registers over the rows
+        {
+            Vector<float> a0 = Unsafe.ReadUnaligned<Vector<float>>(acc + i), a1 = Unsafe.ReadUnaligned<Vector<float>>(acc + i + w);
+            Vector<float> a2 = Unsafe.ReadUnaligned<Vector<float>>(acc + i + 2 * w), a3 = Unsafe.ReadUnaligned<Vector<float>>(acc + i + 3 * w);
+            Half* row = rows + i;
+            for (int t = 0; t < count; t++, row += rowStride)
+            {
+                float pt = p[t * pStride];
+                if (pt == 0) continue;
+                var weight = new Vector<float>(pt);
+                Vector.Widen(Unsafe.ReadUnaligned<Vector<ushort>>(row), out Vector<uint> h0, out Vector<uint> h1);
+                Vector.Widen(Unsafe.ReadUnaligned<Vector<ushort>>(row + 2 * w), out Vector<uint> h2, out Vector<uint> h3);
+                a0 = Vector.FusedMultiplyAdd(weight, FiniteHalfBitsToSingle(h0), a0);
+                a1 = Vector.FusedMultiplyAdd(weight, FiniteHalfBitsToSingle(h1), a1);
+                a2 = Vector.FusedMultiplyAdd(weight, FiniteHalfBitsToSingle(h2), a2);
+                a3 = Vector.FusedMultiplyAdd(weight, FiniteHalfBitsToSingle(h3), a3);
+            }
+            Unsafe.WriteUnaligned(acc + i, a0);
+            Unsafe.WriteUnaligned(acc + i + w, a1);
+            Unsafe.WriteUnaligned(acc + i + 2 * w, a2);
+            Unsafe.WriteUnaligned(acc + i + 3 * w, a3);
+        }
+    }
+
+    // acc[i] = fma(w[t], c_t[i], acc[i]) for t < count in order (rows whose p[t · pStride] is 0 skipped) and i < 32: c_t the
+    // 4-bit codes of one block at packed + t · rowBytes (byte j = c[j] | c[j + 16] << 4); AddScaled of each widened block, bit for bit
+    public static void AddScaledNibbles32(byte* packed, int rowBytes, int count, float* p, int pStride, float* w, float* acc)
+    {
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<float> a0 = Vector256.Load(acc), a1 = Vector256.Load(acc + 8), a2 = Vector256.Load(acc + 16), a3 = Vector256.Load(acc + 24);
+            for (int t = 0; t < count; t++, packed += rowBytes)
+            {
+                if (p[t * pStride] == 0) continue;
+                Vector256<float> weight = Vector256.Create(w[t]);
+                Vector128<byte> bytes = Vector128.Load(packed);
+                Vector256<byte> codes = Vector256.Create(bytes & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(bytes, 4));
+                (Vector256<ushort> low, Vector256<ushort> high) = Vector256.Widen(codes);
+                (Vector256<uint> c0, Vector256<uint> c1) = Vector256.Widen(low);
+                (Vector256<uint> c2, Vector256<uint> c3) = Vector256.Widen(high);
+                a0 = Vector256.FusedMultiplyAdd(weight, Vector256.ConvertToSingle(c0.AsInt32()), a0);
+                a1 = Vector256.FusedMultiplyAdd(weight, Vector256.ConvertToSingle(c1.AsInt32()), a1);
+                a2 = Vector256.FusedMultiplyAdd(weight, Vector256.ConvertToSingle(c2.AsInt32()), a2);
+                a3 = Vector256.FusedMultiplyAdd(weight, Vector256.ConvertToSingle(c3.AsInt32()), a3);
+            }
+            a0.Store(acc);
+            a1.Store(acc + 8);
+            a2.Store(acc + 16);
+            a3.Store(acc + 24);
+            return;
+        }
+        for (int half = 0; half < 2; half++) // 128-bit vectors: the low nibbles (codes 0–15), then the high ones (16–31)
+        {
+            float* a = acc + 16 * half;
+            Vector128<float> a0 = Vector128.Load(a), a1 = Vector128.Load(a + 4), a2 = Vector128.Load(a + 8), a3 = Vector128.Load(a + 12);
+            byte* block = packed;
+            for (int t = 0; t < count; t++, block += rowBytes)
+            {
+                if (p[t * pStride] == 0) continue;
+                Vector128<float> weight = Vector128.Create(w[t]);
+                Vector128<byte> bytes = Vector128.Load(block);
+                Vector128<byte> codes = half == 0 ? bytes & Vector128.Create((byte)0x0F) : Vector128.ShiftRightLogical(bytes, 4);
+                (Vector128<ushort> low, Vector128<ushort> high) = Vector128.Widen(codes);
+                (Vector128<uint> c0, Vector128<uint> c1) = Vector128.Widen(low);
+                (Vector128<uint> c2, Vector128<uint> c3) = Vector128.Widen(high);
+                a0 = Vector128.FusedMultiplyAdd(weight, Vector128.ConvertToSingle(c0.AsInt32()), a0);
+                a1 = Vector128.FusedMultiplyAdd(weight, Vector128.ConvertToSingle(c1.AsInt32()), a1);
+                a2 = Vector128.FusedMultiplyAdd(weight, Vector128.ConvertToSingle(c2.AsInt32()), a2);
+                a3 = Vector128.FusedMultiplyAdd(weight, Vector128.ConvertToSingle(c3.AsInt32()), a3);
+            }
+            a0.Store(a);
+            a1.Store(a + 4);
+            a2.Store(a + 8);
+            a3.Store(a + 12);
+        }
+    }
+
+    // codes[i] = (short)clamp(round(x[i] · inverse), −32767, 32767), rounded half to even as MathF.Round; every x[i] · inverse finite
+    public static void RoundToInt16(float* x, float inverse, short* codes, int n)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + 16 <= n; i += 16)
+                Vector256.Narrow(RoundedInt32(Vector256.Load(x + i) * inverse), RoundedInt32(Vector256.Load(x + i + 8) * inverse)).Store(codes + i);
+        if (Vector128.IsHardwareAccelerated)
+            for (; i + 8 <= n; i += 8)
+                Vector128.Narrow(RoundedInt32(Vector128.Load(x + i) * inverse), RoundedInt32(Vector128.Load(x + i + 4) * inverse)).Store(codes + i);
+        for (; i < n; i++) codes[i] = (short)Math.Clamp(MathF.Round(x[i] * inverse), -32767f, 32767f);
+    }
+
+    private static Vector256<int> RoundedInt32(Vector256<float> x) =>
+        Vector256.ConvertToInt32(Vector256.Clamp(Vector256.Round(x), Vector256.Create(-32767f), Vector256.Create(32767f)));
+
+    private static Vector128<int> RoundedInt32(Vector128<float> x) =>
+        Vector128.ConvertToInt32(Vector128.Clamp(Vector128.Round(x), Vector128.Create(-32767f), Vector128.Create(32767f)));
+
     // dst[i] = src[i]   int8 → fp32
     public static void Int8ToSingle(sbyte* src, float* dst, int n)
     {
