@@ -19,6 +19,9 @@ internal unsafe struct F16Rows : IKvRows
 
     public static int AccumulatorLength(int headDim) => headDim;
 
+    /// <summary>Most queries <see cref="AddValueRows"/> widens a run for once each; with more, widening each row once costs less.</summary>
+    private const int FusedQueries = 3;
+
     // row[d] = fp16(x[d]), rounded to nearest even
     public static void Encode(float* x, byte* row, int headDim) =>
         TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(x, headDim), new Span<Half>(row, headDim));
@@ -69,10 +72,11 @@ internal unsafe struct F16Rows : IKvRows
             if (p[c * pStride] is float pc and not 0) KvVectors.AddScaled(v, pc, acc + c * headDim, headDim);
     }
 
-    // every row finite and a whole number of fused steps: widened in registers over the run (AddScaledFiniteHalves); else row by row
+    // up to FusedQueries queries, every row finite and a whole number of fused steps: widened in registers over the run, once
+    // per query (AddScaledFiniteHalves); else row by row, each row widened once for every query
     public static void AddValueRows(byte* values, int rowBytes, int rows, float* p, int pStride, int count, float* acc, int headDim)
     {
-        bool fused = KvVectors.HalfStep > 0 && headDim % (2 * KvVectors.HalfStep) == 0 && rowBytes % sizeof(ushort) == 0;
+        bool fused = count <= FusedQueries && KvVectors.HalfStep > 0 && headDim % (2 * KvVectors.HalfStep) == 0 && rowBytes % sizeof(ushort) == 0;
         for (int t = 0; fused && t < rows; t++) fused = KvVectors.AllFiniteHalves((Half*)(values + t * rowBytes), headDim);
         if (!fused)
         {
