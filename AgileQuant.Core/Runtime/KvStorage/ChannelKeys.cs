@@ -72,8 +72,10 @@ internal unsafe struct Q8ChannelKeys : IKeyFormat
     {
         int block = KvBlocks.Size(headDim), blocks = headDim / block, offset = ChannelQuery.ScalesOffset(headDim), queryBytes = GroupQueryBytes(headDim);
         var scales = (Half*)(group + GroupSlots * headDim);
+        float* d = stackalloc float[headDim]; // (headDim) the group's channel scales, widened once for every query
+        KvVectors.HalfToSingle(scales, d, headDim);
         for (int c = 0; c < count; c++)
-            ChannelQuery.Prepare((float*)(queries + c * QueryBytes(headDim)), scales, null, groupQueries + c * queryBytes, headDim);
+            ChannelQuery.Prepare((float*)(queries + c * QueryBytes(headDim)), d, null, groupQueries + c * queryBytes, headDim);
         for (int t = 0; t < slots; t++)
         {
             var key = (sbyte*)group + (first + t) * headDim;
@@ -180,8 +182,10 @@ internal unsafe struct Q4ChannelKeys : IKeyFormat
         var scales = (Half*)(group + GroupSlots * rowBytes);
         Half* minimums = scales + headDim;
         int* sums = stackalloc int[blocks]; // (blocks) one key row's Σ c_q · c_k per block
+        float* d = stackalloc float[2 * headDim], m = d + headDim; // (2, headDim) the group's channel scales and minimums, widened once for every query
+        KvVectors.HalfToSingle(scales, d, 2 * headDim);             // the minimums follow the scales in the group
         for (int c = 0; c < count; c++)
-            ChannelQuery.Prepare((float*)(queries + c * QueryBytes(headDim)), scales, minimums, groupQueries + c * queryBytes, headDim);
+            ChannelQuery.Prepare((float*)(queries + c * QueryBytes(headDim)), d, m, groupQueries + c * queryBytes, headDim);
         for (int t = 0; t < slots; t++)
         {
             byte* key = group + (first + t) * rowBytes;
@@ -212,19 +216,13 @@ internal static unsafe class ChannelQuery
 
     /// <summary>
     /// prepared ← the int16 codes of q'[c] = q[c] · d[c] per block, then the blocks' FP32 steps; with minimums, then the
-    /// FP32 constant Σ_c q[c] · m[c].
+    /// FP32 constant Σ_c q[c] · m[c]. The group's channel scales d and minimums m come widened to FP32 (once per group).
     /// </summary>
-    public static void Prepare(float* q, Half* scales, Half* minimums, byte* prepared, int headDim)
+    public static void Prepare(float* q, float* scales, float* minimums, byte* prepared, int headDim)
     {
-        float* scaled = stackalloc float[headDim], widened = stackalloc float[headDim];
-        KvVectors.HalfToSingle(scales, widened, headDim);
-        TensorPrimitives.Multiply(new ReadOnlySpan<float>(q, headDim), new ReadOnlySpan<float>(widened, headDim), new Span<float>(scaled, headDim));
-        float constant = 0;
-        if (minimums != null)
-        {
-            KvVectors.HalfToSingle(minimums, widened, headDim);
-            constant = KvVectors.Dot(q, widened, headDim); // Σ q·m in KvVectors.Dot's lanes
-        }
+        float* scaled = stackalloc float[headDim];
+        TensorPrimitives.Multiply(new ReadOnlySpan<float>(q, headDim), new ReadOnlySpan<float>(scales, headDim), new Span<float>(scaled, headDim));
+        float constant = minimums != null ? KvVectors.Dot(q, minimums, headDim) : 0; // Σ q·m in KvVectors.Dot's lanes
         int block = KvBlocks.Size(headDim), blocks = headDim / block;
         var codes = (short*)prepared;
         var steps = (float*)(prepared + ScalesOffset(headDim));

@@ -19,8 +19,6 @@ internal unsafe struct F16Rows : IKvRows
 
     public static int AccumulatorLength(int headDim) => headDim;
 
-    /// <summary>Most queries <see cref="AddValueRows"/> widens a run for once each; with more, widening each row once costs less.</summary>
-    private const int FusedQueries = 3;
 
     // row[d] = fp16(x[d]), rounded to nearest even
     public static void Encode(float* x, byte* row, int headDim) =>
@@ -40,13 +38,14 @@ internal unsafe struct F16Rows : IKvRows
         for (int c = 0; c < count; c++) s[c * sStride] = KvVectors.Dot((float*)queries + c * headDim, k, headDim);
     }
 
-    // per row: finite and a whole number of fused steps, one query: widened in registers (DotFiniteHalves); else as Scores
+    // per row: finite, a whole number of fused steps and up to KvVectors.FusedQueries queries: widened in registers once for
+    // all (DotsFiniteHalves); else as Scores
     public static void ScoreRows(byte* keys, int rowBytes, int rows, byte* queries, int count, float* s, int sStride, int headDim)
     {
-        bool fused = count == 1 && KvVectors.HalfStep > 0 && headDim % KvVectors.HalfStep == 0;
+        bool fused = count <= KvVectors.FusedQueries && KvVectors.HalfStep > 0 && headDim % KvVectors.HalfStep == 0;
         for (int t = 0; t < rows; t++, keys += rowBytes)
         {
-            if (fused && KvVectors.AllFiniteHalves((Half*)keys, headDim)) s[t] = KvVectors.DotFiniteHalves((float*)queries, (Half*)keys, headDim);
+            if (fused && KvVectors.AllFiniteHalves((Half*)keys, headDim)) KvVectors.DotsFiniteHalves((float*)queries, count, (Half*)keys, headDim, s + t, sStride);
             else Scores(keys, queries, count, s + t, sStride, headDim);
         }
     }
@@ -72,19 +71,18 @@ internal unsafe struct F16Rows : IKvRows
             if (p[c * pStride] is float pc and not 0) KvVectors.AddScaled(v, pc, acc + c * headDim, headDim);
     }
 
-    // up to FusedQueries queries, every row finite and a whole number of fused steps: widened in registers over the run, once
-    // per query (AddScaledFiniteHalves); else row by row, each row widened once for every query
+    // up to KvVectors.FusedQueries queries, every row finite and a whole number of fused steps: widened in registers over the
+    // run once for all (AddScaledFiniteHalves); else row by row, each row widened once into a buffer for every query
     public static void AddValueRows(byte* values, int rowBytes, int rows, float* p, int pStride, int count, float* acc, int headDim)
     {
-        bool fused = count <= FusedQueries && KvVectors.HalfStep > 0 && headDim % (2 * KvVectors.HalfStep) == 0 && rowBytes % sizeof(ushort) == 0;
+        bool fused = count <= KvVectors.FusedQueries && KvVectors.HalfStep > 0 && headDim % KvVectors.HalfStep == 0 && rowBytes % sizeof(ushort) == 0;
         for (int t = 0; fused && t < rows; t++) fused = KvVectors.AllFiniteHalves((Half*)(values + t * rowBytes), headDim);
         if (!fused)
         {
             for (int t = 0; t < rows; t++) AddValues(values + t * rowBytes, p + t, pStride, count, acc, headDim);
             return;
         }
-        for (int c = 0; c < count; c++)
-            KvVectors.AddScaledFiniteHalves((Half*)values, rowBytes / sizeof(ushort), rows, p + c * pStride, 1, acc + c * headDim, headDim);
+        KvVectors.AddScaledFiniteHalves((Half*)values, rowBytes / sizeof(ushort), rows, p, pStride, count, acc, headDim);
     }
 
     public static void AddValuesScalar(byte* value, float* p, int pStride, int count, float* acc, int headDim)

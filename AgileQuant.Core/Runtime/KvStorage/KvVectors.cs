@@ -43,7 +43,7 @@ internal static unsafe class KvVectors
         Vector.AsVectorSingle(Vector.AsVectorUInt32(Vector.ShiftRightArithmetic(Vector.AsVectorInt32(h << 16), 3)) & new Vector<uint>(0x8FFFFFFF))
         * new Vector<float>(TwoToThe112);
 
-    /// <summary>Halves per step of the fused fp16 loops (<see cref="DotFiniteHalves"/>, <see cref="AddScaledFiniteHalves"/>): n must be a multiple.</summary>
+    /// <summary>Halves per step of the fused fp16 loops (<see cref="DotsFiniteHalves"/>, <see cref="AddScaledFiniteHalves"/>): n must be a multiple.</summary>
     public static int HalfStep => Vector.IsHardwareAccelerated ? Vector<ushort>.Count : 0;
 
     // whether every h[i] is finite (exponent < 31), i < n, n a multiple of HalfStep
@@ -54,35 +54,78 @@ internal static unsafe class KvVectors
         return Vector.LessThanAll(max, new Vector<ushort>(0x7C00));
     }
 
-    // Σ_i q[i] · fp32(k[i]) in the lanes and order of Dot (equal to Dot over the widened row, bit for bit); k finite, n a multiple of HalfStep
-    public static float DotFiniteHalves(float* q, Half* k, int n)
+    /// <summary>Most queries one call of <see cref="DotsFiniteHalves"/> or <see cref="AddScaledFiniteHalves"/> takes (their accumulators stay in registers).</summary>
+    public const int FusedQueries = 4;
+
+    // s[c · sStride] = Σ_i q_c[i] · fp32(k[i]) for c < count ≤ FusedQueries (queries n apart), each in the lanes and order of
+    // Dot (equal to Dot over the widened row, bit for bit), the row widened once for all; k finite, n a multiple of HalfStep
+    public static void DotsFiniteHalves(float* q, int count, Half* k, int n, float* s, int sStride)
     {
         int w = Vector<float>.Count;
-        Vector<float> lanes = default;
+        Vector<float> l0 = default, l1 = default, l2 = default, l3 = default;
         for (int i = 0; i < n; i += 2 * w)
         {
             Vector.Widen(Unsafe.ReadUnaligned<Vector<ushort>>(k + i), out Vector<uint> low, out Vector<uint> high);
-            lanes = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(q + i), FiniteHalfBitsToSingle(low), lanes);
-            lanes = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(q + i + w), FiniteHalfBitsToSingle(high), lanes);
+            Vector<float> x0 = FiniteHalfBitsToSingle(low), x1 = FiniteHalfBitsToSingle(high);
+            l0 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(q + i + w), x1, Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(q + i), x0, l0));
+            if (count > 1) l1 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(q + n + i + w), x1, Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(q + n + i), x0, l1));
+            if (count > 2) l2 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(q + 2 * n + i + w), x1, Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(q + 2 * n + i), x0, l2));
+            if (count > 3) l3 = Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(q + 3 * n + i + w), x1, Vector.FusedMultiplyAdd(Unsafe.ReadUnaligned<Vector<float>>(q + 3 * n + i), x0, l3));
         }
-        return Vector.Sum(lanes);
+        s[0] = Vector.Sum(l0);
+        if (count > 1) s[sStride] = Vector.Sum(l1);
+        if (count > 2) s[2 * sStride] = Vector.Sum(l2);
+        if (count > 3) s[3 * sStride] = Vector.Sum(l3);
     }
 
-    // acc[i] = fma(p[t · pStride], fp32(rows[t · rowStride + i]), acc[i]) for t < count in order, rows whose p is 0 skipped:
-    // AddScaled of each widened row, bit for bit; every row finite, n a multiple of 2 · HalfStep
-    public static void AddScaledFiniteHalves(Half* rows, int rowStride, int count, float* p, int pStride, float* acc, int n)
+    // acc_c[i] = fma(p[c · pStride + t], fp32(rows[t · rowStride + i]), acc_c[i]) for t < rowCount in order, c < count ≤
+    // FusedQueries (accumulators n apart), rows whose p is 0 skipped: AddScaled of each widened row, bit for bit; each chunk
+    // of a row widened once for all queries; every row finite, n a multiple of HalfStep
+    public static void AddScaledFiniteHalves(Half* rows, int rowStride, int rowCount, float* p, int pStride, int count, float* acc, int n)
     {
         int w = Vector<float>.Count;
-        for (int i = 0; i < n; i += 4 * w) // four vectors of accumulators stay in registers over the rows
+        if (count == 1 && n % (4 * w) == 0)
         {
-            Vector<float> a0 = Unsafe.ReadUnaligned<Vector<float>>(acc + i), a1 = Unsafe.ReadUnaligned<Vector<float>>(acc + i + w);
-            Vector<float> a2 = Unsafe.ReadUnaligned<Vector<float>>(acc + i + 2 * w), a3 = Unsafe.ReadUnaligned<Vector<float>>(acc + i + 3 * w);
+            AddScaledFiniteHalvesOneQuery(rows, rowStride, rowCount, p, acc, n);
+            return;
+        }
+        for (int i = 0; i < n; i += 2 * w) // two vectors of each query's accumulators stay in registers over the rows
+        {
+            float* a = acc + i;
+            Vector<float> a00 = Load(a, 0), a01 = Load(a, w), a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
+            if (count > 1) (a10, a11) = (Load(a, n), Load(a, n + w));
+            if (count > 2) (a20, a21) = (Load(a, 2 * n), Load(a, 2 * n + w));
+            if (count > 3) (a30, a31) = (Load(a, 3 * n), Load(a, 3 * n + w));
             Half* row = rows + i;
-            for (int t = 0; t < count; t++, row += rowStride)
+            for (int t = 0; t < rowCount; t++, row += rowStride)
             {
-                float pt = p[t * pStride];
-                if (pt == 0) continue;
-                var weight = new Vector<float>(pt);
+                Vector.Widen(Unsafe.ReadUnaligned<Vector<ushort>>(row), out Vector<uint> low, out Vector<uint> high);
+                Vector<float> x0 = FiniteHalfBitsToSingle(low), x1 = FiniteHalfBitsToSingle(high);
+                if (p[t] is float p0 and not 0) (a00, a01) = (Vector.FusedMultiplyAdd(new Vector<float>(p0), x0, a00), Vector.FusedMultiplyAdd(new Vector<float>(p0), x1, a01));
+                if (count > 1 && p[pStride + t] is float p1 and not 0) (a10, a11) = (Vector.FusedMultiplyAdd(new Vector<float>(p1), x0, a10), Vector.FusedMultiplyAdd(new Vector<float>(p1), x1, a11));
+                if (count > 2 && p[2 * pStride + t] is float p2 and not 0) (a20, a21) = (Vector.FusedMultiplyAdd(new Vector<float>(p2), x0, a20), Vector.FusedMultiplyAdd(new Vector<float>(p2), x1, a21));
+                if (count > 3 && p[3 * pStride + t] is float p3 and not 0) (a30, a31) = (Vector.FusedMultiplyAdd(new Vector<float>(p3), x0, a30), Vector.FusedMultiplyAdd(new Vector<float>(p3), x1, a31));
+            }
+            Store(a, 0, a00, w, a01);
+            if (count > 1) Store(a, n, a10, n + w, a11);
+            if (count > 2) Store(a, 2 * n, a20, 2 * n + w, a21);
+            if (count > 3) Store(a, 3 * n, a30, 3 * n + w, a31);
+        }
+    }
+
+    // one query: four vectors of accumulators in registers over the rows, the same products in the same order
+    private static void AddScaledFiniteHalvesOneQuery(Half* rows, int rowStride, int rowCount, float* p, float* acc, int n)
+    {
+        int w = Vector<float>.Count;
+        for (int i = 0; i < n; i += 4 * w)
+        {
+            float* a = acc + i;
+            Vector<float> a0 = Load(a, 0), a1 = Load(a, w), a2 = Load(a, 2 * w), a3 = Load(a, 3 * w);
+            Half* row = rows + i;
+            for (int t = 0; t < rowCount; t++, row += rowStride)
+            {
+                if (p[t] == 0) continue;
+                var weight = new Vector<float>(p[t]);
                 Vector.Widen(Unsafe.ReadUnaligned<Vector<ushort>>(row), out Vector<uint> h0, out Vector<uint> h1);
                 Vector.Widen(Unsafe.ReadUnaligned<Vector<ushort>>(row + 2 * w), out Vector<uint> h2, out Vector<uint> h3);
                 a0 = Vector.FusedMultiplyAdd(weight, FiniteHalfBitsToSingle(h0), a0);
@@ -90,11 +133,17 @@ internal static unsafe class KvVectors
                 a2 = Vector.FusedMultiplyAdd(weight, FiniteHalfBitsToSingle(h2), a2);
                 a3 = Vector.FusedMultiplyAdd(weight, FiniteHalfBitsToSingle(h3), a3);
             }
-            Unsafe.WriteUnaligned(acc + i, a0);
-            Unsafe.WriteUnaligned(acc + i + w, a1);
-            Unsafe.WriteUnaligned(acc + i + 2 * w, a2);
-            Unsafe.WriteUnaligned(acc + i + 3 * w, a3);
+            Store(a, 0, a0, w, a1);
+            Store(a, 2 * w, a2, 3 * w, a3);
         }
+    }
+
+    private static Vector<float> Load(float* a, int at) => Unsafe.ReadUnaligned<Vector<float>>(a + at);
+
+    private static void Store(float* a, int at0, Vector<float> x0, int at1, Vector<float> x1)
+    {
+        Unsafe.WriteUnaligned(a + at0, x0);
+        Unsafe.WriteUnaligned(a + at1, x1);
     }
 
     // acc[i] = fma(w[t], c_t[i], acc[i]) for t < count in order (rows whose p[t · pStride] is 0 skipped) and i < 32: c_t the
