@@ -12,6 +12,7 @@ internal static class Program
     // `e2e-kv-engine [...]`: one configuration of it, as a child process;
     // `e2e-quality [...]`: perplexity/KL side by side on stories260K (docs/benchmarks-quality.md);
     // `decode-count [...]`: one engine decodes N greedy tokens, untimed, for instruction counts under qemu (tools/arm64-icount-e2e);
+    // `kv-attention [...]`: one layer's attention at depth per KV cache type, alternating, medians;
     // otherwise BenchmarkDotNet.
     private static void Main(string[] args)
     {
@@ -38,6 +39,11 @@ internal static class Program
         if (args.Length > 0 && args[0] == "e2e-kv-engine")
         {
             KvDepthComparison.RunInThisProcess(args[1..]);
+            return;
+        }
+        if (args.Length > 0 && args[0] == "kv-attention")
+        {
+            Kernels.KvAttentionAtDepth.Run(args[1..]);
             return;
         }
         if (args.Length > 0 && args[0] == "e2e-quality")

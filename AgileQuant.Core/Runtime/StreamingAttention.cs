@@ -207,10 +207,10 @@ internal sealed unsafe class StreamingAttention<TKeys, TValues> : ICausalAttenti
     {
         int hd = _config.HeadDim, group = _group, keys = TKeys.GroupSlots, end = block + length;
         PagedKvStorage<TKeys, TValues> storage = _storage!;
-        // a block never crosses a page; a key group never crosses a block
+        // a block never crosses a page; a key group never crosses a block; groups of one slot are scored as one run of rows
         for (int slot = block; slot < end;)
         {
-            int groupStart = slot / keys * keys, next = Math.Min(groupStart + keys, end);
+            int groupStart = slot / keys * keys, next = keys == 1 ? Math.Min(end, _layerLength) : Math.Min(groupStart + keys, end);
             if (groupStart + keys <= _layerLength)
             {
                 byte* stored = storage.KeyGroup(_layer, kvHead, slot);
@@ -248,11 +248,9 @@ internal sealed unsafe class StreamingAttention<TKeys, TValues> : ICausalAttenti
         PagedKvStorage<TKeys, TValues> storage = _storage!;
         byte* value = storage.ValueRow(_layer, kvHead, block);
         int rowBytes = storage.ValueRowBytes;
-        for (int j = 0; j < length; j++, value += rowBytes)
-        {
-            if (_simd) TValues.AddValues(value, weights + j, SlotBlock, vectors, sums, hd);
-            else TValues.AddValuesScalar(value, weights + j, SlotBlock, vectors, sums, hd);
-        }
+        if (_simd) TValues.AddValueRows(value, rowBytes, length, weights, SlotBlock, vectors, sums, hd);
+        else
+            for (int j = 0; j < length; j++, value += rowBytes) TValues.AddValuesScalar(value, weights + j, SlotBlock, vectors, sums, hd);
     }
 
     // log2 softmax, second pass: weights = 2^round(log2(exp(s − m) / l)) from the final m and l, then their values

@@ -62,6 +62,17 @@ internal static unsafe class BlockDot
         return Int16NibblesScalar(q, packed, n);
     }
 
+    // sums[b] = Σ_{i<n} q[b·n + i]·c[b·n + i] for each block b < blocks of one packed row (n/2 bytes per block): Int16Nibbles per block
+    public static void Int16NibblesRow(short* q, byte* packed, int n, int blocks, int* sums, bool simd)
+    {
+        if (simd && n == 32 && X86BlockDot.IsSupported)
+        {
+            X86BlockDot.Int16NibblesRow32(q, packed, blocks, sums);
+            return;
+        }
+        for (int b = 0; b < blocks; b++) sums[b] = Int16Nibbles(q + b * n, packed + b * n / 2, n, simd);
+    }
+
     /// <summary>Scalar twin of <see cref="Int16Signed"/>.</summary>
     public static int Int16SignedScalar(short* q, sbyte* k, int n)
     {

@@ -72,8 +72,10 @@ internal unsafe struct Q8ChannelKeys : IKeyFormat
     {
         int block = KvBlocks.Size(headDim), blocks = headDim / block, offset = ChannelQuery.ScalesOffset(headDim), queryBytes = GroupQueryBytes(headDim);
         var scales = (Half*)(group + GroupSlots * headDim);
+        float* d = stackalloc float[headDim]; // (headDim) the group's channel scales, widened once for every query
+        KvVectors.HalfToSingle(scales, d, headDim);
         for (int c = 0; c < count; c++)
-            ChannelQuery.Prepare((float*)(queries + c * QueryBytes(headDim)), scales, null, groupQueries + c * queryBytes, headDim);
+            ChannelQuery.Prepare((float*)(queries + c * QueryBytes(headDim)), d, null, groupQueries + c * queryBytes, headDim);
         for (int t = 0; t < slots; t++)
         {
             var key = (sbyte*)group + (first + t) * headDim;
@@ -179,8 +181,11 @@ internal unsafe struct Q4ChannelKeys : IKeyFormat
         int rowBytes = headDim / 2;
         var scales = (Half*)(group + GroupSlots * rowBytes);
         Half* minimums = scales + headDim;
+        int* sums = stackalloc int[blocks]; // (blocks) one key row's Σ c_q · c_k per block
+        float* d = stackalloc float[2 * headDim], m = d + headDim; // (2, headDim) the group's channel scales and minimums, widened once for every query
+        KvVectors.HalfToSingle(scales, d, 2 * headDim);             // the minimums follow the scales in the group
         for (int c = 0; c < count; c++)
-            ChannelQuery.Prepare((float*)(queries + c * QueryBytes(headDim)), scales, minimums, groupQueries + c * queryBytes, headDim);
+            ChannelQuery.Prepare((float*)(queries + c * QueryBytes(headDim)), d, m, groupQueries + c * queryBytes, headDim);
         for (int t = 0; t < slots; t++)
         {
             byte* key = group + (first + t) * rowBytes;
@@ -188,9 +193,9 @@ internal unsafe struct Q4ChannelKeys : IKeyFormat
             {
                 byte* q = groupQueries + c * queryBytes;
                 var queryScales = (float*)(q + offset);
+                BlockDot.Int16NibblesRow((short*)q, key, block, blocks, sums, simd);
                 float sum = queryScales[blocks];
-                for (int b = 0; b < blocks; b++)
-                    sum = MathF.FusedMultiplyAdd(BlockDot.Int16Nibbles((short*)q + b * block, key + b * block / 2, block, simd), queryScales[b], sum);
+                for (int b = 0; b < blocks; b++) sum = MathF.FusedMultiplyAdd(sums[b], queryScales[b], sum);
                 s[c * sStride + t] = sum;
             }
         }
@@ -211,17 +216,13 @@ internal static unsafe class ChannelQuery
 
     /// <summary>
     /// prepared ← the int16 codes of q'[c] = q[c] · d[c] per block, then the blocks' FP32 steps; with minimums, then the
-    /// FP32 constant Σ_c q[c] · m[c].
+    /// FP32 constant Σ_c q[c] · m[c]. The group's channel scales d and minimums m come widened to FP32 (once per group).
     /// </summary>
-    public static void Prepare(float* q, Half* scales, Half* minimums, byte* prepared, int headDim)
+    public static void Prepare(float* q, float* scales, float* minimums, byte* prepared, int headDim)
     {
         float* scaled = stackalloc float[headDim];
-        float constant = 0;
-        for (int i = 0; i < headDim; i++)
-        {
-            scaled[i] = q[i] * (float)scales[i];
-            if (minimums != null) constant = MathF.FusedMultiplyAdd(q[i], (float)minimums[i], constant);
-        }
+        TensorPrimitives.Multiply(new ReadOnlySpan<float>(q, headDim), new ReadOnlySpan<float>(scales, headDim), new Span<float>(scaled, headDim));
+        float constant = minimums != null ? KvVectors.Dot(q, minimums, headDim) : 0; // Σ q·m in KvVectors.Dot's lanes
         int block = KvBlocks.Size(headDim), blocks = headDim / block;
         var codes = (short*)prepared;
         var steps = (float*)(prepared + ScalesOffset(headDim));
@@ -232,7 +233,9 @@ internal static unsafe class ChannelQuery
             bool usable = max > 0 && float.IsFinite(max);
             steps[b] = usable ? max / 32767f : float.IsFinite(max) ? 0f : float.NaN;
             float inverse = usable ? 32767f / max : 0f;
-            for (int i = 0; i < block; i++) codes[b * block + i] = (short)Math.Clamp(MathF.Round(values[i] * inverse), -32767f, 32767f);
+            if (usable) KvVectors.RoundToInt16(scaled + b * block, inverse, codes + b * block, block);
+            else
+                for (int i = 0; i < block; i++) codes[b * block + i] = (short)Math.Clamp(MathF.Round(values[i] * inverse), -32767f, 32767f);
         }
         if (minimums != null) steps[blocks] = constant;
     }

@@ -19,6 +19,7 @@ internal unsafe struct F16Rows : IKvRows
 
     public static int AccumulatorLength(int headDim) => headDim;
 
+
     // row[d] = fp16(x[d]), rounded to nearest even
     public static void Encode(float* x, byte* row, int headDim) =>
         TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(x, headDim), new Span<Half>(row, headDim));
@@ -35,6 +36,18 @@ internal unsafe struct F16Rows : IKvRows
         float* k = stackalloc float[headDim];
         KvVectors.HalfToSingle((Half*)key, k, headDim);
         for (int c = 0; c < count; c++) s[c * sStride] = KvVectors.Dot((float*)queries + c * headDim, k, headDim);
+    }
+
+    // per row: finite, a whole number of fused steps and up to KvVectors.FusedQueries queries: widened in registers once for
+    // all (DotsFiniteHalves); else as Scores
+    public static void ScoreRows(byte* keys, int rowBytes, int rows, byte* queries, int count, float* s, int sStride, int headDim)
+    {
+        bool fused = count <= KvVectors.FusedQueries && KvVectors.HalfStep > 0 && headDim % KvVectors.HalfStep == 0;
+        for (int t = 0; t < rows; t++, keys += rowBytes)
+        {
+            if (fused && KvVectors.AllFiniteHalves((Half*)keys, headDim)) KvVectors.DotsFiniteHalves((float*)queries, count, (Half*)keys, headDim, s + t, sStride);
+            else Scores(keys, queries, count, s + t, sStride, headDim);
+        }
     }
 
     public static void ScoresScalar(byte* key, byte* queries, int count, float* s, int sStride, int headDim)
@@ -56,6 +69,20 @@ internal unsafe struct F16Rows : IKvRows
         KvVectors.HalfToSingle((Half*)value, v, headDim);
         for (int c = 0; c < count; c++)
             if (p[c * pStride] is float pc and not 0) KvVectors.AddScaled(v, pc, acc + c * headDim, headDim);
+    }
+
+    // up to KvVectors.FusedQueries queries, every row finite and a whole number of fused steps: widened in registers over the
+    // run once for all (AddScaledFiniteHalves); else row by row, each row widened once into a buffer for every query
+    public static void AddValueRows(byte* values, int rowBytes, int rows, float* p, int pStride, int count, float* acc, int headDim)
+    {
+        bool fused = count <= KvVectors.FusedQueries && KvVectors.HalfStep > 0 && headDim % KvVectors.HalfStep == 0 && rowBytes % sizeof(ushort) == 0;
+        for (int t = 0; fused && t < rows; t++) fused = KvVectors.AllFiniteHalves((Half*)(values + t * rowBytes), headDim);
+        if (!fused)
+        {
+            for (int t = 0; t < rows; t++) AddValues(values + t * rowBytes, p + t, pStride, count, acc, headDim);
+            return;
+        }
+        KvVectors.AddScaledFiniteHalves((Half*)values, rowBytes / sizeof(ushort), rows, p, pStride, count, acc, headDim);
     }
 
     public static void AddValuesScalar(byte* value, float* p, int pStride, int count, float* acc, int headDim)

@@ -32,8 +32,9 @@ internal unsafe interface IKeyFormat
 
     /// <summary>
     /// s[c · sStride + t] = scale · q_c · k(first + t) for t &lt; <paramref name="slots"/> and the <paramref name="count"/>
-    /// prepared queries at <paramref name="queries"/> (<see cref="QueryBytes"/> apart), k the group's keys;
-    /// <paramref name="groupQueries"/>: count × <see cref="GroupQueryBytes"/> of scratch.
+    /// prepared queries at <paramref name="queries"/> (<see cref="QueryBytes"/> apart), k the keys of the stored group at
+    /// <paramref name="group"/>, and with <see cref="GroupSlots"/> = 1 of the groups that follow it (<see cref="GroupBytes"/>
+    /// apart: a run of rows); <paramref name="groupQueries"/>: count × <see cref="GroupQueryBytes"/> of scratch.
     /// </summary>
     static abstract void ScoreGroup(byte* group, int first, int slots, byte* queries, byte* groupQueries, int count, float* s, int sStride, int headDim);
 
@@ -58,9 +59,13 @@ internal unsafe struct RowKeys<TRows> : IKeyFormat where TRows : IKvRows
 
     public static void DecodeGroup(byte* group, float* rows, int headDim) => TRows.Decode(group, rows, headDim);
 
+    // one group per slot: a run of slots is a run of rows
     public static void ScoreGroup(byte* group, int first, int slots, byte* queries, byte* groupQueries, int count, float* s, int sStride, int headDim) =>
-        TRows.Scores(group, queries, count, s, sStride, headDim);
+        TRows.ScoreRows(group + first * TRows.RowBytes(headDim), TRows.RowBytes(headDim), slots, queries, count, s, sStride, headDim);
 
-    public static void ScoreGroupScalar(byte* group, int first, int slots, byte* queries, byte* groupQueries, int count, float* s, int sStride, int headDim) =>
-        TRows.ScoresScalar(group, queries, count, s, sStride, headDim);
+    public static void ScoreGroupScalar(byte* group, int first, int slots, byte* queries, byte* groupQueries, int count, float* s, int sStride, int headDim)
+    {
+        int rowBytes = TRows.RowBytes(headDim);
+        for (int t = 0; t < slots; t++) TRows.ScoresScalar(group + (first + t) * rowBytes, queries, count, s + t, sStride, headDim);
+    }
 }

@@ -47,6 +47,19 @@ internal unsafe interface IKvRows
     /// <summary>Scalar twin of <see cref="AddValues"/>.</summary>
     static abstract void AddValuesScalar(byte* value, float* p, int pStride, int count, float* acc, int headDim);
 
+    /// <summary>
+    /// <see cref="Scores"/> of the <paramref name="rows"/> stored rows at <paramref name="keys"/> + t · <paramref name="rowBytes"/>
+    /// into s[c · sStride + t], equal to it row by row bit for bit: one call for a run of slots.
+    /// </summary>
+    static abstract void ScoreRows(byte* keys, int rowBytes, int rows, byte* queries, int count, float* s, int sStride, int headDim);
+
+    /// <summary>
+    /// <see cref="AddValues"/> of the <paramref name="rows"/> stored rows at <paramref name="values"/> + t · <paramref name="rowBytes"/>
+    /// with weights p[c · pStride + t], in row order, equal to it row by row bit for bit (and so to <see cref="AddValuesScalar"/>):
+    /// one call for a run of slots.
+    /// </summary>
+    static abstract void AddValueRows(byte* values, int rowBytes, int rows, float* p, int pStride, int count, float* acc, int headDim);
+
     /// <summary>output (headDim) = the accumulated Σ p·v · <paramref name="inverse"/> (the softmax normalization), in the model's basis.</summary>
     static abstract void Finish(float* acc, float inverse, float* output, int headDim);
 }

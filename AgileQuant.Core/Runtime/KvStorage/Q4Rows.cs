@@ -150,6 +150,52 @@ internal unsafe struct Q4Rows<TRotation> : IKvRows where TRotation : IBlockRotat
         }
     }
 
+    public static void ScoreRows(byte* keys, int rowBytes, int rows, byte* queries, int count, float* s, int sStride, int headDim)
+    {
+        for (int t = 0; t < rows; t++) Scores(keys + t * rowBytes, queries, count, s + t, sStride, headDim);
+    }
+
+    /// <summary>Rows whose scales <see cref="AddValueRows"/> widens at once.</summary>
+    private const int RowRun = 32;
+
+    // blocks of 32: per run of rows, every row's d and m widened once, then per query and block the codes of every row
+    // widened in registers (KvVectors.AddScaledNibbles32); other block sizes row by row
+    public static void AddValueRows(byte* values, int rowBytes, int rows, float* p, int pStride, int count, float* acc, int headDim)
+    {
+        int block = KvBlocks.Size(headDim), blocks = headDim / block, length = AccumulatorLength(headDim);
+        if (block != 32)
+        {
+            for (int t = 0; t < rows; t++) AddValues(values + t * rowBytes, p + t, pStride, count, acc, headDim);
+            return;
+        }
+        Half* halves = stackalloc Half[RowRun * 2 * blocks];
+        float* dm = stackalloc float[RowRun * 2 * blocks]; // (RowRun, 2 · blocks) each row's scales, then minimums
+        float* w = stackalloc float[RowRun];               // (RowRun) p · d of one query and block
+        for (int first = 0; first < rows; first += RowRun)
+        {
+            int run = Math.Min(RowRun, rows - first);
+            byte* runValues = values + first * rowBytes;
+            for (int t = 0; t < run; t++)
+                Buffer.MemoryCopy(runValues + t * rowBytes + headDim / 2, halves + t * 2 * blocks, 2 * blocks * sizeof(ushort), 2 * blocks * sizeof(ushort));
+            KvVectors.HalfToSingle(halves, dm, run * 2 * blocks);
+            for (int c = 0; c < count; c++)
+            {
+                float* pc = p + c * pStride + first, a = acc + c * length;
+                for (int b = 0; b < blocks; b++)
+                {
+                    float minimums = a[headDim + b];
+                    for (int t = 0; t < run; t++)
+                    {
+                        w[t] = pc[t] * dm[t * 2 * blocks + b];
+                        if (pc[t] != 0) minimums = MathF.FusedMultiplyAdd(pc[t], dm[t * 2 * blocks + blocks + b], minimums);
+                    }
+                    a[headDim + b] = minimums;
+                    KvVectors.AddScaledNibbles32(runValues + b * block / 2, rowBytes, run, pc, 1, w, a + b * block);
+                }
+            }
+        }
+    }
+
     public static void AddValuesScalar(byte* value, float* p, int pStride, int count, float* acc, int headDim)
     {
         int block = KvBlocks.Size(headDim), blocks = headDim / block, half = block / 2, length = AccumulatorLength(headDim);

@@ -108,6 +108,16 @@ internal unsafe struct Q8Rows : IKvRows
         }
     }
 
+    public static void ScoreRows(byte* keys, int rowBytes, int rows, byte* queries, int count, float* s, int sStride, int headDim)
+    {
+        for (int t = 0; t < rows; t++) Scores(keys + t * rowBytes, queries, count, s + t, sStride, headDim);
+    }
+
+    public static void AddValueRows(byte* values, int rowBytes, int rows, float* p, int pStride, int count, float* acc, int headDim)
+    {
+        for (int t = 0; t < rows; t++) AddValues(values + t * rowBytes, p + t, pStride, count, acc, headDim);
+    }
+
     public static void AddValuesScalar(byte* value, float* p, int pStride, int count, float* acc, int headDim)
     {
         int block = KvBlocks.Size(headDim);

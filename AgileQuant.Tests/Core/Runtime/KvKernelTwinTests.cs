@@ -5,8 +5,9 @@ namespace AgileQuant.Tests.Core.Runtime;
 /// <summary>
 /// The KV formats' SIMD kernels against their scalar twins (the specification): the integer block dot products and the
 /// value accumulations bit for bit, the FP32 dot products of fp16 keys within their summation-order bound, for head
-/// sizes of one block, several blocks and odd blocks (8, 16, 64, 80, 128) and 1 to 5 queries at once; and the vectorized
-/// fp16 → FP32 conversion against <c>(float)Half</c> on every bit pattern.
+/// sizes of one block, several blocks and odd blocks (8, 16, 64, 80, 128) and 1 to 5 queries at once; the runs of rows
+/// (ScoreRows, AddValueRows) against the one-row products bit for bit; the vectorized fp16 → FP32 conversion against
+/// <c>(float)Half</c> on every bit pattern and the vectorized int16 rounding against <c>MathF.Round</c>.
 /// </summary>
 public sealed unsafe class KvKernelTwinTests
 {
@@ -52,7 +53,45 @@ public sealed unsafe class KvKernelTwinTests
             Assert.That(BlockDot.Int16Signed(wide, b, 32, simd: true), Is.EqualTo(BlockDot.Int16SignedScalar(wide, b, 32)), $"int16 × int8, trial {trial}");
             Assert.That(BlockDot.Int16Nibbles(wide, packed, 32, simd: true), Is.EqualTo(BlockDot.Int16NibblesScalar(wide, packed, 32)), $"int16 × 4-bit, trial {trial}");
         }
+        // a row of 7 blocks (a reduction of four at once, then three alone) against the scalar twin per block
+        short* rowQuery = stackalloc short[7 * 32];
+        byte* row = stackalloc byte[7 * 16];
+        int* sums = stackalloc int[7];
+        for (int trial = 0; trial < 200; trial++)
+        {
+            for (int i = 0; i < 7 * 32; i++) rowQuery[i] = (short)(trial == 0 ? 32767 : random.Next(-32767, 32768));
+            for (int j = 0; j < 7 * 16; j++) row[j] = (byte)(trial == 0 ? 0xFF : random.Next(256));
+            for (int blocks = 1; blocks <= 7; blocks++)
+            {
+                BlockDot.Int16NibblesRow(rowQuery, row, 32, blocks, sums, simd: true);
+                for (int k = 0; k < blocks; k++)
+                    Assert.That(sums[k], Is.EqualTo(BlockDot.Int16NibblesScalar(rowQuery + 32 * k, row + 16 * k, 32)), $"int16 × 4-bit row of {blocks} blocks, block {k}, trial {trial}");
+            }
+        }
         Assert.That(BlockDot.SignedScalar(a, b, 32), Is.EqualTo(Enumerable.Range(0, 32).Sum(i => a[i] * b[i])), "the twin is the definition");
+    }
+
+    [Test]
+    public void RoundingToInt16MatchesMathRound()
+    {
+        var random = new Random(5);
+        const int n = 61; // vector steps and a ragged tail
+        float[] x = new float[n];
+        short[] codes = new short[n];
+        for (int trial = 0; trial < 500; trial++)
+        {
+            float max = 0;
+            for (int i = 0; i < n; i++)
+            {
+                // halves (ties to even), values past the clamp and ordinary ones
+                x[i] = (i % 5) switch { 0 => random.Next(-70000, 70000) + 0.5f, 1 => random.Next(-40, 40) * 16384.5f, _ => (random.NextSingle() - 0.5f) * 70000 };
+                max = MathF.Max(max, MathF.Abs(x[i]));
+            }
+            float inverse = trial % 2 == 0 ? 1f : 32767f / max;
+            fixed (float* px = x) fixed (short* pc = codes) KvVectors.RoundToInt16(px, inverse, pc, n);
+            for (int i = 0; i < n; i++)
+                Assert.That(codes[i], Is.EqualTo((short)Math.Clamp(MathF.Round(x[i] * inverse), -32767f, 32767f)), $"x = {x[i]}, inverse {inverse}, trial {trial}");
+        }
     }
 
     public static IEnumerable<TestCaseData> Formats() =>
@@ -97,6 +136,7 @@ public sealed unsafe class KvKernelTwinTests
             TRows.AddValuesScalar(r, p, 1, count, a2, headDim);
         }
         Assert.That(simdSums, Is.EqualTo(scalarSums), "value accumulation, bit for bit");
+        CheckRowRuns<TRows>(queries, rows, count, headDim);
         if (integerScores)
         {
             Assert.That(simd, Is.EqualTo(scalar), "scores, bit for bit (exact integer sums)");
@@ -110,6 +150,40 @@ public sealed unsafe class KvKernelTwinTests
             double magnitude = 0.125 * Enumerable.Range(0, headDim).Sum(d => Math.Abs((double)queries[c * headDim + d] * decoded[d]));
             Assert.That(simd[c], Is.EqualTo(scalar[c]).Within(2 * headDim * magnitude / (1 << 24) + 1e-30), $"score of query {c}");
         }
+    }
+
+    // runs of 1 to 32 stored rows (an fp16 overflow in one row): ScoreRows against Scores row by row and AddValueRows against
+    // AddValuesScalar row by row, bit for bit; some weights 0
+    private static void CheckRowRuns<TRows>(float[] queries, float[] rows, int count, int headDim) where TRows : IKvRows
+    {
+        const int runRows = 32;
+        int rowBytes = TRows.RowBytes(headDim), length = TRows.AccumulatorLength(headDim);
+        byte[] stored = new byte[runRows * rowBytes], prepared = new byte[count * TRows.QueryBytes(headDim)];
+        float[] large = (float[])rows.Clone();
+        large[7 * headDim + 3] = 1e6f; // row 7: past fp16's range (∞ in f16 rows), the rows' general path
+        var random = new Random(headDim + count);
+        float[] p = Enumerable.Range(0, count * runRows).Select(i => i % 7 == 3 ? 0f : random.NextSingle()).ToArray(); // (count, runRows)
+        foreach (float[] source in new[] { rows, large })
+            foreach (int run in new[] { 1, 5, 17, runRows })
+            {
+                float[] runScores = new float[count * runRows], rowScores = new float[count * runRows];
+                float[] runSums = Enumerable.Range(0, count * length).Select(i => 0.01f * i).ToArray(), rowSums = (float[])runSums.Clone();
+                fixed (float* q = queries, x = source, pw = p, s1 = runScores, s2 = rowScores, a1 = runSums, a2 = rowSums)
+                fixed (byte* r = stored, pq = prepared)
+                {
+                    for (int t = 0; t < runRows; t++) TRows.Encode(x + t * headDim, r + t * rowBytes, headDim);
+                    for (int c = 0; c < count; c++) TRows.PrepareQuery(q + c * headDim, 0.125f, pq + c * TRows.QueryBytes(headDim), headDim);
+                    TRows.ScoreRows(r, rowBytes, run, pq, count, s1, runRows, headDim);
+                    TRows.AddValueRows(r, rowBytes, run, pw, runRows, count, a1, headDim);
+                    for (int t = 0; t < run; t++)
+                    {
+                        TRows.Scores(r + t * rowBytes, pq, count, s2 + t, runRows, headDim);
+                        TRows.AddValuesScalar(r + t * rowBytes, pw + t, runRows, count, a2, headDim);
+                    }
+                }
+                Assert.That(runScores, Is.EqualTo(rowScores), $"scores of a run of {run} rows, bit for bit");
+                Assert.That(runSums, Is.EqualTo(rowSums), $"values of a run of {run} rows, bit for bit");
+            }
     }
 
     // one stored key group: ScoreGroup over every slot against count queries

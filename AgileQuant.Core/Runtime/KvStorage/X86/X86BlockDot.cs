@@ -33,12 +33,29 @@ internal static unsafe class X86BlockDot
             + Avx2.MultiplyAddAdjacent(Avx.LoadVector256(q + 16), Avx2.ConvertToVector256Int16(k + 16)));
 
     // Σ_{i<32} q[i]·c[i]   q int16, c 4-bit: byte j = c[j] | c[j + 16] << 4
-    public static int Int16Nibbles32(short* q, byte* packed)
+    public static int Int16Nibbles32(short* q, byte* packed) => Vector256.Sum(Int16NibbleLanes(q, packed));
+
+    // sums[b] = Int16Nibbles32(q + 32·b, packed + 16·b), b < blocks: four blocks' lanes reduced together (two rounds of vphaddd)
+    public static void Int16NibblesRow32(short* q, byte* packed, int blocks, int* sums)
+    {
+        int b = 0;
+        for (; b + 4 <= blocks; b += 4)
+        {
+            Vector256<int> p01 = Avx2.HorizontalAdd(Int16NibbleLanes(q + 32 * b, packed + 16 * b), Int16NibbleLanes(q + 32 * b + 32, packed + 16 * b + 16));
+            Vector256<int> p23 = Avx2.HorizontalAdd(Int16NibbleLanes(q + 32 * b + 64, packed + 16 * b + 32), Int16NibbleLanes(q + 32 * b + 96, packed + 16 * b + 48));
+            Vector256<int> quad = Avx2.HorizontalAdd(p01, p23); // per 128-bit half: the four blocks' partial sums
+            Sse2.Store(sums + b, Sse2.Add(quad.GetLower(), quad.GetUpper()));
+        }
+        for (; b < blocks; b++) sums[b] = Int16Nibbles32(q + 32 * b, packed + 16 * b);
+    }
+
+    // eight int32 lanes summing to Σ_{i<32} q[i]·c[i]
+    private static Vector256<int> Int16NibbleLanes(short* q, byte* packed)
     {
         Vector128<byte> bytes = Sse2.LoadVector128(packed), mask = Vector128.Create((byte)0x0F);
         Vector128<byte> low = Sse2.And(bytes, mask), high = Sse2.And(Sse2.ShiftRightLogical(bytes.AsUInt16(), 4).AsByte(), mask);
-        return Vector256.Sum(Avx2.MultiplyAddAdjacent(Avx.LoadVector256(q), Avx2.ConvertToVector256Int16(low))
-            + Avx2.MultiplyAddAdjacent(Avx.LoadVector256(q + 16), Avx2.ConvertToVector256Int16(high)));
+        return Avx2.MultiplyAddAdjacent(Avx.LoadVector256(q), Avx2.ConvertToVector256Int16(low))
+            + Avx2.MultiplyAddAdjacent(Avx.LoadVector256(q + 16), Avx2.ConvertToVector256Int16(high));
     }
 
     // eight int32 lanes, each the sum of four u·s products (|u·s| ≤ 127·127: no int16 saturation in vpmaddubsw pairs)
