@@ -80,6 +80,7 @@ public static class KernelSelfTest
         }
         results.AddRange(GroupScaleResults(threads, seed));
         results.AddRange(Int4GroupScaleResults(threads, seed));
+        results.AddRange(ExactResults(threads, seed));
         return results;
     }
 
@@ -148,6 +149,8 @@ public static class KernelSelfTest
                     if (!ran.Contains(kernel.Name)) missing.Add($"{kernel.Name} ({entry.Name})");
                     else if (kernel is ITripKernel trip && FormatProbes.Any(p => kernel.Supports(p) && trip.SupportsTrip(p)) && !ran.Contains(kernel.Name + " trip"))
                         missing.Add($"{kernel.Name} trip ({entry.Name}, static scales)");
+                    if (ExactProbes.Any(kernel.Supports) && ran.Contains(kernel.Name) && !ran.Contains(kernel.Name + " exact"))
+                        missing.Add($"{kernel.Name} exact ({entry.Name}, the exact-integer check at long rows)");
                     int dot = kernel.Name.IndexOf("-sdot", StringComparison.Ordinal);
                     if (dot > 0 && !ran.Any(r => r.StartsWith(kernel.Name[..(dot + 1)], StringComparison.Ordinal) && !r.Contains("-sdot", StringComparison.Ordinal)))
                         missing.Add($"{kernel.Name[..dot]} without SDOT ({entry.Name}: the path of cores without the dot product)");
@@ -218,6 +221,86 @@ public static class KernelSelfTest
             }
         }
     }
+
+    /// <summary>(tokens, cols) of the exact check: one token (the GEMV paths) and a GEMM tile; 11003 leaves a short last group.</summary>
+    private static readonly (int Tokens, int Cols)[] ExactShapes = [(1, 11008), (5, 11003)];
+
+    /// <summary>Rows of the exact check: one 16-row block pair and a partial block.</summary>
+    private const int ExactRows = 19;
+
+    // The formats the exact check covers (a kernel of one of them must run it: MissingPaths).
+    private static IWeightMatrix[] ExactProbes => [FormatProbes[1], FormatProbes[2], FormatProbes[4]];
+
+    /// <summary>
+    /// Packed 4-bit (symmetric and asymmetric, zero points 0..15), per-row 8-bit and grouped 8-bit (GGUF Q8_0-like) kernels
+    /// against their scalar twins with no tolerance at all, on rows of 11008 / 11003 columns (4096 / 4091 for the 8-bit
+    /// codes), named <c>kernel exact</c>. The data make every float step exact in any summation order (the argument of the
+    /// x86 ExactAccumulatorTests, so a SIMD path off by one integer unit of one column fails, however long the row):
+    /// activations are integers, |x| ≤ 4 with +qmax and −qmax planted in every 32 columns, so the token's and every
+    /// group's activation scale is exactly 1 and the codes are the values; weight scales are ±{1, 3}·2^−7 (±2^−7 for the
+    /// 8-bit codes), exact in half precision; so each group's terms s_g·Σq·x and s_g·z·Σx are multiples of 2^−7 whose
+    /// magnitudes sum below 2^24·2^−7 (at most 30·4·15 + 2·127·15 = 5610 per 32 columns for the 4-bit codes, times 3,
+    /// times 344 groups, twice; 30·4·128 + 2·127·128 = 47872 per group times 128 groups for the 8-bit codes), and every
+    /// partial sum is a float.
+    /// </summary>
+    private static IEnumerable<KernelSelfTestResult> ExactResults(int threads, int seed)
+    {
+        foreach ((IMatMulKernel kernel, int bits) in SimdKernels(threads))
+        {
+            IMatMulKernel twin = ScalarTwin(kernel, bits);
+            if (twin is not (ScalarInt4Kernel or ScalarInt8Kernel or ScalarGroupedInt8Kernel)) continue;
+            int maxCode = bits == 8 ? 127 : 7;
+            foreach ((int tokens, int longCols) in ExactShapes)
+            {
+                int cols = twin is ScalarInt4Kernel ? longCols : longCols - 11008 + 4096;
+                var random = new Random(HashCode.Combine(seed, tokens, cols, "exact"));
+                float[] x = ExactActivations(random, tokens, cols, maxCode); // (tokens, cols)
+                var none = new double[tokens * ExactRows];
+                string shape = $"tokens {tokens}, cols {cols}, rows {ExactRows}";
+                switch (twin)
+                {
+                    case ScalarInt4Kernel:
+                        foreach ((int groupSize, bool asymmetric) in new[] { (32, false), (128, true) })
+                        {
+                            int groups = ExactRows * ((cols + groupSize - 1) / groupSize);
+                            float[] scales = ExactScales(random, groups, factors: 2);
+                            PackedInt4Matrix w4 = asymmetric
+                                ? PackedInt4Matrix.FromAsymmetricCodes(RandomBytes(random, ExactRows * cols, 16, everyPlanted: 89), scales, RandomBytes(random, groups, 16, everyPlanted: 7), ExactRows, cols, groupSize)
+                                : PackedInt4Matrix.FromSymmetricCodes(RandomBytes(random, ExactRows * cols, 16, everyPlanted: 89).Select(b => (sbyte)(b - PackedInt4Matrix.SymmetricZeroPoint)).ToArray(), scales, ExactRows, cols, groupSize);
+                            yield return Compare(kernel, twin, w4, x, tokens, $"{shape}, g{groupSize} {(asymmetric ? "asym" : "sym")}", none) with { Kernel = kernel.Name + " exact" };
+                        }
+                        break;
+                    case ScalarInt8Kernel:
+                        sbyte[] rowCodes = RandomBytes(random, ExactRows * cols, 256, everyPlanted: 97).Select(b => (sbyte)(b - 128)).ToArray();
+                        yield return Compare(kernel, twin, new Int8RowMatrix(rowCodes, ExactScales(random, ExactRows, factors: 2), ExactRows, cols), x, tokens, shape, none) with { Kernel = kernel.Name + " exact" };
+                        break;
+                    default:
+                        sbyte[] groupCodes = RandomBytes(random, ExactRows * cols, 256, everyPlanted: 97).Select(b => (sbyte)(b - 128)).ToArray();
+                        GroupedInt8Matrix wg = GroupedInt8Matrix.FromGroupScales(groupCodes, ExactScales(random, ExactRows * ((cols + 31) / 32), factors: 1), [], ExactRows, cols, 32);
+                        yield return Compare(kernel, twin, wg, x, tokens, $"{shape}, Q8Like", none) with { Kernel = kernel.Name + " exact" };
+                        break;
+                }
+            }
+        }
+    }
+
+    // x[t, c] integer in [−4, 4], with +maxCode at column 3 and −maxCode at column 17 of every 32
+    private static float[] ExactActivations(Random random, int tokens, int cols, int maxCode)
+    {
+        var x = new float[tokens * cols];
+        for (int t = 0; t < tokens; t++)
+            for (int c = 0; c < cols; c++)
+                x[t * cols + c] = (c % 32) switch { 3 => maxCode, 17 => -maxCode, _ => random.Next(-4, 5) };
+        return x;
+    }
+
+    // ±{1, 3}·2^−7 (factors 2) or ±2^−7 (factors 1), a quarter of them negative
+    private static float[] ExactScales(Random random, int count, int factors) =>
+        Enumerable.Range(0, count).Select(_ => (random.Next(factors) == 0 ? 1f : 3f) * (random.Next(4) == 0 ? -1f : 1f) / 128f).ToArray();
+
+    // values 0..range−1 at random, the two extremes planted at every `everyPlanted`-th position
+    private static byte[] RandomBytes(Random random, int count, int range, int everyPlanted) =>
+        Enumerable.Range(0, count).Select(i => (byte)(i % everyPlanted == 0 ? range - 1 : i % everyPlanted == 1 ? 0 : random.Next(range))).ToArray();
 
     /// <summary>
     /// Every SIMD path of every catalog entry supported here (<see cref="KernelCatalogEntry.CreateSelfTestKernels"/>),
