@@ -25,7 +25,7 @@ internal sealed class WeightsDigest
     {
         ArgumentNullException.ThrowIfNull(weights);
         var digest = new WeightsDigest();
-        digest.Add(weights.TokenEmbedding);
+        digest.Add(weights.TokenEmbeddingAsFloats()); // the values looked up, whichever form holds them
         digest.Add(weights.PositionEmbedding);
         digest.Add(weights.EmbeddingNorm);
         digest.Add(weights.ProjectIn);

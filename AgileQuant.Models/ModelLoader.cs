@@ -340,14 +340,16 @@ public static class ModelLoader
         TransformerConfig config = GgufModelReader.ReadConfig(gguf);
         GgufModelReader.EnforceBudget(gguf, options.MaxWeightBytes ?? WeightMemoryBudget.DefaultBudget);
         cancel.ThrowIfCancellationRequested();
-        TransformerWeights weights = GgufModelReader.ReadWeights(gguf, config);
+        TransformerWeights weights = GgufModelReader.ReadWeights(gguf, config, kernel); // each matrix repacked for the kernels as it is read
         cancel.ThrowIfCancellationRequested();
         if (options.CheckFiniteWeights) RequireFiniteWeights(path, weights, progress);
-        var model = new TransformerModel(weights, kernel); // repacks the packed formats for the kernels
-        // Converting and repacking produced about the weights' size again in short-lived arrays (staging, the row-major
-        // copies the packed formats drop once repacked): collect them now, so that inference reuses that memory rather
-        // than growing the resident set on top of it before the collector's next turn (docs/benchmarks.md, peak memory).
-        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
+        var model = new TransformerModel(weights, kernel);
+        // Converting and repacking left short-lived arrays (staging, the row-major copy of each tensor dropped once it was
+        // repacked): collect them now, so that inference reuses that memory rather than growing the resident set on top of
+        // it before the collector's next turn; aggressive, so that the free memory is also handed back to the OS now rather
+        // than at the collector's own pace (which left ~125 MiB resident after some loads of llama7b-4l; docs/benchmarks.md,
+        // "Memory and load time (issue 21)").
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         Tokenizer? tokenizer = null;
         TokenizerSource? source = null;
         Func<Tokenizer>? parsingSpecialTokens = null;

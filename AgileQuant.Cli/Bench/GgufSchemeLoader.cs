@@ -35,6 +35,6 @@ internal static class GgufSchemeLoader
     private static TransformerWeights WithActivationBits(TransformerWeights w, int bits)
     {
         LayerWeights[] layers = w.Layers.Select(l => l.MapLinears((_, linear) => new LinearLayer(linear.Weight, linear.Bias) { ActivationBits = bits })).ToArray();
-        return new TransformerWeights { Config = w.Config, TokenEmbedding = w.TokenEmbedding, Layers = layers, FinalNorm = w.FinalNorm, LmHead = w.LmHead };
+        return new TransformerWeights { Config = w.Config, TokenEmbedding = w.TokenEmbedding, StoredTokenEmbedding = w.StoredTokenEmbedding, Layers = layers, FinalNorm = w.FinalNorm, LmHead = w.LmHead };
     }
 }

@@ -81,12 +81,12 @@ public static class ModelQuantizer
         return new TransformerModel(With(source, layers), fp32.Kernel, runtime);
     }
 
-    /// <summary>Bytes the decoder linears of <paramref name="model"/> would stream per token in <paramref name="config"/>'s packed formats, plus the FP32 embeddings and head.</summary>
+    /// <summary>Bytes the decoder linears of <paramref name="model"/> would stream per token in <paramref name="config"/>'s packed formats, plus the token embedding table as held and the head.</summary>
     public static long QuantizedWeightBytes(TransformerModel model, QuantizationConfig config, int groupSize = 0)
     {
         ArgumentNullException.ThrowIfNull(model);
         TransformerWeights w = model.Weights;
-        long bytes = (long)w.TokenEmbedding.Length * sizeof(float) + w.LmHead.Weight.ByteCount;
+        long bytes = w.TokenEmbeddingBytes + w.LmHead.Weight.ByteCount;
         int g = groupSize > 0 ? groupSize : config.WeightGroupSize;
         foreach (LayerWeights l in w.Layers)
             foreach ((_, LinearLayer linear) in l.Linears)
@@ -193,6 +193,7 @@ public static class ModelQuantizer
     {
         Config = source.Config,
         TokenEmbedding = source.TokenEmbedding,
+        StoredTokenEmbedding = source.StoredTokenEmbedding,
         PositionEmbedding = source.PositionEmbedding,
         EmbeddingNorm = source.EmbeddingNorm,
         ProjectIn = source.ProjectIn,

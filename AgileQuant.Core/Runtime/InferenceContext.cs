@@ -203,7 +203,7 @@ public sealed class InferenceContext
         TransformerWeights w = _model.Weights;
         int e = _config.EmbeddingWidth, d = _config.HiddenSize;
         float[] target = w.ProjectIn is null ? _s.Hidden : _s.Normed; // (n, EmbeddingWidth)
-        for (int i = 0; i < n; i++) w.TokenEmbedding.AsSpan(tokens[i] * e, e).CopyTo(target.AsSpan(i * e, e));
+        for (int i = 0; i < n; i++) w.CopyTokenEmbedding(tokens[i], target.AsSpan(i * e, e));
         if (_config.EmbeddingScale != 1f) TensorPrimitives.Multiply(target.AsSpan(0, n * e), _config.EmbeddingScale, target.AsSpan(0, n * e)); // Gemma: · √d
         if (w.ProjectIn is not null) w.ProjectIn.Forward(_model.Kernel, _s.Normed, _s.Hidden, n);
         if (w.PositionEmbedding is not null)

@@ -128,8 +128,41 @@ public sealed class TransformerWeights
     /// <summary>The architecture these weights fill.</summary>
     public required TransformerConfig Config { get; init; }
 
-    /// <summary>Token embedding table (VocabSize, EmbeddingWidth), row-major.</summary>
-    public required float[] TokenEmbedding { get; init; }
+    /// <summary>
+    /// Token embedding table (VocabSize, EmbeddingWidth), row-major FP32; null when <see cref="StoredTokenEmbedding"/> holds
+    /// the table instead (exactly one of the two is set).
+    /// </summary>
+    public float[]? TokenEmbedding { get; init; }
+
+    /// <summary>
+    /// The token embedding table in a compact stored form whose rows are dequantized on lookup (a GGUF file's quantized
+    /// blocks), or null when <see cref="TokenEmbedding"/> holds it in FP32.
+    /// </summary>
+    public IEmbeddingRows? StoredTokenEmbedding { get; init; }
+
+    /// <summary>Bytes the token embedding table holds (FP32, or the stored form).</summary>
+    public long TokenEmbeddingBytes => StoredTokenEmbedding?.ByteCount ?? (long)(TokenEmbedding?.Length ?? 0) * sizeof(float);
+
+    /// <summary>Writes the embedding row of <paramref name="token"/> (EmbeddingWidth values) into <paramref name="destination"/>.</summary>
+    public void CopyTokenEmbedding(int token, Span<float> destination)
+    {
+        if (StoredTokenEmbedding is { } stored) stored.DequantizeRow(token, destination);
+        else EmbeddingTable.AsSpan(token * destination.Length, destination.Length).CopyTo(destination);
+    }
+
+    /// <summary>
+    /// The whole token embedding table in FP32 (VocabSize, EmbeddingWidth): <see cref="TokenEmbedding"/> itself, or a new
+    /// array of every row of <see cref="StoredTokenEmbedding"/> dequantized (for writers and checks that need the table).
+    /// </summary>
+    public float[] TokenEmbeddingAsFloats()
+    {
+        if (StoredTokenEmbedding is not { } stored) return EmbeddingTable;
+        var table = new float[(long)stored.Rows * stored.Width]; // (Rows, Width)
+        for (int r = 0; r < stored.Rows; r++) stored.DequantizeRow(r, table.AsSpan(r * stored.Width, stored.Width));
+        return table;
+    }
+
+    private float[] EmbeddingTable => TokenEmbedding ?? throw new AgileQuantException("The weights hold no token embedding table (neither TokenEmbedding nor StoredTokenEmbedding).");
 
     /// <summary>Learned position table (positions, HiddenSize) for <see cref="PositionKind.Learned"/>; row index = position + offset.</summary>
     public float[]? PositionEmbedding { get; init; }
@@ -152,12 +185,12 @@ public sealed class TransformerWeights
     /// <summary>Language-model head (VocabSize, EmbeddingWidth).</summary>
     public required LinearLayer LmHead { get; init; }
 
-    /// <summary>Total bytes of the weight matrices as the kernels stream them (embeddings counted as FP32).</summary>
+    /// <summary>Total bytes of the weight matrices as the kernels stream them, plus the token embedding table as held.</summary>
     public long WeightBytes
     {
         get
         {
-            long bytes = (long)TokenEmbedding.Length * sizeof(float) + LmHead.Weight.ByteCount;
+            long bytes = TokenEmbeddingBytes + LmHead.Weight.ByteCount;
             foreach (LayerWeights l in Layers)
                 foreach ((_, LinearLayer linear) in l.Linears) bytes += linear.Weight.ByteCount;
             return bytes;
@@ -169,7 +202,11 @@ public sealed class TransformerWeights
     {
         TransformerConfig c = Config;
         c.Validate();
-        CheckLength("token embedding", TokenEmbedding.Length, (long)c.VocabSize * c.EmbeddingWidth);
+        if ((TokenEmbedding is null) == (StoredTokenEmbedding is null))
+            throw new AgileQuantException("Expected exactly one token embedding table (TokenEmbedding or StoredTokenEmbedding), found " + (TokenEmbedding is null ? "none." : "both."));
+        if (StoredTokenEmbedding is { } stored && (stored.Rows != c.VocabSize || stored.Width != c.EmbeddingWidth))
+            throw new AgileQuantException($"Expected a stored token embedding of ({c.VocabSize}, {c.EmbeddingWidth}), found ({stored.Rows}, {stored.Width}).");
+        if (TokenEmbedding is not null) CheckLength("token embedding", TokenEmbedding.Length, (long)c.VocabSize * c.EmbeddingWidth);
         if (c.NumLayers != Layers.Count) throw new AgileQuantException($"Expected {c.NumLayers} layers, found {Layers.Count}.");
         if (c.Positions == PositionKind.Learned && PositionEmbedding is null) throw new AgileQuantException("Learned positions need a position-embedding table.");
         if (PositionEmbedding is not null && PositionEmbedding.Length % c.HiddenSize != 0)

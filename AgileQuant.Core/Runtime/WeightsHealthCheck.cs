@@ -16,7 +16,7 @@ public sealed record NonFiniteWeight(string Tensor, long Index, float Value);
 /// </summary>
 public static class WeightsHealthCheck
 {
-    /// <summary>The first non-finite element of <paramref name="weights"/> (embeddings, norms, biases and FP32 matrices), or null when all are finite.</summary>
+    /// <summary>The first non-finite element of <paramref name="weights"/> (FP32 embeddings, norms, biases and FP32 matrices; a stored embedding table had its block scales checked when it was read), or null when all are finite.</summary>
     public static NonFiniteWeight? FindFirstNonFinite(TransformerWeights weights)
     {
         ArgumentNullException.ThrowIfNull(weights);

@@ -27,9 +27,11 @@ public sealed class GroupedInt8Matrix : IWeightMatrix
     public const int BlockColumns = 32;
 
     private sbyte[]? _codes; // (Rows, RowStride) row-major; dropped once a SIMD kernel repacks the matrix (RepackToRowBlocks), rebuilt on request
-    private readonly float[] _scales; // per group (Rows, GroupCount), or per super-block (Rows, SuperBlockCount)
+    private float[]? _scales; // per group (Rows, GroupCount), or per super-block (Rows, SuperBlockCount); dropped with the codes, rebuilt on request
     private readonly sbyte[]? _subScales; // (Rows, GroupCount) with super-block scales, else null
-    private readonly float[]? _offsets; // shaped as _scales; null without offsets
+    private float[]? _offsets; // shaped as _scales; null without offsets (or dropped with the codes, rebuilt on request)
+    private readonly bool _hasOffsets;
+    private readonly int _factorCount; // floats in _scales (and in _offsets when present)
     private readonly sbyte[]? _subOffsets; // shaped as _subScales; null without offsets or without super-blocks
     private GroupedInt8RowBlocks? _rowBlocks;
 
@@ -45,6 +47,8 @@ public sealed class GroupedInt8Matrix : IWeightMatrix
         _subScales = subScales;
         _offsets = offsets;
         _subOffsets = subOffsets;
+        _hasOffsets = offsets is not null;
+        _factorCount = scales.Length;
     }
 
     /// <inheritdoc />
@@ -69,7 +73,7 @@ public sealed class GroupedInt8Matrix : IWeightMatrix
     public bool HasSuperBlockScales => _subScales is not null;
 
     /// <summary>Whether the groups have offsets (<c>− Offset(r, g)</c>); false: <c>W = Scale · Code</c>.</summary>
-    public bool HasOffsets => _offsets is not null;
+    public bool HasOffsets => _hasOffsets;
 
     /// <summary>Codes per stored row: <c>32 · ceil(Cols / 32)</c>.</summary>
     public int RowStride => StrideFor(Cols);
@@ -84,19 +88,19 @@ public sealed class GroupedInt8Matrix : IWeightMatrix
     /// The float scales: per group (Rows, GroupCount), or with <see cref="HasSuperBlockScales"/> the super-block scales
     /// (Rows, SuperBlockCount) that <see cref="SubScales"/> multiply.
     /// </summary>
-    public ReadOnlySpan<float> Scales => _scales;
+    public ReadOnlySpan<float> Scales => ScaleArray;
 
     /// <summary>The int8 sub-scales (Rows, GroupCount) of super-block scales; empty for per-group scales.</summary>
     public ReadOnlySpan<sbyte> SubScales => _subScales;
 
     /// <summary>The float offsets, shaped as <see cref="Scales"/>; empty without offsets.</summary>
-    public ReadOnlySpan<float> Offsets => _offsets;
+    public ReadOnlySpan<float> Offsets => OffsetArray;
 
     /// <summary>The int8 sub-offsets, shaped as <see cref="SubScales"/>; empty without offsets or super-blocks.</summary>
     public ReadOnlySpan<sbyte> SubOffsets => _subOffsets;
 
     /// <summary>Padded codes plus the stored scales and offsets (4 bytes per float, 1 per sub-scale).</summary>
-    public long ByteCount => (long)Rows * RowStride + (long)(_scales.Length + (_offsets?.Length ?? 0)) * sizeof(float)
+    public long ByteCount => (long)Rows * RowStride + (long)_factorCount * (_hasOffsets ? 2 : 1) * sizeof(float)
         + (_subScales?.Length ?? 0) + (_subOffsets?.Length ?? 0);
 
     /// <summary>
@@ -165,26 +169,33 @@ public sealed class GroupedInt8Matrix : IWeightMatrix
     }
 
     /// <summary>The float scale of group g in row r (for super-block scales, <c>super · sub</c> rounded once).</summary>
-    public float Scale(int r, int g) => Factor(_scales, _subScales, r, g);
+    public float Scale(int r, int g) => Factor(ScaleArray, _subScales, r, g);
 
     /// <summary>The float offset of group g in row r; 0 without offsets.</summary>
-    public float Offset(int r, int g) => _offsets is null ? 0f : Factor(_offsets, _subOffsets, r, g);
+    public float Offset(int r, int g) => _hasOffsets ? Factor(OffsetArray!, _subOffsets, r, g) : 0f;
 
     /// <summary>The weight <c>Scale(r, g) · Code(r, c) − Offset(r, g)</c> (without offsets <c>Scale(r, g) · Code(r, c)</c>), g = c / GroupSize.</summary>
     public float Dequantize(int r, int c)
     {
         int g = c / GroupSize;
         float scaled = Scale(r, g) * Code(r, c);
-        return _offsets is null ? scaled : scaled - Offset(r, g);
+        return _hasOffsets ? scaled - Offset(r, g) : scaled;
     }
 
     internal sbyte[] CodeArray => Volatile.Read(ref _codes) ?? RowBlocks!.ToRowMajor(RowStride);
 
-    internal float[] ScaleArray => _scales;
+    internal float[] ScaleArray => Volatile.Read(ref _scales) ?? Rebuilt(ref _scales, offsets: false);
 
     internal sbyte[]? SubScaleArray => _subScales;
 
-    internal float[]? OffsetArray => _offsets;
+    internal float[]? OffsetArray => !_hasOffsets ? null : Volatile.Read(ref _offsets) ?? Rebuilt(ref _offsets, offsets: true);
+
+    // the row-major scales (or offsets) from the row blocks' exact copy, once dropped; built once, kept (one copy wins)
+    private float[] Rebuilt(ref float[]? field, bool offsets)
+    {
+        float[] values = RowBlocks!.RowMajorFactors(offsets);
+        return Interlocked.CompareExchange(ref field, values, null) ?? values;
+    }
 
     internal sbyte[]? SubOffsetArray => _subOffsets;
 
@@ -206,8 +217,11 @@ public sealed class GroupedInt8Matrix : IWeightMatrix
         if (Volatile.Read(ref _codes) is not { } codes) return RowBlocks!; // dropped: another thread published the blocks first
         var blocks = new GroupedInt8RowBlocks(this, codes, halfScales);
         GroupedInt8RowBlocks winner = Interlocked.CompareExchange(ref _rowBlocks, blocks, null) ?? blocks;
-        // published before the row-major codes go: a reader that finds them dropped finds the row blocks
+        // published before the row-major codes, scales and offsets go (the blocks hold them exactly): a reader that finds
+        // them dropped finds the row blocks
         Volatile.Write(ref _codes, null);
+        Volatile.Write(ref _scales, null);
+        Volatile.Write(ref _offsets, null);
         return winner;
     }
 

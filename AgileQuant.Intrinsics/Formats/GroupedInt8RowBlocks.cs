@@ -40,7 +40,7 @@ internal sealed class GroupedInt8RowBlocks
     /// <param name="source">The matrix.</param>
     /// <param name="rowMajor">Its row-major codes.</param>
     /// <param name="halfScales">Whether <see cref="GroupScaleEncoding.Half"/> may be chosen (false for the AdvSimd kernel, which has no half-to-float convert in .NET).</param>
-    public GroupedInt8RowBlocks(GroupedInt8Matrix source, ReadOnlySpan<sbyte> rowMajor, bool halfScales = true)
+    public GroupedInt8RowBlocks(GroupedInt8Matrix source, sbyte[] rowMajor, bool halfScales = true)
     {
         Rows = source.Rows;
         Cols = source.Cols;
@@ -53,12 +53,7 @@ internal sealed class GroupedInt8RowBlocks
         Chunks = GroupCount * (GroupSize / ChunkColumns);
         int stride = source.RowStride;
         Codes = HugePages.AllocatePinned<sbyte>(checked(Blocks * Chunks * 32), zeroed: true);
-        for (int r = 0; r < Rows; r++)
-        {
-            int b = r / BlockRows, i = r % BlockRows;
-            for (int c = 0; c < Cols; c++)
-                Codes[((long)b * Chunks + c / ChunkColumns) * 32 + i * 4 + c % ChunkColumns] = rowMajor[r * stride + c];
-        }
+        RepackCodes(rowMajor, stride);
         HugePages.Collapse(Codes);
         HasMinimumCode = Codes.AsSpan().Contains(sbyte.MinValue);
 
@@ -68,6 +63,36 @@ internal sealed class GroupedInt8RowBlocks
         EntryBytes = Encoding switch { GroupScaleEncoding.Single => sizeof(float), GroupScaleEncoding.Half => 2, _ => 1 };
         (ScaleEntries, SuperScales) = Interleave(source, source.ScaleArray, source.SubScaleArray);
         if (HasOffsets) (OffsetEntries, SuperOffsets) = Interleave(source, source.OffsetArray!, source.SubOffsetArray);
+    }
+
+    // Codes[(b · Chunks + k) · 32 + 4i ..+4] ← rowMajor[r · stride + 4k ..+4] (r = 8b + i), for the columns < Cols: whole
+    // chunks as one 32-bit word each, a last partial chunk code by code; the row blocks split across the load's threads
+    private void RepackCodes(sbyte[] rowMajor, int stride)
+    {
+        int wholeChunks = Cols / ChunkColumns, rows = Rows, cols = Cols, chunks = Chunks;
+        sbyte[] codes = Codes;
+        int[] bounds = RangeBounds(Blocks);
+        Parallel.For(0, bounds.Length - 1, part =>
+        {
+            Span<int> target = MemoryMarshal.Cast<sbyte, int>(codes.AsSpan()); // (Blocks, Chunks, 8) words
+            for (int b = bounds[part]; b < bounds[part + 1]; b++)
+                for (int i = 0; i < BlockRows && b * BlockRows + i < rows; i++)
+                {
+                    int r = b * BlockRows + i;
+                    ReadOnlySpan<int> words = MemoryMarshal.Cast<sbyte, int>(rowMajor.AsSpan(r * stride, wholeChunks * ChunkColumns));
+                    int at = b * chunks * BlockRows + i; // word of chunk k of row i: at + 8k
+                    for (int k = 0; k < words.Length; k++) target[at + k * BlockRows] = words[k];
+                    for (int c = wholeChunks * ChunkColumns; c < cols; c++)
+                        codes[((long)b * chunks + c / ChunkColumns) * 32 + i * 4 + c % ChunkColumns] = rowMajor[r * stride + c];
+                }
+        });
+    }
+
+    // boundaries of up to ProcessorCount contiguous ranges of [0, count)
+    private static int[] RangeBounds(int count)
+    {
+        int parts = Math.Max(1, Math.Min(Environment.ProcessorCount, count));
+        return Enumerable.Range(0, parts + 1).Select(p => (int)((long)count * p / parts)).ToArray();
     }
 
     /// <summary>Rows of the source matrix.</summary>
@@ -157,6 +182,32 @@ internal sealed class GroupedInt8RowBlocks
             for (int s = 0; s < SuperBlockCount; s++) supers[((long)b * SuperBlockCount + s) * BlockRows + i] = values[(long)r * SuperBlockCount + s];
         }
         return (entries, supers);
+    }
+
+    /// <summary>
+    /// The source's float scales (or, with <paramref name="offsets"/>, offsets) row-major again: per group (Rows, GroupCount),
+    /// or per super-block (Rows, SuperBlockCount) with <see cref="GroupScaleEncoding.SuperBlock"/>; the inverse of
+    /// <see cref="Interleave"/>, exact for every encoding (halves are used only where every value is one exactly).
+    /// </summary>
+    public float[] RowMajorFactors(bool offsets)
+    {
+        byte[] entries = offsets ? OffsetEntries : ScaleEntries;
+        float[] supers = offsets ? SuperOffsets : SuperScales;
+        bool super = Encoding == GroupScaleEncoding.SuperBlock;
+        int perRow = super ? SuperBlockCount : GroupCount;
+        var values = new float[(long)Rows * perRow];
+        ReadOnlySpan<float> floats = MemoryMarshal.Cast<byte, float>(entries.AsSpan());
+        ReadOnlySpan<Half> halves = MemoryMarshal.Cast<byte, Half>(entries.AsSpan());
+        for (int r = 0; r < Rows; r++)
+        {
+            int b = r / BlockRows, i = r % BlockRows;
+            for (int g = 0; g < perRow; g++)
+            {
+                int at = (int)(((long)b * perRow + g) * BlockRows + i);
+                values[(long)r * perRow + g] = super ? supers[at] : Encoding == GroupScaleEncoding.Half ? (float)halves[at] : floats[at];
+            }
+        }
+        return values;
     }
 
     // every value a finite half exactly (the half copy then widens to the same float)

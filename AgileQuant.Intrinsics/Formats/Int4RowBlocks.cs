@@ -56,10 +56,23 @@ internal sealed class Int4RowBlocks
         Packed = HugePages.AllocatePinned<byte>(checked(Pairs * Chunks * ChunkStride), zeroed: false);
         Scales = HugePages.AllocatePinned<float>(Pairs * GroupCount * GroupStride, zeroed: true);
         ZeroPoints = source.IsSymmetric ? null : HugePages.AllocatePinned<byte>(Pairs * GroupCount * GroupStride, zeroed: true);
-        Span<byte> nibbles = stackalloc byte[ChunkColumns];
         byte[] rowMajor = source.PackedArray;
+        // the padding block of an odd count too (its nibbles are written as zeros); pairs split across the load's threads
+        int parts = Math.Max(1, Math.Min(Environment.ProcessorCount, Pairs));
+        Parallel.For(0, parts, p => RepackBlocks(source, rowMajor, 2 * (int)((long)Pairs * p / parts), 2 * (int)((long)Pairs * (p + 1) / parts)));
+        HalfScales = HalfCopy(Scales);
+        HugePages.Collapse(Packed);
+        HugePages.Collapse(Scales);
+        if (ZeroPoints is not null) HugePages.Collapse(ZeroPoints);
+        if (HalfScales is not null) HugePages.Collapse(HalfScales);
+    }
+
+    // row blocks [firstBlock, endBlock) of the source's row-major nibbles, scales and zero points → Packed, Scales, ZeroPoints
+    private void RepackBlocks(PackedInt4Matrix source, byte[] rowMajor, int firstBlock, int endBlock)
+    {
+        Span<byte> nibbles = stackalloc byte[ChunkColumns];
         int rowBytes = source.RowBytes;
-        for (int b = 0; b < 2 * Pairs; b++) // the padding block of an odd count too: its nibbles are written as zeros
+        for (int b = firstBlock; b < endBlock; b++)
             for (int i = 0; i < BlockRows; i++)
             {
                 int r = b * BlockRows + i;
@@ -84,11 +97,6 @@ internal sealed class Int4RowBlocks
                     if (ZeroPoints is not null) ZeroPoints[at] = (byte)source.ZeroPoint(r, g);
                 }
             }
-        HalfScales = HalfCopy(Scales);
-        HugePages.Collapse(Packed);
-        HugePages.Collapse(Scales);
-        if (ZeroPoints is not null) HugePages.Collapse(ZeroPoints);
-        if (HalfScales is not null) HugePages.Collapse(HalfScales);
     }
 
     // Packed[target + k · ChunkStride ..+4] ← PairNibbles(the 4 source bytes at rowMajor[source + 4k]) for k < chunks

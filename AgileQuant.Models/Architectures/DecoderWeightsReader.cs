@@ -22,8 +22,17 @@ internal interface ITensorSource
     /// <summary>A (length) tensor in FP32 (norm weights, biases).</summary>
     float[] Vector(string name, int length);
 
-    /// <summary>The LM head that multiplies by the token embedding <paramref name="embedding"/> (stored as <paramref name="embeddingName"/>).</summary>
-    IWeightMatrix TiedHead(string embeddingName, float[] embedding, int rows, int cols);
+    /// <summary>
+    /// The token-embedding table <paramref name="name"/> (rows, cols) in the compact form the format stores it in, rows
+    /// dequantized on lookup; null when the format (or this tensor's type) gives it in FP32 through <see cref="Table"/>.
+    /// </summary>
+    IEmbeddingRows? StoredTable(string name, int rows, int cols) => null;
+
+    /// <summary>
+    /// The LM head that multiplies by the token embedding <paramref name="embedding"/> (stored as <paramref name="embeddingName"/>;
+    /// null when <see cref="StoredTable"/> kept it in its stored form).
+    /// </summary>
+    IWeightMatrix TiedHead(string embeddingName, float[]? embedding, int rows, int cols);
 
     /// <summary>Throws naming the first tensor of the file that nothing took.</summary>
     void RequireAllTaken();
@@ -92,7 +101,8 @@ internal static class DecoderWeightsReader
         }
 
         string embeddingName = Global(ModelTensor.TokenEmbedding) + Weight;
-        float[] embedding = source.Table(embeddingName, v, e);
+        IEmbeddingRows? storedEmbedding = source.StoredTable(embeddingName, v, e);
+        float[]? embedding = storedEmbedding is null ? source.Table(embeddingName, v, e) : null;
         float[]? positions = c.Positions == PositionKind.Learned
             ? source.Table(Global(ModelTensor.PositionEmbedding) + Weight, c.MaxSequenceLength + c.LearnedPositionOffset, d)
             : null;
@@ -116,6 +126,7 @@ internal static class DecoderWeightsReader
         {
             Config = c,
             TokenEmbedding = embedding,
+            StoredTokenEmbedding = storedEmbedding,
             PositionEmbedding = positions,
             EmbeddingNorm = embeddingNorm,
             ProjectIn = projectIn,

@@ -83,7 +83,8 @@ internal sealed class HfTensorReader : ITensorSource
 
     float[] ITensorSource.Vector(string name, int length) => Take(name, length);
 
-    IWeightMatrix ITensorSource.TiedHead(string embeddingName, float[] embedding, int rows, int cols) => new Fp32Matrix(embedding, rows, cols);
+    IWeightMatrix ITensorSource.TiedHead(string embeddingName, float[]? embedding, int rows, int cols) =>
+        new Fp32Matrix(embedding ?? throw new System.Diagnostics.UnreachableException("safetensors embeddings are read as FP32 tables"), rows, cols);
 
     /// <summary>Throws naming the first tensor that nothing took (unless its name ends with one of the ignored suffixes).</summary>
     public void RequireAllTaken()

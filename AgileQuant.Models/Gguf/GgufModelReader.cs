@@ -148,11 +148,20 @@ public static class GgufModelReader
         return ReadWeights(gguf, config, ArchitectureRegistry.ForGguf(gguf));
     }
 
-    /// <summary>Reads the weights of a <paramref name="family"/> model of <paramref name="config"/> from <paramref name="gguf"/>.</summary>
-    internal static TransformerWeights ReadWeights(GgufFile gguf, TransformerConfig config, ArchitectureDescription family)
+    /// <summary>
+    /// Reads the weights of <paramref name="gguf"/> as <see cref="ReadWeights(GgufFile, TransformerConfig)"/> does, each matrix
+    /// handed to <paramref name="kernel"/>'s <see cref="IMatMulKernel.Prepare"/> as soon as it is converted, so that its
+    /// row-major copy is dropped before the next tensor is read: the weights are held once, in the kernels' layouts, plus
+    /// one tensor in flight (docs/architecture.md, "Loading").
+    /// </summary>
+    internal static TransformerWeights ReadWeights(GgufFile gguf, TransformerConfig config, IMatMulKernel kernel) =>
+        ReadWeights(gguf, config, ArchitectureRegistry.ForGguf(gguf), kernel);
+
+    /// <summary>Reads the weights of a <paramref name="family"/> model of <paramref name="config"/> from <paramref name="gguf"/>; <paramref name="kernel"/>: as above, or null to leave them as read.</summary>
+    internal static TransformerWeights ReadWeights(GgufFile gguf, TransformerConfig config, ArchitectureDescription family, IMatMulKernel? kernel = null)
     {
         using GgufTensorData data = GgufTensorData.Open(gguf);
-        return DecoderWeightsReader.Read(family, config, family.GgufNames!, "", new TensorSource(gguf, new GgufTensorConverter(data)));
+        return DecoderWeightsReader.Read(family, config, family.GgufNames!, "", new TensorSource(gguf, new GgufTensorConverter(data), kernel));
     }
 
     /// <summary>The GGUF key (after the family prefix) of the epsilon of <paramref name="norm"/>: llama.cpp's <c>LLM_KV_ATTENTION_LAYERNORM_(RMS_)EPS</c>.</summary>
@@ -161,7 +170,8 @@ public static class GgufModelReader
     /// <summary>
     /// Bytes the weights of <paramref name="gguf"/> take once loaded, from each type's <see cref="GgmlTypeTraits.LoadFormat"/>:
     /// packed formats (Q4_0, the super-block 4-bit types, and the Q5/Q6/Q8 types as grouped int8) as stored plus their wider scales and padding (bounded by twice the stored bytes), FP32 ones
-    /// (F16/BF16 and the types dequantized at load) four bytes per weight, token embeddings dequantized.
+    /// (F16/BF16 and the types dequantized at load) four bytes per weight; token embeddings of a packed type as stored
+    /// (<see cref="GgmlEmbeddingRows"/>, counted twice for a tied head's packed copy), of the other types four bytes per weight.
     /// Checked against a budget before any tensor is read.
     /// </summary>
     public static Int128 LoadedBytes(GgufFile gguf)
@@ -169,7 +179,7 @@ public static class GgufModelReader
         ArgumentNullException.ThrowIfNull(gguf);
         Int128 total = 0;
         foreach (GgufTensorInfo tensor in gguf.Tensors)
-            total += tensor.Name == "token_embd.weight" || GgmlTypeTraits.Find(tensor.Type)?.LoadsPacked != true
+            total += GgmlTypeTraits.Find(tensor.Type)?.LoadsPacked != true
                 ? (Int128)tensor.ElementCount * sizeof(float)
                 : tensor.ByteSize * (Int128)2;
         return total;
@@ -187,22 +197,38 @@ public static class GgufModelReader
     }
 
     /// <summary>GGUF tensors for <see cref="DecoderWeightsReader"/>, converted by <see cref="GgufTensorConverter"/>.</summary>
-    private sealed class TensorSource(GgufFile gguf, GgufTensorConverter converter) : ITensorSource
+    private sealed class TensorSource(GgufFile gguf, GgufTensorConverter converter, IMatMulKernel? kernel) : ITensorSource
     {
         public string SourcePath => gguf.FilePath;
 
         public bool Has(string name) => converter.Has(name);
 
-        public IWeightMatrix Matrix(string name, int rows, int cols) => converter.TakeMatrix(name, rows, cols);
+        public IWeightMatrix Matrix(string name, int rows, int cols) => Prepared(converter.TakeMatrix(name, rows, cols));
+
+        // Repacked for the kernels now, tensor by tensor (a matrix no kernel of the set multiplies is left for the model to
+        // refuse). The staging the conversion used is let go and collected before the repack allocates, and the row-major
+        // copy the repack drops is collected after it, so the load holds the matrices read so far plus this one twice at
+        // most (docs/architecture.md, "Loading").
+        private IWeightMatrix Prepared(IWeightMatrix matrix)
+        {
+            if (kernel is null || !kernel.Supports(matrix)) return matrix;
+            converter.ReleaseStaging();
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: false);
+            kernel.Prepare(matrix);
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: false);
+            return matrix;
+        }
 
         public float[] Table(string name, int rows, int cols) => converter.TakeTable(name, rows, cols);
+
+        public IEmbeddingRows? StoredTable(string name, int rows, int cols) => converter.TakeStoredTable(name, rows, cols);
 
         public float[] Vector(string name, int length) => converter.TakeVector(name, length);
 
         // Tied models omit output.weight: the head multiplies by the embedding in its stored format.
-        public IWeightMatrix TiedHead(string embeddingName, float[] embedding, int rows, int cols) =>
-            GgmlTypeTraits.Find(gguf.FindTensor(embeddingName)!.Type)?.LoadsPacked == true
-                ? converter.TakeMatrix(embeddingName, rows, cols)
+        public IWeightMatrix TiedHead(string embeddingName, float[]? embedding, int rows, int cols) =>
+            embedding is null || GgmlTypeTraits.Find(gguf.FindTensor(embeddingName)!.Type)?.LoadsPacked == true
+                ? Prepared(converter.TakeMatrix(embeddingName, rows, cols))
                 : new Fp32Matrix(embedding, rows, cols);
 
         public void RequireAllTaken() => converter.RequireAllTaken();

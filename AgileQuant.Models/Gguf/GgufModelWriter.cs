@@ -79,7 +79,7 @@ public static class GgufModelWriter
         if (options.ChatTemplate is { } template) w.AddString(ModelChatTemplate.GgufKey, template);
         TensorNameMap names = family.GgufNames!;
         string Global(ModelTensor tensor) => names.Global(tensor)!;
-        var embedding = new Fp32Matrix(weights.TokenEmbedding, c.VocabSize, c.HiddenSize);
+        var embedding = new Fp32Matrix(weights.TokenEmbeddingAsFloats(), c.VocabSize, c.HiddenSize);
         AddMatrix(w, Global(ModelTensor.TokenEmbedding) + Weight, embedding, embeddingType, null);
         if (weights.PositionEmbedding is { } positions)
             AddMatrix(w, Global(ModelTensor.PositionEmbedding) + Weight, new Fp32Matrix(positions, positions.Length / c.HiddenSize, c.HiddenSize), GgmlType.F32, null);

@@ -58,6 +58,30 @@ internal sealed class GgufTensorConverter
     /// <summary>A (rows, cols) table dequantized to FP32 (token embeddings, which are looked up, not multiplied).</summary>
     public float[] TakeTable(string name, int rows, int cols) => ToFloats(Find(name, rows, cols), rows, cols);
 
+    /// <summary>
+    /// A (rows, cols) token-embedding table kept as the file's blocks when its type loads packed (rows dequantized on
+    /// lookup, <see cref="GgmlEmbeddingRows"/>); null for the types that load as FP32, which <see cref="TakeTable"/> reads.
+    /// </summary>
+    public GgmlEmbeddingRows? TakeStoredTable(string name, int rows, int cols)
+    {
+        GgufTensorInfo tensor = Find(name, rows, cols);
+        GgmlTypeTraits traits = Readable(tensor);
+        if (!traits.LoadsPacked || tensor.ByteSize > Array.MaxLength) return null;
+        int rowBytes = RowBytes(tensor, cols);
+        byte[] blocks = GC.AllocateUninitializedArray<byte>((int)tensor.ByteSize); // (rows, rowBytes) as stored
+        ForRowRanges(rows, (begin, end) =>
+        {
+            for (int r = begin; r < end; r++)
+            {
+                ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
+                RequireFiniteScales(tensor, traits, r, row);
+                row.CopyTo(blocks.AsSpan(r * rowBytes, rowBytes));
+            }
+        });
+        _data.Release(tensor); // copied: its file pages need not stay resident
+        return new GgmlEmbeddingRows(traits, blocks, rows, cols);
+    }
+
     /// <summary>A (rows, cols) weight in the packed format matching its ggml type.</summary>
     public IWeightMatrix TakeMatrix(string name, int rows, int cols)
     {
@@ -71,6 +95,16 @@ internal sealed class GgufTensorConverter
             GgmlLoadFormat format => throw new UnreachableException($"no conversion to {format}"),
             null => throw new UnreachableException("Readable returned an unreadable type"),
         };
+    }
+
+    /// <summary>Lets go of the staging buffers (the next tensor allocates its own), so that a collection can return them.</summary>
+    public void ReleaseStaging()
+    {
+        _stagedBytes = [];
+        _stagedScales = [];
+        _stagedHalves = [];
+        _stagedSubScales = [];
+        _stagedSubMins = [];
     }
 
     /// <summary>Throws naming the first tensor no mapping took.</summary>
@@ -88,12 +122,15 @@ internal sealed class GgufTensorConverter
         GgmlTypeTraits traits = Readable(tensor);
         var values = new float[(long)Math.Max(rows, 1) * cols]; // (rows, cols)
         int rowBytes = RowBytes(tensor, cols);
-        for (int r = 0; r < Math.Max(rows, 1); r++)
+        ForRowRanges(Math.Max(rows, 1), (begin, end) =>
         {
-            ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
-            RequireFiniteScales(tensor, traits, r, row);
-            traits.DequantizeRow(row, values.AsSpan(r * cols, cols));
-        }
+            for (int r = begin; r < end; r++)
+            {
+                ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
+                RequireFiniteScales(tensor, traits, r, row);
+                traits.DequantizeRow(row, values.AsSpan(r * cols, cols));
+            }
+        });
         _data.Release(tensor); // converted: its file pages need not stay resident
         return values;
     }
@@ -118,31 +155,35 @@ internal sealed class GgufTensorConverter
         Span<byte> packed = Staged(ref _stagedBytes, (long)rows * packedRowBytes); // (rows, packedRowBytes), zero padding past cols
         Span<float> scales = Staged(ref _stagedScales, (long)rows * groups);     // (rows, groups)
         packed.Clear();
-        Span<byte> nibbles = stackalloc byte[groupSize];
-        for (int r = 0; r < rows; r++)
+        byte[] packedArray = _stagedBytes;
+        float[] scaleArray = _stagedScales;
+        ForRowRanges(rows, (begin, end) =>
         {
-            ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
-            RequireFiniteScales(tensor, traits, r, row);
-            ReadOnlySpan<BlockQ4_0> blocks = MemoryMarshal.Cast<byte, BlockQ4_0>(row);
-            for (int b = 0; b < groups; b++)
+            Span<byte> nibbles = stackalloc byte[groupSize];
+            for (int r = begin; r < end; r++)
             {
-                ReadOnlySpan<byte> qs = MemoryMarshal.AsBytes(blocks.Slice(b, 1)).Slice(2, groupSize / 2);
-                Span<byte> destination = packed.Slice((int)((long)r * packedRowBytes) + b * groupSize / 2, groupSize / 2);
-                if (Vector128.IsHardwareAccelerated)
+                ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
+                RequireFiniteScales(tensor, traits, r, row);
+                ReadOnlySpan<BlockQ4_0> blocks = MemoryMarshal.Cast<byte, BlockQ4_0>(row);
+                for (int b = 0; b < groups; b++)
                 {
-                    RepackQ4_0Block(qs, destination);
-                    scales[r * groups + b] = (float)blocks[b].Scale;
-                    continue;
+                    ReadOnlySpan<byte> qs = MemoryMarshal.AsBytes(blocks.Slice(b, 1)).Slice(2, groupSize / 2);
+                    Span<byte> destination = packedArray.AsSpan((int)((long)r * packedRowBytes) + b * groupSize / 2, groupSize / 2);
+                    scaleArray[r * groups + b] = (float)blocks[b].Scale;
+                    if (Vector128.IsHardwareAccelerated)
+                    {
+                        RepackQ4_0Block(qs, destination);
+                        continue;
+                    }
+                    for (int j = 0; j < groupSize / 2; j++)
+                    {
+                        nibbles[j] = (byte)(qs[j] & 0xF);
+                        nibbles[j + groupSize / 2] = (byte)(qs[j] >> 4);
+                    }
+                    for (int k = 0; k < groupSize / 2; k++) destination[k] = (byte)(nibbles[2 * k] | nibbles[2 * k + 1] << 4);
                 }
-                for (int j = 0; j < groupSize / 2; j++)
-                {
-                    nibbles[j] = (byte)(qs[j] & 0xF);
-                    nibbles[j + groupSize / 2] = (byte)(qs[j] >> 4);
-                }
-                for (int k = 0; k < groupSize / 2; k++) destination[k] = (byte)(nibbles[2 * k] | nibbles[2 * k + 1] << 4);
-                scales[r * groups + b] = (float)blocks[b].Scale;
             }
-        }
+        });
         _data.Release(tensor); // converted: its file pages need not stay resident
         // the file's blocks of 32 meet activations scaled per block of 32, as llama.cpp's Q8_0 activations (with per-group scales)
         return PackedInt4Matrix.FromPacked(packed, scales, [], rows, cols, groupSize, takesActivationGroupScales: true);
@@ -170,19 +211,23 @@ internal sealed class GgufTensorConverter
         int factors = layout.HasSuperBlocks ? groups / layout.GroupsPerSuperBlock : groups; // floats per row: per group, or per super-block
         int subs = layout.HasSuperBlocks ? groups : 0;                                      // int8 sub-factors per row
         Span<sbyte> codes = MemoryMarshal.Cast<byte, sbyte>(Staged(ref _stagedBytes, (long)rows * cols)); // (rows, cols)
+        byte[] codeArray = _stagedBytes;
         var scales = new float[(long)rows * factors];                                        // (rows, factors)
         var subScales = new sbyte[(long)rows * subs];                                        // (rows, groups) or empty
         float[] offsets = layout.HasOffsets ? new float[(long)rows * factors] : [];
         sbyte[] subOffsets = layout.HasOffsets ? new sbyte[(long)rows * subs] : [];
-        for (int r = 0; r < rows; r++)
+        ForRowRanges(rows, (begin, end) =>
         {
-            ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
-            RequireFiniteScales(tensor, traits, r, row);
-            Span<float> rowOffsets = layout.HasOffsets ? offsets.AsSpan(r * factors, factors) : [];
-            Span<sbyte> rowSubOffsets = layout.HasOffsets ? subOffsets.AsSpan(r * subs, subs) : [];
-            GgmlGroupedInt8Codec.DecodeRow(tensor.Type, row, codes.Slice((int)((long)r * cols), cols), scales.AsSpan(r * factors, factors),
-                subScales.AsSpan(r * subs, subs), rowOffsets, rowSubOffsets);
-        }
+            for (int r = begin; r < end; r++)
+            {
+                ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
+                RequireFiniteScales(tensor, traits, r, row);
+                Span<float> rowOffsets = layout.HasOffsets ? offsets.AsSpan(r * factors, factors) : [];
+                Span<sbyte> rowSubOffsets = layout.HasOffsets ? subOffsets.AsSpan(r * subs, subs) : [];
+                GgmlGroupedInt8Codec.DecodeRow(tensor.Type, row, MemoryMarshal.Cast<byte, sbyte>(codeArray.AsSpan((int)((long)r * cols), cols)),
+                    scales.AsSpan(r * factors, factors), subScales.AsSpan(r * subs, subs), rowOffsets, rowSubOffsets);
+            }
+        });
         _data.Release(tensor); // converted: its file pages need not stay resident
         return layout.HasSuperBlocks
             ? GroupedInt8Matrix.FromSuperBlockScales(codes, scales, subScales, offsets, subOffsets, rows, cols, layout.GroupSize, layout.GroupsPerSuperBlock)
@@ -203,16 +248,43 @@ internal sealed class GgufTensorConverter
         Span<sbyte> subScales = Staged(ref _stagedSubScales, (long)rows * subBlocks);        // (rows, subBlocks)
         Span<byte> subMins = Staged(ref _stagedSubMins, (long)rows * minSub);                // (rows, subBlocks) or empty
         Span<Half> superScales = halves[..(rows * superBlocks)], superMins = halves[(rows * superBlocks)..];
-        for (int r = 0; r < rows; r++)
+        byte[] packedArray = _stagedBytes, subMinArray = _stagedSubMins;
+        Half[] halfArray = _stagedHalves;
+        sbyte[] subScaleArray = _stagedSubScales;
+        ForRowRanges(rows, (begin, end) =>
         {
-            ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
-            RequireFiniteScales(tensor, traits, r, row);
-            decoding.DecodeRow(row, new SuperBlockRow(packed.Slice(r * (cols / 2), cols / 2), superScales.Slice(r * superBlocks, superBlocks),
-                superMins.Slice(r * minSuper, minSuper), subScales.Slice(r * subBlocks, subBlocks), subMins.Slice(r * minSub, minSub)));
-        }
+            for (int r = begin; r < end; r++)
+            {
+                ReadOnlySpan<byte> row = _data.Bytes(tensor, (long)r * rowBytes, rowBytes);
+                RequireFiniteScales(tensor, traits, r, row);
+                decoding.DecodeRow(row, new SuperBlockRow(packedArray.AsSpan(r * (cols / 2), cols / 2), halfArray.AsSpan(r * superBlocks, superBlocks),
+                    halfArray.AsSpan(rows * superBlocks + r * minSuper, minSuper), subScaleArray.AsSpan(r * subBlocks, subBlocks), subMinArray.AsSpan(r * minSub, minSub)));
+            }
+        });
         _data.Release(tensor); // converted: its file pages need not stay resident
         return SuperBlockInt4Matrix.Create(scheme, rows, cols, packed, superScales, superMins, subScales, subMins);
     }
+
+    // Runs body(begin, end) over contiguous ranges of [0, rows) on all the machine's threads (a tensor's rows convert
+    // independently); a failure is rethrown as a sequential pass would have thrown it: the one of the lowest range.
+    private static void ForRowRanges(int rows, Action<int, int> body)
+    {
+        int parts = Math.Max(1, Math.Min(Environment.ProcessorCount, rows / MinRowsPerRange));
+        if (parts == 1)
+        {
+            body(0, rows);
+            return;
+        }
+        var failures = new Exception?[parts];
+        Parallel.For(0, parts, p =>
+        {
+            try { body((int)((long)rows * p / parts), (int)((long)rows * (p + 1) / parts)); }
+            catch (Exception e) { failures[p] = e; }
+        });
+        if (failures.FirstOrDefault(f => f is not null) is { } first) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
+    }
+
+    private const int MinRowsPerRange = 64; // below this a tensor converts on the calling thread: a hand-off costs more than its rows
 
     // The first `length` elements of `buffer`, grown (not kept: contents are overwritten) when too short.
     private static Span<T> Staged<T>(ref T[] buffer, long length)

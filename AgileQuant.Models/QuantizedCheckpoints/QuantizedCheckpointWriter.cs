@@ -127,7 +127,7 @@ public static class QuantizedCheckpointWriter
                 LowBitTokenRatio = runtime.LowBitTokenRatio,
             }, Json));
 
-        writer.AddFloat32(Global(ModelTensor.TokenEmbedding), [c.VocabSize, c.EmbeddingWidth], weights.TokenEmbedding);
+        writer.AddFloat32(Global(ModelTensor.TokenEmbedding), [c.VocabSize, c.EmbeddingWidth], weights.TokenEmbeddingAsFloats());
         if (weights.PositionEmbedding is { } positions)
             writer.AddFloat32(Global(ModelTensor.PositionEmbedding), [positions.Length / c.HiddenSize, c.HiddenSize], positions);
         AddNorm(writer, c, Global(ModelTensor.EmbeddingNorm), weights.EmbeddingNorm);

@@ -107,6 +107,7 @@ public sealed class HostileInputRegressionTests() : TemporaryDirectoryFixture("a
         {
             Config = weights.Config with { MaxSequenceLength = int.MaxValue },
             TokenEmbedding = weights.TokenEmbedding,
+            StoredTokenEmbedding = weights.StoredTokenEmbedding,
             Layers = weights.Layers,
             FinalNorm = weights.FinalNorm,
             LmHead = weights.LmHead,

@@ -274,7 +274,7 @@ public class ArchitectureRegistryTests
 
     private static void AssertSameWeights(TransformerWeights actual, TransformerWeights expected, string what)
     {
-        Assert.That(actual.TokenEmbedding, Is.EqualTo(expected.TokenEmbedding), $"{what}: token embedding");
+        Assert.That(actual.TokenEmbeddingAsFloats(), Is.EqualTo(expected.TokenEmbeddingAsFloats()), $"{what}: token embedding");
         Assert.That(actual.PositionEmbedding, Is.EqualTo(expected.PositionEmbedding), $"{what}: position embedding");
         AssertSameNorm(actual.EmbeddingNorm, expected.EmbeddingNorm, $"{what}: embedding norm");
         AssertSameLinear(actual.ProjectIn, expected.ProjectIn, $"{what}: project_in");
@@ -374,6 +374,7 @@ internal static class TransformerWeightsTestExtensions
     {
         Config = change(weights.Config),
         TokenEmbedding = weights.TokenEmbedding,
+        StoredTokenEmbedding = weights.StoredTokenEmbedding,
         PositionEmbedding = weights.PositionEmbedding,
         EmbeddingNorm = weights.EmbeddingNorm,
         ProjectIn = weights.ProjectIn,

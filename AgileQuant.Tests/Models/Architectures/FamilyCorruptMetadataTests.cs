@@ -208,7 +208,7 @@ public class FamilyCorruptMetadataTests
         NormLayer Ones() => new(w.Config.Norm, Enumerable.Repeat(1f, w.Config.HeadDim).ToArray(), null, w.Config.NormEpsilon);
         return new TransformerWeights
         {
-            Config = w.Config, TokenEmbedding = w.TokenEmbedding, FinalNorm = w.FinalNorm, LmHead = w.LmHead,
+            Config = w.Config, TokenEmbedding = w.TokenEmbedding, StoredTokenEmbedding = w.StoredTokenEmbedding, FinalNorm = w.FinalNorm, LmHead = w.LmHead,
             Layers = w.Layers.Select(l => LayerWeights.FromParts(r => r is LayerTensor.QueryNorm or LayerTensor.KeyNorm ? Ones() : l.Norm(r), l.Linear)).ToArray(),
         };
     }

@@ -38,7 +38,7 @@ internal static class HfTestCheckpoint
             if (linear.Bias is not null) Tensor(tensor + ".bias", linear.Bias, linear.Bias.Length);
         }
         string Global(ModelTensor tensor) => prefix + names.Global(tensor);
-        Tensor(Global(ModelTensor.TokenEmbedding) + ".weight", weights.TokenEmbedding, c.VocabSize, c.EmbeddingWidth);
+        Tensor(Global(ModelTensor.TokenEmbedding) + ".weight", weights.TokenEmbeddingAsFloats(), c.VocabSize, c.EmbeddingWidth);
         if (weights.PositionEmbedding is { } positions) Tensor(Global(ModelTensor.PositionEmbedding) + ".weight", positions, positions.Length / c.HiddenSize, c.HiddenSize);
         if (weights.EmbeddingNorm is { } embeddingNorm) Norm(Global(ModelTensor.EmbeddingNorm), embeddingNorm);
         if (weights.ProjectIn is { } projectIn) Linear(Global(ModelTensor.ProjectIn), projectIn);

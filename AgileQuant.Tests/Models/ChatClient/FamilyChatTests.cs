@@ -293,7 +293,10 @@ public class FamilyChatTests
         // Gemma's embedding enters scaled by √d: scaled down by as much, so that it does not swamp the layers' output (and the
         // soft-capped logits do not saturate).
         if (weights.Config.EmbeddingScale != 1f)
-            for (int i = 0; i < weights.TokenEmbedding.Length; i++) weights.TokenEmbedding[i] /= weights.Config.EmbeddingScale;
+            {
+            float[] table = weights.TokenEmbedding!; // random FP32 weights
+            for (int i = 0; i < table.Length; i++) table[i] /= weights.Config.EmbeddingScale;
+        }
         if (forceEndAt is (int token, int end))
         {
             int width = weights.Config.HiddenSize;

@@ -55,7 +55,9 @@ public class GgufWeightTypeLoadingTests
             return GgmlNative.Dequantize(type, data.Bytes(tensor, 0, (int)tensor.ByteSize), (int)tensor.ElementCount);
         }
 
-        Assert.That(loaded.TokenEmbedding, Is.EqualTo(Ggml("token_embd.weight")).Using<float>(BitEqual), "token_embd.weight");
+        // every row as looked up (the stored blocks dequantized per row, or the FP32 table) bit for bit ggml's values
+        Assert.That(loaded.StoredTokenEmbedding is not null, Is.EqualTo(GgmlTypeTraits.Find(type)!.LoadsPacked), $"{type}: embedding kept as the file's blocks");
+        Assert.That(loaded.TokenEmbeddingAsFloats(), Is.EqualTo(Ggml("token_embd.weight")).Using<float>(BitEqual), "token_embd.weight");
         LayerWeights layer = loaded.Layers[0];
         foreach ((string name, IWeightMatrix matrix) in new (string, IWeightMatrix)[]
                  {
@@ -64,6 +66,47 @@ public class GgufWeightTypeLoadingTests
                      ("blk.0.ffn_up.weight", layer.Up.Weight), ("blk.0.ffn_down.weight", layer.Down.Weight), ("output.weight", loaded.LmHead.Weight),
                  })
             AssertHolds(matrix, Ggml(name), GgmlTypeTraits.Find(type)!.LoadFormat!.Value, $"{type} {name}");
+    }
+
+    // The token embedding kept as the file's blocks (rows dequantized on lookup) against the whole table dequantized at
+    // load as before (its values are ggml's, EveryReadableType_Loads_WithGgmlsDequantizedValues): the same logits, bit for
+    // bit, with the LM head as the file stores it or tied to the embedding (no output.weight: the head multiplies by the
+    // embedding's packed copy).
+    [TestCase(GgmlType.Q4_0, false)]
+    [TestCase(GgmlType.Q8_0, false)]
+    [TestCase(GgmlType.Q6_K, false)]
+    [TestCase(GgmlType.Q4_K, false)]
+    [TestCase(GgmlType.Q4_0, true)]
+    [TestCase(GgmlType.Q8_0, true)]
+    public void StoredTokenEmbedding_GivesTheLogitsOfTheFp32Table_BitForBit(GgmlType type, bool tied)
+    {
+        string source = _f32;
+        if (tied)
+        {
+            TransformerWeights untied = GgufModelTests.SyntheticTinyModel(seed: 23, dim: 256, ffn: 256);
+            var tiedWeights = new TransformerWeights
+            {
+                Config = untied.Config, TokenEmbedding = untied.TokenEmbedding, Layers = untied.Layers, FinalNorm = untied.FinalNorm,
+                LmHead = new LinearLayer(new Fp32Matrix(untied.TokenEmbedding!, untied.Config.VocabSize, untied.Config.HiddenSize)),
+            };
+            source = Path.Combine(_temp.FullPath, "tied-f32.gguf");
+            GgufModelWriter.Write(source, tiedWeights, GgufVocabulary.Placeholder(tiedWeights.Config.VocabSize));
+            Assert.That(GgufFile.Read(source).FindTensor("output.weight"), Is.Null, "the tied file stores no head");
+        }
+        string path = QuantizedWithGgml(source, $"{(tied ? "tied" : "all")}-embedding-{type}.gguf", t => Matrices.Contains(t.Name) ? type : null);
+        TransformerModel stored = ModelLoader.Load(path, new ModelLoadOptions()).Model;
+        TransformerWeights w = stored.Weights;
+        Assert.That(w.StoredTokenEmbedding, Is.Not.Null, "kept as the file's blocks");
+        Assert.That(w.TokenEmbedding, Is.Null, "no FP32 table beside the blocks");
+        Assert.That(w.StoredTokenEmbedding!.ByteCount, Is.EqualTo(GgufFile.Read(path).FindTensor("token_embd.weight")!.ByteSize), "held at the file's size");
+        var fp32Table = new TransformerWeights
+        {
+            Config = w.Config, TokenEmbedding = w.TokenEmbeddingAsFloats(), Layers = w.Layers, FinalNorm = w.FinalNorm, LmHead = w.LmHead,
+        };
+        int[] tokens = [1, 7, 258, 0, 42, 3];
+        float[] expected = new TransformerModel(fp32Table, stored.Kernel, stored.Options).CreateContext().Forward(tokens, allLogits: true);
+        float[] actual = stored.CreateContext().Forward(tokens, allLogits: true);
+        Assert.That(actual, Is.EqualTo(expected).Using<float>(BitEqual), $"{type}{(tied ? ", tied head" : "")}");
     }
 
     [TestCase(GgmlType.IQ2_XXS)]

@@ -227,10 +227,10 @@ public class LlamaCppPresetTests
                 Down = new(FileValues($"blk.{i}.ffn_down.weight", l.Down.Weight)),
             }).ToArray();
             GgufTensorInfo embedding = file.FindTensor("token_embd.weight")!;
-            Assert.That(loaded.TokenEmbedding, Is.EqualTo(GgmlNative.Dequantize(embedding.Type, data.Bytes(embedding, 0, (int)embedding.ByteSize), (int)embedding.ElementCount)), "token_embd.weight");
+            Assert.That(loaded.TokenEmbeddingAsFloats(), Is.EqualTo(GgmlNative.Dequantize(embedding.Type, data.Bytes(embedding, 0, (int)embedding.ByteSize), (int)embedding.ElementCount)), "token_embd.weight");
             fp32 = new TransformerWeights
             {
-                Config = loaded.Config, TokenEmbedding = loaded.TokenEmbedding, Layers = layers, FinalNorm = loaded.FinalNorm,
+                Config = loaded.Config, TokenEmbedding = loaded.TokenEmbeddingAsFloats(), Layers = layers, FinalNorm = loaded.FinalNorm,
                 LmHead = new(FileValues("output.weight", loaded.LmHead.Weight)),
             };
         }

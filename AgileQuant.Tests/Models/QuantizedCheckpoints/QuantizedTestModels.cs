@@ -152,7 +152,7 @@ internal static class QuantizedTestModels
     /// <summary>Bytes the kernels stream (every matrix's ByteCount, a tied head once) plus the FP32 embeddings, norms and biases.</summary>
     public static long PackedPayloadBytes(TransformerWeights w)
     {
-        long bytes = (long)w.TokenEmbedding.Length * sizeof(float) + (w.PositionEmbedding?.Length ?? 0) * sizeof(float);
+        long bytes = w.TokenEmbeddingBytes + (w.PositionEmbedding?.Length ?? 0) * sizeof(float);
         foreach (LinearLayer linear in Linears(w))
         {
             bool tied = linear.Weight is Fp32Matrix f && ReferenceEquals(f.Data, w.TokenEmbedding);
