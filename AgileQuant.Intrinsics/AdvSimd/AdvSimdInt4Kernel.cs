@@ -336,7 +336,7 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         byte* end = chunk + (nint)w.Chunks * ChunkStride;
         float* scales = w.Scales + Int4RowBlocks.BlockGroupIndex(block, w.Groups);
         byte* zeros = TZero.Present ? w.ZeroPoints + Int4RowBlocks.BlockGroupIndex(block, w.Groups) : null;
-        nint xs = w.CodeStride, ss = w.SegmentCount;
+        nint xs = w.CodeStride, ss = w.SegmentCount, xs2 = 2 * xs, xs3 = 3 * xs, ss2 = 2 * ss, ss3 = 3 * ss;
         sbyte* x = w.Codes + t0 * xs; // (tokens, xs)
         int* sums = w.SegmentSums + t0 * ss; // (tokens, segments) = (tokens, groups)
         float* groupScales = w.GroupScales + t0 * ss; // (tokens, groups)
@@ -344,46 +344,51 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         Vector128<float> fa0 = default, fa1 = default, fb0 = default, fb1 = default, fc0 = default, fc1 = default, fd0 = default, fd1 = default;
         for (; chunk < end; chunk += 4 * ChunkStride, x += SegmentColumns, sums++)
         {
-            Vector128<int> z0 = TZero.Negated(zeros), z1 = TZero.Negated(zeros + 4);
-            Vector128<int> sum = Vector128.Create(sums[0]);
-            Vector128<int> ia0 = z0 * sum, ia1 = z1 * sum, ib0 = default, ib1 = default, ic0 = default, ic1 = default, id0 = default, id1 = default;
+            TZero.Negated(zeros, out Vector128<int> z0, out Vector128<int> z1);
+            Vector128<int> sum = Lane0(sums);
+            Vector128<int> ia0 = Arm.AdvSimd.MultiplyBySelectedScalar(z0, sum, 0), ia1 = Arm.AdvSimd.MultiplyBySelectedScalar(z1, sum, 0);
+            Vector128<int> ib0 = default, ib1 = default, ic0 = default, ic1 = default, id0 = default, id1 = default;
             if (N.Value > 1)
             {
-                sum = Vector128.Create(sums[ss]);
-                ib0 = z0 * sum;
-                ib1 = z1 * sum;
+                sum = Lane0(sums + ss);
+                ib0 = Arm.AdvSimd.MultiplyBySelectedScalar(z0, sum, 0);
+                ib1 = Arm.AdvSimd.MultiplyBySelectedScalar(z1, sum, 0);
             }
             if (N.Value > 2)
             {
-                sum = Vector128.Create(sums[2 * ss]);
-                ic0 = z0 * sum;
-                ic1 = z1 * sum;
+                sum = Lane0(sums + ss2);
+                ic0 = Arm.AdvSimd.MultiplyBySelectedScalar(z0, sum, 0);
+                ic1 = Arm.AdvSimd.MultiplyBySelectedScalar(z1, sum, 0);
             }
             if (N.Value > 3)
             {
-                sum = Vector128.Create(sums[3 * ss]);
-                id0 = z0 * sum;
-                id1 = z1 * sum;
+                sum = Lane0(sums + ss3);
+                id0 = Arm.AdvSimd.MultiplyBySelectedScalar(z0, sum, 0);
+                id1 = Arm.AdvSimd.MultiplyBySelectedScalar(z1, sum, 0);
             }
-            ChunkPair<N>(chunk, x, xs, lowNibbles, ref ia0, ref ia1, ref ib0, ref ib1, ref ic0, ref ic1, ref id0, ref id1);
-            ChunkPair<N>(chunk + 2 * ChunkStride, x + 16, xs, lowNibbles, ref ia0, ref ia1, ref ib0, ref ib1, ref ic0, ref ic1, ref id0, ref id1);
+            ChunkPair<N>(chunk, x, xs, xs2, xs3, lowNibbles, ref ia0, ref ia1, ref ib0, ref ib1, ref ic0, ref ic1, ref id0, ref id1);
+            ChunkPair<N>(chunk + 2 * ChunkStride, x + 16, xs, xs2, xs3, lowNibbles, ref ia0, ref ia1, ref ib0, ref ib1, ref ic0, ref ic1, ref id0, ref id1);
             Vector128<float> s0 = Arm.AdvSimd.LoadVector128(scales), s1 = Arm.AdvSimd.LoadVector128(scales + 4);
-            fa0 += GroupScaled<TMode>(s0, groupScales) * Arm.AdvSimd.ConvertToSingle(ia0);
-            fa1 += GroupScaled<TMode>(s1, groupScales) * Arm.AdvSimd.ConvertToSingle(ia1);
+            Vector128<float> g = TMode.PerGroup ? Vector128.CreateScalarUnsafe(*groupScales) : default;
+            fa0 += GroupScaledByLane<TMode>(s0, g) * Arm.AdvSimd.ConvertToSingle(ia0);
+            fa1 += GroupScaledByLane<TMode>(s1, g) * Arm.AdvSimd.ConvertToSingle(ia1);
             if (N.Value > 1)
             {
-                fb0 += GroupScaled<TMode>(s0, groupScales + ss) * Arm.AdvSimd.ConvertToSingle(ib0);
-                fb1 += GroupScaled<TMode>(s1, groupScales + ss) * Arm.AdvSimd.ConvertToSingle(ib1);
+                g = TMode.PerGroup ? Vector128.CreateScalarUnsafe(groupScales[ss]) : default;
+                fb0 += GroupScaledByLane<TMode>(s0, g) * Arm.AdvSimd.ConvertToSingle(ib0);
+                fb1 += GroupScaledByLane<TMode>(s1, g) * Arm.AdvSimd.ConvertToSingle(ib1);
             }
             if (N.Value > 2)
             {
-                fc0 += GroupScaled<TMode>(s0, groupScales + 2 * ss) * Arm.AdvSimd.ConvertToSingle(ic0);
-                fc1 += GroupScaled<TMode>(s1, groupScales + 2 * ss) * Arm.AdvSimd.ConvertToSingle(ic1);
+                g = TMode.PerGroup ? Vector128.CreateScalarUnsafe(groupScales[ss2]) : default;
+                fc0 += GroupScaledByLane<TMode>(s0, g) * Arm.AdvSimd.ConvertToSingle(ic0);
+                fc1 += GroupScaledByLane<TMode>(s1, g) * Arm.AdvSimd.ConvertToSingle(ic1);
             }
             if (N.Value > 3)
             {
-                fd0 += GroupScaled<TMode>(s0, groupScales + 3 * ss) * Arm.AdvSimd.ConvertToSingle(id0);
-                fd1 += GroupScaled<TMode>(s1, groupScales + 3 * ss) * Arm.AdvSimd.ConvertToSingle(id1);
+                g = TMode.PerGroup ? Vector128.CreateScalarUnsafe(groupScales[ss3]) : default;
+                fd0 += GroupScaledByLane<TMode>(s0, g) * Arm.AdvSimd.ConvertToSingle(id0);
+                fd1 += GroupScaledByLane<TMode>(s1, g) * Arm.AdvSimd.ConvertToSingle(id1);
             }
             if (TMode.PerGroup) groupScales++;
             scales += GroupStride;
@@ -397,17 +402,26 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         if (N.Value > 3) AdvSimdEightRows.Store(fd0 * w.TokenScales[t0 + 3], fd1 * w.TokenScales[t0 + 3], y + 3 * (nint)w.Rows, rows);
     }
 
+    // *sum in lane 0 (one scalar load into a vector register; the other lanes are not used).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> Lane0(int* sum) => Vector128.CreateScalarUnsafe(*(float*)sum).AsInt32();
+
+    // GroupScaled with the token's group scale in lane 0 of g: s_w · s_x[t, g] by lane (the same float product), or s_w.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> GroupScaledByLane<TMode>(Vector128<float> weightScales, Vector128<float> g) where TMode : struct, IActivationScaleMode =>
+        TMode.PerGroup ? Arm.AdvSimd.MultiplyBySelectedScalar(weightScales, g, 0) : weightScales;
+
     // Two chunks (at chunk, chunk + ChunkStride) of the block against N tokens' 16 codes (at x, x + xs, ...): one load per token,
     // quadruplets 0, 1 for the first chunk, 2, 3 for the second.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ChunkPair<N>(byte* chunk, sbyte* x, nint xs, Vector128<byte> lowNibbles,
+    private static void ChunkPair<N>(byte* chunk, sbyte* x, nint xs, nint xs2, nint xs3, Vector128<byte> lowNibbles,
         ref Vector128<int> ia0, ref Vector128<int> ia1, ref Vector128<int> ib0, ref Vector128<int> ib1,
         ref Vector128<int> ic0, ref Vector128<int> ic1, ref Vector128<int> id0, ref Vector128<int> id1) where N : struct, ITokenCount
     {
         Vector128<sbyte> xa = Arm.AdvSimd.LoadVector128(x);
         Vector128<sbyte> xb = N.Value > 1 ? Arm.AdvSimd.LoadVector128(x + xs) : default;
-        Vector128<sbyte> xc = N.Value > 2 ? Arm.AdvSimd.LoadVector128(x + 2 * xs) : default;
-        Vector128<sbyte> xd = N.Value > 3 ? Arm.AdvSimd.LoadVector128(x + 3 * xs) : default;
+        Vector128<sbyte> xc = N.Value > 2 ? Arm.AdvSimd.LoadVector128(x + xs2) : default;
+        Vector128<sbyte> xd = N.Value > 3 ? Arm.AdvSimd.LoadVector128(x + xs3) : default;
         Vector128<byte> w0 = Arm.AdvSimd.LoadVector128(chunk), w1 = Arm.AdvSimd.LoadVector128(chunk + 16);
         Vector128<sbyte> low0 = (w0 & lowNibbles).AsSByte(), high0 = Arm.AdvSimd.ShiftRightLogical(w0, 4).AsSByte();
         Vector128<sbyte> low1 = (w1 & lowNibbles).AsSByte(), high1 = Arm.AdvSimd.ShiftRightLogical(w1, 4).AsSByte();
@@ -501,8 +515,8 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         /// <summary><c>i − z · sum</c>, z the 4 rows' zero points at <paramref name="zeros"/> (or the symmetric 8).</summary>
         static abstract Vector128<int> Subtract(Vector128<int> i, byte* zeros, Vector128<int> sum);
 
-        /// <summary>−z for 4 rows (at <paramref name="zeros"/>, or the symmetric 8).</summary>
-        static abstract Vector128<int> Negated(byte* zeros);
+        /// <summary>−z for the 8 rows of a block (at <paramref name="zeros"/>, or the symmetric 8).</summary>
+        static abstract void Negated(byte* zeros, out Vector128<int> rows0To3, out Vector128<int> rows4To7);
     }
 
     private readonly struct SymmetricZeroPoint : IZeroPoints
@@ -514,7 +528,7 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
             i - (sum << 3); // z = 8 (PackedInt4Matrix.SymmetricZeroPoint)
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<int> Negated(byte* zeros) => Vector128.Create(-8);
+        public static void Negated(byte* zeros, out Vector128<int> rows0To3, out Vector128<int> rows4To7) => rows0To3 = rows4To7 = Vector128.Create(-8);
     }
 
     private readonly struct GroupZeroPoints : IZeroPoints
@@ -529,10 +543,11 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<int> Negated(byte* zeros)
+        public static void Negated(byte* zeros, out Vector128<int> rows0To3, out Vector128<int> rows4To7)
         {
-            Vector128<ushort> z16 = Arm.AdvSimd.ZeroExtendWideningLower(Vector64.CreateScalar(*(uint*)zeros).AsByte());
-            return -Arm.AdvSimd.ZeroExtendWideningLower(z16.GetLower()).AsInt32();
+            Vector128<ushort> z16 = Arm.AdvSimd.ZeroExtendWideningLower(Arm.AdvSimd.LoadVector64(zeros)); // the block's 8 rows
+            rows0To3 = -Arm.AdvSimd.ZeroExtendWideningLower(z16.GetLower()).AsInt32();
+            rows4To7 = -Arm.AdvSimd.ZeroExtendWideningUpper(z16).AsInt32();
         }
     }
 
