@@ -32,7 +32,9 @@ namespace AgileQuant.Intrinsics.AdvSimd;
 /// The zero point is applied per 32-column segment with the segment's code sum (one vector subtract, or multiply-subtract
 /// when each group has its own), the scales per group with a convert, a multiply and an add over 4 rows at once. One
 /// token (decode) walks a pair of row blocks (16 rows, the pair's whole 64-byte line per chunk); more tokens (prefill)
-/// walk one block × a tile of tokens (4 with SDOT, 2 otherwise) per weight load, row panels of 8 blocks at a time.
+/// walk one block × a tile of tokens (4 with SDOT, 2 otherwise) per weight load, row panels of 8 blocks at a time; with SDOT
+/// and groups of 32 columns the tile starts each group's int32 sums at <c>−z · Σ x_q</c> (a multiply per quad and token) and
+/// reads each token's codes 16 at a time (two chunks, quadruplets 0..3): docs/kernels.md, "ARM64 W4A8 GEMM tile".
 /// </remarks>
 internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
 {
@@ -126,6 +128,8 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
             for (int b = firstBlock; b < endBlock; b += 2) PairGemv<TPath, TZero, TMode>(call, b >> 1);
             return;
         }
+        // SDOT over groups of 32 columns (one segment each; Q4_0, W4A8 g32): the tile with the zero point in the accumulators' start
+        bool groupTile = typeof(TPath) == typeof(DotProductPath) && call.GroupSize == SegmentColumns && call.Chunks % (SegmentColumns / Int4RowBlocks.ChunkColumns) == 0;
         for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
         {
             int panelEnd = Math.Min(endBlock, panel + PanelBlocks);
@@ -133,6 +137,15 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
             {
                 int n = Math.Min(TPath.TokenTile, tokens - t0);
                 for (int b = panel; b < panelEnd; b++)
+                    if (groupTile)
+                        switch (n)
+                        {
+                            case 4: GroupTile<TZero, TMode, FourTokens>(call, b, t0); break;
+                            case 3: GroupTile<TZero, TMode, ThreeTokens>(call, b, t0); break;
+                            case 2: GroupTile<TZero, TMode, TwoTokens>(call, b, t0); break;
+                            default: GroupTile<TZero, TMode, OneToken>(call, b, t0); break;
+                        }
+                    else
                     switch (n)
                     {
                         case 4: BlockTile<TPath, TZero, TMode, FourTokens>(call, b, t0); break;
@@ -310,6 +323,150 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         if (N.Value > 3) AdvSimdEightRows.Store(fd0 * w.TokenScales[t0 + 3], fd1 * w.TokenScales[t0 + 3], y + 3 * (nint)w.Rows, rows);
     }
 
+    // y[t, 8b + i] = s_x[t] · Σ_g s_w[i, g] · acc[t, i, g] for the N tokens t0.. and the 8 rows of block b, SDOT, groups of 32
+    // columns: acc starts at −z · Σ_{c∈g} x_q (one multiply per quad and token) and takes the group's 4 chunks unrolled, the
+    // codes of two chunks in one register (quadruplets 0..3), so the integer sum is the same as BlockTile's and the float steps
+    // are the same (f = f + s_w · acc in group order, then y = f · s_x): the scalar twin's, bit for bit.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void GroupTile<TZero, TMode, N>(in Int4KernelCall w, int block, int t0)
+        where TZero : struct, IZeroPoints where TMode : struct, IActivationScaleMode where N : struct, ITokenCount
+    {
+        Vector128<byte> lowNibbles = Vector128.Create((byte)0x0F);
+        byte* chunk = w.Packed + Int4RowBlocks.BlockOffset(block, w.Chunks); // (chunks, 64): this block's 32 bytes each
+        byte* end = chunk + (nint)w.Chunks * ChunkStride;
+        float* scales = w.Scales + Int4RowBlocks.BlockGroupIndex(block, w.Groups);
+        byte* zeros = TZero.Present ? w.ZeroPoints + Int4RowBlocks.BlockGroupIndex(block, w.Groups) : null;
+        nint xs = w.CodeStride, ss = w.SegmentCount, xs2 = 2 * xs, xs3 = 3 * xs, ss2 = 2 * ss, ss3 = 3 * ss;
+        sbyte* x = w.Codes + t0 * xs; // (tokens, xs)
+        int* sums = w.SegmentSums + t0 * ss; // (tokens, segments) = (tokens, groups)
+        float* groupScales = w.GroupScales + t0 * ss; // (tokens, groups)
+        // per token t (the letter) and quad (the digit): i int32 group sums, f float sums
+        Vector128<float> fa0 = default, fa1 = default, fb0 = default, fb1 = default, fc0 = default, fc1 = default, fd0 = default, fd1 = default;
+        for (; chunk < end; chunk += 4 * ChunkStride, x += SegmentColumns, sums++)
+        {
+            TZero.Negated(zeros, out Vector128<int> z0, out Vector128<int> z1);
+            Vector128<int> sum = Lane0(sums);
+            Vector128<int> ia0 = Arm.AdvSimd.MultiplyBySelectedScalar(z0, sum, 0), ia1 = Arm.AdvSimd.MultiplyBySelectedScalar(z1, sum, 0);
+            Vector128<int> ib0 = default, ib1 = default, ic0 = default, ic1 = default, id0 = default, id1 = default;
+            if (N.Value > 1)
+            {
+                sum = Lane0(sums + ss);
+                ib0 = Arm.AdvSimd.MultiplyBySelectedScalar(z0, sum, 0);
+                ib1 = Arm.AdvSimd.MultiplyBySelectedScalar(z1, sum, 0);
+            }
+            if (N.Value > 2)
+            {
+                sum = Lane0(sums + ss2);
+                ic0 = Arm.AdvSimd.MultiplyBySelectedScalar(z0, sum, 0);
+                ic1 = Arm.AdvSimd.MultiplyBySelectedScalar(z1, sum, 0);
+            }
+            if (N.Value > 3)
+            {
+                sum = Lane0(sums + ss3);
+                id0 = Arm.AdvSimd.MultiplyBySelectedScalar(z0, sum, 0);
+                id1 = Arm.AdvSimd.MultiplyBySelectedScalar(z1, sum, 0);
+            }
+            ChunkPair<N>(chunk, x, xs, xs2, xs3, lowNibbles, ref ia0, ref ia1, ref ib0, ref ib1, ref ic0, ref ic1, ref id0, ref id1);
+            ChunkPair<N>(chunk + 2 * ChunkStride, x + 16, xs, xs2, xs3, lowNibbles, ref ia0, ref ia1, ref ib0, ref ib1, ref ic0, ref ic1, ref id0, ref id1);
+            Vector128<float> s0 = Arm.AdvSimd.LoadVector128(scales), s1 = Arm.AdvSimd.LoadVector128(scales + 4);
+            Vector128<float> g = TMode.PerGroup ? Vector128.CreateScalarUnsafe(*groupScales) : default;
+            fa0 += GroupScaledByLane<TMode>(s0, g) * Arm.AdvSimd.ConvertToSingle(ia0);
+            fa1 += GroupScaledByLane<TMode>(s1, g) * Arm.AdvSimd.ConvertToSingle(ia1);
+            if (N.Value > 1)
+            {
+                g = TMode.PerGroup ? Vector128.CreateScalarUnsafe(groupScales[ss]) : default;
+                fb0 += GroupScaledByLane<TMode>(s0, g) * Arm.AdvSimd.ConvertToSingle(ib0);
+                fb1 += GroupScaledByLane<TMode>(s1, g) * Arm.AdvSimd.ConvertToSingle(ib1);
+            }
+            if (N.Value > 2)
+            {
+                g = TMode.PerGroup ? Vector128.CreateScalarUnsafe(groupScales[ss2]) : default;
+                fc0 += GroupScaledByLane<TMode>(s0, g) * Arm.AdvSimd.ConvertToSingle(ic0);
+                fc1 += GroupScaledByLane<TMode>(s1, g) * Arm.AdvSimd.ConvertToSingle(ic1);
+            }
+            if (N.Value > 3)
+            {
+                g = TMode.PerGroup ? Vector128.CreateScalarUnsafe(groupScales[ss3]) : default;
+                fd0 += GroupScaledByLane<TMode>(s0, g) * Arm.AdvSimd.ConvertToSingle(id0);
+                fd1 += GroupScaledByLane<TMode>(s1, g) * Arm.AdvSimd.ConvertToSingle(id1);
+            }
+            if (TMode.PerGroup) groupScales++;
+            scales += GroupStride;
+            if (TZero.Present) zeros += GroupStride;
+        }
+        int row = block * Int4RowBlocks.BlockRows, rows = w.Rows - row;
+        float* y = w.Y + (nint)t0 * w.Rows + row;
+        AdvSimdEightRows.Store(fa0 * w.TokenScales[t0], fa1 * w.TokenScales[t0], y, rows);
+        if (N.Value > 1) AdvSimdEightRows.Store(fb0 * w.TokenScales[t0 + 1], fb1 * w.TokenScales[t0 + 1], y + w.Rows, rows);
+        if (N.Value > 2) AdvSimdEightRows.Store(fc0 * w.TokenScales[t0 + 2], fc1 * w.TokenScales[t0 + 2], y + 2 * (nint)w.Rows, rows);
+        if (N.Value > 3) AdvSimdEightRows.Store(fd0 * w.TokenScales[t0 + 3], fd1 * w.TokenScales[t0 + 3], y + 3 * (nint)w.Rows, rows);
+    }
+
+    // *sum in lane 0 (one scalar load into a vector register; the other lanes are not used).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> Lane0(int* sum) => Vector128.CreateScalarUnsafe(*(float*)sum).AsInt32();
+
+    // GroupScaled with the token's group scale in lane 0 of g: s_w · s_x[t, g] by lane (the same float product), or s_w.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> GroupScaledByLane<TMode>(Vector128<float> weightScales, Vector128<float> g) where TMode : struct, IActivationScaleMode =>
+        TMode.PerGroup ? Arm.AdvSimd.MultiplyBySelectedScalar(weightScales, g, 0) : weightScales;
+
+    // Two chunks (at chunk, chunk + ChunkStride) of the block against N tokens' 16 codes (at x, x + xs, ...): one load per token,
+    // quadruplets 0, 1 for the first chunk, 2, 3 for the second.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ChunkPair<N>(byte* chunk, sbyte* x, nint xs, nint xs2, nint xs3, Vector128<byte> lowNibbles,
+        ref Vector128<int> ia0, ref Vector128<int> ia1, ref Vector128<int> ib0, ref Vector128<int> ib1,
+        ref Vector128<int> ic0, ref Vector128<int> ic1, ref Vector128<int> id0, ref Vector128<int> id1) where N : struct, ITokenCount
+    {
+        Vector128<sbyte> xa = Arm.AdvSimd.LoadVector128(x);
+        Vector128<sbyte> xb = N.Value > 1 ? Arm.AdvSimd.LoadVector128(x + xs) : default;
+        Vector128<sbyte> xc = N.Value > 2 ? Arm.AdvSimd.LoadVector128(x + xs2) : default;
+        Vector128<sbyte> xd = N.Value > 3 ? Arm.AdvSimd.LoadVector128(x + xs3) : default;
+        Vector128<byte> w0 = Arm.AdvSimd.LoadVector128(chunk), w1 = Arm.AdvSimd.LoadVector128(chunk + 16);
+        Vector128<sbyte> low0 = (w0 & lowNibbles).AsSByte(), high0 = Arm.AdvSimd.ShiftRightLogical(w0, 4).AsSByte();
+        Vector128<sbyte> low1 = (w1 & lowNibbles).AsSByte(), high1 = Arm.AdvSimd.ShiftRightLogical(w1, 4).AsSByte();
+        ia0 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(ia0, low0, xa, 0), high0, xa, 1);
+        ia1 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(ia1, low1, xa, 0), high1, xa, 1);
+        if (N.Value > 1)
+        {
+            ib0 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(ib0, low0, xb, 0), high0, xb, 1);
+            ib1 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(ib1, low1, xb, 0), high1, xb, 1);
+        }
+        if (N.Value > 2)
+        {
+            ic0 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(ic0, low0, xc, 0), high0, xc, 1);
+            ic1 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(ic1, low1, xc, 0), high1, xc, 1);
+        }
+        if (N.Value > 3)
+        {
+            id0 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(id0, low0, xd, 0), high0, xd, 1);
+            id1 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(id1, low1, xd, 0), high1, xd, 1);
+        }
+        w0 = Arm.AdvSimd.LoadVector128(chunk + ChunkStride);
+        w1 = Arm.AdvSimd.LoadVector128(chunk + ChunkStride + 16);
+        low0 = (w0 & lowNibbles).AsSByte();
+        high0 = Arm.AdvSimd.ShiftRightLogical(w0, 4).AsSByte();
+        low1 = (w1 & lowNibbles).AsSByte();
+        high1 = Arm.AdvSimd.ShiftRightLogical(w1, 4).AsSByte();
+        ia0 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(ia0, low0, xa, 2), high0, xa, 3);
+        ia1 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(ia1, low1, xa, 2), high1, xa, 3);
+        if (N.Value > 1)
+        {
+            ib0 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(ib0, low0, xb, 2), high0, xb, 3);
+            ib1 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(ib1, low1, xb, 2), high1, xb, 3);
+        }
+        if (N.Value > 2)
+        {
+            ic0 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(ic0, low0, xc, 2), high0, xc, 3);
+            ic1 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(ic1, low1, xc, 2), high1, xc, 3);
+        }
+        if (N.Value > 3)
+        {
+            id0 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(id0, low0, xd, 2), high0, xd, 3);
+            id1 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(id1, low1, xd, 2), high1, xd, 3);
+        }
+    }
+
     // 4 rows' weight scales s_w, times the token's activation scale of the group (*groupScale) with per-group activation scales:
     // f += (s_w · s_x[t, g]) · acc, the scalar twin's operations in its order.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -357,6 +514,9 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
 
         /// <summary><c>i − z · sum</c>, z the 4 rows' zero points at <paramref name="zeros"/> (or the symmetric 8).</summary>
         static abstract Vector128<int> Subtract(Vector128<int> i, byte* zeros, Vector128<int> sum);
+
+        /// <summary>−z for the 8 rows of a block (at <paramref name="zeros"/>, or the symmetric 8).</summary>
+        static abstract void Negated(byte* zeros, out Vector128<int> rows0To3, out Vector128<int> rows4To7);
     }
 
     private readonly struct SymmetricZeroPoint : IZeroPoints
@@ -366,6 +526,9 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector128<int> Subtract(Vector128<int> i, byte* zeros, Vector128<int> sum) =>
             i - (sum << 3); // z = 8 (PackedInt4Matrix.SymmetricZeroPoint)
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Negated(byte* zeros, out Vector128<int> rows0To3, out Vector128<int> rows4To7) => rows0To3 = rows4To7 = Vector128.Create(-8);
     }
 
     private readonly struct GroupZeroPoints : IZeroPoints
@@ -377,6 +540,14 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         {
             Vector128<ushort> z16 = Arm.AdvSimd.ZeroExtendWideningLower(Vector64.CreateScalar(*(uint*)zeros).AsByte());
             return Arm.AdvSimd.MultiplySubtract(i, Arm.AdvSimd.ZeroExtendWideningLower(z16.GetLower()).AsInt32(), sum);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Negated(byte* zeros, out Vector128<int> rows0To3, out Vector128<int> rows4To7)
+        {
+            Vector128<ushort> z16 = Arm.AdvSimd.ZeroExtendWideningLower(Arm.AdvSimd.LoadVector64(zeros)); // the block's 8 rows
+            rows0To3 = -Arm.AdvSimd.ZeroExtendWideningLower(z16.GetLower()).AsInt32();
+            rows4To7 = -Arm.AdvSimd.ZeroExtendWideningUpper(z16).AsInt32();
         }
     }
 
