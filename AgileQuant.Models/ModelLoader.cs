@@ -349,7 +349,9 @@ public static class ModelLoader
         // it before the collector's next turn; aggressive, so that the free memory is also handed back to the OS now rather
         // than at the collector's own pace (which left ~125 MiB resident after some loads of llama7b-4l; docs/benchmarks.md,
         // "Memory and load time (issue 21)").
-        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        // Small models (no tensor of GgufModelReader.LargeTensorElements): the plain full collection, as before.
+        if ((long)config.HiddenSize * config.IntermediateSize >= GgufModelReader.LargeTensorElements) GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        else GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
         Tokenizer? tokenizer = null;
         TokenizerSource? source = null;
         Func<Tokenizer>? parsingSpecialTokens = null;

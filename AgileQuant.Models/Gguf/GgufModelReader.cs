@@ -196,6 +196,12 @@ public static class GgufModelReader
                 $"the tensors imply about {bytes} bytes of loaded weights, more than the loading budget of {maxBytes} bytes (ModelLoadOptions.MaxWeightBytes)");
     }
 
+    /// <summary>
+    /// Weights (rows × cols) from which a tensor's load collects its transient copies at once and the whole load ends with an
+    /// aggressive collection: 2^22 (e.g. 2048 × 2048); below it the collector's own pace costs less than forced collections.
+    /// </summary>
+    internal const long LargeTensorElements = 1L << 22;
+
     /// <summary>GGUF tensors for <see cref="DecoderWeightsReader"/>, converted by <see cref="GgufTensorConverter"/>.</summary>
     private sealed class TensorSource(GgufFile gguf, GgufTensorConverter converter, IMatMulKernel? kernel) : ITensorSource
     {
@@ -209,13 +215,16 @@ public static class GgufModelReader
         // refuse). The staging the conversion used is let go and collected before the repack allocates, and the row-major
         // copy the repack drops is collected after it, so the load holds the matrices read so far plus this one twice at
         // most (docs/architecture.md, "Loading").
+        // Only for tensors of at least LargeTensorElements: a full collection costs in proportion to the whole process's heap
+        // (an application's, not only the model's), and the copies of smaller tensors are not what sets the peak.
         private IWeightMatrix Prepared(IWeightMatrix matrix)
         {
             if (kernel is null || !kernel.Supports(matrix)) return matrix;
+            bool large = (long)matrix.Rows * matrix.Cols >= LargeTensorElements;
             converter.ReleaseStaging();
-            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: false);
+            if (large) GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: false);
             kernel.Prepare(matrix);
-            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: false);
+            if (large) GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: false);
             return matrix;
         }
 
