@@ -347,9 +347,8 @@ public static class ModelLoader
         // Converting and repacking left short-lived arrays (staging, the row-major copy of each tensor dropped once it was
         // repacked): collect them now, so that inference reuses that memory rather than growing the resident set on top of
         // it before the collector's next turn; aggressive, so that the free memory is also handed back to the OS now rather
-        // than at the collector's own pace (which left ~125 MiB resident after some loads of llama7b-4l; docs/benchmarks.md,
-        // "Memory and load time (issue 21)").
-        // Small models (no tensor of GgufModelReader.LargeTensorElements): the plain full collection, as before.
+        // than at the collector's own pace (measured in docs/benchmarks.md, "Memory and load time (issue 21)"). Small models
+        // (no FFN matrix of GgufModelReader.LargeTensorElements): the plain full collection.
         if ((long)config.HiddenSize * config.IntermediateSize >= GgufModelReader.LargeTensorElements) GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         else GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: false);
         Tokenizer? tokenizer = null;
