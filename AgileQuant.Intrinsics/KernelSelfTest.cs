@@ -81,7 +81,32 @@ public static class KernelSelfTest
         results.AddRange(GroupScaleResults(threads, seed));
         results.AddRange(Int4GroupScaleResults(threads, seed));
         results.AddRange(ExactResults(threads, seed));
+        results.AddRange(HadamardResults(seed));
         return results;
+    }
+
+    /// <summary>Widths of the Hadamard check: powers of two from one register up, and m·2^k for known orders m (172·64 = LLaMA's 11008).</summary>
+    private static readonly int[] HadamardWidths = [4, 8, 16, 64, 4096, 12, 96, 40, 172, 688, 156, 11008];
+
+    /// <summary>
+    /// The vectorized normalized Hadamard transform (<see cref="Rotation.HadamardTransform"/>, QuaRot's online rotation)
+    /// against its scalar twin on seeded data; both perform the same additions per element, so they must agree exactly.
+    /// Named <c>hadamard-vector256</c> or <c>hadamard-vector128</c>; absent where no vector width is accelerated.
+    /// </summary>
+    private static IEnumerable<KernelSelfTestResult> HadamardResults(int seed)
+    {
+        if (Rotation.HadamardTransform.Path == "scalar") yield break;
+        foreach (int n in HadamardWidths)
+        {
+            float[] expected = Values(new Random(HashCode.Combine(seed, n, nameof(Rotation.HadamardTransform))), n);
+            float[] actual = expected.ToArray();
+            Rotation.HadamardTransform.TransformScalar(expected);
+            Rotation.HadamardTransform.Transform(actual);
+            double maxError = 0;
+            for (int i = 0; i < n; i++) maxError = Math.Max(maxError, Math.Abs((double)actual[i] - expected[i]));
+            bool passed = actual.AsSpan().SequenceEqual(expected);
+            yield return new KernelSelfTestResult("hadamard-" + Rotation.HadamardTransform.Path, $"n {n}", passed, maxError, 0);
+        }
     }
 
     /// <summary>(rows of X, cols, weight rows) of the TRIP (static-scale) check: one token, a tile, a pruned 70-row gather.</summary>
@@ -142,6 +167,8 @@ public static class KernelSelfTest
         var ran = results.Select(r => r.Kernel).ToHashSet();
         var missing = new List<string>();
         if (ran.Count == 0) missing.Add("no SIMD kernel was selected: this CPU or runtime enables none of the catalog's instruction sets");
+        if (Rotation.HadamardTransform.Path != "scalar" && !ran.Contains("hadamard-" + Rotation.HadamardTransform.Path))
+            missing.Add($"hadamard-{Rotation.HadamardTransform.Path} (the vectorized Hadamard transform)");
         foreach (KernelCatalogEntry entry in KernelCatalog.Entries.Where(e => e != KernelCatalog.Scalar && e.IsSupported))
             foreach (int bits in new[] { 8, 4 })
                 foreach (IMatMulKernel kernel in entry.CreateKernels(bits, threads: 1))

@@ -92,7 +92,7 @@ public class QuantizedMatMulBenchmarks
         return new Int8RowMatrix(codes, Fp32MatMulBenchmarks.Values(random, rows), rows, cols);
     }
 
-    private static PackedInt4Matrix W4(Random random, int rows, int cols)
+    internal static PackedInt4Matrix W4(Random random, int rows, int cols)
     {
         int groups = (cols + 31) / 32;
         var codes = new byte[rows * cols];

@@ -23,6 +23,7 @@ public static class EncoderQuantizer
         options ??= new ModelQuantizationOptions();
         if (!config.QuantizesWeights && !config.QuantizesActivations) return fp32;
         if (config.LowBitTokenRatio > 0) throw new AgileQuantException($"{config.Name}: the encoder does not support lower-bit (mixed-precision) tokens.");
+        if (config.Rotate) throw new AgileQuantException($"{config.Name}: the encoder is not rotated (its LayerNorms do not commute with a rotation).");
         if (config.StaticActivationScales) throw new AgileQuantException($"{config.Name}: the encoder does not support TRIP's static activation scales (per-token scales only).");
         ModelQuantizer.RequireCalibrationAndKernelFormat(config, options, "calibration sequences");
         RuntimeOptions runtime = ModelQuantizer.RuntimeOptionsFor(fp32.Kernel, config) with { Pruning = fp32.Options.Pruning };

@@ -49,6 +49,15 @@ public static class ModelQuantizer
         RequireCalibrationAndKernelFormat(config, options, "calibration sequences (ModelQuantizationOptions.Calibration)");
         if (config.StaticActivationScales && !(config.QuantizesWeights && config.QuantizesActivations))
             throw new AgileQuantException($"{config.Name}: TRIP's static scales need integer weights and activations.");
+        if (config.Rotate)
+        {
+            if (config.StaticActivationScales) throw new AgileQuantException($"{config.Name}: rotation and TRIP's static scales are not combined.");
+            // the weights are rounded, and GPTQ's Hessians collected, in the rotated basis (QuaRot, arXiv 2404.00456, §4)
+            fp32 = ModelRotation.Rotate(fp32, ModelRotation.DefaultSeed);
+            options.Progress?.Report($"rotated the model ({config.Name})");
+        }
+        else if (config.StaticActivationScales && fp32.Weights.Layers.Any(l => l.Linears.Any(e => e.Linear.HadamardInput)))
+            throw new AgileQuantException($"{config.Name}: TRIP's calibration does not keep a rotated model's online Hadamard transform.");
         StaticActivationScales[][]? staticScales = null;
         if (config.StaticActivationScales)
         {
@@ -162,7 +171,7 @@ public static class ModelQuantizer
     {
         int activationBits = config.QuantizesActivations ? config.ActivationBits : 8;
         if (!config.QuantizesWeights)
-            return new LinearLayer(linear.Weight, linear.Bias) { ActivationBits = activationBits, LowBitActivationBits = lowBitTokens ? 4 : 0 };
+            return new LinearLayer(linear.Weight, linear.Bias) { ActivationBits = activationBits, LowBitActivationBits = lowBitTokens ? 4 : 0, HadamardInput = linear.HadamardInput };
         if (linear.Weight is not Fp32Matrix fp32)
             throw new AgileQuantException($"Only FP32 weights can be quantized, found {linear.Weight.GetType().Name}.");
         QuantizerSettings settings = config.WeightSettings();
@@ -185,7 +194,10 @@ public static class ModelQuantizer
                 ? PackedInt4Matrix.FromSymmetricCodes(q.SignedCodes, q.Scales, rows, cols, q.GroupSize)
                 : PackedInt4Matrix.FromAsymmetricCodes(q.Codes, q.Scales, q.ZeroPoints, rows, cols, q.GroupSize);
         }
-        return new LinearLayer(packed, linear.Bias) { ActivationBits = activationBits, LowBitActivationBits = lowBitTokens ? 4 : 0, StaticScales = staticScales };
+        return new LinearLayer(packed, linear.Bias)
+        {
+            ActivationBits = activationBits, LowBitActivationBits = lowBitTokens ? 4 : 0, StaticScales = staticScales, HadamardInput = linear.HadamardInput,
+        };
     }
 
     /// <summary><paramref name="source"/> with its decoder layers replaced by <paramref name="layers"/>.</summary>

@@ -74,6 +74,13 @@ public sealed record QuantizationConfig
     /// <summary>TRIP: channels whose calibrated range exceeds this multiple of the median channel range get power-of-two factors (<see cref="TripCalibration"/>).</summary>
     public float TripOutlierMultiple { get; init; } = TripCalibration.OutlierMultiple;
 
+    /// <summary>
+    /// QuaRot's rotation first (<see cref="ModelRotation.Rotate(Runtime.TransformerModel, int)"/>, seed <see cref="ModelRotation.DefaultSeed"/>): norm
+    /// weights folded, the residual stream rotated by a randomized Hadamard matrix, V/o_proj per head, and online
+    /// Hadamard transforms before o_proj and down_proj; the weights (RTN or GPTQ) are then rounded in the rotated basis.
+    /// </summary>
+    public bool Rotate { get; init; }
+
     /// <summary>True when weights are quantized.</summary>
     public bool QuantizesWeights => Rounding != WeightRounding.None;
 
@@ -130,7 +137,7 @@ public sealed record QuantizationConfig
     {
         // 8-bit weights: symmetric per output row (int8 kernels). 4-bit weights: asymmetric groups of 32
         // (they beat symmetric groups on stories260K: docs/method.md §1, §5). Quantized activations bring the attention options of §2.
-        static QuantizationConfig W(string name, int wBits, int aBits, WeightRounding rounding, double lowBitRatio = 0, bool trip = false)
+        static QuantizationConfig W(string name, int wBits, int aBits, WeightRounding rounding, double lowBitRatio = 0, bool trip = false, bool rotate = false)
         {
             bool int4 = wBits == 4, actQuant = aBits <= 8;
             string weights = int4 ? $"4-bit asymmetric g{DefaultInt4GroupSize} weights" : "8-bit symmetric per-row weights";
@@ -143,7 +150,8 @@ public sealed record QuantizationConfig
             return new QuantizationConfig
             {
                 Name = name,
-                Description = $"{weights} by {method}; {activations}" + (actQuant ? "; 8-bit Q/K/V and KV cache" : ""),
+                Description = (rotate ? "QuaRot rotation (randomized Hadamard residual, per-head V/o_proj, online Hadamard before o_proj and down_proj), then " : "")
+                    + $"{weights} by {method}; {activations}" + (actQuant ? "; 8-bit Q/K/V and KV cache" : ""),
                 WeightBits = wBits,
                 ActivationBits = aBits,
                 Rounding = rounding,
@@ -160,6 +168,7 @@ public sealed record QuantizationConfig
                 EightBitKvCache = actQuant,
                 LowBitTokenRatio = lowBitRatio,
                 StaticActivationScales = trip,
+                Rotate = rotate,
             };
         }
 
@@ -181,6 +190,10 @@ public sealed record QuantizationConfig
             W("W4A8-MIXED", 4, 8, WeightRounding.Gptq, DefaultMixedLowBitTokenRatio),
             W("W4A8-TRIP", 4, 8, WeightRounding.Gptq, trip: true),
             W("W4A8-MIXED-TRIP", 4, 8, WeightRounding.Gptq, DefaultMixedLowBitTokenRatio, trip: true),
+            W("W4A4-ROT", 4, 4, WeightRounding.RoundToNearest, rotate: true),
+            W("W4A4-ROT-GPTQ", 4, 4, WeightRounding.Gptq, rotate: true),
+            W("W4A8-ROT", 4, 8, WeightRounding.RoundToNearest, rotate: true),
+            W("W4A8-ROT-GPTQ", 4, 8, WeightRounding.Gptq, rotate: true),
         ];
     }
 }

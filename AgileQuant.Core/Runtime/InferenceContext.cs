@@ -29,6 +29,7 @@ public sealed class InferenceContext
     private readonly ICausalAttention _attention;   // over the cache's layout: the exact path or the streaming one
     private readonly ResidualAndNorm _residualAndNorm;
     private readonly GatedActivation _gatedActivation;
+    private readonly OnlineHadamard _onlineHadamard; // QuaRot's online rotation of the o_proj and down_proj inputs of a rotated model
     private int[] _survivors = [];                  // original indices of the last forward's surviving tokens
 
     internal InferenceContext(TransformerModel model)
@@ -45,6 +46,7 @@ public sealed class InferenceContext
         _attention = CreateAttention(model, _cache.Layout, rowRanges.Threads);
         _residualAndNorm = new ResidualAndNorm(rowRanges, _config.HiddenSize);
         _gatedActivation = new GatedActivation(rowRanges, _config.IntermediateSize, _config.Mlp);
+        _onlineHadamard = new OnlineHadamard(rowRanges);
     }
 
     /// <summary>The attention that reads <paramref name="layout"/>; the scalar twins of its kernels with the scalar kernel set.</summary>
@@ -240,6 +242,7 @@ public sealed class InferenceContext
         Span<float> startAttention = SelectsTokens(layer, n) ? s.StartAttention.AsSpan(0, _config.NumHeads * n) : default; // (NumHeads, n)
         _attention.Attend(_cache, layer, start, n, s.Query, s.Attention, startAttention); // (n, NumHeads·HeadDim)
         SelectTokens(layer, n, startAttention); // pruned and lower-bit rows, by s_i = Σ_h A[h, i, 0]
+        if (w.Output.HadamardInput) _onlineHadamard.Run(s.Attention, n, q); // attention output ← H·row; the weight holds W·Hᵀ
         Observer?.Observe(layer, LinearSlot.AttentionOutput, s.Attention.AsSpan(0, n * q), n);
         // rows pruned here leave after the residual add, which is per row: drop them now and skip their output projection
         if (_pruner.PrunedCount > 0)
@@ -273,6 +276,7 @@ public sealed class InferenceContext
                 ActivationFunctions.GeluErf(inner);
                 break;
         }
+        if (w.Down.HadamardInput) _onlineHadamard.Run(s.Inner, n, f); // inner ← H·inner per row; the weight holds W·Hᵀ
         Observer?.Observe(layer, LinearSlot.MlpDown, inner, n);
         _linear.Linear(w.Down, inner, s.Projected, n, mixed: true); // (n, HiddenSize)
         _residualAndNorm.Run(s.Hidden, s.Projected, _config.PostNorms ? w.PostMlpNorm : null, _config.PreNorm ? null : w.MlpNorm, s.Hidden, n);

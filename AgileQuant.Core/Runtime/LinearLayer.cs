@@ -30,6 +30,14 @@ public sealed class LinearLayer
     /// </summary>
     public AgileQuant.Intrinsics.Trip.StaticActivationScales? StaticScales { get; init; }
 
+    /// <summary>
+    /// QuaRot's online rotation (arXiv 2404.00456, §3; docs/accuracy.md, "Rotation"): the decoder multiplies this layer's
+    /// input by the normalized Hadamard matrix of its width (<see cref="AgileQuant.Intrinsics.Rotation.HadamardTransform"/>)
+    /// before it is quantized, and <see cref="Weight"/> holds W·Hᵀ, so <c>(W·Hᵀ)·(H·x) = W·x</c>. Set by
+    /// <see cref="Quantization.ModelRotation"/> on o_proj and down_proj.
+    /// </summary>
+    public bool HadamardInput { get; init; }
+
     /// <summary>Output width.</summary>
     public int OutFeatures => Weight.Rows;
 

@@ -220,6 +220,8 @@ public sealed class TransformerWeights
                 LinearLayer linear = l.Linear(role) ?? throw new AgileQuantException($"Layer {i}: a {c.Mlp} MLP needs a {role.Describe()} projection.");
                 (int rows, int cols) = role.Shape(c);
                 CheckLinear($"layer {i} {role.Describe()}", linear, rows, cols);
+                if (linear.HadamardInput && (role is not (LayerTensor.Output or LayerTensor.Down) || !AgileQuant.Intrinsics.Rotation.HadamardTransform.IsSupported(cols)))
+                    throw new AgileQuantException($"Layer {i}: an online Hadamard input is run only before o_proj and down_proj, at a width of {AgileQuant.Intrinsics.Rotation.HadamardTransform.SupportedWidths}; found it on the {role.Describe()} of width {cols}.");
             }
             foreach (LayerTensor role in LayerTensors.Norms)
             {

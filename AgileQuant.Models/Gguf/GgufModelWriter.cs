@@ -67,6 +67,8 @@ public static class GgufModelWriter
         options ??= new GgufWriteOptions();
         TransformerConfig c = weights.Config;
         weights.Validate();
+        if (weights.Layers.Any(l => l.Linears.Any(e => e.Linear.HadamardInput)))
+            throw new AgileQuantException("A rotated model (online Hadamard transforms before o_proj and down_proj) cannot be written as GGUF: llama.cpp would not apply the transform.");
         RequireGgufForm(family, weights);
         vocabulary.Validate(c.VocabSize);
         GgmlType type = options.WeightType, embeddingType = options.EmbeddingType ?? type, outputType = options.OutputType ?? type;

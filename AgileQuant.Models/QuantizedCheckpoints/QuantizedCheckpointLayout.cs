@@ -28,6 +28,12 @@ internal sealed record LinearEntry
     /// <summary><see cref="LinearLayer.LowBitActivationBits"/>.</summary>
     [JsonPropertyName("low_bit_activation_bits"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public int LowBitActivationBits { get; init; }
 
+    /// <summary>
+    /// <see cref="LinearLayer.HadamardInput"/>: the input is multiplied by the normalized Hadamard matrix of its width before
+    /// the weight (a rotated model's down_proj); files with it carry <see cref="QuantizedCheckpointLayout.RotatedFormatVersion"/>.
+    /// </summary>
+    [JsonPropertyName("hadamard_input"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool HadamardInput { get; init; }
+
     /// <summary>Whether a <c>.bias</c> tensor is stored.</summary>
     [JsonPropertyName("bias"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool Bias { get; init; }
 
@@ -56,6 +62,12 @@ internal static class QuantizedCheckpointLayout
 {
     public const string FormatKey = "agilequant.format";
     public const string FormatVersion = "1";
+
+    /// <summary>
+    /// The version of a file with an online transform (<see cref="LinearEntry.HadamardInput"/>): a reader of version 1 only
+    /// refuses it instead of running the model without the transform.
+    /// </summary>
+    public const string RotatedFormatVersion = "2";
     public const string TransformerConfigKey = "agilequant.transformer_config";
     public const string QuantizationConfigKey = "agilequant.quantization_config";
     public const string LinearsKey = "agilequant.linears";

@@ -80,8 +80,8 @@ public static class QuantizedCheckpointReader
         var reader = new TensorReader(file);
         IReadOnlyDictionary<string, string> metadata = file.Metadata;
         string version = RequireMetadata(file, FormatKey);
-        if (version != FormatVersion)
-            throw new ModelFormatException(file.FilePath, null, $"expected {FormatKey} \"{FormatVersion}\", found \"{version}\"");
+        if (version != FormatVersion && version != RotatedFormatVersion)
+            throw new ModelFormatException(file.FilePath, null, $"expected {FormatKey} \"{FormatVersion}\" or \"{RotatedFormatVersion}\", found \"{version}\"");
         string schemeName = RequireMetadata(file, QuantizationConfigKey);
         if (!QuantizationConfig.TryParse(schemeName, out QuantizationConfig? scheme))
             throw new ModelFormatException(file.FilePath, null,
@@ -255,7 +255,7 @@ public static class QuantizedCheckpointReader
                     $"expected format {Fp32Format}, {Int8RowFormat} or {Int4GroupFormat}, found \"{entry.Format}\""),
             };
             float[]? bias = entry.Bias ? Float32(name + ".bias", rows) : null;
-            return new LinearLayer(weight, bias) { ActivationBits = activationBits, LowBitActivationBits = entry.LowBitActivationBits };
+            return new LinearLayer(weight, bias) { ActivationBits = activationBits, LowBitActivationBits = entry.LowBitActivationBits, HadamardInput = entry.HadamardInput };
         }
 
         public void RequireAllRead()

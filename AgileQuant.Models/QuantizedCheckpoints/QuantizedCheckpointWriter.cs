@@ -115,7 +115,7 @@ public static class QuantizedCheckpointWriter
                 if (ReservedKeys.Contains(key)) throw new ArgumentException($"Metadata key '{key}' is reserved for the checkpoint itself.", nameof(extraMetadata));
                 writer.SetMetadata(key, value);
             }
-        writer.SetMetadata(FormatKey, FormatVersion);
+        writer.SetMetadata(FormatKey, weights.Layers.Any(l => l.Linears.Any(e => e.Linear.HadamardInput)) ? RotatedFormatVersion : FormatVersion);
         writer.SetMetadata(TransformerConfigKey, JsonSerializer.Serialize(c, Json));
         writer.SetMetadata(QuantizationConfigKey, scheme.Name);
         if (runtime is not null)
@@ -197,6 +197,7 @@ public static class QuantizedCheckpointWriter
         {
             ActivationBits = linear.ActivationBits == defaultBits ? null : linear.ActivationBits,
             LowBitActivationBits = linear.LowBitActivationBits,
+            HadamardInput = linear.HadamardInput,
             Bias = linear.Bias is not null,
         };
         if (linear.Bias is not null) writer.AddFloat32(name + ".bias", [linear.Bias.Length], linear.Bias);

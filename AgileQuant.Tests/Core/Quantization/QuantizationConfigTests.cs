@@ -6,7 +6,8 @@ namespace AgileQuant.Tests.Core.Quantization;
 public class QuantizationConfigTests
 {
     private static readonly string[] ExpectedNames =
-        ["FP32", "W8A16", "W4A16-RTN", "W4A16-GPTQ", "W8A8", "W4A8-RTN", "W4A8-GPTQ", "W4A4-RTN", "W4A4-GPTQ", "W4A8-MIXED", "W4A8-TRIP", "W4A8-MIXED-TRIP"];
+        ["FP32", "W8A16", "W4A16-RTN", "W4A16-GPTQ", "W8A8", "W4A8-RTN", "W4A8-GPTQ", "W4A4-RTN", "W4A4-GPTQ", "W4A8-MIXED", "W4A8-TRIP", "W4A8-MIXED-TRIP",
+         "W4A4-ROT", "W4A4-ROT-GPTQ", "W4A8-ROT", "W4A8-ROT-GPTQ"];
 
     [Test]
     public void Catalog_HoldsEveryCliName()
@@ -36,6 +37,20 @@ public class QuantizationConfigTests
         Assert.That(c.Log2Softmax, Is.False, "log2 softmax is an option, off by default");
         Assert.That((c.EightBitQkv, c.EightBitKvCache), Is.EqualTo((aBits <= 8, aBits <= 8)));
         Assert.That(c.LowBitTokenRatio, name == "W4A8-MIXED" ? Is.GreaterThan(0) : Is.Zero);
+    }
+
+    [TestCase("W4A4-ROT", 4, WeightRounding.RoundToNearest)]
+    [TestCase("W4A4-ROT-GPTQ", 4, WeightRounding.Gptq)]
+    [TestCase("W4A8-ROT", 8, WeightRounding.RoundToNearest)]
+    [TestCase("W4A8-ROT-GPTQ", 8, WeightRounding.Gptq)]
+    public void RotatedSchemesAreTheirUnrotatedTwinsWithRotation(string name, int aBits, WeightRounding rounding)
+    {
+        QuantizationConfig c = QuantizationConfig.Parse(name);
+        Assert.That((c.WeightBits, c.ActivationBits, c.Rounding, c.WeightGroupSize, c.Rotate), Is.EqualTo((4, aBits, rounding, 32, true)));
+        Assert.That(c.Description, Does.Contain("Hadamard"));
+        QuantizationConfig twin = QuantizationConfig.Parse($"W4A{aBits}-{(rounding == WeightRounding.Gptq ? "GPTQ" : "RTN")}");
+        Assert.That(twin.Rotate, Is.False);
+        Assert.That(c with { Name = twin.Name, Description = twin.Description, Rotate = false }, Is.EqualTo(twin));
     }
 
     [Test]

@@ -52,8 +52,8 @@ public class QuantizedCheckpointCorruptTests
 
         yield return Case(new("MissingFormatVersion", Metadata: m => m.Remove("agilequant.format")), null,
             "expected the metadata key agilequant.format", "found none");
-        yield return Case(new("UnknownFormatVersion", Metadata: m => m["agilequant.format"] = "2"), null,
-            "expected agilequant.format \"1\", found \"2\"");
+        yield return Case(new("UnknownFormatVersion", Metadata: m => m["agilequant.format"] = "3"), null,
+            "expected agilequant.format \"1\" or \"2\", found \"3\"");
         yield return Case(new("MalformedConfigJson", Metadata: m => m["agilequant.transformer_config"] = "{\"Family\": \"llama\","), null,
             "expected well-formed JSON in agilequant.transformer_config");
         yield return Case(new("ConfigMissingAField", Metadata: EditJson("agilequant.transformer_config", j => j.Remove("HiddenSize"))), null,
