@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -94,14 +95,7 @@ public static class HadamardTransform
             t = Vector256.Shuffle(t, swap4) + t * sign4;
             t.StoreUnsafe(ref origin, (nuint)j);
         }
-        for (int half = Vector256<float>.Count; half < k; half *= 2)
-            for (int i = 0; i < k; i += 2 * half)
-                for (int j = i; j < i + half; j += Vector256<float>.Count)
-                {
-                    Vector256<float> a = Vector256.LoadUnsafe(ref origin, (nuint)j), b = Vector256.LoadUnsafe(ref origin, (nuint)(j + half));
-                    (a + b).StoreUnsafe(ref origin, (nuint)j);
-                    (a - b).StoreUnsafe(ref origin, (nuint)(j + half));
-                }
+        StagesAcrossRegisters(v, Vector256<float>.Count);
     }
 
     // As Butterflies256 with 4 lanes: stages h = 1, 2 inside each register, h ≥ 4 across registers.
@@ -118,14 +112,27 @@ public static class HadamardTransform
             t = Vector128.Shuffle(t, swap2) + t * sign2;
             t.StoreUnsafe(ref origin, (nuint)j);
         }
-        for (int half = Vector128<float>.Count; half < k; half *= 2)
-            for (int i = 0; i < k; i += 2 * half)
-                for (int j = i; j < i + half; j += Vector128<float>.Count)
-                {
-                    Vector128<float> a = Vector128.LoadUnsafe(ref origin, (nuint)j), b = Vector128.LoadUnsafe(ref origin, (nuint)(j + half));
-                    (a + b).StoreUnsafe(ref origin, (nuint)j);
-                    (a - b).StoreUnsafe(ref origin, (nuint)(j + half));
-                }
+        StagesAcrossRegisters(v, Vector128<float>.Count);
+    }
+
+    // The stages h = first, 2·first, … < k, pairing whole Vector<float> registers (the same a + b, a − b as the scalar
+    // twin), element by element for a stage narrower than Vector<float>
+    private static void StagesAcrossRegisters(Span<float> v, int first)
+    {
+        int k = v.Length, width = Vector<float>.Count;
+        for (int half = first; half < k; half *= 2)
+        {
+            if (half < width)
+            {
+                for (int i = 0; i < k; i += 2 * half)
+                    for (int j = i; j < i + half; j++) (v[j], v[j + half]) = (v[j] + v[j + half], v[j] - v[j + half]);
+                continue;
+            }
+            Span<Vector<float>> registers = MemoryMarshal.Cast<float, Vector<float>>(v);
+            int halfRegisters = half / width;
+            for (int i = 0; i < registers.Length; i += 2 * halfRegisters)
+                for (int j = i; j < i + halfRegisters; j++) (registers[j], registers[j + halfRegisters]) = (registers[j] + registers[j + halfRegisters], registers[j] - registers[j + halfRegisters]);
+        }
     }
 
     // x (m, k) ← H_m · x: row a = ±z_0 ± z_1 … ± z_{m−1} (signs of H_m's row a, summed in that order) over a copy z of x.

@@ -33,24 +33,9 @@ internal static class KvBlocks
 /// </summary>
 internal static class BlockHadamard
 {
-    // x[b·B .. b·B+B) ← H_B x[b·B .. b·B+B) / √B for every block b; B a power of two
-    public static void Rotate(Span<float> x, int block)
-    {
-        float norm = 1f / MathF.Sqrt(block);
-        for (int start = 0; start < x.Length; start += block)
-        {
-            Span<float> v = x.Slice(start, block);
-            for (int half = 1; half < block; half *= 2)
-                for (int i = 0; i < block; i += 2 * half)
-                    for (int j = i; j < i + half; j++)
-                    {
-                        float a = v[j], b = v[j + half];
-                        v[j] = a + b;
-                        v[j + half] = a - b;
-                    }
-            for (int j = 0; j < block; j++) v[j] *= norm;
-        }
-    }
+    // x[b·B .. b·B+B) ← H_B x[b·B .. b·B+B) / √B for every block b; B a power of two (the same additions and scaling, bit
+    // for bit, as the scalar butterflies this used to run: HadamardTransform's vector path equals its scalar twin exactly)
+    public static void Rotate(Span<float> x, int block) => AgileQuant.Intrinsics.Rotation.HadamardTransform.TransformRows(x, block);
 }
 
 /// <summary>The rotation <see cref="Q4Rows{TRotation}"/> applies to each block before rounding (and to queries and outputs).</summary>
