@@ -223,8 +223,8 @@ public static class KernelSelfTest
     }
 
     /// <summary>
-    /// (tokens, cols) of the exact check: one token (the GEMV paths) and GEMM tiles; 11003 leaves a short last group, 10976 an odd
-    /// number of 32-column groups (343: the ARM SDOT group tile's last single group after its pairs).
+    /// (tokens, cols) of the exact check: one token (the GEMV paths) and GEMM tiles; 11003 leaves a short last group, 10976 a number
+    /// of 32-column groups (343) that leaves the ARM SDOT group tile a single group after its steps of 2.
     /// </summary>
     private static readonly (int Tokens, int Cols)[] ExactShapes = [(1, 11008), (5, 11003), (3, 10976)];
 

@@ -47,8 +47,14 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
 
     private const int ChunkStride = Int4RowBlocks.ChunkStride, GroupStride = Int4RowBlocks.GroupStride;
 
-    /// <summary>Chunks per 32-column group (the SDOT group tile's step).</summary>
+    /// <summary>Chunks per 32-column group of the SDOT group tile.</summary>
     private const int GroupChunks = SegmentColumns / Int4RowBlocks.ChunkColumns;
+
+    /// <summary>
+    /// Groups per loop step of the SDOT group tile (GroupTile): the step's pointer updates and loop test are shared. (With 4 the
+    /// JIT keeps the float sums on the stack: docs/kernels.md, "ARM64 W4A8 GEMM tile".)
+    /// </summary>
+    private const int StepGroups = 2;
 
     private readonly Int4DotPath _path;
 
@@ -90,7 +96,7 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
 
     // The SDOT group tile's activation terms for this call (GroupTileSums); null for the other paths.
     private protected override object? PrepareActivations(PackedInt4Matrix w, QuantizedActivations xq) =>
-        UsesGroupTile(w, xq.Tokens) ? GroupTileSums.Compute(xq, w.RowBlocks!.GroupCount) : null;
+        UsesGroupTile(w, xq.Tokens) ? GroupTileSums.Compute(xq, w.RowBlocks!.GroupCount, w.RowBlocks.ZeroPoints is null ? PackedInt4Matrix.SymmetricZeroPoint : 1) : null;
 
     // Prefill with SDOT over groups of 32 columns (one segment each; Q4_0, W4A8 g32) takes GroupTile, the rest BlockTile.
     private bool UsesGroupTile(PackedInt4Matrix w, int tokens) =>
@@ -355,7 +361,7 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         Vector128<byte> lowNibbles = Vector128.Create((byte)0x0F);
         byte* chunk = w.Packed + Int4RowBlocks.BlockOffset(block, w.Chunks); // (chunks, 64): this block's 32 bytes each
         byte* end = chunk + (nint)w.Chunks * ChunkStride;
-        byte* pairsEnd = chunk + (nint)(w.Chunks / (2 * GroupChunks)) * (2 * GroupBytes);
+        byte* stepsEnd = chunk + (nint)(w.Chunks / (StepGroups * GroupChunks)) * (StepGroups * GroupBytes);
         float* scales = w.Scales + Int4RowBlocks.BlockGroupIndex(block, w.Groups); // (groups, 16): this block's 8 rows of each group
         byte* zeros = TZero.Present ? w.ZeroPoints + Int4RowBlocks.BlockGroupIndex(block, w.Groups) : null; // (groups, 16), as scales
         nint xs = w.CodeStride;
@@ -363,61 +369,85 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         int* terms = tileSums + (nint)(t0 / GroupTileSums.Tokens) * w.Groups * GroupTileSums.Entries; // (groups, 8): GroupTileSums
         // per token t (the letter) and quad (the digit): float sums
         Vector128<float> fa0 = default, fa1 = default, fb0 = default, fb1 = default, fc0 = default, fc1 = default, fd0 = default, fd1 = default;
-        for (; chunk < pairsEnd; chunk += 2 * GroupBytes, x += 2 * SegmentColumns, terms += 2 * GroupTileSums.Entries, scales += 2 * GroupStride,
-             zeros += TZero.Present ? 2 * GroupStride : 0)
+        for (; chunk < stepsEnd; chunk += StepGroups * GroupBytes, x += StepGroups * SegmentColumns, terms += StepGroups * GroupTileSums.Entries,
+             scales += StepGroups * GroupStride, zeros += TZero.Present ? StepGroups * GroupStride : 0)
         {
             sbyte* xb = x + xs, xc = xb + xs, xd = xc + xs;
-            Group<TZero, TMode, N>(chunk, x, xb, xc, xd, scales, zeros, terms, lowNibbles, ref fa0, ref fa1, ref fb0, ref fb1, ref fc0, ref fc1, ref fd0, ref fd1);
-            Group<TZero, TMode, N>(chunk + GroupBytes, x + SegmentColumns, xb + SegmentColumns, xc + SegmentColumns, xd + SegmentColumns,
-                scales + GroupStride, zeros + (TZero.Present ? GroupStride : 0), terms + GroupTileSums.Entries, lowNibbles,
-                ref fa0, ref fa1, ref fb0, ref fb1, ref fc0, ref fc1, ref fd0, ref fd1);
+            Group<TZero, TMode, N>(0, chunk, x, xb, xc, xd, scales, zeros, terms, lowNibbles, ref fa0, ref fa1, ref fb0, ref fb1, ref fc0, ref fc1, ref fd0, ref fd1);
+            Group<TZero, TMode, N>(1, chunk, x, xb, xc, xd, scales, zeros, terms, lowNibbles, ref fa0, ref fa1, ref fb0, ref fb1, ref fc0, ref fc1, ref fd0, ref fd1);
         }
-        if (chunk < end) // an odd number of groups: the last one
-            Group<TZero, TMode, N>(chunk, x, x + xs, x + 2 * xs, x + 3 * xs, scales, zeros, terms, lowNibbles,
-                ref fa0, ref fa1, ref fb0, ref fb1, ref fc0, ref fc1, ref fd0, ref fd1);
+        for (; chunk < end; chunk += GroupBytes, x += SegmentColumns, terms += GroupTileSums.Entries, scales += GroupStride, zeros += TZero.Present ? GroupStride : 0)
+        {
+            // the last groups (fewer than StepGroups), one at a time
+            sbyte* xb = x + xs, xc = xb + xs, xd = xc + xs;
+            Group<TZero, TMode, N>(0, chunk, x, xb, xc, xd, scales, zeros, terms, lowNibbles, ref fa0, ref fa1, ref fb0, ref fb1, ref fc0, ref fc1, ref fd0, ref fd1);
+        }
         StoreTile<N>(w, block, t0, fa0, fa1, fb0, fb1, fc0, fc1, fd0, fd1);
     }
 
-    // One group of 32 columns (4 chunks at chunk) of the block against N tokens' 32 codes each (at xa, xb, xc, xd):
-    // acc[t] = z · (−Σ_{c∈g} x_q[t, c]) (SMULL by element, the block's 8 zero points as int16 against the token's negated sum in
-    // int16 lane 2t of terms[0..3], GroupTileSums) + Σ nibble · x_q (SDOT by quadruplet: one LDP of a token's 32 codes, quadruplets
-    // 0..3 of the first register for chunks 0, 1, of the second for chunks 2, 3), then f[t] = f[t] + (s_w · s_x[t, g]) · acc[t]
-    // (s_x[t, g] = terms[4 + t] with per-group activation scales; f = f + s_w · acc otherwise).
+    // Group k (0 or 1: a constant, so every offset below is one) of a loop step: 32 columns (4 chunks at chunk + k · 256) of the
+    // block against N tokens' 32 codes each (at xa + 32k, xb + 32k, ...): acc[t] starts at −z · Σ_{c∈g} x_q[t, c] from the tile's
+    // terms (GroupTileSums at terms + 8k: with zero points, SMULL by element of the block's 8 zero points as int16 against the
+    // token's negated sum in int16 lane 2t; symmetric, the sum already times −8, duplicated from lane t), takes Σ nibble · x_q
+    // (SDOT by quadruplet: a token's 32 codes in two registers, quadruplets 0..3 of the first for chunks 0, 1, of the second
+    // for chunks 2, 3), then f[t] = f[t] + (s_w · s_x[t, g]) · acc[t] (s_x[t, g] = terms[8k + 4 + t] with per-group activation
+    // scales; f = f + s_w · acc otherwise).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Group<TZero, TMode, N>(byte* chunk, sbyte* xa, sbyte* xb, sbyte* xc, sbyte* xd, float* scales, byte* zeros, int* terms,
+    private static void Group<TZero, TMode, N>(int k, byte* chunk, sbyte* xa, sbyte* xb, sbyte* xc, sbyte* xd, float* scales, byte* zeros, int* terms,
         Vector128<byte> lowNibbles, ref Vector128<float> fa0, ref Vector128<float> fa1, ref Vector128<float> fb0, ref Vector128<float> fb1,
         ref Vector128<float> fc0, ref Vector128<float> fc1, ref Vector128<float> fd0, ref Vector128<float> fd1)
         where TZero : struct, IZeroPoints where TMode : struct, IActivationScaleMode where N : struct, ITokenCount
     {
-        Vector128<short> z = TZero.Rows(zeros); // rows 0..3 in the lower half, 4..7 in the upper
-        Vector128<short> negatedSums = Arm.AdvSimd.LoadVector128(terms).AsInt16();
-        Vector128<int> ia0 = Arm.AdvSimd.MultiplyBySelectedScalarWideningLower(z.GetLower(), negatedSums, 0);
-        Vector128<int> ia1 = Arm.AdvSimd.MultiplyBySelectedScalarWideningUpper(z, negatedSums, 0);
-        Vector128<int> ib0 = default, ib1 = default, ic0 = default, ic1 = default, id0 = default, id1 = default;
+        nint codeOffset = k * SegmentColumns, chunkOffset = k * GroupChunks * ChunkStride, groupOffset = k * GroupStride;
+        Vector128<int> start = Arm.AdvSimd.LoadVector128(terms + k * GroupTileSums.Entries);
+        Vector128<short> z = TZero.Present ? Arm.AdvSimd.ZeroExtendWideningLower(Arm.AdvSimd.LoadVector64(zeros + groupOffset)).AsInt16() : default;
+        Vector128<int> ia0, ia1, ib0 = default, ib1 = default, ic0 = default, ic1 = default, id0 = default, id1 = default;
         Vector128<sbyte> xb0 = default, xb1 = default, xc0 = default, xc1 = default, xd0 = default, xd1 = default;
-        (Vector128<sbyte> xa0, Vector128<sbyte> xa1) = Arm.AdvSimd.Arm64.LoadPairVector128(xa);
+        Vector128<sbyte> xa0 = Arm.AdvSimd.LoadVector128(xa + codeOffset), xa1 = Arm.AdvSimd.LoadVector128(xa + codeOffset + 16);
+        if (TZero.Present)
+        {
+            ia0 = Arm.AdvSimd.MultiplyBySelectedScalarWideningLower(z.GetLower(), start.AsInt16(), 0);
+            ia1 = Arm.AdvSimd.MultiplyBySelectedScalarWideningUpper(z, start.AsInt16(), 0);
+        }
+        else ia0 = ia1 = Arm.AdvSimd.DuplicateSelectedScalarToVector128(start, 0);
         if (N.Value > 1)
         {
-            ib0 = Arm.AdvSimd.MultiplyBySelectedScalarWideningLower(z.GetLower(), negatedSums, 2);
-            ib1 = Arm.AdvSimd.MultiplyBySelectedScalarWideningUpper(z, negatedSums, 2);
-            (xb0, xb1) = Arm.AdvSimd.Arm64.LoadPairVector128(xb);
+            if (TZero.Present)
+            {
+                ib0 = Arm.AdvSimd.MultiplyBySelectedScalarWideningLower(z.GetLower(), start.AsInt16(), 2);
+                ib1 = Arm.AdvSimd.MultiplyBySelectedScalarWideningUpper(z, start.AsInt16(), 2);
+            }
+            else ib0 = ib1 = Arm.AdvSimd.DuplicateSelectedScalarToVector128(start, 1);
+            xb0 = Arm.AdvSimd.LoadVector128(xb + codeOffset);
+            xb1 = Arm.AdvSimd.LoadVector128(xb + codeOffset + 16);
         }
         if (N.Value > 2)
         {
-            ic0 = Arm.AdvSimd.MultiplyBySelectedScalarWideningLower(z.GetLower(), negatedSums, 4);
-            ic1 = Arm.AdvSimd.MultiplyBySelectedScalarWideningUpper(z, negatedSums, 4);
-            (xc0, xc1) = Arm.AdvSimd.Arm64.LoadPairVector128(xc);
+            if (TZero.Present)
+            {
+                ic0 = Arm.AdvSimd.MultiplyBySelectedScalarWideningLower(z.GetLower(), start.AsInt16(), 4);
+                ic1 = Arm.AdvSimd.MultiplyBySelectedScalarWideningUpper(z, start.AsInt16(), 4);
+            }
+            else ic0 = ic1 = Arm.AdvSimd.DuplicateSelectedScalarToVector128(start, 2);
+            xc0 = Arm.AdvSimd.LoadVector128(xc + codeOffset);
+            xc1 = Arm.AdvSimd.LoadVector128(xc + codeOffset + 16);
         }
         if (N.Value > 3)
         {
-            id0 = Arm.AdvSimd.MultiplyBySelectedScalarWideningLower(z.GetLower(), negatedSums, 6);
-            id1 = Arm.AdvSimd.MultiplyBySelectedScalarWideningUpper(z, negatedSums, 6);
-            (xd0, xd1) = Arm.AdvSimd.Arm64.LoadPairVector128(xd);
+            if (TZero.Present)
+            {
+                id0 = Arm.AdvSimd.MultiplyBySelectedScalarWideningLower(z.GetLower(), start.AsInt16(), 6);
+                id1 = Arm.AdvSimd.MultiplyBySelectedScalarWideningUpper(z, start.AsInt16(), 6);
+            }
+            else id0 = id1 = Arm.AdvSimd.DuplicateSelectedScalarToVector128(start, 3);
+            xd0 = Arm.AdvSimd.LoadVector128(xd + codeOffset);
+            xd1 = Arm.AdvSimd.LoadVector128(xd + codeOffset + 16);
         }
-        ChunkPair<N>(chunk, xa0, xb0, xc0, xd0, lowNibbles, ref ia0, ref ia1, ref ib0, ref ib1, ref ic0, ref ic1, ref id0, ref id1);
-        ChunkPair<N>(chunk + 2 * ChunkStride, xa1, xb1, xc1, xd1, lowNibbles, ref ia0, ref ia1, ref ib0, ref ib1, ref ic0, ref ic1, ref id0, ref id1);
-        Vector128<float> s0 = Arm.AdvSimd.LoadVector128(scales), s1 = Arm.AdvSimd.LoadVector128(scales + 4);
-        Vector128<float> g = TMode.PerGroup ? Arm.AdvSimd.LoadVector128((float*)terms + GroupTileSums.Tokens) : default; // s_x[t, g] in lane t
+        ChunkPair<N>(chunk, chunkOffset, xa0, xb0, xc0, xd0, lowNibbles, ref ia0, ref ia1, ref ib0, ref ib1, ref ic0, ref ic1, ref id0, ref id1);
+        ChunkPair<N>(chunk, chunkOffset + 2 * ChunkStride, xa1, xb1, xc1, xd1, lowNibbles, ref ia0, ref ia1, ref ib0, ref ib1, ref ic0, ref ic1, ref id0, ref id1);
+        Vector128<float> s0 = Arm.AdvSimd.LoadVector128(scales + groupOffset), s1 = Arm.AdvSimd.LoadVector128(scales + groupOffset + 4);
+        // s_x[t, g] in lane t
+        Vector128<float> g = TMode.PerGroup ? Arm.AdvSimd.LoadVector128((float*)terms + k * GroupTileSums.Entries + GroupTileSums.Tokens) : default;
         fa0 += (TMode.PerGroup ? Arm.AdvSimd.MultiplyBySelectedScalar(s0, g, 0) : s0) * Arm.AdvSimd.ConvertToSingle(ia0);
         fa1 += (TMode.PerGroup ? Arm.AdvSimd.MultiplyBySelectedScalar(s1, g, 0) : s1) * Arm.AdvSimd.ConvertToSingle(ia1);
         if (N.Value > 1)
@@ -437,14 +467,14 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         }
     }
 
-    // Two chunks (at chunk, chunk + ChunkStride) of the block against N tokens' 16 codes (xa, xb, xc, xd): quadruplets 0, 1 for the
-    // first chunk, 2, 3 for the second.
+    // Two chunks (at chunk + offset, chunk + offset + ChunkStride; offset a constant) of the block against N tokens' 16 codes (xa,
+    // xb, xc, xd): quadruplets 0, 1 for the first chunk, 2, 3 for the second.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ChunkPair<N>(byte* chunk, Vector128<sbyte> xa, Vector128<sbyte> xb, Vector128<sbyte> xc, Vector128<sbyte> xd, Vector128<byte> lowNibbles,
+    private static void ChunkPair<N>(byte* chunk, nint offset, Vector128<sbyte> xa, Vector128<sbyte> xb, Vector128<sbyte> xc, Vector128<sbyte> xd, Vector128<byte> lowNibbles,
         ref Vector128<int> ia0, ref Vector128<int> ia1, ref Vector128<int> ib0, ref Vector128<int> ib1,
         ref Vector128<int> ic0, ref Vector128<int> ic1, ref Vector128<int> id0, ref Vector128<int> id1) where N : struct, ITokenCount
     {
-        Vector128<byte> w0 = Arm.AdvSimd.LoadVector128(chunk), w1 = Arm.AdvSimd.LoadVector128(chunk + 16);
+        Vector128<byte> w0 = Arm.AdvSimd.LoadVector128(chunk + offset), w1 = Arm.AdvSimd.LoadVector128(chunk + offset + 16);
         Vector128<sbyte> low0 = (w0 & lowNibbles).AsSByte(), high0 = Arm.AdvSimd.ShiftRightLogical(w0, 4).AsSByte();
         Vector128<sbyte> low1 = (w1 & lowNibbles).AsSByte(), high1 = Arm.AdvSimd.ShiftRightLogical(w1, 4).AsSByte();
         ia0 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(ia0, low0, xa, 0), high0, xa, 1);
@@ -464,8 +494,8 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
             id0 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(id0, low0, xd, 0), high0, xd, 1);
             id1 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(id1, low1, xd, 0), high1, xd, 1);
         }
-        w0 = Arm.AdvSimd.LoadVector128(chunk + ChunkStride);
-        w1 = Arm.AdvSimd.LoadVector128(chunk + ChunkStride + 16);
+        w0 = Arm.AdvSimd.LoadVector128(chunk + offset + ChunkStride);
+        w1 = Arm.AdvSimd.LoadVector128(chunk + offset + ChunkStride + 16);
         low0 = (w0 & lowNibbles).AsSByte();
         high0 = Arm.AdvSimd.ShiftRightLogical(w0, 4).AsSByte();
         low1 = (w1 & lowNibbles).AsSByte();
@@ -537,8 +567,6 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         /// <summary><c>i − z · sum</c>, z the 4 rows' zero points at <paramref name="zeros"/> (or the symmetric 8).</summary>
         static abstract Vector128<int> Subtract(Vector128<int> i, byte* zeros, Vector128<int> sum);
 
-        /// <summary>z for the 8 rows of a block as int16, rows 0..3 in the lower half (at <paramref name="zeros"/>, or the symmetric 8).</summary>
-        static abstract Vector128<short> Rows(byte* zeros);
     }
 
     private readonly struct SymmetricZeroPoint : IZeroPoints
@@ -549,8 +577,6 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         public static Vector128<int> Subtract(Vector128<int> i, byte* zeros, Vector128<int> sum) =>
             i - (sum << 3); // z = 8 (PackedInt4Matrix.SymmetricZeroPoint)
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<short> Rows(byte* zeros) => Vector128.Create((short)PackedInt4Matrix.SymmetricZeroPoint);
     }
 
     private readonly struct GroupZeroPoints : IZeroPoints
@@ -564,8 +590,6 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
             return Arm.AdvSimd.MultiplySubtract(i, Arm.AdvSimd.ZeroExtendWideningLower(z16.GetLower()).AsInt32(), sum);
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<short> Rows(byte* zeros) => Arm.AdvSimd.ZeroExtendWideningLower(Arm.AdvSimd.LoadVector64(zeros)).AsInt16();
     }
 
     /// <summary>How one chunk's products of 4 rows reach their int32 sums.</summary>

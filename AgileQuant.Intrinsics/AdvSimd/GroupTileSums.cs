@@ -5,11 +5,12 @@ namespace AgileQuant.Intrinsics.AdvSimd;
 
 /// <summary>
 /// The activation terms <see cref="AdvSimdInt4Kernel"/>'s SDOT group tile reads per group of 32 columns, for the 4 tokens of a
-/// token tile side by side: (tiles, groups, <see cref="Entries"/>), entry <c>k</c> of (tile, g) = <c>−Σ_{c∈g} x_q[4 · tile + k, c]</c>
-/// (int32; |Σ| ≤ 32 · 128, so its low int16 half is the value too, which <c>SMULL</c> by element reads as int16 lane 2k), entry
-/// <see cref="Tokens"/> + k = the bits of s_x[4 · tile + k, g] (only with per-group activation scales); a missing token's entries
-/// are 0. One vector load then serves the 4 tokens' zero-point starts, one more their group scales. Per calling thread, refilled
-/// by every call.
+/// token tile side by side: (tiles, groups, <see cref="Entries"/>), entry <c>k</c> of (tile, g) = <c>−f · Σ_{c∈g} x_q[4 · tile + k, c]</c>
+/// (int32), f = 8 for symmetric codes (the whole zero-point term, duplicated into the accumulators as it is) or 1 with zero points
+/// of their own (|Σ| ≤ 32 · 128, so the low int16 half is the value too, which <c>SMULL</c> by element multiplies by the rows'
+/// zero points as int16 lane 2k); entry <see cref="Tokens"/> + k = the bits of s_x[4 · tile + k, g] (only with per-group
+/// activation scales); a missing token's entries are 0. One vector load then serves the 4 tokens' zero-point starts, one more
+/// their group scales. Per calling thread, refilled by every call.
 /// </summary>
 internal sealed class GroupTileSums
 {
@@ -24,8 +25,8 @@ internal sealed class GroupTileSums
     /// <summary>The terms (tiles, groups, <see cref="Entries"/>).</summary>
     public int[] Values { get; private set; } = [];
 
-    /// <summary>The calling thread's terms of <paramref name="xq"/> (32-column groups, <paramref name="groups"/> of them).</summary>
-    public static GroupTileSums Compute(QuantizedActivations xq, int groups)
+    /// <summary>The calling thread's terms of <paramref name="xq"/> (32-column groups, <paramref name="groups"/> of them), the sums times −<paramref name="factor"/>.</summary>
+    public static GroupTileSums Compute(QuantizedActivations xq, int groups, int factor)
     {
         Debug.Assert(xq.GroupSize == 32 && groups <= xq.GroupCount, "one activation sum per 32-column group");
         GroupTileSums terms = t_current ??= new GroupTileSums();
@@ -41,7 +42,7 @@ internal sealed class GroupTileSums
                 bool present = t < xq.Tokens;
                 for (int g = 0; g < groups; g++, at += Entries)
                 {
-                    values[at] = present ? -sums[t * xq.GroupCount + g] : 0;
+                    values[at] = present ? -factor * sums[t * xq.GroupCount + g] : 0;
                     values[at + Tokens] = present && groupScales ? BitConverter.SingleToInt32Bits(scales[t * xq.GroupCount + g]) : 0;
                 }
             }
