@@ -35,7 +35,7 @@ namespace AgileQuant.Intrinsics.AdvSimd;
 /// walk one block × a tile of tokens (4 with SDOT, 2 otherwise) per weight load, row panels of 8 blocks at a time; with SDOT
 /// and groups of 32 columns the tile walks two groups per step, starts each group's int32 sums at <c>z · (−Σ x_q)</c> (a widening
 /// multiply by element per quad and token, the 4 tokens' negated sums in one register: <see cref="GroupTileSums"/>) and reads each
-/// token's 32 codes of a group with one load pair (quadruplets 0..3 of two registers): docs/kernels.md, "ARM64 W4A8 GEMM tile".
+/// token's 32 codes of a group with one load pair (quadruplets 0..3 of two registers): docs/kernels.md, "ARM64 W4A8 GEMM tile" and its second pass.
 /// </remarks>
 internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
 {
@@ -52,7 +52,7 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
 
     /// <summary>
     /// Groups per loop step of the SDOT group tile (GroupTile): the step's pointer updates and loop test are shared. (With 4 the
-    /// JIT keeps the float sums on the stack: docs/kernels.md, "ARM64 W4A8 GEMM tile".)
+    /// JIT keeps the float sums on the stack: docs/kernels.md, "ARM64 W4A8 GEMM tile, second pass".)
     /// </summary>
     private const int StepGroups = 2;
 
@@ -352,7 +352,7 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
 
     // y[t, 8b + i] = s_x[t] · Σ_g s_w[i, g] · acc[t, i, g] for the N tokens t0.. and the 8 rows of block b, SDOT, groups of 32
     // columns, two groups per loop step (Group): the integer sum is the same as BlockTile's and the float steps are the same
-    // (f = f + s_w · acc in group order, then y = f · s_x): the scalar twin's, bit for bit. docs/kernels.md, "ARM64 W4A8 GEMM tile".
+    // (f = f + s_w · acc in group order, then y = f · s_x): the scalar twin's, bit for bit. docs/kernels.md, "ARM64 W4A8 GEMM tile, second pass".
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GroupTile<TZero, TMode, N>(in Int4KernelCall w, int* tileSums, int block, int t0)
         where TZero : struct, IZeroPoints where TMode : struct, IActivationScaleMode where N : struct, ITokenCount
