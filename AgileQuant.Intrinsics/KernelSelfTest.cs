@@ -24,7 +24,7 @@ public static class KernelSelfTest
 {
     /// <summary>(tokens, cols, rows) tested for every kernel.</summary>
     private static readonly (int Tokens, int Cols, int Rows)[] Shapes =
-        [(1, 172, 37), (7, 172, 3), (11, 512, 21), (13, 256, 40), (2, 4096, 17), (6, 33, 16), (1, 1, 1), (72, 100, 37)];
+        [(1, 172, 37), (7, 172, 3), (11, 512, 21), (13, 256, 40), (2, 4096, 17), (6, 33, 16), (1, 1, 1), (72, 100, 37), (4, 224, 24)];
 
     // From this many tokens the W8 weights are drawn from the quantizers' symmetric range −127..127 (no −128), so the
     // AVX-512 kernel's sign-variant GEMM route (≥ 64 tokens, no −128 code) runs; the shorter shapes keep −128 in range.
@@ -249,8 +249,11 @@ public static class KernelSelfTest
         }
     }
 
-    /// <summary>(tokens, cols) of the exact check: one token (the GEMV paths) and a GEMM tile; 11003 leaves a short last group.</summary>
-    private static readonly (int Tokens, int Cols)[] ExactShapes = [(1, 11008), (5, 11003)];
+    /// <summary>
+    /// (tokens, cols) of the exact check: one token (the GEMV paths) and GEMM tiles; 11003 leaves a short last group, 10976 a number
+    /// of 32-column groups (343) that leaves the ARM SDOT group tile a single group after its steps of 2.
+    /// </summary>
+    private static readonly (int Tokens, int Cols)[] ExactShapes = [(1, 11008), (5, 11003), (3, 10976)];
 
     /// <summary>Rows of the exact check: one 16-row block pair and a partial block.</summary>
     private const int ExactRows = 19;

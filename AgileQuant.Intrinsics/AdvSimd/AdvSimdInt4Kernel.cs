@@ -33,8 +33,9 @@ namespace AgileQuant.Intrinsics.AdvSimd;
 /// when each group has its own), the scales per group with a convert, a multiply and an add over 4 rows at once. One
 /// token (decode) walks a pair of row blocks (16 rows, the pair's whole 64-byte line per chunk); more tokens (prefill)
 /// walk one block × a tile of tokens (4 with SDOT, 2 otherwise) per weight load, row panels of 8 blocks at a time; with SDOT
-/// and groups of 32 columns the tile starts each group's int32 sums at <c>−z · Σ x_q</c> (a multiply per quad and token) and
-/// reads each token's codes 16 at a time (two chunks, quadruplets 0..3): docs/kernels.md, "ARM64 W4A8 GEMM tile".
+/// and groups of 32 columns the tile walks two groups per step, starts each group's int32 sums at <c>z · (−Σ x_q)</c> (a widening
+/// multiply by element per quad and token, the 4 tokens' negated sums in one register: <see cref="GroupTileSums"/>) and reads each
+/// token's 32 codes of a group with one load pair (quadruplets 0..3 of two registers): docs/kernels.md, "ARM64 W4A8 GEMM tile" and its second pass.
 /// </remarks>
 internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt4Matrix>
 {
@@ -45,6 +46,15 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
     private const int PanelBlocks = 8;
 
     private const int ChunkStride = Int4RowBlocks.ChunkStride, GroupStride = Int4RowBlocks.GroupStride;
+
+    /// <summary>Chunks per 32-column group of the SDOT group tile.</summary>
+    private const int GroupChunks = SegmentColumns / Int4RowBlocks.ChunkColumns;
+
+    /// <summary>
+    /// Groups per loop step of the SDOT group tile (GroupTile): the step's pointer updates and loop test are shared. (With 4 the
+    /// JIT keeps the float sums on the stack: docs/kernels.md, "ARM64 W4A8 GEMM tile, second pass".)
+    /// </summary>
+    private const int StepGroups = 2;
 
     private readonly Int4DotPath _path;
 
@@ -84,6 +94,14 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
     // A thread's share starts on a pair of row blocks, which the one-token walk reads together.
     private protected override int RowBlock => 2 * Int4RowBlocks.BlockRows;
 
+    // The SDOT group tile's activation terms for this call (GroupTileSums); null for the other paths.
+    private protected override object? PrepareActivations(PackedInt4Matrix w, QuantizedActivations xq) =>
+        UsesGroupTile(w, xq.Tokens) ? GroupTileSums.Compute(xq, w.RowBlocks!.GroupCount, w.RowBlocks.ZeroPoints is null ? PackedInt4Matrix.SymmetricZeroPoint : 1) : null;
+
+    // Prefill with SDOT over groups of 32 columns (one segment each; Q4_0, W4A8 g32) takes GroupTile, the rest BlockTile.
+    private bool UsesGroupTile(PackedInt4Matrix w, int tokens) =>
+        _path == Int4DotPath.DotProduct && tokens > 1 && w.GroupSize == SegmentColumns && w.RowBlocks is { } blocks && blocks.Chunks % GroupChunks == 0;
+
     private protected override void MultiplyRows(PackedInt4Matrix w, QuantizedActivations xq, object? callState, float* y, int rowBegin, int rowEnd)
     {
         Int4RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (PrepareWeights did not run).");
@@ -94,33 +112,35 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         fixed (int* segmentSums = xq.GroupSums)
         fixed (float* groupScales = xq.GroupScales)
         fixed (float* tokenScales = xq.Scales)
+        fixed (int* tileSums = (callState as GroupTileSums)?.Values)
         {
             var call = new Int4KernelCall(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, groupScales, tokenScales, y);
             int firstBlock = rowBegin / Int4RowBlocks.BlockRows, endBlock = (rowEnd + Int4RowBlocks.BlockRows - 1) / Int4RowBlocks.BlockRows;
-            if (xq.HasGroupScales) ByPath<GroupActivationScales>(call, xq.Tokens, firstBlock, endBlock);
-            else ByPath<TokenActivationScales>(call, xq.Tokens, firstBlock, endBlock);
+            if (xq.HasGroupScales) ByPath<GroupActivationScales>(call, tileSums, xq.Tokens, firstBlock, endBlock);
+            else ByPath<TokenActivationScales>(call, tileSums, xq.Tokens, firstBlock, endBlock);
         }
     }
 
-    private void ByPath<TMode>(in Int4KernelCall call, int tokens, int firstBlock, int endBlock) where TMode : struct, IActivationScaleMode
+    private void ByPath<TMode>(in Int4KernelCall call, int* tileSums, int tokens, int firstBlock, int endBlock) where TMode : struct, IActivationScaleMode
     {
         switch (_path)
         {
-            case Int4DotPath.DotProduct: ByZeroPoints<DotProductPath, TMode>(call, tokens, firstBlock, endBlock); break;
-            case Int4DotPath.PackedMultiplier: ByZeroPoints<PackedMultiplierPath, TMode>(call, tokens, firstBlock, endBlock); break;
-            default: ByZeroPoints<WideningMultiplyPath, TMode>(call, tokens, firstBlock, endBlock); break;
+            case Int4DotPath.DotProduct: ByZeroPoints<DotProductPath, TMode>(call, tileSums, tokens, firstBlock, endBlock); break;
+            case Int4DotPath.PackedMultiplier: ByZeroPoints<PackedMultiplierPath, TMode>(call, tileSums, tokens, firstBlock, endBlock); break;
+            default: ByZeroPoints<WideningMultiplyPath, TMode>(call, tileSums, tokens, firstBlock, endBlock); break;
         }
     }
 
-    private static void ByZeroPoints<TPath, TMode>(in Int4KernelCall call, int tokens, int firstBlock, int endBlock)
+    private static void ByZeroPoints<TPath, TMode>(in Int4KernelCall call, int* tileSums, int tokens, int firstBlock, int endBlock)
         where TPath : struct, IDotPath where TMode : struct, IActivationScaleMode
     {
-        if (call.ZeroPoints is null) Multiply<TPath, SymmetricZeroPoint, TMode>(call, tokens, firstBlock, endBlock);
-        else Multiply<TPath, GroupZeroPoints, TMode>(call, tokens, firstBlock, endBlock);
+        if (call.ZeroPoints is null) Multiply<TPath, SymmetricZeroPoint, TMode>(call, tileSums, tokens, firstBlock, endBlock);
+        else Multiply<TPath, GroupZeroPoints, TMode>(call, tileSums, tokens, firstBlock, endBlock);
     }
 
-    // y[t, r] for the tokens and the rows of blocks [firstBlock, endBlock) (firstBlock even: a pair's first block).
-    private static void Multiply<TPath, TZero, TMode>(in Int4KernelCall call, int tokens, int firstBlock, int endBlock)
+    // y[t, r] for the tokens and the rows of blocks [firstBlock, endBlock) (firstBlock even: a pair's first block); tileSums the
+    // call's GroupTileSums when it takes GroupTile (UsesGroupTile), else null.
+    private static void Multiply<TPath, TZero, TMode>(in Int4KernelCall call, int* tileSums, int tokens, int firstBlock, int endBlock)
         where TPath : struct, IDotPath where TZero : struct, IZeroPoints where TMode : struct, IActivationScaleMode
     {
         if (tokens == 1)
@@ -128,8 +148,7 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
             for (int b = firstBlock; b < endBlock; b += 2) PairGemv<TPath, TZero, TMode>(call, b >> 1);
             return;
         }
-        // SDOT over groups of 32 columns (one segment each; Q4_0, W4A8 g32): the tile with the zero point in the accumulators' start
-        bool groupTile = typeof(TPath) == typeof(DotProductPath) && call.GroupSize == SegmentColumns && call.Chunks % (SegmentColumns / Int4RowBlocks.ChunkColumns) == 0;
+        bool groupTile = typeof(TPath) == typeof(DotProductPath) && tileSums != null;
         for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
         {
             int panelEnd = Math.Min(endBlock, panel + PanelBlocks);
@@ -140,10 +159,10 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
                     if (groupTile)
                         switch (n)
                         {
-                            case 4: GroupTile<TZero, TMode, FourTokens>(call, b, t0); break;
-                            case 3: GroupTile<TZero, TMode, ThreeTokens>(call, b, t0); break;
-                            case 2: GroupTile<TZero, TMode, TwoTokens>(call, b, t0); break;
-                            default: GroupTile<TZero, TMode, OneToken>(call, b, t0); break;
+                            case 4: GroupTile<TZero, TMode, FourTokens>(call, tileSums, b, t0); break;
+                            case 3: GroupTile<TZero, TMode, ThreeTokens>(call, tileSums, b, t0); break;
+                            case 2: GroupTile<TZero, TMode, TwoTokens>(call, tileSums, b, t0); break;
+                            default: GroupTile<TZero, TMode, OneToken>(call, tileSums, b, t0); break;
                         }
                     else
                     switch (n)
@@ -315,6 +334,14 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
             scales += GroupStride;
             if (TZero.Present) zeros += GroupStride;
         }
+        StoreTile<N>(w, block, t0, fa0, fa1, fb0, fb1, fc0, fc1, fd0, fd1);
+    }
+
+    // y[t0 + t, 8b + i] = f[t, i] · s_x[t0 + t] for the N tokens of a tile (f: the letter the token, the digit the quad).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreTile<N>(in Int4KernelCall w, int block, int t0, Vector128<float> fa0, Vector128<float> fa1, Vector128<float> fb0,
+        Vector128<float> fb1, Vector128<float> fc0, Vector128<float> fc1, Vector128<float> fd0, Vector128<float> fd1) where N : struct, ITokenCount
+    {
         int row = block * Int4RowBlocks.BlockRows, rows = w.Rows - row;
         float* y = w.Y + (nint)t0 * w.Rows + row;
         AdvSimdEightRows.Store(fa0 * w.TokenScales[t0], fa1 * w.TokenScales[t0], y, rows);
@@ -324,105 +351,130 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
     }
 
     // y[t, 8b + i] = s_x[t] · Σ_g s_w[i, g] · acc[t, i, g] for the N tokens t0.. and the 8 rows of block b, SDOT, groups of 32
-    // columns: acc starts at −z · Σ_{c∈g} x_q (one multiply per quad and token) and takes the group's 4 chunks unrolled, the
-    // codes of two chunks in one register (quadruplets 0..3), so the integer sum is the same as BlockTile's and the float steps
-    // are the same (f = f + s_w · acc in group order, then y = f · s_x): the scalar twin's, bit for bit.
+    // columns, two groups per loop step (Group): the integer sum is the same as BlockTile's and the float steps are the same
+    // (f = f + s_w · acc in group order, then y = f · s_x): the scalar twin's, bit for bit. docs/kernels.md, "ARM64 W4A8 GEMM tile, second pass".
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void GroupTile<TZero, TMode, N>(in Int4KernelCall w, int block, int t0)
+    private static void GroupTile<TZero, TMode, N>(in Int4KernelCall w, int* tileSums, int block, int t0)
         where TZero : struct, IZeroPoints where TMode : struct, IActivationScaleMode where N : struct, ITokenCount
     {
+        const int GroupBytes = GroupChunks * ChunkStride;
         Vector128<byte> lowNibbles = Vector128.Create((byte)0x0F);
         byte* chunk = w.Packed + Int4RowBlocks.BlockOffset(block, w.Chunks); // (chunks, 64): this block's 32 bytes each
         byte* end = chunk + (nint)w.Chunks * ChunkStride;
-        float* scales = w.Scales + Int4RowBlocks.BlockGroupIndex(block, w.Groups);
-        byte* zeros = TZero.Present ? w.ZeroPoints + Int4RowBlocks.BlockGroupIndex(block, w.Groups) : null;
-        nint xs = w.CodeStride, ss = w.SegmentCount, xs2 = 2 * xs, xs3 = 3 * xs, ss2 = 2 * ss, ss3 = 3 * ss;
+        byte* stepsEnd = chunk + (nint)(w.Chunks / (StepGroups * GroupChunks)) * (StepGroups * GroupBytes);
+        float* scales = w.Scales + Int4RowBlocks.BlockGroupIndex(block, w.Groups); // (groups, 16): this block's 8 rows of each group
+        byte* zeros = TZero.Present ? w.ZeroPoints + Int4RowBlocks.BlockGroupIndex(block, w.Groups) : null; // (groups, 16), as scales
+        nint xs = w.CodeStride;
         sbyte* x = w.Codes + t0 * xs; // (tokens, xs)
-        int* sums = w.SegmentSums + t0 * ss; // (tokens, segments) = (tokens, groups)
-        float* groupScales = w.GroupScales + t0 * ss; // (tokens, groups)
-        // per token t (the letter) and quad (the digit): i int32 group sums, f float sums
+        int* terms = tileSums + (nint)(t0 / GroupTileSums.Tokens) * w.Groups * GroupTileSums.Entries; // (groups, 8): GroupTileSums
+        // per token t (the letter) and quad (the digit): float sums
         Vector128<float> fa0 = default, fa1 = default, fb0 = default, fb1 = default, fc0 = default, fc1 = default, fd0 = default, fd1 = default;
-        for (; chunk < end; chunk += 4 * ChunkStride, x += SegmentColumns, sums++)
+        for (; chunk < stepsEnd; chunk += StepGroups * GroupBytes, x += StepGroups * SegmentColumns, terms += StepGroups * GroupTileSums.Entries,
+             scales += StepGroups * GroupStride, zeros += TZero.Present ? StepGroups * GroupStride : 0)
         {
-            TZero.Negated(zeros, out Vector128<int> z0, out Vector128<int> z1);
-            Vector128<int> sum = Lane0(sums);
-            Vector128<int> ia0 = Arm.AdvSimd.MultiplyBySelectedScalar(z0, sum, 0), ia1 = Arm.AdvSimd.MultiplyBySelectedScalar(z1, sum, 0);
-            Vector128<int> ib0 = default, ib1 = default, ic0 = default, ic1 = default, id0 = default, id1 = default;
-            if (N.Value > 1)
-            {
-                sum = Lane0(sums + ss);
-                ib0 = Arm.AdvSimd.MultiplyBySelectedScalar(z0, sum, 0);
-                ib1 = Arm.AdvSimd.MultiplyBySelectedScalar(z1, sum, 0);
-            }
-            if (N.Value > 2)
-            {
-                sum = Lane0(sums + ss2);
-                ic0 = Arm.AdvSimd.MultiplyBySelectedScalar(z0, sum, 0);
-                ic1 = Arm.AdvSimd.MultiplyBySelectedScalar(z1, sum, 0);
-            }
-            if (N.Value > 3)
-            {
-                sum = Lane0(sums + ss3);
-                id0 = Arm.AdvSimd.MultiplyBySelectedScalar(z0, sum, 0);
-                id1 = Arm.AdvSimd.MultiplyBySelectedScalar(z1, sum, 0);
-            }
-            ChunkPair<N>(chunk, x, xs, xs2, xs3, lowNibbles, ref ia0, ref ia1, ref ib0, ref ib1, ref ic0, ref ic1, ref id0, ref id1);
-            ChunkPair<N>(chunk + 2 * ChunkStride, x + 16, xs, xs2, xs3, lowNibbles, ref ia0, ref ia1, ref ib0, ref ib1, ref ic0, ref ic1, ref id0, ref id1);
-            Vector128<float> s0 = Arm.AdvSimd.LoadVector128(scales), s1 = Arm.AdvSimd.LoadVector128(scales + 4);
-            Vector128<float> g = TMode.PerGroup ? Vector128.CreateScalarUnsafe(*groupScales) : default;
-            fa0 += GroupScaledByLane<TMode>(s0, g) * Arm.AdvSimd.ConvertToSingle(ia0);
-            fa1 += GroupScaledByLane<TMode>(s1, g) * Arm.AdvSimd.ConvertToSingle(ia1);
-            if (N.Value > 1)
-            {
-                g = TMode.PerGroup ? Vector128.CreateScalarUnsafe(groupScales[ss]) : default;
-                fb0 += GroupScaledByLane<TMode>(s0, g) * Arm.AdvSimd.ConvertToSingle(ib0);
-                fb1 += GroupScaledByLane<TMode>(s1, g) * Arm.AdvSimd.ConvertToSingle(ib1);
-            }
-            if (N.Value > 2)
-            {
-                g = TMode.PerGroup ? Vector128.CreateScalarUnsafe(groupScales[ss2]) : default;
-                fc0 += GroupScaledByLane<TMode>(s0, g) * Arm.AdvSimd.ConvertToSingle(ic0);
-                fc1 += GroupScaledByLane<TMode>(s1, g) * Arm.AdvSimd.ConvertToSingle(ic1);
-            }
-            if (N.Value > 3)
-            {
-                g = TMode.PerGroup ? Vector128.CreateScalarUnsafe(groupScales[ss3]) : default;
-                fd0 += GroupScaledByLane<TMode>(s0, g) * Arm.AdvSimd.ConvertToSingle(id0);
-                fd1 += GroupScaledByLane<TMode>(s1, g) * Arm.AdvSimd.ConvertToSingle(id1);
-            }
-            if (TMode.PerGroup) groupScales++;
-            scales += GroupStride;
-            if (TZero.Present) zeros += GroupStride;
+            sbyte* xb = x + xs, xc = xb + xs, xd = xc + xs;
+            Group<TZero, TMode, N>(0, chunk, x, xb, xc, xd, scales, zeros, terms, lowNibbles, ref fa0, ref fa1, ref fb0, ref fb1, ref fc0, ref fc1, ref fd0, ref fd1);
+            Group<TZero, TMode, N>(1, chunk, x, xb, xc, xd, scales, zeros, terms, lowNibbles, ref fa0, ref fa1, ref fb0, ref fb1, ref fc0, ref fc1, ref fd0, ref fd1);
         }
-        int row = block * Int4RowBlocks.BlockRows, rows = w.Rows - row;
-        float* y = w.Y + (nint)t0 * w.Rows + row;
-        AdvSimdEightRows.Store(fa0 * w.TokenScales[t0], fa1 * w.TokenScales[t0], y, rows);
-        if (N.Value > 1) AdvSimdEightRows.Store(fb0 * w.TokenScales[t0 + 1], fb1 * w.TokenScales[t0 + 1], y + w.Rows, rows);
-        if (N.Value > 2) AdvSimdEightRows.Store(fc0 * w.TokenScales[t0 + 2], fc1 * w.TokenScales[t0 + 2], y + 2 * (nint)w.Rows, rows);
-        if (N.Value > 3) AdvSimdEightRows.Store(fd0 * w.TokenScales[t0 + 3], fd1 * w.TokenScales[t0 + 3], y + 3 * (nint)w.Rows, rows);
+        for (; chunk < end; chunk += GroupBytes, x += SegmentColumns, terms += GroupTileSums.Entries, scales += GroupStride, zeros += TZero.Present ? GroupStride : 0)
+        {
+            // the last groups (fewer than StepGroups), one at a time
+            sbyte* xb = x + xs, xc = xb + xs, xd = xc + xs;
+            Group<TZero, TMode, N>(0, chunk, x, xb, xc, xd, scales, zeros, terms, lowNibbles, ref fa0, ref fa1, ref fb0, ref fb1, ref fc0, ref fc1, ref fd0, ref fd1);
+        }
+        StoreTile<N>(w, block, t0, fa0, fa1, fb0, fb1, fc0, fc1, fd0, fd1);
     }
 
-    // *sum in lane 0 (one scalar load into a vector register; the other lanes are not used).
+    // Group k (0 or 1: a constant, so every offset below is one) of a loop step: 32 columns (4 chunks at chunk + k · 256) of the
+    // block against N tokens' 32 codes each (at xa + 32k, xb + 32k, ...): acc[t] starts at −z · Σ_{c∈g} x_q[t, c] from the tile's
+    // terms (GroupTileSums at terms + 8k: with zero points, SMULL by element of the block's 8 zero points as int16 against the
+    // token's negated sum in int16 lane 2t; symmetric, the sum already times −8, duplicated from lane t), takes Σ nibble · x_q
+    // (SDOT by quadruplet: a token's 32 codes in two registers, quadruplets 0..3 of the first for chunks 0, 1, of the second
+    // for chunks 2, 3), then f[t] = f[t] + (s_w · s_x[t, g]) · acc[t] (s_x[t, g] = terms[8k + 4 + t] with per-group activation
+    // scales; f = f + s_w · acc otherwise).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<int> Lane0(int* sum) => Vector128.CreateScalarUnsafe(*(float*)sum).AsInt32();
+    private static void Group<TZero, TMode, N>(int k, byte* chunk, sbyte* xa, sbyte* xb, sbyte* xc, sbyte* xd, float* scales, byte* zeros, int* terms,
+        Vector128<byte> lowNibbles, ref Vector128<float> fa0, ref Vector128<float> fa1, ref Vector128<float> fb0, ref Vector128<float> fb1,
+        ref Vector128<float> fc0, ref Vector128<float> fc1, ref Vector128<float> fd0, ref Vector128<float> fd1)
+        where TZero : struct, IZeroPoints where TMode : struct, IActivationScaleMode where N : struct, ITokenCount
+    {
+        nint codeOffset = k * SegmentColumns, chunkOffset = k * GroupChunks * ChunkStride, groupOffset = k * GroupStride;
+        Vector128<int> start = Arm.AdvSimd.LoadVector128(terms + k * GroupTileSums.Entries);
+        Vector128<short> z = TZero.Present ? Arm.AdvSimd.ZeroExtendWideningLower(Arm.AdvSimd.LoadVector64(zeros + groupOffset)).AsInt16() : default;
+        Vector128<int> ia0, ia1, ib0 = default, ib1 = default, ic0 = default, ic1 = default, id0 = default, id1 = default;
+        Vector128<sbyte> xb0 = default, xb1 = default, xc0 = default, xc1 = default, xd0 = default, xd1 = default;
+        Vector128<sbyte> xa0 = Arm.AdvSimd.LoadVector128(xa + codeOffset), xa1 = Arm.AdvSimd.LoadVector128(xa + codeOffset + 16);
+        if (TZero.Present)
+        {
+            ia0 = Arm.AdvSimd.MultiplyBySelectedScalarWideningLower(z.GetLower(), start.AsInt16(), 0);
+            ia1 = Arm.AdvSimd.MultiplyBySelectedScalarWideningUpper(z, start.AsInt16(), 0);
+        }
+        else ia0 = ia1 = Arm.AdvSimd.DuplicateSelectedScalarToVector128(start, 0);
+        if (N.Value > 1)
+        {
+            if (TZero.Present)
+            {
+                ib0 = Arm.AdvSimd.MultiplyBySelectedScalarWideningLower(z.GetLower(), start.AsInt16(), 2);
+                ib1 = Arm.AdvSimd.MultiplyBySelectedScalarWideningUpper(z, start.AsInt16(), 2);
+            }
+            else ib0 = ib1 = Arm.AdvSimd.DuplicateSelectedScalarToVector128(start, 1);
+            xb0 = Arm.AdvSimd.LoadVector128(xb + codeOffset);
+            xb1 = Arm.AdvSimd.LoadVector128(xb + codeOffset + 16);
+        }
+        if (N.Value > 2)
+        {
+            if (TZero.Present)
+            {
+                ic0 = Arm.AdvSimd.MultiplyBySelectedScalarWideningLower(z.GetLower(), start.AsInt16(), 4);
+                ic1 = Arm.AdvSimd.MultiplyBySelectedScalarWideningUpper(z, start.AsInt16(), 4);
+            }
+            else ic0 = ic1 = Arm.AdvSimd.DuplicateSelectedScalarToVector128(start, 2);
+            xc0 = Arm.AdvSimd.LoadVector128(xc + codeOffset);
+            xc1 = Arm.AdvSimd.LoadVector128(xc + codeOffset + 16);
+        }
+        if (N.Value > 3)
+        {
+            if (TZero.Present)
+            {
+                id0 = Arm.AdvSimd.MultiplyBySelectedScalarWideningLower(z.GetLower(), start.AsInt16(), 6);
+                id1 = Arm.AdvSimd.MultiplyBySelectedScalarWideningUpper(z, start.AsInt16(), 6);
+            }
+            else id0 = id1 = Arm.AdvSimd.DuplicateSelectedScalarToVector128(start, 3);
+            xd0 = Arm.AdvSimd.LoadVector128(xd + codeOffset);
+            xd1 = Arm.AdvSimd.LoadVector128(xd + codeOffset + 16);
+        }
+        ChunkPair<N>(chunk, chunkOffset, xa0, xb0, xc0, xd0, lowNibbles, ref ia0, ref ia1, ref ib0, ref ib1, ref ic0, ref ic1, ref id0, ref id1);
+        ChunkPair<N>(chunk, chunkOffset + 2 * ChunkStride, xa1, xb1, xc1, xd1, lowNibbles, ref ia0, ref ia1, ref ib0, ref ib1, ref ic0, ref ic1, ref id0, ref id1);
+        Vector128<float> s0 = Arm.AdvSimd.LoadVector128(scales + groupOffset), s1 = Arm.AdvSimd.LoadVector128(scales + groupOffset + 4);
+        // s_x[t, g] in lane t
+        Vector128<float> g = TMode.PerGroup ? Arm.AdvSimd.LoadVector128((float*)terms + k * GroupTileSums.Entries + GroupTileSums.Tokens) : default;
+        fa0 += (TMode.PerGroup ? Arm.AdvSimd.MultiplyBySelectedScalar(s0, g, 0) : s0) * Arm.AdvSimd.ConvertToSingle(ia0);
+        fa1 += (TMode.PerGroup ? Arm.AdvSimd.MultiplyBySelectedScalar(s1, g, 0) : s1) * Arm.AdvSimd.ConvertToSingle(ia1);
+        if (N.Value > 1)
+        {
+            fb0 += (TMode.PerGroup ? Arm.AdvSimd.MultiplyBySelectedScalar(s0, g, 1) : s0) * Arm.AdvSimd.ConvertToSingle(ib0);
+            fb1 += (TMode.PerGroup ? Arm.AdvSimd.MultiplyBySelectedScalar(s1, g, 1) : s1) * Arm.AdvSimd.ConvertToSingle(ib1);
+        }
+        if (N.Value > 2)
+        {
+            fc0 += (TMode.PerGroup ? Arm.AdvSimd.MultiplyBySelectedScalar(s0, g, 2) : s0) * Arm.AdvSimd.ConvertToSingle(ic0);
+            fc1 += (TMode.PerGroup ? Arm.AdvSimd.MultiplyBySelectedScalar(s1, g, 2) : s1) * Arm.AdvSimd.ConvertToSingle(ic1);
+        }
+        if (N.Value > 3)
+        {
+            fd0 += (TMode.PerGroup ? Arm.AdvSimd.MultiplyBySelectedScalar(s0, g, 3) : s0) * Arm.AdvSimd.ConvertToSingle(id0);
+            fd1 += (TMode.PerGroup ? Arm.AdvSimd.MultiplyBySelectedScalar(s1, g, 3) : s1) * Arm.AdvSimd.ConvertToSingle(id1);
+        }
+    }
 
-    // GroupScaled with the token's group scale in lane 0 of g: s_w · s_x[t, g] by lane (the same float product), or s_w.
+    // Two chunks (at chunk + offset, chunk + offset + ChunkStride; offset a constant) of the block against N tokens' 16 codes (xa,
+    // xb, xc, xd): quadruplets 0, 1 for the first chunk, 2, 3 for the second.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> GroupScaledByLane<TMode>(Vector128<float> weightScales, Vector128<float> g) where TMode : struct, IActivationScaleMode =>
-        TMode.PerGroup ? Arm.AdvSimd.MultiplyBySelectedScalar(weightScales, g, 0) : weightScales;
-
-    // Two chunks (at chunk, chunk + ChunkStride) of the block against N tokens' 16 codes (at x, x + xs, ...): one load per token,
-    // quadruplets 0, 1 for the first chunk, 2, 3 for the second.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ChunkPair<N>(byte* chunk, sbyte* x, nint xs, nint xs2, nint xs3, Vector128<byte> lowNibbles,
+    private static void ChunkPair<N>(byte* chunk, nint offset, Vector128<sbyte> xa, Vector128<sbyte> xb, Vector128<sbyte> xc, Vector128<sbyte> xd, Vector128<byte> lowNibbles,
         ref Vector128<int> ia0, ref Vector128<int> ia1, ref Vector128<int> ib0, ref Vector128<int> ib1,
         ref Vector128<int> ic0, ref Vector128<int> ic1, ref Vector128<int> id0, ref Vector128<int> id1) where N : struct, ITokenCount
     {
-        Vector128<sbyte> xa = Arm.AdvSimd.LoadVector128(x);
-        Vector128<sbyte> xb = N.Value > 1 ? Arm.AdvSimd.LoadVector128(x + xs) : default;
-        Vector128<sbyte> xc = N.Value > 2 ? Arm.AdvSimd.LoadVector128(x + xs2) : default;
-        Vector128<sbyte> xd = N.Value > 3 ? Arm.AdvSimd.LoadVector128(x + xs3) : default;
-        Vector128<byte> w0 = Arm.AdvSimd.LoadVector128(chunk), w1 = Arm.AdvSimd.LoadVector128(chunk + 16);
+        Vector128<byte> w0 = Arm.AdvSimd.LoadVector128(chunk + offset), w1 = Arm.AdvSimd.LoadVector128(chunk + offset + 16);
         Vector128<sbyte> low0 = (w0 & lowNibbles).AsSByte(), high0 = Arm.AdvSimd.ShiftRightLogical(w0, 4).AsSByte();
         Vector128<sbyte> low1 = (w1 & lowNibbles).AsSByte(), high1 = Arm.AdvSimd.ShiftRightLogical(w1, 4).AsSByte();
         ia0 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(ia0, low0, xa, 0), high0, xa, 1);
@@ -442,8 +494,8 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
             id0 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(id0, low0, xd, 0), high0, xd, 1);
             id1 = Arm.Dp.DotProductBySelectedQuadruplet(Arm.Dp.DotProductBySelectedQuadruplet(id1, low1, xd, 0), high1, xd, 1);
         }
-        w0 = Arm.AdvSimd.LoadVector128(chunk + ChunkStride);
-        w1 = Arm.AdvSimd.LoadVector128(chunk + ChunkStride + 16);
+        w0 = Arm.AdvSimd.LoadVector128(chunk + offset + ChunkStride);
+        w1 = Arm.AdvSimd.LoadVector128(chunk + offset + ChunkStride + 16);
         low0 = (w0 & lowNibbles).AsSByte();
         high0 = Arm.AdvSimd.ShiftRightLogical(w0, 4).AsSByte();
         low1 = (w1 & lowNibbles).AsSByte();
@@ -515,8 +567,6 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         /// <summary><c>i − z · sum</c>, z the 4 rows' zero points at <paramref name="zeros"/> (or the symmetric 8).</summary>
         static abstract Vector128<int> Subtract(Vector128<int> i, byte* zeros, Vector128<int> sum);
 
-        /// <summary>−z for the 8 rows of a block (at <paramref name="zeros"/>, or the symmetric 8).</summary>
-        static abstract void Negated(byte* zeros, out Vector128<int> rows0To3, out Vector128<int> rows4To7);
     }
 
     private readonly struct SymmetricZeroPoint : IZeroPoints
@@ -527,8 +577,6 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
         public static Vector128<int> Subtract(Vector128<int> i, byte* zeros, Vector128<int> sum) =>
             i - (sum << 3); // z = 8 (PackedInt4Matrix.SymmetricZeroPoint)
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Negated(byte* zeros, out Vector128<int> rows0To3, out Vector128<int> rows4To7) => rows0To3 = rows4To7 = Vector128.Create(-8);
     }
 
     private readonly struct GroupZeroPoints : IZeroPoints
@@ -542,13 +590,6 @@ internal sealed unsafe class AdvSimdInt4Kernel : QuantizedMatMulKernel<PackedInt
             return Arm.AdvSimd.MultiplySubtract(i, Arm.AdvSimd.ZeroExtendWideningLower(z16.GetLower()).AsInt32(), sum);
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Negated(byte* zeros, out Vector128<int> rows0To3, out Vector128<int> rows4To7)
-        {
-            Vector128<ushort> z16 = Arm.AdvSimd.ZeroExtendWideningLower(Arm.AdvSimd.LoadVector64(zeros)); // the block's 8 rows
-            rows0To3 = -Arm.AdvSimd.ZeroExtendWideningLower(z16.GetLower()).AsInt32();
-            rows4To7 = -Arm.AdvSimd.ZeroExtendWideningUpper(z16).AsInt32();
-        }
     }
 
     /// <summary>How one chunk's products of 4 rows reach their int32 sums.</summary>
