@@ -13,6 +13,7 @@ internal static class Program
     // `e2e-quality [...]`: perplexity/KL side by side on stories260K (docs/benchmarks-quality.md);
     // `decode-count [...]`: one engine decodes N greedy tokens, untimed, for instruction counts under qemu (tools/arm64-icount-e2e);
     // `kv-attention [...]`: one layer's attention at depth per KV cache type, alternating, medians;
+    // `prefill-microbatch [...]`: a long prefill in one pass against micro-batches, alternating in one process, medians;
     // otherwise BenchmarkDotNet.
     private static void Main(string[] args)
     {
@@ -44,6 +45,11 @@ internal static class Program
         if (args.Length > 0 && args[0] == "kv-attention")
         {
             Kernels.KvAttentionAtDepth.Run(args[1..]);
+            return;
+        }
+        if (args is ["prefill-microbatch", ..])
+        {
+            MicroBatchPrefillComparison.Run(args[1..]);
             return;
         }
         if (args.Length > 0 && args[0] == "e2e-quality")
