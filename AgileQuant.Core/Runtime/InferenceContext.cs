@@ -183,7 +183,11 @@ public sealed class InferenceContext
     /// <summary>Most tokens one pass through the layers takes by default (llama.cpp's micro-batch): see <see cref="MicroBatchTokens"/>.</summary>
     internal const int DefaultMicroBatchTokens = 512;
 
-    /// <summary>Micro-batch boundaries fall on slots that are multiples of this: whole key groups of every KV type (32 and 16 slots) and whole attention slot blocks (64).</summary>
+    /// <summary>
+    /// Micro-batch boundaries fall on slots that are multiples of this: whole key groups of every KV type (32 and 16 slots)
+    /// and whole attention slot blocks (64). So only the last micro-batch leaves a partial key group, and a rollback to the
+    /// call's checkpoint finds the partial group it started with intact (<see cref="KvStorage.PagedKvStorage{TKeys, TValues}"/>).
+    /// </summary>
     internal const int MicroBatchAlignment = 64;
 
     /// <summary>

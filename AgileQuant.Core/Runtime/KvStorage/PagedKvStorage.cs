@@ -13,9 +13,7 @@ namespace AgileQuant.Core.Runtime.KvStorage;
 /// <remarks>
 /// Keys of a group whose last slot has not arrived wait as fp16 rows (<see cref="PartialKey"/>), two buffers per layer:
 /// a forward pass that completes the partial group it started with writes the next partial group into the other buffer,
-/// so the one it started with is still whole if the pass is rolled back (<see cref="Rollback"/>). With several passes after
-/// one <see cref="Checkpoint"/> (a prompt's micro-batches), every partial group but the checkpoint's own goes to the other
-/// buffer, so the checkpoint's partial keys survive them all.
+/// so the one it started with is still whole if the pass is rolled back (<see cref="Rollback"/>).
 /// </remarks>
 internal sealed unsafe class PagedKvStorage<TKeys, TValues> : CacheStorage where TKeys : IKeyFormat where TValues : IKvRows
 {
@@ -29,7 +27,6 @@ internal sealed unsafe class PagedKvStorage<TKeys, TValues> : CacheStorage where
     private readonly Half*[] _partial;                  // per layer: (2, NumKvHeads, GroupSlots, HeadDim) keys of the partial group, pinned
     private readonly int _partialLength;
     private readonly int[] _partialBuffer, _savedPartialBuffer; // (NumLayers): which of the two holds the partial group, now and at the checkpoint
-    private readonly int[] _checkpointGroup;            // (NumLayers): the key group partial at the checkpoint (the layer's first write since), −1 before it
     private int _pageCount;
 
     public PagedKvStorage(TransformerConfig config, int contextLength)
@@ -53,8 +50,6 @@ internal sealed unsafe class PagedKvStorage<TKeys, TValues> : CacheStorage where
         }
         _partialBuffer = new int[layers];
         _savedPartialBuffer = new int[layers];
-        _checkpointGroup = new int[layers];
-        Array.Fill(_checkpointGroup, -1);
     }
 
     /// <summary>Bytes of one stored value row.</summary>
@@ -123,13 +118,8 @@ internal sealed unsafe class PagedKvStorage<TKeys, TValues> : CacheStorage where
         int g = _group, hd = _config.HeadDim, kv = _config.KvDim, end = start + n;
         int firstGroup = start / g, completeEnd = end / g; // groups [firstGroup, completeEnd) are complete now
         int buffer = _partialBuffer[layer];
-        // the first write since the checkpoint starts at the layer's length then: its group is the checkpoint's partial one
-        if (_checkpointGroup[layer] < 0) _checkpointGroup[layer] = firstGroup;
-        // the checkpoint's partial group stays in its buffer; any later partial group goes to the other one, so the
-        // checkpoint's keys stay whole until the passes since are kept or rolled back (one pass: the other buffer as soon as
-        // it completes the group it started with)
-        int saved = _savedPartialBuffer[layer];
-        int tailBuffer = completeEnd == _checkpointGroup[layer] ? saved : 1 - saved;
+        // a new partial group after a completed one goes to the other buffer: the one the pass started with stays whole
+        int tailBuffer = completeEnd > firstGroup ? 1 - buffer : buffer;
         float* rows = stackalloc float[g * hd];
         fixed (float* keys = keyRows)
             for (int h = 0; h < _config.NumKvHeads; h++)
@@ -167,11 +157,7 @@ internal sealed unsafe class PagedKvStorage<TKeys, TValues> : CacheStorage where
         }
     }
 
-    public override void Checkpoint()
-    {
-        _partialBuffer.CopyTo(_savedPartialBuffer, 0);
-        Array.Fill(_checkpointGroup, -1);
-    }
+    public override void Checkpoint() => _partialBuffer.CopyTo(_savedPartialBuffer, 0);
 
     public override void Rollback() => _savedPartialBuffer.CopyTo(_partialBuffer, 0);
 }
