@@ -8,13 +8,19 @@ namespace AgileQuant.Intrinsics;
 /// <see cref="Avx512.Avx512Int4Gemv"/>).
 /// </summary>
 internal readonly unsafe struct Int4KernelCall(Int4RowBlocks blocks, int groupSize, byte* packed, float* scales, byte* zeroPoints, sbyte* codes,
-    int codeStride, int* segmentSums, int segmentCount, float* groupScales, float* tokenScales, float* y)
+    int codeStride, int* segmentSums, int segmentCount, float* groupScales, float* tokenScales, float* y, ushort* halfScales = null)
 {
     /// <summary>Packed nibbles (<see cref="Int4RowBlocks.Packed"/>).</summary>
     public readonly byte* Packed = packed;
 
-    /// <summary>Float group scales (pairs, groups, 2 blocks, 8 rows): <see cref="Int4RowBlocks.Scales"/>.</summary>
+    /// <summary>Float group scales (pairs, groups, 2 blocks, 8 rows): <see cref="Int4RowBlocks.Scales"/>; null where only the halves are kept.</summary>
     public readonly float* Scales = scales;
+
+    /// <summary>
+    /// The same scales as IEEE half bits (<see cref="Int4RowBlocks.HalfScales"/>), or null; the x86 paths read these when
+    /// given (exact: a half widened to float is the float scale).
+    /// </summary>
+    public readonly ushort* HalfScales = halfScales;
 
     /// <summary>Zero points (pairs, groups, 2 blocks, 8 rows), or null for symmetric codes.</summary>
     public readonly byte* ZeroPoints = zeroPoints;

@@ -55,10 +55,12 @@ public static class KernelSelfTest
                         results.Add(Compare(kernel, twin, w8, x, tokens, shape, QuantizedTolerance(x, tokens, bits, rows, cols, (r, c) => w8.Scales[r] * w8.Code(r, c))));
                         break;
                     case ScalarInt4Kernel:
-                        foreach ((int groupSize, bool asymmetric) in new[] { (32, false), (128, true), (64, true) })
+                        // the last: scales that are halves exactly (GGUF Q4_0's), which the x86 kernels keep and read alone
+                        foreach ((int groupSize, bool asymmetric, bool halfScales) in new[] { (32, false, false), (128, true, false), (64, true, false), (32, false, true) })
                         {
                             PackedInt4Matrix w4 = Int4Weights(random, rows, cols, groupSize, asymmetric);
-                            results.Add(Compare(kernel, twin, w4, x, tokens, $"{shape}, g{groupSize} {(asymmetric ? "asym" : "sym")}",
+                            if (halfScales) w4 = WithHalfScales(w4);
+                            results.Add(Compare(kernel, twin, w4, x, tokens, $"{shape}, g{groupSize} {(asymmetric ? "asym" : "sym")}{(halfScales ? " fp16" : "")}",
                                 QuantizedTolerance(x, tokens, bits, rows, cols, w4.Dequantize)));
                         }
                         break;
@@ -478,7 +480,15 @@ public static class KernelSelfTest
         }
     }
 
-    private static PackedInt4Matrix Int4Weights(Random random, int rows, int cols, int groupSize, bool asymmetric)
+    /// <summary><paramref name="source"/> with every scale rounded to the nearest half.</summary>
+    private static PackedInt4Matrix WithHalfScales(PackedInt4Matrix source)
+    {
+        float[] scales = source.Scales.ToArray();
+        for (int i = 0; i < scales.Length; i++) scales[i] = (float)(Half)scales[i];
+        return PackedInt4Matrix.FromPacked(source.Packed, scales, source.ZeroPoints, source.Rows, source.Cols, source.GroupSize);
+    }
+
+        private static PackedInt4Matrix Int4Weights(Random random, int rows, int cols, int groupSize, bool asymmetric)
     {
         int groups = rows * ((cols + groupSize - 1) / groupSize);
         var scales = new float[groups];

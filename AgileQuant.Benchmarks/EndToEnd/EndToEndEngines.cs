@@ -127,6 +127,9 @@ public sealed class AgileQuantEngine : IEndToEndEngine
 {
     private readonly TransformerModel _model;
 
+    /// <summary>The model this engine runs.</summary>
+    public TransformerModel Model => _model;
+
     /// <summary>Loads <paramref name="path"/>; <paramref name="kvType"/> and <paramref name="context"/> as <see cref="EngineConfig.Load"/>'s (null context: the file's).</summary>
     public AgileQuantEngine(string path, int threads, string scheme, double pruneRatio, string kvType = "auto", int? context = null)
     {

@@ -146,28 +146,33 @@ public sealed class InferenceContext
 
         cancellationToken.ThrowIfCancellationRequested();
         int start = Length;
-        _cache.EnsureSlots(start + n);
-        _s.EnsureRows(n);
-        _cache.Checkpoint();
+        int batches = MicroBatches(n);
+        _cache.EnsureSlots(start + n); // once for the whole call: the cache grows (and copies) at most once
+        int widest = 0; // the largest micro-batch (n for one pass)
+        for (int b = 0; b < batches; b++) widest = Math.Max(widest, MicroBatchEnd(start, n, b + 1, batches) - MicroBatchEnd(start, n, b, batches));
+        _s.EnsureRows(widest);
+        _cache.Checkpoint(); // one checkpoint for every micro-batch: a cancelled call leaves none of its tokens
         try
         {
-            SetPositions(positions, padding, n);
-            Embed(tokens, n);
-            _pruner.Begin(n, firstIsStart: start == 0);
-            TokenPruningSchedule? schedule = _model.Options.Pruning;
-            // Renumbered: default positions are each layer's own count; explicit positions hold until the first pruning.
-            bool renumber = schedule is { Positions: PrunedPositions.Renumbered } && positions.IsEmpty;
-            int rows = n;
-            for (int layer = 0; layer < _config.NumLayers; layer++)
+            if (batches == 1)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                int before = rows;
-                rows = Layer(layer, rows, renumber);
-                if (rows < before && schedule is { Positions: PrunedPositions.Renumbered }) renumber = true;
+                int rows = Pass(tokens, positions, padding, cancellationToken);
+                _survivors = _pruner.OriginalIndices.ToArray();
+                return Logits(rows, allLogits);
             }
-            _cache.AddTokens(n);
-            _survivors = _pruner.OriginalIndices.ToArray();
-            return Logits(rows, allLogits);
+            // micro-batches: no pruning or lower-bit selection (checked by MicroBatches), so every row survives
+            int v = _config.VocabSize;
+            float[] logits = allLogits ? new float[(long)n * v] : [];
+            for (int b = 0; b < batches; b++)
+            {
+                int from = MicroBatchEnd(start, n, b, batches) - start, to = MicroBatchEnd(start, n, b + 1, batches) - start;
+                int rows = Pass(tokens[from..to], positions.IsEmpty ? default : positions[from..to], padding.IsEmpty ? default : padding[from..to], cancellationToken);
+                if (allLogits) Logits(rows, true).CopyTo(logits.AsSpan(from * v, rows * v));
+                else if (b == batches - 1) logits = Logits(rows, false);
+                MicroBatchDone?.Invoke(b);
+            }
+            _survivors = Enumerable.Range(0, n).ToArray();
+            return logits;
         }
         catch
         {
@@ -176,6 +181,75 @@ public sealed class InferenceContext
         }
     }
 #pragma warning restore RS0026, RS0027
+
+    /// <summary>Most tokens one pass through the layers takes by default (llama.cpp's micro-batch): see <see cref="MicroBatchTokens"/>.</summary>
+    internal const int DefaultMicroBatchTokens = 512;
+
+    /// <summary>
+    /// Micro-batch boundaries fall on slots that are multiples of this: whole key groups of every KV type (32 and 16 slots)
+    /// and whole attention slot blocks (64). So only the last micro-batch leaves a partial key group, and a rollback to the
+    /// call's checkpoint finds the partial group it started with intact (<see cref="KvStorage.PagedKvStorage{TKeys, TValues}"/>).
+    /// </summary>
+    internal const int MicroBatchAlignment = 64;
+
+    /// <summary>
+    /// Most tokens one pass through the layers takes: a longer call runs in micro-batches of about this many (equal
+    /// shares, boundaries at slots that are multiples of <see cref="MicroBatchAlignment"/>), one after another over the
+    /// same scratch, so the activations' memory is bounded by the micro-batch instead of growing with the prompt. Each
+    /// row's result is the same as in one pass (every step is per row or causal over the cache). Set by tests.
+    /// </summary>
+    internal int MicroBatchTokens { get; set; } = DefaultMicroBatchTokens;
+
+    /// <summary>Rows the scratch buffers hold now: the largest micro-batch (or whole call) run so far.</summary>
+    internal int ScratchRows => _s.Hidden.Length / _config.HiddenSize;
+
+    /// <summary>Called after each micro-batch of a split call with its index (tests: cancellation between micro-batches).</summary>
+    internal Action<int>? MicroBatchDone { get; set; }
+
+    /// <summary>
+    /// Micro-batches for a call of <paramref name="n"/> tokens: 1 when it fits one, or when rows are selected across the
+    /// whole call (token pruning, lower-bit tokens) or an observer (calibration) watches the whole call's inputs.
+    /// </summary>
+    private int MicroBatches(int n)
+    {
+        bool selects = _model.Options.Pruning is not null || _model.Options.LowBitTokenRatio > 0;
+        if (n <= MicroBatchTokens || selects || Observer is not null || MicroBatchTokens < 2 * MicroBatchAlignment) return 1;
+        return (n + MicroBatchTokens - 1) / MicroBatchTokens;
+    }
+
+    /// <summary>
+    /// The slot after micro-batch <paramref name="b"/> − 1 of <paramref name="batches"/> over slots [start, start + n): the
+    /// equal share's end rounded down to a multiple of <see cref="MicroBatchAlignment"/>; start and start + n at the ends.
+    /// Shares are at least <see cref="MicroBatchTokens"/> / 2 ≥ <see cref="MicroBatchAlignment"/>, so every micro-batch
+    /// holds at least one token and at most a share plus <see cref="MicroBatchAlignment"/>.
+    /// </summary>
+    private static int MicroBatchEnd(int start, int n, int b, int batches) =>
+        b == 0 ? start : b == batches ? start + n : (int)((start + (long)n * b / batches) / MicroBatchAlignment * MicroBatchAlignment);
+
+    /// <summary>
+    /// One pass of <paramref name="tokens"/> through the layers: positions, embeddings, every layer (their keys and values
+    /// appended to the cache); returns the rows left (fewer after pruning) in the scratch's residual stream.
+    /// </summary>
+    private int Pass(ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<bool> padding, CancellationToken cancellationToken)
+    {
+        int n = tokens.Length, start = Length;
+        SetPositions(positions, padding, n);
+        Embed(tokens, n);
+        _pruner.Begin(n, firstIsStart: start == 0);
+        TokenPruningSchedule? schedule = _model.Options.Pruning;
+        // Renumbered: default positions are each layer's own count; explicit positions hold until the first pruning.
+        bool renumber = schedule is { Positions: PrunedPositions.Renumbered } && positions.IsEmpty;
+        int rows = n;
+        for (int layer = 0; layer < _config.NumLayers; layer++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int before = rows;
+            rows = Layer(layer, rows, renumber);
+            if (rows < before && schedule is { Positions: PrunedPositions.Renumbered }) renumber = true;
+        }
+        _cache.AddTokens(n);
+        return rows;
+    }
 
     /// <summary>Each row's position (given, or the count of non-padding tokens before it) and padding flag.</summary>
     private void SetPositions(ReadOnlySpan<int> positions, ReadOnlySpan<bool> padding, int n)

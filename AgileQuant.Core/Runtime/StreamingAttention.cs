@@ -142,7 +142,10 @@ internal sealed unsafe class StreamingAttention<TKeys, TValues> : ICausalAttenti
             int blockBegin = firstSlot / SlotBlock * SlotBlock;
             for (int block = blockBegin; block <= lastSlot; block += SlotBlock)
             {
-                int length = Math.Min(SlotBlock, lastSlot + 1 - block);
+                // the block's stored slots, not only those up to the unit's last row (masked past each row's limit): every
+                // block a row reads then has the same length whichever rows share its unit, so a row's sums do not depend on
+                // where the call (or a micro-batch of it, InferenceContext.MicroBatchTokens) began or ended
+                int length = Math.Min(SlotBlock, _layerLength - block);
                 ScoreKeys(kvHead, rowBegin, vectors, block, length, prepared, groupQueries, scores);
                 if (block == 0) // slot 0's score, for the start-token probability, before the weights replace the scores
                     for (int v = 0; v < vectors; v++) startScore[v] = scores[v * SlotBlock];

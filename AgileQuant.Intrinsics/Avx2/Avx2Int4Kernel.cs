@@ -56,7 +56,8 @@ internal sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
     // The matrix is streamed as Int4RowBlocks: repacked once, when the model is built or on the first multiplication.
-    private protected override void PrepareWeights(PackedInt4Matrix weights) => weights.RepackToRowBlocks();
+    // Every path reads the exact half scales where they exist, so the float copy is not kept then.
+    private protected override void PrepareWeights(PackedInt4Matrix weights) => weights.RepackToRowBlocks(keepFloatScales: false);
 
     // Two row blocks: a thread's share starts on a pair of Int4RowBlocks, which the one-token stream reads together.
     private protected override int RowBlock => 2 * Int4RowBlocks.BlockRows;
@@ -67,27 +68,37 @@ internal sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
         Int4RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (PrepareWeights did not run).");
         fixed (byte* packed = blocks.Packed)
         fixed (float* scales = blocks.Scales)
+        fixed (ushort* halfScales = blocks.HalfScales)
         fixed (byte* zeroPoints = blocks.ZeroPoints)
         fixed (sbyte* codes = xq.Codes)
         fixed (int* segmentSums = xq.GroupSums)
         fixed (float* groupScales = xq.GroupScales)
         fixed (float* tokenScales = xq.Scales)
         {
-            var tile = new Int4KernelCall(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, groupScales, tokenScales, y);
+            var tile = new Int4KernelCall(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, groupScales, tokenScales, y, halfScales);
             int firstBlock = rowBegin / Int4RowBlocks.BlockRows, endBlock = (rowEnd + Int4RowBlocks.BlockRows - 1) / Int4RowBlocks.BlockRows;
-            if (xq.HasGroupScales) Multiply<GroupActivationScales>(tile, blocks.HalfScales, xq.Tokens, firstBlock, endBlock);
-            else Multiply<TokenActivationScales>(tile, blocks.HalfScales, xq.Tokens, firstBlock, endBlock);
+            if (xq.HasGroupScales) Multiply<GroupActivationScales>(tile, xq.Tokens, firstBlock, endBlock);
+            else Multiply<TokenActivationScales>(tile, xq.Tokens, firstBlock, endBlock);
         }
     }
 
-    // y[t, r] for the tokens and the rows of blocks [firstBlock, endBlock): the one-token stream, or panels × token tiles.
-    private static void Multiply<TMode>(in Int4KernelCall tile, ushort[]? halfScales, int tokens, int firstBlock, int endBlock) where TMode : struct, IActivationScaleMode
+    // y[t, r] for the tokens and the rows of blocks [firstBlock, endBlock): the one-token stream, or panels × token tiles;
+    // group scales from the exact halves where the matrix has them, else from the floats.
+    private static void Multiply<TMode>(in Int4KernelCall tile, int tokens, int firstBlock, int endBlock) where TMode : struct, IActivationScaleMode
     {
         if (tokens == 1)
         {
-            Avx2Int4Gemv.Multiply<TMode>(tile, halfScales, firstBlock, endBlock);
+            Avx2Int4Gemv.Multiply<TMode>(tile, firstBlock, endBlock);
             return;
         }
+        if (tile.HalfScales is not null) Tiles<TMode, Avx2Int4Gemv.HalfScales>(tile, (byte*)tile.HalfScales, tokens, firstBlock, endBlock);
+        else Tiles<TMode, Avx2Int4Gemv.SingleScales>(tile, (byte*)tile.Scales, tokens, firstBlock, endBlock);
+    }
+
+    // panels × token tiles over blocks [firstBlock, endBlock), the group scales (TScales) at scaleBase
+    private static void Tiles<TMode, TScales>(in Int4KernelCall tile, byte* scaleBase, int tokens, int firstBlock, int endBlock)
+        where TMode : struct, IActivationScaleMode where TScales : struct, Avx2Int4Gemv.IGroupScales
+    {
         for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
         {
             int panelEnd = Math.Min(endBlock, panel + PanelBlocks);
@@ -97,26 +108,29 @@ internal sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
                 for (int b = panel; b < panelEnd; b++)
                     switch (n)
                     {
-                        case 4: BlockTile<FourTokens, TMode>(tile, b, t0); break;
-                        case 3: BlockTile<ThreeTokens, TMode>(tile, b, t0); break;
-                        case 2: BlockTile<TwoTokens, TMode>(tile, b, t0); break;
-                        default: BlockTile<OneToken, TMode>(tile, b, t0); break;
+                        case 4: BlockTile<FourTokens, TMode, TScales>(tile, scaleBase, b, t0); break;
+                        case 3: BlockTile<ThreeTokens, TMode, TScales>(tile, scaleBase, b, t0); break;
+                        case 2: BlockTile<TwoTokens, TMode, TScales>(tile, scaleBase, b, t0); break;
+                        default: BlockTile<OneToken, TMode, TScales>(tile, scaleBase, b, t0); break;
                     }
             }
         }
     }
 
     // y[t, 8b + i] = s_x[t] · Σ_s s_w[i, g(s)] · (Σ_{c∈s} nibble[i, c] · x_q[t, c] − z[i, g(s)] · Σ_{c∈s} x_q[t, c])
-    // for the N tokens t0.. and the 8 rows of block b (s_w[i, g(s)] · s_x[t, s] with per-group activation scales, s_x[t] = 1).
+    // for the N tokens t0.. and the 8 rows of block b (s_w[i, g(s)] · s_x[t, s] with per-group activation scales, s_x[t] = 1);
+    // s_w stored as TScales from scaleBase (floats, or halves widened exactly: the same values either way).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void BlockTile<N, TMode>(in Int4KernelCall w, int b, int t0) where N : struct, ITokenCount where TMode : struct, IActivationScaleMode
+    private static void BlockTile<N, TMode, TScales>(in Int4KernelCall w, byte* scaleBase, int b, int t0)
+        where N : struct, ITokenCount where TMode : struct, IActivationScaleMode where TScales : struct, Avx2Int4Gemv.IGroupScales
     {
         Vector256<byte> lowNibbles = Vector256.Create((byte)0x0F);
         Vector256<short> ones = Vector256.Create((short)1);
         int chunks = w.Chunks, groups = w.Groups;
         // Chunk k of block b at chunk + k · ChunkStride; group g's 8 scales (zero points) at scales + g · GroupStride.
         byte* chunk = w.Packed + Int4RowBlocks.BlockOffset(b, chunks);
-        float* scales = w.Scales + Int4RowBlocks.BlockGroupIndex(b, groups);
+        byte* scales = scaleBase + (nint)Int4RowBlocks.BlockGroupIndex(b, groups) * TScales.ElementBytes; // (groups, GroupStride)
+        nint scaleStride = (nint)Int4RowBlocks.GroupStride * TScales.ElementBytes;
         byte* zeros = w.ZeroPoints is null ? null : w.ZeroPoints + Int4RowBlocks.BlockGroupIndex(b, groups);
         sbyte* x0 = w.Codes + (nint)t0 * w.CodeStride;
         nint xs = w.CodeStride;
@@ -137,12 +151,12 @@ internal sealed unsafe class Avx2Int4Kernel : QuantizedMatMulKernel<PackedInt4Ma
                 X86.Sse.Prefetch0(chunk + (nint)k * Int4RowBlocks.ChunkStride + PrefetchBytes + 64);
                 X86.Sse.Prefetch0(chunk + (nint)k * Int4RowBlocks.ChunkStride + PrefetchBytes + 128);
                 X86.Sse.Prefetch0(chunk + (nint)k * Int4RowBlocks.ChunkStride + PrefetchBytes + 192);
-                X86.Sse.Prefetch0((byte*)(scales + g * Int4RowBlocks.GroupStride) + PrefetchBytes);
+                X86.Sse.Prefetch0(scales + g * scaleStride + PrefetchBytes);
             }
             Vector256<int> zero = zeros is null
                 ? Vector256.Create(PackedInt4Matrix.SymmetricZeroPoint)
                 : X86.Avx2.ConvertToVector256Int32(zeros + g * Int4RowBlocks.GroupStride);
-            Vector256<float> scale = X86.Avx.LoadVector256(scales + g * Int4RowBlocks.GroupStride);
+            Vector256<float> scale = TScales.Load(scales + g * scaleStride);
             if (X86.AvxVnni.IsSupported)
             {
                 // vpdpbusd sums the 4 nibble · x products of each row straight into int32 lanes.

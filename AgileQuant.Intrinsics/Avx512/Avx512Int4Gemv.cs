@@ -38,19 +38,16 @@ internal static unsafe class Avx512Int4Gemv
 
     /// <summary>
     /// y[r] for the rows of row blocks [<paramref name="firstBlock"/>, <paramref name="endBlock"/>) (<paramref name="firstBlock"/>
-    /// even) and the single token of <paramref name="call"/>; group scales from <paramref name="halfScales"/>
-    /// (<see cref="Int4RowBlocks.HalfScales"/>) when the matrix has that exact copy, else from the call's float scales.
+    /// even) and the single token of <paramref name="call"/>; group scales from the call's halves
+    /// (<see cref="Int4RowBlocks.HalfScales"/>) when the matrix has that exact copy, else from its float scales.
     /// </summary>
-    public static void Multiply<TMode>(in Int4KernelCall call, ushort[]? halfScales, int firstBlock, int endBlock) where TMode : struct, IActivationScaleMode
+    public static void Multiply<TMode>(in Int4KernelCall call, int firstBlock, int endBlock) where TMode : struct, IActivationScaleMode
     {
         Debug.Assert(firstBlock % 2 == 0);
-        if (halfScales is not null)
+        if (call.HalfScales is not null)
         {
-            fixed (ushort* half = halfScales)
-            {
-                if (call.ZeroPoints is null) Run<HalfScales, SymmetricZero, TMode>(call, (byte*)half, firstBlock, endBlock);
-                else Run<HalfScales, GroupZeroPoints, TMode>(call, (byte*)half, firstBlock, endBlock);
-            }
+            if (call.ZeroPoints is null) Run<HalfScales, SymmetricZero, TMode>(call, (byte*)call.HalfScales, firstBlock, endBlock);
+            else Run<HalfScales, GroupZeroPoints, TMode>(call, (byte*)call.HalfScales, firstBlock, endBlock);
             return;
         }
         if (call.ZeroPoints is null) Run<SingleScales, SymmetricZero, TMode>(call, (byte*)call.Scales, firstBlock, endBlock);
@@ -125,7 +122,7 @@ internal static unsafe class Avx512Int4Gemv
     }
 
     /// <summary>The scales of one group for the 16 rows of a block pair.</summary>
-    private interface IGroupScales
+    internal interface IGroupScales
     {
         /// <summary>Bytes per stored scale.</summary>
         static abstract int ElementBytes { get; }
@@ -135,7 +132,7 @@ internal static unsafe class Avx512Int4Gemv
     }
 
     /// <summary>Scales stored as floats (<see cref="Int4RowBlocks.Scales"/>).</summary>
-    private readonly struct SingleScales : IGroupScales
+    internal readonly struct SingleScales : IGroupScales
     {
         public static int ElementBytes => sizeof(float);
 
@@ -144,7 +141,7 @@ internal static unsafe class Avx512Int4Gemv
     }
 
     /// <summary>Scales stored as IEEE halves (<see cref="Int4RowBlocks.HalfScales"/>), widened exactly.</summary>
-    private readonly struct HalfScales : IGroupScales
+    internal readonly struct HalfScales : IGroupScales
     {
         public static int ElementBytes => sizeof(ushort);
 

@@ -53,7 +53,8 @@ internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4
     private protected override ActivationOrder Order => ActivationOrder.Plain;
 
     // The matrix is streamed as Int4RowBlocks: repacked once, when the model is built or on the first multiplication.
-    private protected override void PrepareWeights(PackedInt4Matrix weights) => weights.RepackToRowBlocks();
+    // Every path reads the exact half scales where they exist, so the float copy is not kept then.
+    private protected override void PrepareWeights(PackedInt4Matrix weights) => weights.RepackToRowBlocks(keepFloatScales: false);
 
     // Two row blocks per tile: a thread's share starts on an even block.
     private protected override int RowBlock => 2 * Int4RowBlocks.BlockRows;
@@ -64,6 +65,7 @@ internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4
         Int4RowBlocks blocks = w.RowBlocks ?? throw new InvalidOperationException("The row-block copy of this matrix was not built (PrepareWeights did not run).");
         fixed (byte* packed = blocks.Packed)
         fixed (float* scales = blocks.Scales)
+        fixed (ushort* halfScales = blocks.HalfScales)
         fixed (byte* zeroPoints = blocks.ZeroPoints)
         fixed (sbyte* codes = xq.Codes)
         fixed (int* segmentSums = xq.GroupSums)
@@ -71,20 +73,29 @@ internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4
         fixed (float* tokenScales = xq.Scales)
         {
             int firstBlock = rowBegin / Int4RowBlocks.BlockRows, endBlock = (rowEnd + Int4RowBlocks.BlockRows - 1) / Int4RowBlocks.BlockRows;
-            var tile = new Int4KernelCall(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, groupScales, tokenScales, y);
-            if (xq.HasGroupScales) Multiply<GroupActivationScales>(tile, blocks.HalfScales, xq.Tokens, firstBlock, endBlock);
-            else Multiply<TokenActivationScales>(tile, blocks.HalfScales, xq.Tokens, firstBlock, endBlock);
+            var tile = new Int4KernelCall(blocks, w.GroupSize, packed, scales, zeroPoints, codes, xq.Stride, segmentSums, xq.GroupCount, groupScales, tokenScales, y, halfScales);
+            if (xq.HasGroupScales) Multiply<GroupActivationScales>(tile, xq.Tokens, firstBlock, endBlock);
+            else Multiply<TokenActivationScales>(tile, xq.Tokens, firstBlock, endBlock);
         }
     }
 
-    // y[t, r] for the tokens and the rows of blocks [firstBlock, endBlock): the one-token stream, or panels × token tiles.
-    private static void Multiply<TMode>(in Int4KernelCall tile, ushort[]? halfScales, int tokens, int firstBlock, int endBlock) where TMode : struct, IActivationScaleMode
+    // y[t, r] for the tokens and the rows of blocks [firstBlock, endBlock): the one-token stream, or panels × token tiles;
+    // group scales from the exact halves where the matrix has them, else from the floats.
+    private static void Multiply<TMode>(in Int4KernelCall tile, int tokens, int firstBlock, int endBlock) where TMode : struct, IActivationScaleMode
     {
         if (tokens == 1)
         {
-            Avx512Int4Gemv.Multiply<TMode>(tile, halfScales, firstBlock, endBlock);
+            Avx512Int4Gemv.Multiply<TMode>(tile, firstBlock, endBlock);
             return;
         }
+        if (tile.HalfScales is not null) Tiles<TMode, Avx512Int4Gemv.HalfScales>(tile, (byte*)tile.HalfScales, tokens, firstBlock, endBlock);
+        else Tiles<TMode, Avx512Int4Gemv.SingleScales>(tile, (byte*)tile.Scales, tokens, firstBlock, endBlock);
+    }
+
+    // panels × token tiles over blocks [firstBlock, endBlock), the group scales (TScales) at scaleBase
+    private static void Tiles<TMode, TScales>(in Int4KernelCall tile, byte* scaleBase, int tokens, int firstBlock, int endBlock)
+        where TMode : struct, IActivationScaleMode where TScales : struct, Avx512Int4Gemv.IGroupScales
+    {
         for (int panel = firstBlock; panel < endBlock; panel += PanelBlocks)
         {
             int panelEnd = Math.Min(endBlock, panel + PanelBlocks);
@@ -97,14 +108,14 @@ internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4
                     int rows = Math.Min(b + 1 < panelEnd ? 2 * Int4RowBlocks.BlockRows : Int4RowBlocks.BlockRows, tile.Rows - b * Int4RowBlocks.BlockRows);
                     switch (n)
                     {
-                        case 8: PairTile<EightTokens, TMode>(tile, b, rows, t0); break;
-                        case 7: PairTile<SevenTokens, TMode>(tile, b, rows, t0); break;
-                        case 6: PairTile<SixTokens, TMode>(tile, b, rows, t0); break;
-                        case 5: PairTile<FiveTokens, TMode>(tile, b, rows, t0); break;
-                        case 4: PairTile<FourTokens, TMode>(tile, b, rows, t0); break;
-                        case 3: PairTile<ThreeTokens, TMode>(tile, b, rows, t0); break;
-                        case 2: PairTile<TwoTokens, TMode>(tile, b, rows, t0); break;
-                        default: PairTile<OneToken, TMode>(tile, b, rows, t0); break;
+                        case 8: PairTile<EightTokens, TMode, TScales>(tile, scaleBase, b, rows, t0); break;
+                        case 7: PairTile<SevenTokens, TMode, TScales>(tile, scaleBase, b, rows, t0); break;
+                        case 6: PairTile<SixTokens, TMode, TScales>(tile, scaleBase, b, rows, t0); break;
+                        case 5: PairTile<FiveTokens, TMode, TScales>(tile, scaleBase, b, rows, t0); break;
+                        case 4: PairTile<FourTokens, TMode, TScales>(tile, scaleBase, b, rows, t0); break;
+                        case 3: PairTile<ThreeTokens, TMode, TScales>(tile, scaleBase, b, rows, t0); break;
+                        case 2: PairTile<TwoTokens, TMode, TScales>(tile, scaleBase, b, rows, t0); break;
+                        default: PairTile<OneToken, TMode, TScales>(tile, scaleBase, b, rows, t0); break;
                     }
                 }
             }
@@ -113,9 +124,11 @@ internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4
 
     // y[t, 8b + i] = s_x[t] · Σ_s s_w[i, g(s)] · (Σ_{c∈s} nibble[i, c] · x_q[t, c] − z[i, g(s)] · Σ_{c∈s} x_q[t, c])
     // for the N tokens t0.. and the 16 rows of blocks (lower, lower + 1), the first `rows` of them stored;
-    // lanes 0..7 are block lower, 8..15 block lower + 1 (s_w[i, g(s)] · s_x[t, s] with per-group activation scales, s_x[t] = 1).
+    // lanes 0..7 are block lower, 8..15 block lower + 1 (s_w[i, g(s)] · s_x[t, s] with per-group activation scales, s_x[t] = 1);
+    // s_w stored as TScales from scaleBase (floats, or halves widened exactly: the same values either way).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PairTile<N, TMode>(in Int4KernelCall w, int lower, int rows, int t0) where N : struct, ITokenCount where TMode : struct, IActivationScaleMode
+    private static void PairTile<N, TMode, TScales>(in Int4KernelCall w, byte* scaleBase, int lower, int rows, int t0)
+        where N : struct, ITokenCount where TMode : struct, IActivationScaleMode where TScales : struct, Avx512Int4Gemv.IGroupScales
     {
         Vector512<byte> lowNibbles = Vector512.Create((byte)0x0F);
         Vector512<short> ones = Vector512.Create((short)1);
@@ -123,7 +136,7 @@ internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4
         int groupShift = w.GroupShift;
         nint pair = lower >> 1;
         byte* chunk0 = w.Packed + pair * chunks * Int4RowBlocks.ChunkStride; // (chunks, 64)
-        float* scales = w.Scales + pair * groups * Int4RowBlocks.GroupStride; // (groups, 16)
+        byte* scales = scaleBase + pair * groups * Int4RowBlocks.GroupStride * TScales.ElementBytes; // (groups, 16)
         byte* zeros = w.ZeroPoints is null ? null : w.ZeroPoints + pair * groups * Int4RowBlocks.GroupStride; // (groups, 16)
         sbyte* x0 = w.Codes + (nint)t0 * w.CodeStride;
         nint xs = w.CodeStride;
@@ -154,7 +167,7 @@ internal sealed unsafe class Avx512Int4Kernel : QuantizedMatMulKernel<PackedInt4
             Vector512<int> zero = zeros is null
                 ? Vector512.Create(PackedInt4Matrix.SymmetricZeroPoint)
                 : X86.Avx512F.ConvertToVector512Int32(Vector128.Load(zeros + g * Int4RowBlocks.GroupStride));
-            Vector512<float> scale = Vector512.Load(scales + g * Int4RowBlocks.GroupStride);
+            Vector512<float> scale = TScales.Load(scales + (nint)g * Int4RowBlocks.GroupStride * TScales.ElementBytes);
             f0 = SegmentEpilogue<TMode>(h0, ones, zero, sums0[segment], scale, gs0 + segment, f0);
             if (N.Value > 1) f1 = SegmentEpilogue<TMode>(h1, ones, zero, sums0[ss + segment], scale, gs0 + ss + segment, f1);
             if (N.Value > 2) f2 = SegmentEpilogue<TMode>(h2, ones, zero, sums0[2 * ss + segment], scale, gs0 + 2 * ss + segment, f2);

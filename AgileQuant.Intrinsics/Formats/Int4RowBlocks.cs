@@ -44,8 +44,12 @@ internal sealed class Int4RowBlocks
     /// <summary>Entries (scales or zero points) from group g to g + 1 of one block: a pair's 8 + 8.</summary>
     public const int GroupStride = 2 * BlockRows;
 
-    /// <summary>Repacks <paramref name="source"/>.</summary>
-    public Int4RowBlocks(PackedInt4Matrix source)
+    /// <summary>
+    /// Repacks <paramref name="source"/>; with <paramref name="keepFloatScales"/> false, the float <see cref="Scales"/> are
+    /// dropped when the exact <see cref="HalfScales"/> exist (kernels whose every path reads the halves: the x86 ones);
+    /// with <paramref name="halfScales"/> false no half copy is made (the floats alone, as for scales no half holds).
+    /// </summary>
+    public Int4RowBlocks(PackedInt4Matrix source, bool keepFloatScales = true, bool halfScales = true)
     {
         Rows = source.Rows;
         Cols = source.Cols;
@@ -60,9 +64,10 @@ internal sealed class Int4RowBlocks
         // the padding block of an odd count too (its nibbles are written as zeros); pairs split across the load's threads
         int parts = Math.Max(1, Math.Min(Environment.ProcessorCount, Pairs));
         Parallel.For(0, parts, p => RepackBlocks(source, rowMajor, 2 * (int)((long)Pairs * p / parts), 2 * (int)((long)Pairs * (p + 1) / parts)));
-        HalfScales = HalfCopy(Scales);
+        HalfScales = halfScales ? HalfCopy(Scales) : null;
+        if (HalfScales is not null && !keepFloatScales) Scales = null; // the halves hold every value exactly
         HugePages.Collapse(Packed);
-        HugePages.Collapse(Scales);
+        if (Scales is not null) HugePages.Collapse(Scales);
         if (ZeroPoints is not null) HugePages.Collapse(ZeroPoints);
         if (HalfScales is not null) HugePages.Collapse(HalfScales);
     }
@@ -93,7 +98,7 @@ internal sealed class Int4RowBlocks
                 for (int g = 0; g < GroupCount; g++)
                 {
                     int at = ScaleIndex(r, g);
-                    Scales[at] = source.Scale(r, g);
+                    Scales![at] = source.Scale(r, g);
                     if (ZeroPoints is not null) ZeroPoints[at] = (byte)source.ZeroPoint(r, g);
                 }
             }
@@ -142,14 +147,21 @@ internal sealed class Int4RowBlocks
     /// <summary>Interleaved nibbles (Pairs, Chunks, 2 blocks, 32 bytes); see the class remarks.</summary>
     public byte[] Packed { get; }
 
-    /// <summary>Scales (Pairs, GroupCount, 2 blocks, 8 rows).</summary>
-    public float[] Scales { get; }
+    /// <summary>
+    /// Scales (Pairs, GroupCount, 2 blocks, 8 rows); null when only <see cref="HalfScales"/> are kept (every scale is a
+    /// half exactly and the kernels read the halves: 4 bytes per 32 weights less).
+    /// </summary>
+    public float[]? Scales { get; }
 
     /// <summary>
-    /// <see cref="Scales"/> (Pairs, GroupCount, 2, 8) as IEEE half bits, for the decode stream, when every scale is a finite
-    /// half exactly (so both copies hold the same values; GGUF Q4_0 scales are FP16); otherwise null.
+    /// The scales (Pairs, GroupCount, 2, 8) as IEEE half bits when every scale is a finite half exactly (GGUF Q4_0 scales
+    /// are FP16), so they hold the same values as <see cref="Scales"/>; otherwise null. The x86 kernels read these
+    /// whenever they exist (the decode stream and the GEMM tiles), widened exactly.
     /// </summary>
     public ushort[]? HalfScales { get; }
+
+    /// <summary>The scale at <paramref name="index"/> (<see cref="ScaleIndex"/>), from whichever copy is kept.</summary>
+    public float ScaleAt(int index) => Scales is { } scales ? scales[index] : (float)BitConverter.UInt16BitsToHalf(HalfScales![index]);
 
     /// <summary>Zero points (Pairs, GroupCount, 2, 8), or null for symmetric codes (zero point 8).</summary>
     public byte[]? ZeroPoints { get; }

@@ -174,7 +174,7 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     public int ZeroPoint(int r, int g) => _zeroPoints is null ? SymmetricZeroPoint : _zeroPoints[r * GroupCount + g];
 
     /// <summary>Scale of group g in row r.</summary>
-    public float Scale(int r, int g) => Volatile.Read(ref _scales) is float[] scales ? scales[r * GroupCount + g] : RowBlocks!.Scales[RowBlocks.ScaleIndex(r, g)];
+    public float Scale(int r, int g) => Volatile.Read(ref _scales) is float[] scales ? scales[r * GroupCount + g] : RowBlocks!.ScaleAt(RowBlocks.ScaleIndex(r, g));
 
     /// <summary>The dequantized weight <c>Scale(r, g) · (Nibble(r, c) − ZeroPoint(r, g))</c>.</summary>
     public float Dequantize(int r, int c) => Scale(r, c / GroupSize) * (Nibble(r, c) - ZeroPoint(r, c / GroupSize));
@@ -188,12 +188,15 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     /// Repacks the matrix into <see cref="Int4RowBlocks"/> once (thread-safe: one copy wins) and drops the row-major
     /// nibbles and scales, so the weights are held once: the row blocks carry the same nibbles and scale values, and the
     /// row-major views are rebuilt from them only if something asks (serialization, the scalar kernel, TRIP's
-    /// reference pass). Called by the kernels that stream row blocks, when a model is built or on their first call.
+    /// reference pass). Called by the kernels that stream row blocks, when a model is built or on their first call; those
+    /// that read only the exact half scales when they exist (x86) pass <paramref name="keepFloatScales"/> false, so the
+    /// float copy is dropped then (<see cref="Int4RowBlocks.Scales"/>); <paramref name="halfScales"/> false makes no half
+    /// copy (tests: the float path on scales that halves hold). The first repack decides.
     /// </summary>
-    internal Int4RowBlocks RepackToRowBlocks()
+    internal Int4RowBlocks RepackToRowBlocks(bool keepFloatScales = true, bool halfScales = true)
     {
         if (RowBlocks is { } built) return built;
-        var blocks = new Int4RowBlocks(this);
+        var blocks = new Int4RowBlocks(this, keepFloatScales, halfScales);
         Int4RowBlocks winner = Interlocked.CompareExchange(ref _rowBlocks, blocks, null) ?? blocks;
         // published before the row-major arrays go: a reader that finds them dropped finds the row blocks
         Volatile.Write(ref _packed, null);
@@ -208,7 +211,7 @@ public sealed class PackedInt4Matrix : IWeightMatrix
     {
         var scales = new float[(long)Rows * GroupCount];
         for (int r = 0; r < Rows; r++)
-            for (int g = 0; g < GroupCount; g++) scales[(long)r * GroupCount + g] = RowBlocks!.Scales[RowBlocks.ScaleIndex(r, g)];
+            for (int g = 0; g < GroupCount; g++) scales[(long)r * GroupCount + g] = RowBlocks!.ScaleAt(RowBlocks.ScaleIndex(r, g));
         return Interlocked.CompareExchange(ref _scales, scales, null) ?? scales;
     }
 

@@ -19,7 +19,7 @@ public sealed class Int4GemvTests
         Int4RowBlocks blocks = half.RepackToRowBlocks();
         Assert.That(blocks.HalfScales, Is.Not.Null);
         Assert.That(single.RepackToRowBlocks().HalfScales, Is.Null, "0.01 + 0.1·u is not a half");
-        for (int i = 0; i < blocks.Scales.Length; i++)
+        for (int i = 0; i < blocks.Scales!.Length; i++)
             Assert.That((float)BitConverter.UInt16BitsToHalf(blocks.HalfScales![i]), Is.EqualTo(blocks.Scales[i]), $"scale {i}");
     }
 
@@ -48,6 +48,53 @@ public sealed class Int4GemvTests
                             MatMulReference.AssertClose(output.Inner, expected, tolerance, what);
                         }
         }
+    }
+
+    /// <summary>
+    /// The x86 kernels keep only the half scales when every scale is one (4 bytes per 32 weights less, issue 21) and read
+    /// them in every path: the GEMM tiles' outputs from the halves equal, bit for bit, those from the float copy of the
+    /// same values (a half widened to float is exact), at every token-tile width and both activation widths.
+    /// </summary>
+    [Test]
+    public void TheTilesReadTheHalfScalesWithTheFloatScalesResultsBitForBit()
+    {
+        var kernels = new List<Func<int, IMatMulKernel>>();
+        if (Avx2Int4Kernel.IsSupported) kernels.Add(bits => new Avx2Int4Kernel(bits, 2));
+        if (AgileQuant.Intrinsics.Avx512.Avx512Int4Kernel.IsSupported) kernels.Add(bits => new AgileQuant.Intrinsics.Avx512.Avx512Int4Kernel(bits, 2));
+        if (kernels.Count == 0) Assert.Ignore("no x86 W4 kernel on this CPU");
+        int compared = 0;
+        foreach (Func<int, IMatMulKernel> create in kernels)
+            foreach (int bits in new[] { 8, 4 })
+            {
+                IMatMulKernel kernel = create(bits);
+                foreach ((int rows, int cols) in new[] { (9, 33), (24, 512), (40, 300), (17, 1100) })
+                    foreach (int groupSize in new[] { 32, 128 })
+                        foreach (bool asymmetric in new[] { false, true })
+                        {
+                            int seed = rows * cols + groupSize;
+                            PackedInt4Matrix floats = Weights(rows, cols, groupSize, asymmetric, halfScales: true, seed);
+                            PackedInt4Matrix halves = Weights(rows, cols, groupSize, asymmetric, halfScales: true, seed);
+                            Assert.That(floats.RepackToRowBlocks(halfScales: false).HalfScales, Is.Null, "the reference reads the floats");
+                            Int4RowBlocks kept = halves.RepackToRowBlocks(keepFloatScales: false);
+                            Assert.That(kept.HalfScales, Is.Not.Null, "every scale is a half");
+                            Assert.That(kept.Scales, Is.Null, "only the halves are kept");
+                            foreach (int tokens in new[] { 1, 2, 3, 4, 5, 7, 8, 9, 13 })
+                            {
+                                float[] x = MatMulReference.RandomValues(tokens * cols, seed: cols + tokens);
+                                var expected = new float[tokens * rows];
+                                var actual = new float[tokens * rows];
+                                kernel.MatMul(floats, x, expected, tokens);
+                                kernel.MatMul(halves, x, actual, tokens);
+                                Assert.That(expected, Has.All.Matches<float>(float.IsFinite));
+                                Assert.That(actual, Is.EqualTo(expected), $"{kernel.Name} {rows}×{cols} g{groupSize} {(asymmetric ? "asymmetric" : "symmetric")}, {tokens} tokens");
+                                compared++;
+                            }
+                            for (int r = 0; r < rows; r++)
+                                for (int c = 0; c < cols; c += 7)
+                                    Assert.That(halves.Dequantize(r, c), Is.EqualTo(floats.Dequantize(r, c)), "the scales read back from the halves");
+                        }
+            }
+        TestContext.Out.WriteLine($"{compared} products compared");
     }
 
     /// <summary>Random 4-bit weights; with <paramref name="halfScales"/> every scale is a half (±, some subnormal).</summary>

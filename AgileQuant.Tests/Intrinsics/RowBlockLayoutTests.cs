@@ -45,7 +45,7 @@ public sealed class RowBlockLayoutTests
                 PackedInt4Matrix w = PackedInt4Matrix.FromAsymmetricCodes(codes, scales, zeros, rows, cols, groupSize);
                 Int4RowBlocks blocks = w.RepackToRowBlocks();
                 Assert.That(blocks.Packed.Length, Is.EqualTo(blocks.Pairs * blocks.Chunks * 64));
-                Assert.That(blocks.Scales.Length, Is.EqualTo(blocks.Pairs * groups * 16));
+                Assert.That(blocks.Scales!.Length, Is.EqualTo(blocks.Pairs * groups * 16));
                 for (int r = 0; r < blocks.Pairs * 16; r++) // the zero padding block of an odd block count included
                 {
                     for (int c = 0; c < blocks.Chunks * 8; c++)

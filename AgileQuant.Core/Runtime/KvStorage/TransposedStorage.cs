@@ -9,7 +9,8 @@ namespace AgileQuant.Core.Runtime.KvStorage;
 /// <remarks>
 /// Slots past the cached tokens, up to the next whole vector, stay zero (codes and scales): attention tiles read whole
 /// vectors (<see cref="FinishLayer"/>). The rows grow with the sequence, at least doubling, and are copied whole, their
-/// zero padding included, so every result is the same as with a cache allocated in full up front.
+/// zero padding included, so every result is the same as with a cache allocated in full up front. Past half the context
+/// they grow to the whole context at once (<see cref="EnsureCapacity"/>).
 /// </remarks>
 internal sealed unsafe class TransposedStorage : CacheStorage
 {
@@ -146,12 +147,14 @@ internal sealed unsafe class TransposedStorage : CacheStorage
 
     /// <summary>
     /// Grows every layer's rows to hold at least <paramref name="slots"/> tokens: at least doubling (amortized copies),
-    /// never past the context length.
+    /// never past the context length; past half the context straight to the whole context, which the next doubling would
+    /// reach anyway, so the cache is never copied from more than half the context (the copy holds old and new rows at once).
     /// </summary>
     public override void EnsureCapacity(int slots)
     {
         if (slots <= SlotStride) return;
-        int stride = StrideFor(Math.Min(_contextLength, Math.Max(slots, 2 * SlotStride)));
+        int wanted = Math.Max(slots, 2 * SlotStride);
+        int stride = StrideFor(2L * wanted > _contextLength ? _contextLength : wanted);
         int kv = _config.KvDim, heads = _config.NumKvHeads;
         for (int l = 0; l < _config.NumLayers; l++)
         {
