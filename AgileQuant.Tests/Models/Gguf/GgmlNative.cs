@@ -10,7 +10,8 @@ namespace AgileQuant.Tests.Models.Gguf;
 /// (<c>ggml_blck_size</c>, <c>ggml_type_size</c>, <c>ggml_type_name</c>), the file-making quantizer
 /// (<c>ggml_quantize_chunk</c>) and the dequantizers (<c>dequantize_row_*</c>, <c>ggml_fp16_to_fp32_row</c>,
 /// <c>ggml_bf16_to_fp32_row</c>), all exported by the <c>libggml-base</c> that LLamaSharp.Backend.Cpu ships.
-/// The library is the one beside the <c>libllama</c> LLamaSharp chose for this CPU (runtimes/RID/native/AVX-level/).
+/// The library is the one beside the <c>libllama</c> LLamaSharp chose for this CPU (runtimes/RID/native/AVX-level/); beside
+/// it, <c>libggml-cpu</c>'s type traits give llama.cpp's CPU matrix product (<see cref="MatMul"/>).
 /// </summary>
 internal static unsafe class GgmlNative
 {
@@ -68,6 +69,52 @@ internal static unsafe class GgmlNative
 
     private static nint Export(string name) => NativeLibrary.GetExport(s_library.Value, name);
 
+    private static readonly Lazy<nint> s_cpuLibrary = new(() =>
+    {
+        nint cpu = NativeLibrary.Load(LibraryPath("ggml-cpu"));
+        ((delegate* unmanaged<void>)NativeLibrary.GetExport(cpu, "ggml_cpu_init"))(); // fp16 tables; idempotent
+        return cpu;
+    });
+
+    // ggml-cpu's struct ggml_type_traits_cpu: from_float, vec_dot, vec_dot_type, nrows
+    [StructLayout(LayoutKind.Sequential)]
+    private readonly struct CpuTraits
+    {
+        public readonly delegate* unmanaged<float*, void*, long, void> FromFloat;
+        public readonly delegate* unmanaged<int, float*, nuint, void*, nuint, void*, nuint, int, void> VecDot;
+        public readonly GgmlType VecDotType;
+        public readonly long Rows;
+    }
+
+    private static CpuTraits TraitsOf(GgmlType type) =>
+        *((delegate* unmanaged<int, CpuTraits*>)NativeLibrary.GetExport(s_cpuLibrary.Value, "ggml_get_type_traits_cpu"))((int)type);
+
+    /// <summary>
+    /// y (tokens, rows) = llama.cpp's CPU product of the <paramref name="type"/> rows in <paramref name="bytes"/> (rows, cols) with
+    /// x (tokens, cols), as its <c>mul_mat</c> forms it: each token converted by the <c>from_float</c> of the type's
+    /// <c>vec_dot_type</c> (Q8_0, Q8_1, Q8_K or F16 blocks), then the type's <c>vec_dot</c> per row (libggml-cpu's traits).
+    /// </summary>
+    public static float[] MatMul(GgmlType type, ReadOnlySpan<byte> bytes, int rows, int cols, ReadOnlySpan<float> x, int tokens)
+    {
+        CpuTraits traits = TraitsOf(type);
+        CpuTraits convert = TraitsOf(traits.VecDotType);
+        if (traits.VecDot == null || convert.FromFloat == null) throw new NotSupportedException($"ggml-cpu has no vec_dot for {type}");
+        long rowBytes = GgmlTypeTraits.Find(type)!.RowBytes(cols);
+        if (bytes.Length != rowBytes * rows || x.Length != tokens * cols) throw new ArgumentException("shapes do not match");
+        var y = new float[tokens * rows];
+        var converted = new byte[GgmlTypeTraits.Find(traits.VecDotType)!.RowBytes(cols)];
+        fixed (byte* weights = bytes)
+        fixed (float* input = x)
+        fixed (float* output = y)
+        fixed (byte* activation = converted)
+            for (int t = 0; t < tokens; t++)
+            {
+                convert.FromFloat(input + (long)t * cols, activation, cols);
+                for (int r = 0; r < rows; r++) traits.VecDot(cols, output + (long)t * rows + r, 0, weights + r * rowBytes, 0, activation, 0, 1);
+            }
+        return y;
+    }
+
     private static nint LoadGgmlBase()
     {
         LlamaCppSession.ConfigureLogging();
@@ -82,9 +129,18 @@ internal static unsafe class GgmlNative
             AvxLevel.Avx512 => "avx512",
             var other => throw new InvalidOperationException($"no runtime folder known for LLamaSharp's AVX level {other}"),
         };
-        string file = OperatingSystem.IsWindows() ? "ggml-base.dll" : OperatingSystem.IsMacOS() ? "libggml-base.dylib" : "libggml-base.so";
-        string path = Path.Combine(AppContext.BaseDirectory, "runtimes", RuntimeInformation.RuntimeIdentifier, "native", level, file);
-        if (!File.Exists(path)) throw new FileNotFoundException($"LLamaSharp's ggml-base library is not at {path}", path);
-        return NativeLibrary.Load(path);
+        s_level = level;
+        return NativeLibrary.Load(LibraryPath("ggml-base"));
+    }
+
+    private static string? s_level;
+
+    // LLamaSharp's copy of ggml library `name` for the AVX level it chose (after LoadGgmlBase)
+    private static string LibraryPath(string name)
+    {
+        if (s_level is null) _ = s_library.Value; // LoadGgmlBase sets the level before it asks for a path
+        string file = OperatingSystem.IsWindows() ? name + ".dll" : OperatingSystem.IsMacOS() ? $"lib{name}.dylib" : $"lib{name}.so";
+        string path = Path.Combine(AppContext.BaseDirectory, "runtimes", RuntimeInformation.RuntimeIdentifier, "native", s_level!, file);
+        return File.Exists(path) ? path : throw new FileNotFoundException($"LLamaSharp's {name} library is not at {path}", path);
     }
 }
