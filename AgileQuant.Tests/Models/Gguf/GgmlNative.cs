@@ -90,6 +90,21 @@ internal static unsafe class GgmlNative
         *((delegate* unmanaged<int, CpuTraits*>)NativeLibrary.GetExport(s_cpuLibrary.Value, "ggml_get_type_traits_cpu"))((int)type);
 
     /// <summary>
+    /// <paramref name="x"/> converted as llama.cpp's CPU backend converts the input of a <paramref name="weightType"/> matrix:
+    /// the <c>from_float</c> of its <c>vec_dot_type</c> (e.g. Q8_0 blocks for Q4_0 and IQ4_NL, Q8_K for the k-quants); the bytes and that type.
+    /// </summary>
+    public static (byte[] Blocks, GgmlType Type) ConvertInput(GgmlType weightType, ReadOnlySpan<float> x)
+    {
+        GgmlType type = TraitsOf(weightType).VecDotType;
+        CpuTraits convert = TraitsOf(type);
+        var blocks = new byte[GgmlTypeTraits.Find(type)!.RowBytes(x.Length)];
+        fixed (float* input = x)
+        fixed (byte* output = blocks)
+            convert.FromFloat(input, output, x.Length);
+        return (blocks, type);
+    }
+
+    /// <summary>
     /// y (tokens, rows) = llama.cpp's CPU product of the <paramref name="type"/> rows in <paramref name="bytes"/> (rows, cols) with
     /// x (tokens, cols), as its <c>mul_mat</c> forms it: each token converted by the <c>from_float</c> of the type's
     /// <c>vec_dot_type</c> (Q8_0, Q8_1, Q8_K or F16 blocks), then the type's <c>vec_dot</c> per row (libggml-cpu's traits).

@@ -67,6 +67,46 @@ public class LlamaCppLinearArithmeticTests
     }
 
     /// <summary>
+    /// On ordinary (Gaussian, heavy-tailed) inputs our per-group activation codes are llama.cpp's codes for the same inputs:
+    /// Q8_0 blocks of 32 (its x86 <c>quantize_row_q8_0</c>: multiplier 127/max, round half to even), the activation type of
+    /// Q4_0/Q5_0/Q8_0/IQ4_NL, and Q8_K blocks of 256 (codes of the opposite sign when the block's extreme is positive, its
+    /// scale −max/127 in FP32), that of the k-quants and IQ4_XS; the scales differ only in that Q8_0 keeps fp16(max/127) where we keep
+    /// max/127 in FP32 (ours rounded to fp16 equals theirs). So llama.cpp's activations carry one rounding more than ours.
+    /// </summary>
+    [TestCase(32, GgmlType.IQ4_NL)]
+    [TestCase(256, GgmlType.Q4_K)]
+    public void OurActivationCodes_EqualLlamaCpps(int groupSize, GgmlType weightType)
+    {
+        var random = new Random(11);
+        const int cols = 4096;
+        float[] x = [.. Enumerable.Range(0, cols).Select(_ => (float)(Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()) * (random.Next(50) == 0 ? 20 : 1)))];
+        var ours = new AgileQuant.Intrinsics.Quantization.QuantizedActivations();
+        ours.Quantize(x, 1, cols, 8, groupSize, AgileQuant.Intrinsics.Quantization.ActivationOrder.Plain, groupScales: true);
+        (byte[] blocks, GgmlType type) = GgmlNative.ConvertInput(weightType, x);
+        int blockBytes = (int)GgmlTypeTraits.Find(type)!.RowBytes(groupSize);
+        for (int b = 0; b < cols / groupSize; b++)
+        {
+            ReadOnlySpan<byte> block = blocks.AsSpan(b * blockBytes, blockBytes);
+            float ourScale = ours.GroupScales[b];
+            if (type == GgmlType.Q8_0)
+            {
+                Assert.That(System.Runtime.InteropServices.MemoryMarshal.Read<Half>(block), Is.EqualTo((Half)ourScale), $"block {b}: fp16 scale");
+                for (int i = 0; i < groupSize; i++)
+                    Assert.That((sbyte)block[2 + i], Is.EqualTo(ours.Codes[b * groupSize + i]), $"block {b}, code {i}");
+            }
+            else
+            {
+                Assert.That(type, Is.EqualTo(GgmlType.Q8_K));
+                float theirScale = System.Runtime.InteropServices.MemoryMarshal.Read<float>(block);
+                int sign = Math.Sign(theirScale);
+                Assert.That(Math.Abs(theirScale), Is.EqualTo(ourScale).Within(1e-4).Percent, $"block {b}: FP32 scale (1/iscale against max/127: an ulp apart)");
+                for (int i = 0; i < groupSize; i++)
+                    Assert.That(sign * (sbyte)block[4 + i], Is.EqualTo(ours.Codes[b * groupSize + i]), $"block {b}, code {i}");
+            }
+        }
+    }
+
+    /// <summary>
     /// x (tokens, cols) = q/128, q uniform in −127..127, one entry of every 16 columns ±127, and every 32-block's Σq inside
     /// ±2047 (so Q8_1's fp16 d·Σq is exact too).
     /// </summary>
