@@ -3,8 +3,6 @@ using AgileQuant.Core.Runtime;
 using AgileQuant.Intrinsics;
 using AgileQuant.Intrinsics.Formats;
 using AgileQuant.Models.Gguf;
-using LLama.Abstractions;
-using LLama.Native;
 
 namespace AgileQuant.Benchmarks.EndToEnd;
 
@@ -78,23 +76,7 @@ public sealed unsafe class GgmlCpuKernel(IMatMulKernel others) : IMatMulKernel
             others.MatMul(weights, x, y, tokens);
             return;
         }
-        GgmlCpu.Traits traits = GgmlCpu.TraitsOf(w.Type);
-        if (traits.VecDot == null) throw new NotSupportedException($"ggml-cpu has no vec_dot for {w.Type}");
-        GgmlCpu.Traits convert = GgmlCpu.TraitsOf(traits.VecDotType); // ggml's mul_mat converts with the activation type's from_float
-        int activationBytes = (int)GgmlTypeTraits.Find(traits.VecDotType)!.RowBytes(w.Cols);
-        var converted = new byte[activationBytes]; // one token's input in vec_dot_type blocks
-        fixed (float* input = x)
-        fixed (float* output = y)
-        fixed (byte* blocks = w.Blocks)
-        fixed (byte* activation = converted)
-        {
-            for (int t = 0; t < tokens; t++)
-            {
-                convert.FromFloat(input + (long)t * w.Cols, activation, w.Cols);
-                for (int r = 0; r < w.Rows; r++)
-                    traits.VecDot(w.Cols, output + (long)t * w.Rows + r, 0, blocks + (long)r * w.RowBytes, 0, activation, 0, 1);
-            }
-        }
+        GgmlCpuReference.MatMul(GgmlCpu.CpuLibrary, w.Type, w.Blocks, w.Rows, w.Cols, x, y, tokens);
     }
 
     /// <summary>
@@ -152,36 +134,14 @@ public sealed unsafe class GgmlCpuKernel(IMatMulKernel others) : IMatMulKernel
 /// <summary>Entry points of the ggml libraries LLamaSharp loaded for this CPU (the same code llama.cpp's CPU backend runs).</summary>
 public static unsafe class GgmlCpu
 {
-    /// <summary>
-    /// ggml-cpu's <c>struct ggml_type_traits_cpu</c> of one type: <c>from_float(x, y, k)</c>, <c>vec_dot(n, s, bs, x, bx, y, by,
-    /// nrc)</c>, the type the activations are converted to, and rows per call.
-    /// </summary>
-    [StructLayout(LayoutKind.Sequential)]
-    public readonly struct Traits
+    private static readonly Lazy<(nint Base, nint Cpu)> s_libraries = new(() =>
     {
-        /// <summary>F32 → <see cref="VecDotType"/> blocks.</summary>
-        public readonly delegate* unmanaged<float*, void*, long, void> FromFloat;
+        LlamaCppEngine.ConfigureLogging();
+        return (GgmlCpuReference.Load("ggml-base"), GgmlCpuReference.Load("ggml-cpu"));
+    });
 
-        /// <summary>Dot product of a weight row and converted activations.</summary>
-        public readonly delegate* unmanaged<int, float*, nuint, void*, nuint, void*, nuint, int, void> VecDot;
-
-        /// <summary>The activations' type.</summary>
-        public readonly GgmlType VecDotType;
-
-        /// <summary>Rows one call can produce.</summary>
-        public readonly long Rows;
-    }
-
-    private static readonly Lazy<(nint Base, nint Cpu)> s_libraries = new(Load);
-
-    /// <summary>The CPU traits of <paramref name="type"/>.</summary>
-    public static Traits TraitsOf(GgmlType type)
-    {
-        var get = (delegate* unmanaged<int, Traits*>)NativeLibrary.GetExport(s_libraries.Value.Cpu, "ggml_get_type_traits_cpu");
-        Traits traits = *get((int)type);
-        if (traits.FromFloat == null) throw new NotSupportedException($"ggml-cpu has no from_float for {type}");
-        return traits;
-    }
+    /// <summary>LLamaSharp's libggml-cpu, loaded and initialized.</summary>
+    public static nint CpuLibrary => s_libraries.Value.Cpu;
 
     /// <summary>The values of <paramref name="matrix"/> (Rows, Cols) by ggml's <c>to_float</c> of its type (ggml-base's type traits).</summary>
     public static float[] Dequantize(GgmlFileMatrix matrix)
@@ -201,31 +161,5 @@ public static unsafe class GgmlCpu
         fixed (float* y = values)
             for (int r = 0; r < matrix.Rows; r++) toFloat(blocks + (long)r * matrix.RowBytes, y + (long)r * matrix.Cols, matrix.Cols);
         return values;
-    }
-
-    private static (nint, nint) Load()
-    {
-        LlamaCppEngine.ConfigureLogging();
-        NativeApi.llama_empty_call(); // loads libllama, and with it the ggml libraries, the way LLamaSharp chooses
-        INativeLibrary llama = NativeApi.GetLoadedNativeLibrary(NativeLibraryName.LLama)
-            ?? throw new InvalidOperationException("LLamaSharp reports no loaded llama library");
-        string level = llama.Metadata?.AvxLevel switch
-        {
-            AvxLevel.None => "noavx",
-            AvxLevel.Avx => "avx",
-            AvxLevel.Avx2 => "avx2",
-            AvxLevel.Avx512 => "avx512",
-            var other => throw new InvalidOperationException($"no runtime folder known for LLamaSharp's AVX level {other}"),
-        };
-        string folder = Path.Combine(AppContext.BaseDirectory, "runtimes", RuntimeInformation.RuntimeIdentifier, "native", level);
-        nint Library(string name)
-        {
-            string file = OperatingSystem.IsWindows() ? name + ".dll" : OperatingSystem.IsMacOS() ? $"lib{name}.dylib" : $"lib{name}.so";
-            string path = Path.Combine(folder, file);
-            return File.Exists(path) ? NativeLibrary.Load(path) : throw new FileNotFoundException($"LLamaSharp's {name} library is not at {path}", path);
-        }
-        nint cpu = Library("ggml-cpu");
-        ((delegate* unmanaged<void>)NativeLibrary.GetExport(cpu, "ggml_cpu_init"))(); // fp16 tables; idempotent
-        return (Library("ggml-base"), cpu);
     }
 }

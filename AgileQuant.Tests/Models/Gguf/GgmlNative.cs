@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using AgileQuant.Models.Gguf;
-using LLama.Abstractions;
-using LLama.Native;
+using AgileQuant.Benchmarks.EndToEnd;
 
 namespace AgileQuant.Tests.Models.Gguf;
 
@@ -71,91 +70,32 @@ internal static unsafe class GgmlNative
 
     private static readonly Lazy<nint> s_cpuLibrary = new(() =>
     {
-        nint cpu = NativeLibrary.Load(LibraryPath("ggml-cpu"));
-        ((delegate* unmanaged<void>)NativeLibrary.GetExport(cpu, "ggml_cpu_init"))(); // fp16 tables; idempotent
-        return cpu;
+        _ = s_library.Value; // logging configured, libllama loaded
+        return GgmlCpuReference.Load("ggml-cpu");
     });
-
-    // ggml-cpu's struct ggml_type_traits_cpu: from_float, vec_dot, vec_dot_type, nrows
-    [StructLayout(LayoutKind.Sequential)]
-    private readonly struct CpuTraits
-    {
-        public readonly delegate* unmanaged<float*, void*, long, void> FromFloat;
-        public readonly delegate* unmanaged<int, float*, nuint, void*, nuint, void*, nuint, int, void> VecDot;
-        public readonly GgmlType VecDotType;
-        public readonly long Rows;
-    }
-
-    private static CpuTraits TraitsOf(GgmlType type) =>
-        *((delegate* unmanaged<int, CpuTraits*>)NativeLibrary.GetExport(s_cpuLibrary.Value, "ggml_get_type_traits_cpu"))((int)type);
 
     /// <summary>
     /// <paramref name="x"/> converted as llama.cpp's CPU backend converts the input of a <paramref name="weightType"/> matrix:
     /// the <c>from_float</c> of its <c>vec_dot_type</c> (e.g. Q8_0 blocks for Q4_0 and IQ4_NL, Q8_K for the k-quants); the bytes and that type.
     /// </summary>
-    public static (byte[] Blocks, GgmlType Type) ConvertInput(GgmlType weightType, ReadOnlySpan<float> x)
-    {
-        GgmlType type = TraitsOf(weightType).VecDotType;
-        CpuTraits convert = TraitsOf(type);
-        var blocks = new byte[GgmlTypeTraits.Find(type)!.RowBytes(x.Length)];
-        fixed (float* input = x)
-        fixed (byte* output = blocks)
-            convert.FromFloat(input, output, x.Length);
-        return (blocks, type);
-    }
+    public static (byte[] Blocks, GgmlType Type) ConvertInput(GgmlType weightType, ReadOnlySpan<float> x) =>
+        GgmlCpuReference.ConvertInput(s_cpuLibrary.Value, weightType, x);
 
     /// <summary>
     /// y (tokens, rows) = llama.cpp's CPU product of the <paramref name="type"/> rows in <paramref name="bytes"/> (rows, cols) with
-    /// x (tokens, cols), as its <c>mul_mat</c> forms it: each token converted by the <c>from_float</c> of the type's
-    /// <c>vec_dot_type</c> (Q8_0, Q8_1, Q8_K or F16 blocks), then the type's <c>vec_dot</c> per row (libggml-cpu's traits).
+    /// x (tokens, cols), as its <c>mul_mat</c> forms it: each token converted by <see cref="ConvertInput"/>, then the type's
+    /// <c>vec_dot</c> per row (libggml-cpu's traits).
     /// </summary>
     public static float[] MatMul(GgmlType type, ReadOnlySpan<byte> bytes, int rows, int cols, ReadOnlySpan<float> x, int tokens)
     {
-        CpuTraits traits = TraitsOf(type);
-        CpuTraits convert = TraitsOf(traits.VecDotType);
-        if (traits.VecDot == null || convert.FromFloat == null) throw new NotSupportedException($"ggml-cpu has no vec_dot for {type}");
-        long rowBytes = GgmlTypeTraits.Find(type)!.RowBytes(cols);
-        if (bytes.Length != rowBytes * rows || x.Length != tokens * cols) throw new ArgumentException("shapes do not match");
         var y = new float[tokens * rows];
-        var converted = new byte[GgmlTypeTraits.Find(traits.VecDotType)!.RowBytes(cols)];
-        fixed (byte* weights = bytes)
-        fixed (float* input = x)
-        fixed (float* output = y)
-        fixed (byte* activation = converted)
-            for (int t = 0; t < tokens; t++)
-            {
-                convert.FromFloat(input + (long)t * cols, activation, cols);
-                for (int r = 0; r < rows; r++) traits.VecDot(cols, output + (long)t * rows + r, 0, weights + r * rowBytes, 0, activation, 0, 1);
-            }
+        GgmlCpuReference.MatMul(s_cpuLibrary.Value, type, bytes, rows, cols, x, y, tokens);
         return y;
     }
 
     private static nint LoadGgmlBase()
     {
         LlamaCppSession.ConfigureLogging();
-        NativeApi.llama_empty_call(); // loads libllama (and with it libggml-base) the way LLamaSharp chooses
-        INativeLibrary llama = NativeApi.GetLoadedNativeLibrary(NativeLibraryName.LLama)
-            ?? throw new InvalidOperationException("LLamaSharp reports no loaded llama library");
-        string level = llama.Metadata?.AvxLevel switch
-        {
-            AvxLevel.None => "noavx",
-            AvxLevel.Avx => "avx",
-            AvxLevel.Avx2 => "avx2",
-            AvxLevel.Avx512 => "avx512",
-            var other => throw new InvalidOperationException($"no runtime folder known for LLamaSharp's AVX level {other}"),
-        };
-        s_level = level;
-        return NativeLibrary.Load(LibraryPath("ggml-base"));
-    }
-
-    private static string? s_level;
-
-    // LLamaSharp's copy of ggml library `name` for the AVX level it chose (after LoadGgmlBase)
-    private static string LibraryPath(string name)
-    {
-        if (s_level is null) _ = s_library.Value; // LoadGgmlBase sets the level before it asks for a path
-        string file = OperatingSystem.IsWindows() ? name + ".dll" : OperatingSystem.IsMacOS() ? $"lib{name}.dylib" : $"lib{name}.so";
-        string path = Path.Combine(AppContext.BaseDirectory, "runtimes", RuntimeInformation.RuntimeIdentifier, "native", s_level!, file);
-        return File.Exists(path) ? path : throw new FileNotFoundException($"LLamaSharp's {name} library is not at {path}", path);
+        return GgmlCpuReference.Load("ggml-base");
     }
 }
