@@ -35,6 +35,7 @@ public static class QualityTable
         string presetList = Arg("--presets", string.Join(',', LlamaCppPresetFiles.Default));
         string[] presets = presetList == "none" ? [] : presetList.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         foreach (string preset in presets) _ = LlamaCppPresetFiles.Parse(preset);
+        bool probe = args.Contains("--probe");
 
         var kernelOptions = new KernelOptions { Threads = threads };
         IMatMulKernel kernel = KernelSelector.Create(kernelOptions);
@@ -55,23 +56,41 @@ public static class QualityTable
             }
             float[][][] reference = documents.Select(d => AllLogits(loaded.Model, d)).ToArray();
             var rows = new List<(string Name, double Ppl, double Kl, double Top1)>();
+            var perDocument = new Dictionary<string, double[]>();
             void Score(string name, Func<int[], float[][]> logitsOf)
             {
                 double nll = 0, kl = 0;
                 long positions = 0, agree = 0;
+                var documentKl = new double[documents.Length]; // Σ KL over each document's positions
                 for (int d = 0; d < documents.Length; d++)
                 {
                     float[][] candidate = logitsOf(documents[d]);
                     for (int p = 0; p + 1 < documents[d].Length; p++)
                     {
                         nll += PerplexityEvaluator.TokenNll(candidate[p], documents[d][p + 1]);
-                        kl += DistributionComparison.KlDivergence(reference[d][p], candidate[p]);
+                        double positionKl = DistributionComparison.KlDivergence(reference[d][p], candidate[p]);
+                        kl += positionKl;
+                        documentKl[d] += positionKl;
                         agree += Core.Generation.TokenSampler.ArgMax(candidate[p]) == Core.Generation.TokenSampler.ArgMax(reference[d][p]) ? 1 : 0;
                         positions++;
                     }
                 }
                 rows.Add((name, Math.Exp(nll / positions), kl / positions, (double)agree / positions));
+                perDocument[name] = documentKl;
                 Console.Error.WriteLine($"{name}: perplexity {rows[^1].Ppl:F4}, KL {rows[^1].Kl:F5}, top-1 {rows[^1].Top1:P2}");
+            }
+            if (probe)
+            {
+                // diagnostics only (stderr): what each difference from llama.cpp's arithmetic costs on each preset's file
+                foreach (string preset in presets.Prepend("Q4_0-ours"))
+                {
+                    string path = preset == "Q4_0-ours" ? files[GgmlType.Q4_0] : LlamaCppPresetFiles.Quantize(files[GgmlType.F32], preset, threads);
+                    Console.Error.WriteLine($"--- {preset}: {LlamaCppPresetFiles.TypeMix(path)}");
+                    perDocument.Clear();
+                    QualityProbe.Run(path, kernel, threads, Math.Max(maxTokens, 64), Score);
+                    QualityProbe.PairedDifferences(perDocument, "llama.cpp", documents.Select(d => d.Length - 1).ToArray());
+                }
+                return;
             }
             Score("AgileQuant FP32 (reference)", d => AllLogits(loaded.Model, d));
             foreach (string scheme in new[] { "W8A8", "W4A8-RTN", "W4A4-RTN" })
@@ -91,6 +110,14 @@ public static class QualityTable
                 using var engine = new LlamaCppEngine(files[type], threads, Math.Max(maxTokens, 64));
                 Score(name, engine.AllLogits);
             }
+            int[] scoredPositions = [.. documents.Select(d => d.Length - 1)];
+            var paired = new List<string>();
+            void Paired(string preset, string ours, string theirs)
+            {
+                (double mean, double error) = QualityProbe.PairedDifference(perDocument[ours], perDocument[theirs], scoredPositions);
+                paired.Add($"- {preset}: {mean.ToString("+0.00000;-0.00000", CultureInfo.InvariantCulture)} ± {error.ToString("0.00000", CultureInfo.InvariantCulture)}");
+            }
+            Paired("Q4_0 (our export)", "**AgileQuant on llama.cpp's Q4_0 file as loaded** (8-bit linear inputs only, per-group scales)", "llama.cpp Q4_0");
             var mixes = new List<string>();
             foreach (string preset in presets)
             {
@@ -117,6 +144,7 @@ public static class QualityTable
                 Score($"AgileQuant on llama.cpp's {preset} file, W8A8 scheme (per-group scales; 8-bit Q/K/V and KV cache too)", d => AllLogits(oursW8A8, d));
                 using var engine = new LlamaCppEngine(path, threads, Math.Max(maxTokens, 64));
                 Score($"llama.cpp {preset} (llama-quantize)", engine.AllLogits);
+                Paired(preset, $"**AgileQuant on llama.cpp's {preset} file as loaded** (8-bit linear inputs, per-group scales)", $"llama.cpp {preset} (llama-quantize)");
             }
             var md = new StringBuilder();
             md.AppendLine("# Quality side by side: AgileQuant vs llama.cpp on stories260K");
@@ -149,6 +177,11 @@ public static class QualityTable
                 md.AppendLine();
                 foreach (string mix in mixes) md.AppendLine($"- {mix}");
             }
+            md.AppendLine();
+            md.AppendLine("Paired difference of the mean KL, AgileQuant as loaded minus llama.cpp on the same file, with its standard error over the " +
+                $"{documents.Length} documents (each document's KL summed over its positions, documents as clusters; `e2e-quality --probe` traces the parts):");
+            md.AppendLine();
+            foreach (string line in paired) md.AppendLine(line);
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(output))!);
             File.WriteAllText(output, md.ToString());
             Console.Error.WriteLine($"wrote {output}");
@@ -159,7 +192,7 @@ public static class QualityTable
         }
     }
 
-    private static float[][] AllLogits(TransformerModel model, int[] tokens)
+    internal static float[][] AllLogits(TransformerModel model, int[] tokens)
     {
         int vocab = model.Config.VocabSize;
         float[] all = model.CreateContext().Forward(tokens, allLogits: true);

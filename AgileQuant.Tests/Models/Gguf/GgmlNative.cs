@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using AgileQuant.Models.Gguf;
-using LLama.Abstractions;
-using LLama.Native;
+using AgileQuant.Benchmarks.EndToEnd;
 
 namespace AgileQuant.Tests.Models.Gguf;
 
@@ -10,7 +9,8 @@ namespace AgileQuant.Tests.Models.Gguf;
 /// (<c>ggml_blck_size</c>, <c>ggml_type_size</c>, <c>ggml_type_name</c>), the file-making quantizer
 /// (<c>ggml_quantize_chunk</c>) and the dequantizers (<c>dequantize_row_*</c>, <c>ggml_fp16_to_fp32_row</c>,
 /// <c>ggml_bf16_to_fp32_row</c>), all exported by the <c>libggml-base</c> that LLamaSharp.Backend.Cpu ships.
-/// The library is the one beside the <c>libllama</c> LLamaSharp chose for this CPU (runtimes/RID/native/AVX-level/).
+/// The library is the one beside the <c>libllama</c> LLamaSharp chose for this CPU (runtimes/RID/native/AVX-level/); beside
+/// it, <c>libggml-cpu</c>'s type traits give llama.cpp's CPU matrix product (<see cref="MatMul"/>).
 /// </summary>
 internal static unsafe class GgmlNative
 {
@@ -68,23 +68,34 @@ internal static unsafe class GgmlNative
 
     private static nint Export(string name) => NativeLibrary.GetExport(s_library.Value, name);
 
+    private static readonly Lazy<nint> s_cpuLibrary = new(() =>
+    {
+        _ = s_library.Value; // logging configured, libllama loaded
+        return GgmlCpuReference.Load("ggml-cpu");
+    });
+
+    /// <summary>
+    /// <paramref name="x"/> converted as llama.cpp's CPU backend converts the input of a <paramref name="weightType"/> matrix:
+    /// the <c>from_float</c> of its <c>vec_dot_type</c> (e.g. Q8_0 blocks for Q4_0 and IQ4_NL, Q8_K for the k-quants); the bytes and that type.
+    /// </summary>
+    public static (byte[] Blocks, GgmlType Type) ConvertInput(GgmlType weightType, ReadOnlySpan<float> x) =>
+        GgmlCpuReference.ConvertInput(s_cpuLibrary.Value, weightType, x);
+
+    /// <summary>
+    /// y (tokens, rows) = llama.cpp's CPU product of the <paramref name="type"/> rows in <paramref name="bytes"/> (rows, cols) with
+    /// x (tokens, cols), as its <c>mul_mat</c> forms it: each token converted by <see cref="ConvertInput"/>, then the type's
+    /// <c>vec_dot</c> per row (libggml-cpu's traits).
+    /// </summary>
+    public static float[] MatMul(GgmlType type, ReadOnlySpan<byte> bytes, int rows, int cols, ReadOnlySpan<float> x, int tokens)
+    {
+        var y = new float[tokens * rows];
+        GgmlCpuReference.MatMul(s_cpuLibrary.Value, type, bytes, rows, cols, x, y, tokens);
+        return y;
+    }
+
     private static nint LoadGgmlBase()
     {
         LlamaCppSession.ConfigureLogging();
-        NativeApi.llama_empty_call(); // loads libllama (and with it libggml-base) the way LLamaSharp chooses
-        INativeLibrary llama = NativeApi.GetLoadedNativeLibrary(NativeLibraryName.LLama)
-            ?? throw new InvalidOperationException("LLamaSharp reports no loaded llama library");
-        string level = llama.Metadata?.AvxLevel switch
-        {
-            AvxLevel.None => "noavx",
-            AvxLevel.Avx => "avx",
-            AvxLevel.Avx2 => "avx2",
-            AvxLevel.Avx512 => "avx512",
-            var other => throw new InvalidOperationException($"no runtime folder known for LLamaSharp's AVX level {other}"),
-        };
-        string file = OperatingSystem.IsWindows() ? "ggml-base.dll" : OperatingSystem.IsMacOS() ? "libggml-base.dylib" : "libggml-base.so";
-        string path = Path.Combine(AppContext.BaseDirectory, "runtimes", RuntimeInformation.RuntimeIdentifier, "native", level, file);
-        if (!File.Exists(path)) throw new FileNotFoundException($"LLamaSharp's ggml-base library is not at {path}", path);
-        return NativeLibrary.Load(path);
+        return GgmlCpuReference.Load("ggml-base");
     }
 }
